@@ -1,0 +1,17 @@
+#pragma once
+// Logging setup: spdlog, text or JSON lines, to stderr or a file. Messages name the storage
+// ("namespace/name"); callers never pass credential material (see README "Security").
+#include <string>
+
+namespace stowage::logging {
+
+enum class Format { Text, Json };
+
+// level: trace|debug|info|warn|error. file: empty for stderr. Every line is flushed, so a
+// kill -9 never loses what was logged before it.
+void setup(Format format, const std::string& level, const std::string& file = "");
+
+// JSON string escaping used by the JSON formatter (exposed for tests).
+std::string json_escape(std::string_view s);
+
+}  // namespace stowage::logging

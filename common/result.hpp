@@ -1,0 +1,31 @@
+#pragma once
+// A small value-or-error type (std::expected is C++23). Errors are values at module seams:
+// no exceptions cross from storage/, persistence/ or kube/ into engine/.
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace stowage {
+
+struct Ok {};
+
+template <class T, class E>
+class Result {
+ public:
+  // Asio's co_spawn needs a default-constructible value type; a default Result is an empty error.
+  Result() requires std::is_default_constructible_v<E> : v_(std::in_place_index<1>) {}
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit by design
+
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  E& error() { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, E> v_;
+};
+
+}  // namespace stowage
