@@ -1,0 +1,85 @@
+#pragma once
+// The effective configuration: defaults < YAML file (--config / STOWAGE_CONFIG) < STOWAGE_*
+// environment variables < command-line flags. Every setting is described once, in the table in
+// config.cpp, which drives file parsing, environment lookup, flags, `stowage config print` and the
+// README's configuration table. A bad value fails start-up with a ConfigError naming the setting
+// and where it came from (file:line:column, environment variable, or flag); main exits 2.
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace stowage::config {
+
+using Millis = std::chrono::milliseconds;
+
+struct Config {
+  std::filesystem::path state_dir = "./var/stowage";  // state-dir
+  std::string log_format = "text";                    // log.format: text | json
+  std::string log_level = "info";                     // log.level: trace | debug | info | warn | error
+  std::string log_file;                               // log.file: empty = stderr
+  std::filesystem::path manifests;                    // manifests.dir
+  Millis manifests_debounce{100};                     // manifests.debounce
+  Millis manifests_poll_interval{2000};               // manifests.poll-interval (when inotify is unavailable)
+  std::filesystem::path local_root = "/";             // local.root
+  int local_io_threads = 4;                           // local.io-threads
+  int workers = 16;                                   // reconcile.workers
+  Millis retry_base{1000};                            // reconcile.retry-base
+  Millis retry_cap{300000};                           // reconcile.retry-cap
+  Millis permanent_retry{600000};                     // reconcile.permanent-retry
+  Millis commit_interval{5};                          // store.commit-interval
+  std::string synchronous = "full";                   // store.synchronous: full | normal
+  Millis shutdown_grace{10000};                       // shutdown.grace-period
+  std::string operator_version = "v0.1.0";            // operator-version (written into metadata.yaml)
+
+  std::filesystem::path config_file;  // the file that was read, if any
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Describes one setting, for `config print` and the README table.
+struct SettingInfo {
+  std::string key;       // "reconcile.workers"
+  std::string flag;      // "--workers"
+  std::string env;       // "STOWAGE_RECONCILE_WORKERS"
+  std::string default_value;
+  std::string description;
+};
+const std::vector<SettingInfo>& settings();
+
+// Registers --config and one flag per setting on `app` (a CLI11 App or subcommand). The returned
+// loader must outlive the parse; call load() after app.parse().
+class Loader {
+ public:
+  explicit Loader(CLI::App& app);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Throws ConfigError. `env` defaults to the process environment (tests pass their own map).
+  Config load() const;
+  Config load(const std::map<std::string, std::string>& env) const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+// Parses "150ms", "5s", "2m", "1h30m", "1.5s" (Go's time.ParseDuration units ns..h); throws
+// ConfigError on anything else ("5 parsecs").
+Millis parse_duration(const std::string& text);
+std::string format_duration(Millis d);
+
+// The effective configuration as YAML, every key shown (`stowage config print`).
+std::string to_yaml(const Config& config);
+
+}  // namespace stowage::config

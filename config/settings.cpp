@@ -1,0 +1,175 @@
+// The table of settings and the checks on each kind of value. Guarantees: every row's key, flag
+// and environment variable are unique (a test checks); assign() either stores a valid value or
+// throws ConfigError saying what was expected and what was given; value_of() writes a value that
+// assign() accepts and reads back unchanged.
+#include "config/settings.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <type_traits>
+
+namespace stowage::config::detail {
+namespace {
+
+using std::filesystem::path;
+constexpr Millis kPositive{1};
+constexpr Millis kZeroAllowed{0};
+
+std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+std::string join(const std::vector<std::string_view>& items, std::string_view separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+template <class T>
+void check_and_store(const Text<T>& text, Config& config, const std::string& input) {
+  if (input.empty() && !text.may_be_empty) {
+    throw ConfigError("expected a non-empty " + std::string(text.type_name == "PATH" ? "path" : "value") +
+                      ", got \"\"");
+  }
+  config.*text.field = input;
+}
+
+void check_and_store(const Choice& choice, Config& config, const std::string& input) {
+  for (const auto& allowed : choice.choices) {
+    if (input == allowed) {
+      config.*choice.field = input;
+      return;
+    }
+  }
+  throw ConfigError("expected one of " + join(choice.choices, ", ") + ", got " + quoted(input));
+}
+
+void check_and_store(const Integer& integer, Config& config, const std::string& input) {
+  int number = 0;
+  const char* end = input.data() + input.size();
+  auto [stop, error] = std::from_chars(input.data(), end, number);
+  if (input.empty() || error != std::errc() || stop != end || number < integer.min || number > integer.max) {
+    throw ConfigError("expected an integer between " + std::to_string(integer.min) + " and " +
+                      std::to_string(integer.max) + ", got " + quoted(input));
+  }
+  config.*integer.field = number;
+}
+
+void check_and_store(const Duration& duration, Config& config, const std::string& input) {
+  Millis parsed = parse_duration(input);  // throws on bad syntax
+  if (parsed < duration.min) {
+    throw ConfigError("expected a duration of at least " + format_duration(duration.min) + ", got " + quoted(input) +
+                      (input != "0" && parsed.count() == 0 ? " (durations are rounded to milliseconds)" : ""));
+  }
+  config.*duration.field = parsed;
+}
+
+template <class T>
+std::string print(const Text<T>& text, const Config& config) {
+  if constexpr (std::is_same_v<T, path>) {
+    return (config.*text.field).string();
+  } else {
+    return config.*text.field;
+  }
+}
+std::string print(const Choice& choice, const Config& config) { return config.*choice.field; }
+std::string print(const Integer& integer, const Config& config) { return std::to_string(config.*integer.field); }
+std::string print(const Duration& duration, const Config& config) { return format_duration(config.*duration.field); }
+
+template <class T>
+std::string placeholder(const Text<T>& text) {
+  return std::string(text.type_name);
+}
+std::string placeholder(const Choice& choice) { return join(choice.choices, "|"); }
+std::string placeholder(const Integer&) { return "INT"; }
+std::string placeholder(const Duration&) { return "DURATION"; }
+
+std::vector<Setting> make_table() {
+  using std::chrono::milliseconds;
+  return {
+      {"state-dir", "--state-dir", "Directory holding state.db and the fingerprint key",
+       Text<path>{&Config::state_dir, "PATH", false}},
+      {"log.format", "--log-format", "Log line format", Choice{&Config::log_format, {"text", "json"}}},
+      {"log.level", "--log-level", "Lowest level that is logged",
+       Choice{&Config::log_level, {"trace", "debug", "info", "warn", "error"}}},
+      {"log.file", "--log-file", "File the log is appended to; empty logs to stderr",
+       Text<std::string>{&Config::log_file, "PATH", true}},
+      {"manifests.dir", "--manifests", "Folder of BackupStorage and Secret manifests to watch (offline mode)",
+       Text<path>{&Config::manifests, "PATH", true}},
+      {"manifests.debounce", "--manifests-debounce", "Quiet time after a manifest change before it is read",
+       Duration{&Config::manifests_debounce, kPositive}},
+      {"manifests.poll-interval", "--manifests-poll-interval",
+       "How often the manifests directory is rescanned when inotify is unavailable",
+       Duration{&Config::manifests_poll_interval, kPositive}},
+      {"local.root", "--local-root",
+       "Directory that absolute volume paths in manifests are resolved under, as a container sees its mounts",
+       Text<path>{&Config::local_root, "PATH", false}},
+      {"local.io-threads", "--local-io-threads", "Threads doing file I/O for local volumes",
+       Integer{&Config::local_io_threads, 1, 64}},
+      {"reconcile.workers", "--workers", "Reconciles that may run at the same time",
+       Integer{&Config::workers, 1, 1024}},
+      {"reconcile.retry-base", "--retry-base", "First delay before retrying a failed reconcile",
+       Duration{&Config::retry_base, kPositive}},
+      {"reconcile.retry-cap", "--retry-cap", "Longest delay between retries of a failing reconcile",
+       Duration{&Config::retry_cap, kPositive}},
+      {"reconcile.permanent-retry", "--permanent-retry",
+       "Delay before retrying a reconcile that failed in a way that needs a change to fix",
+       Duration{&Config::permanent_retry, kPositive}},
+      {"store.commit-interval", "--commit-interval",
+       "How long state writes are grouped before one commit; 0 commits on the next reactor turn",
+       Duration{&Config::commit_interval, kZeroAllowed}},
+      {"store.synchronous", "--store-synchronous", "SQLite synchronous mode for state.db",
+       Choice{&Config::synchronous, {"full", "normal"}}},
+      {"shutdown.grace-period", "--shutdown-grace-period",
+       "How long running reconciles may take to finish after SIGTERM", Duration{&Config::shutdown_grace, kPositive}},
+      {"operator-version", "--operator-version", "operatorVersion written into each new metadata.yaml",
+       Text<std::string>{&Config::operator_version, "TEXT", false}},
+  };
+}
+
+}  // namespace
+
+const std::vector<Setting>& table() {
+  static const std::vector<Setting> rows = make_table();
+  return rows;
+}
+
+std::string env_name(std::string_view key) {
+  std::string name = "STOWAGE_";
+  for (char c : key) {
+    name += (c == '.' || c == '-') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+void assign(const Setting& setting, Config& config, const std::string& text) {
+  std::visit([&](const auto& value) { check_and_store(value, config, text); }, setting.value);
+}
+
+std::string value_of(const Setting& setting, const Config& config) {
+  return std::visit([&](const auto& value) { return print(value, config); }, setting.value);
+}
+
+std::string type_name(const Setting& setting) {
+  return std::visit([](const auto& value) { return placeholder(value); }, setting.value);
+}
+
+}  // namespace stowage::config::detail
+
+namespace stowage::config {
+
+const std::vector<SettingInfo>& settings() {
+  static const std::vector<SettingInfo> infos = [] {
+    std::vector<SettingInfo> out;
+    const Config defaults;
+    for (const auto& row : detail::table()) {
+      out.push_back({std::string(row.key), std::string(row.flag), detail::env_name(row.key),
+                     detail::value_of(row, defaults), std::string(row.description)});
+    }
+    return out;
+  }();
+  return infos;
+}
+
+}  // namespace stowage::config

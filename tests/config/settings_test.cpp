@@ -1,0 +1,44 @@
+// The settings table: names derived as documented, nothing duplicated, defaults matching Config.
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "config/config.hpp"
+
+using namespace stowage::config;
+
+TEST_CASE("the table lists every setting once, with its flag, variable and default") {
+  const auto& all = settings();
+  REQUIRE(all.size() == 17);
+  std::set<std::string> keys, flags, envs;
+  for (const auto& s : all) {
+    INFO(s.key);
+    CHECK(keys.insert(s.key).second);
+    CHECK(flags.insert(s.flag).second);
+    CHECK(envs.insert(s.env).second);
+    CHECK(s.flag.starts_with("--"));
+    CHECK(!s.description.empty());
+  }
+  CHECK(flags.count("--config") == 0);
+  CHECK(envs.count("STOWAGE_CONFIG") == 0);
+}
+
+TEST_CASE("environment names are STOWAGE_ and the key with '.' and '-' as '_'") {
+  const auto find = [](const std::string& key) {
+    for (const auto& s : settings()) {
+      if (s.key == key) return s;
+    }
+    FAIL("no setting " << key);
+    return SettingInfo{};
+  };
+  CHECK(find("reconcile.retry-base").env == "STOWAGE_RECONCILE_RETRY_BASE");
+  CHECK(find("state-dir").env == "STOWAGE_STATE_DIR");
+  CHECK(find("reconcile.workers").flag == "--workers");
+  CHECK(find("manifests.dir").flag == "--manifests");
+  CHECK(find("store.commit-interval").default_value == "5ms");
+  CHECK(find("reconcile.retry-cap").default_value == "5m");
+  CHECK(find("state-dir").default_value == "./var/stowage");
+  CHECK(find("log.file").default_value.empty());
+  CHECK(find("local.root").description ==
+        "Directory that absolute volume paths in manifests are resolved under, as a container sees its mounts");
+  CHECK(find("state-dir").description == "Directory holding state.db and the fingerprint key");
+}

@@ -1,0 +1,101 @@
+// to_yaml: `stowage config print > f.yaml; stowage --config f.yaml` gives the same configuration.
+#include <catch2/catch.hpp>
+
+#include "config_test_support.hpp"
+
+using namespace stowage::config;
+using namespace stowage::config::testing;
+using std::chrono::milliseconds;
+
+namespace {
+
+bool same_settings(const Config& a, const Config& b) {
+  return a.state_dir == b.state_dir && a.log_format == b.log_format && a.log_level == b.log_level &&
+         a.log_file == b.log_file && a.manifests == b.manifests && a.manifests_debounce == b.manifests_debounce &&
+         a.manifests_poll_interval == b.manifests_poll_interval && a.local_root == b.local_root &&
+         a.local_io_threads == b.local_io_threads && a.workers == b.workers && a.retry_base == b.retry_base &&
+         a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
+         a.commit_interval == b.commit_interval && a.synchronous == b.synchronous &&
+         a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version;
+}
+
+Config reload(const Config& config) {
+  TempDir dir;
+  const std::string file = dir.write("printed.yaml", to_yaml(config));
+  return load_with({"--config", file});
+}
+
+}  // namespace
+
+TEST_CASE("to_yaml prints every setting, nested like the file") {
+  CHECK(to_yaml(Config{}) ==
+        "state-dir: ./var/stowage\n"
+        "log:\n"
+        "  format: text\n"
+        "  level: info\n"
+        "  file: \"\"\n"
+        "manifests:\n"
+        "  dir: \"\"\n"
+        "  debounce: 100ms\n"
+        "  poll-interval: 2s\n"
+        "local:\n"
+        "  root: /\n"
+        "  io-threads: 4\n"
+        "reconcile:\n"
+        "  workers: 16\n"
+        "  retry-base: 1s\n"
+        "  retry-cap: 5m\n"
+        "  permanent-retry: 10m\n"
+        "store:\n"
+        "  commit-interval: 5ms\n"
+        "  synchronous: full\n"
+        "shutdown:\n"
+        "  grace-period: 10s\n"
+        "operator-version: v0.1.0\n");
+}
+
+TEST_CASE("the defaults round-trip through to_yaml and the loader") {
+  CHECK(same_settings(reload(Config{}), Config{}));
+}
+
+TEST_CASE("a configuration with every setting changed round-trips") {
+  const Config changed = load_with({"--state-dir",
+                                    "/data/state dir",
+                                    "--log-format",
+                                    "json",
+                                    "--log-level",
+                                    "trace",
+                                    "--log-file",
+                                    "/var/log/s: x.log",
+                                    "--manifests",
+                                    "null",
+                                    "--manifests-debounce",
+                                    "1.5s",
+                                    "--manifests-poll-interval",
+                                    "1h0m1ms",
+                                    "--local-root",
+                                    "~",
+                                    "--local-io-threads",
+                                    "64",
+                                    "--workers",
+                                    "1",
+                                    "--retry-base",
+                                    "250ms",
+                                    "--retry-cap",
+                                    "90s",
+                                    "--permanent-retry",
+                                    "2h45m",
+                                    "--commit-interval",
+                                    "0",
+                                    "--store-synchronous",
+                                    "normal",
+                                    "--shutdown-grace-period",
+                                    "1ms",
+                                    "--operator-version",
+                                    "'quoted' #1"});
+  CHECK(changed.manifests == "null");
+  CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));
+  const Config again = reload(changed);
+  CHECK(same_settings(again, changed));
+  CHECK(to_yaml(again) == to_yaml(changed));
+}
