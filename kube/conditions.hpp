@@ -1,0 +1,37 @@
+#pragma once
+// KubeStash's status rules for BackupStorage: condition types and reasons, the transition-time
+// rule, the phase rule and the size format.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kube/model.hpp"
+
+namespace stowage::kube {
+
+inline constexpr std::string_view kConditionBackendInitialized = "BackendInitialized";
+inline constexpr std::string_view kConditionBackendSecretFound = "BackendSecretFound";
+inline constexpr std::string_view kReasonBackendInitializationSucceeded = "BackendInitializationSucceeded";
+inline constexpr std::string_view kReasonBackendInitializationFailed = "BackendInitializationFailed";
+inline constexpr std::string_view kReasonBackendSecretAvailable = "BackendSecretAvailable";
+inline constexpr std::string_view kReasonBackendSecretNotAvailable = "BackendSecretNotAvailable";
+inline constexpr std::string_view kMessageBackendInitialized = "Successfully initialized backend.";
+inline constexpr std::string_view kMessageBackendSecretFound = "Backend secret exists.";
+inline constexpr std::string_view kPhaseReady = "Ready";
+inline constexpr std::string_view kPhaseNotReady = "NotReady";
+
+// Sets (or replaces) the condition of the same type. lastTransitionTime is kept when the status
+// does not change and set to `now` when it does or when the condition is new (Kubernetes rule).
+// severity: "" for True conditions, "Error" for False ones (kmodules' convention).
+void set_condition(std::vector<Condition>& conditions, Condition condition, const std::string& now);
+void remove_condition(std::vector<Condition>& conditions, std::string_view type);
+const Condition* find_condition(const std::vector<Condition>& conditions, std::string_view type);
+
+// Ready when BackendInitialized is True and BackendSecretFound is absent or True; else NotReady.
+std::string calculate_phase(const std::vector<Condition>& conditions);
+
+// "%.3f TiB|GiB|MiB|KiB" when strictly greater than the unit, else "%d B".
+std::string format_size(std::uint64_t bytes);
+
+}  // namespace stowage::kube

@@ -1,0 +1,570 @@
+// Parsing of BackupStorage and Secret objects from JSON, and the status/object writers.
+// Guarantees: never throws; the first problem found is returned as a ParseError naming the field's
+// JSON path and what was expected. JSON null counts as absent (as Go's encoding/json treats it).
+// Secret values are never copied into an error message.
+#include "kube/model.hpp"
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "common/crypto.hpp"
+
+namespace stowage::kube {
+namespace {
+
+namespace json = boost::json;
+using MaybeError = std::optional<ParseError>;
+
+constexpr std::size_t kMaxShownChars = 60;
+
+std::string join(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string indexed(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+std::string format_number(double d) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, d);
+  return std::string(buf, r.ptr);
+}
+
+std::string quoted_excerpt(std::string_view s) {
+  if (s.size() <= kMaxShownChars) return json::serialize(json::string(s));
+  std::size_t cut = kMaxShownChars;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return json::serialize(json::string(s.substr(0, cut))) + "...";
+}
+
+// "a string (\"ten\")", "a number (10)", "an object", ... The value is left out when show_value is false.
+std::string describe(const json::value& v, bool show_value = true) {
+  auto with = [&](std::string what, const std::string& shown) { return show_value ? what + " (" + shown + ")" : what; };
+  switch (v.kind()) {
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return with("a boolean", v.get_bool() ? "true" : "false");
+    case json::kind::int64:
+      return with("a number", std::to_string(v.get_int64()));
+    case json::kind::uint64:
+      return with("a number", std::to_string(v.get_uint64()));
+    case json::kind::double_:
+      return with("a number", format_number(v.get_double()));
+    case json::kind::string:
+      return with("a string", quoted_excerpt(v.get_string()));
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
+  }
+  return "an unknown value";
+}
+
+ParseError type_error(const std::string& path, std::string_view expected, const json::value& got,
+                      bool show_value = true) {
+  return ParseError{path, "expected " + std::string(expected) + ", got " + describe(got, show_value)};
+}
+
+// The member's value, or nullptr when it is absent or null.
+const json::value* member(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it == o.end() || it->value().is_null() ? nullptr : &it->value();
+}
+
+MaybeError read_string(const json::object& o, std::string_view key, const std::string& path, std::string& out) {
+  const json::value* v = member(o, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) return type_error(join(path, key), "a string", *v);
+  out = std::string(v->get_string());
+  return std::nullopt;
+}
+
+using StringField = std::pair<std::string_view, std::string*>;
+
+MaybeError read_strings(const json::object& o, const std::string& path, std::initializer_list<StringField> fields) {
+  for (const auto& [key, field] : fields)
+    if (auto e = read_string(o, key, path, *field)) return e;
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> as_int64(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return static_cast<std::int64_t>(v.get_uint64());
+  if (v.is_double()) {  // YAML "10.0" arrives as a double; an integral value is accepted (as kubectl does)
+    double d = v.get_double();
+    if (std::trunc(d) == d && d >= -9.2e18 && d <= 9.2e18) return static_cast<std::int64_t>(d);
+  }
+  return std::nullopt;
+}
+
+MaybeError read_int(const json::object& o, std::string_view key, const std::string& path, std::int64_t& out) {
+  const json::value* v = member(o, key);
+  if (!v) return std::nullopt;
+  auto i = as_int64(*v);
+  if (!i) return type_error(join(path, key), "an integer", *v);
+  out = *i;
+  return std::nullopt;
+}
+
+MaybeError read_bool(const json::object& o, std::string_view key, const std::string& path, bool& out) {
+  const json::value* v = member(o, key);
+  if (!v) return std::nullopt;
+  if (!v->is_bool()) return type_error(join(path, key), "a boolean", *v);
+  out = v->get_bool();
+  return std::nullopt;
+}
+
+// The member as an object (nullptr when absent or null), or a type error.
+Result<const json::object*, ParseError> read_object(const json::object& o, std::string_view key,
+                                                    const std::string& path) {
+  const json::value* v = member(o, key);
+  if (!v) return static_cast<const json::object*>(nullptr);
+  if (!v->is_object()) return type_error(join(path, key), "an object", *v);
+  return &v->get_object();
+}
+
+MaybeError read_string_map(const json::object& o, std::string_view key, const std::string& path,
+                           std::map<std::string, std::string>& out) {
+  auto obj = read_object(o, key, path);
+  if (!obj) return obj.error();
+  if (!obj.value()) return std::nullopt;
+  for (const auto& kv : *obj.value()) {
+    if (!kv.value().is_string()) return type_error(join(join(path, key), kv.key()), "a string", kv.value());
+    out[std::string(kv.key())] = std::string(kv.value().get_string());
+  }
+  return std::nullopt;
+}
+
+MaybeError read_string_list(const json::object& o, std::string_view key, const std::string& path,
+                            std::vector<std::string>& out) {
+  const json::value* v = member(o, key);
+  if (!v) return std::nullopt;
+  if (!v->is_array()) return type_error(join(path, key), "an array of strings", *v);
+  const auto& items = v->get_array();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].is_string()) return type_error(indexed(join(path, key), i), "a string", items[i]);
+    out.emplace_back(items[i].get_string());
+  }
+  return std::nullopt;
+}
+
+// Reads a list of objects with `parse_item(object, path)`.
+template <class T, class F>
+MaybeError read_object_list(const json::object& o, std::string_view key, const std::string& path, std::vector<T>& out,
+                            F parse_item) {
+  const json::value* v = member(o, key);
+  if (!v) return std::nullopt;
+  if (!v->is_array()) return type_error(join(path, key), "an array", *v);
+  const auto& items = v->get_array();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::string item_path = indexed(join(path, key), i);
+    if (!items[i].is_object()) return type_error(item_path, "an object", items[i]);
+    auto item = parse_item(items[i].get_object(), item_path);
+    if (!item) return item.error();
+    out.push_back(std::move(item.value()));
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names.
+
+// [a-z0-9]([-a-z0-9]*[a-z0-9])?
+bool is_label_shaped(std::string_view s) {
+  if (s.empty()) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  for (char c : s)
+    if (!alnum(c) && c != '-') return false;
+  return alnum(s.front()) && alnum(s.back());
+}
+
+bool is_dns1123_label(std::string_view s) { return s.size() <= 63 && is_label_shaped(s); }
+
+bool is_dns1123_subdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (std::size_t start = 0;;) {
+    std::size_t dot = s.find('.', start);
+    if (!is_label_shaped(s.substr(start, dot == s.npos ? s.npos : dot - start))) return false;
+    if (dot == s.npos) return true;
+    start = dot + 1;
+  }
+}
+
+MaybeError validate_identity(const ObjectMeta& meta) {
+  if (meta.name.empty()) return ParseError{"metadata.name", "a name is required"};
+  if (!is_dns1123_subdomain(meta.name))
+    return ParseError{"metadata.name",
+                      quoted_excerpt(meta.name) +
+                          " is not a valid name: a lowercase RFC 1123 subdomain must consist of lower case "
+                          "alphanumeric characters, '-' or '.', must start and end with an alphanumeric character "
+                          "(e.g. 'example.com') and be at most 253 characters"};
+  if (!is_dns1123_label(meta.namespace_))
+    return ParseError{"metadata.namespace",
+                      quoted_excerpt(meta.namespace_) +
+                          " is not a valid namespace: a lowercase RFC 1123 label must consist of lower case "
+                          "alphanumeric characters or '-', must start and end with an alphanumeric character "
+                          "(e.g. 'my-name') and be at most 63 characters"};
+  return std::nullopt;
+}
+
+// kind first (a different object is the likelier mistake), then apiVersion.
+MaybeError check_type(const json::value& object, std::string_view kind, std::string_view api_version) {
+  if (!object.is_object()) return type_error("", "an object (a " + std::string(kind) + " manifest)", object);
+  std::string got_kind, got_version;
+  if (auto e = read_string(object.get_object(), "kind", "", got_kind)) return e;
+  if (auto e = read_string(object.get_object(), "apiVersion", "", got_version)) return e;
+  const std::string want_kind(kind), want_version(api_version);
+  if (got_kind != kind) {
+    std::string got = got_kind.empty() ? "none" : quoted_excerpt(got_kind);
+    return ParseError{"kind", "expected \"" + want_kind + "\", got " + got};
+  }
+  if (got_version.empty()) return ParseError{"apiVersion", "apiVersion is missing; use " + want_version};
+  if (got_version != api_version) {
+    std::string got = quoted_excerpt(got_version);
+    return ParseError{"apiVersion", "apiVersion " + got + " is not served for " + want_kind + "; use " + want_version};
+  }
+  return std::nullopt;
+}
+
+ParseResult<ObjectMeta> parse_metadata_member(const json::object& object) {
+  auto it = object.find("metadata");
+  return parse_object_meta(it == object.end() ? json::value(nullptr) : it->value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// spec.storage.
+
+ParseResult<S3Spec> parse_s3(const json::object& o, const std::string& path) {
+  S3Spec s;
+  if (auto e = read_strings(o, path,
+                            {{"endpoint", &s.endpoint},
+                             {"bucket", &s.bucket},
+                             {"prefix", &s.prefix},
+                             {"region", &s.region},
+                             {"secretName", &s.secret_name}}))
+    return *e;
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+  if (auto e = read_bool(o, "insecureTLS", path, s.insecure_tls)) return *e;
+  return s;
+}
+
+ParseResult<GcsSpec> parse_gcs(const json::object& o, const std::string& path) {
+  GcsSpec s;
+  if (auto e = read_strings(o, path, {{"bucket", &s.bucket}, {"prefix", &s.prefix}, {"secretName", &s.secret_name}}))
+    return *e;
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+  return s;
+}
+
+ParseResult<AzureSpec> parse_azure(const json::object& o, const std::string& path) {
+  AzureSpec s;
+  if (auto e = read_strings(o, path,
+                            {{"storageAccount", &s.storage_account},
+                             {"container", &s.container},
+                             {"prefix", &s.prefix},
+                             {"secretName", &s.secret_name}}))
+    return *e;
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+  return s;
+}
+
+// mountPath/subPath/maxConnections are LocalSpec's own; every other member is the inline VolumeSource.
+ParseResult<LocalSpec> parse_local(const json::object& o, const std::string& path) {
+  LocalSpec s;
+  if (auto e = read_string(o, "mountPath", path, s.mount_path)) return *e;
+  if (auto e = read_string(o, "subPath", path, s.sub_path)) return *e;
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+  for (const auto& kv : o) {
+    if (kv.key() == "mountPath" || kv.key() == "subPath" || kv.key() == "maxConnections" || kv.value().is_null())
+      continue;
+    if (!kv.value().is_object()) return type_error(join(path, kv.key()), "an object (a volume source)", kv.value());
+    if (s.volume_type.empty()) s.volume_type = std::string(kv.key());
+    s.volume_source[kv.key()] = kv.value();
+  }
+  if (s.volume_type == "hostPath")
+    if (auto e = read_string(s.volume_source["hostPath"].get_object(), "path", join(path, "hostPath"), s.host_path))
+      return *e;
+  return s;
+}
+
+template <class T, class F>
+MaybeError read_section(const json::object& o, std::string_view key, const std::string& path, std::optional<T>& out,
+                        F parse) {
+  auto obj = read_object(o, key, path);
+  if (!obj) return obj.error();
+  if (!obj.value()) return std::nullopt;
+  auto parsed = parse(*obj.value(), join(path, key));
+  if (!parsed) return parsed.error();
+  out = std::move(parsed.value());
+  return std::nullopt;
+}
+
+ParseResult<StorageSpec> parse_storage(const json::object& o, const std::string& path) {
+  StorageSpec s;
+  if (auto e = read_string(o, "provider", path, s.provider)) return *e;
+  if (auto e = read_section(o, "s3", path, s.s3, parse_s3)) return *e;
+  if (auto e = read_section(o, "gcs", path, s.gcs, parse_gcs)) return *e;
+  if (auto e = read_section(o, "azure", path, s.azure, parse_azure)) return *e;
+  if (auto e = read_section(o, "local", path, s.local, parse_local)) return *e;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// spec.
+
+MaybeError check_enum(const std::string& value, const std::string& path,
+                      std::initializer_list<std::string_view> allowed) {
+  std::string list;
+  for (auto a : allowed) {
+    if (value == a) return std::nullopt;
+    list += (list.empty() ? "\"" : ", \"") + std::string(a) + "\"";
+  }
+  return ParseError{path, "unsupported value " + quoted_excerpt(value) + ": supported values: " + list};
+}
+
+MaybeError read_usage_policy(const json::object& spec, BackupStorageSpec& out) {
+  auto policy = read_object(spec, "usagePolicy", "spec");
+  if (!policy) return policy.error();
+  if (!policy.value()) return std::nullopt;
+  out.usage_policy = *policy.value();
+  auto allowed = read_object(*policy.value(), "allowedNamespaces", "spec.usagePolicy");
+  if (!allowed) return allowed.error();
+  if (!allowed.value()) return std::nullopt;
+  const std::string path = "spec.usagePolicy.allowedNamespaces";
+  bool present = member(*allowed.value(), "from") != nullptr;
+  if (auto e = read_string(*allowed.value(), "from", path, out.usage_from)) return e;
+  return present ? check_enum(out.usage_from, path + ".from", {"All", "Selector", "Same"}) : std::nullopt;
+}
+
+ParseResult<BackupStorageSpec> parse_spec(const json::object& o) {
+  BackupStorageSpec s;
+  auto storage = read_object(o, "storage", "spec");
+  if (!storage) return storage.error();
+  if (storage.value()) {
+    auto parsed = parse_storage(*storage.value(), "spec.storage");
+    if (!parsed) return parsed.error();
+    s.storage = std::move(parsed.value());
+  }
+  if (auto e = read_bool(o, "default", "spec", s.is_default)) return *e;
+  bool has_policy = member(o, "deletionPolicy") != nullptr;
+  if (auto e = read_string(o, "deletionPolicy", "spec", s.deletion_policy)) return *e;
+  if (has_policy)
+    if (auto e = check_enum(s.deletion_policy, "spec.deletionPolicy", {"Delete", "WipeOut"})) return *e;
+  if (auto e = read_usage_policy(o, s)) return *e;
+  auto runtime = read_object(o, "runtimeSettings", "spec");
+  if (!runtime) return runtime.error();
+  if (runtime.value()) s.runtime_settings = *runtime.value();
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// status.
+
+ParseResult<RepositoryStatus> parse_repository(const json::object& o, const std::string& path) {
+  RepositoryStatus r;
+  if (auto e = read_strings(
+          o, path,
+          {{"name", &r.name}, {"namespace", &r.namespace_}, {"path", &r.path}, {"size", &r.size}, {"error", &r.error}}))
+    return *e;
+  if (auto e = read_bool(o, "synced", path, r.synced)) return *e;
+  return r;
+}
+
+ParseResult<Condition> parse_condition(const json::object& o, const std::string& path) {
+  Condition c;
+  if (auto e = read_strings(o, path,
+                            {{"type", &c.type},
+                             {"status", &c.status},
+                             {"reason", &c.reason},
+                             {"message", &c.message},
+                             {"severity", &c.severity},
+                             {"lastTransitionTime", &c.last_transition_time}}))
+    return *e;
+  if (auto e = read_int(o, "observedGeneration", path, c.observed_generation)) return *e;
+  return c;
+}
+
+void put_if(json::object& o, std::string_view key, const std::string& value) {
+  if (!value.empty()) o[key] = value;
+}
+
+json::object repository_to_json(const RepositoryStatus& r) {
+  json::object o;
+  put_if(o, "name", r.name);
+  put_if(o, "namespace", r.namespace_);
+  put_if(o, "path", r.path);
+  put_if(o, "size", r.size);
+  o["synced"] = r.synced;  // KubeStash's field is a *bool: written even when false
+  put_if(o, "error", r.error);
+  return o;
+}
+
+// kmodules' Condition: type, status and lastTransitionTime (metav1.Time: null when zero) always written.
+json::object condition_to_json(const Condition& c) {
+  json::object o;
+  o["type"] = c.type;
+  o["status"] = c.status;
+  if (c.observed_generation != 0) o["observedGeneration"] = c.observed_generation;
+  put_if(o, "severity", c.severity);
+  if (c.last_transition_time.empty())
+    o["lastTransitionTime"] = nullptr;
+  else
+    o["lastTransitionTime"] = c.last_transition_time;
+  put_if(o, "reason", c.reason);
+  put_if(o, "message", c.message);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret data.
+
+MaybeError read_secret_data(const json::object& o, Secret& s) {
+  auto data = read_object(o, "data", "");
+  if (!data) return data.error();
+  if (data.value())
+    for (const auto& kv : *data.value()) {
+      if (kv.value().is_null()) continue;
+      if (!kv.value().is_string()) return type_error(join("data", kv.key()), "a Base64 string", kv.value(), false);
+      if (auto decoded = crypto::base64_decode(kv.value().get_string()))
+        s.data[std::string(kv.key())] = *decoded;
+      else
+        s.invalid_keys.emplace_back(kv.key());
+    }
+  auto string_data = read_object(o, "stringData", "");
+  if (!string_data) return string_data.error();
+  if (string_data.value())
+    for (const auto& kv : *string_data.value()) {
+      if (kv.value().is_null()) continue;
+      if (!kv.value().is_string()) return type_error(join("stringData", kv.key()), "a string", kv.value(), false);
+      s.data[std::string(kv.key())] = std::string(kv.value().get_string());
+      std::erase(s.invalid_keys, std::string(kv.key()));
+    }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string StorageSpec::secret_name() const {
+  if (provider == "s3" && s3) return s3->secret_name;
+  if (provider == "gcs" && gcs) return gcs->secret_name;
+  if (provider == "azure" && azure) return azure->secret_name;
+  return "";
+}
+
+ParseResult<ObjectMeta> parse_object_meta(const boost::json::value& metadata) {
+  ObjectMeta m;
+  m.namespace_ = "default";
+  if (metadata.is_null()) return m;
+  if (!metadata.is_object()) return type_error("metadata", "an object", metadata);
+  const auto& o = metadata.get_object();
+  const std::string p = "metadata";
+  if (auto e = read_strings(o, p,
+                            {{"name", &m.name},
+                             {"namespace", &m.namespace_},
+                             {"uid", &m.uid},
+                             {"resourceVersion", &m.resource_version},
+                             {"creationTimestamp", &m.creation_timestamp},
+                             {"deletionTimestamp", &m.deletion_timestamp}}))
+    return *e;
+  if (m.namespace_.empty()) m.namespace_ = "default";
+  if (auto e = read_int(o, "generation", p, m.generation)) return *e;
+  if (auto e = read_string_map(o, "labels", p, m.labels)) return *e;
+  if (auto e = read_string_map(o, "annotations", p, m.annotations)) return *e;
+  if (auto e = read_string_list(o, "finalizers", p, m.finalizers)) return *e;
+  return m;
+}
+
+ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object) {
+  if (auto e = check_type(object, kBackupStorageKind, kBackupStorageApiVersion)) return *e;
+  const auto& o = object.get_object();
+  BackupStorage bs;
+  bs.raw = object;
+  auto meta = parse_metadata_member(o);
+  if (!meta) return meta.error();
+  bs.metadata = std::move(meta.value());
+  if (auto e = validate_identity(bs.metadata)) return *e;
+  auto spec_object = read_object(o, "spec", "");
+  if (!spec_object) return spec_object.error();
+  if (spec_object.value()) {
+    auto spec = parse_spec(*spec_object.value());
+    if (!spec) return spec.error();
+    bs.spec = std::move(spec.value());
+  }
+  if (const json::value* status = member(o, "status")) {
+    auto parsed = parse_status(*status);
+    if (!parsed) return parsed.error();
+    bs.status = std::move(parsed.value());
+  }
+  return bs;
+}
+
+ParseResult<Secret> parse_secret(const boost::json::value& object) {
+  if (auto e = check_type(object, "Secret", "v1")) return *e;
+  const auto& o = object.get_object();
+  Secret s;
+  auto meta = parse_metadata_member(o);
+  if (!meta) return meta.error();
+  s.metadata = std::move(meta.value());
+  if (auto e = validate_identity(s.metadata)) return *e;
+  if (auto e = read_string(o, "type", "", s.type)) return *e;
+  if (s.type.empty()) s.type = "Opaque";
+  if (auto e = read_secret_data(o, s)) return *e;
+  return s;
+}
+
+ParseResult<BackupStorageStatus> parse_status(const boost::json::value& status) {
+  BackupStorageStatus s;
+  if (status.is_null()) return s;
+  if (!status.is_object()) return type_error("status", "an object", status);
+  const auto& o = status.get_object();
+  if (auto e = read_string(o, "phase", "status", s.phase)) return *e;
+  if (auto e = read_string(o, "totalSize", "status", s.total_size)) return *e;
+  if (auto e = read_object_list(o, "repositories", "status", s.repositories, parse_repository)) return *e;
+  if (auto e = read_object_list(o, "conditions", "status", s.conditions, parse_condition)) return *e;
+  return s;
+}
+
+boost::json::value status_to_json(const BackupStorageStatus& status) {
+  json::object o;
+  put_if(o, "phase", status.phase);
+  put_if(o, "totalSize", status.total_size);
+  if (!status.repositories.empty()) {
+    json::array repos;
+    for (const auto& r : status.repositories) repos.push_back(repository_to_json(r));
+    o["repositories"] = std::move(repos);
+  }
+  if (!status.conditions.empty()) {
+    json::array conditions;
+    for (const auto& c : status.conditions) conditions.push_back(condition_to_json(c));
+    o["conditions"] = std::move(conditions);
+  }
+  return o;
+}
+
+// Typed metadata wins over `raw`; finalizers are written as they are now (an emptied list removes
+// the field, so a removed finalizer is not resurrected from `raw`).
+boost::json::value to_json(const BackupStorage& object) {
+  json::object out = object.raw.is_object() ? object.raw.get_object() : json::object{};
+  if (!out.contains("apiVersion")) out["apiVersion"] = kBackupStorageApiVersion;
+  if (!out.contains("kind")) out["kind"] = kBackupStorageKind;
+  if (!out["metadata"].is_object()) out["metadata"] = json::object{};
+  json::object& meta = out["metadata"].get_object();
+  const ObjectMeta& m = object.metadata;
+  put_if(meta, "name", m.name);
+  put_if(meta, "namespace", m.namespace_);
+  put_if(meta, "uid", m.uid);
+  put_if(meta, "resourceVersion", m.resource_version);
+  if (m.generation != 0) meta["generation"] = m.generation;
+  put_if(meta, "creationTimestamp", m.creation_timestamp);
+  if (m.finalizers.empty())
+    meta.erase("finalizers");
+  else
+    meta["finalizers"] = json::value_from(m.finalizers);
+  out["status"] = status_to_json(object.status);
+  return out;
+}
+
+}  // namespace stowage::kube
