@@ -1,0 +1,144 @@
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "persistence/fingerprint.hpp"
+#include "persistence/state_store.hpp"
+#include "persistence/work_queue.hpp"
+
+using namespace stowage::persistence;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path temp_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("stowage-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::unique_ptr<StateStore> open_store(const fs::path& dir, boost::asio::io_context& io, int commit_ms = 5) {
+  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(commit_ms), true});
+  REQUIRE(r.ok());
+  return std::move(r.value());
+}
+}  // namespace
+
+TEST_CASE("the store keeps queue rows, facts and objects across a reopen") {
+  auto dir = temp_dir("reopen");
+  {
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+    store->put(QueueRow{{"BackupStorage", "demo", "a"}, "added", 1, 42, "boom", ItemState::Processing});
+    store->put(QueueRow{{"BackupStorage", "demo", "b"}, "added", 0, 7, "", ItemState::Pending});
+    store->erase_queue({"BackupStorage", "demo", "b"});
+    store->put(InitFact{"demo", "a", "uid-1", 3, "local:/x", "fp", 99});
+    store->put(ObjectRecord{"demo", "a", "uid-1", 3, "h", "/m", "2025-01-01T00:00:00Z", "{}", "{\"phase\":\"Ready\"}", false});
+    bool durable = false;
+    store->when_durable([&] { durable = true; });
+    io.run_for(std::chrono::seconds(5));
+    CHECK(durable);
+  }
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  auto rows = store->load_queue();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].key.name == "a");
+  CHECK(rows[0].state == ItemState::Processing);
+  CHECK(rows[0].attempts == 1);
+  CHECK(rows[0].last_error == "boom");
+  auto facts = store->load_facts();
+  REQUIRE(facts.size() == 1);
+  CHECK(facts[0].generation == 3);
+  CHECK(facts[0].backend_identity == "local:/x");
+  auto objects = store->load_objects();
+  REQUIRE(objects.size() == 1);
+  CHECK(objects[0].status_json == "{\"phase\":\"Ready\"}");
+  auto ro = read_objects(dir);
+  REQUIRE(ro.ok());
+  CHECK(ro.value().size() == 1);
+}
+
+TEST_CASE("the database file is private (0600)") {
+  auto dir = temp_dir("mode");
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  struct stat st {};
+  REQUIRE(::stat((dir / "state.db").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("a corrupt state file is moved aside and the store rebuilt") {
+  auto dir = temp_dir("corrupt");
+  {
+    std::ofstream f(dir / "state.db", std::ios::binary);
+    f << std::string(8192, 'x');
+  }
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  CHECK(store->load_queue().empty());
+  bool moved = false;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("state.db.corrupt-", 0) == 0) moved = true;
+  CHECK(moved);
+}
+
+TEST_CASE("a store written by a newer schema is refused with a clear message") {
+  auto dir = temp_dir("newer");
+  {
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+  }
+  REQUIRE(std::system(("sqlite3 " + (dir / "state.db").string() + " 'PRAGMA user_version=99'").c_str()) == 0);
+  boost::asio::io_context io;
+  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.error(), Catch::Contains("newer stowage"));
+}
+
+TEST_CASE("many writes in one turn become one transaction (group commit)") {
+  auto dir = temp_dir("group");
+  boost::asio::io_context io;
+  auto store = open_store(dir, io, 0);
+  WorkQueue q(store.get(), [] { return std::int64_t{0}; });
+  for (int i = 0; i < 1000; ++i) q.add({"BackupStorage", "demo", "s" + std::to_string(i)}, "added");
+  bool durable = false;
+  store->when_durable([&] { durable = true; });
+  io.run_for(std::chrono::seconds(10));
+  REQUIRE(durable);
+  CHECK(store->stats().transactions == 1);
+  CHECK(store->stats().rows_written == 1000);
+  CHECK(store->load_queue().size() == 1000);
+}
+
+TEST_CASE("claim then complete in one batch leaves no row behind") {
+  auto dir = temp_dir("collapse");
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  WorkQueue q(store.get(), [] { return std::int64_t{0}; });
+  q.add({"BackupStorage", "demo", "a"}, "added");
+  auto item = q.claim();
+  REQUIRE(item);
+  q.complete(item->key);
+  store->flush_blocking();
+  CHECK(store->load_queue().empty());
+}
+
+TEST_CASE("fingerprints are keyed, stable and order-independent") {
+  auto dir = temp_dir("fp");
+  auto a = Fingerprinter::load_or_create(dir);
+  REQUIRE(a.ok());
+  auto b = Fingerprinter::load_or_create(dir);
+  REQUIRE(b.ok());
+  std::map<std::string, std::string> data{{"AWS_ACCESS_KEY_ID", "id"}, {"AWS_SECRET_ACCESS_KEY", "secret"}};
+  CHECK(a.value().fingerprint(data) == b.value().fingerprint(data));
+  CHECK(a.value().fingerprint(data) != a.value().fingerprint({{"AWS_ACCESS_KEY_ID", "id"}}));
+  auto other = Fingerprinter::load_or_create(temp_dir("fp2"));
+  CHECK(other.value().fingerprint(data) != a.value().fingerprint(data));  // keyed: not a plain hash
+  struct stat st {};
+  REQUIRE(::stat((dir / "fingerprint.key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
