@@ -1,0 +1,113 @@
+#include "engine/controller.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+namespace stowage::engine {
+
+struct Controller::Timer {
+  explicit Timer(boost::asio::any_io_executor ex) : t(std::move(ex)) {}
+  boost::asio::steady_timer t;
+};
+
+Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
+                       ControllerOptions options, persistence::WorkQueue::Clock clock)
+    : executor_(executor),
+      queue_(queue),
+      reconciler_(reconciler),
+      options_(options),
+      clock_(std::move(clock)),
+      backoff_(options.retry_base, options.retry_cap),
+      timer_(std::make_unique<Timer>(executor)) {
+  queue_.on_added([this] {
+    if (running_ && !pump_posted_) {
+      pump_posted_ = true;
+      boost::asio::post(executor_, [this] { pump(); });
+    }
+  });
+}
+
+Controller::~Controller() { queue_.on_added(nullptr); }
+
+void Controller::start() {
+  running_ = true;
+  pump();
+}
+
+void Controller::stop() {
+  running_ = false;
+  timer_->t.cancel();
+}
+
+bool Controller::idle() const { return in_flight_ == 0; }
+
+std::chrono::milliseconds Controller::retry_delay(const Outcome& outcome, int attempts) {
+  if (outcome.kind == Outcome::Permanent) return options_.permanent_retry;
+  return backoff_.next(attempts);
+}
+
+// Claims due items up to the concurrency limit, then sleeps until the next one is due.
+void Controller::pump() {
+  pump_posted_ = false;
+  if (!running_) return;
+  while (in_flight_ < static_cast<std::size_t>(options_.workers)) {
+    auto item = queue_.claim();
+    if (!item) break;
+    run(std::move(*item));
+  }
+  arm_timer();
+}
+
+void Controller::arm_timer() {
+  auto due = queue_.next_due();
+  if (!due || in_flight_ >= static_cast<std::size_t>(options_.workers)) return;
+  auto wait = std::chrono::milliseconds(std::max<std::int64_t>(0, *due - clock_()));
+  timer_->t.expires_after(wait);
+  timer_->t.async_wait([this](boost::system::error_code ec) {
+    if (!ec) pump();
+  });
+}
+
+void Controller::run(persistence::QueueRow item) {
+  ++in_flight_;
+  ++reconciles_;
+  spdlog::trace("{}: reconcile (reason: {}, attempts: {})", item.key.object_name(), item.reason, item.attempts);
+  ObjectKey key{item.key.namespace_, item.key.name};
+  boost::asio::co_spawn(executor_, reconciler_.reconcile(key),
+                        [this, item = std::move(item)](std::exception_ptr ep, Outcome outcome) {
+                          if (ep) {
+                            // A bug, not a backend failure: keep the item, back off, say so loudly.
+                            try {
+                              std::rethrow_exception(ep);
+                            } catch (const std::exception& e) {
+                              outcome = {Outcome::Transient, std::string("internal error: ") + e.what(), false};
+                            }
+                            spdlog::error("{}: reconcile threw: {}", item.key.object_name(), outcome.error);
+                          }
+                          finish(item, outcome);
+                        });
+}
+
+void Controller::finish(const persistence::QueueRow& item, const Outcome& outcome) {
+  --in_flight_;
+  if (outcome.kind == Outcome::Done) {
+    queue_.complete(item.key);
+  } else {
+    auto delay = retry_delay(outcome, item.attempts);
+    spdlog::debug("{}: retry in {} ms: {}", item.key.object_name(), delay.count(), outcome.error);
+    queue_.fail(item.key, outcome.error, clock_() + delay.count());
+  }
+  if (observer_) observer_(item.key, outcome);
+  if (running_) {
+    if (!pump_posted_) {
+      pump_posted_ = true;
+      boost::asio::post(executor_, [this] { pump(); });
+    }
+  } else if (in_flight_ == 0 && on_idle_) {
+    on_idle_();
+  }
+}
+
+}  // namespace stowage::engine

@@ -1,0 +1,69 @@
+#pragma once
+// Controller — runs the reconciler over the durable work queue on the reactor:
+//  - at most `workers` reconciles at once, never two for one key (the queue guarantees it);
+//  - the error policy: Transient -> full-jitter backoff (retry-base doubling to retry-cap),
+//    Permanent -> retried after permanent-retry (any change to the object or its Secret re-runs
+//    it at once), Done -> forgotten until something changes;
+//  - stop(): no new work is claimed; drained() completes when in-flight reconciles have finished.
+// Nothing runs before the source has delivered its first listing (start() is called after it).
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "common/backoff.hpp"
+#include "engine/reconciler.hpp"
+#include "persistence/work_queue.hpp"
+
+namespace stowage::engine {
+
+struct ControllerOptions {
+  int workers = 16;
+  std::chrono::milliseconds retry_base{1000};
+  std::chrono::milliseconds retry_cap{300000};
+  std::chrono::milliseconds permanent_retry{600000};
+};
+
+class Controller {
+ public:
+  using Observer = std::function<void(const persistence::QueueKey&, const Outcome&)>;
+
+  Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
+             ControllerOptions options, persistence::WorkQueue::Clock clock);
+  ~Controller();
+
+  void start();
+  void stop();
+  bool idle() const;  // nothing in flight
+  std::size_t in_flight() const { return in_flight_; }
+  std::uint64_t reconciles() const { return reconciles_; }
+  void on_outcome(Observer observer) { observer_ = std::move(observer); }
+  void on_idle(std::function<void()> callback) { on_idle_ = std::move(callback); }
+
+  // The delay the error policy picks for an outcome after `attempts` earlier failures.
+  std::chrono::milliseconds retry_delay(const Outcome& outcome, int attempts);
+
+ private:
+  void pump();
+  void arm_timer();
+  void run(persistence::QueueRow item);
+  void finish(const persistence::QueueRow& item, const Outcome& outcome);
+
+  struct Timer;
+  boost::asio::any_io_executor executor_;
+  persistence::WorkQueue& queue_;
+  Reconciler& reconciler_;
+  ControllerOptions options_;
+  persistence::WorkQueue::Clock clock_;
+  FullJitterBackoff backoff_;
+  std::unique_ptr<Timer> timer_;
+  std::size_t in_flight_ = 0;
+  std::uint64_t reconciles_ = 0;
+  bool running_ = false;
+  bool pump_posted_ = false;
+  Observer observer_;
+  std::function<void()> on_idle_;
+};
+
+}  // namespace stowage::engine

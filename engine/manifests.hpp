@@ -1,0 +1,58 @@
+#pragma once
+// Reading manifests: multi-document YAML (or JSON) files holding BackupStorage and Secret
+// objects in their exact Kubernetes shapes, `kind: List` included. Every problem becomes a
+// message that names the file and line and says how to fix it; a file that cannot be parsed
+// at all is reported and keeps contributing the objects it had before (a half-saved file in
+// an editor never deletes storages).
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/object_cache.hpp"
+#include "kube/model.hpp"
+
+namespace stowage::engine {
+
+struct Located {
+  std::string file;
+  int line = 0;
+  std::string where() const { return file + ":" + std::to_string(line); }
+};
+
+struct ManifestStorage {
+  kube::BackupStorage object;
+  Located at;
+};
+struct ManifestSecret {
+  kube::Secret object;
+  Located at;
+};
+
+// What one file holds.
+struct FileContents {
+  std::vector<ManifestStorage> storages;
+  std::vector<ManifestSecret> secrets;
+  std::vector<std::string> problems;  // per-document problems (the other documents still count)
+  bool unreadable = false;            // not YAML at all, or not readable: keep the previous contents
+};
+
+FileContents parse_manifest_text(const std::string& file, const std::string& text);
+FileContents read_manifest_file(const std::filesystem::path& file);
+
+// All objects of a folder (or a list of files), duplicates resolved: the first in path order wins
+// and the later one is reported.
+struct Snapshot {
+  std::map<ObjectKey, ManifestStorage> storages;
+  std::map<ObjectKey, ManifestSecret> secrets;
+  std::vector<std::string> problems;
+};
+
+void add_to_snapshot(Snapshot& snapshot, const FileContents& contents);
+
+// Manifest files under a folder, recursively, sorted; hidden entries (".*", e.g. the "..data" of a
+// mounted ConfigMap) are skipped. Errors (missing folder) go to `error`.
+std::vector<std::filesystem::path> list_manifest_files(const std::filesystem::path& dir, std::string& error,
+                                                       std::vector<std::filesystem::path>* dirs = nullptr);
+
+}  // namespace stowage::engine

@@ -1,0 +1,142 @@
+#include "engine/offline_world.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/crypto.hpp"
+#include "common/time_format.hpp"
+#include "persistence/state_store.hpp"
+#include "persistence/work_queue.hpp"
+
+namespace stowage::engine {
+
+namespace {
+constexpr const char* kKind = "BackupStorage";
+
+std::string spec_hash(const kube::BackupStorage& s) {
+  const auto* obj = s.raw.if_object();
+  const auto* spec = obj ? obj->if_contains("spec") : nullptr;
+  return crypto::hex(crypto::sha256(spec ? boost::json::serialize(*spec) : "")).substr(0, 16);
+}
+
+std::string without_status(const kube::BackupStorage& s) {
+  boost::json::value v = kube::to_json(s);
+  if (auto* obj = v.if_object()) obj->erase("status");
+  return boost::json::serialize(v);
+}
+}  // namespace
+
+OfflineWorld::OfflineWorld(persistence::StateStore* store, const std::vector<persistence::ObjectRecord>& records,
+                           std::string source_id, persistence::WorkQueue& queue, bool deletions)
+    : store_(store), source_id_(std::move(source_id)), queue_(queue), deletions_(deletions) {
+  for (const auto& r : records) records_[{r.namespace_, r.name}] = r;
+}
+
+void OfflineWorld::save(const persistence::ObjectRecord& record) {
+  if (store_) store_->put(record);
+}
+
+void OfflineWorld::enqueue(const ObjectKey& key, const std::string& reason) {
+  queue_.add({kKind, key.namespace_, key.name}, reason);
+}
+
+void OfflineWorld::storage_upserted(kube::BackupStorage storage) {
+  ObjectKey key{storage.metadata.namespace_, storage.metadata.name};
+  std::string hash = spec_hash(storage);
+  auto [it, is_new] = records_.try_emplace(key);
+  auto& rec = it->second;
+  bool changed = is_new || rec.spec_hash != hash || rec.deleting || rec.source != source_id_;
+  if (is_new) {
+    rec.namespace_ = key.namespace_;
+    rec.name = key.name;
+    rec.uid = storage.metadata.uid.empty() ? crypto::uuid_v4() : storage.metadata.uid;
+    rec.generation = 1;
+    rec.creation_timestamp =
+        storage.metadata.creation_timestamp.empty() ? rfc3339(WallClock::now()) : storage.metadata.creation_timestamp;
+  } else if (rec.spec_hash != hash) {
+    ++rec.generation;  // as the API server does: only a spec change moves the generation
+  }
+  storage.metadata.uid = rec.uid;
+  storage.metadata.generation = rec.generation;
+  storage.metadata.creation_timestamp = rec.creation_timestamp;
+  if (!rec.status_json.empty()) {
+    auto status = kube::parse_status(boost::json::parse(rec.status_json));
+    if (status.ok()) storage.status = std::move(status.value());
+  }
+  if (changed) {
+    rec.spec_hash = hash;
+    rec.source = source_id_;
+    rec.deleting = false;
+    rec.object_json = without_status(storage);
+    save(rec);
+  }
+  cache_.upsert(std::move(storage));
+  enqueue(key, is_new ? "added" : "changed");
+}
+
+void OfflineWorld::storage_removed(const ObjectKey& key) {
+  cache_.erase_storage(key);
+  if (deletions_ && records_.count(key)) enqueue(key, "removed from manifests");
+}
+
+void OfflineWorld::secret_upserted(kube::Secret secret) {
+  ObjectKey key{secret.metadata.namespace_, secret.metadata.name};
+  cache_.upsert(std::move(secret));
+  for (const auto& s : cache_.storages_using_secret(key)) enqueue(s, "secret " + key.str() + " changed");
+}
+
+void OfflineWorld::secret_removed(const ObjectKey& key) {
+  cache_.erase_secret(key);
+  for (const auto& s : cache_.storages_using_secret(key)) enqueue(s, "secret " + key.str() + " removed");
+}
+
+void OfflineWorld::synced() {
+  if (!deletions_) return;
+  for (const auto& [key, rec] : records_) {
+    if (cache_.storage(key)) continue;
+    if (rec.source == source_id_) {
+      enqueue(key, "removed from manifests");
+    } else {
+      spdlog::debug("{}: recorded from another manifest folder ({}); left alone", key.str(), rec.source);
+    }
+  }
+}
+
+std::optional<Lookup> OfflineWorld::get(const ObjectKey& key) {
+  if (const auto* s = cache_.storage(key)) return Lookup{*s, false};
+  auto it = records_.find(key);
+  if (it == records_.end() || !deletions_ || it->second.source != source_id_) return std::nullopt;
+  auto parsed = kube::parse_backup_storage(boost::json::parse(it->second.object_json));
+  if (!parsed.ok()) {
+    spdlog::error("{}: the recorded object cannot be read back ({}); forgetting it without cleanup", key.str(),
+                  parsed.error().to_string());
+    deletion_done(key);
+    return std::nullopt;
+  }
+  if (!it->second.deleting) {
+    it->second.deleting = true;
+    save(it->second);
+  }
+  return Lookup{std::move(parsed.value()), true};
+}
+
+const kube::Secret* OfflineWorld::secret(const ObjectKey& key) { return cache_.secret(key); }
+
+void OfflineWorld::write_status(const ObjectKey& key, const kube::BackupStorageStatus& status) {
+  auto it = records_.find(key);
+  if (it == records_.end()) return;
+  it->second.status_json = boost::json::serialize(kube::status_to_json(status));
+  save(it->second);
+  if (const auto* s = cache_.storage(key)) {
+    auto copy = *s;
+    copy.status = status;
+    cache_.upsert(std::move(copy));
+  }
+}
+
+void OfflineWorld::deletion_done(const ObjectKey& key) {
+  if (records_.erase(key) && store_) store_->erase_object(key.namespace_, key.name);
+}
+
+}  // namespace stowage::engine

@@ -1,0 +1,195 @@
+#include "engine/reconciler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "common/time_format.hpp"
+#include "kube/conditions.hpp"
+#include "storage/metadata.hpp"
+
+namespace stowage::engine {
+
+namespace {
+ObjectKey key_of(const kube::BackupStorage& s) { return {s.metadata.namespace_, s.metadata.name}; }
+
+kube::Condition condition(std::string_view type, bool ok, std::string_view reason, std::string message,
+                          std::int64_t generation) {
+  kube::Condition c;
+  c.type = type;
+  c.status = ok ? "True" : "False";
+  c.reason = reason;
+  c.message = std::move(message);
+  c.observed_generation = generation;
+  return c;
+}
+
+Outcome failed(const storage::BackendError& e) {
+  return {e.transient ? Outcome::Transient : Outcome::Permanent, e.message, false};
+}
+
+bool same_status(const kube::BackupStorageStatus& a, const kube::BackupStorageStatus& b) {
+  return kube::status_to_json(a) == kube::status_to_json(b);
+}
+}  // namespace
+
+Reconciler::Reconciler(ReconcileTarget& target, const BackendFactory& backends, FactBook& facts,
+                       const persistence::Fingerprinter& fingerprinter, ReconcilerOptions options, WallNow now)
+    : target_(target),
+      backends_(backends),
+      facts_(facts),
+      fingerprinter_(fingerprinter),
+      options_(std::move(options)),
+      now_(std::move(now)) {}
+
+boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
+  auto found = target_.get(key);
+  if (!found) co_return Outcome{};  // gone and nothing left to clean up
+  if (found->deleting) co_return co_await remove(found->object);
+
+  const kube::BackupStorage& s = found->object;
+  kube::BackupStorageStatus status = s.status;
+  std::string now = rfc3339(now_());
+  std::int64_t gen = s.metadata.generation;
+
+  // Step 1: the Secret, when the provider names one (BackendSecretFound).
+  const kube::Secret* secret = nullptr;
+  std::string secret_name = s.spec.storage.secret_name();
+  if (!secret_name.empty()) {
+    secret = target_.secret({key.namespace_, secret_name});
+    if (!secret) {
+      std::string where = key.namespace_ + "/" + secret_name;
+      std::string msg = "secret " + where + " not found: create it in namespace " + key.namespace_;
+      auto keys = BackendFactory::required_keys(s.spec.storage.provider);
+      if (!keys.empty()) {
+        msg += " with the keys";
+        for (const auto& k : keys) msg += " " + k;
+      }
+      kube::set_condition(status.conditions,
+                          condition(kube::kConditionBackendSecretFound, false, kube::kReasonBackendSecretNotAvailable,
+                                    msg, gen),
+                          now);
+      if (!kube::find_condition(status.conditions, kube::kConditionBackendInitialized))
+        kube::set_condition(status.conditions,
+                            condition(kube::kConditionBackendInitialized, false,
+                                      kube::kReasonBackendInitializationFailed,
+                                      "cannot initialize the backend: " + msg, gen),
+                            now);
+      publish(s, std::move(status));
+      co_return Outcome{Outcome::Permanent, msg, false};
+    }
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendSecretFound, true, kube::kReasonBackendSecretAvailable,
+                                  std::string(kube::kMessageBackendSecretFound), gen),
+                        now);
+  } else {
+    kube::remove_condition(status.conditions, kube::kConditionBackendSecretFound);
+  }
+
+  // Step 2: the backend (BackendInitialized).
+  Outcome out = co_await initialize(s, secret, status);
+  publish(s, std::move(status));
+  co_return out;
+}
+
+boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage& s, const kube::Secret* secret,
+                                                       kube::BackupStorageStatus& status) {
+  auto key = key_of(s);
+  std::string now = rfc3339(now_());
+  std::int64_t gen = s.metadata.generation;
+  auto set_failed = [&](const std::string& msg) {
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendInitialized, false, kube::kReasonBackendInitializationFailed,
+                                  msg, gen),
+                        now);
+  };
+
+  auto made = backends_.make(s, secret);
+  if (!made.ok()) {
+    set_failed(made.error());
+    co_return Outcome{Outcome::Permanent, made.error(), false};
+  }
+  auto& backend = *made.value();
+  std::string fingerprint = fingerprinter_.fingerprint(secret ? secret->data : std::map<std::string, std::string>{});
+  std::string identity = backend.identity();
+
+  if (!facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
+    auto state = co_await backend.read_metadata();
+    if (!state.ok()) {
+      set_failed(state.error().message);
+      co_return failed(state.error());
+    }
+    if (state.value().exists && !state.value().meta) {
+      std::string msg = "existing " + backend.metadata_location() + " is not a valid BackendMeta (" +
+                        state.value().invalid_reason + "); it was left untouched: fix or remove it";
+      set_failed(msg);
+      co_return Outcome{Outcome::Permanent, msg, false};
+    }
+    if (!state.value().exists) {
+      storage::BackendMeta meta{rfc3339(now_()), options_.operator_version};
+      auto created = co_await backend.create_metadata(storage::render_metadata(meta));
+      if (!created.ok()) {
+        set_failed(created.error().message);
+        co_return failed(created.error());
+      }
+      if (created.value() == storage::CreateOutcome::Created)
+        spdlog::info("{}: created {}", key.str(), backend.metadata_location());
+      else
+        spdlog::info("{}: {} was created concurrently by another writer; kept it", key.str(),
+                     backend.metadata_location());
+    } else {
+      spdlog::info("{}: {} already exists; kept it", key.str(), backend.metadata_location());
+    }
+    facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
+  }
+  kube::set_condition(status.conditions,
+                      condition(kube::kConditionBackendInitialized, true, kube::kReasonBackendInitializationSucceeded,
+                                std::string(kube::kMessageBackendInitialized), gen),
+                      now);
+  co_return Outcome{Outcome::Done, "", true};
+}
+
+void Reconciler::publish(const kube::BackupStorage& s, kube::BackupStorageStatus status) {
+  status.phase = kube::calculate_phase(status.conditions);
+  if (same_status(status, s.status)) return;  // no write, so no write-triggered re-run
+  auto key = key_of(s);
+  if (status.phase != s.status.phase) {
+    const auto* init = kube::find_condition(status.conditions, kube::kConditionBackendInitialized);
+    std::string why;
+    for (const auto& c : status.conditions)
+      if (c.status != "True") why = c.message;
+    if (status.phase == kube::kPhaseReady)
+      spdlog::info("{}: Ready ({})", key.str(), init ? init->message : "");
+    else
+      spdlog::warn("{}: NotReady: {}", key.str(), why);
+  }
+  target_.write_status(key, status);
+}
+
+boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s) {
+  auto key = key_of(s);
+  if (s.spec.deletion_policy == "WipeOut") {
+    const kube::Secret* secret = nullptr;
+    if (auto name = s.spec.storage.secret_name(); !name.empty()) secret = target_.secret({key.namespace_, name});
+    auto made = backends_.make(s, secret);
+    if (!made.ok()) {
+      // As KubeStash does, deletion is never blocked: the object goes, the data stays, and we say so.
+      spdlog::warn("{}: deleted with deletionPolicy WipeOut, but its backend cannot be wiped ({}); the data is kept",
+                   key.str(), made.error());
+    } else {
+      auto wiped = co_await made.value()->delete_all();
+      if (!wiped.ok() && wiped.error().transient) co_return failed(wiped.error());
+      if (!wiped.ok())
+        spdlog::warn("{}: WipeOut of {} failed ({}); the object is deleted and the data is kept", key.str(),
+                     made.value()->identity(), wiped.error().message);
+      else
+        spdlog::info("{}: deleted; WipeOut removed {} files from {}", key.str(), wiped.value(),
+                     made.value()->identity());
+    }
+  } else {
+    spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);
+  }
+  facts_.forget(key);
+  target_.deletion_done(key);
+  co_return Outcome{};
+}
+
+}  // namespace stowage::engine

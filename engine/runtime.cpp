@@ -1,0 +1,72 @@
+#include "engine/runtime.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace stowage::engine {
+
+namespace {
+std::unique_ptr<persistence::StateStore> open_store(const config::Config& c, boost::asio::io_context& io) {
+  persistence::StoreOptions o{c.commit_interval, c.synchronous == "full"};
+  auto r = persistence::StateStore::open(c.state_dir, io.get_executor(), o);
+  if (!r.ok()) throw StartupError(r.error());
+  return std::move(r.value());
+}
+
+persistence::Fingerprinter load_fingerprinter(const config::Config& c) {
+  auto r = persistence::Fingerprinter::load_or_create(c.state_dir);
+  if (!r.ok()) throw StartupError(r.error());
+  return std::move(r.value());
+}
+}  // namespace
+
+std::int64_t wall_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+StateDirLock::StateDirLock(const std::filesystem::path& state_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  auto file = state_dir / "stowage.lock";
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0)
+    throw StartupError("cannot open " + file.string() + ": " + std::strerror(errno) +
+                       " (set --state-dir to a writable directory)");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    throw StartupError("another stowage process is using the state directory " + state_dir.string() +
+                       ": stop it first, or give this one its own --state-dir");
+  }
+}
+
+StateDirLock::~StateDirLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Runtime::Runtime(const config::Config& c, std::string source_id, bool deletions)
+    : pool(static_cast<std::size_t>(c.local_io_threads)),
+      lock(c.state_dir),
+      store(open_store(c, io)),
+      fingerprinter(load_fingerprinter(c)),
+      queue(store.get(), wall_now_ms),
+      facts(store.get(), store->load_facts()),
+      world(store.get(), store->load_objects(), std::move(source_id), queue, deletions),
+      backends(pool, c.local_root),
+      reconciler(world, backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
+      controller(io.get_executor(), queue, reconciler,
+                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry}, wall_now_ms),
+      lag(io.get_executor()) {}
+
+Runtime::~Runtime() {
+  controller.stop();
+  lag.stop();
+  store->flush_blocking();
+  pool.join();
+}
+
+}  // namespace stowage::engine

@@ -1,0 +1,65 @@
+#pragma once
+// Runtime — one process's assembled engine: the reactor (one io_context on one thread), the I/O
+// pool for disk work, the state store, the durable queue, and the reconcile loop, wired in the
+// order data flows: source -> world (store) -> queue -> controller -> reconciler -> backend -> status.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "config/config.hpp"
+#include "engine/backends.hpp"
+#include "engine/controller.hpp"
+#include "engine/facts.hpp"
+#include "engine/lag_monitor.hpp"
+#include "engine/offline_world.hpp"
+#include "engine/reconciler.hpp"
+#include "persistence/fingerprint.hpp"
+#include "persistence/state_store.hpp"
+#include "persistence/work_queue.hpp"
+
+namespace stowage::engine {
+
+class StartupError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::int64_t wall_now_ms();
+
+// Holds an exclusive lock on <state-dir>/stowage.lock for the process's life: two controllers
+// writing one state store would break its guarantees.
+class StateDirLock {
+ public:
+  explicit StateDirLock(const std::filesystem::path& state_dir);  // throws StartupError
+  ~StateDirLock();
+  StateDirLock(const StateDirLock&) = delete;
+  StateDirLock& operator=(const StateDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+class Runtime {
+ public:
+  // source_id: the manifest folder (absolute) or "init"; deletions: whether absent objects are deleted.
+  Runtime(const config::Config& config, std::string source_id, bool deletions);
+  ~Runtime();
+
+  boost::asio::io_context io{1};
+  boost::asio::thread_pool pool;
+  StateDirLock lock;
+  std::unique_ptr<persistence::StateStore> store;
+  persistence::Fingerprinter fingerprinter;
+  persistence::WorkQueue queue;
+  FactBook facts;
+  OfflineWorld world;
+  BackendFactory backends;
+  Reconciler reconciler;
+  Controller controller;
+  LagMonitor lag;
+};
+
+}  // namespace stowage::engine

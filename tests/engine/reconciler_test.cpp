@@ -1,0 +1,230 @@
+// The reconciler on real local backends (temp folders), with the offline world as its target.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include "engine/backends.hpp"
+#include "engine/facts.hpp"
+#include "engine/manifests.hpp"
+#include "engine/offline_world.hpp"
+#include "engine/reconciler.hpp"
+#include "kube/conditions.hpp"
+#include "persistence/work_queue.hpp"
+#include "support.hpp"
+
+using namespace stowage;
+using namespace stowage::engine;
+
+namespace {
+
+struct Rig {
+  test::fs::path dir;
+  boost::asio::io_context io;
+  boost::asio::thread_pool pool{2};
+  persistence::WorkQueue queue{nullptr, [] { return std::int64_t{0}; }};
+  OfflineWorld world{nullptr, {}, "/manifests", queue, true};
+  BackendFactory backends;
+  FactBook facts{nullptr, {}};
+  persistence::Fingerprinter fp;
+  Reconciler reconciler;
+
+  explicit Rig(const std::string& name)
+      : dir(test::temp_dir(name)),
+        backends(pool, dir / "root"),
+        fp(persistence::Fingerprinter::load_or_create(dir).value()),
+        reconciler(world, backends, facts, fp, ReconcilerOptions{"v9.9.9"}) {}
+  ~Rig() { pool.join(); }
+
+  void apply(const std::string& yaml) {
+    auto contents = parse_manifest_text("test.yaml", yaml);
+    INFO((contents.problems.empty() ? std::string() : contents.problems.front()));
+    REQUIRE(contents.problems.empty());
+    for (auto& s : contents.secrets) world.secret_upserted(s.object);
+    for (auto& s : contents.storages) world.storage_upserted(s.object);
+  }
+
+  Outcome reconcile(const std::string& name, const std::string& ns = "demo") {
+    auto f = boost::asio::co_spawn(io, reconciler.reconcile({ns, name}), boost::asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  }
+
+  kube::BackupStorageStatus status(const std::string& name, const std::string& ns = "demo") {
+    auto found = world.get({ns, name});
+    REQUIRE(found);
+    return found->object.status;
+  }
+
+  const kube::Condition* condition(const std::string& name, std::string_view type) {
+    static kube::BackupStorageStatus keep;
+    keep = status(name);
+    return kube::find_condition(keep.conditions, type);
+  }
+};
+
+std::string s3(const std::string& name, const std::string& secret) {
+  return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
+         ", namespace: demo}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: https://s3.example.com, bucket: b, "
+         "secretName: " + secret + "}\n";
+}
+
+}  // namespace
+
+TEST_CASE("a local storage is initialized: metadata.yaml written and both rules of the phase hold") {
+  Rig rig("local-ready");
+  rig.apply(test::local_storage("local", "/data/one"));
+  auto out = rig.reconcile("local");
+  CHECK(out.kind == Outcome::Done);
+  CHECK(out.ready);
+  auto file = rig.dir / "root/data/one/metadata.yaml";
+  REQUIRE(test::fs::exists(file));
+  std::string text = test::read_file(file);
+  CHECK_THAT(text, Catch::StartsWith("apiVersion: config.kubestash.com/v1alpha1\nkind: BackendMeta\n"));
+  CHECK_THAT(text, Catch::Contains("operatorVersion: v9.9.9"));
+  auto st = rig.status("local");
+  CHECK(st.phase == "Ready");
+  const auto* init = kube::find_condition(st.conditions, kube::kConditionBackendInitialized);
+  REQUIRE(init);
+  CHECK(init->status == "True");
+  CHECK(init->reason == "BackendInitializationSucceeded");
+  CHECK(init->message == "Successfully initialized backend.");
+  CHECK(init->observed_generation == 1);
+  CHECK_FALSE(kube::find_condition(st.conditions, kube::kConditionBackendSecretFound));
+}
+
+TEST_CASE("an unchanged, remembered storage does not touch its backend again; a spec change does") {
+  Rig rig("facts");
+  rig.apply(test::local_storage("local", "/data/one"));
+  rig.reconcile("local");
+  auto file = rig.dir / "root/data/one/metadata.yaml";
+  test::fs::remove(file);
+  rig.reconcile("local");
+  CHECK_FALSE(test::fs::exists(file));  // remembered: no backend call at all
+  rig.apply(test::local_storage("local", "/data/one", "WipeOut"));  // spec change: generation 2
+  rig.reconcile("local");
+  CHECK(test::fs::exists(file));
+  CHECK(rig.condition("local", kube::kConditionBackendInitialized)->observed_generation == 2);
+}
+
+TEST_CASE("an existing metadata.yaml is kept, and an invalid one is reported and left alone") {
+  Rig rig("existing");
+  test::write_file(rig.dir / "root/data/keep/metadata.yaml",
+                   "apiVersion: config.kubestash.com/v1alpha1\nkind: BackendMeta\ncreationTimestamp: "
+                   "\"2020-01-01T00:00:00Z\"\noperatorVersion: v0.0.1\n");
+  test::write_file(rig.dir / "root/data/bad/metadata.yaml", "hello: [\n");
+  rig.apply(test::local_storage("keep", "/data/keep") + "---\n" + test::local_storage("bad", "/data/bad"));
+  CHECK(rig.reconcile("keep").ready);
+  CHECK_THAT(test::read_file(rig.dir / "root/data/keep/metadata.yaml"), Catch::Contains("2020-01-01T00:00:00Z"));
+  auto out = rig.reconcile("bad");
+  CHECK(out.kind == Outcome::Permanent);
+  CHECK(rig.status("bad").phase == "NotReady");
+  CHECK_THAT(rig.condition("bad", kube::kConditionBackendInitialized)->message,
+             Catch::Contains("not a valid BackendMeta") && Catch::Contains("left untouched"));
+  CHECK(test::read_file(rig.dir / "root/data/bad/metadata.yaml") == "hello: [\n");
+}
+
+TEST_CASE("bad specs end NotReady with a reason that says how to fix them") {
+  Rig rig("bad-specs");
+  rig.apply(
+      "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: noprov, namespace: demo}\n"
+      "spec: {storage: {}}\n---\n"
+      "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: ftp, namespace: demo}\n"
+      "spec: {storage: {provider: ftp}}\n---\n"
+      "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: nolocal, namespace: demo}\n"
+      "spec: {storage: {provider: local}}\n---\n"
+      "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: novolume, namespace: demo}\n"
+      "spec: {storage: {provider: local, local: {mountPath: /x}}}\n");
+  struct Case {
+    const char* name;
+    const char* says;
+  } cases[] = {{"noprov", "spec.storage.provider is not set"},
+               {"ftp", "\"ftp\" is not supported: use one of local, s3, gcs, azure"},
+               {"nolocal", "spec.storage.local is missing"},
+               {"novolume", "has no volume source"}};
+  for (const auto& c : cases) {
+    INFO(c.name);
+    auto out = rig.reconcile(c.name);
+    CHECK(out.kind == Outcome::Permanent);
+    CHECK(rig.status(c.name).phase == "NotReady");
+    const auto* init = rig.condition(c.name, kube::kConditionBackendInitialized);
+    REQUIRE(init);
+    CHECK(init->status == "False");
+    CHECK(init->reason == "BackendInitializationFailed");
+    CHECK_THAT(init->message, Catch::Contains(c.says));
+  }
+}
+
+TEST_CASE("secrets: missing, incomplete, not Base64, then complete") {
+  Rig rig("secrets");
+  rig.apply(s3("s3", "creds"));
+  auto out = rig.reconcile("s3");
+  CHECK(out.kind == Outcome::Permanent);
+  const auto* found = rig.condition("s3", kube::kConditionBackendSecretFound);
+  REQUIRE(found);
+  CHECK(found->status == "False");
+  CHECK(found->reason == "BackendSecretNotAvailable");
+  CHECK_THAT(found->message, Catch::Contains("demo/creds not found") && Catch::Contains("AWS_SECRET_ACCESS_KEY"));
+  CHECK(rig.status("s3").phase == "NotReady");
+
+  rig.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: demo}\nstringData: {AWS_ACCESS_KEY_ID: x}\n");
+  rig.reconcile("s3");
+  CHECK(rig.condition("s3", kube::kConditionBackendSecretFound)->status == "True");
+  CHECK(rig.condition("s3", kube::kConditionBackendSecretFound)->message == "Backend secret exists.");
+  CHECK(rig.condition("s3", kube::kConditionBackendInitialized)->message ==
+        "storage secret demo/creds missing AWS_SECRET_ACCESS_KEY key");
+
+  rig.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: demo}\n"
+            "data: {AWS_ACCESS_KEY_ID: eA==, AWS_SECRET_ACCESS_KEY: '***not-base64***'}\n");
+  rig.reconcile("s3");
+  auto msg = rig.condition("s3", kube::kConditionBackendInitialized)->message;
+  CHECK_THAT(msg, Catch::Contains("AWS_SECRET_ACCESS_KEY is not valid Base64"));
+  CHECK_THAT(msg, !Catch::Contains("***not-base64***"));
+
+  rig.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: demo}\n"
+            "stringData: {AWS_ACCESS_KEY_ID: key, AWS_SECRET_ACCESS_KEY: secret}\n");
+  rig.reconcile("s3");
+  CHECK_THAT(rig.condition("s3", kube::kConditionBackendInitialized)->message,
+             Catch::Contains("not available in this build"));
+}
+
+TEST_CASE("an unusable local path ends NotReady with the filesystem's reason") {
+  Rig rig("unusable");
+  test::write_file(rig.dir / "root/data/file", "not a directory");
+  rig.apply(test::local_storage("blocked", "/data/file/sub"));
+  auto out = rig.reconcile("blocked");
+  CHECK(out.kind != Outcome::Done);
+  CHECK(rig.status("blocked").phase == "NotReady");
+  CHECK_THAT(rig.condition("blocked", kube::kConditionBackendInitialized)->message, Catch::Contains("/data/file"));
+}
+
+TEST_CASE("lastTransitionTime moves only when a condition's status flips") {
+  Rig rig("transition");
+  rig.apply(test::local_storage("local", "/data/t"));
+  rig.reconcile("local");
+  auto first = rig.condition("local", kube::kConditionBackendInitialized)->last_transition_time;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  rig.apply(test::local_storage("local", "/data/t", "WipeOut"));
+  rig.reconcile("local");
+  CHECK(rig.condition("local", kube::kConditionBackendInitialized)->last_transition_time == first);
+}
+
+TEST_CASE("deletion: Delete keeps the data, WipeOut removes it, both forget the storage") {
+  Rig rig("delete");
+  rig.apply(test::local_storage("keep", "/data/keep", "Delete") + "---\n" +
+            test::local_storage("wipe", "/data/wipe", "WipeOut"));
+  rig.reconcile("keep");
+  rig.reconcile("wipe");
+  test::write_file(rig.dir / "root/data/wipe/repo/snap-1", "data");
+  rig.world.storage_removed({"demo", "keep"});
+  rig.world.storage_removed({"demo", "wipe"});
+  CHECK(rig.reconcile("keep").kind == Outcome::Done);
+  CHECK(rig.reconcile("wipe").kind == Outcome::Done);
+  CHECK(test::fs::exists(rig.dir / "root/data/keep/metadata.yaml"));
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/wipe/metadata.yaml"));
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/wipe/repo/snap-1"));
+  CHECK_FALSE(rig.world.get({"demo", "keep"}));
+  CHECK_FALSE(rig.world.get({"demo", "wipe"}));
+}
