@@ -18,6 +18,11 @@ int run_command(const config::Config& config) {
     return 2;
   }
   fs::path dir = fs::absolute(config.manifests).lexically_normal();
+  if (std::error_code ec; !fs::is_directory(dir, ec)) {
+    spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
+                  dir.string());
+    return 2;
+  }
   Runtime rt(config, dir.string(), /*deletions=*/true);
   rt.queue.restore(rt.store->load_queue());
   if (rt.queue.size() > 0) spdlog::info("replaying {} work items left from the previous run", rt.queue.size());

@@ -311,21 +311,19 @@ struct StateStore::Impl {
     WriteStatements* stmts = nullptr;
     std::unique_ptr<WriteStatements> owned;
     for (;;) {
-      Batch batch;
-      std::uint64_t last = 0;
-      boost::asio::any_io_executor tracked;
+      std::deque<Submitted> taken;
       {
         std::unique_lock lock(m);
         cv.wait(lock, [&] { return stopping || !pending.empty(); });
         if (pending.empty()) return;
-        // Everything waiting goes into one transaction: the slower the disk, the bigger the group.
-        while (!pending.empty()) {
-          batch.merge(std::move(pending.front().batch));
-          last = pending.front().seq;
-          tracked = std::move(pending.front().tracked);
-          pending.pop_front();
-        }
+        taken.swap(pending);  // merge outside the lock: the reactor's submit() never waits on it
       }
+      // Everything waiting goes into one transaction: the slower the disk, the bigger the group.
+      Batch batch = std::move(taken.front().batch);
+      for (std::size_t i = 1; i < taken.size(); ++i) batch.merge(std::move(taken[i].batch));
+      std::uint64_t last = taken.back().seq;
+      boost::asio::any_io_executor tracked = std::move(taken.back().tracked);
+      taken.clear();
       std::lock_guard db_lock(db_mutex);
       if (!stmts) {
         owned = std::make_unique<WriteStatements>(db->get());

@@ -74,7 +74,8 @@ class WorkQueue {
 
   StateStore* store_;
   Clock clock_;
-  std::unordered_map<std::string, Item> items_;       // by QueueKey::str()
+  // by QueueKey::str(); an ordered map: no rehash, so no multi-millisecond pause as the queue grows
+  std::map<std::string, Item> items_;
   std::multimap<std::int64_t, std::string> due_;      // pending items by due time
   std::size_t processing_ = 0;
   std::function<void()> on_added_;

@@ -99,9 +99,26 @@ TEST_CASE("bad configuration exits 2 naming the setting and its origin") {
   auto nothing = env.stowage({"run"});
   CHECK(nothing.code == 2);
   CHECK_THAT(nothing.err, Catch::Contains("--manifests"));
+  auto missing = env.stowage({"run", "--manifests", (env.dir / "nowhere").string()});
+  CHECK(missing.code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("nowhere does not exist"));
   auto print = env.stowage({"config", "print", "--workers", "3"});
   CHECK(print.code == 0);
   CHECK_THAT(print.out, Catch::Contains("workers: 3"));
+}
+
+TEST_CASE("run: an empty folder is reported and watched") {
+  Env env("run-empty");
+  auto child = test::Child::spawn({"run", "--manifests", env.manifests.string(), "--state-dir", env.state.string(),
+                                   "--local-root", env.root.string()},
+                                  env.dir / "e.out", env.dir / "e.err");
+  CHECK(test::eventually([&] {
+    return test::read_file(env.dir / "e.err").find("no BackupStorage manifests in") != std::string::npos;
+  }));
+  test::write_file(env.manifests / "late.yaml", test::local_storage("late", "/data/late"));
+  CHECK(test::eventually([&] { return test::fs::exists(env.root / "data/late/metadata.yaml"); }));
+  child.signal(SIGINT);
+  CHECK(child.wait(std::chrono::seconds(15)) == 0);
 }
 
 TEST_CASE("run: a watched folder is reconciled as it changes; SIGTERM stops it cleanly") {
