@@ -1,6 +1,8 @@
 // The settings table: names derived as documented, nothing duplicated, defaults matching Config.
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "config/config.hpp"
 
@@ -41,4 +43,19 @@ TEST_CASE("environment names are STOWAGE_ and the key with '.' and '-' as '_'") 
   CHECK(find("local.root").description ==
         "Directory that absolute volume paths in manifests are resolved under, as a container sees its mounts");
   CHECK(find("state-dir").description == "Directory holding state.db and the fingerprint key");
+}
+
+TEST_CASE("the README's configuration table documents every setting with its flag, variable and default") {
+  std::ifstream in(std::string(STOWAGE_SOURCE_DIR) + "/README.md");
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string readme = ss.str();
+  for (const auto& s : settings()) {
+    INFO(s.key);
+    auto row = readme.find("| `" + s.key + "` | `" + s.flag + "` | `" + s.env + "` | ");
+    REQUIRE(row != std::string::npos);
+    auto line = readme.substr(row, readme.find('\n', row) - row);
+    if (!s.default_value.empty()) CHECK_THAT(line, Catch::Contains("`" + s.default_value + "`"));
+  }
 }
