@@ -1,0 +1,365 @@
+// http::Client on Boost.Beast: pooled keep-alive connections per (origin, TLS settings), one
+// coroutine per exchange, a timeout before every phase, errors turned into HttpError values.
+#include "storage/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+
+namespace stowage::storage::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+struct Connection {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  bool reused = false;
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+struct Pool {
+  Url origin;
+  TlsSettings settings;
+  std::shared_ptr<ssl::context> context;  // null for http://
+  std::string context_error;              // a bad CA bundle: every request fails with it
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::size_t open = 0;
+  std::deque<std::shared_ptr<asio::steady_timer>> waiters;
+};
+
+HttpError error(HttpError::Kind kind, std::string message) { return HttpError{kind, std::move(message)}; }
+
+// Classifies a failure of `phase` ("connect", "TLS handshake", "request") against `origin`.
+HttpError classify(const error_code& ec, const std::string& phase, const std::string& origin) {
+  std::string where = phase + " to " + origin;
+  if (ec == beast::error::timeout) return error(HttpError::Kind::Timeout, where + " timed out");
+  if (ec == bhttp::error::body_limit)
+    return error(HttpError::Kind::TooLarge, "response from " + origin + " is larger than the client accepts");
+  if (ec == asio::error::connection_refused) return error(HttpError::Kind::Connect, where + " refused");
+  if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe || ec == asio::error::eof ||
+      ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == ssl::error::stream_truncated)
+    return error(HttpError::Kind::Reset, where + " was cut off (" + ec.message() + ")");
+  if (ec.category() == asio::error::get_ssl_category())
+    return error(HttpError::Kind::Tls, where + " failed: " + ec.message());
+  if (std::string_view(ec.category().name()) == "beast.http")
+    return error(HttpError::Kind::Protocol, "malformed HTTP response from " + origin + ": " + ec.message());
+  if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again)
+    return error(HttpError::Kind::Resolve, "cannot resolve " + origin + ": " + ec.message());
+  return error(HttpError::Kind::Connect, where + " failed: " + ec.message());
+}
+
+std::shared_ptr<ssl::context> make_context(const TlsSettings& s, std::string& err) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  if (s.insecure) {
+    ctx->set_verify_mode(ssl::verify_none);
+    return ctx;
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  error_code ec;
+  if (!s.ca_pem.empty()) {
+    // The given bundle replaces the system roots, as KubeStash does with CA_CERT_DATA.
+    ctx->add_certificate_authority(asio::buffer(s.ca_pem), ec);
+    if (ec) err = "CA_CERT_DATA is not a valid PEM certificate bundle (" + ec.message() + ")";
+  } else {
+    ctx->set_default_verify_paths(ec);
+    if (ec) err = "cannot load the system's trusted certificates: " + ec.message();
+  }
+  return ctx;
+}
+
+// Names the certificate problem after a failed handshake ("self-signed certificate", ...).
+std::string verify_problem(SSL* ssl) {
+  long result = SSL_get_verify_result(ssl);
+  if (result == X509_V_OK) return {};
+  return X509_verify_cert_error_string(result);
+}
+
+}  // namespace
+
+// ---- Url, Response, encoding -------------------------------------------------------------------
+
+Result<Url, std::string> Url::parse(std::string_view text) {
+  Url u;
+  std::string_view rest = text;
+  if (auto p = rest.find("://"); p != std::string_view::npos) {
+    u.scheme = lower(rest.substr(0, p));
+    rest.remove_prefix(p + 3);
+  } else {
+    u.scheme = "https";
+  }
+  if (u.scheme != "http" && u.scheme != "https")
+    return "endpoint \"" + std::string(text) + "\" must start with http:// or https://";
+  auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  u.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (authority.empty()) return "endpoint \"" + std::string(text) + "\" has no host";
+  if (authority.front() == '[') {  // [IPv6]:port
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return "endpoint \"" + std::string(text) + "\" has an unclosed '['";
+    u.host = std::string(authority.substr(1, close - 1));
+    if (close + 1 < authority.size() && authority[close + 1] == ':') u.port = std::string(authority.substr(close + 2));
+  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    u.host = std::string(authority.substr(0, colon));
+    u.port = std::string(authority.substr(colon + 1));
+  } else {
+    u.host = std::string(authority);
+  }
+  if (u.port.empty()) u.port = u.scheme == "https" ? "443" : "80";
+  if (u.port.find_first_not_of("0123456789") != std::string::npos)
+    return "endpoint \"" + std::string(text) + "\" has a bad port \"" + u.port + "\"";
+  return u;
+}
+
+std::string Url::host_header() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  bool default_port = (scheme == "https" && port == "443") || (scheme == "http" && port == "80");
+  return default_port ? h : h + ":" + port;
+}
+
+std::string Url::origin() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return scheme + "://" + h + ":" + port;
+}
+
+std::string Response::header(std::string_view name) const {
+  std::string n = lower(name);
+  for (const auto& [k, v] : headers)
+    if (k == n) return v;
+  return {};
+}
+
+std::string uri_encode(std::string_view s, bool keep_slash) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3 / 2);
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+// ---- Client ------------------------------------------------------------------------------------
+
+struct Client::Impl : std::enable_shared_from_this<Impl> {
+  asio::any_io_executor executor;
+  ClientOptions options;
+  std::map<std::string, std::unique_ptr<Pool>> pools;
+  Stats stats;
+
+  Pool& pool_for(const Url& origin, const TlsSettings& tls) {
+    std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +
+                      std::to_string(std::hash<std::string>{}(tls.ca_pem));
+    auto& slot = pools[key];
+    if (!slot) {
+      slot = std::make_unique<Pool>();
+      slot->origin = origin;
+      slot->settings = tls;
+      if (origin.scheme == "https") slot->context = make_context(tls, slot->context_error);
+    }
+    return *slot;
+  }
+
+  // Opens a connection: resolve, connect, and for https the TLS handshake with SNI and name checks.
+  asio::awaitable<Result<std::unique_ptr<Connection>, HttpError>> open(Pool& pool) {
+    const Url& o = pool.origin;
+    tcp::resolver resolver(executor);
+    auto [rec, endpoints] = co_await resolver.async_resolve(o.host, o.port, kTuple);
+    if (rec) co_return classify(rec, "resolve", o.origin());
+    auto conn = std::make_unique<Connection>();
+    if (pool.context) {
+      conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(executor, *pool.context);
+    } else {
+      conn->plain = std::make_unique<beast::tcp_stream>(executor);
+    }
+    auto& sock = conn->lowest();
+    sock.expires_after(options.connect_timeout);
+    auto [cec, ep] = co_await sock.async_connect(endpoints, kTuple);
+    if (cec) co_return classify(cec, "connect", o.origin());
+    ++stats.connections_opened;
+    if (!conn->tls) co_return std::move(conn);
+
+    std::string name = pool.settings.server_name.empty() ? o.host : pool.settings.server_name;
+    SSL* native = conn->tls->native_handle();
+    if (!is_ip_literal(name)) SSL_set_tlsext_host_name(native, name.c_str());
+    if (!pool.settings.insecure) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(native);
+      if (is_ip_literal(name))
+        X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+      else
+        X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
+    }
+    sock.expires_after(options.handshake_timeout);
+    auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client, kTuple);
+    if (hec) {
+      std::string problem = verify_problem(native);
+      if (!problem.empty())
+        co_return error(HttpError::Kind::TlsVerify, "TLS certificate of " + o.origin() + " is not trusted (" +
+                                                        problem + "): give the CA in CA_CERT_DATA, or set insecureTLS");
+      co_return classify(hec, "TLS handshake", o.origin());
+    }
+    co_return std::move(conn);
+  }
+
+  // A connection from the pool, waiting while `limit` connections are busy.
+  asio::awaitable<Result<std::unique_ptr<Connection>, HttpError>> acquire(Pool& pool, std::size_t limit) {
+    for (;;) {
+      if (!pool.idle.empty()) {
+        auto conn = std::move(pool.idle.back());
+        pool.idle.pop_back();
+        conn->reused = true;
+        co_return std::move(conn);
+      }
+      if (pool.open < limit) {
+        ++pool.open;
+        auto opened = co_await open(pool);
+        if (!opened.ok()) {
+          --pool.open;
+          wake_one(pool);
+        }
+        co_return std::move(opened);
+      }
+      auto timer = std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
+      pool.waiters.push_back(timer);
+      co_await timer->async_wait(kTuple);  // woken by cancel() in wake_one
+    }
+  }
+
+  void wake_one(Pool& pool) {
+    if (pool.waiters.empty()) return;
+    pool.waiters.front()->cancel();
+    pool.waiters.pop_front();
+  }
+
+  void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
+    if (reusable) {
+      conn->buffer.clear();
+      pool.idle.push_back(std::move(conn));
+    } else {
+      --pool.open;
+    }
+    wake_one(pool);
+  }
+
+  // Writes the request and reads the whole response on one connection.
+  asio::awaitable<Result<std::pair<Response, bool>, error_code>> exchange(Connection& conn, const Url& o,
+                                                                          const Request& r) {
+    bhttp::request<bhttp::string_body> req;
+    req.method_string(r.method);
+    req.target(r.target);
+    req.version(11);
+    bool has_host = false;
+    for (const auto& [k, v] : r.headers) {
+      req.set(k, v);
+      if (lower(k) == "host") has_host = true;
+    }
+    if (!has_host) req.set(bhttp::field::host, o.host_header());
+    req.body() = r.body;
+    if (!r.body.empty() || r.method == "PUT" || r.method == "POST") req.prepare_payload();
+    req.keep_alive(true);
+
+    conn.lowest().expires_after(options.request_timeout);
+    error_code ec;
+    if (conn.tls)
+      std::tie(ec, std::ignore) = co_await bhttp::async_write(*conn.tls, req, kTuple);
+    else
+      std::tie(ec, std::ignore) = co_await bhttp::async_write(*conn.plain, req, kTuple);
+    if (ec) co_return ec;
+
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(options.max_body_bytes);
+    if (r.method == "HEAD") parser.skip(true);
+    if (conn.tls)
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(*conn.tls, conn.buffer, parser, kTuple);
+    else
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(*conn.plain, conn.buffer, parser, kTuple);
+    if (ec) co_return ec;
+    auto& res = parser.get();
+    Response out;
+    out.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) out.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
+    out.body = std::move(res.body());
+    co_return std::make_pair(std::move(out), res.keep_alive());
+  }
+};
+
+Client::Client(asio::any_io_executor executor, ClientOptions options) : impl_(std::make_shared<Impl>()) {
+  impl_->executor = std::move(executor);
+  impl_->options = options;
+}
+
+Client::~Client() = default;
+
+Client::Stats Client::stats() const { return impl_->stats; }
+
+asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request request, std::size_t max_connections) {
+  auto impl = impl_;  // keeps the pools alive for the whole exchange
+  Pool& pool = impl->pool_for(origin, tls);
+  if (!pool.context_error.empty()) co_return error(HttpError::Kind::Tls, pool.context_error);
+  std::size_t limit = max_connections ? max_connections : impl->options.default_max_connections;
+  ++impl->stats.requests;
+  // A kept-alive connection may have been closed by the server meanwhile: if a reused one fails
+  // before any response arrives, the request goes once more on a fresh connection.
+  for (int attempt = 0;; ++attempt) {
+    auto acquired = co_await impl->acquire(pool, limit);
+    if (!acquired.ok()) co_return acquired.error();
+    auto conn = std::move(acquired.value());
+    bool reused = conn->reused;
+    auto result = co_await impl->exchange(*conn, origin, request);
+    if (result.ok()) {
+      bool keep = result.value().second;
+      impl->release(pool, std::move(conn), keep);
+      co_return std::move(result.value().first);
+    }
+    impl->release(pool, std::move(conn), false);
+    const auto& ec = result.error();
+    bool stale = ec == asio::error::connection_reset || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
+                 ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
+    if (reused && stale && attempt == 0) continue;
+    co_return classify(ec, "request", origin.origin());
+  }
+}
+
+}  // namespace stowage::storage::http

@@ -1,0 +1,184 @@
+// The HTTP client against a real HTTP/1.1 server (tests/servers/http_test_server.py) on loopback:
+// keep-alive pooling, the connection bound, TLS verification modes, timeouts, retries.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "storage/http_client.hpp"
+#include "storage/retry.hpp"
+#include "support/process.hpp"
+
+using namespace stowage::storage;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TestServer {
+  int port = test_support::free_port();
+  fs::path log;
+  test_support::Server proc;
+  TestServer(const fs::path& dir, const test_support::TestCertificates* certs = nullptr) : log(dir / "server.log") {
+    std::vector<std::string> argv{"python3", std::string(STOWAGE_SOURCE_DIR) + "/tests/servers/http_test_server.py",
+                                  "--port", std::to_string(port)};
+    if (certs) {
+      argv.insert(argv.end(), {"--cert", certs->server_cert.string(), "--key", certs->server_key.string()});
+    }
+    proc = test_support::Server::start(argv, log);
+    proc.wait_for_port(port, log);
+  }
+  http::Url url(const std::string& scheme = "http") const {
+    return http::Url::parse(scheme + "://127.0.0.1:" + std::to_string(port)).value();
+  }
+};
+
+fs::path temp(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("stowage-http-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+template <class T>
+T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
+  auto f = boost::asio::co_spawn(io, std::move(op), boost::asio::use_future);
+  io.restart();
+  io.run();
+  return f.get();
+}
+
+http::Request get(const std::string& target) { return http::Request{"GET", target, {}, ""}; }
+
+}  // namespace
+
+TEST_CASE("URLs parse with defaults and clear errors") {
+  auto u = http::Url::parse("https://s3.example.com").value();
+  CHECK(u.port == "443");
+  CHECK(u.path == "/");
+  CHECK(u.host_header() == "s3.example.com");
+  auto p = http::Url::parse("http://127.0.0.1:9000/minio/").value();
+  CHECK(p.host_header() == "127.0.0.1:9000");
+  CHECK(p.path == "/minio/");
+  CHECK(http::Url::parse("[::1]:8443").value().host == "::1");
+  CHECK_FALSE(http::Url::parse("ftp://x").ok());
+  CHECK_FALSE(http::Url::parse("https://x:port").ok());
+}
+
+TEST_CASE("uri_encode keeps unreserved characters and, on request, slashes") {
+  CHECK(http::uri_encode("a b/c~d", false) == "a%20b%2Fc~d");
+  CHECK(http::uri_encode("a b/c~d", true) == "a%20b/c~d");
+  CHECK(http::uri_encode("test$file.text", true) == "test%24file.text");
+}
+
+TEST_CASE("requests reuse one keep-alive connection and respect the connection bound") {
+  auto dir = temp("pool");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  for (int i = 0; i < 10; ++i) {
+    auto r = run(io, client.send(server.url(), {}, get("/echo"), 4));
+    REQUIRE(r.ok());
+    CHECK(r.value().status == 200);
+    CHECK(r.value().body == "GET /echo\n");
+  }
+  CHECK(client.stats().connections_opened == 1);
+
+  // 20 concurrent slow requests with a bound of 3 connections.
+  int done = 0;
+  for (int i = 0; i < 20; ++i)
+    boost::asio::co_spawn(io, client.send(server.url(), {}, get("/slow/30"), 3),
+                          [&](std::exception_ptr, http::HttpResult r) { done += r.ok() ? 1 : 0; });
+  io.restart();
+  io.run();
+  CHECK(done == 20);
+  CHECK(client.stats().connections_opened <= 3);
+}
+
+TEST_CASE("a server that closes the connection is followed by a fresh one") {
+  auto dir = temp("close");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  for (int i = 0; i < 3; ++i) {
+    auto r = run(io, client.send(server.url(), {}, get("/close")));
+    REQUIRE(r.ok());
+    CHECK(r.value().body == "bye");
+  }
+  CHECK(client.stats().connections_opened == 3);
+}
+
+TEST_CASE("TLS: verified with the given CA, refused without it, skipped when insecure") {
+  auto dir = temp("tls");
+  auto certs = test_support::make_certificates(dir / "certs");
+  TestServer server(dir, &certs);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  auto url = server.url("https");
+
+  auto trusted = run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, ""}, get("/echo")));
+  REQUIRE(trusted.ok());
+  CHECK(trusted.value().status == 200);
+
+  auto untrusted = run(io, client.send(url, http::TlsSettings{}, get("/echo")));
+  REQUIRE_FALSE(untrusted.ok());
+  CHECK(untrusted.error().kind == http::HttpError::Kind::TlsVerify);
+  CHECK_FALSE(untrusted.error().transient());
+  CHECK_THAT(untrusted.error().message, Catch::Contains("not trusted") && Catch::Contains("CA_CERT_DATA"));
+
+  auto wrong_name = run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, "other.example"}, get("/echo")));
+  REQUIRE_FALSE(wrong_name.ok());
+  CHECK(wrong_name.error().kind == http::HttpError::Kind::TlsVerify);
+
+  auto insecure = run(io, client.send(url, http::TlsSettings{"", true, ""}, get("/echo")));
+  REQUIRE(insecure.ok());
+
+  auto bad_ca = run(io, client.send(url, http::TlsSettings{"not a pem", false, ""}, get("/echo")));
+  REQUIRE_FALSE(bad_ca.ok());
+  CHECK_THAT(bad_ca.error().message, Catch::Contains("CA_CERT_DATA is not a valid PEM"));
+}
+
+TEST_CASE("connection refused and timeouts are transient errors that name the endpoint") {
+  boost::asio::io_context io;
+  http::ClientOptions opts;
+  opts.request_timeout = std::chrono::milliseconds(300);
+  http::Client client(io.get_executor(), opts);
+  int closed = test_support::free_port();
+  auto refused = run(io, client.send(http::Url::parse("http://127.0.0.1:" + std::to_string(closed)).value(), {},
+                                     get("/")));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().kind == http::HttpError::Kind::Connect);
+  CHECK(refused.error().transient());
+  CHECK_THAT(refused.error().message, Catch::Contains("127.0.0.1:" + std::to_string(closed)));
+
+  auto dir = temp("timeout");
+  TestServer server(dir);
+  auto slow = run(io, client.send(server.url(), {}, get("/slow/2000")));
+  REQUIRE_FALSE(slow.ok());
+  CHECK(slow.error().kind == http::HttpError::Kind::Timeout);
+  CHECK(slow.error().transient());
+}
+
+TEST_CASE("send_with_retries retries 503s, honours Retry-After, and sends non-idempotent requests once") {
+  auto dir = temp("retry");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  auto ok = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/a/3"); }, true));
+  REQUIRE(ok.ok());
+  CHECK(ok.value().status == 200);
+  CHECK(ok.value().body == "ok after 3");
+
+  auto gave_up = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/b/10"); }, true, 0,
+                                           RetryPolicy{3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
+  REQUIRE(gave_up.ok());
+  CHECK(gave_up.value().status == 503);
+
+  auto once = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/c/1"); }, false));
+  REQUIRE(once.ok());
+  CHECK(once.value().status == 503);
+
+  auto permanent = run(io, send_with_retries(client, server.url(), {}, [] { return get("/status/403"); }, true));
+  CHECK(permanent.value().status == 403);
+}
