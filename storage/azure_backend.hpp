@@ -1,0 +1,92 @@
+#pragma once
+// The Azure Blob backend: metadata.yaml in a container of a storage account, over the Blob REST
+// API with Shared Key or a SAS token, through the shared http::Client and send_with_retries.
+//
+// Where it writes:
+//  - https://<storageAccount>.blob.core.windows.net/<container>/<metadata_key(prefix)>, or under a
+//    connection string's BlobEndpoint. An endpoint with a path (Azurite's
+//    http://127.0.0.1:10000/devstoreaccount1) is path-style: blob paths go below that path, and
+//    the account (AccountName, else storageAccount, else the path's first segment) signs.
+// Credentials, first match wins:
+//  1. the connection string's AccountKey or SharedAccessSignature (its AccountName applies too);
+//  2. account_key (AZURE_ACCOUNT_KEY, Shared Key), else sas_token (AZURE_SAS_TOKEN);
+//  3. none: requests go unsigned (public containers only; workload identity is not supported).
+// Guarantees (see storage::Backend):
+//  - create_metadata() is a PUT with If-None-Match: *; 409 BlobAlreadyExists or 412 means
+//    AlreadyExists. A retried PUT whose first attempt landed also reports AlreadyExists.
+//  - delete_all() lists the prefix's blobs page by page (NextMarker) and deletes each page with at
+//    most max_connections (default 8) deletes in flight; snapshots go with their blob. A missing
+//    container counts as nothing to delete.
+//  - check_access() reads the container's properties (Shared Key) or lists one blob (SAS: a
+//    container-scoped service SAS may not read container properties).
+//  - Every request is signed afresh per attempt (x-ms-date is part of the signature).
+//  - A bad option or connection string does not throw: every operation then returns the same
+//    permanent InvalidConfiguration error (also available from configuration_error()).
+//  - Messages name the endpoint, account, container and request id, never a key, SAS or signature.
+// Assumes the caller's executor is the single reactor (the delete workers share state unlocked).
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "storage/azure_auth.hpp"
+#include "storage/backend.hpp"
+#include "storage/http_client.hpp"
+#include "storage/retry.hpp"
+
+namespace stowage::storage {
+
+struct AzureOptions {
+  std::string storage_account, container, prefix;
+  std::string account_key, sas_token, connection_string;  // AZURE_ACCOUNT_KEY, AZURE_SAS_TOKEN,
+                                                         // AZURE_STORAGE_CONNECTION_STRING
+  http::TlsSettings tls;
+  std::size_t max_connections = 0;  // 0 = the client's default for requests, 8 deletes in flight
+  std::size_t list_page_size = 0;   // List Blobs maxresults; 0 = the service's default (5000)
+  RetryPolicy retry;
+};
+
+class AzureBackend final : public Backend {
+ public:
+  AzureBackend(http::Client& client, AzureOptions options);
+
+  std::string identity() const override;
+  std::string metadata_location() const override;
+  boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
+  boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
+  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<BackendResult<Ok>> check_access() override;
+
+  const std::optional<BackendError>& configuration_error() const { return config_error_; }
+  const std::string& endpoint() const { return endpoint_; }  // e.g. "http://127.0.0.1:10000/devstoreaccount1"
+  const std::string& account() const { return account_; }
+
+ private:
+  struct Anonymous {};
+  using Credential = std::variant<Anonymous, azure::SharedKey, azure::SasToken>;
+  struct DeleteRun;
+
+  void resolve();
+  std::string blob_target(const std::string& key) const;
+  std::string container_target() const;
+  boost::asio::awaitable<http::HttpResult> send(std::string method, std::string target,
+                                                std::vector<std::pair<std::string, std::string>> headers,
+                                                std::string body);
+  boost::asio::awaitable<BackendResult<bool>> delete_blob(const std::string& name);  // false: was already gone
+  boost::asio::awaitable<void> delete_worker(std::shared_ptr<DeleteRun> run);
+  BackendError error_from(const http::Response& response, const std::string& doing) const;
+  BackendError error_from(const http::HttpError& error) const;
+
+  http::Client& client_;
+  AzureOptions options_;
+  std::optional<BackendError> config_error_;
+  std::string endpoint_;   // without a trailing slash
+  http::Url origin_;
+  std::string base_path_;  // the endpoint's path without a trailing slash ("" or "/devstoreaccount1")
+  std::string account_;
+  Credential credential_;
+  std::string key_;        // metadata_key(prefix)
+  std::string directory_;  // the key's directory with a trailing slash, "" at the container root
+};
+
+}  // namespace stowage::storage
