@@ -1,0 +1,216 @@
+// GCS authentication, the pure parts (see gcs_auth.hpp). OpenSSL EVP signs; Boost.JSON parses.
+// Error texts are built from field names and fixed words only: the key file's contents never
+// reach a message.
+#include "storage/gcs_auth.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <boost/json.hpp>
+
+#include <memory>
+#include <utility>
+
+#include "common/crypto.hpp"
+
+namespace stowage::storage::gcs {
+namespace json = boost::json;
+namespace {
+
+constexpr std::string_view kKeyName = "GOOGLE_SERVICE_ACCOUNT_JSON_KEY";
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+// Loads a PEM private key; a passphrase callback that refuses keeps OpenSSL from prompting.
+Pkey load_private_key(std::string_view pem) {
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return nullptr;
+  auto no_passphrase = [](char*, int, int, void*) -> int { return 0; };
+  return Pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+}
+
+AuthError key_error(std::string_view what) { return {std::string(kKeyName) + ": " + std::string(what)}; }
+
+// A required string field, or an error naming it.
+Result<std::string, AuthError> string_field(const json::object& o, std::string_view name, bool required) {
+  const json::value* v = o.if_contains(name);
+  if (v == nullptr || v->is_null()) {
+    if (!required) return std::string();
+    return key_error("field `" + std::string(name) + "` is missing");
+  }
+  if (!v->is_string()) return key_error("field `" + std::string(name) + "` is not a string");
+  std::string s(v->as_string());
+  if (s.empty() && required) return key_error("field `" + std::string(name) + "` is empty");
+  return s;
+}
+
+std::string cut(std::string s, std::size_t limit = 300) {
+  if (s.size() > limit) s = s.substr(0, limit) + "...";
+  return s;
+}
+
+std::optional<json::object> parse_object(std::string_view body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return std::move(v.as_object());
+}
+
+}  // namespace
+
+Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view text) {
+  boost::system::error_code ec;
+  json::value root = json::parse(text, ec);
+  if (ec) return key_error("not valid JSON (" + ec.message() + ")");
+  if (!root.is_object()) return key_error("not a JSON object");
+  const json::object& o = root.as_object();
+
+  auto type = string_field(o, "type", true);
+  if (!type) return type.error();
+  if (type.value() != "service_account")
+    return key_error("field `type` is `" + cut(type.value(), 40) +
+                     "`, expected `service_account` (a service-account key from the Cloud Console or "
+                     "`gcloud iam service-accounts keys create`)");
+
+  ServiceAccountKey key;
+  auto email = string_field(o, "client_email", true);
+  if (!email) return email.error();
+  key.client_email = std::move(email.value());
+  auto pem = string_field(o, "private_key", true);
+  if (!pem) return pem.error();
+  key.private_key = std::move(pem.value());
+  auto id = string_field(o, "private_key_id", true);
+  if (!id) return id.error();
+  key.private_key_id = std::move(id.value());
+  auto uri = string_field(o, "token_uri", false);
+  if (!uri) return uri.error();
+  key.token_uri = uri.value().empty() ? std::string(kDefaultTokenUri) : std::move(uri.value());
+
+  if (key.token_uri.rfind("https://", 0) != 0 && key.token_uri.rfind("http://", 0) != 0)
+    return key_error("field `token_uri` is not an http(s) URL");
+  Pkey pkey = load_private_key(key.private_key);
+  if (!pkey || EVP_PKEY_get_base_id(pkey.get()) != EVP_PKEY_RSA)
+    return key_error("field `private_key` is not a PEM RSA private key");
+  return key;
+}
+
+std::string base64url(std::string_view bytes) {
+  std::string out = crypto::base64_encode(bytes);
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
+  }
+  return out;
+}
+
+Result<std::string, AuthError> make_jwt(const ServiceAccountKey& key, std::int64_t issued_at) {
+  json::object header{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", key.private_key_id}};
+  json::object claims{{"iss", key.client_email},
+                      {"scope", kScope},
+                      {"aud", key.token_uri},
+                      {"iat", issued_at},
+                      {"exp", issued_at + kJwtLifetimeSeconds}};
+  std::string signing_input = base64url(json::serialize(header)) + "." + base64url(json::serialize(claims));
+
+  Pkey pkey = load_private_key(key.private_key);
+  if (!pkey) return AuthError{"cannot load the service account's private key"};
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  std::size_t size = 0;
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(signing_input.data()),
+                     signing_input.size()) != 1)
+    return AuthError{"cannot sign the token request with the service account's private key"};
+  std::string signature(size, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size,
+                     reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) != 1)
+    return AuthError{"cannot sign the token request with the service account's private key"};
+  signature.resize(size);
+  return signing_input + "." + base64url(signature);
+}
+
+// application/x-www-form-urlencoded: the grant type's colons are percent-encoded; a JWT is
+// base64url segments joined by '.', all unreserved characters, so the assertion goes as it is.
+std::string token_request_body(std::string_view jwt) {
+  return "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + std::string(jwt);
+}
+
+Result<TokenReply, AuthError> parse_token_reply(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return AuthError{"the token reply is not a JSON object"};
+  const json::value* token = o->if_contains("access_token");
+  if (token == nullptr || !token->is_string() || token->as_string().empty())
+    return AuthError{"the token reply has no access_token"};
+  const json::value* type = o->if_contains("token_type");
+  if (type != nullptr && type->is_string() && type->as_string() != "Bearer" && type->as_string() != "bearer")
+    return AuthError{"the token reply's token_type is not Bearer"};
+  TokenReply reply;
+  reply.access_token = std::string(token->as_string());
+  const json::value* expires = o->if_contains("expires_in");
+  if (expires != nullptr && expires->is_int64())
+    reply.expires_in = std::chrono::seconds(expires->as_int64());
+  else if (expires != nullptr && expires->is_uint64())
+    reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(expires->as_uint64()));
+  else if (expires != nullptr && expires->is_double())
+    reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(expires->as_double()));
+  else
+    return AuthError{"the token reply has no numeric expires_in"};
+  if (reply.expires_in.count() <= 0) return AuthError{"the token reply's expires_in is not positive"};
+  return reply;
+}
+
+std::optional<OAuthError> parse_oauth_error(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return std::nullopt;
+  const json::value* error = o->if_contains("error");
+  if (error == nullptr || !error->is_string()) return std::nullopt;
+  OAuthError out{std::string(error->as_string()), {}};
+  const json::value* description = o->if_contains("error_description");
+  if (description != nullptr && description->is_string()) out.description = cut(std::string(description->as_string()));
+  out.error = cut(std::move(out.error), 80);
+  return out;
+}
+
+std::string json_api_error_message(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return {};
+  const json::value* error = o->if_contains("error");
+  if (error == nullptr || !error->is_object()) return {};
+  const json::object& e = error->as_object();
+  if (const json::value* m = e.if_contains("message"); m != nullptr && m->is_string() && !m->as_string().empty())
+    return cut(std::string(m->as_string()));
+  if (const json::value* errors = e.if_contains("errors"); errors != nullptr && errors->is_array()) {
+    for (const json::value& item : errors->as_array()) {
+      if (!item.is_object()) continue;
+      if (const json::value* r = item.as_object().if_contains("reason"); r != nullptr && r->is_string())
+        return cut(std::string(r->as_string()));
+    }
+  }
+  return {};
+}
+
+std::string metadata_origin(std::string_view host) {
+  return "http://" + std::string(host.empty() ? kDefaultMetadataHost : host);
+}
+
+http::Request metadata_token_request() {
+  http::Request request;
+  request.method = "GET";
+  request.target = std::string(kMetadataTokenPath);
+  request.headers = {{"Metadata-Flavor", "Google"}, {"Accept", "application/json"}};
+  return request;
+}
+
+}  // namespace stowage::storage::gcs

@@ -1,0 +1,85 @@
+#pragma once
+// GCS authentication, the pure parts: the service-account key file, the RS256 JWT that is traded
+// for an access token, the token-exchange and metadata-server requests, and their replies.
+// Nothing here does I/O (the token cache that does is storage/gcs_token.hpp).
+//
+// Guarantees: every error names the field or the step that failed and never echoes the private
+// key, a JWT or a token; the JWT is exactly what Google's token endpoint expects for a service
+// account (storage-backends.md, "Google Cloud Storage"): header {"alg":"RS256","typ":"JWT",
+// "kid":private_key_id}, claims iss/scope/aud/iat/exp with exp = iat + 3600, RSASSA-PKCS1-v1_5
+// over SHA-256, base64url without padding.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "storage/http_client.hpp"
+
+namespace stowage::storage::gcs {
+
+inline constexpr std::string_view kDefaultTokenUri = "https://oauth2.googleapis.com/token";
+inline constexpr std::string_view kScope = "https://www.googleapis.com/auth/devstorage.read_write";
+inline constexpr std::string_view kDefaultMetadataHost = "metadata.google.internal";
+inline constexpr std::string_view kMetadataTokenPath = "/computeMetadata/v1/instance/service-accounts/default/token";
+inline constexpr std::string_view kJwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+inline constexpr std::int64_t kJwtLifetimeSeconds = 3600;
+
+// What went wrong, in words safe for a status or a log.
+struct AuthError {
+  std::string message;
+};
+
+// The fields of a service-account JSON key (the Secret's GOOGLE_SERVICE_ACCOUNT_JSON_KEY) that
+// authentication needs.
+struct ServiceAccountKey {
+  std::string client_email;
+  std::string private_key;     // PEM (PKCS#8 "BEGIN PRIVATE KEY" as Google issues it, or PKCS#1)
+  std::string private_key_id;  // the JWT's kid
+  std::string token_uri;       // the JWT's aud and where it is exchanged; kDefaultTokenUri when absent
+};
+
+// Parses and checks a key file: valid JSON object, "type" is "service_account", client_email,
+// private_key (a loadable RSA key) and private_key_id present, token_uri an http(s) URL when given.
+// The error says which field is missing or wrong, e.g.
+// "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `private_key` is not a PEM RSA private key".
+Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view json);
+
+// base64url (RFC 4648 section 5) without padding, as JWTs use it.
+std::string base64url(std::string_view bytes);
+
+// The signed assertion for `key`, issued at `issued_at` (seconds since the Unix epoch).
+// Fails only when the private key cannot sign (the message names the step, not the key).
+Result<std::string, AuthError> make_jwt(const ServiceAccountKey& key, std::int64_t issued_at);
+
+// The form body of the token exchange: grant_type=...jwt-bearer&assertion=<jwt>.
+std::string token_request_body(std::string_view jwt);
+
+// A successful token reply {"access_token","expires_in","token_type":"Bearer"}.
+struct TokenReply {
+  std::string access_token;
+  std::chrono::seconds expires_in{0};
+};
+// The error says what is missing; it never holds the token.
+Result<TokenReply, AuthError> parse_token_reply(std::string_view body);
+
+// An OAuth error reply {"error":"invalid_grant","error_description":"..."}; nullopt when the body
+// is not one.
+struct OAuthError {
+  std::string error;
+  std::string description;
+};
+std::optional<OAuthError> parse_oauth_error(std::string_view body);
+
+// The GCS JSON API error body {"error":{"code":N,"message":...,"errors":[{"reason":...}]}}: its
+// message (or reason), cut to a readable length; "" when the body is not one.
+std::string json_api_error_message(std::string_view body);
+
+// The metadata server (GKE workload identity, GCE): "http://" + host, where host is
+// GCE_METADATA_HOST ("host" or "host:port") or kDefaultMetadataHost when empty.
+std::string metadata_origin(std::string_view host);
+// GET kMetadataTokenPath with Metadata-Flavor: Google.
+http::Request metadata_token_request();
+
+}  // namespace stowage::storage::gcs

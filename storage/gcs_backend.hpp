@@ -1,0 +1,98 @@
+#pragma once
+// The Google Cloud Storage backend: metadata.yaml in a bucket, over the JSON API.
+//
+//   create  POST   {endpoint}/upload/storage/v1/b/BUCKET/o?uploadType=media&name=KEY&ifGenerationMatch=0
+//   read    GET    {endpoint}/storage/v1/b/BUCKET/o/KEY?alt=media
+//   list    GET    {endpoint}/storage/v1/b/BUCKET/o?prefix=DIR/&pageToken=T
+//   delete  DELETE {endpoint}/storage/v1/b/BUCKET/o/KEY
+//   access  GET    {endpoint}/storage/v1/b/BUCKET
+//
+// Guarantees (besides storage::Backend's):
+//  - create is create-only through ifGenerationMatch=0 (412 -> AlreadyExists), which also makes it
+//    safe to retry; every call goes through storage::send_with_retries;
+//  - authentication: a service-account key's token (TokenSource, shared by every backend using the
+//    same key through a TokenRegistry), the metadata server's token when no key is given, or none
+//    in emulator mode; a 401 drops the token and retries once with a fresh one;
+//  - errors say what to fix: a refused key names GOOGLE_SERVICE_ACCOUNT_JSON_KEY, a 403 names the
+//    bucket and the service account, a missing bucket is named; transient statuses stay transient;
+//  - WipeOut deletes exactly the objects under "<prefix>/" (all of the bucket for an empty prefix),
+//    page by page, a few deletes in flight at once; a missing bucket has nothing to delete.
+// Assumptions: the Client and the TokenRegistry outlive the backend; the backend's coroutines run
+// on the reactor the Client was made for.
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storage/backend.hpp"
+#include "storage/gcs_token.hpp"
+#include "storage/http_client.hpp"
+#include "storage/retry.hpp"
+
+namespace stowage::storage {
+
+inline constexpr std::string_view kGcsDefaultEndpoint = "https://storage.googleapis.com";
+
+struct GcsOptions {
+  std::string bucket, prefix;
+  // The Secret's GOOGLE_SERVICE_ACCOUNT_JSON_KEY; empty: the metadata server's token (workload identity).
+  std::string service_account_json;
+  // Default https://storage.googleapis.com; STOWAGE_GCS_ENDPOINT overrides it (the engine passes it).
+  std::string endpoint;
+  // STORAGE_EMULATOR_HOST: the endpoint comes from it (http:// when it has no scheme), no authentication.
+  bool emulator = false;
+  std::string metadata_host;        // GCE_METADATA_HOST ("host[:port]"); empty: metadata.google.internal
+  http::TlsSettings tls;            // for the endpoint, and for the token URI when it has the endpoint's origin
+  std::size_t max_connections = 0;  // 0: the client's default
+  RetryPolicy retry;                // per request, token fetches included (tests shorten it)
+  std::size_t list_page_size = 0;   // maxResults of a listing; 0: the server's default (1000)
+};
+
+class GcsBackend final : public Backend {
+ public:
+  // Tokens come from TokenRegistry::process_wide(): every backend in the process that names the
+  // same key (or the same metadata server) shares one cached token.
+  GcsBackend(http::Client& client, GcsOptions options);
+  GcsBackend(http::Client& client, GcsOptions options, gcs::TokenRegistry& tokens);
+
+  std::string identity() const override;           // "gcs:" + endpoint + "/" + bucket + "/" + prefix
+  std::string metadata_location() const override;  // "gs://bucket/key"
+  boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
+  boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
+  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<BackendResult<Ok>> check_access() override;
+
+  // Who the requests speak for, for messages and tests.
+  std::string principal() const;
+
+ private:
+  struct ApiCall {
+    std::string method;
+    std::string target;  // below the endpoint's path, already encoded
+    std::string body;
+    std::string content_type;
+  };
+  struct DeleteRun;
+
+  boost::asio::awaitable<BackendResult<http::Response>> send(ApiCall call, bool idempotent, std::string what);
+  boost::asio::awaitable<BackendResult<std::string>> access_token();
+  boost::asio::awaitable<BackendResult<bool>> delete_object(std::string name);  // false: already gone
+  boost::asio::awaitable<BackendResult<std::size_t>> delete_names(std::vector<std::string> names);
+  boost::asio::awaitable<void> delete_worker(std::shared_ptr<DeleteRun> run);
+  BackendError status_error(const http::Response& response, const std::string& what) const;
+  std::string object_path(const std::string& name) const;
+  http::TlsSettings token_tls() const;
+
+  http::Client& client_;
+  GcsOptions options_;
+  std::string endpoint_;  // normalized, no trailing slash
+  std::optional<http::Url> origin_;
+  std::string base_path_;                     // the endpoint's own path, "" or "/base"
+  std::string key_;                           // metadata.yaml's object name
+  std::string dir_;                           // the prefix as a listing prefix: "" or "backup/demo/"
+  std::optional<BackendError> setup_error_;   // a bad key or endpoint: every call answers with it
+  std::shared_ptr<gcs::TokenSource> tokens_;  // null in emulator mode
+};
+
+}  // namespace stowage::storage

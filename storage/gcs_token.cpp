@@ -1,0 +1,285 @@
+// TokenSource and TokenRegistry (see gcs_token.hpp).
+//
+// The single-flight refresh: the first caller that finds no fresh token marks the source
+// refreshing and fetches; later callers park on a steady_timer of their own (a reactor's condition
+// variable) and are woken, on their own executor, when the fetch ends. A RefreshGuard ends the
+// refresh however the fetching coroutine leaves (returned, or its frame destroyed on cancellation),
+// so waiters are never stranded: an abandoned refresh wakes them with no outcome and one of them
+// takes over.
+#include "storage/gcs_token.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <utility>
+
+#include "common/crypto.hpp"
+#include "storage/retry.hpp"
+
+namespace stowage::storage::gcs {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string_view kind_code(http::HttpError::Kind kind) {
+  switch (kind) {
+    case http::HttpError::Kind::Resolve:
+      return "ResolveFailed";
+    case http::HttpError::Kind::Connect:
+      return "ConnectFailed";
+    case http::HttpError::Kind::Tls:
+      return "TlsFailed";
+    case http::HttpError::Kind::TlsVerify:
+      return "TlsVerifyFailed";
+    case http::HttpError::Kind::Timeout:
+      return "Timeout";
+    case http::HttpError::Kind::Reset:
+      return "ConnectionReset";
+    case http::HttpError::Kind::Protocol:
+      return "ProtocolError";
+    case http::HttpError::Kind::TooLarge:
+      return "ResponseTooLarge";
+  }
+  return "HttpError";
+}
+
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+BackendError error(bool transient, std::string code, std::string message,
+                   std::optional<std::chrono::milliseconds> after = std::nullopt) {
+  return BackendError{transient, std::move(code), std::move(message), after};
+}
+
+}  // namespace
+
+BackendError transport_error(const http::HttpError& e, std::string_view context) {
+  return error(e.transient(), std::string(kind_code(e.kind)), std::string(context) + ": " + e.message);
+}
+
+// A parked caller: its executor and its timer. Woken by moving the expiry to the past on the
+// caller's own executor, which also covers a wake that lands before the wait starts.
+struct TokenSource::Waiter {
+  asio::any_io_executor executor;
+  asio::steady_timer timer;
+  explicit Waiter(asio::any_io_executor ex) : executor(ex), timer(ex, Clock::time_point::max()) {}
+};
+
+struct TokenSource::RefreshGuard {
+  TokenSource& source;
+  std::optional<BackendResult<std::string>> outcome;
+  ~RefreshGuard() {
+    std::vector<std::shared_ptr<Waiter>> waiters;
+    {
+      std::lock_guard lock(source.mutex_);
+      source.refreshing_ = false;
+      ++source.generation_;
+      source.last_outcome_ = std::move(outcome);
+      waiters.swap(source.waiters_);
+    }
+    for (auto& w : waiters) {
+      auto wake = [w] { w->timer.expires_at(Clock::time_point::min()); };
+      asio::post(w->executor, std::move(wake));
+    }
+  }
+};
+
+std::shared_ptr<TokenSource> TokenSource::for_service_account(ServiceAccountKey key) {
+  std::shared_ptr<TokenSource> source(new TokenSource());
+  source->token_origin_ = key.token_uri;
+  source->key_ = std::move(key);
+  return source;
+}
+
+std::shared_ptr<TokenSource> TokenSource::for_metadata_server(std::string host) {
+  std::shared_ptr<TokenSource> source(new TokenSource());
+  source->metadata_host_ = std::move(host);
+  source->token_origin_ = metadata_origin(source->metadata_host_);
+  return source;
+}
+
+std::string TokenSource::principal() const {
+  if (key_) return "service account `" + key_->client_email + "`";
+  return "the metadata server's default service account";
+}
+
+void TokenSource::invalidate(std::string_view rejected) {
+  std::lock_guard lock(mutex_);
+  if (token_ == rejected) {
+    token_.clear();
+    refresh_at_ = {};
+  }
+}
+
+asio::awaitable<BackendResult<std::string>> TokenSource::token(http::Client& client, http::TlsSettings tls,
+                                                               RetryPolicy retry) {
+  auto executor = co_await asio::this_coro::executor;
+  for (;;) {
+    std::shared_ptr<Waiter> waiter;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (!token_.empty() && Clock::now() < refresh_at_) co_return token_;
+      if (!refreshing_) {
+        refreshing_ = true;
+      } else {
+        waiter = std::make_shared<Waiter>(executor);
+        waiters_.push_back(waiter);
+        generation = generation_;
+      }
+    }
+    if (!waiter) {
+      RefreshGuard guard{*this, std::nullopt};
+      auto fetched = co_await fetch(client, std::move(tls), retry);
+      guard.outcome = fetched;
+      co_return fetched;
+    }
+    co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    {
+      std::lock_guard lock(mutex_);
+      // The refresh this caller waited for ended: share its outcome. (An abandoned one left none;
+      // then go round, and this caller may become the one that refreshes.)
+      if (generation_ != generation && last_outcome_) co_return *last_outcome_;
+    }
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none)
+      co_return error(true, "Cancelled", "GCS token request cancelled");
+  }
+}
+
+asio::awaitable<BackendResult<std::string>> TokenSource::fetch(http::Client& client, http::TlsSettings tls,
+                                                               RetryPolicy retry) {
+  ++fetches_;
+  if (key_) co_return co_await fetch_service_account(client, std::move(tls), retry);
+  co_return co_await fetch_metadata(client, retry);
+}
+
+BackendResult<std::string> TokenSource::remember(TokenReply reply) {
+  std::lock_guard lock(mutex_);
+  token_ = reply.access_token;
+  // Good until kRefreshMargin before expiry. A token that short-lived is used once, by the
+  // callers of this refresh (they share it), and never cached.
+  refresh_at_ = Clock::now() + reply.expires_in - kRefreshMargin;
+  return std::move(reply.access_token);
+}
+
+asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(http::Client& client,
+                                                                               http::TlsSettings tls,
+                                                                               RetryPolicy retry) {
+  const ServiceAccountKey& key = *key_;
+  const std::string context = "GCS token exchange at " + key.token_uri;
+  auto url = http::Url::parse(key.token_uri);
+  if (!url)
+    co_return error(false, "InvalidServiceAccountKey",
+                    "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not a valid URL (" + url.error() + ")");
+  auto jwt = make_jwt(key, unix_seconds());
+  if (!jwt)
+    co_return error(false, "InvalidServiceAccountKey", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: " + jwt.error().message);
+
+  std::string target = url.value().path.empty() ? "/" : url.value().path;
+  std::function<http::Request()> make_request = [target, body = token_request_body(jwt.value())] {
+    http::Request request;
+    request.method = "POST";
+    request.target = target;
+    request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+    request.body = body;
+    return request;
+  };
+  // Issuing a token twice is harmless, so the exchange is retried like an idempotent request.
+  auto sent = co_await send_with_retries(client, url.value(), tls, std::move(make_request), true, 0, retry);
+  if (!sent) co_return transport_error(sent.error(), context);
+  const http::Response& response = sent.value();
+
+  if (response.status >= 200 && response.status < 300) {
+    auto reply = parse_token_reply(response.body);
+    if (!reply) co_return error(true, "TokenExchangeBadReply", context + ": " + reply.error().message);
+    co_return remember(std::move(reply.value()));
+  }
+  auto oauth = parse_oauth_error(response.body);
+  if (oauth && oauth->error == "invalid_grant")
+    co_return error(false, "InvalidGrant",
+                    "GCS token exchange refused: check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" +
+                        (oauth->description.empty() ? oauth->error : oauth->description) + ")");
+  if (transient_status(response.status))
+    co_return error(true, "TokenExchangeUnavailable", context + " answered HTTP " + std::to_string(response.status),
+                    retry_after(response));
+  std::string why = oauth ? oauth->error + (oauth->description.empty() ? "" : ": " + oauth->description)
+                          : "HTTP " + std::to_string(response.status);
+  co_return error(
+      false, "TokenExchangeRefused",
+      "GCS token exchange refused (" + why + "): check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" + key.client_email + ")");
+}
+
+asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Client& client, RetryPolicy retry) {
+  const std::string origin = metadata_origin(metadata_host_);
+  const std::string hint =
+      "; without spec.storage.gcs.secretName the controller needs GKE workload identity or a GCE service account "
+      "(GCE_METADATA_HOST overrides the metadata server)";
+  auto url = http::Url::parse(origin);
+  if (!url) co_return error(false, "BadMetadataHost", "GCE_METADATA_HOST is not a host[:port]: " + url.error());
+  std::function<http::Request()> make_request = [] { return metadata_token_request(); };
+  const http::TlsSettings plain;  // a named local: GCC 12 destroys temporaries in a co_await expression twice
+  auto sent = co_await send_with_retries(client, url.value(), plain, std::move(make_request), true, 0, retry);
+  if (!sent) {
+    BackendError e = transport_error(sent.error(), "GCS metadata server " + origin + " unreachable");
+    e.message += hint;
+    co_return e;
+  }
+  const http::Response& response = sent.value();
+  if (response.status >= 200 && response.status < 300) {
+    auto reply = parse_token_reply(response.body);
+    if (!reply)
+      co_return error(true, "MetadataServerBadReply", "GCS metadata server " + origin + ": " + reply.error().message);
+    co_return remember(std::move(reply.value()));
+  }
+  if (transient_status(response.status))
+    co_return error(true, "MetadataServerUnavailable",
+                    "GCS metadata server " + origin + " answered HTTP " + std::to_string(response.status),
+                    retry_after(response));
+  co_return error(
+      false, "MetadataServerRefused",
+      "GCS metadata server " + origin + " refused a token (HTTP " + std::to_string(response.status) + ")" + hint);
+}
+
+TokenRegistry& TokenRegistry::process_wide() {
+  static TokenRegistry registry;
+  return registry;
+}
+
+std::shared_ptr<TokenSource> TokenRegistry::find_or_make(const std::string& id,
+                                                         const std::function<std::shared_ptr<TokenSource>()>& make) {
+  std::lock_guard lock(mutex_);
+  const auto now = Clock::now();
+  for (auto it = sources_.begin(); it != sources_.end();) {  // drop sources no backend has used for `idle`
+    bool unused = it->second.source.use_count() == 1 && now - it->second.last_handed_out >= idle_;
+    if (unused && it->first != id)
+      it = sources_.erase(it);
+    else
+      ++it;
+  }
+  Entry& entry = sources_[id];
+  if (!entry.source) entry.source = make();
+  entry.last_handed_out = now;
+  return entry.source;
+}
+
+std::shared_ptr<TokenSource> TokenRegistry::service_account(const ServiceAccountKey& key) {
+  // The private key enters the identity only as a hash, so a key file re-signed with another key
+  // under the same id never borrows a token the first one earned.
+  std::string id = "sa\n" + key.client_email + "\n" + key.private_key_id + "\n" + key.token_uri + "\n" +
+                   crypto::hex(crypto::sha256(key.private_key));
+  auto make = [&key] { return TokenSource::for_service_account(key); };
+  return find_or_make(id, make);
+}
+
+std::shared_ptr<TokenSource> TokenRegistry::metadata_server(const std::string& host) {
+  auto make = [&host] { return TokenSource::for_metadata_server(host); };
+  return find_or_make("metadata\n" + host, make);
+}
+
+}  // namespace stowage::storage::gcs
