@@ -37,6 +37,10 @@ struct Config {
   std::string synchronous = "full";                   // store.synchronous: full | normal
   Millis shutdown_grace{10000};                       // shutdown.grace-period
   std::string operator_version = "v0.1.0";            // operator-version (written into metadata.yaml)
+  std::string gcs_endpoint;                           // gcs.endpoint: empty = https://storage.googleapis.com
+  Millis backend_connect_timeout{10000};              // backends.connect-timeout
+  Millis backend_request_timeout{30000};              // backends.request-timeout
+  int backend_max_connections = 16;                   // backends.max-connections (when maxConnections is 0)
 
   std::filesystem::path config_file;  // the file that was read, if any
 };

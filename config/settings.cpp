@@ -125,6 +125,15 @@ std::vector<Setting> make_table() {
        "How long running reconciles may take to finish after SIGTERM", Duration{&Config::shutdown_grace, kPositive}},
       {"operator-version", "--operator-version", "operatorVersion written into each new metadata.yaml",
        Text<std::string>{&Config::operator_version, "TEXT", false}},
+      {"gcs.endpoint", "--gcs-endpoint",
+       "Replaces https://storage.googleapis.com for every GCS storage (private endpoints, tests); authentication kept",
+       Text<std::string>{&Config::gcs_endpoint, "URL", true}},
+      {"backends.connect-timeout", "--backend-connect-timeout", "Connect and TLS handshake timeout for cloud backends",
+       Duration{&Config::backend_connect_timeout, kPositive}},
+      {"backends.request-timeout", "--backend-request-timeout",
+       "Timeout of one request/response exchange with a cloud backend", Duration{&Config::backend_request_timeout, kPositive}},
+      {"backends.max-connections", "--backend-max-connections",
+       "Connections per cloud endpoint when a storage's maxConnections is 0", Integer{&Config::backend_max_connections, 1, 1024}},
   };
 }
 

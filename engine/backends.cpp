@@ -1,6 +1,12 @@
 #include "engine/backends.hpp"
 
+#include <cstdlib>
+
+#include "storage/azure_backend.hpp"
+#include "storage/gcs_backend.hpp"
+#include "storage/http_client.hpp"
 #include "storage/local_backend.hpp"
+#include "storage/s3_backend.hpp"
 
 namespace stowage::engine {
 
@@ -13,20 +19,129 @@ bool has_dotdot(const fs::path& p) {
   return false;
 }
 
+std::string where(const kube::Secret& secret) { return secret.metadata.namespace_ + "/" + secret.metadata.name; }
+
 std::string check_secret(const kube::BackupStorage& s, const kube::Secret* secret) {
   if (!secret) return {};
-  std::string where = secret->metadata.namespace_ + "/" + secret->metadata.name;
   for (const auto& k : secret->invalid_keys)
-    return "storage secret " + where + ": the value of key " + k +
+    return "storage secret " + where(*secret) + ": the value of key " + k +
            " is not valid Base64; encode it with `base64 -w0` or put the plain value under stringData";
+  if (s.spec.storage.provider == "azure") {
+    for (const char* k : {"AZURE_ACCOUNT_KEY", "AZURE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING"})
+      if (secret->data.count(k)) return {};
+    return "storage secret " + where(*secret) +
+           " missing AZURE_ACCOUNT_KEY key (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)";
+  }
   for (const auto& k : BackendFactory::required_keys(s.spec.storage.provider))
-    if (!secret->data.count(k)) return "storage secret " + where + " missing " + k + " key";
+    if (!secret->data.count(k)) return "storage secret " + where(*secret) + " missing " + k + " key";
   return {};
+}
+
+std::string value(const kube::Secret* secret, const char* key) {
+  if (!secret) return {};
+  auto it = secret->data.find(key);
+  return it == secret->data.end() ? std::string() : it->second;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string trim_trailing_slashes(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
 }
 }  // namespace
 
-BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, fs::path local_root)
-    : pool_(io_pool), local_root_(std::move(local_root)) {}
+CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::size_t max_connections) {
+  CloudSettings c;
+  c.gcs_endpoint = std::move(gcs_endpoint);
+  c.storage_emulator_host = env("STORAGE_EMULATOR_HOST");
+  c.gce_metadata_host = env("GCE_METADATA_HOST");
+  c.max_connections = max_connections;
+  c.aws_access_key_id = env("AWS_ACCESS_KEY_ID");
+  c.aws_secret_access_key = env("AWS_SECRET_ACCESS_KEY");
+  c.aws_session_token = env("AWS_SESSION_TOKEN");
+  return c;
+}
+
+BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, fs::path local_root, storage::http::Client& http,
+                               CloudSettings cloud)
+    : pool_(io_pool), local_root_(std::move(local_root)), http_(http), cloud_(std::move(cloud)) {}
+
+std::size_t BackendFactory::connections(std::int64_t from_spec) const {
+  return from_spec > 0 ? static_cast<std::size_t>(from_spec) : cloud_.max_connections;
+}
+
+BackendFactory::Made BackendFactory::make_s3(const kube::BackupStorage& s, const kube::Secret* secret) const {
+  const auto& spec = *s.spec.storage.s3;
+  if (trim_trailing_slashes(spec.bucket).empty()) return std::string("spec.storage.s3.bucket is required");
+  storage::S3Options o;
+  o.endpoint = trim_trailing_slashes(spec.endpoint);
+  o.bucket = trim_trailing_slashes(spec.bucket);
+  o.prefix = trim_trailing_slashes(spec.prefix);
+  o.region = spec.region;
+  o.max_connections = connections(spec.max_connections);
+  o.tls.insecure = spec.insecure_tls;
+  if (secret) {
+    o.access_key_id = value(secret, "AWS_ACCESS_KEY_ID");
+    o.secret_access_key = value(secret, "AWS_SECRET_ACCESS_KEY");
+    o.session_token = value(secret, "AWS_SESSION_TOKEN");
+    o.tls.ca_pem = value(secret, "CA_CERT_DATA");
+  } else if (!cloud_.aws_access_key_id.empty() && !cloud_.aws_secret_access_key.empty()) {
+    o.access_key_id = cloud_.aws_access_key_id;  // credential-less: the controller's own identity
+    o.secret_access_key = cloud_.aws_secret_access_key;
+    o.session_token = cloud_.aws_session_token;
+  } else {
+    return std::string(
+        "spec.storage.s3.secretName is empty and the controller has no AWS credentials of its own: set secretName, "
+        "or give the controller AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (IRSA web identity and instance "
+        "metadata are not supported yet)");
+  }
+  return Made(std::make_unique<storage::S3Backend>(http_, std::move(o)));
+}
+
+BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, const kube::Secret* secret) const {
+  const auto& spec = *s.spec.storage.gcs;
+  if (trim_trailing_slashes(spec.bucket).empty()) return std::string("spec.storage.gcs.bucket is required");
+  storage::GcsOptions o;
+  o.bucket = trim_trailing_slashes(spec.bucket);
+  o.prefix = trim_trailing_slashes(spec.prefix);
+  o.max_connections = connections(spec.max_connections);
+  o.service_account_json = value(secret, "GOOGLE_SERVICE_ACCOUNT_JSON_KEY");
+  o.tls.ca_pem = value(secret, "CA_CERT_DATA");
+  o.metadata_host = cloud_.gce_metadata_host;
+  if (!cloud_.gcs_endpoint.empty()) {
+    o.endpoint = cloud_.gcs_endpoint;
+  } else if (!cloud_.storage_emulator_host.empty()) {
+    const auto& h = cloud_.storage_emulator_host;
+    o.endpoint = h.find("://") == std::string::npos ? "http://" + h : h;
+    o.emulator = true;
+  }
+  return Made(std::make_unique<storage::GcsBackend>(http_, std::move(o)));
+}
+
+BackendFactory::Made BackendFactory::make_azure(const kube::BackupStorage& s, const kube::Secret* secret) const {
+  const auto& spec = *s.spec.storage.azure;
+  storage::AzureOptions o;
+  o.storage_account = spec.storage_account;
+  o.container = trim_trailing_slashes(spec.container);
+  o.prefix = trim_trailing_slashes(spec.prefix);
+  o.max_connections = connections(spec.max_connections);
+  o.account_key = value(secret, "AZURE_ACCOUNT_KEY");
+  o.sas_token = value(secret, "AZURE_SAS_TOKEN");
+  o.connection_string = value(secret, "AZURE_STORAGE_CONNECTION_STRING");
+  o.tls.ca_pem = value(secret, "CA_CERT_DATA");
+  if (o.container.empty()) return std::string("spec.storage.azure.container is required");
+  if (o.storage_account.empty() && o.connection_string.empty())
+    return std::string("spec.storage.azure.storageAccount is required");
+  if (!secret)
+    return std::string(
+        "spec.storage.azure.secretName is empty: Azure workload identity is not supported yet; set secretName to a "
+        "Secret with AZURE_ACCOUNT_KEY (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)");
+  return Made(std::make_unique<storage::AzureBackend>(http_, std::move(o)));
+}
 
 std::vector<std::string> BackendFactory::required_keys(const std::string& provider) {
   if (provider == "s3") return {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"};
@@ -73,9 +188,9 @@ Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(cons
                        (st.provider == "azure" && st.azure);
     if (!has_section) return "spec.storage." + st.provider + " is missing for provider " + st.provider;
     if (auto err = check_secret(s, secret); !err.empty()) return err;
-    return "provider " + st.provider +
-           " is not available in this build yet: stowage 0.1 initializes local volumes only (cloud backends are "
-           "the next release)";
+    if (st.provider == "s3") return make_s3(s, secret);
+    if (st.provider == "gcs") return make_gcs(s, secret);
+    return make_azure(s, secret);
   }
   return "spec.storage.provider \"" + st.provider + "\" is not supported: use one of local, s3, gcs, azure";
 }

@@ -14,11 +14,28 @@ namespace boost::asio {
 class thread_pool;
 }
 
+namespace stowage::storage::http {
+class Client;
+}
+
 namespace stowage::engine {
+
+// What the cloud backends take from the process rather than from a BackupStorage.
+struct CloudSettings {
+  std::string gcs_endpoint;           // gcs.endpoint / STOWAGE_GCS_ENDPOINT
+  std::string storage_emulator_host;  // STORAGE_EMULATOR_HOST (GCS emulator convention: no authentication)
+  std::string gce_metadata_host;      // GCE_METADATA_HOST
+  std::size_t max_connections = 16;   // when a storage's maxConnections is 0
+  // Credential-less S3: the controller's own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+  std::string aws_access_key_id, aws_secret_access_key, aws_session_token;
+
+  static CloudSettings from_environment(std::string gcs_endpoint, std::size_t max_connections);
+};
 
 class BackendFactory {
  public:
-  BackendFactory(boost::asio::thread_pool& io_pool, std::filesystem::path local_root);
+  BackendFactory(boost::asio::thread_pool& io_pool, std::filesystem::path local_root, storage::http::Client& http,
+                 CloudSettings cloud);
 
   // The secret is null when the storage names none or it does not exist (the caller reports that).
   Result<std::unique_ptr<storage::Backend>, std::string> make(const kube::BackupStorage& storage,
@@ -31,8 +48,16 @@ class BackendFactory {
   Result<std::filesystem::path, std::string> local_directory(const kube::LocalSpec& local) const;
 
  private:
+  using Made = Result<std::unique_ptr<storage::Backend>, std::string>;
+  Made make_s3(const kube::BackupStorage& s, const kube::Secret* secret) const;
+  Made make_gcs(const kube::BackupStorage& s, const kube::Secret* secret) const;
+  Made make_azure(const kube::BackupStorage& s, const kube::Secret* secret) const;
+  std::size_t connections(std::int64_t from_spec) const;
+
   boost::asio::thread_pool& pool_;
   std::filesystem::path local_root_;
+  storage::http::Client& http_;
+  CloudSettings cloud_;
 };
 
 }  // namespace stowage::engine

@@ -19,6 +19,7 @@
 #include "persistence/fingerprint.hpp"
 #include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
+#include "storage/http_client.hpp"
 
 namespace stowage::engine {
 
@@ -56,6 +57,7 @@ class Runtime {
   persistence::WorkQueue queue;
   FactBook facts;
   OfflineWorld world;
+  storage::http::Client http;
   BackendFactory backends;
   Reconciler reconciler;
   Controller controller;

@@ -79,7 +79,8 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "config.yaml:1:1: unknown setting \"token\" (known: state-dir, log.format, log.level, log.file, "
         "manifests.dir, manifests.debounce, manifests.poll-interval, local.root, local.io-threads, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
-        "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version)");
+        "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
+                "backends.connect-timeout, backends.request-timeout, backends.max-connections)");
 }
 
 TEST_CASE("a value of the wrong YAML kind is reported at its position") {

@@ -16,7 +16,10 @@ bool same_settings(const Config& a, const Config& b) {
          a.local_io_threads == b.local_io_threads && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
          a.commit_interval == b.commit_interval && a.synchronous == b.synchronous &&
-         a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version;
+         a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version &&
+         a.gcs_endpoint == b.gcs_endpoint && a.backend_connect_timeout == b.backend_connect_timeout &&
+         a.backend_request_timeout == b.backend_request_timeout &&
+         a.backend_max_connections == b.backend_max_connections;
 }
 
 Config reload(const Config& config) {
@@ -51,7 +54,13 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  synchronous: full\n"
         "shutdown:\n"
         "  grace-period: 10s\n"
-        "operator-version: v0.1.0\n");
+        "operator-version: v0.1.0\n"
+        "gcs:\n"
+        "  endpoint: \"\"\n"
+        "backends:\n"
+        "  connect-timeout: 10s\n"
+        "  request-timeout: 30s\n"
+        "  max-connections: 16\n");
 }
 
 TEST_CASE("the defaults round-trip through to_yaml and the loader") {

@@ -25,7 +25,7 @@ struct Env {
 
 const std::string kS3NoSecret =
     "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: cloud, namespace: demo}\n"
-    "spec: {storage: {provider: s3, s3: {bucket: b, endpoint: https://s3.example.com, secretName: nope}}}\n";
+    "spec: {storage: {provider: s3, s3: {bucket: b, endpoint: http://127.0.0.1:9, secretName: nope}}}\n";
 
 }  // namespace
 

@@ -18,10 +18,10 @@ TEST_CASE("no secret value appears in logs or in the database") {
                    "apiVersion: v1\nkind: Secret\nmetadata: {name: broken, namespace: demo}\ndata:\n"
                    "  AWS_SECRET_ACCESS_KEY: '" + bad + "'\n---\n"
                    "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: s3, namespace: demo}\n"
-                   "spec: {storage: {provider: s3, s3: {bucket: b, endpoint: https://s3.example.com, secretName: creds}}}\n"
+                   "spec: {storage: {provider: s3, s3: {bucket: b, endpoint: http://127.0.0.1:9, secretName: creds}}}\n"
                    "---\napiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\n"
                    "metadata: {name: s3b, namespace: demo}\n"
-                   "spec: {storage: {provider: s3, s3: {bucket: c, endpoint: https://s3.example.com, secretName: broken}}}\n");
+                   "spec: {storage: {provider: s3, s3: {bucket: c, endpoint: http://127.0.0.1:9, secretName: broken}}}\n");
   auto log = dir / "trace.log";
   auto child = test::Child::spawn({"run", "--manifests", manifests.string(), "--state-dir", state.string(),
                                    "--log-level", "trace", "--log-format", "json", "--log-file", log.string()},
