@@ -55,30 +55,7 @@ std::optional<std::string> find_header(const http::Request& request, std::string
   return std::nullopt;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
-// Query-component decoding as the service does it: %XX and '+' as a space. A malformed escape is
-// kept as it is.
-std::string query_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 std::string two_digits(int v) {
   std::string s = std::to_string(v);
@@ -113,8 +90,8 @@ std::string canonicalized_resource(std::string_view target, std::string_view acc
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (pair.empty()) continue;
     auto eq = pair.find('=');
-    std::string name = lower(query_decode(pair.substr(0, eq)));
-    std::string value = eq == std::string_view::npos ? std::string() : query_decode(pair.substr(eq + 1));
+    std::string name = lower(http::form_decode(pair.substr(0, eq)));
+    std::string value = eq == std::string_view::npos ? std::string() : http::form_decode(pair.substr(eq + 1));
     params[name].push_back(std::move(value));
   }
   for (auto& [name, values] : params) {

@@ -1,4 +1,5 @@
 // Azure Blob XML bodies (see azure_xml.hpp).
+#include "storage/http_client.hpp"
 #include "storage/azure_xml.hpp"
 
 #include <pugixml.hpp>
@@ -22,25 +23,7 @@ std::string first_line(std::string_view text) {
   return std::string(text);
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -66,7 +49,7 @@ Result<BlobList, std::string> parse_blob_list(std::string_view xml) {
     if (!name) return std::string("List Blobs answer has a Blob without a Name");
     // Names that are not valid XML text come percent-encoded, marked Encoded="true" (2020-10-02+).
     std::string text = name.text().as_string();
-    list.names.push_back(name.attribute("Encoded").as_bool() ? percent_decode(text) : text);
+    list.names.push_back(name.attribute("Encoded").as_bool() ? http::percent_decode(text) : text);
   }
   list.next_marker = results.child("NextMarker").text().as_string();
   return list;

@@ -100,4 +100,9 @@ class Client {
 // when `keep_slash` (object keys in paths). The one encoder for S3, GCS and Azure.
 std::string uri_encode(std::string_view s, bool keep_slash);
 
+// Percent-decoding; a '%' not followed by two hex digits stays literal, '+' stays '+' (paths, SigV4).
+std::string percent_decode(std::string_view s);
+// Form decoding (query components, S3's encoding-type=url keys): as above, and '+' is a space.
+std::string form_decode(std::string_view s);
+
 }  // namespace stowage::storage::http

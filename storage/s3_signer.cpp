@@ -42,33 +42,9 @@ std::string trim_all(std::string_view v) {
   return out;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
-// Percent-decoding; a '%' not followed by two hex digits stays a literal '%'. '+' stays '+' (S3
-// reads it literally in paths and in queries signed by SigV4).
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
 
-std::string reencode(std::string_view s, bool keep_slash) { return http::uri_encode(percent_decode(s), keep_slash); }
+std::string reencode(std::string_view s, bool keep_slash) { return http::uri_encode(http::percent_decode(s), keep_slash); }
 
 void set_header(http::Request& request, std::string_view name, std::string value) {
   std::erase_if(request.headers, [&](const auto& h) { return lower(h.first) == name; });

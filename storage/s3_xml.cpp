@@ -1,4 +1,5 @@
 // S3 XML documents with pugixml: see s3_xml.hpp.
+#include "storage/http_client.hpp"
 #include "storage/s3_xml.hpp"
 
 #include <pugixml.hpp>
@@ -39,29 +40,7 @@ pugi::xml_node root_named(const pugi::xml_document& doc, std::string_view name) 
   return root && local_name(root) == name ? root : pugi::xml_node{};
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
-// encoding-type=url keys are form-encoded (what botocore's unquote_plus undoes): %XX and '+'.
-std::string url_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -92,7 +71,7 @@ Result<ListPage, std::string> parse_list_objects_v2(std::string_view xml) {
     if (node.type() != pugi::node_element || local_name(node) != "Contents") continue;
     pugi::xml_node key = child(node, "Key");
     if (!key) return std::string("ListObjectsV2 answer has an entry without a Key");
-    page.keys.push_back(url_encoded ? url_decode(key.child_value()) : std::string(key.child_value()));
+    page.keys.push_back(url_encoded ? http::form_decode(key.child_value()) : std::string(key.child_value()));
   }
   page.truncated = text_of(root, "IsTruncated") == "true";
   if (page.truncated) {

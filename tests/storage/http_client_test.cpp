@@ -182,3 +182,8 @@ TEST_CASE("send_with_retries retries 503s, honours Retry-After, and sends non-id
   auto permanent = run(io, send_with_retries(client, server.url(), {}, [] { return get("/status/403"); }, true));
   CHECK(permanent.value().status == 403);
 }
+
+TEST_CASE("percent and form decoding") {
+  CHECK(http::percent_decode("a%20b+c%2Fd%zz%4") == "a b+c/d%zz%4");
+  CHECK(http::form_decode("a%20b+c") == "a b c");
+}
