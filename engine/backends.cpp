@@ -4,7 +4,7 @@
 
 #include "storage/azure_backend.hpp"
 #include "storage/gcs_backend.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/local_backend.hpp"
 #include "storage/s3_backend.hpp"
 
@@ -66,7 +66,7 @@ CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::siz
   return c;
 }
 
-BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, fs::path local_root, storage::http::Client& http,
+BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, fs::path local_root, http::Client& http,
                                CloudSettings cloud)
     : pool_(io_pool), local_root_(std::move(local_root)), http_(http), cloud_(std::move(cloud)) {}
 

@@ -14,7 +14,7 @@ namespace boost::asio {
 class thread_pool;
 }
 
-namespace stowage::storage::http {
+namespace stowage::http {
 class Client;
 }
 
@@ -34,7 +34,7 @@ struct CloudSettings {
 
 class BackendFactory {
  public:
-  BackendFactory(boost::asio::thread_pool& io_pool, std::filesystem::path local_root, storage::http::Client& http,
+  BackendFactory(boost::asio::thread_pool& io_pool, std::filesystem::path local_root, http::Client& http,
                  CloudSettings cloud);
 
   // The secret is null when the storage names none or it does not exist (the caller reports that).
@@ -56,7 +56,7 @@ class BackendFactory {
 
   boost::asio::thread_pool& pool_;
   std::filesystem::path local_root_;
-  storage::http::Client& http_;
+  http::Client& http_;
   CloudSettings cloud_;
 };
 

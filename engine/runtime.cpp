@@ -56,7 +56,7 @@ Runtime::Runtime(const config::Config& c, std::string source_id, bool deletions)
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
       world(store.get(), store->load_objects(), std::move(source_id), queue, deletions),
-      http(io.get_executor(), storage::http::ClientOptions{c.backend_connect_timeout, c.backend_connect_timeout,
+      http(io.get_executor(), http::ClientOptions{c.backend_connect_timeout, c.backend_connect_timeout,
                                                           c.backend_request_timeout,
                                                           static_cast<std::size_t>(c.backend_max_connections)}),
       backends(pool, c.local_root, http,

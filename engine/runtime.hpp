@@ -19,7 +19,7 @@
 #include "persistence/fingerprint.hpp"
 #include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 
 namespace stowage::engine {
 
@@ -57,7 +57,7 @@ class Runtime {
   persistence::WorkQueue queue;
   FactBook facts;
   OfflineWorld world;
-  storage::http::Client http;
+  http::Client http;
   BackendFactory backends;
   Reconciler reconciler;
   Controller controller;

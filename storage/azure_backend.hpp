@@ -31,7 +31,7 @@
 
 #include "storage/azure_auth.hpp"
 #include "storage/backend.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage {

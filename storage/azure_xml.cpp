@@ -1,5 +1,5 @@
 // Azure Blob XML bodies (see azure_xml.hpp).
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/azure_xml.hpp"
 
 #include <pugixml.hpp>

@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 
 namespace stowage::storage::gcs {
 

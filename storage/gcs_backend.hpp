@@ -27,7 +27,7 @@
 
 #include "storage/backend.hpp"
 #include "storage/gcs_token.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage {

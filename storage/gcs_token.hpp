@@ -33,7 +33,7 @@
 
 #include "storage/backend.hpp"
 #include "storage/gcs_auth.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage::gcs {

@@ -15,7 +15,7 @@
 #include <optional>
 #include <string_view>
 
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 
 namespace stowage::storage {
 

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "storage/backend.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/retry.hpp"
 #include "storage/s3_signer.hpp"
 

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common/time_format.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 
 namespace stowage::storage::s3 {
 

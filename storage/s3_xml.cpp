@@ -1,5 +1,5 @@
 // S3 XML documents with pugixml: see s3_xml.hpp.
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "storage/s3_xml.hpp"
 
 #include <pugixml.hpp>

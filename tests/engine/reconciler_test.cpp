@@ -12,7 +12,7 @@
 #include "engine/reconciler.hpp"
 #include "kube/conditions.hpp"
 #include "persistence/work_queue.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "support.hpp"
 
 using namespace stowage;
@@ -26,7 +26,7 @@ struct Rig {
   boost::asio::thread_pool pool{2};
   persistence::WorkQueue queue{nullptr, [] { return std::int64_t{0}; }};
   OfflineWorld world{nullptr, {}, "/manifests", queue, true};
-  storage::http::Client http{io.get_executor()};
+  http::Client http{io.get_executor()};
   BackendFactory backends;
   FactBook facts{nullptr, {}};
   persistence::Fingerprinter fp;

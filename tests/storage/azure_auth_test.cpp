@@ -9,6 +9,7 @@
 #include "storage/azure_auth.hpp"
 
 using namespace stowage::storage;
+namespace http = stowage::http;
 using namespace stowage::storage::azure;
 
 namespace {

@@ -27,7 +27,7 @@
 
 #include "storage/azure_auth.hpp"
 #include "storage/azure_xml.hpp"
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 #include "support/process.hpp"
 
 namespace test_support {
@@ -91,7 +91,7 @@ class AzuriteServer {
            ";AccountKey=" + key() + ";BlobEndpoint=" + endpoint() + ";";
   }
   std::string ca_pem() const { return certificates_ ? certificates_->ca_pem() : std::string(); }
-  stowage::storage::http::TlsSettings tls() const { return {ca_pem(), false, ""}; }
+  stowage::http::TlsSettings tls() const { return {ca_pem(), false, ""}; }
 
   // An account SAS for the blob service (container and object resources), valid for a day.
   std::string account_sas(const std::string& permissions = "rwdlc") const {
@@ -104,10 +104,10 @@ class AzuriteServer {
   }
 
   // A request signed with the development key, sent synchronously. `path` is below the account.
-  stowage::storage::http::Response request(std::string method, const std::string& path,
+  stowage::http::Response request(std::string method, const std::string& path,
                                            std::vector<std::pair<std::string, std::string>> headers = {},
                                            std::string body = {}) const {
-    namespace http = stowage::storage::http;
+    namespace http = stowage::http;
     http::Request r{std::move(method), "/" + account() + path, std::move(headers), std::move(body)};
     r.headers.emplace_back("x-ms-date", stowage::storage::azure::rfc1123_date(std::chrono::system_clock::now()));
     r.headers.emplace_back("x-ms-version", std::string(stowage::storage::azure::kApiVersion));
@@ -133,14 +133,14 @@ class AzuriteServer {
   }
 
   void put_blob(const std::string& container, const std::string& name, const std::string& body) const {
-    auto r = request("PUT", "/" + container + "/" + stowage::storage::http::uri_encode(name, true),
+    auto r = request("PUT", "/" + container + "/" + stowage::http::uri_encode(name, true),
                      {{"x-ms-blob-type", "BlockBlob"}, {"Content-Type", "application/octet-stream"}}, body);
     if (r.status != 201) throw std::runtime_error("cannot put blob " + name + ": HTTP " + std::to_string(r.status));
   }
 
   // (status, body) of a blob.
   std::pair<int, std::string> get_blob(const std::string& container, const std::string& name) const {
-    auto r = request("GET", "/" + container + "/" + stowage::storage::http::uri_encode(name, true));
+    auto r = request("GET", "/" + container + "/" + stowage::http::uri_encode(name, true));
     return {r.status, r.body};
   }
 
@@ -149,8 +149,8 @@ class AzuriteServer {
     std::string marker;
     do {
       std::string path = "/" + container + "?restype=container&comp=list&prefix=" +
-                         stowage::storage::http::uri_encode(prefix, false);
-      if (!marker.empty()) path += "&marker=" + stowage::storage::http::uri_encode(marker, false);
+                         stowage::http::uri_encode(prefix, false);
+      if (!marker.empty()) path += "&marker=" + stowage::http::uri_encode(marker, false);
       auto r = request("GET", path);
       if (r.status != 200) throw std::runtime_error("cannot list " + container + ": HTTP " + std::to_string(r.status));
       auto page = stowage::storage::azure::parse_blob_list(r.body);

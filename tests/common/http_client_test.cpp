@@ -1,5 +1,5 @@
 // The HTTP client against a real HTTP/1.1 server (tests/servers/http_test_server.py) on loopback:
-// keep-alive pooling, the connection bound, TLS verification modes, timeouts, retries.
+// keep-alive pooling, the connection bound, TLS verification modes, timeouts.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -7,11 +7,10 @@
 
 #include <filesystem>
 
-#include "storage/http_client.hpp"
-#include "storage/retry.hpp"
+#include "common/http_client.hpp"
 #include "support/process.hpp"
 
-using namespace stowage::storage;
+using namespace stowage;
 namespace fs = std::filesystem;
 
 namespace {
@@ -158,29 +157,6 @@ TEST_CASE("connection refused and timeouts are transient errors that name the en
   REQUIRE_FALSE(slow.ok());
   CHECK(slow.error().kind == http::HttpError::Kind::Timeout);
   CHECK(slow.error().transient());
-}
-
-TEST_CASE("send_with_retries retries 503s, honours Retry-After, and sends non-idempotent requests once") {
-  auto dir = temp("retry");
-  TestServer server(dir);
-  boost::asio::io_context io;
-  http::Client client(io.get_executor());
-  auto ok = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/a/3"); }, true));
-  REQUIRE(ok.ok());
-  CHECK(ok.value().status == 200);
-  CHECK(ok.value().body == "ok after 3");
-
-  auto gave_up = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/b/10"); }, true, 0,
-                                           RetryPolicy{3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
-  REQUIRE(gave_up.ok());
-  CHECK(gave_up.value().status == 503);
-
-  auto once = run(io, send_with_retries(client, server.url(), {}, [] { return get("/flaky/c/1"); }, false));
-  REQUIRE(once.ok());
-  CHECK(once.value().status == 503);
-
-  auto permanent = run(io, send_with_retries(client, server.url(), {}, [] { return get("/status/403"); }, true));
-  CHECK(permanent.value().status == 403);
 }
 
 TEST_CASE("percent and form decoding") {

@@ -1,6 +1,6 @@
 // http::Client on Boost.Beast: pooled keep-alive connections per (origin, TLS settings), one
 // coroutine per exchange, a timeout before every phase, errors turned into HttpError values.
-#include "storage/http_client.hpp"
+#include "common/http_client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,7 +18,7 @@
 #include <deque>
 #include <map>
 
-namespace stowage::storage::http {
+namespace stowage::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -390,4 +390,4 @@ asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request re
   }
 }
 
-}  // namespace stowage::storage::http
+}  // namespace stowage::http
