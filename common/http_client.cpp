@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <map>
 
@@ -87,12 +88,20 @@ std::shared_ptr<ssl::context> make_context(const TlsSettings& s, std::string& er
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  error_code ec;
+  if (!s.client_cert_pem.empty()) {
+    ctx->use_certificate_chain(asio::buffer(s.client_cert_pem), ec);
+    if (!ec) ctx->use_private_key(asio::buffer(s.client_key_pem), ssl::context::pem, ec);
+    if (ec) {
+      err = "the client certificate or its key is not valid PEM, or they do not match (" + ec.message() + ")";
+      return ctx;
+    }
+  }
   if (s.insecure) {
     ctx->set_verify_mode(ssl::verify_none);
     return ctx;
   }
   ctx->set_verify_mode(ssl::verify_peer);
-  error_code ec;
   if (!s.ca_pem.empty()) {
     // The given bundle replaces the system roots, as KubeStash does with CA_CERT_DATA.
     ctx->add_certificate_authority(asio::buffer(s.ca_pem), ec);
@@ -218,8 +227,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   Stats stats;
 
   Pool& pool_for(const Url& origin, const TlsSettings& tls) {
+    std::hash<std::string> h;
     std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +
-                      std::to_string(std::hash<std::string>{}(tls.ca_pem));
+                      std::to_string(h(tls.ca_pem)) + "|" + std::to_string(h(tls.client_cert_pem)) + "|" +
+                      std::to_string(h(tls.client_key_pem));
     auto& slot = pools[key];
     if (!slot) {
       slot = std::make_unique<Pool>();
@@ -311,9 +322,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     wake_one(pool);
   }
 
-  // Writes the request and reads the whole response on one connection.
-  asio::awaitable<Result<std::pair<Response, bool>, error_code>> exchange(Connection& conn, const Url& o,
-                                                                          const Request& r) {
+  static bhttp::request<bhttp::string_body> build(const Url& o, const Request& r) {
     bhttp::request<bhttp::string_body> req;
     req.method_string(r.method);
     req.target(r.target);
@@ -327,7 +336,58 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     req.body() = r.body;
     if (!r.body.empty() || r.method == "PUT" || r.method == "POST") req.prepare_payload();
     req.keep_alive(true);
+    return req;
+  }
 
+  template <class Stream>
+  asio::awaitable<error_code> stream_body(Stream& s, Connection& conn, const Request& r, const Url& o,
+                                          const std::function<void(const Response&)>& on_head,
+                                          const std::function<bool(std::string_view)>& on_data,
+                                          std::chrono::milliseconds idle) {
+    auto req = build(o, r);
+    conn.lowest().expires_after(options.request_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(s, req, kTuple);
+    if (wec) co_return wec;
+    bhttp::response_parser<bhttp::buffer_body> parser;
+    parser.body_limit(boost::none);
+    conn.lowest().expires_after(options.request_timeout);
+    auto [hec, hn] = co_await bhttp::async_read_header(s, conn.buffer, parser, kTuple);
+    if (hec) co_return hec;
+    Response head;
+    head.status = static_cast<int>(parser.get().result_int());
+    for (const auto& f : parser.get()) head.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
+    on_head(head);
+    std::array<char, 16384> buf;
+    while (!parser.is_done()) {
+      parser.get().body().data = buf.data();
+      parser.get().body().size = buf.size();
+      conn.lowest().expires_after(idle);  // reset on every read: the idle timeout
+      auto [ec, n] = co_await bhttp::async_read_some(s, conn.buffer, parser, kTuple);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) co_return ec;
+      std::size_t got = buf.size() - parser.get().body().size;
+      if (got > 0 && !on_data(std::string_view(buf.data(), got))) co_return error_code{};
+    }
+    co_return error_code{};
+  }
+
+  asio::awaitable<Result<Ok, error_code>> stream_on(Connection& conn, const Url& o, const Request& r,
+                                                    const std::function<void(const Response&)>& on_head,
+                                                    const std::function<bool(std::string_view)>& on_data,
+                                                    std::chrono::milliseconds idle) {
+    error_code ec;  // if/else, not ?: — GCC 12 miscompiles co_await inside a conditional expression
+    if (conn.tls)
+      ec = co_await stream_body(*conn.tls, conn, r, o, on_head, on_data, idle);
+    else
+      ec = co_await stream_body(*conn.plain, conn, r, o, on_head, on_data, idle);
+    if (ec) co_return ec;
+    co_return Ok{};
+  }
+
+  // Writes the request and reads the whole response on one connection.
+  asio::awaitable<Result<std::pair<Response, bool>, error_code>> exchange(Connection& conn, const Url& o,
+                                                                          const Request& r) {
+    auto req = build(o, r);
     conn.lowest().expires_after(options.request_timeout);
     error_code ec;
     if (conn.tls)
@@ -388,6 +448,22 @@ asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request re
     if (reused && stale && attempt == 0) continue;
     co_return classify(ec, "request", origin.origin());
   }
+}
+
+asio::awaitable<Result<Ok, HttpError>> Client::stream(Url origin, TlsSettings tls, Request request,
+                                                      std::function<void(const Response& head)> on_head,
+                                                      std::function<bool(std::string_view data)> on_data,
+                                                      std::chrono::milliseconds idle_timeout) {
+  auto impl = impl_;
+  Pool& pool = impl->pool_for(origin, tls);
+  if (!pool.context_error.empty()) co_return error(HttpError::Kind::Tls, pool.context_error);
+  ++impl->stats.requests;
+  auto opened = co_await impl->open(pool);  // never pooled: a watch holds its connection for long
+  if (!opened.ok()) co_return opened.error();
+  auto& conn = *opened.value();
+  auto result = co_await impl->stream_on(conn, origin, request, on_head, on_data, idle_timeout);
+  if (!result.ok()) co_return classify(result.error(), "watch", origin.origin());
+  co_return Ok{};
 }
 
 }  // namespace stowage::http

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,9 +38,20 @@ struct Url {
 };
 
 struct TlsSettings {
+  // A constructor rather than an aggregate, so call sites may give only the leading fields.
+  TlsSettings(std::string ca = {}, bool skip_verify = false, std::string name = {}, std::string cert = {},
+              std::string key = {})
+      : ca_pem(std::move(ca)),
+        insecure(skip_verify),
+        server_name(std::move(name)),
+        client_cert_pem(std::move(cert)),
+        client_key_pem(std::move(key)) {}
+
   std::string ca_pem;       // PEM bundle that replaces the system roots when non-empty
   bool insecure = false;    // skip certificate verification (insecureTLS)
   std::string server_name;  // name to verify and send as SNI; empty = the URL's host
+  std::string client_cert_pem;  // client certificate chain (mutual TLS), PEM; empty = none
+  std::string client_key_pem;   // its private key, PEM
 };
 
 struct Request {
@@ -84,6 +96,15 @@ class Client {
   // keyed by origin and TLS settings. max_connections 0 = the default.
   boost::asio::awaitable<HttpResult> send(Url origin, TlsSettings tls, Request request,
                                           std::size_t max_connections = 0);
+
+  // A streaming exchange on a connection of its own (a watch): `on_head` sees the status and headers,
+  // then `on_data` each piece of the (de-chunked) body as it arrives, and may return false to stop.
+  // `idle_timeout` bounds the silence between two reads (it catches half-open connections). Ends
+  // with Ok when the server ends the body (or on_data stopped it), else with the error.
+  boost::asio::awaitable<Result<Ok, HttpError>> stream(Url origin, TlsSettings tls, Request request,
+                                                       std::function<void(const Response& head)> on_head,
+                                                       std::function<bool(std::string_view data)> on_data,
+                                                       std::chrono::milliseconds idle_timeout);
 
   struct Stats {
     std::uint64_t connections_opened = 0;

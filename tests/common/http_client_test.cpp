@@ -19,11 +19,13 @@ struct TestServer {
   int port = test_support::free_port();
   fs::path log;
   test_support::Server proc;
-  TestServer(const fs::path& dir, const test_support::TestCertificates* certs = nullptr) : log(dir / "server.log") {
+  TestServer(const fs::path& dir, const test_support::TestCertificates* certs = nullptr, bool client_certs = false)
+      : log(dir / "server.log") {
     std::vector<std::string> argv{"python3", std::string(STOWAGE_SOURCE_DIR) + "/tests/servers/http_test_server.py",
                                   "--port", std::to_string(port)};
     if (certs) {
       argv.insert(argv.end(), {"--cert", certs->server_cert.string(), "--key", certs->server_key.string()});
+      if (client_certs) argv.insert(argv.end(), {"--client-ca", certs->ca_cert.string()});
     }
     proc = test_support::Server::start(argv, log);
     proc.wait_for_port(port, log);
@@ -162,4 +164,69 @@ TEST_CASE("connection refused and timeouts are transient errors that name the en
 TEST_CASE("percent and form decoding") {
   CHECK(http::percent_decode("a%20b+c%2Fd%zz%4") == "a b+c/d%zz%4");
   CHECK(http::form_decode("a%20b+c") == "a b c");
+}
+
+TEST_CASE("mutual TLS: the client certificate is presented when given") {
+  auto dir = temp("mtls");
+  auto certs = test_support::make_certificates(dir / "certs");
+  TestServer server(dir, &certs, true);
+  auto [cert, key] = certs.client_cert_and_key();
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  auto url = server.url("https");
+  http::TlsSettings with{certs.ca_pem(), false, "", cert, key};
+  auto ok = run(io, client.send(url, with, get("/echo")));
+  REQUIRE(ok.ok());
+  CHECK(ok.value().status == 200);
+  auto refused = run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, "", "", ""}, get("/echo")));
+  CHECK_FALSE(refused.ok());
+  http::TlsSettings mismatched{certs.ca_pem(), false, "", cert, "garbage"};
+  auto bad = run(io, client.send(url, mismatched, get("/echo")));
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("client certificate"));
+  CHECK(bad.error().message.find("garbage") == std::string::npos);
+}
+
+TEST_CASE("streaming: chunks arrive as they are sent; the idle timeout catches a stalled stream") {
+  auto dir = temp("stream");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  std::string body;
+  int status = 0, pieces = 0;
+  auto on_head = [&](const http::Response& head) { status = head.status; };
+  auto on_data = [&](std::string_view d) {
+    body += d;
+    ++pieces;
+    return true;
+  };
+  auto done = run(io, client.stream(server.url(), {}, get("/stream/5/50"), on_head, on_data,
+                                    std::chrono::milliseconds(2000)));
+  REQUIRE(done.ok());
+  CHECK(status == 200);
+  CHECK(body == "event 0\nevent 1\nevent 2\nevent 3\nevent 4\n");
+  CHECK(pieces >= 5);  // delivered as they came, not at the end
+
+  std::string first;
+  auto stop_early = [&](std::string_view d) {
+    first += d;
+    return false;
+  };
+  auto stopped = run(io, client.stream(server.url(), {}, get("/stream/100/20"), on_head, stop_early,
+                                       std::chrono::milliseconds(2000)));
+  CHECK(stopped.ok());
+  CHECK(first == "event 0\n");
+
+  auto started = std::chrono::steady_clock::now();
+  std::string seen;
+  auto record = [&](std::string_view d) {
+    seen += d;
+    return true;
+  };
+  auto stalled = run(io, client.stream(server.url(), {}, get("/stall"), on_head, record,
+                                       std::chrono::milliseconds(300)));
+  REQUIRE_FALSE(stalled.ok());
+  CHECK(stalled.error().kind == http::HttpError::Kind::Timeout);
+  CHECK(seen == "event 0\n");
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
 }

@@ -7,6 +7,8 @@ Routes:  /echo            200, body "<METHOD> <path>" (echoes the request body a
          /slow/MS         waits MS milliseconds, then 200
          /close           200 with Connection: close
          /stats           JSON {"connections": number of TCP connections accepted so far}
+         /stream/N/MS     chunked body: N lines "event i\n", one chunk each, MS milliseconds apart
+         /stall           chunked body: one line, then silence with the connection open
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ connections = 0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def setup(self):
         global connections
@@ -63,6 +66,21 @@ class Handler(BaseHTTPRequestHandler):
         if parts[0] == "close":
             self.close_connection = True
             return self.reply(200, b"bye", {"Connection": "close"})
+        if parts[0] in ("stream", "stall"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            n, ms = (int(parts[1]), int(parts[2])) if parts[0] == "stream" else (1, 0)
+            for i in range(n):
+                data = f"event {i}\n".encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                time.sleep(ms / 1000.0)
+            if parts[0] == "stall":
+                time.sleep(30)
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if parts[0] == "stats":
             with lock:
                 return self.reply(200, json.dumps({"connections": connections}).encode())
@@ -76,12 +94,16 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--client-ca", help="require client certificates signed by this CA")
     a = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
     if a.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
+        if a.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(a.client_ca)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 

@@ -122,6 +122,8 @@ class Server {
 struct TestCertificates {
   std::filesystem::path dir, ca_cert, server_cert, server_key;
   std::string ca_pem() const;
+  // A client certificate (CN=stowage-client) signed by the same CA, for mutual TLS: made on demand.
+  std::pair<std::string, std::string> client_cert_and_key() const;
 };
 
 inline std::string read_text(const std::filesystem::path& p) {
@@ -153,6 +155,15 @@ inline TestCertificates make_certificates(const std::filesystem::path& dir) {
   if (std::system(("bash -c \"" + script + "\"").c_str()) != 0)
     throw std::runtime_error("openssl could not make test certificates in " + d);
   return c;
+}
+
+inline std::pair<std::string, std::string> TestCertificates::client_cert_and_key() const {
+  std::string d = dir.string();
+  std::string script = "cd '" + d + "' && openssl req -newkey rsa:2048 -nodes -subj '/CN=stowage-client' "
+                       "-keyout client-key.pem -out client.csr 2>/dev/null && openssl x509 -req -in client.csr "
+                       "-CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -out client.pem 2>/dev/null";
+  if (std::system(script.c_str()) != 0) throw std::runtime_error("openssl could not make a client certificate");
+  return {read_text(dir / "client.pem"), read_text(dir / "client-key.pem")};
 }
 
 }  // namespace test_support
