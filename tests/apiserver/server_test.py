@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""The test API server's behaviour over HTTPS with a raw client: write rules, lists, watches, views,
+fault switches and counters. Each test works in its own namespace of one shared server."""
+import http.client
+import os
+import select
+import ssl
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import ApiServer  # noqa: E402
+
+GROUP = "/apis/storage.kubestash.com/v1alpha1"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+
+
+def storages(ns):
+    return f"{GROUP}/namespaces/{ns}/backupstorages"
+
+
+def storage(name, provider="s3", labels=None, **spec):
+    meta = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "storage.kubestash.com/v1alpha1", "kind": "BackupStorage", "metadata": meta,
+            "spec": dict({"storage": {"provider": provider}}, **spec)}
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.server = ApiServer(cls.tmp.name, tls=True, token="t0ken", args=["--bookmark-interval", "0.3"])
+        cls.server.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.c = self.server.client()
+        self.ns = self._testMethodName.replace("_", "-")[5:]
+
+    def tearDown(self):
+        self.server.control(action="clear_faults")
+        self.c.close()
+
+    def create(self, name, **kw):
+        status, obj = self.c.request("POST", storages(self.ns), storage(name, **kw))
+        self.assertEqual(status, 201, obj)
+        return obj
+
+    def item(self, name):
+        return f"{storages(self.ns)}/{name}"
+
+    # ------------------------------------------------------------------------------------------ basics
+
+    def test_authentication_and_discovery(self):
+        for token in ("", "wrong"):
+            client = self.server.client(token=token)
+            status, body = client.request("GET", "/api/v1/namespaces")
+            client.close()
+            self.assertEqual((status, body["kind"], body["reason"], body["code"]), (401, "Status", "Unauthorized", 401))
+        status, body = self.c.request("GET", GROUP)
+        bs = {r["name"]: r for r in body["resources"]}
+        self.assertEqual(bs["backupstorages"]["shortNames"], ["bs"])
+        self.assertEqual(bs["backupstorages"]["categories"], ["kubestash", "appscode", "all"])
+        self.assertTrue(bs["backupstorages"]["namespaced"])
+        self.assertEqual(bs["backupstorages/status"]["verbs"], ["get", "patch", "update"])
+        for path in ("/api", "/apis", "/api/v1", "/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1",
+                     "/apis/batch/v1", "/openapi/v3"):
+            self.assertEqual(self.c.request("GET", path)[0], 200, path)
+
+    def test_create_fields_and_errors(self):
+        status, obj = self.c.request("POST", storages(self.ns), {**storage(""), "metadata": {"generateName": "gen-"}})
+        self.assertEqual(status, 201)
+        meta = obj["metadata"]
+        self.assertTrue(meta["name"].startswith("gen-") and len(meta["name"]) == 9)
+        self.assertEqual(meta["generation"], 1)
+        self.assertTrue(meta["uid"] and meta["creationTimestamp"] and meta["resourceVersion"].isdigit())
+        self.assertNotIn("status", obj)
+        status, body = self.c.request("POST", storages(self.ns), storage(meta["name"]))
+        self.assertEqual((status, body["reason"]), (409, "AlreadyExists"))
+        with_rv = storage("x")
+        with_rv["metadata"]["resourceVersion"] = "5"
+        self.assertEqual(self.c.request("POST", storages(self.ns), with_rv)[0], 500)
+        self.assertEqual(self.c.request("POST", storages(self.ns), storage("Bad_Name"))[1]["reason"], "Invalid")
+        status, body = self.c.request("GET", self.item("missing"))
+        self.assertEqual((status, body["reason"]), (404, "NotFound"))
+        status, ns = self.c.request("GET", f"/api/v1/namespaces/{self.ns}")
+        self.assertEqual((status, ns["status"]["phase"]), (200, "Active"))  # created implicitly
+
+    def test_update_conflict_generation_and_noop(self):
+        obj = self.create("a")
+        rv = obj["metadata"]["resourceVersion"]
+        obj["spec"]["default"] = True
+        status, updated = self.c.request("PUT", self.item("a"), obj)
+        self.assertEqual((status, updated["metadata"]["generation"]), (200, 2))
+        status, body = self.c.request("PUT", self.item("a"), obj)  # obj still carries the old resourceVersion
+        self.assertEqual((status, body["reason"]), (409, "Conflict"))
+        self.assertEqual(body["details"]["name"], "a")
+        updated["metadata"]["labels"] = {"k": "v"}
+        status, relabeled = self.c.request("PUT", self.item("a"), updated)
+        self.assertEqual(relabeled["metadata"]["generation"], 2)  # metadata is not spec
+        status, same = self.c.request("PUT", self.item("a"), relabeled)
+        self.assertEqual(same["metadata"]["resourceVersion"], relabeled["metadata"]["resourceVersion"])  # no-op
+        self.assertNotEqual(rv, relabeled["metadata"]["resourceVersion"])
+
+    def test_status_subresource(self):
+        obj = self.create("a")
+        obj["status"] = {"phase": "Ready"}
+        status, updated = self.c.request("PUT", self.item("a"), obj)
+        self.assertNotIn("status", updated)  # main writes ignore status
+        self.assertEqual(updated["metadata"]["resourceVersion"], obj["metadata"]["resourceVersion"])
+        patch = {"status": {"phase": "Ready"}, "spec": {"default": True}, "metadata": {"labels": {"x": "y"}}}
+        status, patched = self.c.request("PATCH", self.item("a") + "/status", patch, MERGE)
+        self.assertEqual((status, patched["status"]), (200, {"phase": "Ready"}))
+        self.assertNotIn("default", patched["spec"])
+        self.assertNotIn("labels", patched["metadata"])
+        self.assertEqual(patched["metadata"]["generation"], 1)
+        patched["status"]["phase"] = "NotReady"
+        status, put = self.c.request("PUT", self.item("a") + "/status", patched)
+        self.assertEqual(put["status"]["phase"], "NotReady")
+        status, body = self.c.request("PUT", self.item("a") + "/status", patched)
+        self.assertEqual(status, 409)
+
+    def test_patches(self):
+        self.create("a", default=True, deletionPolicy="WipeOut")
+        status, obj = self.c.request("PATCH", self.item("a"), {"spec": {"default": None}}, MERGE)
+        self.assertEqual((status, "default" in obj["spec"], obj["metadata"]["generation"]), (200, False, 2))
+        ops = [{"op": "test", "path": "/spec/deletionPolicy", "value": "WipeOut"},
+               {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+               {"op": "add", "path": "/metadata/finalizers/-", "value": "g"},
+               {"op": "replace", "path": "/spec/deletionPolicy", "value": "Delete"},
+               {"op": "copy", "from": "/spec/deletionPolicy", "path": "/spec/copied"},
+               {"op": "move", "from": "/spec/copied", "path": "/spec/moved"},
+               {"op": "remove", "path": "/spec/moved"}]
+        status, obj = self.c.request("PATCH", self.item("a"), ops, JSON_PATCH)
+        self.assertEqual(status, 200, obj)
+        self.assertEqual((obj["metadata"]["finalizers"], obj["spec"]["deletionPolicy"]), (["f", "g"], "Delete"))
+        for failing in ({"op": "test", "path": "/spec/deletionPolicy", "value": "WipeOut"},  # a wrong value
+                        {"op": "test", "path": "/metadata/finalizers", "value": ["f"]},
+                        {"op": "test", "path": "/spec/default", "value": True}):  # a missing path
+            status, body = self.c.request("PATCH", self.item("a"), [failing, {"op": "remove", "path": "/spec"}],
+                                          JSON_PATCH)
+            self.assertEqual((status, body["reason"]), (422, "Invalid"), failing)
+            self.assertIn("test failed", body["details"]["causes"][0]["message"])
+        self.assertEqual(self.c.request("GET", self.item("a"))[1]["spec"]["deletionPolicy"], "Delete")
+        status, body = self.c.request("PATCH", self.item("a"), {"spec": {}},
+                                      {"Content-Type": "application/strategic-merge-patch+json"})
+        self.assertEqual((status, body["reason"]), (415, "UnsupportedMediaType"))
+        stale = {"metadata": {"resourceVersion": "1"}, "spec": {"default": False}}
+        self.assertEqual(self.c.request("PATCH", self.item("a"), stale, MERGE)[0], 409)
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+        status, obj = self.c.request("POST", f"/api/v1/namespaces/{self.ns}/secrets", secret)
+        self.assertEqual((status, obj["data"], obj["type"]), (201, {"k": "dg=="}, "Opaque"))
+        self.assertNotIn("generation", obj["metadata"])
+        status, obj = self.c.request("PATCH", f"/api/v1/namespaces/{self.ns}/secrets/s", {"data": {"k2": "dg=="}},
+                                     {"Content-Type": "application/strategic-merge-patch+json"})
+        self.assertEqual((status, sorted(obj["data"])), (200, ["k", "k2"]))
+
+    def test_finalizers_and_deletion(self):
+        self.create("a")
+        self.c.request("PATCH", self.item("a"), {"metadata": {"finalizers": ["kubestash.com/cleanup"]}}, MERGE)
+        rv = self.c.request("GET", self.item("a"))[1]["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}")
+        status, obj = self.c.request("DELETE", self.item("a"))
+        self.assertEqual(status, 200)
+        self.assertTrue(obj["metadata"]["deletionTimestamp"])
+        self.assertEqual(obj["metadata"]["generation"], 2)
+        self.assertEqual(self.c.request("GET", self.item("a"))[0], 200)  # still there
+        status, body = self.c.request("PATCH", self.item("a"), {"metadata": {"finalizers": ["x", "kubestash.com/cleanup"]}},
+                                      MERGE)
+        self.assertEqual((status, body["reason"]), (422, "Invalid"))
+        self.assertIn("no new finalizers", body["message"])
+        ops = [{"op": "test", "path": "/metadata/finalizers/0", "value": "kubestash.com/cleanup"},
+               {"op": "remove", "path": "/metadata/finalizers/0"}]
+        status, obj = self.c.request("PATCH", self.item("a"), ops, JSON_PATCH)
+        self.assertEqual(status, 200)
+        self.assertEqual(self.c.request("GET", self.item("a"))[0], 404)
+        events = watch.collect(2)
+        self.assertEqual([e["type"] for e in events], ["MODIFIED", "DELETED"])
+        self.assertEqual(events[1]["object"]["metadata"]["resourceVersion"], obj["metadata"]["resourceVersion"])
+        watch.close()
+        self.create("b")
+        status, body = self.c.request("DELETE", self.item("b"), {"preconditions": {"uid": "other"}})
+        self.assertEqual(status, 409)
+        self.assertEqual(self.c.request("DELETE", self.item("b"))[0], 200)
+        self.assertEqual(self.c.request("GET", self.item("b"))[0], 404)
+
+    # ------------------------------------------------------------------------------------------ lists
+
+    def test_pagination_one_snapshot_and_expiry(self):
+        for i in range(7):
+            self.create(f"s{i}")
+        status, page = self.c.request("GET", f"{storages(self.ns)}?limit=3")
+        rv, token = page["metadata"]["resourceVersion"], page["metadata"]["continue"]
+        self.assertEqual((len(page["items"]), page["metadata"]["remainingItemCount"]), (3, 4))
+        self.create("s7")  # after the snapshot: not in this list
+        self.c.request("DELETE", self.item("s5"))
+        names = [o["metadata"]["name"] for o in page["items"]]
+        while token:
+            status, page = self.c.request("GET", f"{storages(self.ns)}?limit=3&continue={token}")
+            self.assertEqual((status, page["metadata"]["resourceVersion"]), (200, rv))
+            names += [o["metadata"]["name"] for o in page["items"]]
+            token = page["metadata"].get("continue")
+        self.assertEqual(names, [f"s{i}" for i in range(7)])
+        status, page = self.c.request("GET", f"{storages(self.ns)}?limit=2")
+        self.server.control(action="compact")
+        status, body = self.c.request("GET", f"{storages(self.ns)}?limit=2&continue={page['metadata']['continue']}")
+        self.assertEqual((status, body["reason"], body["code"]), (410, "Expired", 410))
+        self.assertEqual(self.c.request("GET", f"{storages(self.ns)}?limit=2&continue=garbage")[0], 400)
+        token = self.c.request("GET", f"{storages(self.ns)}?limit=2")[1]["metadata"]["continue"]
+        status, body = self.c.request("GET", f"{storages(self.ns)}?limit=2&continue={token}&resourceVersion=5")
+        self.assertEqual(status, 400)  # a continue token carries its own resourceVersion
+
+    def test_rv0_unpaged_option(self):
+        directory = tempfile.TemporaryDirectory()
+        with directory, ApiServer(directory.name, tls=False, token="", args=["--rv0-unpaged"]) as server:
+            client = server.client()
+            for i in range(3):
+                client.request("POST", storages(self.ns), storage(f"s{i}"))
+            status, body = client.request("GET", f"{storages(self.ns)}?limit=2&resourceVersion=0")
+            self.assertEqual((len(body["items"]), "continue" in body["metadata"]), (3, False))
+            status, body = client.request("GET", f"{storages(self.ns)}?limit=2")
+            self.assertEqual((len(body["items"]), "continue" in body["metadata"]), (2, True))
+            client.close()
+
+    def test_selectors(self):
+        self.create("a", labels={"app": "x", "tier": "1"})
+        self.create("b", labels={"app": "y"})
+        self.create("c")
+
+        def names(query):
+            status, body = self.c.request("GET", f"{storages(self.ns)}?{query}")
+            self.assertEqual(status, 200, body)
+            return [o["metadata"]["name"] for o in body["items"]]
+        self.assertEqual(names("labelSelector=app%3Dx"), ["a"])
+        self.assertEqual(names("labelSelector=app!%3Dx"), ["b", "c"])
+        self.assertEqual(names("labelSelector=app+in+(x,y)"), ["a", "b"])
+        self.assertEqual(names("labelSelector=app+notin+(x)"), ["b", "c"])
+        self.assertEqual(names("labelSelector=app,!tier"), ["b"])
+        self.assertEqual(names("fieldSelector=metadata.name%3Db"), ["b"])
+        self.assertEqual(names("fieldSelector=metadata.name!%3Db,metadata.namespace%3D" + self.ns), ["a", "c"])
+        status, body = self.c.request("GET", f"{GROUP}/backupstorages?fieldSelector=metadata.namespace%3D{self.ns}")
+        self.assertEqual(len(body["items"]), 3)
+        self.assertEqual(self.c.request("GET", f"{storages(self.ns)}?fieldSelector=spec.default%3Dtrue")[0], 400)
+
+    def test_views_table_and_partial_metadata(self):
+        self.create("a", default=True, deletionPolicy="Delete")
+        self.c.request("PATCH", self.item("a") + "/status", {"status": {"phase": "Ready", "totalSize": "1 B"}}, MERGE)
+        status, table = self.c.request("GET", storages(self.ns), headers={"Accept": TABLE + ",application/json"})
+        self.assertEqual(table["kind"], "Table")
+        self.assertEqual([c["name"] for c in table["columnDefinitions"]],
+                         ["Name", "Provider", "Default", "Deletion-Policy", "Total-Size", "Phase", "Age"])
+        self.assertEqual(table["rows"][0]["cells"][:6], ["a", "s3", True, "Delete", "1 B", "Ready"])
+        self.assertEqual(table["rows"][0]["object"]["kind"], "PartialObjectMetadata")
+        status, body = self.c.request("GET", storages(self.ns), headers={"Accept": PARTIAL_LIST})
+        self.assertEqual(body["kind"], "PartialObjectMetadataList")
+        self.assertEqual(set(body["items"][0]), {"kind", "apiVersion", "metadata"})
+        rv = body["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}", {"Accept": PARTIAL})
+        self.c.request("PATCH", self.item("a"), {"spec": {"default": False}}, MERGE)
+        event = watch.next_event()
+        self.assertEqual((event["type"], event["object"]["kind"]), ("MODIFIED", "PartialObjectMetadata"))
+        self.assertNotIn("spec", event["object"])
+        watch.close()
+        status, secrets = self.c.request("GET", f"/api/v1/namespaces/{self.ns}/secrets")
+        self.assertEqual(secrets["kind"], "SecretList")
+
+    # ------------------------------------------------------------------------------------------ watches
+
+    def test_watch_events_bookmarks_and_timeout(self):
+        self.create("pre")
+        rv = self.c.request("GET", storages(self.ns))[1]["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true"
+                             "&timeoutSeconds=2")
+        self.create("a", labels={"keep": "yes"})
+        self.c.request("PATCH", self.item("a"), {"spec": {"default": True}}, MERGE)
+        self.c.request("DELETE", self.item("a"))
+        events, started = [], time.monotonic()
+        while True:
+            event = watch.next_event(timeout=5)
+            if event is None:
+                break
+            events.append(event)
+        self.assertLess(time.monotonic() - started, 4)  # timeoutSeconds ended the stream
+        changes = [e for e in events if e["type"] != "BOOKMARK"]
+        self.assertEqual([e["type"] for e in changes], ["ADDED", "MODIFIED", "DELETED"])
+        bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+        self.assertGreaterEqual(len(bookmarks), 2)
+        self.assertEqual(set(bookmarks[-1]["object"]["metadata"]), {"resourceVersion", "creationTimestamp"})
+        self.assertEqual(bookmarks[-1]["object"]["kind"], "BackupStorage")
+
+    def test_watch_selector_transitions_and_initial_events(self):
+        self.create("a", labels={"app": "x"})
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&labelSelector=app%3Dx")  # no RV: initial ADDED
+        self.assertEqual(watch.next_event()["type"], "ADDED")
+        self.c.request("PATCH", self.item("a"), {"metadata": {"labels": {"app": "z"}}}, MERGE)
+        self.c.request("PATCH", self.item("a"), {"metadata": {"labels": {"app": "x"}}}, MERGE)
+        self.assertEqual([e["type"] for e in watch.collect(2)], ["DELETED", "ADDED"])
+        watch.close()
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+                             "&resourceVersionMatch=NotOlderThan&resourceVersion=0")
+        added, end = watch.collect(2)
+        self.assertEqual(added["type"], "ADDED")
+        self.assertEqual(end["type"], "BOOKMARK")
+        self.assertEqual(end["object"]["metadata"]["annotations"], {"k8s.io/initial-events-end": "true"})
+        watch.close()
+        status, _ = self.c.request("GET", f"{storages(self.ns)}?watch=1&sendInitialEvents=true")
+        self.assertEqual(status, 422)
+
+    def test_watch_expired_and_too_large(self):
+        rv = self.create("a")["metadata"]["resourceVersion"]
+        self.server.control(action="compact")
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={int(rv) - 1}")
+        self.assertEqual(watch.response.status, 200)
+        event = watch.next_event()
+        self.assertEqual((event["type"], event["object"]["code"], event["object"]["reason"]), ("ERROR", 410, "Expired"))
+        self.assertIn("too old resource version", event["object"]["message"])
+        self.assertIsNone(watch.next_event())  # then EOF
+        status, headers, body = self.c.raw("GET", f"{storages(self.ns)}?watch=1&resourceVersion=999999999")
+        self.assertEqual((status, headers["Retry-After"]), (504, "1"))
+        self.assertIn(b"ResourceVersionTooLarge", body)
+
+    # ------------------------------------------------------------------------------------------ faults
+
+    def test_fault_fail_with_retry_after(self):
+        self.server.control(action="fail", code=429, count=2, path=f"/namespaces/{self.ns}/", retry_after=3)
+        for _ in range(2):
+            status, headers, body = self.c.raw("GET", storages(self.ns))
+            self.assertEqual((status, headers["Retry-After"]), (429, "3"))
+        self.assertEqual(self.c.request("GET", storages(self.ns))[0], 200)  # count spent
+        for code, reason in ((500, "InternalError"), (504, "Timeout"), (410, "Expired")):
+            self.server.control(action="fail", code=code, verb="list", path=f"/namespaces/{self.ns}/")
+            status, body = self.c.request("GET", storages(self.ns))
+            self.assertEqual((status, body["reason"]), (code, reason))
+        self.server.control(action="fail", code=410, verb="watch", path=f"/namespaces/{self.ns}/")
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1")
+        event = watch.next_event()
+        self.assertEqual((watch.response.status, event["type"], event["object"]["code"]), (200, "ERROR", 410))
+        self.assertIsNone(watch.next_event())
+        self.assertGreaterEqual(self.server.stats()["faults"]["served"]["fail"], 6)
+
+    def test_fault_delay(self):
+        self.server.control(action="delay", ms=400, count=1, path=f"/namespaces/{self.ns}/")
+        started = time.monotonic()
+        self.c.request("GET", storages(self.ns))
+        self.assertGreaterEqual(time.monotonic() - started, 0.4)
+        started = time.monotonic()
+        self.c.request("GET", storages(self.ns))
+        self.assertLess(time.monotonic() - started, 0.3)
+
+    def test_fault_drop_watch_mid_event(self):
+        rv = self.create("a")["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}")
+        self.server.control(action="drop_watch", path=f"/namespaces/{self.ns}/")
+        self.create("b")
+        with self.assertRaises((http.client.IncompleteRead, ConnectionError, http.client.HTTPException)):
+            watch.next_event()
+        watch.close()
+
+    def test_fault_stall_watch(self):
+        rv = self.create("a")["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true")
+        self.server.control(action="stall_watch", path=f"/namespaces/{self.ns}/")
+        self.create("b")
+        sock = watch.connection.sock
+        self.assertEqual(select.select([sock], [], [], 1.0)[0], [])  # no event, no bookmark, no EOF
+        self.server.control(action="clear_faults")  # releases the stall: the server closes the connection
+        self.assertEqual(select.select([sock], [], [], 3.0)[0], [sock])
+        sock.settimeout(1)
+        try:
+            self.assertEqual(sock.recv(1), b"")
+        except (ConnectionError, ssl.SSLError):
+            pass
+        watch.close()
+
+    def test_close_watches_and_stats(self):
+        before = self.server.stats()
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion=0")
+        self.assertEqual(watch.response.status, 200)
+        time.sleep(0.1)
+        self.assertGreaterEqual(self.server.stats()["active_watches"], 1)
+        self.server.control(action="close_watches")
+        self.assertIsNone(watch.next_event(timeout=3))  # clean EOF
+        watch.close()
+        self.c.request("GET", storages(self.ns))
+        after = self.server.stats()
+        self.assertEqual(after["watch_connections"], before["watch_connections"] + 1)
+        self.assertEqual(after["requests_by_verb"]["list"], before["requests_by_verb"].get("list", 0) + 1)
+        self.assertEqual(after["requests_by_path"][f"list {storages(self.ns)}"], 1)
+
+    def test_bulk_create_and_other_kinds(self):
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": "stowage-leader", "namespace": self.ns}, "spec": {"holderIdentity": "a"}}
+        result = self.server.control(action="create", objects=[lease, {**storage("bulk"), "metadata": {
+            "name": "bulk", "namespace": self.ns}}])
+        self.assertEqual(result["created"], 2)
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.ns}/leases/stowage-leader"
+        status, got = self.c.request("GET", path)
+        got["spec"]["holderIdentity"] = "b"
+        self.assertEqual(self.c.request("PUT", path, got)[0], 200)
+        self.assertEqual(self.c.request("PUT", path, got)[0], 409)  # the loser of a leader election race
+        event = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"generateName": "bs."},
+                 "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "stowage",
+                 "reportingInstance": "stowage-1", "action": "Reconcile", "reason": "Ready", "type": "Normal",
+                 "regarding": {"kind": "BackupStorage", "name": "bulk", "namespace": self.ns}, "note": "ok"}
+        self.assertEqual(self.c.request("POST", f"/apis/events.k8s.io/v1/namespaces/{self.ns}/events", event)[0], 201)
+        status, events = self.c.request("GET", f"/apis/events.k8s.io/v1/namespaces/{self.ns}/events"
+                                                "?fieldSelector=regarding.name%3Dbulk")
+        self.assertEqual(len(events["items"]), 1)
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "init-bulk"},
+               "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+               "status": {"succeeded": 1}}
+        status, created = self.c.request("POST", f"/apis/batch/v1/namespaces/{self.ns}/jobs", job)
+        self.assertEqual((status, "status" in created), (201, False))
+        status, done = self.c.request("PATCH", f"/apis/batch/v1/namespaces/{self.ns}/jobs/init-bulk/status",
+                                      {"status": {"succeeded": 1}}, MERGE)
+        self.assertEqual(done["status"], {"succeeded": 1})
+        status, _ = self.c.request("DELETE", f"/api/v1/namespaces/{self.ns}")
+        self.assertEqual(self.c.request("GET", path)[0], 404)  # namespace deletion cascades
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
