@@ -30,6 +30,7 @@ demo: build
 
 bench: build
 	$(BUILD)/bench/stowage-bench
+	$(BUILD)/bench/stowage-cloud-bench
 
 clean:
 	rm -rf $(BUILD)

@@ -118,6 +118,7 @@ def load_identity(args):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stalls
     state = None  # set in main()
     public_key = None
     client_email = None
