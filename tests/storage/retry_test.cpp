@@ -8,49 +8,18 @@
 
 #include "common/http_client.hpp"
 #include "storage/retry.hpp"
-#include "support/process.hpp"
+#include "support/http_test_server.hpp"
 
 using namespace stowage;
 using namespace stowage::storage;
 namespace fs = std::filesystem;
 
+using test_support::get;
+using test_support::run;
+using TestServer = test_support::HttpTestServer;
+
 namespace {
-
-struct TestServer {
-  int port = test_support::free_port();
-  fs::path log;
-  test_support::Server proc;
-  TestServer(const fs::path& dir, const test_support::TestCertificates* certs = nullptr) : log(dir / "server.log") {
-    std::vector<std::string> argv{"python3", std::string(STOWAGE_SOURCE_DIR) + "/tests/servers/http_test_server.py",
-                                  "--port", std::to_string(port)};
-    if (certs) {
-      argv.insert(argv.end(), {"--cert", certs->server_cert.string(), "--key", certs->server_key.string()});
-    }
-    proc = test_support::Server::start(argv, log);
-    proc.wait_for_port(port, log);
-  }
-  http::Url url(const std::string& scheme = "http") const {
-    return http::Url::parse(scheme + "://127.0.0.1:" + std::to_string(port)).value();
-  }
-};
-
-fs::path temp(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("stowage-http-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-template <class T>
-T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
-  auto f = boost::asio::co_spawn(io, std::move(op), boost::asio::use_future);
-  io.restart();
-  io.run();
-  return f.get();
-}
-
-http::Request get(const std::string& target) { return http::Request{"GET", target, {}, ""}; }
-
+fs::path temp(const std::string& name) { return test_support::temp_dir(name); }
 }  // namespace
 
 TEST_CASE("send_with_retries retries 503s, honours Retry-After, and sends non-idempotent requests once") {
