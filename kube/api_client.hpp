@@ -1,0 +1,129 @@
+#pragma once
+// ApiClient — the Kubernetes REST client: get, list (one page), create, patch, delete and watch
+// against the API server a ClientConfig names, over http::Client.
+//
+// Guarantees:
+// - Errors are values (ApiError) that name the verb and the path; a 401 says the credentials were
+//   refused, a 403 quotes the server's Status message (which names the RBAC verb and resource). No
+//   token, password or key ever appears in a message.
+// - Credentials: a bearer token (bearer_token, or token_file re-read when the last read is older
+//   than kTokenFileRereadInterval, and once after a 401, after which the request is retried once),
+//   basic auth, or a client certificate (mutual TLS). As in client-go, a plain-HTTP server gets no
+//   Authorization header. CA, insecure-skip-verify and tls-server-name come from the config.
+// - A watch hands each event to the callback as soon as it has arrived, ends with Ok when the server
+//   ends the body cleanly (timeoutSeconds) or the callback returns false; a broken stream is an
+//   ApiError of kind Stream.
+//
+// Assumes: paths are API paths ("/api/v1/namespaces/ns/configmaps/x"), already encoded; the
+// server's path prefix (ServerUrl::path) is put in front of them here.
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/http_client.hpp"
+#include "common/result.hpp"
+#include "kube/client_config.hpp"
+#include "kube/watch_stream.hpp"
+
+namespace stowage::kube {
+
+inline constexpr const char* kMergePatch = "application/merge-patch+json";
+inline constexpr const char* kJsonPatch = "application/json-patch+json";
+
+struct ApiError {
+  enum class Kind {
+    Transport,  // no HTTP answer: resolve/connect/TLS/timeout/reset (http_status 0)
+    Status,     // the server answered with a non-2xx status (status holds its Status, if any)
+    Stream,     // a watch body that is not a stream of events (WatchStreamSplitter's error)
+    Decode,     // a 2xx answer whose body is not JSON
+  };
+  Kind kind = Kind::Transport;
+  int http_status = 0;  // 0 for a transport error
+  ApiStatus status;     // the server's Status (empty when the body was not one)
+  std::string message;  // "list /api/v1/namespaces/ns/secrets: ..." (never a credential)
+  std::optional<std::chrono::seconds> retry_after;  // Retry-After or details.retryAfterSeconds
+  bool transport_transient = false;  // Transport only: whether the failure may pass (not a TLS one)
+
+  // Worth retrying as is: transient transport failures, 408/429/500/502/503/504, broken watch streams.
+  bool transient() const;
+};
+
+struct ListOptions {
+  std::int64_t limit = 0;            // 0 = no limit
+  std::string continue_token;        // from the previous page's metadata.continue
+  std::string resource_version;      // "" = most recent
+  std::string label_selector;
+  std::string field_selector;
+  std::string accept;                // "" = application/json
+};
+
+struct WatchOptions {
+  std::string resource_version;      // "" = start at the most recent
+  std::int64_t timeout_seconds = 0;  // 0 = the server's default
+  bool allow_bookmarks = false;
+  std::string label_selector;
+  std::string field_selector;
+  std::string accept;                // "" = application/json
+  // Longest silence between two reads; 0 = timeout_seconds + 30 s, or 5 minutes without one.
+  std::chrono::milliseconds idle_timeout{0};
+};
+
+class ApiClient {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+  ApiClient(http::Client& http, ClientConfig config,
+            Clock clock = [] { return std::chrono::steady_clock::now(); });
+
+  template <class T>
+  using Awaitable = boost::asio::awaitable<Result<T, ApiError>>;
+
+  Awaitable<boost::json::value> get(std::string path);
+  // The parsed body of one page (a *List object; metadata.continue says whether more follow).
+  Awaitable<boost::json::value> list(std::string path, ListOptions options = {});
+  Awaitable<boost::json::value> create(std::string collection_path, boost::json::value object);
+  // content_type: kMergePatch or kJsonPatch (or application/strategic-merge-patch+json).
+  Awaitable<boost::json::value> patch(std::string path, std::string content_type, boost::json::value body);
+  // The server's answer: the object (finalizers pending) or a Status.
+  Awaitable<boost::json::value> remove(std::string path);
+  Awaitable<Ok> watch(std::string path, WatchOptions options, std::function<bool(WatchEvent)> on_event);
+
+  const ClientConfig& config() const { return config_; }
+
+ private:
+  struct Call {
+    std::string verb;    // for messages: get, list, create, patch, delete, watch
+    std::string method;  // HTTP
+    std::string path;    // API path, for messages
+    std::string query;   // "" or "?a=b&..."
+    std::string body;
+    std::string content_type;
+    std::string accept;
+  };
+  Awaitable<boost::json::value> exchange(Call call);
+  http::Request make_request(const Call& call);
+  // The token to send now (re-reading token_file when due); "" when none.
+  std::string current_token();
+  // After a 401: re-reads token_file; true when a token was read (then the request is retried).
+  bool reread_token_after_unauthorized();
+  ApiError status_error(const Call& call, const http::Response& response) const;
+
+  http::Client& http_;
+  ClientConfig config_;
+  Clock clock_;
+  http::Url origin_;
+  http::TlsSettings tls_;
+  std::mutex token_mutex_;
+  std::string token_;
+  std::optional<std::chrono::steady_clock::time_point> token_read_at_;
+};
+
+}  // namespace stowage::kube
