@@ -1,7 +1,10 @@
 // `stowage run`: the long-running controller on a manifest folder.
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+
+#include <csignal>
 
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
@@ -17,6 +20,18 @@ int run_command(const config::Config& config) {
                   "see `stowage run --help`");
     return 2;
   }
+  // Hold SIGINT/SIGTERM until the handlers below exist: a stop request during start-up is then
+  // handled gracefully like any other (the threads started meanwhile inherit the mask and never take it).
+  sigset_t stop_signals, previous;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+  struct RestoreMask {
+    sigset_t mask;
+    ~RestoreMask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+  } restore_on_error{previous};
+
   fs::path dir = fs::absolute(config.manifests).lexically_normal();
   if (std::error_code ec; !fs::is_directory(dir, ec)) {
     spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
@@ -69,6 +84,7 @@ int run_command(const config::Config& config) {
     });
   };
   signals.async_wait(on_signal);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);  // a signal that came during start-up is delivered now
   rt.io.run();
   rt.store->flush_blocking();
   spdlog::info("stopped; longest reactor stall {} ms", rt.lag.longest().count() / 1000.0);

@@ -155,3 +155,19 @@ TEST_CASE("run: a watched folder is reconciled as it changes; SIGTERM stops it c
   CHECK_THAT(get.out, Catch::Contains("Ready"));
   CHECK_THAT(get.out, !Catch::Contains("\nb "));
 }
+
+TEST_CASE("run: SIGTERM as soon as it is up is handled gracefully and is not fatal") {
+  Env env("run-early-term");
+  test::write_file(env.manifests / "a.yaml", test::local_storage("a", "/data/a"));
+  for (int i = 0; i < 5; ++i) {
+    auto err = env.dir / ("t" + std::to_string(i) + ".err");
+    auto child = test::Child::spawn({"run", "--manifests", env.manifests.string(), "--state-dir", env.state.string(),
+                                     "--local-root", env.root.string()},
+                                    env.dir / "t.out", err);
+    // The first log line is written during start-up, before the signal handlers exist.
+    REQUIRE(test::eventually([&] { return test::count_of(err, "watching") > 0; }, std::chrono::seconds(20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(i));
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  }
+}

@@ -64,8 +64,11 @@ TEST_CASE("kill -9 loses nothing and writes nothing twice", "[crash]") {
   }
   INFO("kill -9 rounds: " << kills << ", mid-work: " << mid_work_kills);
   CHECK(mid_work_kills >= 3);
-  // The last run is left to finish, then stopped cleanly.
+  // The last run is left to finish, then stopped cleanly (once it is up: a signal that arrives
+  // before a program's main() runs kills any program).
+  auto started_before = test::count_of(log, "manifests loaded");
   auto child = test::Child::spawn(args, dir / "out", dir / "err");
+  REQUIRE(test::eventually([&] { return test::count_of(log, "manifests loaded") > started_before; }));
   bool all = test::eventually(
       [&] {
         for (int i = 0; i < kStorages; ++i)

@@ -114,6 +114,13 @@ inline RunResult run(const std::vector<std::string>& args, const fs::path& scrat
   return {code, read_file(out), read_file(err)};
 }
 
+inline std::size_t count_of(const fs::path& file, const std::string& text) {
+  std::string all = read_file(file);
+  std::size_t n = 0;
+  for (auto p = all.find(text); p != std::string::npos; p = all.find(text, p + 1)) ++n;
+  return n;
+}
+
 // Polls `pred` until it holds or `limit` passes.
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
