@@ -154,7 +154,7 @@ TEST_CASE("mutual TLS: the client certificate is presented when given") {
   CHECK(bad.error().message.find("garbage") == std::string::npos);
 }
 
-TEST_CASE("streaming: chunks arrive as they are sent; the idle timeout catches a stalled stream") {
+TEST_CASE("streaming: chunks arrive as they are sent, the idle timeout catches a stalled stream") {
   auto dir = temp("stream");
   TestServer server(dir);
   boost::asio::io_context io;

@@ -121,7 +121,7 @@ TEST_CASE("run: an empty folder is reported and watched") {
   CHECK(child.wait(std::chrono::seconds(15)) == 0);
 }
 
-TEST_CASE("run: a watched folder is reconciled as it changes; SIGTERM stops it cleanly") {
+TEST_CASE("run: a watched folder is reconciled as it changes, SIGTERM stops it cleanly") {
   Env env("run");
   test::write_file(env.manifests / "a.yaml", test::local_storage("a", "/data/a"));
   auto args = std::vector<std::string>{"run", "--manifests", env.manifests.string(), "--manifests-debounce", "20ms"};

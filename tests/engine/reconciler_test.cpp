@@ -97,7 +97,7 @@ TEST_CASE("a local storage is initialized: metadata.yaml written and both rules 
   CHECK_FALSE(kube::find_condition(st.conditions, kube::kConditionBackendSecretFound));
 }
 
-TEST_CASE("an unchanged, remembered storage does not touch its backend again; a spec change does") {
+TEST_CASE("an unchanged, remembered storage does not touch its backend again, a spec change does") {
   Rig rig("facts");
   rig.apply(test::local_storage("local", "/data/one"));
   rig.reconcile("local");

@@ -27,7 +27,7 @@ TEST_CASE("a key is pending at most once") {
   CHECK_FALSE(q.claim());
 }
 
-TEST_CASE("a key being processed is not handed out again; adds during processing collapse into one re-run") {
+TEST_CASE("a key being processed is not handed out again, adds during processing collapse into one re-run") {
   FakeClock clock;
   WorkQueue q(nullptr, clock.fn());
   q.add(key("a"), "added");
@@ -61,7 +61,7 @@ TEST_CASE("earliest deadline wins and items come out in due order") {
   CHECK(q.claim()->key == key("soon"));
 }
 
-TEST_CASE("fail counts attempts and delays; success forgets them") {
+TEST_CASE("fail counts attempts and delays, success forgets them") {
   FakeClock clock;
   WorkQueue q(nullptr, clock.fn());
   q.add(key("a"), "added");
@@ -93,7 +93,7 @@ TEST_CASE("an add during a failing run re-runs at once instead of waiting for th
   CHECK(q.next_due() == clock.now);
 }
 
-TEST_CASE("restore re-queues pending and in-flight items; in-flight ones count an attempt") {
+TEST_CASE("restore re-queues pending and in-flight items, in-flight ones count an attempt") {
   FakeClock clock;
   WorkQueue q(nullptr, clock.fn());
   q.restore({QueueRow{key("pending"), "added", 0, clock.now + 100, "", ItemState::Pending},

@@ -228,7 +228,7 @@ TEST_CASE("gcs auth: the token exchange body is the JWT-bearer grant form") {
         "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=aaa.bbb.ccc");
 }
 
-TEST_CASE("gcs auth: token replies parse; malformed ones are errors that do not hold the token") {
+TEST_CASE("gcs auth: token replies parse, malformed ones are errors that do not hold the token") {
   auto ok = parse_token_reply(R"({"access_token":"ya29.secret","expires_in":3599,"token_type":"Bearer"})");
   REQUIRE(ok.ok());
   CHECK(ok.value().access_token == "ya29.secret");

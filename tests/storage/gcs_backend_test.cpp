@@ -180,7 +180,7 @@ TEST_CASE("gcs: WipeOut deletes exactly the prefix, across pages") {
   CHECK_FALSE(h(b.read_metadata()).value().exists);
 }
 
-TEST_CASE("gcs: WipeOut with an empty prefix empties the bucket; a missing bucket has nothing to delete") {
+TEST_CASE("gcs: WipeOut with an empty prefix empties the bucket, a missing bucket has nothing to delete") {
   GcsServer::Options options;
   options.buckets = {"stowage", "neighbour"};
   GcsServer server(options);
@@ -358,7 +358,7 @@ TEST_CASE("gcs: HTTPS with the test CA, for the API and the token endpoint on th
   CHECK(r.error().code == "TlsVerifyFailed");
 }
 
-TEST_CASE("gcs: a 503 burst is retried to success; a lasting one is transient") {
+TEST_CASE("gcs: a 503 burst is retried to success, a lasting one is transient") {
   GcsServer server;
   Harness h;
   auto b = h.backend(service_account(server));
@@ -440,7 +440,7 @@ TEST_CASE("gcs: permission and missing-bucket errors are permanent and say what 
   CHECK(h(objects_only.create_metadata(kBody)).value() == CreateOutcome::Created);
 }
 
-TEST_CASE("gcs: an unreachable endpoint is transient; a bad one is permanent") {
+TEST_CASE("gcs: an unreachable endpoint is transient, a bad one is permanent") {
   Harness h;
   GcsOptions o;
   o.bucket = "stowage";

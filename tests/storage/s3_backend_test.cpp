@@ -283,7 +283,7 @@ TEST_CASE("S3 missing bucket: NoSuchBucket naming the bucket and the endpoint") 
   check(wipe.error());
 }
 
-TEST_CASE("S3 temporary credentials: the session token is sent and signed; a wrong one is refused") {
+TEST_CASE("S3 temporary credentials: the session token is sent and signed, a wrong one is refused") {
   auto& server = moto();
   server.make_bucket("session-token");
   Harness h;
@@ -305,7 +305,7 @@ TEST_CASE("S3 temporary credentials: the session token is sent and signed; a wro
   CHECK(refused.error().message.find("not-the-token") == std::string::npos);
 }
 
-TEST_CASE("S3 over TLS: trusted through CA_CERT_DATA, or insecure; refused with neither") {
+TEST_CASE("S3 over TLS: trusted through CA_CERT_DATA, or insecure, refused with neither") {
   MotoServer server({.tls = true});
   server.make_bucket("tls-bucket");
   Harness h;

@@ -244,7 +244,7 @@ TEST_CASE("S3 wrong region (AuthorizationHeaderMalformed): switched, retried onc
     CHECK(text(entry.as_object(), "scope").find("/eu-nl-1/s3/") != std::string::npos);
 }
 
-TEST_CASE("S3 wrong region (301 with x-amz-bucket-region on HEAD bucket): switched; a second refusal is reported") {
+TEST_CASE("S3 wrong region (301 with x-amz-bucket-region on HEAD bucket): switched, a second refusal is reported") {
   Harness h("region-header");
   S3Backend backend(h.client, h.options());
   h.proxy.inject(R"({"mode": "respond", "count": 1, "method": "HEAD", "status": 301,
