@@ -19,35 +19,14 @@
 
 namespace test_support {
 
-// One blocking HTTP/1.1 exchange with a loopback port ("Connection: close"); returns the body.
+// A control request to the proxy; anything but 200 is a test set-up failure.
 inline std::string loopback_http(int port, const std::string& method, const std::string& path,
                                  const std::string& body = "") {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port));
-  }
-  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                        "\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " +
-                        std::to_string(body.size()) + "\r\n\r\n" + body;
-  for (std::size_t sent = 0; sent < request.size();) {
-    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string response;
-  char buf[8192];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) response.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  auto end = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/1.1 200", 0) != 0 || end == std::string::npos)
-    throw std::runtime_error("fault proxy control " + path + " failed: " + response.substr(0, 200));
-  return response.substr(end + 4);
+  auto [status, reply] = plain_http(port, method, path, body);
+  if (status != 200)
+    throw std::runtime_error("fault proxy control " + path + " failed: HTTP " + std::to_string(status) + " " +
+                             reply.substr(0, 200));
+  return reply;
 }
 
 class FaultProxy {

@@ -61,37 +61,6 @@ inline std::string service_account_json(const std::string& email, const std::str
   return boost::json::serialize(o);
 }
 
-// One blocking HTTP/1.0 exchange with 127.0.0.1:port; returns {status, body}.
-inline std::pair<int, std::string> plain_http(int port, const std::string& method, const std::string& target,
-                                              const std::string& body = "") {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{30, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot connect to the test server's control port " + std::to_string(port));
-  }
-  std::string request = method + " " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-                        "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-  for (std::size_t sent = 0; sent < request.size();) {
-    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string reply;
-  char buf[8192];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  auto space = reply.find(' ');
-  auto blank = reply.find("\r\n\r\n");
-  if (space == std::string::npos || blank == std::string::npos)
-    throw std::runtime_error("bad reply from the test server's control port");
-  return {std::stoi(reply.substr(space + 1, 3)), reply.substr(blank + 4)};
-}
 
 class GcsServer {
  public:
