@@ -14,7 +14,7 @@
 
 #include "common/http_client.hpp"
 #include "kube/api_client.hpp"
-#include "support/process.hpp"
+#include "support/api_server.hpp"
 
 using namespace stowage;
 namespace fs = std::filesystem;
@@ -24,13 +24,6 @@ using kube::ApiError;
 
 namespace {
 
-fs::path temp(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("stowage-apiclient-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 template <class T>
 T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
   auto f = boost::asio::co_spawn(io, std::move(op), boost::asio::use_future);
@@ -39,21 +32,9 @@ T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
   return f.get();
 }
 
-struct ApiServer {
-  fs::path dir;
-  test_support::TestCertificates certs;
-  int port = test_support::free_port();
-  fs::path log;
-  test_support::Server proc;
-
+struct ApiServer : test_support::TestApiServer {
   ApiServer(const std::string& name, const std::string& token)
-      : dir(temp(name)), certs(test_support::make_certificates(dir / "certs")), log(dir / "apiserver.log") {
-    proc = test_support::Server::start(
-        {"python3", std::string(STOWAGE_SOURCE_DIR) + "/tests/apiserver/apiserver.py", "--port", std::to_string(port),
-         "--cert", certs.server_cert.string(), "--key", certs.server_key.string(), "--token", token},
-        log);
-    proc.wait_for_port(port, log);
-  }
+      : TestApiServer(test_support::fresh_temp_dir("apiclient-" + name), token) {}
 
   kube::ClientConfig config(const std::string& token) const {
     kube::ClientConfig c;

@@ -1,0 +1,77 @@
+#pragma once
+// The test Kubernetes API server (tests/apiserver/apiserver.py) as a fixture: started over TLS with a
+// CA made at test time and one accepted bearer token, killed when the fixture goes out of scope.
+// Also writes a kubeconfig for kubectl and `stowage run --kubeconfig`, and drives /__control.
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+#include "support/process.hpp"
+
+namespace test_support {
+
+inline std::filesystem::path fresh_temp_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("stowage-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+struct TestApiServer {
+  std::filesystem::path dir;
+  TestCertificates certs;
+  std::string token;
+  int port = free_port();
+  std::filesystem::path log;
+  Server proc;
+
+  TestApiServer(const std::filesystem::path& work_dir, std::string bearer_token,
+                std::vector<std::string> extra_args = {})
+      : dir(work_dir),
+        certs(make_certificates(work_dir / "certs")),
+        token(std::move(bearer_token)),
+        log(work_dir / "apiserver.log") {
+    std::vector<std::string> argv{"python3",      std::string(STOWAGE_SOURCE_DIR) + "/tests/apiserver/apiserver.py",
+                                  "--port",       std::to_string(port),
+                                  "--cert",       certs.server_cert.string(),
+                                  "--key",        certs.server_key.string(),
+                                  "--token",      token};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    proc = Server::start(argv, log);
+    proc.wait_for_port(port, log);
+  }
+
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(port); }
+
+  // A kubeconfig naming this server, its CA file and the token; `namespace_` is the context's namespace.
+  std::filesystem::path write_kubeconfig(const std::string& namespace_ = "default") const {
+    auto path = dir / "kubeconfig";
+    std::ofstream out(path, std::ios::trunc);
+    out << "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+        << "clusters:\n- name: test\n  cluster:\n    server: " << url()
+        << "\n    certificate-authority: " << certs.ca_cert.string() << "\n"
+        << "users:\n- name: test\n  user:\n    token: " << token << "\n"
+        << "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: " << namespace_
+        << "\n";
+    return path;
+  }
+
+  // kubectl against this server (no validation, a fresh discovery cache); returns exit status and output.
+  std::pair<int, std::string> kubectl(const std::string& args) const {
+    std::string cmd = "KUBECACHEDIR='" + (dir / "kubecache").string() + "' kubectl --kubeconfig '" +
+                      (dir / "kubeconfig").string() + "' " + args + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return {-1, "popen failed"};
+    std::string out;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = ::pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  }
+};
+
+}  // namespace test_support
