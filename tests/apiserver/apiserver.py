@@ -33,7 +33,7 @@ Test controls (no token needed; faults apply to resource requests, not to discov
                     watch connections (total, active), faults armed and served, resourceVersion,
                     object counts.
   POST /__control   {"action": A, ...} with A one of
-       fail | delay | drop_watch | stall_watch   arm a fault (see faults.py)
+       fail | delay | drop_watch | stall_watch | garbage_watch   arm a fault (see faults.py)
        clear_faults   disarm all faults and release stalled watches
        compact        drop the event history and every list snapshot (old watches/continues -> 410)
        close_watches  end every open watch cleanly (EOF)
@@ -558,9 +558,15 @@ class WatchStream:
     # ---- sending
 
     def send(self, lines):
-        fault = self.state.faults.take(("stall_watch", "drop_watch"), self.handler.url_path, "watch", "GET")
+        fault = self.state.faults.take(("stall_watch", "drop_watch", "garbage_watch"), self.handler.url_path,
+                                       "watch", "GET")
         if fault and fault["kind"] == "stall_watch":
             self.stall()
+        if fault and fault["kind"] == "garbage_watch":
+            self.handler.write_chunk(b"<html>502 Bad Gateway</html>\n")
+            self.handler.wfile.flush()
+            self.handler.abort_connection()
+            raise WatchAborted()
         if fault:
             first = lines[0]
             self.handler.write_chunk(first[:max(1, len(first) // 2)])

@@ -14,11 +14,13 @@ for every one until cleared. Kinds:
   stall_watch  the next matching watch stream that has something to send (or a new one, at once)
                goes silent with its socket open: no events, no bookmarks, no EOF, until the client
                closes it or `clear_faults` releases it (then the server closes it).
+  garbage_watch the next matching watch stream that has something to send sends a line that is not
+               JSON instead, then closes the connection.
 """
 import threading
 from collections import Counter
 
-KINDS = ("fail", "delay", "drop_watch", "stall_watch")
+KINDS = ("fail", "delay", "drop_watch", "stall_watch", "garbage_watch")
 
 
 class Faults:

@@ -154,6 +154,14 @@ class ServerTest(unittest.TestCase):
             self.assertEqual((status, body["reason"]), (422, "Invalid"), failing)
             self.assertIn("test failed", body["details"]["causes"][0]["message"])
         self.assertEqual(self.c.request("GET", self.item("a"))[1]["spec"]["deletionPolicy"], "Delete")
+        # Testing a missing member for null passes (the API server's json-patch): the first finalizer.
+        self.create("b")
+        ops = [{"op": "test", "path": "/metadata/finalizers", "value": None},
+               {"op": "add", "path": "/metadata/finalizers", "value": ["kubestash.com/cleanup"]}]
+        status, obj = self.c.request("PATCH", self.item("b"), ops, JSON_PATCH)
+        self.assertEqual((status, obj["metadata"].get("finalizers")), (200, ["kubestash.com/cleanup"]), obj)
+        status, body = self.c.request("PATCH", self.item("b"), ops, JSON_PATCH)  # now present: the test fails
+        self.assertEqual(status, 422)
         status, body = self.c.request("PATCH", self.item("a"), {"spec": {}},
                                       {"Content-Type": "application/strategic-merge-patch+json"})
         self.assertEqual((status, body["reason"]), (415, "UnsupportedMediaType"))
@@ -366,6 +374,15 @@ class ServerTest(unittest.TestCase):
         self.create("b")
         with self.assertRaises((http.client.IncompleteRead, ConnectionError, http.client.HTTPException)):
             watch.next_event()
+        watch.close()
+
+    def test_fault_garbage_watch(self):
+        rv = self.create("a")["metadata"]["resourceVersion"]
+        watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion={rv}")
+        self.server.control(action="garbage_watch", path=f"/namespaces/{self.ns}/")
+        self.create("b")
+        with self.assertRaises((ValueError, http.client.IncompleteRead, ConnectionError, http.client.HTTPException)):
+            watch.next_event()  # a line that is not JSON
         watch.close()
 
     def test_fault_stall_watch(self):

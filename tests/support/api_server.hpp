@@ -2,6 +2,9 @@
 // The test Kubernetes API server (tests/apiserver/apiserver.py) as a fixture: started over TLS with a
 // CA made at test time and one accepted bearer token, killed when the fixture goes out of scope.
 // Also writes a kubeconfig for kubectl and `stowage run --kubeconfig`, and drives /__control.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
 #include <filesystem>
@@ -9,6 +12,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "common/http_client.hpp"
 #include "support/process.hpp"
 
 namespace test_support {
@@ -45,6 +49,26 @@ struct TestApiServer {
   }
 
   std::string url() const { return "https://127.0.0.1:" + std::to_string(port); }
+
+  // One blocking HTTPS exchange on a private reactor (for /__control and /__stats, which need no token).
+  stowage::http::Response call(const std::string& method, const std::string& target, const std::string& body = "") const {
+    boost::asio::io_context io;
+    stowage::http::Client client(io.get_executor());
+    stowage::http::Request r{method, target, {{"Content-Type", "application/json"}}, body};
+    auto origin = stowage::http::Url::parse(url()).value();
+    auto f = boost::asio::co_spawn(io, client.send(origin, stowage::http::TlsSettings(certs.ca_pem()), r),
+                                   boost::asio::use_future);
+    io.run();
+    auto res = f.get();
+    if (!res.ok()) throw std::runtime_error("test API server " + target + ": " + res.error().message);
+    return res.value();
+  }
+  // POST /__control {...}; throws unless the server says 200.
+  void control(const boost::json::value& body) const {
+    auto r = call("POST", "/__control", boost::json::serialize(body));
+    if (r.status != 200) throw std::runtime_error("/__control answered " + std::to_string(r.status) + ": " + r.body);
+  }
+  boost::json::value stats() const { return boost::json::parse(call("GET", "/__stats").body); }
 
   // A kubeconfig naming this server, its CA file and the token; `namespace_` is the context's namespace.
   std::filesystem::path write_kubeconfig(const std::string& namespace_ = "default") const {

@@ -1,0 +1,254 @@
+// The informer's run loop: performs the reflector machine's actions with the API client.
+#include "kube/informer.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+
+#include "kube/api_client.hpp"
+
+namespace stowage::kube {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string text_at(const json::value& object, const char* field) {
+  const auto* o = object.if_object();
+  const auto* meta = o ? o->if_contains("metadata") : nullptr;
+  const auto* mo = meta ? meta->if_object() : nullptr;
+  const auto* v = mo ? mo->if_contains(field) : nullptr;
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+RequestFailure failure_of(const ApiError& e) {
+  RequestFailure f;
+  f.http_status = e.http_status;
+  f.retry_after = e.retry_after;
+  f.status = e.status;
+  f.transport_error = e.message;
+  return f;
+}
+
+}  // namespace
+
+struct Informer::State {
+  explicit State(boost::asio::any_io_executor ex, ReflectorOptions options)
+      : timer(ex), machine(std::move(options), [] { return std::chrono::steady_clock::now(); }) {}
+  boost::asio::steady_timer timer;
+  boost::asio::cancellation_signal cancel;  // stop(): aborts the request in flight (an idle watch)
+  ReflectorMachine machine;
+  bool alive = true;     // false once the informer is destroyed
+  bool stopping = false;
+  bool started = false;
+};
+
+Informer::Informer(boost::asio::any_io_executor executor, ApiClient& api, InformerOptions options,
+                   InformerHandlers handlers)
+    : executor_(executor),
+      api_(api),
+      options_(std::move(options)),
+      handlers_(std::move(handlers)),
+      state_(std::make_shared<State>(executor, options_.reflector)) {}
+
+Informer::~Informer() {
+  state_->alive = false;
+  stop();
+}
+
+void Informer::seed(const std::string& namespace_, const std::string& name, const std::string& resource_version) {
+  index_[key_of(namespace_, name)] = resource_version;
+}
+
+bool Informer::synced() const { return state_->machine.synced(); }
+
+const std::string& Informer::resource_version() const { return state_->machine.resource_version(); }
+
+void Informer::stop() {
+  if (state_->stopping) return;
+  state_->stopping = true;
+  state_->timer.cancel();
+  if (state_->started) state_->cancel.emit(boost::asio::cancellation_type::terminal);
+}
+
+// Applies the store actions in order; the request or wait among them (at most one) goes to `next`.
+void Informer::apply(ReflectorActions& actions, ReflectorAction*& next) {
+  next = nullptr;
+  for (auto& action : actions) {
+    if (auto* r = std::get_if<ReplaceStore>(&action)) {
+      replace(*r);
+    } else if (auto* e = std::get_if<ApplyEvent>(&action)) {
+      apply_event(*e);
+    } else if (std::holds_alternative<Synced>(action)) {
+      spdlog::info("{}: synced ({} objects)", options_.name, index_.size());
+      if (handlers_.synced) handlers_.synced();
+    } else if (auto* c = std::get_if<Checkpoint>(&action)) {
+      if (handlers_.checkpoint) handlers_.checkpoint(c->resource_version);
+    } else {
+      next = &action;
+    }
+    if (!state_->alive) return;
+  }
+}
+
+void Informer::replace(ReplaceStore& replace) {
+  if (had_full_list_) ++stats_.relists;
+  had_full_list_ = true;
+  std::unordered_map<std::string, std::string> fresh;
+  fresh.reserve(replace.items.size());
+  for (auto& item : replace.items) {
+    std::string ns = text_at(item, "namespace"), name = text_at(item, "name");
+    std::string rv = text_at(item, "resourceVersion");
+    std::string key = key_of(ns, name);
+    auto old = index_.find(key);
+    bool changed = old == index_.end() || old->second != rv || rv.empty();
+    fresh[key] = rv;
+    if (changed) {
+      ++stats_.upserts;
+      if (handlers_.upserted) handlers_.upserted(std::move(item));
+    }
+  }
+  for (const auto& [key, rv] : index_) {
+    if (fresh.count(key)) continue;
+    auto slash = key.find('/');
+    ++stats_.removals;
+    if (handlers_.removed) handlers_.removed(key.substr(0, slash), key.substr(slash + 1), json::value());
+  }
+  index_ = std::move(fresh);
+}
+
+void Informer::apply_event(ApplyEvent& event) {
+  std::string ns = text_at(event.object, "namespace"), name = text_at(event.object, "name");
+  std::string key = key_of(ns, name);
+  if (event.type == WatchEventType::Deleted) {
+    index_.erase(key);
+    ++stats_.removals;
+    if (handlers_.removed) handlers_.removed(ns, name, std::move(event.object));
+    return;
+  }
+  index_[key] = event.resource_version;
+  ++stats_.upserts;
+  if (handlers_.upserted) handlers_.upserted(std::move(event.object));
+}
+
+void Informer::start() {
+  if (state_->started) return;
+  state_->started = true;
+  auto st = state_;
+  auto run = [this, st]() -> boost::asio::awaitable<void> {
+    ReflectorActions actions = st->machine.start();
+    for (;;) {
+      if (!st->alive || st->stopping) co_return;
+      ReflectorAction* next = nullptr;
+      apply(actions, next);
+      if (!st->alive || st->stopping) co_return;
+      if (!next) {
+        spdlog::error("{}: the reflector has nothing to do next (a bug); stopping this informer", options_.name);
+        co_return;
+      }
+      ReflectorAction action = std::move(*next);
+
+      if (auto* list = std::get_if<ListRequest>(&action)) {
+        ++stats_.lists;
+        ListOptions lo;
+        lo.limit = list->limit;
+        lo.continue_token = list->continue_token;
+        lo.resource_version = list->resource_version;
+        lo.label_selector = options_.label_selector;
+        lo.field_selector = options_.field_selector;
+        lo.accept = options_.list_accept;
+        auto result = co_await api_.list(options_.path, std::move(lo));
+        if (!st->alive) co_return;
+        if (!result.ok()) {
+          actions = st->machine.on_list_failed(failure_of(result.error()));
+          continue;
+        }
+        auto page = parse_list_page(std::move(result.value()));
+        if (!page.ok()) {
+          RequestFailure f;
+          f.transport_error = "the list answer is not a list: " + page.error().to_string();
+          actions = st->machine.on_list_failed(f);
+          continue;
+        }
+        last_error_.clear();
+        actions = st->machine.on_list_page(std::move(page.value()));
+      } else if (auto* watch = std::get_if<WatchRequest>(&action)) {
+        ++stats_.watches;
+        WatchOptions wo;
+        wo.resource_version = watch->resource_version;
+        wo.timeout_seconds = watch->timeout_seconds;
+        wo.allow_bookmarks = watch->allow_watch_bookmarks;
+        wo.label_selector = options_.label_selector;
+        wo.field_selector = options_.field_selector;
+        wo.accept = options_.watch_accept;
+        wo.idle_timeout = watch->idle_timeout;
+        ReflectorActions pending;
+        bool superseded = false;
+        std::function<bool(WatchEvent)> on_event = [&, st](WatchEvent event) -> bool {
+          if (!st->alive || st->stopping) return false;
+          ++stats_.events;
+          last_error_.clear();
+          ReflectorActions produced = st->machine.on_watch_event(std::move(event));
+          ReflectorAction* after = nullptr;
+          apply(produced, after);
+          if (!st->alive) return false;
+          if (after) {
+            pending.clear();
+            pending.push_back(std::move(*after));
+            superseded = true;
+            return false;
+          }
+          return !st->stopping;
+        };
+        auto result = co_await api_.watch(options_.path, std::move(wo), on_event);
+        if (!st->alive) co_return;
+        if (superseded) {
+          actions = std::move(pending);
+        } else if (st->stopping) {
+          co_return;
+        } else if (result.ok()) {
+          actions = st->machine.on_watch_ended();
+        } else if (result.error().kind == ApiError::Kind::Stream) {
+          actions = st->machine.on_watch_stream_error(WatchStreamError{0, result.error().message});
+        } else {
+          actions = st->machine.on_watch_failed(failure_of(result.error()));
+        }
+      } else if (auto* wait = std::get_if<Wait>(&action)) {
+        ++stats_.failures;
+        last_error_ = wait->reason;
+        spdlog::warn("{}: {}; next attempt in {} ms", options_.name, wait->reason, wait->duration.count());
+        st->timer.expires_after(wait->duration);
+        auto [ec] = co_await st->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        (void)ec;
+        if (!st->alive || st->stopping) co_return;
+        actions = st->machine.on_timer();
+      } else {
+        spdlog::error("{}: unexpected reflector action (a bug); stopping this informer", options_.name);
+        co_return;
+      }
+    }
+  };
+  auto done = [name = options_.name, st](std::exception_ptr ep) {
+    if (!ep) return;
+    try {
+      std::rethrow_exception(ep);
+    } catch (const boost::system::system_error& e) {
+      if (st->stopping && e.code() == boost::asio::error::operation_aborted) return;  // stop() cancelled it
+      spdlog::error("{}: informer stopped by an internal error: {}", name, e.what());
+    } catch (const std::exception& e) {
+      spdlog::error("{}: informer stopped by an internal error: {}", name, e.what());
+    }
+  };
+  boost::asio::co_spawn(executor_, run, boost::asio::bind_cancellation_slot(state_->cancel.slot(), done));
+}
+
+}  // namespace stowage::kube

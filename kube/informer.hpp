@@ -1,0 +1,106 @@
+#pragma once
+// Informer — one resource's reflector running on the reactor: ReflectorMachine (the rules) +
+// ApiClient (list pages, the watch stream and its splitter) + a timer, feeding handlers.
+//
+// Guarantees:
+// - Handlers run on the reactor, in the order the server produced the changes, one at a time:
+//   `upserted` for an object that is new or whose resourceVersion moved; `removed` for one that is
+//   gone (a DELETED event carries the last state; an object found missing by a relist comes with
+//   null); `synced` once, when a complete state has been delivered; `checkpoint` with each
+//   resourceVersion worth persisting for a resume.
+// - A relist delivers only differences: objects whose resourceVersion did not change are not handed
+//   over again, and objects that vanished while the watch was down come as `removed`.
+// - Every failure is logged (warn) with what failed and when the next attempt is, then waited out
+//   as the machine says (client-go's backoff, Retry-After); the informer never gives up before
+//   stop(). A garbage or truncated watch body makes it relist; nothing crashes.
+// - Memory: the informer keeps one key and one resourceVersion per object; the objects themselves
+//   live in the handlers' store (the engine's cache), so each is held once.
+//
+// Assumes: the ApiClient outlives the informer's requests; destroying the informer (or stop())
+// makes its coroutine end at its next step without touching the informer again.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kube/reflector_machine.hpp"
+
+namespace stowage::kube {
+
+class ApiClient;
+
+inline constexpr const char* kAcceptPartialMetadataList =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+inline constexpr const char* kAcceptPartialMetadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+struct InformerOptions {
+  std::string name;         // for logs: "backupstorages", "secrets (metadata)"
+  std::string path;         // the collection: "/api/v1/secrets" or "/api/v1/namespaces/ns/secrets"
+  std::string list_accept;  // "" = application/json; kAcceptPartialMetadataList for metadata only
+  std::string watch_accept; // "" = application/json; kAcceptPartialMetadata for metadata only
+  std::string label_selector;
+  std::string field_selector;
+  ReflectorOptions reflector;
+};
+
+struct InformerHandlers {
+  std::function<void(boost::json::value object)> upserted;
+  // namespace, name, and the object as the DELETED event carried it (null after a relist).
+  std::function<void(const std::string& namespace_, const std::string& name, boost::json::value last)> removed;
+  std::function<void()> synced;
+  std::function<void(const std::string& resource_version)> checkpoint;
+};
+
+struct InformerStats {
+  std::uint64_t lists = 0;         // list requests (pages)
+  std::uint64_t relists = 0;       // complete lists after the first
+  std::uint64_t watches = 0;       // watch requests
+  std::uint64_t events = 0;        // watch events received (bookmarks included)
+  std::uint64_t failures = 0;      // Waits
+  std::uint64_t upserts = 0, removals = 0;
+};
+
+class Informer {
+ public:
+  Informer(boost::asio::any_io_executor executor, ApiClient& api, InformerOptions options, InformerHandlers handlers);
+  ~Informer();
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
+
+  // Restores the keys and resourceVersions a previous run left (for a resume with
+  // options.reflector.resume_resource_version): later relists then report what vanished meanwhile.
+  void seed(const std::string& namespace_, const std::string& name, const std::string& resource_version);
+
+  void start();
+  void stop();
+
+  bool synced() const;
+  std::size_t size() const { return index_.size(); }
+  const InformerStats& stats() const { return stats_; }
+  // The last failure ("" once a list or watch has succeeded since): for readiness and logs.
+  const std::string& last_error() const { return last_error_; }
+  const std::string& resource_version() const;
+
+ private:
+  struct State;
+  void apply(ReflectorActions& actions, ReflectorAction*& next);
+  void replace(ReplaceStore& replace);
+  void apply_event(ApplyEvent& event);
+
+  boost::asio::any_io_executor executor_;
+  ApiClient& api_;
+  InformerOptions options_;
+  InformerHandlers handlers_;
+  std::shared_ptr<State> state_;
+  std::unordered_map<std::string, std::string> index_;  // "ns/name" -> resourceVersion
+  InformerStats stats_;
+  std::string last_error_;
+  bool had_full_list_ = false;
+};
+
+}  // namespace stowage::kube
