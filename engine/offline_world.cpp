@@ -104,38 +104,53 @@ void OfflineWorld::synced() {
 }
 
 std::optional<Lookup> OfflineWorld::get(const ObjectKey& key) {
-  if (const auto* s = cache_.storage(key)) return Lookup{*s, false};
+  if (const auto* s = cache_.storage(key)) return Lookup{*s, false, ""};
   auto it = records_.find(key);
   if (it == records_.end() || !deletions_ || it->second.source != source_id_) return std::nullopt;
   auto parsed = kube::parse_backup_storage(boost::json::parse(it->second.object_json));
   if (!parsed.ok()) {
     spdlog::error("{}: the recorded object cannot be read back ({}); forgetting it without cleanup", key.str(),
                   parsed.error().to_string());
-    deletion_done(key);
+    forget(key);
     return std::nullopt;
   }
   if (!it->second.deleting) {
     it->second.deleting = true;
     save(it->second);
   }
-  return Lookup{std::move(parsed.value()), true};
+  return Lookup{std::move(parsed.value()), true, ""};
 }
 
-const kube::Secret* OfflineWorld::secret(const ObjectKey& key) { return cache_.secret(key); }
+boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> OfflineWorld::secret(ObjectKey key) {
+  const kube::Secret* s = cache_.secret(key);
+  if (!s) co_return std::optional<kube::Secret>();
+  co_return std::optional<kube::Secret>(*s);
+}
 
-void OfflineWorld::write_status(const ObjectKey& key, const kube::BackupStorageStatus& status) {
+// The offline mode has no API server to protect the object with a finalizer: its own records are it.
+boost::asio::awaitable<TargetResult<Ok>> OfflineWorld::ensure_finalizer(const kube::BackupStorage&) { co_return Ok{}; }
+
+boost::asio::awaitable<TargetResult<Ok>> OfflineWorld::write_status(const kube::BackupStorage& object,
+                                                                    kube::BackupStorageStatus status) {
+  ObjectKey key{object.metadata.namespace_, object.metadata.name};
   auto it = records_.find(key);
-  if (it == records_.end()) return;
+  if (it == records_.end()) co_return Ok{};
   it->second.status_json = boost::json::serialize(kube::status_to_json(status));
   save(it->second);
   if (const auto* s = cache_.storage(key)) {
     auto copy = *s;
-    copy.status = status;
+    copy.status = std::move(status);
     cache_.upsert(std::move(copy));
   }
+  co_return Ok{};
 }
 
-void OfflineWorld::deletion_done(const ObjectKey& key) {
+boost::asio::awaitable<TargetResult<Ok>> OfflineWorld::deletion_done(const kube::BackupStorage& object) {
+  forget({object.metadata.namespace_, object.metadata.name});
+  co_return Ok{};
+}
+
+void OfflineWorld::forget(const ObjectKey& key) {
   if (records_.erase(key) && store_) store_->erase_object(key.namespace_, key.name);
 }
 

@@ -33,14 +33,17 @@ class OfflineWorld final : public SourceSink, public ReconcileTarget {
   void synced() override;
 
   std::optional<Lookup> get(const ObjectKey& key) override;
-  const kube::Secret* secret(const ObjectKey& key) override;
-  void write_status(const ObjectKey& key, const kube::BackupStorageStatus& status) override;
-  void deletion_done(const ObjectKey& key) override;
+  boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey key) override;
+  boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& object) override;
+  boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
+                                                        kube::BackupStorageStatus status) override;
+  boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
 
   const ObjectCache& cache() const { return cache_; }
 
  private:
   void save(const persistence::ObjectRecord& record);
+  void forget(const ObjectKey& key);
   void enqueue(const ObjectKey& key, const std::string& reason);
 
   persistence::StateStore* store_;

@@ -26,6 +26,8 @@ Outcome failed(const storage::BackendError& e) {
   return {e.transient ? Outcome::Transient : Outcome::Permanent, e.message, false};
 }
 
+Outcome target_failed(const TargetError& e) { return {e.transient ? Outcome::Transient : Outcome::Permanent, e.message, false}; }
+
 bool same_status(const kube::BackupStorageStatus& a, const kube::BackupStorageStatus& b) {
   return kube::status_to_json(a) == kube::status_to_json(b);
 }
@@ -42,19 +44,40 @@ Reconciler::Reconciler(ReconcileTarget& target, const BackendFactory& backends, 
 
 boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
   auto found = target_.get(key);
-  if (!found) co_return Outcome{};  // gone and nothing left to clean up
+  if (!found) {
+    facts_.forget(key);  // gone (or never ours): nothing left to clean up
+    co_return Outcome{};
+  }
   if (found->deleting) co_return co_await remove(found->object);
 
   const kube::BackupStorage& s = found->object;
+  // The finalizer first, before any status write, so a deletion always passes through cleanup.
+  auto fin = co_await target_.ensure_finalizer(s);
+  if (!fin.ok()) co_return target_failed(fin.error());
+
   kube::BackupStorageStatus status = s.status;
   std::string now = rfc3339(now_());
   std::int64_t gen = s.metadata.generation;
 
+  if (!found->invalid.empty()) {
+    // The object holds a field of the wrong type: say which, and wait for a change.
+    std::string msg = "the BackupStorage cannot be read: " + found->invalid;
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendInitialized, false, kube::kReasonBackendInitializationFailed,
+                                  msg, gen),
+                        now);
+    Outcome out{Outcome::Permanent, msg, false};
+    co_return co_await publish(s, std::move(status), std::move(out));
+  }
+
   // Step 1: the Secret, when the provider names one (BackendSecretFound).
-  const kube::Secret* secret = nullptr;
+  std::optional<kube::Secret> secret;
   std::string secret_name = s.spec.storage.secret_name();
   if (!secret_name.empty()) {
-    secret = target_.secret({key.namespace_, secret_name});
+    ObjectKey secret_key{key.namespace_, secret_name};
+    auto read = co_await target_.secret(secret_key);
+    if (!read.ok()) co_return target_failed(read.error());
+    secret = std::move(read.value());
     if (!secret) {
       std::string where = key.namespace_ + "/" + secret_name;
       std::string msg = "secret " + where + " not found: create it in namespace " + key.namespace_;
@@ -73,8 +96,8 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
                                       kube::kReasonBackendInitializationFailed,
                                       "cannot initialize the backend: " + msg, gen),
                             now);
-      publish(s, std::move(status));
-      co_return Outcome{Outcome::Permanent, msg, false};
+      Outcome out{Outcome::Permanent, msg, false};
+      co_return co_await publish(s, std::move(status), std::move(out));
     }
     kube::set_condition(status.conditions,
                         condition(kube::kConditionBackendSecretFound, true, kube::kReasonBackendSecretAvailable,
@@ -85,9 +108,8 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
   }
 
   // Step 2: the backend (BackendInitialized).
-  Outcome out = co_await initialize(s, secret, status);
-  publish(s, std::move(status));
-  co_return out;
+  Outcome out = co_await initialize(s, secret ? &*secret : nullptr, status);
+  co_return co_await publish(s, std::move(status), std::move(out));
 }
 
 boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage& s, const kube::Secret* secret,
@@ -147,29 +169,43 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   co_return Outcome{Outcome::Done, "", true};
 }
 
-void Reconciler::publish(const kube::BackupStorage& s, kube::BackupStorageStatus status) {
+boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s, kube::BackupStorageStatus status,
+                                                    Outcome outcome) {
   status.phase = kube::calculate_phase(status.conditions);
-  if (same_status(status, s.status)) return;  // no write, so no write-triggered re-run
+  if (same_status(status, s.status)) co_return outcome;  // no write, so no write-triggered re-run
   auto key = key_of(s);
-  if (status.phase != s.status.phase) {
+  bool phase_changed = status.phase != s.status.phase;
+  std::string log_line;
+  bool ready = status.phase == kube::kPhaseReady;
+  if (phase_changed) {
     const auto* init = kube::find_condition(status.conditions, kube::kConditionBackendInitialized);
     std::string why;
     for (const auto& c : status.conditions)
       if (c.status != "True") why = c.message;
-    if (status.phase == kube::kPhaseReady)
-      spdlog::info("{}: Ready ({})", key.str(), init ? init->message : "");
-    else
-      spdlog::warn("{}: NotReady: {}", key.str(), why);
+    log_line = ready ? (init ? init->message : "") : why;
   }
-  target_.write_status(key, status);
+  auto written = co_await target_.write_status(s, std::move(status));
+  if (!written.ok()) co_return target_failed(written.error());
+  if (phase_changed) {
+    if (ready)
+      spdlog::info("{}: Ready ({})", key.str(), log_line);
+    else
+      spdlog::warn("{}: NotReady: {}", key.str(), log_line);
+  }
+  co_return outcome;
 }
 
 boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s) {
   auto key = key_of(s);
   if (s.spec.deletion_policy == "WipeOut") {
-    const kube::Secret* secret = nullptr;
-    if (auto name = s.spec.storage.secret_name(); !name.empty()) secret = target_.secret({key.namespace_, name});
-    auto made = backends_.make(s, secret);
+    std::optional<kube::Secret> secret;
+    if (auto name = s.spec.storage.secret_name(); !name.empty()) {
+      ObjectKey secret_key{key.namespace_, name};
+      auto read = co_await target_.secret(secret_key);
+      if (!read.ok() && read.error().transient) co_return target_failed(read.error());
+      if (read.ok()) secret = std::move(read.value());
+    }
+    auto made = backends_.make(s, secret ? &*secret : nullptr);
     if (!made.ok()) {
       // As KubeStash does, deletion is never blocked: the object goes, the data stays, and we say so.
       spdlog::warn("{}: deleted with deletionPolicy WipeOut, but its backend cannot be wiped ({}); the data is kept",
@@ -187,8 +223,9 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s)
   } else {
     spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);
   }
+  auto done = co_await target_.deletion_done(s);
+  if (!done.ok()) co_return target_failed(done.error());
   facts_.forget(key);
-  target_.deletion_done(key);
   co_return Outcome{};
 }
 

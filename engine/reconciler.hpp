@@ -46,7 +46,9 @@ class Reconciler {
   boost::asio::awaitable<Outcome> initialize(const kube::BackupStorage& s, const kube::Secret* secret,
                                              kube::BackupStorageStatus& status);
   boost::asio::awaitable<Outcome> remove(const kube::BackupStorage& s);
-  void publish(const kube::BackupStorage& s, kube::BackupStorageStatus status);
+  // Writes the status when it changed (phase computed here); a failed write replaces `outcome`.
+  boost::asio::awaitable<Outcome> publish(const kube::BackupStorage& s, kube::BackupStorageStatus status,
+                                          Outcome outcome);
 
   ReconcileTarget& target_;
   const BackendFactory& backends_;

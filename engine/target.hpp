@@ -1,11 +1,17 @@
 #pragma once
 // The seams between a source of objects and the reconciler.
-//  SourceSink: what a source (manifest folder now, Kubernetes watches next) tells the engine.
+//  SourceSink: what a source (the manifest folder) tells the engine.
 //  ReconcileTarget: what the reconciler reads (the newest object, its Secret) and where its results
-//  go (status, the end of a deletion). The offline mode implements both in OfflineWorld.
+//  go (the finalizer, status, the end of a deletion). OfflineWorld implements both for the offline
+//  mode; KubeWorld implements ReconcileTarget against the API server (its informers are its source).
+// Reads of the object are synchronous (a local cache); everything that may talk to an API server
+// is a coroutine whose failure says whether it is worth retrying.
+#include <boost/asio/awaitable.hpp>
+
 #include <optional>
 #include <string>
 
+#include "common/result.hpp"
 #include "engine/object_cache.hpp"
 #include "kube/model.hpp"
 
@@ -24,16 +30,31 @@ class SourceSink {
 
 struct Lookup {
   kube::BackupStorage object;
-  bool deleting = false;  // the object is gone from the source (or has a deletionTimestamp)
+  bool deleting = false;  // the object is gone from the source, or has a deletionTimestamp and our finalizer
+  // Non-empty when the object as stored cannot be read (a field of the wrong type): the message
+  // names the field. `object` then holds what could be read (metadata, status).
+  std::string invalid;
 };
+
+struct TargetError {
+  std::string message;  // secret-free: names the object and what failed
+  bool transient = true;
+};
+template <class T>
+using TargetResult = Result<T, TargetError>;
 
 class ReconcileTarget {
  public:
   virtual ~ReconcileTarget() = default;
   virtual std::optional<Lookup> get(const ObjectKey& key) = 0;
-  virtual const kube::Secret* secret(const ObjectKey& key) = 0;
-  virtual void write_status(const ObjectKey& key, const kube::BackupStorageStatus& status) = 0;
-  virtual void deletion_done(const ObjectKey& key) = 0;
+  // The Secret, or nothing when it does not exist.
+  virtual boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey key) = 0;
+  // The cleanup finalizer is on the object (added first, before any status write).
+  virtual boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& object) = 0;
+  virtual boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
+                                                                kube::BackupStorageStatus status) = 0;
+  // Cleanup is over: the object may go (the finalizer is removed).
+  virtual boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) = 0;
 };
 
 }  // namespace stowage::engine
