@@ -1,5 +1,7 @@
-// http::Client on Boost.Beast: pooled keep-alive connections per (origin, TLS settings), one
-// coroutine per exchange, a timeout before every phase, errors turned into HttpError values.
+// http::Client on Boost.Beast: pooled keep-alive connections per (origin, TLS settings, proxy),
+// one coroutine per exchange, a timeout before every phase, errors turned into HttpError values.
+// Through a proxy, open() connects to the proxy and asks it for a tunnel (CONNECT) before the TLS
+// handshake; everything after that is the same as for a direct connection.
 #include "common/http_client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +20,9 @@
 #include <array>
 #include <deque>
 #include <map>
+#include <optional>
+
+#include "common/crypto.hpp"
 
 namespace stowage::http {
 
@@ -56,8 +61,10 @@ struct Connection {
 struct Pool {
   Url origin;
   TlsSettings settings;
+  std::optional<Proxy> proxy;             // the parsed settings.proxy_url; none = direct
+  std::string where;                      // what errors name: the origin, and the proxy if any
   std::shared_ptr<ssl::context> context;  // null for http://
-  std::string context_error;              // a bad CA bundle: every request fails with it
+  std::optional<HttpError> unusable;      // a bad CA bundle or proxy URL: every request fails with it
   std::vector<std::unique_ptr<Connection>> idle;
   std::size_t open = 0;
   std::deque<std::shared_ptr<asio::steady_timer>> waiters;
@@ -113,6 +120,11 @@ std::shared_ptr<ssl::context> make_context(const TlsSettings& s, std::string& er
   return ctx;
 }
 
+// "host:port" with IPv6 hosts bracketed: a CONNECT target and a proxy's name in messages.
+std::string authority(const std::string& host, const std::string& port) {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
+}
+
 // Names the certificate problem after a failed handshake ("self-signed certificate", ...).
 std::string verify_problem(SSL* ssl) {
   long result = SSL_get_verify_result(ssl);
@@ -166,6 +178,47 @@ std::string Url::origin() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return scheme + "://" + h + ":" + port;
 }
+
+Result<Proxy, std::string> Proxy::parse(std::string_view url) {
+  // No message below quotes the URL or a part of it: it may hold a password.
+  auto sep = url.find("://");
+  std::string scheme = sep == std::string_view::npos ? std::string() : lower(url.substr(0, sep));
+  if (scheme.empty() || scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+.-") != std::string::npos)
+    return std::string("proxy URL has no scheme: write http://HOST:PORT");
+  if (scheme != "http") return "proxy scheme " + scheme + " is not supported; use an http:// proxy";
+  std::string_view authority = url.substr(sep + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  Proxy p;
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
+    std::string_view userinfo = authority.substr(0, at);
+    authority.remove_prefix(at + 1);
+    auto colon = userinfo.find(':');
+    p.username = percent_decode(userinfo.substr(0, colon));
+    if (colon != std::string_view::npos) p.password = percent_decode(userinfo.substr(colon + 1));
+    p.has_credentials = true;
+  }
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::string("proxy URL has an unclosed '['");
+    p.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') return std::string("proxy URL has text after its IPv6 address");
+    port = after.empty() ? after : after.substr(1);
+  } else {
+    auto colon = authority.rfind(':');
+    p.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (p.host.empty()) return std::string("proxy URL has no host");
+  p.port = port.empty() ? "80" : std::string(port);
+  if (p.port.size() > 5 || p.port.find_first_not_of("0123456789") != std::string::npos || std::stoi(p.port) == 0 ||
+      std::stoi(p.port) > 65535)
+    return std::string("proxy URL has a bad port: write http://HOST:PORT");
+  return p;
+}
+
+std::string Proxy::label() const { return "proxy " + authority(host, port); }
 
 std::string Response::header(std::string_view name) const {
   std::string n = lower(name);
@@ -228,25 +281,110 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   Pool& pool_for(const Url& origin, const TlsSettings& tls) {
     std::hash<std::string> h;
+    // The proxy URL goes in whole (credentials too: a tunnel is authorised once, when it is opened).
     std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +
                       std::to_string(h(tls.ca_pem)) + "|" + std::to_string(h(tls.client_cert_pem)) + "|" +
-                      std::to_string(h(tls.client_key_pem));
+                      std::to_string(h(tls.client_key_pem)) + "|" + tls.proxy_url;
     auto& slot = pools[key];
-    if (!slot) {
-      slot = std::make_unique<Pool>();
-      slot->origin = origin;
-      slot->settings = tls;
-      if (origin.scheme == "https") slot->context = make_context(tls, slot->context_error);
-    }
+    if (!slot) slot = make_pool(origin, tls);
     return *slot;
   }
 
-  // Opens a connection: resolve, connect, and for https the TLS handshake with SNI and name checks.
+  static std::unique_ptr<Pool> make_pool(const Url& origin, const TlsSettings& tls) {
+    auto pool = std::make_unique<Pool>();
+    pool->origin = origin;
+    pool->settings = tls;
+    pool->where = origin.origin();
+    if (!tls.proxy_url.empty()) {
+      auto proxy = Proxy::parse(tls.proxy_url);
+      if (!proxy.ok()) {
+        pool->unusable = HttpError{HttpError::Kind::Connect, proxy.error(), true};
+        return pool;
+      }
+      pool->proxy = std::move(proxy.value());
+      pool->where += " via " + pool->proxy->label();
+    }
+    if (origin.scheme == "https") {
+      std::string context_error;
+      pool->context = make_context(tls, context_error);
+      if (!context_error.empty()) pool->unusable = error(HttpError::Kind::Tls, context_error);
+    }
+    return pool;
+  }
+
+  // Asks the proxy on `sock` for a tunnel to the origin (CONNECT, RFC 9110 9.3.6). Once it answers
+  // 2xx the socket carries the origin's bytes. The exchange is bounded by the connect timeout.
+  // http:// origins are tunnelled too (not sent in absolute form): one code path, so pooling,
+  // timeouts and the stale-connection retry are the same for both. The cost: a proxy that allows
+  // CONNECT only to port 443 (Squid's default) refuses plain-http origins on other ports (403).
+  asio::awaitable<Result<Ok, HttpError>> open_tunnel(beast::tcp_stream& sock, const Proxy& proxy, const Url& o) {
+    const std::string target = authority(o.host, o.port);
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::connect, target, 11};
+    req.set(bhttp::field::host, target);
+    if (proxy.has_credentials)
+      req.set(bhttp::field::proxy_authorization,
+              "Basic " + crypto::base64_encode(proxy.username + ":" + proxy.password));
+    sock.expires_after(options.connect_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(sock, req, kTuple);
+    if (wec) co_return tunnel_error(wec, proxy, target);
+
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::empty_body> parser;
+    parser.skip(true);  // an answer to CONNECT has no body: the tunnel starts right after the header
+    sock.expires_after(options.connect_timeout);
+    auto [rec, rn] = co_await bhttp::async_read(sock, buffer, parser, kTuple);
+    if (rec) co_return tunnel_error(rec, proxy, target);
+    const auto& answer = parser.get();
+    const int status = static_cast<int>(answer.result_int());
+    if (status / 100 == 2) {
+      // Neither TLS nor HTTP lets the origin speak first: bytes here are the proxy's, not the origin's.
+      if (buffer.size() != 0)
+        co_return error(HttpError::Kind::Protocol,
+                        proxy.label() + " sent data after accepting CONNECT " + target + ", before the origin spoke");
+      co_return Ok{};
+    }
+    std::string reason(answer.reason().substr(0, 80));
+    std::string with_status = "with status " + std::to_string(status) + (reason.empty() ? "" : " (" + reason + ")");
+    if (status == 407) {
+      std::string hint = proxy.has_credentials ? "the user and password in the proxy URL were not accepted"
+                                               : "give them in the proxy URL: http://USER:PASSWORD@HOST:PORT";
+      co_return HttpError{HttpError::Kind::Connect,
+                          proxy.label() + " requires authentication (407 Proxy Authentication Required) for CONNECT " +
+                              target + ": " + hint,
+                          true};
+    }
+    // 502/503/504: the proxy could not reach the origin, which is worth retrying as a refused
+    // connect is. Any other answer is the proxy's policy (403, 405, ...): retrying will not help.
+    if (status == 502 || status == 503 || status == 504)
+      co_return error(HttpError::Kind::Connect,
+                      proxy.label() + " could not reach " + target + ": it answered CONNECT " + with_status);
+    co_return HttpError{HttpError::Kind::Connect, proxy.label() + " refused CONNECT " + target + " " + with_status,
+                        true};
+  }
+
+  static HttpError tunnel_error(const error_code& ec, const Proxy& proxy, const std::string& target) {
+    std::string what = "CONNECT " + target + " through " + proxy.label();
+    if (ec == beast::error::timeout) return error(HttpError::Kind::Timeout, what + " timed out");
+    if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe || ec == asio::error::eof ||
+        ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message)
+      return error(HttpError::Kind::Reset,
+                   proxy.label() + " closed the connection before answering CONNECT " + target);
+    if (std::string_view(ec.category().name()) == "beast.http")
+      return error(HttpError::Kind::Protocol, "malformed answer from " + proxy.label() + " to CONNECT " + target +
+                                                  ": " + ec.message());
+    return error(HttpError::Kind::Connect, what + " failed: " + ec.message());
+  }
+
+  // Opens a connection: resolve, connect, through a proxy the tunnel, and for https the TLS
+  // handshake with SNI and name checks. Through a proxy, only the proxy's name is resolved here.
   asio::awaitable<Result<std::unique_ptr<Connection>, HttpError>> open(Pool& pool) {
     const Url& o = pool.origin;
+    const std::string& host = pool.proxy ? pool.proxy->host : o.host;
+    const std::string& port = pool.proxy ? pool.proxy->port : o.port;
+    const std::string peer = pool.proxy ? pool.proxy->label() + " (for " + o.origin() + ")" : o.origin();
     tcp::resolver resolver(executor);
-    auto [rec, endpoints] = co_await resolver.async_resolve(o.host, o.port, kTuple);
-    if (rec) co_return classify(rec, "resolve", o.origin());
+    auto [rec, endpoints] = co_await resolver.async_resolve(host, port, kTuple);
+    if (rec) co_return classify(rec, "resolve", peer);
     auto conn = std::make_unique<Connection>();
     if (pool.context) {
       conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(executor, *pool.context);
@@ -256,8 +394,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto& sock = conn->lowest();
     sock.expires_after(options.connect_timeout);
     auto [cec, ep] = co_await sock.async_connect(endpoints, kTuple);
-    if (cec) co_return classify(cec, "connect", o.origin());
+    if (cec) co_return classify(cec, "connect", peer);
     ++stats.connections_opened;
+    if (pool.proxy) {
+      auto tunnel = co_await open_tunnel(sock, *pool.proxy, o);
+      if (!tunnel.ok()) co_return tunnel.error();
+    }
     if (!conn->tls) co_return std::move(conn);
 
     std::string name = pool.settings.server_name.empty() ? o.host : pool.settings.server_name;
@@ -275,9 +417,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (hec) {
       std::string problem = verify_problem(native);
       if (!problem.empty())
-        co_return error(HttpError::Kind::TlsVerify, "TLS certificate of " + o.origin() + " is not trusted (" +
+        co_return error(HttpError::Kind::TlsVerify, "TLS certificate of " + pool.where + " is not trusted (" +
                                                         problem + "): give the CA in CA_CERT_DATA, or set insecureTLS");
-      co_return classify(hec, "TLS handshake", o.origin());
+      co_return classify(hec, "TLS handshake", pool.where);
     }
     co_return std::move(conn);
   }
@@ -425,7 +567,7 @@ Client::Stats Client::stats() const { return impl_->stats; }
 asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request request, std::size_t max_connections) {
   auto impl = impl_;  // keeps the pools alive for the whole exchange
   Pool& pool = impl->pool_for(origin, tls);
-  if (!pool.context_error.empty()) co_return error(HttpError::Kind::Tls, pool.context_error);
+  if (pool.unusable) co_return *pool.unusable;
   std::size_t limit = max_connections ? max_connections : impl->options.default_max_connections;
   ++impl->stats.requests;
   // A kept-alive connection may have been closed by the server meanwhile: if a reused one fails
@@ -446,7 +588,7 @@ asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request re
     bool stale = ec == asio::error::connection_reset || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
                  ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
     if (reused && stale && attempt == 0) continue;
-    co_return classify(ec, "request", origin.origin());
+    co_return classify(ec, "request", pool.where);
   }
 }
 
@@ -456,13 +598,13 @@ asio::awaitable<Result<Ok, HttpError>> Client::stream(Url origin, TlsSettings tl
                                                       std::chrono::milliseconds idle_timeout) {
   auto impl = impl_;
   Pool& pool = impl->pool_for(origin, tls);
-  if (!pool.context_error.empty()) co_return error(HttpError::Kind::Tls, pool.context_error);
+  if (pool.unusable) co_return *pool.unusable;
   ++impl->stats.requests;
-  auto opened = co_await impl->open(pool);  // never pooled: a watch holds its connection for long
+  auto opened = co_await impl->open(pool);  // never pooled (nor is its tunnel): a watch holds it for long
   if (!opened.ok()) co_return opened.error();
   auto& conn = *opened.value();
   auto result = co_await impl->stream_on(conn, origin, request, on_head, on_data, idle_timeout);
-  if (!result.ok()) co_return classify(result.error(), "watch", origin.origin());
+  if (!result.ok()) co_return classify(result.error(), "watch", pool.where);
   co_return Ok{};
 }
 

@@ -7,6 +7,16 @@
 //  - TLS verification on by default against the system roots, or against `ca_pem` alone when it is
 //    given (KubeStash's CA_CERT_DATA replaces the roots), or off when `insecure` is set; SNI sent;
 //  - plain http:// allowed (MinIO inside a cluster);
+//  - an HTTP proxy per call (TlsSettings::proxy_url: the kubeconfig's clusters[].cluster.proxy-url,
+//    as client-go honours it): every connection to the origin, https and http alike, is a tunnel
+//    opened with `CONNECT host:port` (Proxy-Authorization: Basic when the URL has user info), then
+//    for https the TLS handshake with the origin's SNI and verification inside it. Errors name the
+//    proxy's host:port (never its password). An unreachable proxy, or one answering 502/503/504
+//    (it could not reach the origin), is transient like a refused connect; 407 and other refusals
+//    are not. Only http:// proxies: an https:// proxy needs TLS inside TLS, a second stream type
+//    through every code path, for a setup kubeconfigs rarely use; https:// and socks5:// proxies
+//    fail every call with a clear, non-transient error. The environment (HTTPS_PROXY, NO_PROXY) is
+//    not read: only what the caller passes. Different proxies (or none) never share a pool;
 //  - errors are values: which phase failed, against which origin; a message never holds a header
 //    value (signatures and tokens travel in headers).
 #include <boost/asio/any_io_executor.hpp>
@@ -37,21 +47,42 @@ struct Url {
   std::string host_header() const;      // "host" or "host:port" when the port is not the default
 };
 
+// An HTTP proxy, from a URL "http://[user:password@]host[:port]" (port 80 by default; a path is
+// ignored, user and password are percent-decoded). Any other scheme is refused with
+// "proxy scheme X is not supported; use an http:// proxy". Error texts never quote the URL (it may
+// hold a password).
+struct Proxy {
+  std::string host;  // without brackets for IPv6
+  std::string port;
+  std::string username;
+  std::string password;
+  bool has_credentials = false;  // the URL had user info (then Proxy-Authorization is sent)
+
+  static Result<Proxy, std::string> parse(std::string_view url);
+  std::string label() const;  // "proxy 10.0.0.1:3128": what errors name, never the credentials
+};
+
+// How to reach an origin beyond its URL: TLS, and the proxy to tunnel through. Everything here is
+// part of the pool key.
 struct TlsSettings {
   // A constructor rather than an aggregate, so call sites may give only the leading fields.
   TlsSettings(std::string ca = {}, bool skip_verify = false, std::string name = {}, std::string cert = {},
-              std::string key = {})
+              std::string key = {}, std::string proxy = {})
       : ca_pem(std::move(ca)),
         insecure(skip_verify),
         server_name(std::move(name)),
         client_cert_pem(std::move(cert)),
-        client_key_pem(std::move(key)) {}
+        client_key_pem(std::move(key)),
+        proxy_url(std::move(proxy)) {}
 
   std::string ca_pem;       // PEM bundle that replaces the system roots when non-empty
   bool insecure = false;    // skip certificate verification (insecureTLS)
   std::string server_name;  // name to verify and send as SNI; empty = the URL's host
   std::string client_cert_pem;  // client certificate chain (mutual TLS), PEM; empty = none
   std::string client_key_pem;   // its private key, PEM
+  // The proxy to tunnel through (see Proxy); empty = connect directly. Parsed once per pool: a URL
+  // Proxy::parse refuses fails every call with that message (Kind::Connect, not transient).
+  std::string proxy_url;
 };
 
 struct Request {
@@ -72,13 +103,18 @@ struct HttpError {
   enum class Kind { Resolve, Connect, Tls, TlsVerify, Timeout, Reset, Protocol, TooLarge };
   Kind kind = Kind::Protocol;
   std::string message;  // e.g. "TLS certificate of https://127.0.0.1:9000 not trusted: self-signed certificate"
-  bool transient() const { return kind != Kind::Tls && kind != Kind::TlsVerify && kind != Kind::TooLarge; }
+  // Set where a kind that is usually worth retrying is not: a proxy that refuses the tunnel (407,
+  // 403, ...) or a proxy URL the client cannot use (both Kind::Connect).
+  bool permanent = false;
+  bool transient() const {
+    return !permanent && kind != Kind::Tls && kind != Kind::TlsVerify && kind != Kind::TooLarge;
+  }
 };
 
 using HttpResult = Result<Response, HttpError>;
 
 struct ClientOptions {
-  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds connect_timeout{10000};  // TCP connect; through a proxy, also the CONNECT exchange
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds request_timeout{30000};
   std::size_t default_max_connections = 16;
@@ -93,14 +129,15 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // One request over a pooled connection to `origin` (only scheme/host/port are used). Pools are
-  // keyed by origin and TLS settings. max_connections 0 = the default.
+  // keyed by origin and TLS settings (the proxy included). max_connections 0 = the default.
   boost::asio::awaitable<HttpResult> send(Url origin, TlsSettings tls, Request request,
                                           std::size_t max_connections = 0);
 
-  // A streaming exchange on a connection of its own (a watch): `on_head` sees the status and headers,
-  // then `on_data` each piece of the (de-chunked) body as it arrives, and may return false to stop.
-  // `idle_timeout` bounds the silence between two reads (it catches half-open connections). Ends
-  // with Ok when the server ends the body (or on_data stopped it), else with the error.
+  // A streaming exchange on a connection (through a proxy, a tunnel) of its own (a watch): `on_head`
+  // sees the status and headers, then `on_data` each piece of the (de-chunked) body as it arrives,
+  // and may return false to stop. `idle_timeout` bounds the silence between two reads (it catches
+  // half-open connections). Ends with Ok when the server ends the body (or on_data stopped it),
+  // else with the error.
   boost::asio::awaitable<Result<Ok, HttpError>> stream(Url origin, TlsSettings tls, Request request,
                                                        std::function<void(const Response& head)> on_head,
                                                        std::function<bool(std::string_view data)> on_data,
