@@ -1,5 +1,9 @@
 #include "kube/api_client.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -11,6 +15,7 @@
 namespace stowage::kube {
 
 namespace json = boost::json;
+namespace asio = boost::asio;
 
 namespace {
 
@@ -77,6 +82,7 @@ bool ApiError::transient() const {
     case Kind::Transport: return transport_transient;
     case Kind::Stream: return true;
     case Kind::Decode: return false;
+    case Kind::Credentials: return credentials_transient;
     case Kind::Status:
       return http_status == 408 || http_status == 429 || http_status == 500 || http_status == 502 ||
              http_status == 503 || http_status == 504;
@@ -84,16 +90,31 @@ bool ApiError::transient() const {
   return false;
 }
 
-ApiClient::ApiClient(http::Client& http, ClientConfig config, Clock clock)
+// One run of the exec plugin. The request that starts it runs it; the others wait on `done`, a
+// timer at max() that is cancelled to wake them all (the reactor's condition variable).
+struct ApiClient::ExecRun {
+  explicit ExecRun(asio::any_io_executor ex) : done(std::move(ex), asio::steady_timer::time_point::max()) {}
+  asio::steady_timer done;
+  std::optional<ExecPluginResult> result;
+};
+
+ApiClient::ApiClient(http::Client& http, ClientConfig config, ApiClientOptions options, Clock clock)
     : http_(http),
       config_(std::move(config)),
+      options_(std::move(options)),
       clock_(std::move(clock)),
+      limiter_(options_.qps, options_.burst),
       origin_(origin_of(config_.server)),
       tls_(config_.ca_pem, config_.insecure_skip_tls_verify, config_.tls_server_name, config_.client_certificate_pem,
            config_.client_key_pem),
       token_(config_.bearer_token) {
   if (!config_.token_file.empty() && !config_.bearer_token.empty()) token_read_at_ = clock_();
 }
+
+ApiClient::ApiClient(http::Client& http, ClientConfig config, Clock clock)
+    : ApiClient(http, std::move(config), ApiClientOptions{}, std::move(clock)) {}
+
+ApiClient::~ApiClient() = default;
 
 std::string ApiClient::current_token() {
   std::lock_guard lock(token_mutex_);
@@ -118,15 +139,17 @@ bool ApiClient::reread_token_after_unauthorized() {
   return true;
 }
 
-http::Request ApiClient::make_request(const Call& call) {
+bool ApiClient::sends_credentials() const { return config_.server.is_https() || config_.server.scheme.empty(); }
+
+http::Request ApiClient::make_request(const Call& call, const ExecCredential* credential) {
   http::Request r;
   r.method = call.method;
   r.target = config_.server.path + call.path + call.query;
   r.headers.emplace_back("Accept", call.accept.empty() ? std::string("application/json") : call.accept);
   r.headers.emplace_back("User-Agent", "stowage");
   if (!call.content_type.empty()) r.headers.emplace_back("Content-Type", call.content_type);
-  if (config_.server.is_https() || config_.server.scheme.empty()) {
-    std::string token = current_token();
+  if (sends_credentials()) {
+    std::string token = credential ? credential->token : current_token();
     if (!token.empty()) {
       r.headers.emplace_back("Authorization", "Bearer " + token);
     } else if (!config_.username.empty() || !config_.password.empty()) {
@@ -135,6 +158,78 @@ http::Request ApiClient::make_request(const Call& call) {
   }
   r.body = call.body;
   return r;
+}
+
+namespace {
+ApiError credentials_error(const std::string& verb, const std::string& path, const ExecPluginError& err) {
+  ApiError e;
+  e.kind = ApiError::Kind::Credentials;
+  e.message = verb + " " + path + ": " + err.message;
+  e.credentials_transient = err.transient();
+  return e;
+}
+}  // namespace
+
+ApiClient::Awaitable<ExecCredential> ApiClient::exec_credential(const Call& call) {
+  if (const ExecCredential* cached = exec_cache_.get(WallClock::now())) co_return *cached;
+  std::shared_ptr<ExecRun> run = exec_run_;
+  if (run) {
+    while (!run->result) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  } else {
+    asio::any_io_executor executor = co_await asio::this_coro::executor;
+    run = std::make_shared<ExecRun>(executor);
+    exec_run_ = run;
+    // Whatever ends this run (its result, or this coroutine being destroyed), the waiters wake up
+    // and the next request may start a new run.
+    struct Publish {
+      ApiClient* self;
+      std::shared_ptr<ExecRun> run;
+      ~Publish() {
+        if (!run->result)
+          run->result = ExecPluginError{ExecPluginError::Kind::Failed,
+                                        "exec plugin " + self->config_.exec->command + " was abandoned midway", 0, 0};
+        if (self->exec_run_ == run) self->exec_run_.reset();
+        run->done.cancel();
+      }
+    } publish{this, run};
+    ExecPluginResult outcome = co_await run_exec_plugin(*config_.exec, config_, options_.exec);
+    if (outcome.ok()) exec_cache_.store(outcome.value());
+    run->result = std::move(outcome);
+  }
+  if (!run->result->ok()) co_return credentials_error(call.verb, call.path, run->result->error());
+  co_return run->result->value();
+}
+
+ApiClient::Awaitable<ApiClient::Attempt> ApiClient::prepare(const Call& call) {
+  const bool granted = co_await limiter_.acquire();
+  if (!granted) {
+    ApiError e;
+    e.kind = ApiError::Kind::Transport;
+    e.message = call.verb + " " + call.path + ": cancelled while waiting for the client-side rate limiter";
+    co_return e;
+  }
+  Attempt attempt;
+  attempt.tls = tls_;
+  if (config_.exec && sends_credentials()) {
+    auto credential = co_await exec_credential(call);
+    if (!credential.ok()) co_return credential.error();
+    attempt.credential = std::move(credential.value());
+    if (!attempt.credential->client_certificate_pem.empty()) {
+      attempt.tls.client_cert_pem = attempt.credential->client_certificate_pem;
+      attempt.tls.client_key_pem = attempt.credential->client_key_pem;
+    }
+  }
+  attempt.request = make_request(call, attempt.credential ? &*attempt.credential : nullptr);
+  co_return attempt;
+}
+
+bool ApiClient::renew_after_unauthorized(const Attempt& attempt) {
+  if (attempt.credential) {
+    // Forget it unless a newer one has replaced it meanwhile; either way the retry gets a newer one.
+    exec_cache_.invalidate(*attempt.credential);
+    return true;
+  }
+  return reread_token_after_unauthorized();
 }
 
 ApiError ApiClient::status_error(const Call& call, const http::Response& response) const {
@@ -153,7 +248,9 @@ ApiError ApiClient::status_error(const Call& call, const http::Response& respons
   std::string detail = is_status ? e.status.message : first_line(response.body);
   if (response.status == 401) {
     std::string what = "credentials";
-    if (!config_.token_file.empty())
+    if (config_.exec)
+      what = "credential from exec plugin " + config_.exec->command;
+    else if (!config_.token_file.empty())
       what = "bearer token from " + config_.token_file;
     else if (!config_.bearer_token.empty())
       what = "bearer token";
@@ -184,12 +281,14 @@ ApiError transport_error(const std::string& verb, const std::string& path, const
 }  // namespace
 
 ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
-  for (int attempt = 0;; ++attempt) {
-    http::Request request = make_request(call);
-    auto result = co_await http_.send(origin_, tls_, std::move(request));
+  for (int tries = 0;; ++tries) {
+    auto prepared = co_await prepare(call);
+    if (!prepared.ok()) co_return prepared.error();
+    Attempt& attempt = prepared.value();
+    auto result = co_await http_.send(origin_, attempt.tls, std::move(attempt.request));
     if (!result.ok()) co_return transport_error(call.verb, call.path, result.error());
     const http::Response& response = result.value();
-    if (response.status == 401 && attempt == 0 && reread_token_after_unauthorized()) continue;
+    if (response.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
     if (response.status < 200 || response.status >= 300) co_return status_error(call, response);
     if (response.body.empty()) co_return json::value();
     boost::system::error_code ec;
@@ -256,7 +355,10 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
       idle = std::chrono::minutes(5);
   }
 
-  for (int attempt = 0;; ++attempt) {
+  for (int tries = 0;; ++tries) {
+    auto prepared = co_await prepare(call);
+    if (!prepared.ok()) co_return prepared.error();
+    Attempt& attempt = prepared.value();
     // Shared by the callbacks below; lives in this coroutine frame for the whole stream.
     http::Response head;
     bool success = false;
@@ -288,8 +390,7 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
       return true;
     };
 
-    http::Request request = make_request(call);
-    auto result = co_await http_.stream(origin_, tls_, std::move(request), on_head, on_data, idle);
+    auto result = co_await http_.stream(origin_, attempt.tls, std::move(attempt.request), on_head, on_data, idle);
     if (stopped) co_return Ok{};
     if (stream_error) {
       ApiError e;
@@ -300,7 +401,7 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
     }
     if (!result.ok()) co_return transport_error(call.verb, call.path, result.error());
     if (!success) {
-      if (head.status == 401 && attempt == 0 && reread_token_after_unauthorized()) continue;
+      if (head.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
       co_return status_error(call, head);
     }
     if (auto end = splitter.finish()) {

@@ -8,20 +8,32 @@
 //   token, password or key ever appears in a message.
 // - Credentials: a bearer token (bearer_token, or token_file re-read when the last read is older
 //   than kTokenFileRereadInterval, and once after a 401, after which the request is retried once),
-//   basic auth, or a client certificate (mutual TLS). As in client-go, a plain-HTTP server gets no
-//   Authorization header. CA, insecure-skip-verify and tls-server-name come from the config.
+//   basic auth, a client certificate (mutual TLS), or an exec credential plugin (config.exec): its
+//   credential is cached until its expirationTimestamp; concurrent requests that find no fresh
+//   credential share one run of the plugin; its token goes into `Authorization: Bearer`, its client
+//   certificate and key into the TLS settings; a 401 to a request made with credential C forgets C
+//   (unless a newer one has replaced it), and the request (or watch) is retried once with a new
+//   one. A plugin failure is an ApiError of kind Credentials, sent nowhere. As in client-go, a
+//   plain-HTTP server gets no credentials (and no plugin runs). CA, insecure-skip-verify and
+//   tls-server-name come from the config.
+// - Rate limit: every request, every watch opening and every retry after a 401 first takes a token
+//   from a client-side token bucket (ApiClientOptions::qps / burst; kube/rate_limiter.hpp), waiting
+//   on the reactor without blocking it, as client-go's rest client does.
 // - A watch hands each event to the callback as soon as it has arrived, ends with Ok when the server
 //   ends the body cleanly (timeoutSeconds) or the callback returns false; a broken stream is an
 //   ApiError of kind Stream.
 //
 // Assumes: paths are API paths ("/api/v1/namespaces/ns/configmaps/x"), already encoded; the
-// server's path prefix (ServerUrl::path) is put in front of them here.
+// server's path prefix (ServerUrl::path) is put in front of them here. One reactor thread uses an
+// ApiClient (the rate limiter and the exec credential state are not synchronised), and the
+// ApiClient outlives the requests it started.
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -31,6 +43,9 @@
 #include "common/http_client.hpp"
 #include "common/result.hpp"
 #include "kube/client_config.hpp"
+#include "kube/exec_credential.hpp"
+#include "kube/exec_plugin.hpp"
+#include "kube/rate_limiter.hpp"
 #include "kube/watch_stream.hpp"
 
 namespace stowage::kube {
@@ -44,6 +59,9 @@ struct ApiError {
     Status,     // the server answered with a non-2xx status (status holds its Status, if any)
     Stream,     // a watch body that is not a stream of events (WatchStreamSplitter's error)
     Decode,     // a 2xx answer whose body is not JSON
+    // No credential to send: the exec plugin failed (message: ExecPluginError's, after the verb and
+    // path); no request was sent (http_status 0).
+    Credentials,
   };
   Kind kind = Kind::Transport;
   int http_status = 0;  // 0 for a transport error
@@ -51,8 +69,12 @@ struct ApiError {
   std::string message;  // "list /api/v1/namespaces/ns/secrets: ..." (never a credential)
   std::optional<std::chrono::seconds> retry_after;  // Retry-After or details.retryAfterSeconds
   bool transport_transient = false;  // Transport only: whether the failure may pass (not a TLS one)
+  // Credentials only: whether the plugin may succeed later (it failed, was killed or timed out) or
+  // needs a person (not found, not executable, needs a terminal, output of the wrong shape).
+  bool credentials_transient = false;
 
-  // Worth retrying as is: transient transport failures, 408/429/500/502/503/504, broken watch streams.
+  // Worth retrying as is: transient transport failures, 408/429/500/502/503/504, broken watch
+  // streams, transient plugin failures.
   bool transient() const;
 };
 
@@ -76,12 +98,27 @@ struct WatchOptions {
   std::chrono::milliseconds idle_timeout{0};
 };
 
+struct ApiClientOptions {
+  // The client-side rate limit: controller-runtime's defaults, qps 20 and burst 30 (client-go's own
+  // rest.Config defaults are 5 and 10). qps <= 0 turns the limit off.
+  double qps = 20;
+  int burst = 30;
+  // The exec credential plugin's timeout (60 s) and output cap (1 MiB).
+  ExecPluginOptions exec;
+};
+
 class ApiClient {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
-  ApiClient(http::Client& http, ClientConfig config,
+  // `clock` says when token_file was last read (tests move it); the rate limiter and the exec
+  // credential cache use the real clocks.
+  ApiClient(http::Client& http, ClientConfig config, ApiClientOptions options = {},
             Clock clock = [] { return std::chrono::steady_clock::now(); });
+  ApiClient(http::Client& http, ClientConfig config, Clock clock);
+  ~ApiClient();
+  ApiClient(const ApiClient&) = delete;
+  ApiClient& operator=(const ApiClient&) = delete;
 
   template <class T>
   using Awaitable = boost::asio::awaitable<Result<T, ApiError>>;
@@ -97,6 +134,7 @@ class ApiClient {
   Awaitable<Ok> watch(std::string path, WatchOptions options, std::function<bool(WatchEvent)> on_event);
 
   const ClientConfig& config() const { return config_; }
+  const ApiClientOptions& options() const { return options_; }
 
  private:
   struct Call {
@@ -108,8 +146,24 @@ class ApiClient {
     std::string content_type;
     std::string accept;
   };
+  // What one attempt sends: the request, the TLS settings, and the exec credential used (if any).
+  struct Attempt {
+    http::Request request;
+    http::TlsSettings tls;
+    std::optional<ExecCredential> credential;
+  };
+  struct ExecRun;  // one run of the exec plugin, awaited by every request that needs its result
+
   Awaitable<boost::json::value> exchange(Call call);
-  http::Request make_request(const Call& call);
+  // Takes a rate-limiter token, gets the credentials (running the exec plugin when needed) and
+  // builds the request.
+  Awaitable<Attempt> prepare(const Call& call);
+  // The fresh cached exec credential, or the result of a plugin run (shared with concurrent callers).
+  Awaitable<ExecCredential> exec_credential(const Call& call);
+  bool sends_credentials() const;
+  http::Request make_request(const Call& call, const ExecCredential* credential);
+  // After a 401 to `attempt`: whether to retry it (the credential was forgotten, or token_file re-read).
+  bool renew_after_unauthorized(const Attempt& attempt);
   // The token to send now (re-reading token_file when due); "" when none.
   std::string current_token();
   // After a 401: re-reads token_file; true when a token was read (then the request is retried).
@@ -118,7 +172,11 @@ class ApiClient {
 
   http::Client& http_;
   ClientConfig config_;
+  ApiClientOptions options_;
   Clock clock_;
+  RateLimiter limiter_;
+  ExecCredentialCache exec_cache_;
+  std::shared_ptr<ExecRun> exec_run_;  // the plugin run in flight, if any
   http::Url origin_;
   http::TlsSettings tls_;
   std::mutex token_mutex_;

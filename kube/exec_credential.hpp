@@ -4,7 +4,7 @@
 // environment), how to read what it prints (an ExecCredential with a token and/or a client
 // certificate and key, and an optional expiry), and when to run it again.
 //
-// The expected flow (the HTTP client does the spawning):
+// The expected flow (kube/exec_plugin.hpp does the spawning, kube/api_client.hpp the rest):
 //   1. cache.get(now) -> a credential: use it.
 //   2. Otherwise: interactive = exec_interactive(exec, isatty(0)); spawn exec.command with
 //      exec.args and the inherited environment plus exec_environment(...); read its stdout;
