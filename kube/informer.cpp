@@ -35,7 +35,8 @@ RequestFailure failure_of(const ApiError& e) {
   f.http_status = e.http_status;
   f.retry_after = e.retry_after;
   f.status = e.status;
-  f.transport_error = e.message;
+  if (e.http_status == 0) f.transport_error = e.message;
+  f.message = e.message;
   return f;
 }
 
@@ -67,6 +68,11 @@ Informer::~Informer() {
 
 void Informer::seed(const std::string& namespace_, const std::string& name, const std::string& resource_version) {
   index_[key_of(namespace_, name)] = resource_version;
+}
+
+const std::string* Informer::find(const std::string& namespace_, const std::string& name) const {
+  auto it = index_.find(key_of(namespace_, name));
+  return it == index_.end() ? nullptr : &it->second;
 }
 
 bool Informer::synced() const { return state_->machine.synced(); }

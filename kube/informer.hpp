@@ -81,6 +81,8 @@ class Informer {
 
   bool synced() const;
   std::size_t size() const { return index_.size(); }
+  // The resourceVersion last delivered for an object; nullptr when the informer does not know it.
+  const std::string* find(const std::string& namespace_, const std::string& name) const;
   const InformerStats& stats() const { return stats_; }
   // The last failure ("" once a list or watch has succeeded since): for readiness and logs.
   const std::string& last_error() const { return last_error_; }

@@ -27,6 +27,7 @@ std::string describe(const ApiStatus& status) {
 }
 
 std::string describe(const RequestFailure& failure) {
+  if (!failure.message.empty()) return failure.message;
   if (failure.http_status == 0) {
     return "transport error" + (failure.transport_error.empty() ? std::string() : ": " + failure.transport_error);
   }

@@ -142,6 +142,9 @@ struct RequestFailure {
   std::optional<std::chrono::seconds> retry_after;  // the Retry-After header
   ApiStatus status;                                 // the Status in the body, when there was one
   std::string transport_error;                      // what went wrong when http_status is 0
+  // The client's own sentence for the failure when it has one (it names the request and what to
+  // fix, e.g. which credentials a 401 refused or the RBAC rule a 403 quotes); used in Wait reasons.
+  std::string message;
 };
 
 class ReflectorMachine {
