@@ -141,7 +141,11 @@ Loader::Loader(CLI::App& app) : impl_(new Impl) {
   impl_->flags.resize(table().size());  // sized once: the options keep pointers into it
   app.add_option("--config", impl_->config_file, "YAML file of settings [env: " + std::string(kConfigEnv) + "]")
       ->type_name("FILE");
-  for (size_t row = 0; row < table().size(); ++row) add_flag(app, table()[row], impl_->flags[row]);
+  for (size_t row = 0; row < table().size(); ++row) {
+    // A subcommand's own option of the same name wins (`get -n/--namespace` filters what is shown).
+    if (app.get_option_no_throw(std::string(table()[row].flag)) != nullptr) continue;
+    add_flag(app, table()[row], impl_->flags[row]);
+  }
 }
 
 Loader::~Loader() { delete impl_; }

@@ -41,6 +41,11 @@ struct Config {
   Millis backend_connect_timeout{10000};              // backends.connect-timeout
   Millis backend_request_timeout{30000};              // backends.request-timeout
   int backend_max_connections = 16;                   // backends.max-connections (when maxConnections is 0)
+  std::string kubeconfig;                             // kube.kubeconfig: empty = KUBECONFIG, in-cluster, ~/.kube/config
+  std::string kube_context;                           // kube.context: empty = current-context
+  std::string kube_namespace;                         // kube.namespace: empty = all namespaces
+  int kube_qps = 20;                                  // kube.qps: client-side rate limit (controller-runtime's)
+  int kube_burst = 30;                                // kube.burst
 
   std::filesystem::path config_file;  // the file that was read, if any
 };
@@ -60,8 +65,9 @@ struct SettingInfo {
 };
 const std::vector<SettingInfo>& settings();
 
-// Registers --config and one flag per setting on `app` (a CLI11 App or subcommand). The returned
-// loader must outlive the parse; call load() after app.parse().
+// Registers --config and one flag per setting on `app` (a CLI11 App or subcommand), except flags the
+// subcommand already defines itself (register those first). The returned loader must outlive the
+// parse; call load() after app.parse().
 class Loader {
  public:
   explicit Loader(CLI::App& app);

@@ -134,6 +134,18 @@ std::vector<Setting> make_table() {
        "Timeout of one request/response exchange with a cloud backend", Duration{&Config::backend_request_timeout, kPositive}},
       {"backends.max-connections", "--backend-max-connections",
        "Connections per cloud endpoint when a storage's maxConnections is 0", Integer{&Config::backend_max_connections, 1, 1024}},
+      {"kube.kubeconfig", "--kubeconfig",
+       "Kubeconfig file for the Kubernetes mode; empty: KUBECONFIG, then the in-cluster service account, then ~/.kube/config",
+       Text<std::string>{&Config::kubeconfig, "PATH", true}},
+      {"kube.context", "--context", "Kubeconfig context to use; empty: its current-context",
+       Text<std::string>{&Config::kube_context, "NAME", true}},
+      {"kube.namespace", "--namespace", "Only watch BackupStorages and Secrets in this namespace; empty: all namespaces",
+       Text<std::string>{&Config::kube_namespace, "NAME", true}},
+      {"kube.qps", "--kube-api-qps",
+       "Requests per second to the API server, on average (client-side rate limit); 0 disables the limit",
+       Integer{&Config::kube_qps, 0, 100000}},
+      {"kube.burst", "--kube-api-burst", "Requests to the API server that may go at once above kube.qps",
+       Integer{&Config::kube_burst, 1, 100000}},
   };
 }
 

@@ -35,7 +35,9 @@ int main_entry(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "stowage 0.1.0");
 
-  auto* run = app.add_subcommand("run", "Watch a folder of manifests and keep its BackupStorages initialized");
+  auto* run = app.add_subcommand(
+      "run", "Keep BackupStorages initialized: from a Kubernetes API server (--kubeconfig, KUBECONFIG, in-cluster) "
+             "or, with --manifests DIR, from a folder of manifests");
   config::Loader run_cfg(*run);
 
   auto* init = app.add_subcommand("init", "Initialize the BackupStorages in some manifests once, then exit");
@@ -47,13 +49,13 @@ int main_entry(int argc, char** argv) {
       ->capture_default_str();
 
   auto* get = app.add_subcommand("get", "Show BackupStorages and their status from the state store");
-  config::Loader get_cfg(*get);
   GetOptions get_opts;
   get->add_option("resource", get_opts.resource, "backupstorages (bs)")->required();
   get->add_option("name", get_opts.name, "Only this BackupStorage");
   get->add_option("-n,--namespace", get_opts.namespace_, "Namespace")->capture_default_str();
   get->add_flag("-A,--all-namespaces", get_opts.all_namespaces, "List across all namespaces");
   get->add_option("-o,--output", get_opts.output, "Output format: wide, yaml, json, name");
+  config::Loader get_cfg(*get);  // after -n/--namespace, which is get's own
 
   auto* cfg = app.add_subcommand("config", "Configuration tools");
   cfg->require_subcommand(1);

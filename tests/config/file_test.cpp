@@ -80,7 +80,8 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "manifests.dir, manifests.debounce, manifests.poll-interval, local.root, local.io-threads, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
-                "backends.connect-timeout, backends.request-timeout, backends.max-connections)");
+                "backends.connect-timeout, backends.request-timeout, backends.max-connections, kube.kubeconfig, "
+                                         "kube.context, kube.namespace, kube.qps, kube.burst)");
 }
 
 TEST_CASE("a value of the wrong YAML kind is reported at its position") {

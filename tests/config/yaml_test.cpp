@@ -19,7 +19,9 @@ bool same_settings(const Config& a, const Config& b) {
          a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version &&
          a.gcs_endpoint == b.gcs_endpoint && a.backend_connect_timeout == b.backend_connect_timeout &&
          a.backend_request_timeout == b.backend_request_timeout &&
-         a.backend_max_connections == b.backend_max_connections;
+         a.backend_max_connections == b.backend_max_connections && a.kubeconfig == b.kubeconfig &&
+         a.kube_context == b.kube_context && a.kube_namespace == b.kube_namespace &&
+         a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst;
 }
 
 Config reload(const Config& config) {
@@ -60,7 +62,13 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "backends:\n"
         "  connect-timeout: 10s\n"
         "  request-timeout: 30s\n"
-        "  max-connections: 16\n");
+        "  max-connections: 16\n"
+        "kube:\n"
+        "  kubeconfig: \"\"\n"
+        "  context: \"\"\n"
+        "  namespace: \"\"\n"
+        "  qps: 20\n"
+        "  burst: 30\n");
 }
 
 TEST_CASE("the defaults round-trip through to_yaml and the loader") {
@@ -101,7 +109,17 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "--shutdown-grace-period",
                                     "1ms",
                                     "--operator-version",
-                                    "'quoted' #1"});
+                                    "'quoted' #1",
+                                    "--kubeconfig",
+                                    "/etc/kube config",
+                                    "--context",
+                                    "prod: east",
+                                    "--namespace",
+                                    "backups",
+                                    "--kube-api-qps",
+                                    "0",
+                                    "--kube-api-burst",
+                                    "1"});
   CHECK(changed.manifests == "null");
   CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));
   const Config again = reload(changed);
