@@ -168,9 +168,9 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
   EngineResult r;
   CpuMark cpu;
   auto t0 = Clock::now();
-  engine::Runtime rt(cfg, cfg.manifests.string(), true);
+  engine::Runtime rt(cfg, engine::OfflineSource{cfg.manifests.string(), true});
   engine::ManifestSource source(rt.io.get_executor(), rt.pool,
-                                {cfg.manifests, cfg.manifests_debounce, cfg.manifests_poll_interval, false}, rt.world);
+                                {cfg.manifests, cfg.manifests_debounce, cfg.manifests_poll_interval, false}, rt.world());
   std::set<std::string> ready;
   std::uint64_t failures = 0;
   std::string first_error;

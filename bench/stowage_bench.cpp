@@ -140,10 +140,10 @@ double engine_e2e(int storages, config::Config cfg) {
   cfg.local_root = dir / "root";
   cfg.manifests = dir / "manifests";
   auto t0 = Clock::now();
-  engine::Runtime rt(cfg, cfg.manifests.string(), true);
+  engine::Runtime rt(cfg, engine::OfflineSource{cfg.manifests.string(), true});
   engine::ManifestSource source(rt.io.get_executor(), rt.pool, {cfg.manifests, cfg.manifests_debounce,
                                                                 cfg.manifests_poll_interval, false},
-                                rt.world);
+                                rt.world());
   std::set<std::string> ready;
   double load_secs = 0;
   rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {

@@ -44,12 +44,12 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
     return 1;
   }
 
-  Runtime rt(config, "init", /*deletions=*/false);
-  for (auto& [_, s] : snap.secrets) rt.world.secret_upserted(s.object);
+  Runtime rt(config, OfflineSource{"init", /*deletions=*/false});
+  for (auto& [_, s] : snap.secrets) rt.world().secret_upserted(s.object);
   std::set<std::string> waiting;
   for (auto& [key, s] : snap.storages) {
     waiting.insert(persistence::QueueKey{"BackupStorage", key.namespace_, key.name}.str());
-    rt.world.storage_upserted(s.object);
+    rt.world().storage_upserted(s.object);
   }
   bool timed_out = false;
   boost::asio::steady_timer deadline(rt.io);
@@ -74,7 +74,7 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
 
   bool all_ready = true;
   for (const auto& [key, _] : snap.storages) {
-    auto found = rt.world.get(key);
+    auto found = rt.world().get(key);
     kube::BackupStorageStatus st = found ? found->object.status : kube::BackupStorageStatus{};
     all_ready &= st.phase == kube::kPhaseReady;
     std::printf("%s\n", summary_line(key, st).c_str());

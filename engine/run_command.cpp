@@ -1,10 +1,12 @@
-// `stowage run`: the long-running controller on a manifest folder.
+// `stowage run`: the long-running controller, on a manifest folder (offline mode) or against a
+// Kubernetes API server (a kubeconfig, or in-cluster).
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <random>
 
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
@@ -14,45 +16,35 @@ namespace stowage::engine {
 
 namespace fs = std::filesystem;
 
-int run_command(const config::Config& config) {
-  if (config.manifests.empty()) {
-    spdlog::error("nothing to watch: give --manifests DIR (or manifests.dir in the config file); "
-                  "see `stowage run --help`");
-    return 2;
-  }
-  // Hold SIGINT/SIGTERM until the handlers below exist: a stop request during start-up is then
-  // handled gracefully like any other (the threads started meanwhile inherit the mask and never take it).
-  sigset_t stop_signals, previous;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
-  struct RestoreMask {
-    sigset_t mask;
-    ~RestoreMask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
-  } restore_on_error{previous};
+namespace {
 
-  fs::path dir = fs::absolute(config.manifests).lexically_normal();
-  if (std::error_code ec; !fs::is_directory(dir, ec)) {
-    spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
-                  dir.string());
-    return 2;
+// Holds SIGINT/SIGTERM until serve() has its handlers: a stop request during start-up is then
+// handled gracefully like any other (threads started meanwhile inherit the mask and never take it).
+class HeldStopSignals {
+ public:
+  HeldStopSignals() {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_);
   }
-  Runtime rt(config, dir.string(), /*deletions=*/true);
-  rt.queue.restore(rt.store->load_queue());
-  if (rt.queue.size() > 0) spdlog::info("replaying {} work items left from the previous run", rt.queue.size());
+  ~HeldStopSignals() { release(); }
+  void release() {
+    if (released_) return;
+    released_ = true;
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);  // a signal that came meanwhile is delivered now
+  }
 
-  ManifestSource source(rt.io.get_executor(), rt.pool,
-                        ManifestSourceOptions{dir, config.manifests_debounce, config.manifests_poll_interval, false},
-                        rt.world);
-  spdlog::info("stowage {} watching {} (state in {})", config.operator_version, dir.string(),
-               rt.store->path().string());
-  source.start([&] {
-    spdlog::info("manifests loaded: {} BackupStorages; reconciling", rt.world.cache().storages().size());
-    rt.controller.start();
-  });
+ private:
+  sigset_t previous_;
+  bool released_ = false;
+};
+
+// Runs the reactor until SIGINT/SIGTERM: then stops the source, lets the reconciles in flight
+// finish (up to the grace period), makes the state store durable and returns.
+int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, const std::function<void()>& stop_source) {
   rt.lag.start();
-
   boost::asio::signal_set signals(rt.io, SIGINT, SIGTERM);
   boost::asio::steady_timer grace(rt.io);
   bool stopping = false;
@@ -70,7 +62,7 @@ int run_command(const config::Config& config) {
     stopping = true;
     spdlog::info("signal {}: finishing {} reconciles in flight (up to {} ms), then stopping", sig,
                  rt.controller.in_flight(), config.shutdown_grace.count());
-    source.stop();
+    stop_source();
     rt.controller.stop();
     signals.async_wait(on_signal);
     if (rt.controller.idle()) return finish();
@@ -84,11 +76,77 @@ int run_command(const config::Config& config) {
     });
   };
   signals.async_wait(on_signal);
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);  // a signal that came during start-up is delivered now
+  held.release();
   rt.io.run();
   rt.store->flush_blocking();
   spdlog::info("stopped; longest reactor stall {} ms", rt.lag.longest().count() / 1000.0);
   return 0;
+}
+
+void restore_queue(Runtime& rt) {
+  rt.queue.restore(rt.store->load_queue());
+  if (rt.queue.size() > 0) spdlog::info("replaying {} work items left from the previous run", rt.queue.size());
+}
+
+int run_offline(const config::Config& config) {
+  HeldStopSignals held;
+  fs::path dir = fs::absolute(config.manifests).lexically_normal();
+  if (std::error_code ec; !fs::is_directory(dir, ec)) {
+    spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
+                  dir.string());
+    return 2;
+  }
+  Runtime rt(config, OfflineSource{dir.string(), /*deletions=*/true});
+  restore_queue(rt);
+  ManifestSource source(rt.io.get_executor(), rt.pool,
+                        ManifestSourceOptions{dir, config.manifests_debounce, config.manifests_poll_interval, false},
+                        rt.world());
+  spdlog::info("stowage {} watching {} (state in {})", config.operator_version, dir.string(),
+               rt.store->path().string());
+  source.start([&] {
+    spdlog::info("manifests loaded: {} BackupStorages; reconciling", rt.world().cache().storages().size());
+    rt.controller.start();
+  });
+  return serve(rt, config, held, [&] { source.stop(); });
+}
+
+int run_kubernetes(const config::Config& config) {
+  HeldStopSignals held;
+  kube::LoadOptions load;
+  load.kubeconfig = config.kubeconfig;
+  load.context = config.kube_context;
+  auto client = kube::load_client_config(load, kube::process_environment());
+  if (!client.ok()) {
+    spdlog::error("no Kubernetes API server to use: {}. Give --kubeconfig FILE, set KUBECONFIG, or run in a "
+                  "cluster; or give --manifests DIR for the offline mode",
+                  client.error().to_string());
+    return 2;
+  }
+  for (const auto& warning : client.value().warnings) spdlog::warn("{}", warning);
+  if (const auto& proxy = client.value().proxy_url; !proxy.empty()) {
+    if (auto parsed = http::Proxy::parse(proxy); !parsed.ok()) {
+      spdlog::error("the kubeconfig's proxy-url cannot be used ({}): {}", client.value().source, parsed.error());
+      return 2;
+    }
+  }
+  std::string scope = config.kube_namespace.empty() ? "all namespaces" : "namespace " + config.kube_namespace;
+  spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
+               client.value().describe(), fs::absolute(config.state_dir).string());
+  KubeWorldOptions options{config.kube_namespace, std::random_device{}()};
+  Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
+  restore_queue(rt);
+  rt.kube->start([&] {
+    spdlog::info("caches synced: {} BackupStorages; reconciling", rt.kube->cache().storages().size());
+    rt.controller.start();
+  });
+  return serve(rt, config, held, [&] { rt.kube->stop(); });
+}
+
+}  // namespace
+
+int run_command(const config::Config& config) {
+  if (!config.manifests.empty()) return run_offline(config);
+  return run_kubernetes(config);
 }
 
 }  // namespace stowage::engine

@@ -1,5 +1,7 @@
 #include "engine/runtime.hpp"
 
+#include "kube/api_client.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -48,26 +50,44 @@ StateDirLock::~StateDirLock() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Runtime::Runtime(const config::Config& c, std::string source_id, bool deletions)
+Runtime::Runtime(const config::Config& c, OfflineSource source) : Runtime(c, std::move(source), std::nullopt) {}
+
+Runtime::Runtime(const config::Config& c, KubernetesSource source) : Runtime(c, std::nullopt, std::move(source)) {}
+
+Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_source,
+                 std::optional<KubernetesSource> kube_source)
     : pool(static_cast<std::size_t>(c.local_io_threads)),
       lock(c.state_dir),
       store(open_store(c, io)),
       fingerprinter(load_fingerprinter(c)),
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
-      world(store.get(), store->load_objects(), std::move(source_id), queue, deletions),
       http(io.get_executor(), http::ClientOptions{c.backend_connect_timeout, c.backend_connect_timeout,
-                                                          c.backend_request_timeout,
-                                                          static_cast<std::size_t>(c.backend_max_connections)}),
+                                                  c.backend_request_timeout,
+                                                  static_cast<std::size_t>(c.backend_max_connections)}),
       backends(pool, c.local_root, http,
                CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections))),
-      reconciler(world, backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
+      offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),
+                                                              std::move(offline_source->source_id), queue,
+                                                              offline_source->deletions)
+                             : nullptr),
+      api(kube_source ? std::make_unique<kube::ApiClient>(http, std::move(kube_source->client),
+                                                                 kube::ApiClientOptions{double(c.kube_qps), c.kube_burst, {}}) : nullptr),
+      kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, std::move(kube_source->options))
+                       : nullptr),
+      reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
       controller(io.get_executor(), queue, reconciler,
                  ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry}, wall_now_ms),
       lag(io.get_executor()) {}
 
+ReconcileTarget& Runtime::target() {
+  if (offline) return *offline;
+  return *kube;
+}
+
 Runtime::~Runtime() {
   controller.stop();
+  if (kube) kube->stop();
   lag.stop();
   store->flush_blocking();
   pool.join();

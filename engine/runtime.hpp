@@ -14,12 +14,18 @@
 #include "engine/controller.hpp"
 #include "engine/facts.hpp"
 #include "engine/lag_monitor.hpp"
+#include "engine/kube_world.hpp"
 #include "engine/offline_world.hpp"
 #include "engine/reconciler.hpp"
 #include "persistence/fingerprint.hpp"
 #include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
 #include "common/http_client.hpp"
+#include "kube/client_config.hpp"
+
+namespace stowage::kube {
+class ApiClient;
+}
 
 namespace stowage::engine {
 
@@ -43,10 +49,20 @@ class StateDirLock {
   int fd_ = -1;
 };
 
+// Where a Runtime's objects come from.
+struct OfflineSource {
+  std::string source_id;  // the manifest folder (absolute) or "init"
+  bool deletions = true;  // whether absent objects are deleted
+};
+struct KubernetesSource {
+  kube::ClientConfig client;
+  KubeWorldOptions options;
+};
+
 class Runtime {
  public:
-  // source_id: the manifest folder (absolute) or "init"; deletions: whether absent objects are deleted.
-  Runtime(const config::Config& config, std::string source_id, bool deletions);
+  Runtime(const config::Config& config, OfflineSource source);
+  Runtime(const config::Config& config, KubernetesSource source);
   ~Runtime();
 
   boost::asio::io_context io{1};
@@ -56,12 +72,21 @@ class Runtime {
   persistence::Fingerprinter fingerprinter;
   persistence::WorkQueue queue;
   FactBook facts;
-  OfflineWorld world;
   http::Client http;
   BackendFactory backends;
+  std::unique_ptr<OfflineWorld> offline;  // the offline modes
+  std::unique_ptr<kube::ApiClient> api;   // the Kubernetes mode
+  std::unique_ptr<KubeWorld> kube;        // the Kubernetes mode
   Reconciler reconciler;
   Controller controller;
   LagMonitor lag;
+
+  OfflineWorld& world() { return *offline; }
+
+ private:
+  Runtime(const config::Config& config, std::optional<OfflineSource> offline_source,
+          std::optional<KubernetesSource> kube_source);
+  ReconcileTarget& target();
 };
 
 }  // namespace stowage::engine

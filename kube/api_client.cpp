@@ -106,7 +106,7 @@ ApiClient::ApiClient(http::Client& http, ClientConfig config, ApiClientOptions o
       limiter_(options_.qps, options_.burst),
       origin_(origin_of(config_.server)),
       tls_(config_.ca_pem, config_.insecure_skip_tls_verify, config_.tls_server_name, config_.client_certificate_pem,
-           config_.client_key_pem),
+           config_.client_key_pem, config_.proxy_url),
       token_(config_.bearer_token) {
   if (!config_.token_file.empty() && !config_.bearer_token.empty()) token_read_at_ = clock_();
 }

@@ -1,0 +1,101 @@
+#pragma once
+// KubeWorld — the Kubernetes source and target: BackupStorages and Secrets come from the API server
+// through two informers, results go back to it.
+//  - BackupStorages: a full informer (all namespaces, or one) into the engine's ObjectCache. A key is
+//    queued when the object is new, its spec (generation), uid or deletionTimestamp changed, or our
+//    finalizer was taken off; a change of status alone is not queued (it is our own write coming back).
+//  - Secrets: a metadata-only informer (PartialObjectMetadata: no Secret data is held for Secrets no
+//    storage uses) tells which Secrets exist and when they change; the data of a Secret a storage
+//    references is fetched with one GET and kept until its resourceVersion moves.
+//  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
+//    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
+//    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone".
+// Everything runs on the reactor; failures are TargetErrors that say whether a retry may help.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/json/value.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/object_cache.hpp"
+#include "engine/target.hpp"
+
+namespace stowage::kube {
+class ApiClient;
+class Informer;
+struct ApiError;
+}  // namespace stowage::kube
+
+namespace stowage::persistence {
+class WorkQueue;
+}
+
+namespace stowage::engine {
+
+inline constexpr const char* kCleanupFinalizer = "kubestash.com/cleanup";
+
+struct KubeWorldOptions {
+  std::string namespace_;  // "" = all namespaces
+  std::uint64_t seed = 0;  // for the informers' jitter
+};
+
+class KubeWorld final : public ReconcileTarget {
+ public:
+  KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
+            KubeWorldOptions options);
+  ~KubeWorld() override;
+
+  // Starts both informers; `on_synced` runs once, when both have delivered a complete listing.
+  void start(std::function<void()> on_synced);
+  void stop();
+  bool synced() const;
+  // Why the source is not synced yet ("" when it is): the informers' last failures.
+  std::string problem() const;
+  const ObjectCache& cache() const { return cache_; }
+
+  std::optional<Lookup> get(const ObjectKey& key) override;
+  boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey key) override;
+  boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& object) override;
+  boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
+                                                        kube::BackupStorageStatus status) override;
+  boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
+
+  struct Stats {
+    std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void storage_upserted(boost::json::value object);
+  void storage_removed(const std::string& ns, const std::string& name);
+  void secret_changed(const std::string& ns, const std::string& name, const std::string& why);
+  void enqueue(const ObjectKey& key, const std::string& reason);
+  void check_synced();
+
+  boost::asio::any_io_executor executor_;
+  kube::ApiClient& api_;
+  persistence::WorkQueue& queue_;
+  KubeWorldOptions options_;
+  std::unique_ptr<kube::Informer> storages_;
+  std::unique_ptr<kube::Informer> secrets_;
+  std::function<void()> on_synced_;
+  bool synced_reported_ = false;
+
+  ObjectCache cache_;
+  struct Invalid {
+    kube::BackupStorage partial;  // metadata and what else could be read
+    std::string problem;
+  };
+  std::map<ObjectKey, Invalid> invalid_;
+  struct CachedSecret {
+    std::string resource_version;
+    kube::Secret secret;
+  };
+  std::map<ObjectKey, CachedSecret> secret_data_;
+  Stats stats_;
+};
+
+}  // namespace stowage::engine

@@ -1,0 +1,300 @@
+// `stowage run --kubeconfig` end to end: the real binary against the test API server over TLS, with
+// objects made by the real kubectl, local volumes on disk and S3 on moto (authentication on).
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+#include <sys/stat.h>
+
+#include "common/crypto.hpp"
+#include "support.hpp"
+#include "support/api_server.hpp"
+#include "support/moto_server.hpp"
+
+namespace json = boost::json;
+using test_support::TestApiServer;
+
+namespace {
+
+std::string b64(const std::string& s) { return stowage::crypto::base64_encode(s); }
+
+std::string s3_secret(const test_support::MotoCredentials& c, const std::string& secret_key) {
+  return "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-creds, namespace: demo}\ndata:\n  AWS_ACCESS_KEY_ID: " +
+         b64(c.access_key_id) + "\n  AWS_SECRET_ACCESS_KEY: " + b64(secret_key) + "\n";
+}
+
+std::string s3_storage(const std::string& name, const std::string& endpoint, const std::string& prefix) {
+  return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
+         ", namespace: demo}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: " + endpoint +
+         ", bucket: kube-e2e, region: us-east-1, prefix: " + prefix + ", secretName: s3-creds}\n  deletionPolicy: Delete\n";
+}
+
+struct Cluster {
+  test::fs::path dir;
+  TestApiServer server;
+  test::fs::path kubeconfig;
+  test::fs::path state, root;
+
+  explicit Cluster(const std::string& name, std::vector<std::string> server_args = {})
+      : dir(test::temp_dir("kube-" + name)),
+        server(dir / "apiserver", "e2e-token-do-not-log", std::move(server_args)),
+        kubeconfig(server.write_kubeconfig("demo")),
+        state(dir / "state"),
+        root(dir / "root") {}
+
+  // kubectl; fails the test unless it exits 0.
+  std::string kubectl(const std::string& args) const {
+    auto [code, out] = server.kubectl(args);
+    INFO("kubectl " << args << "\n" << out);
+    REQUIRE(code == 0);
+    return out;
+  }
+  void apply(const std::string& name, const std::string& yaml) const {
+    auto file = dir / (name + ".yaml");
+    test::write_file(file, yaml);
+    kubectl("apply -f '" + file.string() + "'");
+  }
+  json::value get(const std::string& what) const { return json::parse(kubectl("get " + what + " -o json")); }
+
+  std::string phase(const std::string& bs) const {
+    auto [code, out] = server.kubectl("get bs " + bs + " -n demo -o jsonpath={.status.phase}");
+    return code == 0 ? out : "";
+  }
+  bool condition(const std::string& bs, const std::string& type, const std::string& status) const {
+    auto [code, out] =
+        server.kubectl("get bs " + bs + " -n demo -o jsonpath='{.status.conditions[?(@.type==\"" + type + "\")].status}'");
+    return code == 0 && out == status;
+  }
+
+  test::Child start(const std::string& log_name, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args{"run",          "--kubeconfig", kubeconfig.string(), "--state-dir", state.string(),
+                                  "--local-root", root.string(),  "--log-level",       "trace",       "--retry-base",
+                                  "200ms",        "--retry-cap",  "2s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::Child::spawn(args, dir / (log_name + ".out"), dir / (log_name + ".log"));
+  }
+  std::string log(const std::string& log_name) const { return test::read_file(dir / (log_name + ".log")); }
+};
+
+const json::value* find_condition(const json::value& bs, const std::string& type) {
+  for (const auto& c : bs.at("status").at("conditions").as_array())
+    if (c.at("type").as_string() == type) return &c;
+  return nullptr;
+}
+
+std::string text(const json::value& v) { return std::string(v.as_string()); }
+
+}  // namespace
+
+TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret changes re-reconcile, deletes finish") {
+  Cluster cluster("lifecycle");
+  test_support::MotoServer moto;
+  moto.make_bucket("kube-e2e");
+  const auto& creds = moto.credentials();
+  cluster.apply("objects", test::local_storage("local", "/data/k1") + "---\n" + s3_secret(creds, creds.secret_access_key) +
+                               "---\n" + s3_storage("s3", moto.endpoint(), "/backup/s3"));
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("local") == "Ready" && cluster.phase("s3") == "Ready"; }));
+  // kubectl wait sees the conditions as it would on a real cluster.
+  cluster.kubectl("wait --for=condition=BackendInitialized bs/s3 bs/local -n demo --timeout=10s");
+
+  // Status and finalizer exactly as KubeStash writes them.
+  json::value s3 = cluster.get("bs s3 -n demo");
+  CHECK(text(s3.at("status").at("phase")) == "Ready");
+  const auto* found = find_condition(s3, "BackendSecretFound");
+  REQUIRE(found);
+  CHECK(text(found->at("status")) == "True");
+  CHECK(text(found->at("reason")) == "BackendSecretAvailable");
+  const auto* init = find_condition(s3, "BackendInitialized");
+  REQUIRE(init);
+  CHECK(text(init->at("reason")) == "BackendInitializationSucceeded");
+  CHECK(init->at("observedGeneration") == s3.at("metadata").at("generation"));
+  CHECK(json::serialize(s3.at("metadata").at("finalizers")) == R"(["kubestash.com/cleanup"])");
+  json::value local = cluster.get("bs local -n demo");
+  CHECK(find_condition(local, "BackendSecretFound") == nullptr);  // no Secret for a local volume
+  auto local_meta = cluster.root / "data/k1/metadata.yaml";
+  REQUIRE(test::fs::exists(local_meta));
+  CHECK_THAT(test::read_file(local_meta), Catch::Contains("kind: BackendMeta"));
+  REQUIRE(moto.get_object("kube-e2e", "backup/s3/metadata.yaml"));
+
+  // A wrong key in the Secret: the storage is checked again and turns NotReady with the reason.
+  cluster.apply("secret", s3_secret(creds, "not-the-key"));
+  REQUIRE(test::eventually([&] { return cluster.phase("s3") == "NotReady"; }));
+  json::value broken = cluster.get("bs s3 -n demo");
+  const auto* failed = find_condition(broken, "BackendInitialized");
+  REQUIRE(failed);
+  CHECK(text(failed->at("status")) == "False");
+  CHECK_THAT(text(failed->at("message")), Catch::Contains("SignatureDoesNotMatch") || Catch::Contains("signature"));
+  // Fixed again: Ready.
+  cluster.apply("secret", s3_secret(creds, creds.secret_access_key));
+  REQUIRE(test::eventually([&] { return cluster.phase("s3") == "Ready"; }));
+
+  // The Secret deleted: BackendSecretFound=False with the keys to create.
+  cluster.kubectl("delete secret s3-creds -n demo");
+  REQUIRE(test::eventually([&] { return cluster.condition("s3", "BackendSecretFound", "False"); }));
+  json::value missing = cluster.get("bs s3 -n demo");
+  CHECK(text(find_condition(missing, "BackendSecretFound")->at("reason")) == "BackendSecretNotAvailable");
+  CHECK_THAT(text(find_condition(missing, "BackendSecretFound")->at("message")),
+             Catch::Contains("demo/s3-creds not found") && Catch::Contains("AWS_ACCESS_KEY_ID"));
+
+  // Deletion: kubectl delete waits for the finalizer to go; Delete keeps the data.
+  cluster.kubectl("delete bs local -n demo --timeout=20s");
+  CHECK(cluster.server.kubectl("get bs local -n demo").first != 0);
+  CHECK(test::fs::exists(local_meta));
+
+  // A field of the wrong type: NotReady naming the field, no crash.
+  cluster.apply("bad", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: bad, "
+                       "namespace: demo}\nspec:\n  storage:\n    provider: local\n    local:\n      mountPath: 5\n      "
+                       "hostPath: {path: /data/bad}\n");
+  REQUIRE(test::eventually([&] { return cluster.phase("bad") == "NotReady"; }));
+  CHECK_THAT(text(find_condition(cluster.get("bs bad -n demo"), "BackendInitialized")->at("message")),
+             Catch::Contains("spec.storage.local.mountPath"));
+
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  std::string log = cluster.log("run");
+  // Nothing secret in the log, even at trace level.
+  CHECK(log.find("e2e-token-do-not-log") == std::string::npos);
+  CHECK(log.find(creds.secret_access_key) == std::string::npos);
+  CHECK(log.find("not-the-key") == std::string::npos);
+}
+
+TEST_CASE("run against an API server survives watch faults and a restart initializes nothing twice") {
+  Cluster cluster("faults");
+  std::string storages;
+  for (int i = 0; i < 20; ++i) storages += test::local_storage("s" + std::to_string(i), "/data/f" + std::to_string(i)) + "---\n";
+  cluster.apply("first", storages);
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  auto all_ready = [&](int n) {
+    auto [code, out] = cluster.server.kubectl("get bs -n demo -o json");
+    if (code != 0) return false;
+    auto list = json::parse(out);
+    int ready = 0;
+    for (const auto& item : list.at("items").as_array()) {
+      const auto* st = item.as_object().if_contains("status");
+      if (st && st->as_object().contains("phase") && st->at("phase") == "Ready") ++ready;
+    }
+    return ready == n;
+  };
+  REQUIRE(test::eventually([&] { return all_ready(20); }));
+
+  // Each fault, then one more storage that must still arrive.
+  const std::vector<json::value> faults = {
+      {{"action", "drop_watch"}, {"path", "/backupstorages"}},
+      {{"action", "garbage_watch"}, {"path", "/backupstorages"}},
+      {{"action", "fail"}, {"code", 410}, {"verb", "watch"}, {"path", "/backupstorages"}},
+      {{"action", "fail"}, {"code", 500}, {"verb", "watch"}, {"count", 2}},
+      {{"action", "fail"}, {"code", 429}, {"retry_after", 1}, {"verb", "watch"}},
+      {{"action", "fail"}, {"code", 504}, {"verb", "list"}, {"count", 2}, {"path", "v1alpha1/backupstorages"}},
+  };
+  int n = 20;
+  for (const auto& fault : faults) {
+    INFO("fault " << json::serialize(fault));
+    cluster.server.control(fault);
+    if (fault.at("action") == "fail") {
+      if (fault.at("verb") == "list") cluster.server.control({{"action", "compact"}});
+      cluster.server.control({{"action", "close_watches"}});
+    }
+    cluster.apply("more-" + std::to_string(n), test::local_storage("s" + std::to_string(n), "/data/f" + std::to_string(n)));
+    ++n;
+    REQUIRE(test::eventually([&] { return all_ready(n); }, std::chrono::seconds(40)));
+  }
+  auto stats = cluster.server.stats();
+  // No hot loop: a handful of watches per fault.
+  CHECK(stats.at("watch_connections").to_number<int>() < 80);
+
+  child.signal(SIGTERM);
+  REQUIRE(child.wait(std::chrono::seconds(20)) == 0);
+  std::string first_log = cluster.log("run");
+  for (int i = 0; i < n; ++i) {
+    INFO("storage s" << i);
+    CHECK(test::count_of(cluster.dir / "run.log", "demo/s" + std::to_string(i) + ": created ") == 1);
+  }
+  struct stat before {};
+  REQUIRE(::stat((cluster.root / "data/f0/metadata.yaml").c_str(), &before) == 0);
+
+  // A restart: the caches fill again, every storage is still Ready, and no backend is written.
+  cluster.server.control({{"action", "reset_stats"}});
+  auto again = cluster.start("restart");
+  REQUIRE(test::eventually([&] { return cluster.log("restart").find("caches synced") != std::string::npos; }));
+  test::eventually([] { return false; }, std::chrono::seconds(2));  // let any (wrong) work happen
+  std::string log = cluster.log("restart");
+  INFO(log);
+  CHECK(log.find(": created ") == std::string::npos);
+  CHECK(log.find("already exists") == std::string::npos);  // not even read: the state store remembers
+  CHECK(all_ready(n));
+  struct stat after {};
+  REQUIRE(::stat((cluster.root / "data/f0/metadata.yaml").c_str(), &after) == 0);
+  CHECK(after.st_ino == before.st_ino);
+  auto restart_stats = cluster.server.stats();
+  // No status write either: each storage's status is already what it should be.
+  CHECK(restart_stats.at("requests_by_verb").as_object().if_contains("patch") == nullptr);
+  again.signal(SIGTERM);
+  CHECK(again.wait(std::chrono::seconds(20)) == 0);
+}
+
+TEST_CASE("run against a bad API server configuration: clear messages, backoff, no crash") {
+  auto dir = test::temp_dir("kube-bad");
+  SECTION("malformed kubeconfig names the field and exits 2") {
+    test::write_file(dir / "kubeconfig", "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 5}\n"
+                                         "current-context: x\n");
+    auto r = test::run({"run", "--kubeconfig", (dir / "kubeconfig").string(), "--state-dir", (dir / "s1").string()},
+                       dir);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("kubeconfig") && Catch::Contains("clusters[0]"));
+  }
+  SECTION("no configuration at all says how to give one") {
+    auto r = test::run({"run", "--state-dir", (dir / "s2").string()}, dir);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--kubeconfig") && Catch::Contains("--manifests"));
+  }
+  SECTION("an unreachable server is retried with backoff and logged, and the process keeps running") {
+    int port = test_support::free_port();
+    test::write_file(dir / "kubeconfig", "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "
+                                         "'https://127.0.0.1:" + std::to_string(port) + "'}\nusers:\n- name: u\n  user: "
+                                         "{token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
+                                         "current-context: x\n");
+    auto child = test::Child::spawn({"run", "--kubeconfig", (dir / "kubeconfig").string(), "--state-dir",
+                                     (dir / "s3").string()},
+                                    dir / "unreachable.out", dir / "unreachable.log");
+    test::eventually([] { return false; }, std::chrono::seconds(4));
+    std::string log = test::read_file(dir / "unreachable.log");
+    INFO(log);
+    CHECK_THAT(log, Catch::Contains("backupstorages: list failed") && Catch::Contains("next attempt in"));
+    // Backoff, not a hot loop: a few attempts in 4 s (800 ms doubling), not hundreds.
+    CHECK(test::count_of(dir / "unreachable.log", "backupstorages: list failed") <= 6);
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  }
+  SECTION("a server certificate from an unknown CA and a refused token are named") {
+    Cluster cluster("bad-tls");
+    auto other = test_support::make_certificates(dir / "other-ca");
+    std::string config = test::read_file(cluster.kubeconfig);
+    auto at = config.find(cluster.server.certs.ca_cert.string());
+    REQUIRE(at != std::string::npos);
+    config.replace(at, cluster.server.certs.ca_cert.string().size(), other.ca_cert.string());
+    auto wrong_ca = dir / "wrong-ca.kubeconfig";
+    test::write_file(wrong_ca, config);
+    auto child = test::Child::spawn({"run", "--kubeconfig", wrong_ca.string(), "--state-dir", (dir / "s4").string()},
+                                    dir / "tls.out", dir / "tls.log");
+    REQUIRE(test::eventually([&] { return test::count_of(dir / "tls.log", "list failed") >= 1; }));
+    CHECK_THAT(test::read_file(dir / "tls.log"), Catch::Contains("not trusted"));
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+
+    std::string bad_token = test::read_file(cluster.kubeconfig);
+    bad_token.replace(bad_token.find("e2e-token-do-not-log"), 20, "some-other-token-xyz");
+    auto refused = dir / "refused.kubeconfig";
+    test::write_file(refused, bad_token);
+    auto child2 = test::Child::spawn({"run", "--kubeconfig", refused.string(), "--state-dir", (dir / "s5").string()},
+                                     dir / "401.out", dir / "401.log");
+    REQUIRE(test::eventually([&] { return test::count_of(dir / "401.log", "list failed") >= 1; }));
+    std::string log = test::read_file(dir / "401.log");
+    CHECK_THAT(log, Catch::Contains("refused the bearer token") && Catch::Contains("401"));
+    CHECK(log.find("some-other-token-xyz") == std::string::npos);
+    child2.signal(SIGTERM);
+    CHECK(child2.wait(std::chrono::seconds(20)) == 0);
+  }
+}
