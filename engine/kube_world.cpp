@@ -1,5 +1,6 @@
 #include "engine/kube_world.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -7,6 +8,7 @@
 
 #include "kube/api_client.hpp"
 #include "kube/informer.hpp"
+#include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
 
 namespace stowage::engine {
@@ -16,6 +18,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr const char* kKind = "BackupStorage";
+constexpr const char* kStorages = "backupstorages";
+constexpr const char* kSecrets = "secrets";
 constexpr const char* kGroupVersion = "/apis/storage.kubestash.com/v1alpha1";
 
 std::string storages_path(const std::string& ns) {
@@ -59,37 +63,83 @@ kube::InformerOptions informer_options(std::string name, std::string path, std::
 }  // namespace
 
 KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
-                     KubeWorldOptions options)
-    : executor_(executor), api_(api), queue_(queue), options_(std::move(options)) {
+                     persistence::StateStore* store, KubeWorldOptions options)
+    : executor_(executor), api_(api), queue_(queue), store_(store), options_(std::move(options)) {
+  auto persist_checkpoint = [this](const char* resource) {
+    return [this, resource](const std::string& rv) {
+      if (store_) store_->put(persistence::KubeCheckpoint{resource, options_.scope, rv});
+    };
+  };
+
   kube::InformerHandlers storage_handlers;
   storage_handlers.upserted = [this](json::value o) { storage_upserted(std::move(o)); };
   storage_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     storage_removed(ns, name);
   };
   storage_handlers.synced = [this] { check_synced(); };
-  storages_ = std::make_unique<kube::Informer>(
-      executor_, api_, informer_options("backupstorages", storages_path(options_.namespace_), options_.seed),
-      std::move(storage_handlers));
+  storage_handlers.checkpoint = persist_checkpoint(kStorages);
 
   kube::InformerHandlers secret_handlers;
   secret_handlers.upserted = [this](json::value o) {
     std::string ns = meta_text(o, "namespace"), name = meta_text(o, "name");
+    std::string rv = meta_text(o, "resourceVersion");
     ObjectKey key{ns, name};
     auto cached = secret_data_.find(key);
-    if (cached != secret_data_.end() && cached->second.resource_version != meta_text(o, "resourceVersion"))
-      secret_data_.erase(cached);
+    if (cached != secret_data_.end() && cached->second.resource_version != rv) secret_data_.erase(cached);
+    if (store_) store_->put(persistence::KubeObjectRecord{kSecrets, ns, name, rv, ""});
     secret_changed(ns, name, "changed");
   };
   secret_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     secret_data_.erase({ns, name});
+    if (store_) store_->erase_kube_object(kSecrets, ns, name);
     secret_changed(ns, name, "deleted");
   };
   secret_handlers.synced = [this] { check_synced(); };
+  secret_handlers.checkpoint = persist_checkpoint(kSecrets);
+
+  auto storage_options = informer_options("backupstorages", storages_path(options_.namespace_), options_.seed);
   auto secret_options = informer_options("secrets (metadata only)", secrets_path(options_.namespace_),
                                          options_.seed + 1);
   secret_options.list_accept = kube::kAcceptPartialMetadataList;
   secret_options.watch_accept = kube::kAcceptPartialMetadata;
+
+  std::vector<persistence::KubeObjectRecord> rows;
+  if (store_) {
+    for (const auto& c : store_->load_kube_checkpoints()) {
+      bool ours = c.scope == options_.scope && !c.resource_version.empty();
+      if (c.resource == kStorages && ours) storage_options.reflector.resume_resource_version = c.resource_version;
+      if (c.resource == kSecrets && ours) secret_options.reflector.resume_resource_version = c.resource_version;
+    }
+    for (const char* resource : {kStorages, kSecrets}) {
+      bool resuming = std::string(resource) == kStorages ? !storage_options.reflector.resume_resource_version.empty()
+                                                         : !secret_options.reflector.resume_resource_version.empty();
+      if (!resuming) store_->clear_kube(resource);  // another scope's, or incomplete: list afresh
+    }
+    rows = store_->load_kube_objects();
+  }
+  storages_resumed_ = !storage_options.reflector.resume_resource_version.empty();
+  secrets_resumed_ = !secret_options.reflector.resume_resource_version.empty();
+  storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
   secrets_ = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
+
+  for (auto& row : rows) {
+    if (row.resource == kSecrets && secrets_resumed_) {
+      secrets_->seed(row.namespace_, row.name, row.resource_version);
+      ++stats_.restored_secrets;
+    } else if (row.resource == kStorages && storages_resumed_) {
+      boost::system::error_code ec;
+      json::value object = json::parse(row.object_json, ec);
+      if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
+      storages_->seed(row.namespace_, row.name, row.resource_version);
+      restoring_ = true;
+      storage_upserted(std::move(object));
+      restoring_ = false;
+      ++stats_.restored_storages;
+    }
+  }
+  if (storages_resumed_ || secrets_resumed_)
+    spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
+                 stats_.restored_storages, stats_.restored_secrets);
 }
 
 KubeWorld::~KubeWorld() = default;
@@ -98,6 +148,8 @@ void KubeWorld::start(std::function<void()> on_synced) {
   on_synced_ = std::move(on_synced);
   storages_->start();
   secrets_->start();
+  // Restored caches are complete as of their resourceVersions: reconciling may start at once.
+  if (storages_resumed_ || secrets_resumed_) boost::asio::post(executor_, [this] { check_synced(); });
 }
 
 void KubeWorld::stop() {
@@ -105,7 +157,9 @@ void KubeWorld::stop() {
   secrets_->stop();
 }
 
-bool KubeWorld::synced() const { return storages_->synced() && secrets_->synced(); }
+bool KubeWorld::synced() const {
+  return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced());
+}
 
 std::string KubeWorld::problem() const {
   std::string out;
@@ -128,6 +182,11 @@ void KubeWorld::enqueue(const ObjectKey& key, const std::string& reason) {
 }
 
 void KubeWorld::storage_upserted(json::value object) {
+  if (store_ && !restoring_) {
+    std::string ns = meta_text(object, "namespace"), name = meta_text(object, "name");
+    store_->put(persistence::KubeObjectRecord{kStorages, ns, name, meta_text(object, "resourceVersion"),
+                                              json::serialize(object)});
+  }
   auto parsed = kube::parse_backup_storage(object);
   if (!parsed.ok()) {
     auto meta = kube::parse_object_meta(object.is_object() && object.as_object().contains("metadata")
@@ -148,7 +207,7 @@ void KubeWorld::storage_upserted(json::value object) {
     spdlog::warn("{}: cannot be read: {}", key.str(), bad.problem);
     cache_.erase_storage(key);
     invalid_[key] = std::move(bad);
-    enqueue(key, "invalid object");
+    if (!restoring_) enqueue(key, "invalid object");
     return;
   }
   kube::BackupStorage s = std::move(parsed.value());
@@ -161,13 +220,14 @@ void KubeWorld::storage_upserted(json::value object) {
                  (has_finalizer(*old) && !has_finalizer(s));
   std::string reason = !old ? "added" : "changed";
   cache_.upsert(std::move(s));
-  if (changed) enqueue(key, reason);
+  if (changed && !restoring_) enqueue(key, reason);
 }
 
 void KubeWorld::storage_removed(const std::string& ns, const std::string& name) {
   ObjectKey key{ns, name};
   cache_.erase_storage(key);
   invalid_.erase(key);
+  if (store_) store_->erase_kube_object(kStorages, ns, name);
   enqueue(key, "deleted");
 }
 

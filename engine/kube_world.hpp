@@ -7,6 +7,10 @@
 //  - Secrets: a metadata-only informer (PartialObjectMetadata: no Secret data is held for Secrets no
 //    storage uses) tells which Secrets exist and when they change; the data of a Secret a storage
 //    references is fetched with one GET and kept until its resourceVersion moves.
+//  - Both informers' objects (BackupStorage JSON; only the resourceVersion of a Secret) and their
+//    resourceVersions are kept in the state store: a restart restores the caches, takes them as
+//    synced at once and resumes both watches where they stopped; the changes made meanwhile arrive as
+//    events (or, when the server has compacted that far, a relist reports them).
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
 //    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone".
@@ -30,6 +34,7 @@ struct ApiError;
 }  // namespace stowage::kube
 
 namespace stowage::persistence {
+class StateStore;
 class WorkQueue;
 }
 
@@ -40,12 +45,16 @@ inline constexpr const char* kCleanupFinalizer = "kubestash.com/cleanup";
 struct KubeWorldOptions {
   std::string namespace_;  // "" = all namespaces
   std::uint64_t seed = 0;  // for the informers' jitter
+  // The API server and namespace, as recorded with the cached objects in the state store: a cache
+  // of another scope is dropped, never resumed from.
+  std::string scope;
 };
 
 class KubeWorld final : public ReconcileTarget {
  public:
+  // `store` may be null (nothing is persisted or resumed). Reads the store: call before the reactor runs.
   KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
-            KubeWorldOptions options);
+            persistence::StateStore* store, KubeWorldOptions options);
   ~KubeWorld() override;
 
   // Starts both informers; `on_synced` runs once, when both have delivered a complete listing.
@@ -65,6 +74,7 @@ class KubeWorld final : public ReconcileTarget {
 
   struct Stats {
     std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
+    std::size_t restored_storages = 0, restored_secrets = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -74,11 +84,16 @@ class KubeWorld final : public ReconcileTarget {
   void secret_changed(const std::string& ns, const std::string& name, const std::string& why);
   void enqueue(const ObjectKey& key, const std::string& reason);
   void check_synced();
+  // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
+  std::map<std::string, std::string> restore();
 
   boost::asio::any_io_executor executor_;
   kube::ApiClient& api_;
   persistence::WorkQueue& queue_;
+  persistence::StateStore* store_;
   KubeWorldOptions options_;
+  bool storages_resumed_ = false, secrets_resumed_ = false;
+  bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
   std::unique_ptr<kube::Informer> storages_;
   std::unique_ptr<kube::Informer> secrets_;
   std::function<void()> on_synced_;

@@ -132,7 +132,8 @@ int run_kubernetes(const config::Config& config) {
   std::string scope = config.kube_namespace.empty() ? "all namespaces" : "namespace " + config.kube_namespace;
   spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
                client.value().describe(), fs::absolute(config.state_dir).string());
-  KubeWorldOptions options{config.kube_namespace, std::random_device{}()};
+  KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
+                           client.value().server.to_string() + " namespace=" + config.kube_namespace};
   Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
   restore_queue(rt);
   rt.kube->start([&] {

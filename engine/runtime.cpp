@@ -73,7 +73,8 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                              : nullptr),
       api(kube_source ? std::make_unique<kube::ApiClient>(http, std::move(kube_source->client),
                                                                  kube::ApiClientOptions{double(c.kube_qps), c.kube_burst, {}}) : nullptr),
-      kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, std::move(kube_source->options))
+      kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, store.get(),
+                                                           std::move(kube_source->options))
                        : nullptr),
       reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
       controller(io.get_executor(), queue, reconciler,

@@ -55,4 +55,22 @@ struct ObjectRecord {
   bool deleting = false;
 };
 
+// The Kubernetes mode's informer caches, kept so a quick restart resumes its watches instead of
+// listing everything again: one row per object (the object JSON for BackupStorages; only the
+// resourceVersion for metadata-only Secrets, never their data), and per resource the
+// resourceVersion the rows are consistent with. `scope` names the API server and namespace the
+// rows came from; rows of another scope are never resumed from.
+struct KubeObjectRecord {
+  std::string resource;  // "backupstorages", "secrets"
+  std::string namespace_, name;
+  std::string resource_version;
+  std::string object_json;  // "" for metadata-only resources
+};
+
+struct KubeCheckpoint {
+  std::string resource;
+  std::string scope;
+  std::string resource_version;
+};
+
 }  // namespace stowage::persistence

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -43,6 +44,14 @@ CREATE TABLE objects (
   spec_hash TEXT NOT NULL, source TEXT NOT NULL, creation_timestamp TEXT NOT NULL,
   object_json TEXT NOT NULL, status_json TEXT NOT NULL, deleting INTEGER NOT NULL,
   PRIMARY KEY (namespace, name)) WITHOUT ROWID;
+)sql",
+    R"sql(
+CREATE TABLE kube_objects (
+  resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+  resource_version TEXT NOT NULL, object_json TEXT NOT NULL,
+  PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
+CREATE TABLE kube_checkpoints (
+  resource TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, resource_version TEXT NOT NULL) WITHOUT ROWID;
 )sql",
 };
 static_assert(std::size(kMigrations) == StateStore::kSchemaVersion);
@@ -112,16 +121,37 @@ class Stmt {
 const char* state_name(ItemState s) { return s == ItemState::Processing ? "processing" : "pending"; }
 
 // One group of writes; later writes to the same row replace earlier ones.
+using KubeKey = std::tuple<std::string, std::string, std::string>;  // resource, namespace, name
+
 struct Batch {
   std::map<QueueKey, std::optional<QueueRow>> queue;
   std::map<NsName, std::optional<InitFact>> facts;
   std::map<NsName, std::optional<ObjectRecord>> objects;
-  bool empty() const { return queue.empty() && facts.empty() && objects.empty(); }
-  std::size_t size() const { return queue.size() + facts.size() + objects.size(); }
+  std::vector<std::string> kube_clears;  // applied before the kube rows below
+  std::map<KubeKey, std::optional<KubeObjectRecord>> kube_objects;
+  std::map<std::string, KubeCheckpoint> kube_checkpoints;
+  bool empty() const {
+    return queue.empty() && facts.empty() && objects.empty() && kube_clears.empty() && kube_objects.empty() &&
+           kube_checkpoints.empty();
+  }
+  std::size_t size() const {
+    return queue.size() + facts.size() + objects.size() + kube_clears.size() + kube_objects.size() +
+           kube_checkpoints.size();
+  }
   void merge(Batch&& later) {
     for (auto& [k, v] : later.queue) queue[k] = std::move(v);
     for (auto& [k, v] : later.facts) facts[k] = std::move(v);
     for (auto& [k, v] : later.objects) objects[k] = std::move(v);
+    for (auto& resource : later.kube_clears) clear_kube(resource);
+    for (auto& [k, v] : later.kube_objects) kube_objects[k] = std::move(v);
+    for (auto& [k, v] : later.kube_checkpoints) kube_checkpoints[k] = std::move(v);
+  }
+  // A clear drops the rows of that resource written earlier in this batch.
+  void clear_kube(const std::string& resource) {
+    kube_clears.push_back(resource);
+    for (auto it = kube_objects.begin(); it != kube_objects.end();)
+      it = std::get<0>(it->first) == resource ? kube_objects.erase(it) : std::next(it);
+    kube_checkpoints.erase(resource);
   }
 };
 
@@ -139,7 +169,13 @@ struct WriteStatements {
         put_object(db,
                    "INSERT OR REPLACE INTO objects(namespace,name,uid,generation,spec_hash,source,creation_timestamp,"
                    "object_json,status_json,deleting) VALUES(?,?,?,?,?,?,?,?,?,?)"),
-        del_object(db, "DELETE FROM objects WHERE namespace=? AND name=?") {}
+        del_object(db, "DELETE FROM objects WHERE namespace=? AND name=?"),
+        put_kube(db, "INSERT OR REPLACE INTO kube_objects(resource,namespace,name,resource_version,object_json) "
+                     "VALUES(?,?,?,?,?)"),
+        del_kube(db, "DELETE FROM kube_objects WHERE resource=? AND namespace=? AND name=?"),
+        clear_kube_objects(db, "DELETE FROM kube_objects WHERE resource=?"),
+        clear_kube_checkpoint(db, "DELETE FROM kube_checkpoints WHERE resource=?"),
+        put_checkpoint(db, "INSERT OR REPLACE INTO kube_checkpoints(resource,scope,resource_version) VALUES(?,?,?)") {}
 
   void apply(const Batch& b) {
     for (auto& [k, row] : b.queue) {
@@ -168,9 +204,24 @@ struct WriteStatements {
       put_object.bind(6, o->source).bind(7, o->creation_timestamp).bind(8, o->object_json).bind(9, o->status_json);
       put_object.bind(10, std::int64_t{o->deleting ? 1 : 0}).run();
     }
+    for (const auto& resource : b.kube_clears) {
+      clear_kube_objects.bind(1, resource).run();
+      clear_kube_checkpoint.bind(1, resource).run();
+    }
+    for (auto& [k, o] : b.kube_objects) {
+      auto& [resource, ns, name] = k;
+      if (!o) {
+        del_kube.bind(1, resource).bind(2, ns).bind(3, name).run();
+        continue;
+      }
+      put_kube.bind(1, resource).bind(2, ns).bind(3, name).bind(4, o->resource_version).bind(5, o->object_json).run();
+    }
+    for (auto& [resource, c] : b.kube_checkpoints)
+      put_checkpoint.bind(1, resource).bind(2, c.scope).bind(3, c.resource_version).run();
   }
 
   Stmt put_queue, del_queue, put_fact, del_fact, put_object, del_object;
+  Stmt put_kube, del_kube, clear_kube_objects, clear_kube_checkpoint, put_checkpoint;
 };
 
 // Opens the file and checks it; empty error string on success.
@@ -457,6 +508,40 @@ void StateStore::put(const ObjectRecord& record) {
 }
 void StateStore::erase_object(const std::string& ns, const std::string& name) {
   impl_->current.objects[{ns, name}] = std::nullopt;
+  impl_->touched();
+}
+
+std::vector<KubeObjectRecord> StateStore::load_kube_objects() {
+  std::lock_guard lock(impl_->db_mutex);
+  Stmt s(impl_->db->get(),
+         "SELECT resource,namespace,name,resource_version,object_json FROM kube_objects ORDER BY resource,namespace,name");
+  std::vector<KubeObjectRecord> out;
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+  return out;
+}
+
+std::vector<KubeCheckpoint> StateStore::load_kube_checkpoints() {
+  std::lock_guard lock(impl_->db_mutex);
+  Stmt s(impl_->db->get(), "SELECT resource,scope,resource_version FROM kube_checkpoints ORDER BY resource");
+  std::vector<KubeCheckpoint> out;
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2)});
+  return out;
+}
+
+void StateStore::put(const KubeObjectRecord& record) {
+  impl_->current.kube_objects[{record.resource, record.namespace_, record.name}] = record;
+  impl_->touched();
+}
+void StateStore::erase_kube_object(const std::string& resource, const std::string& ns, const std::string& name) {
+  impl_->current.kube_objects[{resource, ns, name}] = std::nullopt;
+  impl_->touched();
+}
+void StateStore::put(const KubeCheckpoint& checkpoint) {
+  impl_->current.kube_checkpoints[checkpoint.resource] = checkpoint;
+  impl_->touched();
+}
+void StateStore::clear_kube(const std::string& resource) {
+  impl_->current.clear_kube(resource);
   impl_->touched();
 }
 

@@ -39,7 +39,7 @@ struct StoreStats {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if needed) <state_dir>/state.db for the controller. Blocking: call before the
   // reactor runs. Error: a message naming the file and what to do.
@@ -54,6 +54,8 @@ class StateStore {
   std::vector<QueueRow> load_queue();
   std::vector<InitFact> load_facts();
   std::vector<ObjectRecord> load_objects();
+  std::vector<KubeObjectRecord> load_kube_objects();
+  std::vector<KubeCheckpoint> load_kube_checkpoints();
 
   // Grouped writes (reactor thread only).
   void put(const QueueRow& row);
@@ -62,6 +64,11 @@ class StateStore {
   void erase_fact(const std::string& ns, const std::string& name);
   void put(const ObjectRecord& record);
   void erase_object(const std::string& ns, const std::string& name);
+  void put(const KubeObjectRecord& record);
+  void erase_kube_object(const std::string& resource, const std::string& ns, const std::string& name);
+  void put(const KubeCheckpoint& checkpoint);
+  // Forgets every row and the checkpoint of `resource` (a cache from another scope).
+  void clear_kube(const std::string& resource);
 
   // Calls `done` on the reactor once everything written so far has committed.
   void when_durable(std::function<void()> done);

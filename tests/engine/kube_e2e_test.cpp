@@ -158,7 +158,7 @@ TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret cha
   CHECK(log.find("not-the-key") == std::string::npos);
 }
 
-TEST_CASE("run against an API server survives watch faults and a restart initializes nothing twice") {
+TEST_CASE("run against an API server survives watch faults, and a restart resumes its watches and writes nothing") {
   Cluster cluster("faults");
   std::string storages;
   for (int i = 0; i < 20; ++i) storages += test::local_storage("s" + std::to_string(i), "/data/f" + std::to_string(i)) + "---\n";
@@ -222,6 +222,12 @@ TEST_CASE("run against an API server survives watch faults and a restart initial
   INFO(log);
   CHECK(log.find(": created ") == std::string::npos);
   CHECK(log.find("already exists") == std::string::npos);  // not even read: the state store remembers
+  CHECK_THAT(log, Catch::Contains("restored " + std::to_string(n) + " BackupStorages"));
+  // The BackupStorage watch resumed from its stored resourceVersion: nothing was listed again. (The
+  // Secret watch's resourceVersion predates the compaction above, so it gets a 410 and relists.)
+  auto by_path = cluster.server.stats().at("requests_by_path").as_object();
+  CHECK(by_path.if_contains("list /apis/storage.kubestash.com/v1alpha1/backupstorages") == nullptr);
+  CHECK(by_path.if_contains("watch /apis/storage.kubestash.com/v1alpha1/backupstorages") != nullptr);
   CHECK(all_ready(n));
   struct stat after {};
   REQUIRE(::stat((cluster.root / "data/f0/metadata.yaml").c_str(), &after) == 0);
@@ -231,6 +237,21 @@ TEST_CASE("run against an API server survives watch faults and a restart initial
   CHECK(restart_stats.at("requests_by_verb").as_object().if_contains("patch") == nullptr);
   again.signal(SIGTERM);
   CHECK(again.wait(std::chrono::seconds(20)) == 0);
+
+  // Changes made while the controller is down arrive through the resumed watch: a moved volume is
+  // initialized, a deletion (held by the finalizer) completes.
+  cluster.kubectl(R"(patch bs s0 -n demo --type=merge -p '{"spec":{"storage":{"local":{"hostPath":{"path":"/data/moved"}}}}}')");
+  cluster.kubectl("delete bs s1 -n demo --wait=false");
+  cluster.server.control({{"action", "reset_stats"}});
+  auto third = cluster.start("third");
+  INFO(cluster.log("third"));
+  REQUIRE(test::eventually([&] { return test::fs::exists(cluster.root / "data/moved/metadata.yaml"); }));
+  REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs s1 -n demo").first != 0; }));
+  auto third_paths = cluster.server.stats().at("requests_by_path").as_object();
+  CHECK(third_paths.if_contains("list /apis/storage.kubestash.com/v1alpha1/backupstorages") == nullptr);
+  third.signal(SIGTERM);
+  CHECK(third.wait(std::chrono::seconds(20)) == 0);
+  CHECK(test::count_of(cluster.dir / "third.log", ": created ") == 1);
 }
 
 TEST_CASE("run against a bad API server configuration: clear messages, backoff, no crash") {

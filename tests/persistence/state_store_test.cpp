@@ -142,3 +142,38 @@ TEST_CASE("fingerprints are keyed, stable and order-independent") {
   REQUIRE(::stat((dir / "fingerprint.key").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
 }
+
+TEST_CASE("the Kubernetes cache rows and checkpoints survive a reopen, and a clear drops a resource's rows") {
+  auto dir = temp_dir("kube-cache");
+  {
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+    store->put(KubeObjectRecord{"backupstorages", "demo", "a", "10", R"({"kind":"BackupStorage"})"});
+    store->put(KubeObjectRecord{"backupstorages", "demo", "b", "11", "{}"});
+    store->put(KubeObjectRecord{"secrets", "demo", "s", "12", ""});
+    store->put(KubeCheckpoint{"secrets", "https://old", "12"});
+    store->erase_kube_object("backupstorages", "demo", "b");
+    store->put(KubeCheckpoint{"backupstorages", "https://api:6443", "11"});
+    // A clear in the same batch drops only the earlier rows of its resource.
+    store->clear_kube("secrets");
+    store->put(KubeObjectRecord{"secrets", "demo", "t", "13", ""});
+    bool durable = false;
+    store->when_durable([&] { durable = true; });
+    io.run_for(std::chrono::seconds(5));
+    CHECK(durable);
+  }
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  auto rows = store->load_kube_objects();
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].resource == "backupstorages");
+  CHECK(rows[0].name == "a");
+  CHECK(rows[0].object_json == R"({"kind":"BackupStorage"})");
+  CHECK(rows[1].resource == "secrets");
+  CHECK(rows[1].name == "t");
+  auto checkpoints = store->load_kube_checkpoints();
+  REQUIRE(checkpoints.size() == 1);
+  CHECK(checkpoints[0].resource == "backupstorages");
+  CHECK(checkpoints[0].scope == "https://api:6443");
+  CHECK(checkpoints[0].resource_version == "11");
+}
