@@ -15,6 +15,7 @@
 #include "common/http_client.hpp"
 #include "kube/api_client.hpp"
 #include "support/api_server.hpp"
+#include "support/connect_proxy.hpp"
 
 using namespace stowage;
 namespace fs = std::filesystem;
@@ -368,4 +369,35 @@ TEST_CASE("a 403 quotes the server's RBAC message, a 429 is transient with Retry
   CHECK(result.error().transient());
   CHECK(result.error().message.find("watch " + kConfigMaps) != std::string::npos);
   CHECK(result.error().message.find("tok") == std::string::npos);
+}
+
+TEST_CASE("the kubeconfig proxy-url carries requests and watches through an HTTP CONNECT proxy") {
+  ApiServer server("proxy", "tok");
+  test_support::ConnectProxy proxy(server.dir, {{{"kube", "proxy-pass"}}, {}, ""});
+  boost::asio::io_context io;
+  http::Client http(io.get_executor());
+  auto config = server.config("tok");
+  config.proxy_url = proxy.url("kube:proxy-pass");
+  ApiClient api(http, config);
+  auto created = run(io, api.create(kConfigMaps, config_map("via-proxy", "1")));
+  REQUIRE(created.ok());
+  auto listed = run(io, api.list(kConfigMaps));
+  REQUIRE(listed.ok());
+  CHECK(proxy.tunnels() == 1);  // one kept-alive tunnel for both requests
+  kube::WatchOptions wo;
+  wo.timeout_seconds = 1;
+  int events = 0;
+  auto watched = run(io, api.watch(kConfigMaps, wo, [&](kube::WatchEvent) { return ++events < 1; }));
+  CHECK(watched.ok());
+  CHECK(events == 1);
+  CHECK(proxy.tunnels() == 2);  // the watch has its own
+
+  auto wrong = config;
+  wrong.proxy_url = proxy.url("kube:wrong");
+  ApiClient refused(http, wrong);
+  auto denied = run(io, refused.get(kConfigMaps + "/via-proxy"));
+  REQUIRE_FALSE(denied.ok());
+  CHECK_THAT(denied.error().message, Catch::Contains("407"));
+  CHECK(denied.error().message.find("wrong") == std::string::npos);
+  CHECK_FALSE(denied.error().transient());
 }
