@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "kube/api_client.hpp"
+#include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
 #include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
@@ -117,6 +118,7 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
     }
     rows = store_->load_kube_objects();
   }
+  events_ = std::make_unique<kube::EventRecorder>(executor_, api_);
   storages_resumed_ = !storage_options.reflector.resume_resource_version.empty();
   secrets_resumed_ = !secret_options.reflector.resume_resource_version.empty();
   storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
@@ -155,6 +157,16 @@ void KubeWorld::start(std::function<void()> on_synced) {
 void KubeWorld::stop() {
   storages_->stop();
   secrets_->stop();
+  events_->stop();
+}
+
+void KubeWorld::event(const kube::BackupStorage& object, bool warning, const std::string& reason,
+                      const std::string& action, const std::string& note) {
+  // No resourceVersion in the reference: repeats aggregate across the object's own status writes.
+  kube::ObjectReference regarding{kube::kBackupStorageApiVersion, "BackupStorage", object.metadata.namespace_,
+                                  object.metadata.name, object.metadata.uid, ""};
+  events_->record(std::move(regarding), warning ? kube::EventType::Warning : kube::EventType::Normal, reason, action,
+                  note);
 }
 
 bool KubeWorld::synced() const {

@@ -11,6 +11,7 @@
 //    resourceVersions are kept in the state store: a restart restores the caches, takes them as
 //    synced at once and resumes both watches where they stopped; the changes made meanwhile arrive as
 //    events (or, when the server has compacted that far, a relist reports them).
+//  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
 //    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone".
@@ -29,6 +30,7 @@
 
 namespace stowage::kube {
 class ApiClient;
+class EventRecorder;
 class Informer;
 struct ApiError;
 }  // namespace stowage::kube
@@ -71,6 +73,8 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
                                                         kube::BackupStorageStatus status) override;
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
+  void event(const kube::BackupStorage& object, bool warning, const std::string& reason, const std::string& action,
+             const std::string& note) override;
 
   struct Stats {
     std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
@@ -96,6 +100,7 @@ class KubeWorld final : public ReconcileTarget {
   bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
   std::unique_ptr<kube::Informer> storages_;
   std::unique_ptr<kube::Informer> secrets_;
+  std::unique_ptr<kube::EventRecorder> events_;
   std::function<void()> on_synced_;
   bool synced_reported_ = false;
 

@@ -184,6 +184,13 @@ boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s
       if (c.status != "True") why = c.message;
     log_line = ready ? (init ? init->message : "") : why;
   }
+  // The Event for a failure: the reason and message of the condition that is not True.
+  std::string warn_reason, warn_note;
+  for (const auto& c : status.conditions)
+    if (c.status != "True") {
+      warn_reason = c.reason;
+      warn_note = c.message;
+    }
   auto written = co_await target_.write_status(s, std::move(status));
   if (!written.ok()) co_return target_failed(written.error());
   if (phase_changed) {
@@ -192,6 +199,10 @@ boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s
     else
       spdlog::warn("{}: NotReady: {}", key.str(), log_line);
   }
+  if (ready && phase_changed)
+    target_.event(s, false, std::string(kube::kReasonBackendInitializationSucceeded), "Initialize", log_line);
+  else if (!ready && !warn_reason.empty())
+    target_.event(s, true, warn_reason, "Initialize", warn_note);
   co_return outcome;
 }
 
@@ -210,15 +221,22 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s)
       // As KubeStash does, deletion is never blocked: the object goes, the data stays, and we say so.
       spdlog::warn("{}: deleted with deletionPolicy WipeOut, but its backend cannot be wiped ({}); the data is kept",
                    key.str(), made.error());
+      target_.event(s, true, "WipeOutFailed", "Delete", "the backend cannot be wiped (" + made.error() +
+                                                           "); the object is deleted and the data is kept");
     } else {
       auto wiped = co_await made.value()->delete_all();
       if (!wiped.ok() && wiped.error().transient) co_return failed(wiped.error());
-      if (!wiped.ok())
+      if (!wiped.ok()) {
         spdlog::warn("{}: WipeOut of {} failed ({}); the object is deleted and the data is kept", key.str(),
                      made.value()->identity(), wiped.error().message);
-      else
+        target_.event(s, true, "WipeOutFailed", "Delete",
+                      "WipeOut failed (" + wiped.error().message + "); the object is deleted and the data is kept");
+      } else {
         spdlog::info("{}: deleted; WipeOut removed {} files from {}", key.str(), wiped.value(),
                      made.value()->identity());
+        target_.event(s, false, "WipedOut", "Delete",
+                      "removed " + std::to_string(wiped.value()) + " files from " + made.value()->identity());
+      }
     }
   } else {
     spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);

@@ -55,6 +55,9 @@ class ReconcileTarget {
                                                                 kube::BackupStorageStatus status) = 0;
   // Cleanup is over: the object may go (the finalizer is removed).
   virtual boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) = 0;
+  // A state change worth an Event (best effort, returns at once). The offline mode has no Events.
+  virtual void event(const kube::BackupStorage& /*object*/, bool /*warning*/, const std::string& /*reason*/,
+                     const std::string& /*action*/, const std::string& /*note*/) {}
 };
 
 }  // namespace stowage::engine

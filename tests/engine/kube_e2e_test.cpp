@@ -136,6 +136,20 @@ TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret cha
   CHECK_THAT(text(find_condition(missing, "BackendSecretFound")->at("message")),
              Catch::Contains("demo/s3-creds not found") && Catch::Contains("AWS_ACCESS_KEY_ID"));
 
+  // Each state change was reported as an Event about its storage.
+  REQUIRE(test::eventually([&] {
+    auto events = cluster.get("events.events.k8s.io -n demo");
+    bool ready = false, warned = false;
+    for (const auto& e : events.at("items").as_array()) {
+      if (e.at("regarding").at("name") != "s3") continue;
+      if (e.at("type") == "Normal" && e.at("reason") == "BackendInitializationSucceeded") ready = true;
+      if (e.at("type") == "Warning" && e.at("reason") == "BackendInitializationFailed" &&
+          e.at("reportingController") == "stowage")
+        warned = true;
+    }
+    return ready && warned;
+  }));
+
   // Deletion: kubectl delete waits for the finalizer to go; Delete keeps the data.
   cluster.kubectl("delete bs local -n demo --timeout=20s");
   CHECK(cluster.server.kubectl("get bs local -n demo").first != 0);
