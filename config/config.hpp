@@ -33,6 +33,7 @@ struct Config {
   Millis retry_base{1000};                            // reconcile.retry-base
   Millis retry_cap{300000};                           // reconcile.retry-cap
   Millis permanent_retry{600000};                     // reconcile.permanent-retry
+  Millis revalidate_period{600000};                   // reconcile.revalidate-period: 0 = never
   Millis commit_interval{5};                          // store.commit-interval
   std::string synchronous = "full";                   // store.synchronous: full | normal
   Millis shutdown_grace{10000};                       // shutdown.grace-period

@@ -75,7 +75,8 @@ void Controller::run(persistence::QueueRow item) {
   ++reconciles_;
   spdlog::trace("{}: reconcile (reason: {}, attempts: {})", item.key.object_name(), item.reason, item.attempts);
   ObjectKey key{item.key.namespace_, item.key.name};
-  boost::asio::co_spawn(executor_, reconciler_.reconcile(key),
+  bool revalidate = item.reason == kRevalidateReason;
+  boost::asio::co_spawn(executor_, reconciler_.reconcile(key, revalidate),
                         [this, item = std::move(item)](std::exception_ptr ep, Outcome outcome) {
                           if (ep) {
                             // A bug, not a backend failure: keep the item, back off, say so loudly.
@@ -93,7 +94,10 @@ void Controller::run(persistence::QueueRow item) {
 void Controller::finish(const persistence::QueueRow& item, const Outcome& outcome) {
   --in_flight_;
   if (outcome.kind == Outcome::Done) {
-    queue_.complete(item.key);
+    if (outcome.ready && options_.revalidate_period.count() > 0)
+      queue_.complete_after(item.key, clock_() + options_.revalidate_period.count(), kRevalidateReason);
+    else
+      queue_.complete(item.key);
   } else {
     auto delay = retry_delay(outcome, item.attempts);
     spdlog::debug("{}: retry in {} ms: {}", item.key.object_name(), delay.count(), outcome.error);

@@ -3,7 +3,8 @@
 //  - at most `workers` reconciles at once, never two for one key (the queue guarantees it);
 //  - the error policy: Transient -> full-jitter backoff (retry-base doubling to retry-cap),
 //    Permanent -> retried after permanent-retry (any change to the object or its Secret re-runs
-//    it at once), Done -> forgotten until something changes;
+//    it at once), Done -> forgotten until something changes, or (Ready, with a revalidate period)
+//    checked again after that period;
 //  - stop(): no new work is claimed; drained() completes when in-flight reconciles have finished.
 // Nothing runs before the source has delivered its first listing (start() is called after it).
 #include <boost/asio/any_io_executor.hpp>
@@ -23,7 +24,12 @@ struct ControllerOptions {
   std::chrono::milliseconds retry_base{1000};
   std::chrono::milliseconds retry_cap{300000};
   std::chrono::milliseconds permanent_retry{600000};
+  // A Ready storage is queued again this long after its last reconcile, with the reason
+  // kRevalidateReason, and its backend is then checked even though nothing changed. 0 = never.
+  std::chrono::milliseconds revalidate_period{0};
 };
+
+inline constexpr const char* kRevalidateReason = "revalidate";
 
 class Controller {
  public:

@@ -42,7 +42,7 @@ Reconciler::Reconciler(ReconcileTarget& target, const BackendFactory& backends, 
       options_(std::move(options)),
       now_(std::move(now)) {}
 
-boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
+boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, bool revalidate) {
   auto found = target_.get(key);
   if (!found) {
     facts_.forget(key);  // gone (or never ours): nothing left to clean up
@@ -108,12 +108,12 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key) {
   }
 
   // Step 2: the backend (BackendInitialized).
-  Outcome out = co_await initialize(s, secret ? &*secret : nullptr, status);
+  Outcome out = co_await initialize(s, secret ? &*secret : nullptr, status, revalidate);
   co_return co_await publish(s, std::move(status), std::move(out));
 }
 
 boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage& s, const kube::Secret* secret,
-                                                       kube::BackupStorageStatus& status) {
+                                                       kube::BackupStorageStatus& status, bool revalidate) {
   auto key = key_of(s);
   std::string now = rfc3339(now_());
   std::int64_t gen = s.metadata.generation;
@@ -133,7 +133,7 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   std::string fingerprint = fingerprinter_.fingerprint(secret ? secret->data : std::map<std::string, std::string>{});
   std::string identity = backend.identity();
 
-  if (!facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
+  if (revalidate || !facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
     auto state = co_await backend.read_metadata();
     if (!state.ok()) {
       set_failed(state.error().message);
@@ -158,7 +158,10 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
         spdlog::info("{}: {} was created concurrently by another writer; kept it", key.str(),
                      backend.metadata_location());
     } else {
-      spdlog::info("{}: {} already exists; kept it", key.str(), backend.metadata_location());
+      if (revalidate)
+        spdlog::debug("{}: revalidated: {} is in place", key.str(), backend.metadata_location());
+      else
+        spdlog::info("{}: {} already exists; kept it", key.str(), backend.metadata_location());
     }
     facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
   }

@@ -40,11 +40,12 @@ class Reconciler {
              const persistence::Fingerprinter& fingerprinter, ReconcilerOptions options,
              WallNow now = [] { return std::chrono::system_clock::now(); });
 
-  boost::asio::awaitable<Outcome> reconcile(ObjectKey key);
+  // revalidate: check the backend even when the state store says this exact storage is initialized.
+  boost::asio::awaitable<Outcome> reconcile(ObjectKey key, bool revalidate = false);
 
  private:
   boost::asio::awaitable<Outcome> initialize(const kube::BackupStorage& s, const kube::Secret* secret,
-                                             kube::BackupStorageStatus& status);
+                                             kube::BackupStorageStatus& status, bool revalidate);
   boost::asio::awaitable<Outcome> remove(const kube::BackupStorage& s);
   // Writes the status when it changed (phase computed here); a failed write replaces `outcome`.
   boost::asio::awaitable<Outcome> publish(const kube::BackupStorage& s, kube::BackupStorageStatus status,

@@ -78,7 +78,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                        : nullptr),
       reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
       controller(io.get_executor(), queue, reconciler,
-                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry}, wall_now_ms),
+                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period}, wall_now_ms),
       lag(io.get_executor()) {}
 
 ReconcileTarget& Runtime::target() {

@@ -67,7 +67,8 @@ TEST_CASE("a bad value in the file names file:line:column, the setting and the v
 TEST_CASE("an unknown key is reported at its position, with the closest known key") {
   CHECK(file_error("log:\n  level: info\nreconcile:\n  workers: 4\n\n\n  wrokers: 3\n") ==
         "config.yaml:7:3: unknown setting \"reconcile.wrokers\", did you mean \"reconcile.workers\"? (known: "
-        "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry)");
+        "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
+        "reconcile.revalidate-period)");
   CHECK(file_error("reconcle:\n  workers: 3\n")
             .starts_with("config.yaml:1:1: unknown setting \"reconcle\", did you mean \"reconcile\"? (known: "
                          "state-dir, log.format, "));
@@ -79,9 +80,10 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "config.yaml:1:1: unknown setting \"token\" (known: state-dir, log.format, log.level, log.file, "
         "manifests.dir, manifests.debounce, manifests.poll-interval, local.root, local.io-threads, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
+        "reconcile.revalidate-period, "
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
-                "backends.connect-timeout, backends.request-timeout, backends.max-connections, kube.kubeconfig, "
-                                         "kube.context, kube.namespace, kube.qps, kube.burst)");
+        "backends.connect-timeout, backends.request-timeout, backends.max-connections, kube.kubeconfig, "
+        "kube.context, kube.namespace, kube.qps, kube.burst)");
 }
 
 TEST_CASE("a value of the wrong YAML kind is reported at its position") {

@@ -15,6 +15,7 @@ bool same_settings(const Config& a, const Config& b) {
          a.manifests_poll_interval == b.manifests_poll_interval && a.local_root == b.local_root &&
          a.local_io_threads == b.local_io_threads && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
+         a.revalidate_period == b.revalidate_period &&
          a.commit_interval == b.commit_interval && a.synchronous == b.synchronous &&
          a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version &&
          a.gcs_endpoint == b.gcs_endpoint && a.backend_connect_timeout == b.backend_connect_timeout &&
@@ -51,6 +52,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  retry-base: 1s\n"
         "  retry-cap: 5m\n"
         "  permanent-retry: 10m\n"
+        "  revalidate-period: 10m\n"
         "store:\n"
         "  commit-interval: 5ms\n"
         "  synchronous: full\n"
@@ -102,6 +104,8 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "90s",
                                     "--permanent-retry",
                                     "2h45m",
+                                    "--revalidate-period",
+                                    "0",
                                     "--commit-interval",
                                     "0",
                                     "--store-synchronous",

@@ -171,3 +171,27 @@ TEST_CASE("run: SIGTERM as soon as it is up is handled gracefully and is not fat
     CHECK(child.wait(std::chrono::seconds(20)) == 0);
   }
 }
+
+TEST_CASE("run: a Ready storage is checked again every revalidate period and a broken backend turns it NotReady") {
+  Env env("revalidate");
+  test::write_file(env.manifests / "a.yaml", test::local_storage("a", "/data/a"));
+  auto args = std::vector<std::string>{"run", "--manifests", env.manifests.string(), "--revalidate-period", "500ms",
+                                       "--permanent-retry", "500ms"};
+  for (auto& c : env.common()) args.push_back(c);
+  auto child = test::Child::spawn(args, env.dir / "run.out", env.dir / "run.err");
+  auto meta = env.root / "data/a/metadata.yaml";
+  REQUIRE(test::eventually([&] { return test::fs::exists(meta); }));
+  auto phase = [&] { return env.stowage({"get", "bs", "a", "-n", "demo", "-o", "wide", "--state-dir", env.state.string()}, false).out; };
+  REQUIRE(test::eventually([&] { return phase().find("Ready") != std::string::npos; }));
+
+  // Nothing about the object changes; only the backend breaks. The next revalidation notices.
+  test::write_file(meta, "not: a BackendMeta\n");
+  REQUIRE(test::eventually([&] { return phase().find("NotReady") != std::string::npos; }, std::chrono::seconds(10)));
+  CHECK_THAT(test::read_file(env.dir / "run.err"), Catch::Contains("is not a valid BackendMeta"));
+  // Fixed (the bad file removed): initialized again, Ready.
+  test::fs::remove(meta);
+  REQUIRE(test::eventually([&] { return phase().find("NotReady") == std::string::npos && test::fs::exists(meta); },
+                           std::chrono::seconds(10)));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(15)) == 0);
+}
