@@ -31,6 +31,7 @@ demo: build
 bench: build
 	$(BUILD)/bench/stowage-bench
 	$(BUILD)/bench/stowage-cloud-bench
+	$(BUILD)/bench/stowage-watch-bench
 
 clean:
 	rm -rf $(BUILD)
