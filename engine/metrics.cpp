@@ -1,0 +1,133 @@
+#include "engine/metrics.hpp"
+
+#include <string>
+
+namespace stowage::engine {
+
+namespace {
+
+// k8s.io/component-base's rest client latency buckets.
+std::vector<double> rest_client_buckets() { return {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60}; }
+
+// Backend requests: the REST client's, stretched to ten minutes for uploads over slow links.
+std::vector<double> backend_buckets() {
+  return {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600};
+}
+
+// The reactor's lateness: 1 ms (the probe's own jitter) to 10 s (a reactor that has stopped).
+std::vector<double> lag_buckets() { return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}; }
+
+}  // namespace
+
+std::string_view result_label(ReconcileResult result) {
+  switch (result) {
+    case ReconcileResult::Success:
+      return "success";
+    case ReconcileResult::Error:
+      return "error";
+    case ReconcileResult::Requeue:
+      return "requeue";
+    case ReconcileResult::RequeueAfter:
+      return "requeue_after";
+  }
+  return "error";
+}
+
+// Help texts are controller-runtime's and client-go's, word for word, where the family is theirs.
+Metrics::Metrics(metrics::Registry& r)
+    : reconcile_total(r.counter("controller_runtime_reconcile_total", "Total number of reconciliations per controller",
+                                {"controller", "result"})),
+      reconcile_errors_total(r.counter("controller_runtime_reconcile_errors_total",
+                                       "Total number of reconciliation errors per controller", {"controller"})),
+      reconcile_time_seconds(r.histogram("controller_runtime_reconcile_time_seconds",
+                                         "Length of time per reconciliation per controller", {"controller"},
+                                         metrics::reconcile_time_buckets())),
+      active_workers(r.gauge("controller_runtime_active_workers", "Number of currently used workers per controller",
+                             {"controller"})),
+      max_concurrent_reconciles(r.gauge("controller_runtime_max_concurrent_reconciles",
+                                        "Maximum number of concurrent reconciles per controller", {"controller"})),
+      workqueue_depth(r.gauge("workqueue_depth", "Current depth of workqueue", {"name"})),
+      workqueue_adds_total(r.counter("workqueue_adds_total", "Total number of adds handled by workqueue", {"name"})),
+      workqueue_queue_duration_seconds(r.histogram("workqueue_queue_duration_seconds",
+                                                   "How long in seconds an item stays in workqueue before being "
+                                                   "requested",
+                                                   {"name"}, metrics::workqueue_buckets())),
+      workqueue_work_duration_seconds(r.histogram("workqueue_work_duration_seconds",
+                                                  "How long in seconds processing an item from workqueue takes.",
+                                                  {"name"}, metrics::workqueue_buckets())),
+      workqueue_retries_total(
+          r.counter("workqueue_retries_total", "Total number of retries handled by workqueue", {"name"})),
+      workqueue_unfinished_work_seconds(r.gauge(
+          "workqueue_unfinished_work_seconds",
+          "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. "
+          "Large values indicate stuck threads. One can deduce the number of stuck threads by observing the rate at "
+          "which this increases.",
+          {"name"})),
+      workqueue_longest_running_processor_seconds(
+          r.gauge("workqueue_longest_running_processor_seconds",
+                  "How many seconds has the longest running processor for workqueue been running.", {"name"})),
+      rest_client_requests_total(r.counter("rest_client_requests_total",
+                                           "Number of HTTP requests, partitioned by status code, method, and host.",
+                                           {"code", "method", "host"})),
+      rest_client_request_duration_seconds(
+          r.histogram("rest_client_request_duration_seconds", "Request latency in seconds. Broken down by verb, and host.",
+                      {"verb", "host"}, rest_client_buckets())),
+      leader_election_master_status(r.gauge("leader_election_master_status",
+                                            "Gauge of if the reporting system is master of the relevant lease, 0 "
+                                            "indicates backup, 1 indicates master. 'name' is the string used to "
+                                            "identify the lease. Please make sure to group by name.",
+                                            {"name"})),
+      backend_uploads_total(r.counter("stowage_backend_uploads_total",
+                                      "Writes of BackupStorage metadata to storage backends, by provider and result.",
+                                      {"provider", "result"})),
+      backend_request_duration_seconds(r.histogram("stowage_backend_request_duration_seconds",
+                                                   "Latency of storage backend requests in seconds, by provider and "
+                                                   "operation.",
+                                                   {"provider", "operation"}, backend_buckets())),
+      event_loop_lag_seconds(r.gauge("stowage_event_loop_lag_seconds",
+                                     "How late the reactor ran its last lag probe, in seconds.")),
+      event_loop_lag_distribution_seconds(r.histogram("stowage_event_loop_lag_distribution_seconds",
+                                                      "How late the reactor runs its lag probes, in seconds.", {},
+                                                      lag_buckets())),
+      event_loop_longest_stall_seconds(r.gauge("stowage_event_loop_longest_stall_seconds",
+                                               "The longest the reactor was kept from running ready work since the "
+                                               "process started, in seconds.")),
+      backupstorages(r.gauge("stowage_backupstorages", "BackupStorages known to the controller, by status phase.",
+                             {"phase"})) {}
+
+void Metrics::controller_started(std::string_view controller, int max_concurrent) {
+  for (auto result : {ReconcileResult::Success, ReconcileResult::Error, ReconcileResult::Requeue,
+                      ReconcileResult::RequeueAfter})
+    reconcile_total.with({controller, result_label(result)});
+  reconcile_errors_total.with({controller});
+  active_workers.set({controller}, 0);
+  max_concurrent_reconciles.set({controller}, max_concurrent);
+  workqueue_depth.with({controller});
+  workqueue_adds_total.with({controller});
+  workqueue_retries_total.with({controller});
+  workqueue_unfinished_work_seconds.with({controller});
+  workqueue_longest_running_processor_seconds.with({controller});
+}
+
+void Metrics::reconcile_finished(std::string_view controller, ReconcileResult result,
+                                 std::chrono::duration<double> took) {
+  reconcile_total.inc({controller, result_label(result)});
+  if (result == ReconcileResult::Error) reconcile_errors_total.inc({controller});
+  reconcile_time_seconds.observe({controller}, took);
+}
+
+void Metrics::rest_request_finished(std::optional<int> status, std::string_view method, std::string_view host,
+                                    std::chrono::duration<double> took) {
+  std::string code = status ? std::to_string(*status) : "<error>";
+  rest_client_requests_total.inc({code, method, host});
+  rest_client_request_duration_seconds.observe({method, host}, took);
+}
+
+void Metrics::event_loop_sampled(std::chrono::duration<double> late) {
+  double seconds = late.count() < 0 ? 0 : late.count();
+  event_loop_lag_seconds.set(seconds);
+  event_loop_lag_distribution_seconds.observe(seconds);
+  event_loop_longest_stall_seconds.with({}).set_max(seconds);
+}
+
+}  // namespace stowage::engine

@@ -1,0 +1,105 @@
+#pragma once
+// engine::Metrics — every metric family stowage exposes, registered once into a metrics::Registry,
+// as named references. Where controller-runtime / client-go have a metric for the same thing, the
+// family has their name, labels, help text and buckets, so their dashboards and alerts work as-is.
+//
+// Label values used throughout: controller = the workqueue name = "backupstorage"; host =
+// "host:port" of the API server; provider = "s3" | "gcs" | "azure" | "local".
+//
+// Every update is safe from any thread (the SQLite writer thread, the disk pool); see
+// common/metrics.hpp. Typical calls:
+//   metrics.reconcile_total.inc({"backupstorage", "success"});
+//   auto timer = metrics.reconcile_time_seconds.start_timer({"backupstorage"});  // observes when destroyed
+//   metrics.reconcile_finished("backupstorage", ReconcileResult::Error, elapsed);  // total+errors+time at once
+#include <chrono>
+#include <optional>
+#include <string_view>
+
+#include "common/metrics.hpp"
+
+namespace stowage::engine {
+
+// The `result` label of controller_runtime_reconcile_total, as controller-runtime sets it.
+enum class ReconcileResult {
+  Success,       // Outcome::Done: settled
+  Error,         // Outcome::Transient or Permanent: the reconcile failed (retried with backoff / later)
+  Requeue,       // succeeded but asked to run again at once (controller-runtime's Result.Requeue)
+  RequeueAfter,  // succeeded but asked to run again after a delay (Result.RequeueAfter)
+};
+std::string_view result_label(ReconcileResult result);  // "success" | "error" | "requeue" | "requeue_after"
+
+struct Metrics {
+  explicit Metrics(metrics::Registry& registry);
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // ---- controller-runtime: the reconcile loop -------------------------------------------------
+  // {controller, result}: one per finished reconcile (result: see ReconcileResult).
+  metrics::Counter& reconcile_total;
+  // {controller}: one per reconcile that ended in an error (also counted in reconcile_total{error}).
+  metrics::Counter& reconcile_errors_total;
+  // {controller}: wall time of each reconcile, whatever its result (controller-runtime's buckets).
+  metrics::Histogram& reconcile_time_seconds;
+  // {controller}: reconciles running now (inc when one starts, dec when it ends).
+  metrics::Gauge& active_workers;
+  // {controller}: the worker limit (ControllerOptions::workers), set once at start.
+  metrics::Gauge& max_concurrent_reconciles;
+
+  // ---- client-go workqueue (name = the controller's name) -------------------------------------
+  // {name}: keys waiting to be claimed (inc on add of a key not already waiting, dec on claim).
+  metrics::Gauge& workqueue_depth;
+  // {name}: keys added (one per add of a key not already waiting, retries included).
+  metrics::Counter& workqueue_adds_total;
+  // {name}: seconds from a key's add (or its retry time coming due) until a worker claims it.
+  metrics::Histogram& workqueue_queue_duration_seconds;
+  // {name}: seconds a worker spent on a claimed key (claim to done).
+  metrics::Histogram& workqueue_work_duration_seconds;
+  // {name}: keys put back to be retried after a failure (client-go's AddRateLimited).
+  metrics::Counter& workqueue_retries_total;
+  // {name}: sum over in-flight keys of the seconds they have been processed so far; refresh it
+  // periodically (client-go: every 500 ms). Growing steadily = stuck workers.
+  metrics::Gauge& workqueue_unfinished_work_seconds;
+  // {name}: seconds the longest-running in-flight key has been processed; refreshed with the above.
+  metrics::Gauge& workqueue_longest_running_processor_seconds;
+
+  // ---- client-go REST client (the Kubernetes API) ---------------------------------------------
+  // {code, method, host}: one per request; code = the HTTP status ("200") or "<error>" when no
+  // response came; method = "GET", "PUT", ...
+  metrics::Counter& rest_client_requests_total;
+  // {verb, host}: request latency, sent to whole response (watches: until the headers arrive).
+  metrics::Histogram& rest_client_request_duration_seconds;
+  // {name}: 1 while this process holds the lease `name`, 0 while it is a standby.
+  metrics::Gauge& leader_election_master_status;
+
+  // ---- stowage ---------------------------------------------------------------------------------
+  // {provider, result}: backend writes of a storage's metadata (result: "success" | "error").
+  metrics::Counter& backend_uploads_total;
+  // {provider, operation}: latency of each backend request (operation: "put" | "get" | "head" |
+  // "list" | "delete"), whatever its outcome.
+  metrics::Histogram& backend_request_duration_seconds;
+  // How late the reactor ran its last lag probe (LagMonitor's tick), in seconds.
+  metrics::Gauge& event_loop_lag_seconds;
+  // The distribution of those samples (a separate name: one name cannot be a gauge and a histogram).
+  metrics::Histogram& event_loop_lag_distribution_seconds;
+  // The longest single stall of the reactor since the process started.
+  metrics::Gauge& event_loop_longest_stall_seconds;
+  // {phase}: BackupStorages known, by status phase ("Ready" | "NotReady"). Set every phase on
+  // each recount (0 included), so an emptied phase reads 0 rather than its last count.
+  metrics::Gauge& backupstorages;
+
+  // ---- helpers that keep related families consistent -----------------------------------------
+  // Creates the zero series controller-runtime creates when a controller starts (reconcile_total
+  // for every result, errors, active workers, the queue's counters and gauges) and sets
+  // max_concurrent_reconciles: rate() then works from the first scrape.
+  void controller_started(std::string_view controller, int max_concurrent_reconciles);
+  // After a reconcile: reconcile_total{result}, reconcile_errors_total on Error, and
+  // reconcile_time_seconds.
+  void reconcile_finished(std::string_view controller, ReconcileResult result, std::chrono::duration<double> took);
+  // After an API request: rest_client_requests_total (status nullopt = "<error>") and its latency.
+  void rest_request_finished(std::optional<int> status, std::string_view method, std::string_view host,
+                             std::chrono::duration<double> took);
+  // One LagMonitor sample: the last-sample gauge, the histogram and the longest stall.
+  void event_loop_sampled(std::chrono::duration<double> late);
+};
+
+}  // namespace stowage::engine
