@@ -326,6 +326,11 @@ ApiClient::Awaitable<json::value> ApiClient::create(std::string collection_path,
   co_return co_await exchange(std::move(call));
 }
 
+ApiClient::Awaitable<json::value> ApiClient::replace(std::string path, json::value object) {
+  Call call{"update", "PUT", std::move(path), "", json::serialize(object), "application/json", ""};
+  co_return co_await exchange(std::move(call));
+}
+
 ApiClient::Awaitable<json::value> ApiClient::patch(std::string path, std::string content_type, json::value body) {
   Call call{"patch", "PATCH", std::move(path), "", json::serialize(body), std::move(content_type), ""};
   co_return co_await exchange(std::move(call));

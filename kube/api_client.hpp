@@ -1,5 +1,5 @@
 #pragma once
-// ApiClient — the Kubernetes REST client: get, list (one page), create, patch, delete and watch
+// ApiClient — the Kubernetes REST client: get, list (one page), create, replace (PUT), patch, delete and watch
 // against the API server a ClientConfig names, over http::Client.
 //
 // Guarantees:
@@ -127,6 +127,9 @@ class ApiClient {
   // The parsed body of one page (a *List object; metadata.continue says whether more follow).
   Awaitable<boost::json::value> list(std::string path, ListOptions options = {});
   Awaitable<boost::json::value> create(std::string collection_path, boost::json::value object);
+  // PUT (the "update" verb): the object replaces the stored one whole. With metadata.resourceVersion
+  // set, a stale one is a 409 Conflict (optimistic concurrency, as client-go's Update).
+  Awaitable<boost::json::value> replace(std::string path, boost::json::value object);
   // content_type: kMergePatch or kJsonPatch (or application/strategic-merge-patch+json).
   Awaitable<boost::json::value> patch(std::string path, std::string content_type, boost::json::value body);
   // The server's answer: the object (finalizers pending) or a Status.
@@ -138,7 +141,7 @@ class ApiClient {
 
  private:
   struct Call {
-    std::string verb;    // for messages: get, list, create, patch, delete, watch
+    std::string verb;    // for messages: get, list, create, update, patch, delete, watch
     std::string method;  // HTTP
     std::string path;    // API path, for messages
     std::string query;   // "" or "?a=b&..."

@@ -1,5 +1,6 @@
 // ApiClient against the test API server (tests/apiserver/apiserver.py) over TLS with a bearer token:
-// create/get/list paging, merge and JSON patches, a watch, 401s, token-file rotation, an untrusted CA.
+// create/get/list paging, replace (PUT) with resourceVersion conflicts, merge and JSON patches, a
+// watch, 401s, token-file rotation, an untrusted CA.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -188,6 +189,49 @@ TEST_CASE("merge patch and JSON patch, with a failing test operation as a 422") 
   auto after = run(io, api.get(kConfigMaps + "/p"));
   REQUIRE(after.ok());
   CHECK(str(after.value(), {"data", "k"}) == "two");
+}
+
+TEST_CASE("replace is a PUT that honours resourceVersion: a stale one is a 409 Conflict") {
+  ApiServer server("replace", "tok");
+  boost::asio::io_context io;
+  http::Client http(io.get_executor());
+  ApiClient api(http, server.config("tok"));
+  auto created = run(io, api.create(kConfigMaps, config_map("r", "one")));
+  REQUIRE(created.ok());
+  const std::string first_rv = str(created.value(), {"metadata", "resourceVersion"});
+
+  json::value changed = created.value();
+  changed.as_object()["data"] = json::object{{"k", "two"}};  // replaced whole: no merge with the old data
+  auto replaced = run(io, api.replace(kConfigMaps + "/r", changed));
+  INFO((replaced.ok() ? std::string() : replaced.error().message));
+  REQUIRE(replaced.ok());
+  CHECK(str(replaced.value(), {"data", "k"}) == "two");
+  const std::string second_rv = str(replaced.value(), {"metadata", "resourceVersion"});
+  CHECK(second_rv != first_rv);
+
+  // The same body again still carries first_rv, which is stale now.
+  json::value stale = changed;
+  stale.as_object()["data"] = json::object{{"k", "three"}};
+  auto conflict = run(io, api.replace(kConfigMaps + "/r", stale));
+  REQUIRE_FALSE(conflict.ok());
+  CHECK(conflict.error().http_status == 409);
+  CHECK(conflict.error().status.reason == "Conflict");
+  CHECK(conflict.error().message.find("update " + kConfigMaps + "/r") != std::string::npos);
+  CHECK_FALSE(conflict.error().transient());
+  auto after = run(io, api.get(kConfigMaps + "/r"));
+  REQUIRE(after.ok());
+  CHECK(str(after.value(), {"data", "k"}) == "two");
+
+  // Without a resourceVersion the write is unconditional.
+  stale.as_object()["metadata"].as_object().erase("resourceVersion");
+  auto forced = run(io, api.replace(kConfigMaps + "/r", stale));
+  REQUIRE(forced.ok());
+  CHECK(str(forced.value(), {"data", "k"}) == "three");
+
+  json::value ghost = config_map("ghost", "x");
+  auto missing = run(io, api.replace(kConfigMaps + "/ghost", ghost));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().http_status == 404);
 }
 
 TEST_CASE("a watch sees ADDED, MODIFIED and DELETED and ends when timeoutSeconds passes") {
