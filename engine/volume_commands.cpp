@@ -1,0 +1,108 @@
+// init-volume and wipe-volume (see volume_commands.hpp): the local backend's blocking steps
+// (storage/local_fs.hpp) run directly, in the Job's own process, with the outcome reported as one
+// line on stdout/stderr and in the termination log.
+#include "engine/volume_commands.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string_view>
+
+#include "common/time_format.hpp"
+#include "storage/local_fs.hpp"
+#include "storage/metadata.hpp"
+
+namespace stowage::engine {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::size_t kTerminationLogLimit = 4096;  // what the kubelet reads of the file
+
+// Cuts `text` to at most `limit` bytes without splitting a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return text;
+  std::size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+// Best effort: a missing or read-only termination log (outside a pod) is not an error.
+void write_termination_log(const fs::path& log, std::string_view line) {
+  if (log.empty()) return;
+  int fd = ::open(log.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) return;
+  std::string_view rest = utf8_prefix(line, kTerminationLogLimit);
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+}
+
+int succeed(const VolumeCommandOptions& options, const std::string& line) {
+  std::fprintf(stdout, "%s\n", line.c_str());
+  std::fflush(stdout);
+  write_termination_log(options.termination_log, line);
+  return kVolumeExitOk;
+}
+
+int fail(const VolumeCommandOptions& options, const std::string& line, int code) {
+  std::fprintf(stderr, "error: %s\n", line.c_str());
+  std::fflush(stderr);
+  write_termination_log(options.termination_log, line);
+  return code;
+}
+
+int fail(const VolumeCommandOptions& options, const storage::BackendError& error) {
+  return fail(options, error.message, error.transient ? kVolumeExitTransient : kVolumeExitPermanent);
+}
+
+// metadata.yaml exists: keep it when it is a valid BackendMeta, refuse to touch it otherwise.
+int keep_existing(const VolumeCommandOptions& options, const fs::path& file, const storage::MetadataState& state) {
+  if (!state.meta)
+    return fail(options,
+                file.string() + " exists but is not a valid BackendMeta (" + state.invalid_reason +
+                    "): stowage never overwrites it; fix or remove it",
+                kVolumeExitPermanent);
+  std::string version = state.meta->operator_version.empty() ? "" : " by " + state.meta->operator_version;
+  return succeed(options, "kept " + file.string() + " (created " + state.meta->creation_timestamp + version + ")");
+}
+
+}  // namespace
+
+int init_volume(const fs::path& path, const std::string& operator_version, const VolumeCommandOptions& options) {
+  if (path.empty()) return fail(options, "no path given: pass the volume's mount path", kVolumeExitPermanent);
+  const storage::LocalBackendOptions backend{path, /*create_directory=*/false};  // the mount must be there
+  const fs::path file = path / storage::kMetadataFile;
+
+  auto state = storage::local_fs::read_metadata(backend);
+  if (!state) return fail(options, state.error());
+  if (state.value().exists) return keep_existing(options, file, state.value());
+
+  const storage::BackendMeta meta{rfc3339(WallClock::now()), operator_version};
+  auto created = storage::local_fs::create_metadata(backend, storage::render_metadata(meta));
+  if (!created) return fail(options, created.error());
+  if (created.value() == storage::CreateOutcome::Created)
+    return succeed(options, "created " + file.string() + " (operatorVersion " + operator_version + ")");
+
+  // Another writer created it between our read and our write: judge theirs like any existing file.
+  auto theirs = storage::local_fs::read_metadata(backend);
+  if (!theirs) return fail(options, theirs.error());
+  return keep_existing(options, file, theirs.value());
+}
+
+int wipe_volume(const fs::path& path, const VolumeCommandOptions& options) {
+  if (path.empty()) return fail(options, "no path given: pass the volume's mount path", kVolumeExitPermanent);
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec)))
+    return succeed(options, "nothing to remove: " + path.string() + " does not exist");
+  auto removed = storage::local_fs::delete_all(storage::LocalBackendOptions{path, false});
+  if (!removed) return fail(options, removed.error());
+  return succeed(options, "removed " + std::to_string(removed.value()) + " files under " + path.string());
+}
+
+}  // namespace stowage::engine
