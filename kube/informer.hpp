@@ -19,6 +19,7 @@
 // Assumes: the ApiClient outlives the informer's requests; destroying the informer (or stop())
 // makes its coroutine end at its next step without touching the informer again.
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
 
 #include <cstdint>
@@ -91,7 +92,7 @@ class Informer {
  private:
   struct State;
   void apply(ReflectorActions& actions, ReflectorAction*& next);
-  void replace(ReplaceStore& replace);
+  boost::asio::awaitable<void> replace(ReplaceStore& replace, std::shared_ptr<State> st);
   void apply_event(ApplyEvent& event);
 
   boost::asio::any_io_executor executor_;
