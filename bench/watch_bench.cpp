@@ -326,7 +326,7 @@ int informer_side(char** a) {
   config.server = server.value();
   config.ca_pem = test_support::read_text(ca_file);
   config.bearer_token = token;
-  kube::ApiClient api(http, config, kube::ApiClientOptions{qps, burst, {}});
+  kube::ApiClient api(http, config, kube::ApiClientOptions{qps, burst, {}, {}});
 
   engine::ObjectCache cache;
   int phase = 0;  // 0 list+sync, 1 live watch (round 1), 2 backlog watch (round 2)
@@ -657,7 +657,7 @@ WriteResult write_round(const kube::ClientConfig& config, pid_t server_pid, cons
   }
   asio::io_context io{1};
   http::Client http(io.get_executor());
-  kube::ApiClient api(http, config, kube::ApiClientOptions{0, 0, {}});  // no client-side limit: a load generator
+  kube::ApiClient api(http, config, kube::ApiClientOptions{0, 0, {}, {}});  // no client-side limit: a load generator
   WriteResult w;
   std::size_t next = 0;
   auto worker = [&]() -> asio::awaitable<void> {

@@ -285,7 +285,13 @@ ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
     auto prepared = co_await prepare(call);
     if (!prepared.ok()) co_return prepared.error();
     Attempt& attempt = prepared.value();
+    auto sent_at = std::chrono::steady_clock::now();
     auto result = co_await http_.send(origin_, attempt.tls, std::move(attempt.request));
+    if (options_.on_request) {
+      std::optional<int> status;
+      if (result.ok()) status = result.value().status;
+      options_.on_request(status, call.method, std::chrono::steady_clock::now() - sent_at);
+    }
     if (!result.ok()) co_return transport_error(call.verb, call.path, result.error());
     const http::Response& response = result.value();
     if (response.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
@@ -371,10 +377,12 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
     WatchStreamSplitter splitter;
     std::optional<WatchStreamError> stream_error;
 
-    std::function<void(const http::Response&)> on_head = [&head, &success](const http::Response& h) {
+    auto opened_at = std::chrono::steady_clock::now();
+    std::function<void(const http::Response&)> on_head = [&head, &success, this, opened_at](const http::Response& h) {
       head.status = h.status;
       head.headers = h.headers;
       success = h.status >= 200 && h.status < 300;
+      if (options_.on_request) options_.on_request(h.status, "GET", std::chrono::steady_clock::now() - opened_at);
     };
     std::function<bool(std::string_view)> on_data = [&](std::string_view data) -> bool {
       if (!success) {

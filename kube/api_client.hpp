@@ -105,6 +105,10 @@ struct ApiClientOptions {
   int burst = 30;
   // The exec credential plugin's timeout (60 s) and output cap (1 MiB).
   ExecPluginOptions exec;
+  // Called after each request with its HTTP status (nullopt when no response came), method and
+  // duration (for a watch: until its headers arrived). For metrics; must not block.
+  std::function<void(std::optional<int> status, std::string_view method, std::chrono::duration<double> took)>
+      on_request;
 };
 
 class ApiClient {
