@@ -111,12 +111,16 @@ bool may_be_empty(const Setting& setting) {
 }
 
 void add_flag(CLI::App& app, const Setting& setting, std::optional<std::string>& slot) {
-  const std::string help = std::string(setting.description) + " [env: " + detail::env_name(setting.key) + "]";
+  bool is_flag = std::holds_alternative<detail::Flag>(setting.value);
+  const std::string default_value = detail::value_of(setting, Config{});
+  const std::string help = std::string(setting.description) +
+                           (is_flag ? " [default: " + default_value + "]" : std::string()) + " [env: " +
+                           detail::env_name(setting.key) + "]";
   CLI::Option* option = app.add_option(std::string(setting.flag), slot, help);
   option->type_name(detail::type_name(setting));
   option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  const std::string default_value = detail::value_of(setting, Config{});
-  if (!default_value.empty()) option->default_str(default_value);
+  // A flag given bare (`--leader-elect`) takes its default string as its value in CLI11: keep none.
+  if (!default_value.empty() && !is_flag) option->default_str(default_value);
   if (may_be_empty(setting)) option->expected(0, 1);  // "--log-file=" sets it to empty
 }
 

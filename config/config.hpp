@@ -47,6 +47,14 @@ struct Config {
   std::string kube_namespace;                         // kube.namespace: empty = all namespaces
   int kube_qps = 20;                                  // kube.qps: client-side rate limit (controller-runtime's)
   int kube_burst = 30;                                // kube.burst
+  std::string metrics_bind_address = "0";             // metrics.bind-address: "0" = off
+  std::string health_bind_address = "0";              // health.bind-address: "0" = off
+  bool leader_elect = false;                          // leader-election.enabled
+  std::string leader_election_id = "stowage-leader";  // leader-election.id (the Lease's name)
+  std::string leader_election_namespace;              // leader-election.namespace: "" = the pod's
+  Millis leader_lease_duration{15000};                // leader-election.lease-duration
+  Millis leader_renew_deadline{10000};                // leader-election.renew-deadline
+  Millis leader_retry_period{2000};                   // leader-election.retry-period
 
   std::filesystem::path config_file;  // the file that was read, if any
 };

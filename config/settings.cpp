@@ -35,6 +35,16 @@ void check_and_store(const Text<T>& text, Config& config, const std::string& inp
   config.*text.field = input;
 }
 
+void check_and_store(const Flag& flag, Config& config, const std::string& input) {
+  if (input.empty() || input == "true") {
+    config.*flag.field = true;
+  } else if (input == "false") {
+    config.*flag.field = false;
+  } else {
+    throw ConfigError("expected true or false, got " + quoted(input));
+  }
+}
+
 void check_and_store(const Choice& choice, Config& config, const std::string& input) {
   for (const auto& allowed : choice.choices) {
     if (input == allowed) {
@@ -74,6 +84,7 @@ std::string print(const Text<T>& text, const Config& config) {
   }
 }
 std::string print(const Choice& choice, const Config& config) { return config.*choice.field; }
+std::string print(const Flag& flag, const Config& config) { return config.*flag.field ? "true" : "false"; }
 std::string print(const Integer& integer, const Config& config) { return std::to_string(config.*integer.field); }
 std::string print(const Duration& duration, const Config& config) { return format_duration(config.*duration.field); }
 
@@ -82,6 +93,7 @@ std::string placeholder(const Text<T>& text) {
   return std::string(text.type_name);
 }
 std::string placeholder(const Choice& choice) { return join(choice.choices, "|"); }
+std::string placeholder(const Flag&) { return "BOOL"; }
 std::string placeholder(const Integer&) { return "INT"; }
 std::string placeholder(const Duration&) { return "DURATION"; }
 
@@ -149,6 +161,27 @@ std::vector<Setting> make_table() {
        Integer{&Config::kube_qps, 0, 100000}},
       {"kube.burst", "--kube-api-burst", "Requests to the API server that may go at once above kube.qps",
        Integer{&Config::kube_burst, 1, 100000}},
+      {"metrics.bind-address", "--metrics-bind-address",
+       "Where /metrics is served (Prometheus text), e.g. :8080 or 127.0.0.1:8080; 0 disables it",
+       Text<std::string>{&Config::metrics_bind_address, "ADDRESS", false}},
+      {"health.bind-address", "--health-probe-bind-address",
+       "Where /healthz and /readyz are served, e.g. :8081; 0 disables them",
+       Text<std::string>{&Config::health_bind_address, "ADDRESS", false}},
+      {"leader-election.enabled", "--leader-elect",
+       "Kubernetes mode: reconcile only while holding a coordination.k8s.io Lease (run several replicas)",
+       Flag{&Config::leader_elect}},
+      {"leader-election.id", "--leader-election-id", "Name of the Lease", Text<std::string>{&Config::leader_election_id, "NAME", false}},
+      {"leader-election.namespace", "--leader-election-namespace",
+       "Namespace of the Lease; empty: the pod's namespace (or the kubeconfig context's)",
+       Text<std::string>{&Config::leader_election_namespace, "NAME", true}},
+      {"leader-election.lease-duration", "--leader-elect-lease-duration",
+       "How long a standby waits after the last renewal before taking the Lease over",
+       Duration{&Config::leader_lease_duration, kPositive}},
+      {"leader-election.renew-deadline", "--leader-elect-renew-deadline",
+       "How long the leader keeps trying to renew before it gives leadership up (and exits)",
+       Duration{&Config::leader_renew_deadline, kPositive}},
+      {"leader-election.retry-period", "--leader-elect-retry-period", "How often candidates and the leader try",
+       Duration{&Config::leader_retry_period, kPositive}},
   };
 }
 

@@ -37,7 +37,12 @@ struct Duration {
   Millis min;  // 1ms for "must be > 0", 0 where zero is allowed
 };
 
-using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration>;
+// true/false; a flag given without a value (`--leader-elect`) means true.
+struct Flag {
+  bool Config::*field;
+};
+
+using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag>;
 
 struct Setting {
   std::string_view key;   // "reconcile.workers": nested maps in the file, split at the dots

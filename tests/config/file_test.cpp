@@ -83,7 +83,9 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "reconcile.revalidate-period, "
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
         "backends.connect-timeout, backends.request-timeout, backends.max-connections, kube.kubeconfig, "
-        "kube.context, kube.namespace, kube.qps, kube.burst)");
+        "kube.context, kube.namespace, kube.qps, kube.burst, metrics.bind-address, health.bind-address, "
+        "leader-election.enabled, leader-election.id, leader-election.namespace, leader-election.lease-duration, "
+        "leader-election.renew-deadline, leader-election.retry-period)");
 }
 
 TEST_CASE("a value of the wrong YAML kind is reported at its position") {

@@ -39,7 +39,9 @@ TEST_CASE("help shows each flag with its description, default and environment va
     CHECK(help.find(setting.flag) != std::string::npos);
     CHECK(help.find(setting.description) != std::string::npos);
     CHECK(help.find("[env: " + setting.env + "]") != std::string::npos);
-    if (!setting.default_value.empty()) CHECK(help.find("=" + setting.default_value) != std::string::npos);
+    if (!setting.default_value.empty())
+      CHECK((help.find("=" + setting.default_value) != std::string::npos ||
+             help.find("[default: " + setting.default_value + "]") != std::string::npos));
   }
   CHECK(help.find("--config FILE") != std::string::npos);
   CHECK(help.find("--log-format text|json=text") != std::string::npos);

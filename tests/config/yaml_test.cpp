@@ -22,7 +22,12 @@ bool same_settings(const Config& a, const Config& b) {
          a.backend_request_timeout == b.backend_request_timeout &&
          a.backend_max_connections == b.backend_max_connections && a.kubeconfig == b.kubeconfig &&
          a.kube_context == b.kube_context && a.kube_namespace == b.kube_namespace &&
-         a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst;
+         a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
+         a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&
+         a.leader_elect == b.leader_elect && a.leader_election_id == b.leader_election_id &&
+         a.leader_election_namespace == b.leader_election_namespace &&
+         a.leader_lease_duration == b.leader_lease_duration && a.leader_renew_deadline == b.leader_renew_deadline &&
+         a.leader_retry_period == b.leader_retry_period;
 }
 
 Config reload(const Config& config) {
@@ -70,7 +75,18 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  context: \"\"\n"
         "  namespace: \"\"\n"
         "  qps: 20\n"
-        "  burst: 30\n");
+        "  burst: 30\n"
+        "metrics:\n"
+        "  bind-address: 0\n"
+        "health:\n"
+        "  bind-address: 0\n"
+        "leader-election:\n"
+        "  enabled: false\n"
+        "  id: stowage-leader\n"
+        "  namespace: \"\"\n"
+        "  lease-duration: 15s\n"
+        "  renew-deadline: 10s\n"
+        "  retry-period: 2s\n");
 }
 
 TEST_CASE("the defaults round-trip through to_yaml and the loader") {
@@ -123,7 +139,23 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "--kube-api-qps",
                                     "0",
                                     "--kube-api-burst",
-                                    "1"});
+                                    "1",
+                                    "--metrics-bind-address",
+                                    "[::1]:9090",
+                                    "--health-probe-bind-address",
+                                    ":8081",
+                                    "--leader-elect",
+                                    "--leader-election-id",
+                                    "x",
+                                    "--leader-election-namespace",
+                                    "ops",
+                                    "--leader-elect-lease-duration",
+                                    "30s",
+                                    "--leader-elect-renew-deadline",
+                                    "20s",
+                                    "--leader-elect-retry-period",
+                                    "4s"});
+  CHECK(changed.leader_elect);
   CHECK(changed.manifests == "null");
   CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));
   const Config again = reload(changed);
