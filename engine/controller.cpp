@@ -12,16 +12,22 @@ struct Controller::Timer {
   boost::asio::steady_timer t;
 };
 
+namespace {
+constexpr std::string_view kName = "backupstorage";  // controller and work-queue name in metrics
+}
+
 Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
-                       ControllerOptions options, persistence::WorkQueue::Clock clock)
+                       ControllerOptions options, persistence::WorkQueue::Clock clock, Metrics* metrics)
     : executor_(executor),
       queue_(queue),
       reconciler_(reconciler),
       options_(options),
       clock_(std::move(clock)),
       backoff_(options.retry_base, options.retry_cap),
-      timer_(std::make_unique<Timer>(executor)) {
+      timer_(std::make_unique<Timer>(executor)),
+      metrics_(metrics) {
   queue_.on_added([this] {
+    if (metrics_) metrics_->workqueue_adds_total.inc({kName});
     if (running_ && !pump_posted_) {
       pump_posted_ = true;
       boost::asio::post(executor_, [this] { pump(); });
@@ -32,6 +38,7 @@ Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQ
 Controller::~Controller() { queue_.on_added(nullptr); }
 
 void Controller::start() {
+  if (metrics_) metrics_->controller_started(kName, options_.workers);
   running_ = true;
   pump();
 }
@@ -55,8 +62,12 @@ void Controller::pump() {
   while (in_flight_ < static_cast<std::size_t>(options_.workers)) {
     auto item = queue_.claim();
     if (!item) break;
+    if (metrics_ && item->next_attempt_ms > 0)
+      metrics_->workqueue_queue_duration_seconds.observe(
+          {kName}, std::max<std::int64_t>(0, clock_() - item->next_attempt_ms) / 1000.0);
     run(std::move(*item));
   }
+  if (metrics_) metrics_->workqueue_depth.set({kName}, static_cast<double>(queue_.pending()));
   arm_timer();
 }
 
@@ -75,9 +86,11 @@ void Controller::run(persistence::QueueRow item) {
   ++reconciles_;
   spdlog::trace("{}: reconcile (reason: {}, attempts: {})", item.key.object_name(), item.reason, item.attempts);
   ObjectKey key{item.key.namespace_, item.key.name};
+  if (metrics_) metrics_->active_workers.inc({kName});
+  auto started = std::chrono::steady_clock::now();
   bool revalidate = item.reason == kRevalidateReason;
   boost::asio::co_spawn(executor_, reconciler_.reconcile(key, revalidate),
-                        [this, item = std::move(item)](std::exception_ptr ep, Outcome outcome) {
+                        [this, item = std::move(item), started](std::exception_ptr ep, Outcome outcome) {
                           if (ep) {
                             // A bug, not a backend failure: keep the item, back off, say so loudly.
                             try {
@@ -86,6 +99,16 @@ void Controller::run(persistence::QueueRow item) {
                               outcome = {Outcome::Transient, std::string("internal error: ") + e.what(), false};
                             }
                             spdlog::error("{}: reconcile threw: {}", item.key.object_name(), outcome.error);
+                          }
+                          if (metrics_) {
+                            auto took = std::chrono::steady_clock::now() - started;
+                            metrics_->active_workers.dec({kName});
+                            metrics_->workqueue_work_duration_seconds.observe(
+                                {kName}, std::chrono::duration<double>(took).count());
+                            metrics_->reconcile_finished(
+                                kName, outcome.kind == Outcome::Done ? ReconcileResult::Success : ReconcileResult::Error,
+                                took);
+                            if (outcome.kind != Outcome::Done) metrics_->workqueue_retries_total.inc({kName});
                           }
                           finish(item, outcome);
                         });

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "common/backoff.hpp"
+#include "engine/metrics.hpp"
 #include "engine/reconciler.hpp"
 #include "persistence/work_queue.hpp"
 
@@ -35,8 +36,9 @@ class Controller {
  public:
   using Observer = std::function<void(const persistence::QueueKey&, const Outcome&)>;
 
+  // metrics may be null; otherwise the reconcile and work-queue families are kept up to date.
   Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
-             ControllerOptions options, persistence::WorkQueue::Clock clock);
+             ControllerOptions options, persistence::WorkQueue::Clock clock, Metrics* metrics = nullptr);
   ~Controller();
 
   void start();
@@ -70,6 +72,7 @@ class Controller {
   bool pump_posted_ = false;
   Observer observer_;
   std::function<void()> on_idle_;
+  Metrics* metrics_ = nullptr;
 };
 
 }  // namespace stowage::engine

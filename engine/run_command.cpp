@@ -8,9 +8,13 @@
 #include <csignal>
 #include <random>
 
+#include <boost/asio/co_spawn.hpp>
+
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
+#include "engine/probes.hpp"
 #include "engine/runtime.hpp"
+#include "kube/leader_elector.hpp"
 
 namespace stowage::engine {
 
@@ -41,16 +45,87 @@ class HeldStopSignals {
   bool released_ = false;
 };
 
+// What serve() needs to know about the source besides stopping it.
+struct ServeHooks {
+  std::function<void()> stop_source;
+  // nullopt when ready for /readyz, else why not.
+  std::function<std::optional<std::string>()> readiness;
+  // The storages known now (for the phase gauge).
+  std::function<const ObjectCache&()> cache;
+  // Runs last before the process stops (releasing a Lease); calls `done` when finished.
+  std::function<void(std::function<void()> done)> before_exit;
+};
+
+// Starts the /metrics and /healthz,/readyz listeners the configuration asks for; false (after
+// logging why) when one cannot listen.
+bool start_listeners(Runtime& rt, const config::Config& config, const ServeHooks& hooks,
+                     std::unique_ptr<HttpServer>& metrics_server, std::unique_ptr<HttpServer>& probe_server) {
+  auto listen = [&](std::unique_ptr<HttpServer>& server, std::string_view flag, const std::string& address) {
+    auto parsed = parse_bind_address(address, flag);
+    if (!parsed.ok()) {
+      spdlog::error("{}", parsed.error());
+      return false;
+    }
+    if (!parsed.value()) return true;  // "0": off
+    server = std::make_unique<HttpServer>(rt.io.get_executor(), std::string(flag));
+    if (flag == kMetricsBindAddressFlag)
+      serve_metrics(*server, rt.registry);
+    else
+      serve_probes(*server, hooks.readiness);
+    auto started = server->start(address);
+    if (!started.ok()) {
+      spdlog::error("{}", started.error());
+      return false;
+    }
+    spdlog::info("serving {} on port {} ({})", flag == kMetricsBindAddressFlag ? "/metrics" : "/healthz and /readyz",
+                 server->port(), flag);
+    return true;
+  };
+  return listen(metrics_server, kMetricsBindAddressFlag, config.metrics_bind_address) &&
+         listen(probe_server, kHealthProbeBindAddressFlag, config.health_bind_address);
+}
+
 // Runs the reactor until SIGINT/SIGTERM: then stops the source, lets the reconciles in flight
-// finish (up to the grace period), makes the state store durable and returns.
-int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, const std::function<void()>& stop_source) {
+// finish (up to the grace period), makes the state store durable and returns. `exit_code` may be
+// set meanwhile (leadership lost).
+int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, const ServeHooks& hooks,
+          int& exit_code) {
+  std::unique_ptr<HttpServer> metrics_server, probe_server;
+  if (!start_listeners(rt, config, hooks, metrics_server, probe_server)) return 1;
   rt.lag.start();
+
+  // Gauges read from the engine's state once a second.
+  boost::asio::steady_timer gauges(rt.io);
+  std::function<void()> refresh = [&] {
+    rt.metrics.event_loop_longest_stall_seconds.set(std::chrono::duration<double>(rt.lag.longest()).count());
+    rt.metrics.event_loop_lag_seconds.set(std::chrono::duration<double>(rt.lag.percentile(99)).count());
+    rt.metrics.workqueue_depth.set({"backupstorage"}, static_cast<double>(rt.queue.pending()));
+    double ready = 0, not_ready = 0;
+    for (const auto& [_, s] : hooks.cache().storages()) (s.status.phase == "Ready" ? ready : not_ready) += 1;
+    rt.metrics.backupstorages.set({"Ready"}, ready);
+    rt.metrics.backupstorages.set({"NotReady"}, not_ready);
+    gauges.expires_after(std::chrono::seconds(1));
+    gauges.async_wait([&](boost::system::error_code ec) {
+      if (!ec) refresh();
+    });
+  };
+  refresh();
+
   boost::asio::signal_set signals(rt.io, SIGINT, SIGTERM);
   boost::asio::steady_timer grace(rt.io);
-  bool stopping = false;
+  bool stopping = false, finishing = false;
   auto finish = [&] {
+    if (finishing) return;
+    finishing = true;
     rt.lag.stop();
-    rt.store->when_durable([&] { rt.io.stop(); });
+    gauges.cancel();
+    if (metrics_server) metrics_server->stop();
+    if (probe_server) probe_server->stop();
+    auto last = [&] { rt.store->when_durable([&] { rt.io.stop(); }); };
+    if (hooks.before_exit)
+      hooks.before_exit(last);
+    else
+      last();
   };
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
@@ -62,7 +137,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
     stopping = true;
     spdlog::info("signal {}: finishing {} reconciles in flight (up to {} ms), then stopping", sig,
                  rt.controller.in_flight(), config.shutdown_grace.count());
-    stop_source();
+    hooks.stop_source();
     rt.controller.stop();
     signals.async_wait(on_signal);
     if (rt.controller.idle()) return finish();
@@ -80,7 +155,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
   rt.io.run();
   rt.store->flush_blocking();
   spdlog::info("stopped; longest reactor stall {} ms", rt.lag.longest().count() / 1000.0);
-  return 0;
+  return exit_code;
 }
 
 void restore_queue(Runtime& rt) {
@@ -103,11 +178,21 @@ int run_offline(const config::Config& config) {
                         rt.world());
   spdlog::info("stowage {} watching {} (state in {})", config.operator_version, dir.string(),
                rt.store->path().string());
+  bool loaded = false;
   source.start([&] {
     spdlog::info("manifests loaded: {} BackupStorages; reconciling", rt.world().cache().storages().size());
+    loaded = true;
     rt.controller.start();
   });
-  return serve(rt, config, held, [&] { source.stop(); });
+  ServeHooks hooks;
+  hooks.stop_source = [&] { source.stop(); };
+  hooks.readiness = [&]() -> std::optional<std::string> {
+    if (loaded) return std::nullopt;
+    return std::string("the manifest folder has not been read yet");
+  };
+  hooks.cache = [&]() -> const ObjectCache& { return rt.world().cache(); };
+  int exit_code = 0;
+  return serve(rt, config, held, hooks, exit_code);
 }
 
 int run_kubernetes(const config::Config& config) {
@@ -132,15 +217,86 @@ int run_kubernetes(const config::Config& config) {
   std::string scope = config.kube_namespace.empty() ? "all namespaces" : "namespace " + config.kube_namespace;
   spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
                client.value().describe(), fs::absolute(config.state_dir).string());
+  std::string lease_namespace =
+      config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
                            client.value().server.to_string() + " namespace=" + config.kube_namespace};
   Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
   restore_queue(rt);
+
+  // Reconciling starts once the caches are synced and, with --leader-elect, while this process leads.
+  bool synced = false, leading = !config.leader_elect, shutting_down = false;
+  int exit_code = 0;
+  auto maybe_start = [&] {
+    if (synced && leading) rt.controller.start();
+  };
+  std::unique_ptr<kube::LeaderElector> elector;
+  if (config.leader_elect) {
+    kube::LeaderElectionOptions lo;
+    lo.namespace_ = lease_namespace;
+    lo.name = config.leader_election_id;
+    lo.lease_duration = config.leader_lease_duration;
+    lo.renew_deadline = config.leader_renew_deadline;
+    lo.retry_period = config.leader_retry_period;
+    if (auto bad = kube::validate(lo)) {
+      spdlog::error("leader election settings: {}", *bad);
+      return 2;
+    }
+    rt.metrics.leader_election_master_status.set({lo.name}, 0);
+    kube::LeaderCallbacks callbacks;
+    callbacks.on_started_leading = [&, name = lo.name] {
+      spdlog::info("leading (Lease {}/{}); reconciling", lease_namespace, name);
+      rt.metrics.leader_election_master_status.set({name}, 1);
+      leading = true;
+      maybe_start();
+    };
+    callbacks.on_stopped_leading = [&, name = lo.name] {
+      rt.metrics.leader_election_master_status.set({name}, 0);
+      if (shutting_down) return;  // our own release at a clean stop
+      // As controller-runtime: a leader that could not renew stops at once; a restart campaigns anew.
+      spdlog::error("leadership of Lease {}/{} lost; stopping so that another replica takes over", lease_namespace,
+                    name);
+      leading = false;
+      exit_code = 1;
+      rt.controller.stop();
+      rt.kube->stop();
+      elector->stop();
+      rt.store->when_durable([&] { rt.io.stop(); });
+    };
+    callbacks.on_new_leader = [](const std::string& identity) { spdlog::info("the leader is now {}", identity); };
+    elector = std::make_unique<kube::LeaderElector>(rt.io.get_executor(), *rt.api, lo, std::move(callbacks));
+    spdlog::info("leader election on Lease {}/{} as {}", lease_namespace, lo.name, elector->identity());
+  }
   rt.kube->start([&] {
-    spdlog::info("caches synced: {} BackupStorages; reconciling", rt.kube->cache().storages().size());
-    rt.controller.start();
+    spdlog::info("caches synced: {} BackupStorages; {}", rt.kube->cache().storages().size(),
+                 leading ? "reconciling" : "standing by for the Lease");
+    synced = true;
+    maybe_start();
   });
-  return serve(rt, config, held, [&] { rt.kube->stop(); });
+  if (elector) elector->start();
+
+  ServeHooks hooks;
+  hooks.stop_source = [&] { rt.kube->stop(); };
+  hooks.readiness = [&]() -> std::optional<std::string> {
+    if (rt.kube->synced()) return std::nullopt;  // a synced standby is ready too: it stands by correctly
+    std::string why = rt.kube->problem();
+    return "caches not synced" + (why.empty() ? std::string() : ": " + why);
+  };
+  hooks.cache = [&]() -> const ObjectCache& { return rt.kube->cache(); };
+  if (elector) {
+    hooks.before_exit = [&](std::function<void()> done) {
+      shutting_down = true;
+      if (!elector->is_leader()) return done();
+      auto release = elector->async_release();
+      boost::asio::co_spawn(rt.io, std::move(release),
+                            [done](std::exception_ptr, Result<Ok, kube::ApiError> r) {
+                              if (!r.ok()) spdlog::warn("releasing the Lease failed: {}", r.error().message);
+                              else spdlog::info("Lease released");
+                              done();
+                            });
+    };
+  }
+  return serve(rt, config, held, hooks, exit_code);
 }
 
 }  // namespace

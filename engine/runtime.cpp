@@ -24,6 +24,19 @@ persistence::Fingerprinter load_fingerprinter(const config::Config& c) {
   if (!r.ok()) throw StartupError(r.error());
   return std::move(r.value());
 }
+std::unique_ptr<kube::ApiClient> make_api_client(const config::Config& c, http::Client& http, kube::ClientConfig client,
+                                                 Metrics& metrics) {
+  kube::ApiClientOptions options;
+  options.qps = c.kube_qps;
+  options.burst = c.kube_burst;
+  std::string host = client.server.host + ":" + std::to_string(client.server.port);
+  options.on_request = [&metrics, host](std::optional<int> status, std::string_view method,
+                                        std::chrono::duration<double> took) {
+    metrics.rest_request_finished(status, method, host, took);
+  };
+  return std::make_unique<kube::ApiClient>(http, std::move(client), std::move(options));
+}
+
 }  // namespace
 
 std::int64_t wall_now_ms() {
@@ -71,14 +84,14 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                                                               std::move(offline_source->source_id), queue,
                                                               offline_source->deletions)
                              : nullptr),
-      api(kube_source ? std::make_unique<kube::ApiClient>(http, std::move(kube_source->client),
-                                                                 kube::ApiClientOptions{double(c.kube_qps), c.kube_burst, {}}) : nullptr),
+      api(kube_source ? make_api_client(c, http, std::move(kube_source->client), metrics) : nullptr),
       kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, store.get(),
                                                            std::move(kube_source->options))
                        : nullptr),
       reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
       controller(io.get_executor(), queue, reconciler,
-                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period}, wall_now_ms),
+                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period}, wall_now_ms,
+                 &metrics),
       lag(io.get_executor()) {}
 
 ReconcileTarget& Runtime::target() {

@@ -14,6 +14,7 @@
 #include "engine/controller.hpp"
 #include "engine/facts.hpp"
 #include "engine/lag_monitor.hpp"
+#include "engine/metrics.hpp"
 #include "engine/kube_world.hpp"
 #include "engine/offline_world.hpp"
 #include "engine/reconciler.hpp"
@@ -67,6 +68,8 @@ class Runtime {
 
   boost::asio::io_context io{1};
   boost::asio::thread_pool pool;
+  metrics::Registry registry;
+  Metrics metrics{registry};
   StateDirLock lock;
   std::unique_ptr<persistence::StateStore> store;
   persistence::Fingerprinter fingerprinter;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace test {
@@ -95,6 +96,19 @@ struct Child {
   }
 
   void signal(int sig) const { ::kill(pid, sig); }
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child(Child&& other) noexcept : pid(std::exchange(other.pid, -1)), out(other.out), err(other.err) {}
+  Child& operator=(Child&& other) noexcept {
+    if (this != &other) {
+      kill9();
+      pid = std::exchange(other.pid, -1);
+      out = other.out;
+      err = other.err;
+    }
+    return *this;
+  }
   ~Child() { kill9(); }
 };
 
