@@ -132,6 +132,33 @@ class ServerTest(unittest.TestCase):
         status, body = self.c.request("PUT", self.item("a") + "/status", patched)
         self.assertEqual(status, 409)
 
+    def test_repository_with_storage_ref_and_status(self):
+        # KubeStash's Repository: what the BackupStorage controller watches for status.repositories.
+        path = f"{GROUP}/namespaces/{self.ns}/repositories"
+        repo = {"apiVersion": "storage.kubestash.com/v1alpha1", "kind": "Repository", "metadata": {"name": "r1"},
+                "spec": {"storageRef": {"name": "st", "namespace": "backup"}, "path": "/demo/data",
+                         "appRef": {"apiGroup": "apps", "kind": "StatefulSet", "name": "db"}},
+                "status": {"size": "1 B"}}
+        status, created = self.c.request("POST", path, repo)
+        self.assertEqual(status, 201, created)
+        self.assertNotIn("status", created)  # status only through the subresource
+        self.assertEqual(created["spec"]["storageRef"], {"name": "st", "namespace": "backup"})
+        status, body = self.c.request("GET", GROUP)
+        served = {r["name"]: r for r in body["resources"]}
+        self.assertEqual(served["repositories/status"]["verbs"], ["get", "patch", "update"])
+        status, watch_list = self.c.request("GET", "/apis/storage.kubestash.com/v1alpha1/repositories")
+        items = {i["metadata"]["name"]: i for i in watch_list["items"]}  # all namespaces, as an informer lists
+        self.assertEqual((items["r1"]["kind"], items["r1"]["apiVersion"]),
+                         ("Repository", "storage.kubestash.com/v1alpha1"))
+        status, patched = self.c.request("PATCH", f"{path}/r1/status",
+                                         {"status": {"size": "12.222 MiB", "phase": "Ready"}}, MERGE)
+        self.assertEqual((status, patched["status"]), (200, {"size": "12.222 MiB", "phase": "Ready"}))
+        self.assertEqual(patched["metadata"]["generation"], 1)
+        self.assertNotEqual(patched["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"])
+        status, got = self.c.request("GET", f"{path}/r1")
+        self.assertEqual((got["kind"], got["status"]["size"], got["spec"]["path"]),
+                         ("Repository", "12.222 MiB", "/demo/data"))
+
     def test_patches(self):
         self.create("a", default=True, deletionPolicy="WipeOut")
         status, obj = self.c.request("PATCH", self.item("a"), {"spec": {"default": None}}, MERGE)
