@@ -9,6 +9,7 @@
 #include "kube/api_client.hpp"
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
+#include "kube/repository.hpp"
 #include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
 
@@ -32,6 +33,10 @@ std::string storage_path(const ObjectKey& key) {
 }
 std::string secrets_path(const std::string& ns) {
   return ns.empty() ? "/api/v1/secrets" : "/api/v1/namespaces/" + ns + "/secrets";
+}
+std::string repositories_path(const std::string& ns) {
+  return ns.empty() ? std::string(kGroupVersion) + "/repositories"
+                    : std::string(kGroupVersion) + "/namespaces/" + ns + "/repositories";
 }
 std::string secret_path(const ObjectKey& key) { return "/api/v1/namespaces/" + key.namespace_ + "/secrets/" + key.name; }
 
@@ -119,6 +124,27 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
     rows = store_->load_kube_objects();
   }
   events_ = std::make_unique<kube::EventRecorder>(executor_, api_);
+  kube::InformerHandlers repo_handlers;
+  repo_handlers.upserted = [this](json::value o) {
+    std::string ns = meta_text(o, "namespace"), name = meta_text(o, "name");
+    auto repo = kube::parse_repository(o);
+    std::vector<ObjectKey> touched;
+    if (repo.ok()) {
+      touched = repositories_.upsert(repo.value());
+    } else {
+      spdlog::warn("repository {}/{} cannot be read ({}); left out of its storage's status", ns, name,
+                   repo.error().to_string());
+      touched = repositories_.remove({ns, name});
+    }
+    for (const auto& k : touched) enqueue(k, "repository " + ns + "/" + name + " changed");
+  };
+  repo_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
+    for (const auto& k : repositories_.remove({ns, name})) enqueue(k, "repository " + ns + "/" + name + " deleted");
+  };
+  repo_handlers.synced = [this] { check_synced(); };
+  repository_informer_ = std::make_unique<kube::Informer>(
+      executor_, api_, informer_options("repositories", repositories_path(options_.namespace_), options_.seed + 2),
+      std::move(repo_handlers));
   storages_resumed_ = !storage_options.reflector.resume_resource_version.empty();
   secrets_resumed_ = !secret_options.reflector.resume_resource_version.empty();
   storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
@@ -150,6 +176,7 @@ void KubeWorld::start(std::function<void()> on_synced) {
   on_synced_ = std::move(on_synced);
   storages_->start();
   secrets_->start();
+  repository_informer_->start();
   // Restored caches are complete as of their resourceVersions: reconciling may start at once.
   if (storages_resumed_ || secrets_resumed_) boost::asio::post(executor_, [this] { check_synced(); });
 }
@@ -157,6 +184,7 @@ void KubeWorld::start(std::function<void()> on_synced) {
 void KubeWorld::stop() {
   storages_->stop();
   secrets_->stop();
+  repository_informer_->stop();
   events_->stop();
 }
 
@@ -170,12 +198,13 @@ void KubeWorld::event(const kube::BackupStorage& object, bool warning, const std
 }
 
 bool KubeWorld::synced() const {
-  return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced());
+  return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced()) &&
+         repository_informer_->synced();
 }
 
 std::string KubeWorld::problem() const {
   std::string out;
-  for (const auto* i : {storages_.get(), secrets_.get()}) {
+  for (const auto* i : {storages_.get(), secrets_.get(), repository_informer_.get()}) {
     if (i->synced() || i->last_error().empty()) continue;
     if (!out.empty()) out += "; ";
     out += i->last_error();

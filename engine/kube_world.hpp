@@ -11,6 +11,9 @@
 //    resourceVersions are kept in the state store: a restart restores the caches, takes them as
 //    synced at once and resumes both watches where they stopped; the changes made meanwhile arrive as
 //    events (or, when the server has compacted that far, a relist reports them).
+//  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
+//    they reference; a change queues the storages it touches, whose status.repositories and
+//    status.totalSize are recomputed (the Repository cache is not persisted: it is listed at start).
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
@@ -75,6 +78,7 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
   void event(const kube::BackupStorage& object, bool warning, const std::string& reason, const std::string& action,
              const std::string& note) override;
+  StorageRepositories repositories(const ObjectKey& storage) override { return repositories_.status_for(storage); }
 
   struct Stats {
     std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
@@ -100,7 +104,9 @@ class KubeWorld final : public ReconcileTarget {
   bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
   std::unique_ptr<kube::Informer> storages_;
   std::unique_ptr<kube::Informer> secrets_;
+  std::unique_ptr<kube::Informer> repository_informer_;
   std::unique_ptr<kube::EventRecorder> events_;
+  RepositoryIndex repositories_;
   std::function<void()> on_synced_;
   bool synced_reported_ = false;
 

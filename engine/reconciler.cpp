@@ -58,6 +58,12 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, bool revali
   kube::BackupStorageStatus status = s.status;
   std::string now = rfc3339(now_());
   std::int64_t gen = s.metadata.generation;
+  {
+    StorageRepositories repos = target_.repositories(key);
+    for (const auto& problem : repos.problems) spdlog::warn("{}: repository size not counted: {}", key.str(), problem);
+    status.repositories = std::move(repos.repositories);
+    status.total_size = std::move(repos.total_size);
+  }
 
   if (!found->invalid.empty()) {
     // The object holds a field of the wrong type: say which, and wait for a change.

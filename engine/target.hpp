@@ -13,6 +13,7 @@
 
 #include "common/result.hpp"
 #include "engine/object_cache.hpp"
+#include "engine/repositories.hpp"
 #include "kube/model.hpp"
 
 namespace stowage::engine {
@@ -55,6 +56,9 @@ class ReconcileTarget {
                                                                 kube::BackupStorageStatus status) = 0;
   // Cleanup is over: the object may go (the finalizer is removed).
   virtual boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) = 0;
+  // The Repositories that use the storage, for status.repositories and status.totalSize. The offline
+  // mode has none: its statuses keep whatever the manifests' status said (nothing).
+  virtual StorageRepositories repositories(const ObjectKey& /*storage*/) { return {}; }
   // A state change worth an Event (best effort, returns at once). The offline mode has no Events.
   virtual void event(const kube::BackupStorage& /*object*/, bool /*warning*/, const std::string& /*reason*/,
                      const std::string& /*action*/, const std::string& /*note*/) {}

@@ -171,7 +171,7 @@ MaybeError read_conditions(const json::object& o, const std::string& path, std::
   return std::nullopt;
 }
 
-MaybeError read_reference(const json::object& o, const std::string& path, ObjectReference& out) {
+MaybeError read_reference(const json::object& o, const std::string& path, NamespacedReference& out) {
   return read_strings(o, path, {{"name", &out.name}, {"namespace", &out.namespace_}});
 }
 
@@ -240,8 +240,8 @@ ParseError size_error(std::string_view text, const std::string& why) {
 
 }  // namespace
 
-ObjectReference Repository::storage() const {
-  ObjectReference ref = spec.storage_ref;
+NamespacedReference Repository::storage() const {
+  NamespacedReference ref = spec.storage_ref;
   if (ref.namespace_.empty()) ref.namespace_ = metadata.namespace_;
   return ref;
 }

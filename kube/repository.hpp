@@ -14,7 +14,7 @@
 // What was confirmed, and from where (the stored public copies; nothing was copied, only read):
 // - The Repository type: kubestash/apimachinery apis/storage/v1alpha1/repository_types.go and
 //   crds/storage.kubestash.com_repositories.yaml. spec: appRef (TypedObjectReference: apiGroup, kind,
-//   name, namespace), storageRef (ObjectReference: name required, namespace), path (relative to the
+//   name, namespace), storageRef (kmodules ObjectReference: name required, namespace), path (relative to the
 //   storage's own path), deletionPolicy (Delete|WipeOut, default Delete), encryptionSecret {name,
 //   namespace}, paused (bool). status: phase (Ready|NotReady), lastBackupTime, integrity (*bool),
 //   snapshotCount (*int32), size (string), recentSnapshots[], conditions[] (RepositoryInitialized),
@@ -47,7 +47,7 @@ inline constexpr const char* kRepositoryKind = "Repository";
 inline constexpr const char* kRepositoryPlural = "repositories";
 inline constexpr const char* kConditionRepositoryInitialized = "RepositoryInitialized";
 
-struct ObjectReference {  // kmodules ObjectReference
+struct NamespacedReference {  // kmodules ObjectReference (name, namespace)
   std::string name, namespace_;
 };
 
@@ -57,10 +57,10 @@ struct TypedObjectReference {  // kmodules TypedObjectReference
 
 struct RepositorySpec {
   TypedObjectReference app_ref;
-  ObjectReference storage_ref;  // namespace as written ("" when left out)
+  NamespacedReference storage_ref;  // namespace as written ("" when left out)
   std::string path;
   std::string deletion_policy = "Delete";
-  std::optional<ObjectReference> encryption_secret;
+  std::optional<NamespacedReference> encryption_secret;
   bool paused = false;
 };
 
@@ -82,7 +82,7 @@ struct Repository {
 
   // The BackupStorage this Repository stores its data in: spec.storageRef, whose namespace defaults
   // to the Repository's own (a decision: KubeStash always writes it, the schema does not require it).
-  ObjectReference storage() const;
+  NamespacedReference storage() const;
 };
 
 ParseResult<Repository> parse_repository(const boost::json::value& object);

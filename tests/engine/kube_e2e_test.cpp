@@ -425,3 +425,35 @@ TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz")
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
+
+TEST_CASE("Repositories that use a storage appear in its status with KubeStash's total size") {
+  Cluster cluster("repositories");
+  cluster.apply("storage", test::local_storage("r0", "/data/r0"));
+  auto repository = [](const std::string& name, const std::string& storage) {
+    return "apiVersion: storage.kubestash.com/v1alpha1\nkind: Repository\nmetadata: {name: " + name +
+           ", namespace: demo}\nspec:\n  storageRef: {name: " + storage + ", namespace: demo}\n  path: /repo/" + name +
+           "\n  appRef: {apiGroup: apps, kind: Deployment, name: app, namespace: demo}\n";
+  };
+  cluster.apply("repos", repository("ra", "r0") + "---\n" + repository("rb", "r0") + "---\n" + repository("rc", "other"));
+  cluster.kubectl(R"(patch repositories ra -n demo --subresource=status --type=merge -p '{"status":{"size":"1.500 MiB"}}')");
+  cluster.kubectl(R"(patch repositories rb -n demo --subresource=status --type=merge -p '{"status":{"size":"512 B"}}')");
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  auto total = [&] {
+    auto [code, out] = cluster.server.kubectl("get bs r0 -n demo -o jsonpath={.status.totalSize}");
+    return code == 0 ? out : "";
+  };
+  REQUIRE(test::eventually([&] { return total() == "1.500 MiB"; }));  // 1572864 + 512 bytes
+  auto bs = cluster.get("bs r0 -n demo");
+  const auto& repos = bs.at("status").at("repositories").as_array();
+  REQUIRE(repos.size() == 2);
+  CHECK(text(repos[0].at("name")) == "ra");
+  CHECK(text(repos[0].at("path")) == "/repo/ra");
+  CHECK(text(repos[0].at("size")) == "1.500 MiB");
+  CHECK(text(repos[1].at("name")) == "rb");
+  // A Repository moving away changes the storage's status at once.
+  cluster.kubectl("delete repositories ra -n demo");
+  REQUIRE(test::eventually([&] { return total() == "512 B"; }));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
