@@ -228,7 +228,7 @@ TEST_CASE("a relist reports what was deleted while the watch was down") {
   h.server.control({{"action", "compact"}});
   REQUIRE(h.run_until([&] { return h.view.size() == 1; }));
   CHECK(h.view.count("ns1/keep") == 1);
-  CHECK_FALSE(informer.last_error().empty());
+  CHECK(informer.stats().failures >= 1);  // (last_error() is cleared by each successful relist between 403s)
   h.server.control({{"action", "clear_faults"}});
 }
 
