@@ -29,6 +29,8 @@ struct Config {
   Millis manifests_poll_interval{2000};               // manifests.poll-interval (when inotify is unavailable)
   std::filesystem::path local_root = "/";             // local.root
   int local_io_threads = 4;                           // local.io-threads
+  std::string local_volume_mode = "direct";           // local.volume-mode: direct | job (Kubernetes mode)
+  std::string volume_job_image = "stowage:0.1.0";     // local.job-image: the image the volume Jobs run
   int workers = 16;                                   // reconcile.workers
   Millis retry_base{1000};                            // reconcile.retry-base
   Millis retry_cap{300000};                           // reconcile.retry-cap

@@ -8,6 +8,7 @@
 #include "common/logging.hpp"
 #include "engine/commands.hpp"
 #include "engine/runtime.hpp"
+#include "engine/volume_commands.hpp"
 
 namespace stowage::engine {
 
@@ -62,6 +63,14 @@ int main_entry(int argc, char** argv) {
   auto* print = cfg->add_subcommand("print", "Print the effective configuration as YAML");
   config::Loader print_cfg(*print);
 
+  // What the volume Jobs run inside the cluster (local.volume-mode=job).
+  auto* init_volume_cmd = app.add_subcommand("init-volume", "Write metadata.yaml (create-only) into a mounted volume");
+  std::string volume_path, volume_version = "v0.1.0";
+  init_volume_cmd->add_option("--path", volume_path, "Where the volume is mounted")->required();
+  init_volume_cmd->add_option("--operator-version", volume_version, "operatorVersion written into metadata.yaml");
+  auto* wipe_volume_cmd = app.add_subcommand("wipe-volume", "Remove everything under a mounted volume (WipeOut)");
+  wipe_volume_cmd->add_option("--path", volume_path, "Where the volume is mounted")->required();
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -95,6 +104,8 @@ int main_entry(int argc, char** argv) {
       if (!load(get_cfg, c)) return 2;
       return get_command(c, get_opts);
     }
+    if (init_volume_cmd->parsed()) return init_volume(volume_path, volume_version);
+    if (wipe_volume_cmd->parsed()) return wipe_volume(volume_path);
     if (print->parsed()) {
       if (!load(print_cfg, c)) return 2;
       std::printf("%s", config::to_yaml(c).c_str());

@@ -142,6 +142,35 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
     for (const auto& k : repositories_.remove({ns, name})) enqueue(k, "repository " + ns + "/" + name + " deleted");
   };
   repo_handlers.synced = [this] { check_synced(); };
+  if (options_.volume_jobs) {
+    kube::InformerHandlers job_handlers;
+    auto storage_of = [](const json::value& job) -> std::optional<ObjectKey> {
+      const auto* labels = job.as_object().at("metadata").as_object().if_contains("labels");
+      if (!labels || !labels->is_object()) return std::nullopt;
+      const auto* ns = labels->as_object().if_contains(kLabelInvokerNamespace);
+      const auto* name = labels->as_object().if_contains(kLabelInvokerName);
+      if (!ns || !name || !ns->is_string() || !name->is_string()) return std::nullopt;
+      return ObjectKey{std::string(ns->as_string()), std::string(name->as_string())};
+    };
+    job_handlers.upserted = [this, storage_of](json::value o) {
+      ObjectKey job{meta_text(o, "namespace"), meta_text(o, "name")};
+      auto storage = storage_of(o);
+      jobs_[job] = std::move(o);
+      if (storage) enqueue(*storage, "job " + job.str() + " changed");
+    };
+    job_handlers.removed = [this, storage_of](const std::string& ns, const std::string& name, json::value last) {
+      jobs_.erase({ns, name});
+      if (last.is_object())
+        if (auto storage = storage_of(last)) enqueue(*storage, "job " + ns + "/" + name + " deleted");
+    };
+    job_handlers.synced = [this] { check_synced(); };
+    auto job_options = informer_options("volume jobs", options_.namespace_.empty()
+                                                           ? std::string("/apis/batch/v1/jobs")
+                                                           : "/apis/batch/v1/namespaces/" + options_.namespace_ + "/jobs",
+                                        options_.seed + 3);
+    job_options.label_selector = std::string(kVolumeJobSelector);
+    job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
+  }
   repository_informer_ = std::make_unique<kube::Informer>(
       executor_, api_, informer_options("repositories", repositories_path(options_.namespace_), options_.seed + 2),
       std::move(repo_handlers));
@@ -177,6 +206,7 @@ void KubeWorld::start(std::function<void()> on_synced) {
   storages_->start();
   secrets_->start();
   repository_informer_->start();
+  if (job_informer_) job_informer_->start();
   // Restored caches are complete as of their resourceVersions: reconciling may start at once.
   if (storages_resumed_ || secrets_resumed_) boost::asio::post(executor_, [this] { check_synced(); });
 }
@@ -185,6 +215,7 @@ void KubeWorld::stop() {
   storages_->stop();
   secrets_->stop();
   repository_informer_->stop();
+  if (job_informer_) job_informer_->stop();
   events_->stop();
 }
 
@@ -199,7 +230,7 @@ void KubeWorld::event(const kube::BackupStorage& object, bool warning, const std
 
 bool KubeWorld::synced() const {
   return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced()) &&
-         repository_informer_->synced();
+         repository_informer_->synced() && (!job_informer_ || job_informer_->synced());
 }
 
 std::string KubeWorld::problem() const {
@@ -275,6 +306,46 @@ void KubeWorld::storage_removed(const std::string& ns, const std::string& name) 
 void KubeWorld::secret_changed(const std::string& ns, const std::string& name, const std::string& why) {
   ObjectKey secret{ns, name};
   for (const auto& s : cache_.storages_using_secret(secret)) enqueue(s, "secret " + secret.str() + " " + why);
+}
+
+boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
+                                                                      VolumeJobKind kind) {
+  ObjectKey storage = key_of(object);
+  ObjectKey job_key{storage.namespace_, volume_job_name(object, kind)};
+  std::string jobs = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs";
+  auto cached = jobs_.find(job_key);
+  if (cached == jobs_.end()) {
+    auto built = build_volume_job(object, kind, *options_.volume_jobs);
+    if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};
+    for (const auto& ignored : built.value().ignored_settings)
+      spdlog::warn("{}: {} is not applied to volume Jobs", storage.str(), ignored);
+    json::value body = built.value().job;
+    std::string path = jobs;
+    auto created = co_await api_.create(std::move(path), std::move(body));
+    if (created.ok()) {
+      spdlog::info("{}: created the {} Job {}", storage.str(), kind == VolumeJobKind::Initialize ? "initializer" : "cleaner",
+                   job_key.str());
+      jobs_[job_key] = std::move(created.value());
+      co_return JobOutcome{};
+    }
+    if (created.error().http_status != 409)
+      co_return TargetError{"creating the volume Job " + job_key.str() + ": " + created.error().message,
+                            created.error().transient()};
+    std::string item = jobs + "/" + job_key.name;
+    auto got = co_await api_.get(std::move(item));
+    if (!got.ok()) co_return TargetError{"reading the volume Job " + job_key.str() + ": " + got.error().message, true};
+    cached = jobs_.insert_or_assign(job_key, std::move(got.value())).first;
+  }
+  JobOutcome outcome = job_outcome(cached->second);
+  if (outcome.state == JobOutcome::Failed) {
+    // The pods' termination messages say why; a cluster (or test server) without pods leaves the Job's.
+    kube::ListOptions lo;
+    lo.label_selector = "batch.kubernetes.io/job-name=" + job_key.name;
+    std::string pods = "/api/v1/namespaces/" + job_key.namespace_ + "/pods";
+    auto listed = co_await api_.list(std::move(pods), std::move(lo));
+    if (listed.ok()) outcome = job_outcome(cached->second, listed.value());
+  }
+  co_return outcome;
 }
 
 std::optional<Lookup> KubeWorld::get(const ObjectKey& key) {

@@ -14,6 +14,8 @@
 //  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
 //    they reference; a change queues the storages it touches, whose status.repositories and
 //    status.totalSize are recomputed (the Repository cache is not persisted: it is listed at start).
+//  - Volume Jobs (with local.volume-mode=job): the Jobs carrying kVolumeJobSelector's labels are
+//    watched; a change queues the storage their invoker labels name.
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
@@ -53,6 +55,8 @@ struct KubeWorldOptions {
   // The API server and namespace, as recorded with the cached objects in the state store: a cache
   // of another scope is dropped, never resumed from.
   std::string scope;
+  // Set: local volumes are initialized and wiped by Jobs (watched with kVolumeJobSelector).
+  std::optional<VolumeJobSettings> volume_jobs;
 };
 
 class KubeWorld final : public ReconcileTarget {
@@ -79,6 +83,9 @@ class KubeWorld final : public ReconcileTarget {
   void event(const kube::BackupStorage& object, bool warning, const std::string& reason, const std::string& action,
              const std::string& note) override;
   StorageRepositories repositories(const ObjectKey& storage) override { return repositories_.status_for(storage); }
+  bool volume_jobs() const override { return options_.volume_jobs.has_value(); }
+  boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& object,
+                                                             VolumeJobKind kind) override;
 
   struct Stats {
     std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
@@ -105,6 +112,8 @@ class KubeWorld final : public ReconcileTarget {
   std::unique_ptr<kube::Informer> storages_;
   std::unique_ptr<kube::Informer> secrets_;
   std::unique_ptr<kube::Informer> repository_informer_;
+  std::unique_ptr<kube::Informer> job_informer_;  // only with volume Jobs
+  std::map<ObjectKey, boost::json::value> jobs_;   // the volume Jobs, by namespace/name
   std::unique_ptr<kube::EventRecorder> events_;
   RepositoryIndex repositories_;
   std::function<void()> on_synced_;

@@ -139,6 +139,38 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   std::string fingerprint = fingerprinter_.fingerprint(secret ? secret->data : std::map<std::string, std::string>{});
   std::string identity = backend.identity();
 
+  if (s.spec.storage.provider == "local" && target_.volume_jobs()) {
+    // In a cluster the volume is not mounted here: an initializer Job writes metadata.yaml. A Job is
+    // not re-run to revalidate (its outcome stands until the storage changes).
+    if (!facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
+      auto job = co_await target_.volume_job(s, VolumeJobKind::Initialize);
+      if (!job.ok()) {
+        set_failed(job.error().message);
+        co_return target_failed(job.error());
+      }
+      const JobOutcome& o = job.value();
+      std::string name = volume_job_name(s, VolumeJobKind::Initialize);
+      if (o.state == JobOutcome::Running) {
+        spdlog::debug("{}: waiting for the initializer Job {}{}", key.str(), name,
+                      o.message.empty() ? "" : " (" + o.message + ")");
+        co_return Outcome{Outcome::Done, "", false};  // the Job's own events queue the storage again
+      }
+      if (o.state == JobOutcome::Failed) {
+        std::string msg = "the initializer Job " + key.namespace_ + "/" + name + " failed (" + o.reason + ")" +
+                          (o.message.empty() ? "" : ": " + o.message);
+        set_failed(msg);
+        co_return Outcome{Outcome::Permanent, msg, false};
+      }
+      spdlog::info("{}: initialized by Job {}{}", key.str(), name, o.message.empty() ? "" : ": " + o.message);
+      facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
+    }
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendInitialized, true, kube::kReasonBackendInitializationSucceeded,
+                                  std::string(kube::kMessageBackendInitialized), gen),
+                        now);
+    co_return Outcome{Outcome::Done, "", true};
+  }
+
   if (revalidate || !facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
     auto state = co_await backend.read_metadata();
     if (!state.ok()) {
@@ -217,7 +249,21 @@ boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s
 
 boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s) {
   auto key = key_of(s);
-  if (s.spec.deletion_policy == "WipeOut") {
+  if (s.spec.deletion_policy == "WipeOut" && s.spec.storage.provider == "local" && target_.volume_jobs()) {
+    auto job = co_await target_.volume_job(s, VolumeJobKind::Cleanup);
+    if (!job.ok() && job.error().transient) co_return target_failed(job.error());
+    if (job.ok() && job.value().state == JobOutcome::Running) co_return Outcome{Outcome::Done, "", false};
+    if (!job.ok() || job.value().state == JobOutcome::Failed) {
+      std::string why = job.ok() ? job.value().reason + (job.value().message.empty() ? "" : ": " + job.value().message)
+                                 : job.error().message;
+      spdlog::warn("{}: the cleaner Job failed ({}); the object is deleted and the data is kept", key.str(), why);
+      target_.event(s, true, "WipeOutFailed", "Delete",
+                    "the cleaner Job failed (" + why + "); the object is deleted and the data is kept");
+    } else {
+      spdlog::info("{}: deleted; the cleaner Job wiped the volume ({})", key.str(), job.value().message);
+      target_.event(s, false, "WipedOut", "Delete", "the cleaner Job wiped the volume: " + job.value().message);
+    }
+  } else if (s.spec.deletion_policy == "WipeOut") {
     std::optional<kube::Secret> secret;
     if (auto name = s.spec.storage.secret_name(); !name.empty()) {
       ObjectKey secret_key{key.namespace_, name};

@@ -220,7 +220,13 @@ int run_kubernetes(const config::Config& config) {
   std::string lease_namespace =
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
-                           client.value().server.to_string() + " namespace=" + config.kube_namespace};
+                           client.value().server.to_string() + " namespace=" + config.kube_namespace, std::nullopt};
+  if (config.local_volume_mode == "job") {
+    VolumeJobSettings jobs;
+    jobs.image = config.volume_job_image;
+    jobs.operator_version = config.operator_version;
+    options.volume_jobs = jobs;
+  }
   Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
   restore_queue(rt);
 

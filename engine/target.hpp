@@ -14,6 +14,7 @@
 #include "common/result.hpp"
 #include "engine/object_cache.hpp"
 #include "engine/repositories.hpp"
+#include "engine/volume_job.hpp"
 #include "kube/model.hpp"
 
 namespace stowage::engine {
@@ -59,6 +60,14 @@ class ReconcileTarget {
   // The Repositories that use the storage, for status.repositories and status.totalSize. The offline
   // mode has none: its statuses keep whatever the manifests' status said (nothing).
   virtual StorageRepositories repositories(const ObjectKey& /*storage*/) { return {}; }
+  // Whether local volumes go through Jobs (Kubernetes mode, local.volume-mode=job) instead of being
+  // written by this process.
+  virtual bool volume_jobs() const { return false; }
+  // The Job of `kind` for the storage: created when missing, else its outcome as last seen.
+  virtual boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& /*object*/,
+                                                                     VolumeJobKind /*kind*/) {
+    co_return TargetError{"volume Jobs are not available in this mode", false};
+  }
   // A state change worth an Event (best effort, returns at once). The offline mode has no Events.
   virtual void event(const kube::BackupStorage& /*object*/, bool /*warning*/, const std::string& /*reason*/,
                      const std::string& /*action*/, const std::string& /*note*/) {}

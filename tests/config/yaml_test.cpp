@@ -13,7 +13,8 @@ bool same_settings(const Config& a, const Config& b) {
   return a.state_dir == b.state_dir && a.log_format == b.log_format && a.log_level == b.log_level &&
          a.log_file == b.log_file && a.manifests == b.manifests && a.manifests_debounce == b.manifests_debounce &&
          a.manifests_poll_interval == b.manifests_poll_interval && a.local_root == b.local_root &&
-         a.local_io_threads == b.local_io_threads && a.workers == b.workers && a.retry_base == b.retry_base &&
+         a.local_io_threads == b.local_io_threads &&
+         a.local_volume_mode == b.local_volume_mode && a.volume_job_image == b.volume_job_image && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
          a.revalidate_period == b.revalidate_period &&
          a.commit_interval == b.commit_interval && a.synchronous == b.synchronous &&
@@ -52,6 +53,8 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "local:\n"
         "  root: /\n"
         "  io-threads: 4\n"
+        "  volume-mode: direct\n"
+        "  job-image: stowage:0.1.0\n"
         "reconcile:\n"
         "  workers: 16\n"
         "  retry-base: 1s\n"
@@ -112,6 +115,10 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "~",
                                     "--local-io-threads",
                                     "64",
+                                    "--local-volume-mode",
+                                    "job",
+                                    "--volume-job-image",
+                                    "registry.example/stowage:1.2",
                                     "--workers",
                                     "1",
                                     "--retry-base",

@@ -457,3 +457,60 @@ TEST_CASE("Repositories that use a storage appear in its status with KubeStash's
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
+
+TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, the storage follows the Job") {
+  Cluster cluster("volume-job");
+  cluster.apply("v0", test::local_storage("v0", "/data/v0"));
+  auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
+  INFO(cluster.log("run"));
+  auto job_of = [&](const std::string& storage) -> std::optional<json::value> {
+    auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
+    if (code != 0) return std::nullopt;
+    auto list = json::parse(out);
+    if (list.at("items").as_array().empty()) return std::nullopt;
+    return list.at("items").as_array()[0];
+  };
+  REQUIRE(test::eventually([&] { return job_of("v0").has_value(); }));
+  json::value job = *job_of("v0");
+  std::string name = text(job.at("metadata").at("name"));
+  const auto& pod = job.at("spec").at("template").at("spec");
+  const auto& container = pod.at("containers").as_array()[0];
+  CHECK(text(container.at("image")) == "stowage:test");
+  const auto& args = container.at("args").as_array();
+  REQUIRE(args.size() >= 3);
+  CHECK(text(args[0]) == "init-volume");
+  CHECK(text(args[2]) == "/safe/data");  // the storage's mountPath
+  CHECK(text(pod.at("volumes").as_array()[0].at("hostPath").at("path")) == "/data/v0");
+  CHECK(text(job.at("metadata").at("labels").at("app.kubernetes.io/managed-by")) == "kubestash.com");
+  CHECK(cluster.phase("v0") != "Ready");  // not before the Job has run
+
+  // The kubelet's part: run the Job's command with the volume mounted (here: a folder of this test).
+  auto node = cluster.dir / "node/data/v0";
+  test::fs::create_directories(node);
+  std::vector<std::string> command;
+  for (const auto& a : args) command.push_back(text(a));
+  command[2] = node.string();
+  auto ran = test::run(command, cluster.dir);
+  INFO(ran.out << ran.err);
+  REQUIRE(ran.code == 0);
+  CHECK_THAT(test::read_file(node / "metadata.yaml"), Catch::Contains("kind: BackendMeta"));
+  cluster.kubectl("patch job " + name + R"( -n demo --subresource=status --type=merge -p '{"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}}')");
+  REQUIRE(test::eventually([&] { return cluster.phase("v0") == "Ready"; }));
+  CHECK_FALSE(test::fs::exists(cluster.root / "data/v0"));  // the controller itself wrote nothing
+
+  // A Job that fails: NotReady with the Job's reason.
+  cluster.apply("v1", test::local_storage("v1", "/data/v1"));
+  REQUIRE(test::eventually([&] { return job_of("v1").has_value(); }));
+  std::string failed = text(job_of("v1")->at("metadata").at("name"));
+  cluster.kubectl("patch job " + failed + R"( -n demo --subresource=status --type=merge -p '{"status":{"failed":4,"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}}')");
+  REQUIRE(test::eventually([&] {
+    auto bs = cluster.get("bs v1 -n demo");
+    const auto* st = bs.as_object().if_contains("status");
+    if (!st || !st->as_object().contains("conditions")) return false;
+    const auto* c = find_condition(bs, "BackendInitialized");
+    return c && text(c->at("status")) == "False" && text(c->at("message")).find("BackoffLimitExceeded") != std::string::npos;
+  }));
+  CHECK(cluster.phase("v1") == "NotReady");
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
