@@ -5,6 +5,7 @@
 #include "common/time_format.hpp"
 #include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
+#include "engine/metrics.hpp"
 
 namespace stowage::engine {
 
@@ -172,7 +173,11 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   }
 
   if (revalidate || !facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
+    auto read_started = std::chrono::steady_clock::now();
     auto state = co_await backend.read_metadata();
+    if (options_.metrics)
+      options_.metrics->backend_request_duration_seconds.observe({s.spec.storage.provider, "read"},
+                                                                 std::chrono::steady_clock::now() - read_started);
     if (!state.ok()) {
       set_failed(state.error().message);
       co_return failed(state.error());
@@ -185,7 +190,14 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
     }
     if (!state.value().exists) {
       storage::BackendMeta meta{rfc3339(now_()), options_.operator_version};
-      auto created = co_await backend.create_metadata(storage::render_metadata(meta));
+      std::string rendered = storage::render_metadata(meta);
+      auto create_started = std::chrono::steady_clock::now();
+      auto created = co_await backend.create_metadata(std::move(rendered));
+      if (options_.metrics) {
+        options_.metrics->backend_request_duration_seconds.observe({s.spec.storage.provider, "create"},
+                                                                   std::chrono::steady_clock::now() - create_started);
+        options_.metrics->backend_uploads_total.inc({s.spec.storage.provider, created.ok() ? "success" : "error"});
+      }
       if (!created.ok()) {
         set_failed(created.error().message);
         co_return failed(created.error());

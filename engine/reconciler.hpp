@@ -28,8 +28,11 @@ struct Outcome {
   bool ready = false;
 };
 
+struct Metrics;
+
 struct ReconcilerOptions {
   std::string operator_version = "v0.1.0";
+  Metrics* metrics = nullptr;  // backend uploads and request latency, when set
 };
 
 class Reconciler {

@@ -88,7 +88,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, store.get(),
                                                            std::move(kube_source->options))
                        : nullptr),
-      reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version}),
+      reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version, &metrics}),
       controller(io.get_executor(), queue, reconciler,
                  ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period}, wall_now_ms,
                  &metrics),

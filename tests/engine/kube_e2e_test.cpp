@@ -412,7 +412,8 @@ TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz")
         "controller_runtime_reconcile_time_seconds_bucket", "workqueue_adds_total{name=\"backupstorage\"}",
         "workqueue_depth{name=\"backupstorage\"}", "rest_client_requests_total{code=\"200\",method=\"GET\"",
         "leader_election_master_status{name=\"stowage-leader\"} 1", "stowage_backupstorages{phase=\"Ready\"} 1",
-        "stowage_event_loop_longest_stall_seconds"}) {
+        "stowage_event_loop_longest_stall_seconds",
+        "stowage_backend_uploads_total{provider=\"local\",result=\"success\"} 1"}) {
     INFO(family);
     CHECK(body.find(family) != std::string::npos);
   }
