@@ -155,6 +155,21 @@ TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret cha
   CHECK(cluster.server.kubectl("get bs local -n demo").first != 0);
   CHECK(test::fs::exists(local_meta));
 
+  // WipeOut of a storage whose Secret is gone cannot authenticate: the object still goes (as
+  // KubeStash lets it), with a Warning Event saying the data was kept.
+  cluster.apply("wipe", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: wipe, "
+                        "namespace: demo}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: " + moto.endpoint() +
+                        ", bucket: kube-e2e, prefix: /wipe, secretName: s3-creds}\n  deletionPolicy: WipeOut\n");
+  REQUIRE(test::eventually([&] { return cluster.condition("wipe", "BackendSecretFound", "False"); }));
+  cluster.kubectl("delete bs wipe -n demo --timeout=20s");
+  REQUIRE(test::eventually([&] {
+    auto events = cluster.get("events.events.k8s.io -n demo");
+    for (const auto& e : events.at("items").as_array())
+      if (e.at("regarding").at("name") == "wipe" && e.at("reason") == "WipeOutFailed" && e.at("type") == "Warning")
+        return true;
+    return false;
+  }));
+
   // A field of the wrong type: NotReady naming the field, no crash.
   cluster.apply("bad", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: bad, "
                        "namespace: demo}\nspec:\n  storage:\n    provider: local\n    local:\n      mountPath: 5\n      "
