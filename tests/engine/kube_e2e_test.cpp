@@ -7,6 +7,8 @@
 #include "common/crypto.hpp"
 #include "support.hpp"
 #include "support/api_server.hpp"
+#include "support/azurite_server.hpp"
+#include "support/gcs_server.hpp"
 #include "support/moto_server.hpp"
 
 namespace json = boost::json;
@@ -527,6 +529,57 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
     return c && text(c->at("status")) == "False" && text(c->at("message")).find("BackoffLimitExceeded") != std::string::npos;
   }));
   CHECK(cluster.phase("v1") == "NotReady");
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
+
+TEST_CASE("the lifecycle in a cluster for Azure and GCS: Ready, a broken key, fixed, Delete keeps, WipeOut empties") {
+  Cluster cluster("providers");
+  test_support::AzuriteServer azurite;
+  test_support::GcsServer gcs;
+  azurite.create_container("kube-e2e");
+  auto secret = [](const std::string& name, const std::string& key, const std::string& value) {
+    return "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: demo}\ndata:\n  " + key + ": " +
+           b64(value) + "\n";
+  };
+  auto azure_secret = [&](const std::string& account_key) {
+    std::string cs = azurite.connection_string();
+    if (!account_key.empty()) {
+      auto at = cs.find("AccountKey=");
+      auto end = cs.find(';', at);
+      cs.replace(at + 11, end - at - 11, account_key);
+    }
+    return secret("azure-creds", "AZURE_STORAGE_CONNECTION_STRING", cs);
+  };
+  auto storage = [](const std::string& name, const std::string& provider, const std::string& section,
+                    const std::string& policy) {
+    return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
+           ", namespace: demo}\nspec:\n  storage:\n    provider: " + provider + "\n    " + provider + ": " + section +
+           "\n  deletionPolicy: " + policy + "\n";
+  };
+  cluster.apply("objects",
+                azure_secret("") + "---\n" + secret("gcs-creds", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY", gcs.key_json()) +
+                    "---\n" +
+                    storage("az", "azure", "{storageAccount: " + azurite.account() +
+                                               ", container: kube-e2e, prefix: /az, secretName: azure-creds}", "WipeOut") +
+                    "---\n" + storage("gc", "gcs", "{bucket: stowage, prefix: gc, secretName: gcs-creds}", "Delete"));
+  auto child = cluster.start("run", {"--gcs-endpoint", gcs.endpoint()});
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("az") == "Ready" && cluster.phase("gc") == "Ready"; }));
+  CHECK(azurite.get_blob("kube-e2e", "az/metadata.yaml").first == 200);
+  CHECK(gcs.object("stowage", "gc/metadata.yaml").has_value());
+
+  // Broken keys: NotReady with the reason; fixed: Ready again.
+  cluster.apply("bad", azure_secret(b64("not-the-account-key-not-the-account-key")) + "---\n" +
+                           secret("gcs-creds", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY", gcs.wrong_key_json()));
+  REQUIRE(test::eventually([&] { return cluster.phase("az") == "NotReady" && cluster.phase("gc") == "NotReady"; }));
+  cluster.apply("good", azure_secret("") + "---\n" + secret("gcs-creds", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY", gcs.key_json()));
+  REQUIRE(test::eventually([&] { return cluster.phase("az") == "Ready" && cluster.phase("gc") == "Ready"; }));
+
+  // Delete keeps the data; WipeOut empties the prefix; both objects go.
+  cluster.kubectl("delete bs gc az -n demo --timeout=30s");
+  CHECK(gcs.object("stowage", "gc/metadata.yaml").has_value());
+  CHECK(azurite.list_blobs("kube-e2e", "az/").empty());
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
