@@ -319,10 +319,17 @@ TEST_CASE("run against a bad API server configuration: clear messages, backoff, 
                                          "'https://127.0.0.1:" + std::to_string(port) + "'}\nusers:\n- name: u\n  user: "
                                          "{token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
                                          "current-context: x\n");
+    int probe_port = test_support::free_port();
     auto child = test::Child::spawn({"run", "--kubeconfig", (dir / "kubeconfig").string(), "--state-dir",
-                                     (dir / "s3").string()},
+                                     (dir / "s3").string(), "--health-probe-bind-address",
+                                     "127.0.0.1:" + std::to_string(probe_port)},
                                     dir / "unreachable.out", dir / "unreachable.log");
     test::eventually([] { return false; }, std::chrono::seconds(4));
+    // Not ready, and /readyz says why; alive all the same.
+    auto [ready_code, ready_body] = test_support::plain_http(probe_port, "GET", "/readyz");
+    CHECK(ready_code == 503);
+    CHECK_THAT(ready_body, Catch::Contains("caches not synced") && Catch::Contains("list failed"));
+    CHECK(test_support::plain_http(probe_port, "GET", "/healthz").first == 200);
     std::string log = test::read_file(dir / "unreachable.log");
     INFO(log);
     CHECK_THAT(log, Catch::Contains("backupstorages: list failed") && Catch::Contains("next attempt in"));
