@@ -7,85 +7,14 @@
 
 #include <boost/json.hpp>
 #include <charconv>
-#include <cmath>
-#include <limits>
+
+#include "kube/json_fields.hpp"
 
 namespace stowage::kube {
 namespace {
 
 namespace json = boost::json;
-using MaybeError = std::optional<ParseError>;
-
-std::string join(const std::string& path, std::string_view key) {
-  return path.empty() ? std::string(key) : path + "." + std::string(key);
-}
-
-std::string indexed(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
-
-std::string quoted(std::string_view s) {
-  constexpr std::size_t kMax = 60;
-  if (s.size() <= kMax) return json::serialize(json::string(s));
-  std::size_t cut = kMax;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return json::serialize(json::string(s.substr(0, cut))) + "...";
-}
-
-std::string describe(const json::value& v) {
-  switch (v.kind()) {
-    case json::kind::null:
-      return "null";
-    case json::kind::bool_:
-      return std::string("a boolean (") + (v.get_bool() ? "true" : "false") + ")";
-    case json::kind::int64:
-      return "a number (" + std::to_string(v.get_int64()) + ")";
-    case json::kind::uint64:
-      return "a number (" + std::to_string(v.get_uint64()) + ")";
-    case json::kind::double_: {
-      char buf[64];
-      auto r = std::to_chars(buf, buf + sizeof buf, v.get_double());
-      return "a number (" + std::string(buf, r.ptr) + ")";
-    }
-    case json::kind::string:
-      return "a string (" + quoted(v.get_string()) + ")";
-    case json::kind::array:
-      return "an array";
-    case json::kind::object:
-      return "an object";
-  }
-  return "an unknown value";
-}
-
-ParseError type_error(const std::string& path, std::string_view expected, const json::value& got) {
-  return ParseError{path, "expected " + std::string(expected) + ", got " + describe(got)};
-}
-
-const json::value* member(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() || it->value().is_null() ? nullptr : &it->value();
-}
-
-MaybeError read_string(const json::object& o, std::string_view key, const std::string& path, std::string& out) {
-  const json::value* v = member(o, key);
-  if (!v) return std::nullopt;
-  if (!v->is_string()) return type_error(join(path, key), "a string", *v);
-  out = std::string(v->get_string());
-  return std::nullopt;
-}
-
-MaybeError read_strings(const json::object& o, const std::string& path,
-                        std::initializer_list<std::pair<std::string_view, std::string*>> fields) {
-  for (const auto& [key, field] : fields)
-    if (auto e = read_string(o, key, path, *field)) return e;
-  return std::nullopt;
-}
-
-MaybeError read_bool(const json::object& o, std::string_view key, const std::string& path, bool& out) {
-  const json::value* v = member(o, key);
-  if (!v) return std::nullopt;
-  if (!v->is_bool()) return type_error(join(path, key), "a boolean", *v);
-  out = v->get_bool();
-  return std::nullopt;
-}
+using namespace fields;
 
 MaybeError read_optional_bool(const json::object& o, std::string_view key, const std::string& path,
                               std::optional<bool>& out) {
@@ -96,30 +25,13 @@ MaybeError read_optional_bool(const json::object& o, std::string_view key, const
   return std::nullopt;
 }
 
-// An integer; an integral double ("3.0" from YAML) is accepted, as kubectl does.
 MaybeError read_optional_int(const json::object& o, std::string_view key, const std::string& path,
                              std::optional<std::int64_t>& out) {
-  const json::value* v = member(o, key);
-  if (!v) return std::nullopt;
-  if (v->is_int64()) {
-    out = v->get_int64();
-  } else if (v->is_uint64() &&
-             v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    out = static_cast<std::int64_t>(v->get_uint64());
-  } else if (v->is_double() && std::trunc(v->get_double()) == v->get_double() && std::abs(v->get_double()) <= 9.2e18) {
-    out = static_cast<std::int64_t>(v->get_double());
-  } else {
-    return type_error(join(path, key), "an integer", *v);
-  }
+  if (!member(o, key)) return std::nullopt;
+  std::int64_t i = 0;
+  if (auto e = read_int(o, key, path, i)) return e;
+  out = i;
   return std::nullopt;
-}
-
-Result<const json::object*, ParseError> read_object(const json::object& o, std::string_view key,
-                                                    const std::string& path) {
-  const json::value* v = member(o, key);
-  if (!v) return static_cast<const json::object*>(nullptr);
-  if (!v->is_object()) return type_error(join(path, key), "an object", *v);
-  return &v->get_object();
 }
 
 // Calls parse(object, path) for the member when it is present.
@@ -129,19 +41,6 @@ MaybeError with_object(const json::object& o, std::string_view key, const std::s
   if (!obj) return obj.error();
   if (!obj.value()) return std::nullopt;
   return parse(*obj.value(), join(path, key));
-}
-
-MaybeError read_string_list(const json::object& o, std::string_view key, const std::string& path,
-                            std::vector<std::string>& out) {
-  const json::value* v = member(o, key);
-  if (!v) return std::nullopt;
-  if (!v->is_array()) return type_error(join(path, key), "an array of strings", *v);
-  const auto& items = v->get_array();
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (!items[i].is_string()) return type_error(indexed(join(path, key), i), "a string", items[i]);
-    out.emplace_back(items[i].get_string());
-  }
-  return std::nullopt;
 }
 
 MaybeError read_conditions(const json::object& o, const std::string& path, std::vector<Condition>& out) {
@@ -213,11 +112,11 @@ MaybeError check_type(const json::value& object) {
   std::string kind, version;
   if (auto e = read_strings(object.get_object(), "", {{"kind", &kind}, {"apiVersion", &version}})) return e;
   if (kind != kRepositoryKind)
-    return ParseError{"kind", "expected \"Repository\", got " + (kind.empty() ? std::string("none") : quoted(kind))};
+    return ParseError{"kind", "expected \"Repository\", got " + (kind.empty() ? std::string("none") : quoted_excerpt(kind))};
   if (version != kRepositoryApiVersion)
     return ParseError{"apiVersion",
                       (version.empty() ? std::string("apiVersion is missing")
-                                       : "apiVersion " + quoted(version) + " is not served for Repository") +
+                                       : "apiVersion " + quoted_excerpt(version) + " is not served for Repository") +
                           "; use " + kRepositoryApiVersion};
   return std::nullopt;
 }
@@ -233,7 +132,7 @@ constexpr Unit kUnits[] = {{"TiB", std::uint64_t{1} << 40},
                            {"B", 1}};
 
 ParseError size_error(std::string_view text, const std::string& why) {
-  return ParseError{"", quoted(text) + " is not a size: " + why +
+  return ParseError{"", quoted_excerpt(text) + " is not a size: " + why +
                             " (KubeStash writes sizes as \"<number> <unit>\" with unit TiB, GiB, MiB, KiB or B, "
                             "e.g. \"1.134 MiB\")"};
 }
@@ -283,7 +182,7 @@ ParseResult<std::uint64_t> parse_size(std::string_view text) {
   const Unit* unit = nullptr;
   for (const auto& u : kUnits)
     if (u.name == unit_name) unit = &u;
-  if (!unit) return size_error(text, "unknown unit " + quoted(unit_name));
+  if (!unit) return size_error(text, "unknown unit " + quoted_excerpt(unit_name));
   double value = 0;
   auto r = std::from_chars(number.data(), number.data() + number.size(), value, std::chars_format::fixed);
   if (r.ec == std::errc::result_out_of_range) return size_error(text, "the number is too large");
