@@ -32,6 +32,7 @@ bench: build
 	$(BUILD)/bench/stowage-bench
 	$(BUILD)/bench/stowage-cloud-bench
 	$(BUILD)/bench/stowage-watch-bench
+	$(BUILD)/bench/stowage-kube-bench
 
 clean:
 	rm -rf $(BUILD)
