@@ -67,7 +67,7 @@ void Controller::pump() {
           {kName}, std::max<std::int64_t>(0, clock_() - item->next_attempt_ms) / 1000.0);
     run(std::move(*item));
   }
-  if (metrics_) metrics_->workqueue_depth.set({kName}, static_cast<double>(queue_.pending()));
+  if (metrics_) metrics_->workqueue_depth.set({kName}, static_cast<double>(queue_.due_by(clock_())));
   arm_timer();
 }
 

@@ -53,6 +53,13 @@ class WorkQueue {
   void on_added(std::function<void()> callback) { on_added_ = std::move(callback); }
 
   std::size_t pending() const { return due_.size(); }
+  // Pending items already due at `now_ms` (client-go's queue depth: items scheduled later, such as
+  // revalidations, are not waiting yet). Counts up to the first later one.
+  std::size_t due_by(std::int64_t now_ms) const {
+    std::size_t n = 0;
+    for (auto it = due_.begin(); it != due_.end() && it->first <= now_ms; ++it) ++n;
+    return n;
+  }
   std::size_t processing() const { return processing_; }
   std::size_t size() const { return items_.size(); }
   std::optional<QueueRow> get(const QueueKey& key) const;
