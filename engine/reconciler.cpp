@@ -291,7 +291,28 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s)
       target_.event(s, true, "WipeOutFailed", "Delete", "the backend cannot be wiped (" + made.error() +
                                                            "); the object is deleted and the data is kept");
     } else {
-      auto wiped = co_await made.value()->delete_all();
+      // Progress, page by page: a log line and a WipeOut condition in the status, at most every 2 s.
+      storage::Backend& backend = *made.value();
+      std::string where = backend.identity();
+      kube::BackupStorageStatus progress = s.status;
+      std::optional<std::chrono::steady_clock::time_point> reported;
+      backend.on_delete_progress([&](std::size_t removed) -> boost::asio::awaitable<void> {
+        auto now = std::chrono::steady_clock::now();
+        if (reported && now - *reported < std::chrono::seconds(2)) co_return;
+        reported = now;
+        std::string msg = "WipeOut in progress: " + std::to_string(removed) + " objects removed so far from " + where;
+        spdlog::info("{}: {}", key.str(), msg);
+        kube::Condition c;
+        c.type = "WipeOut";
+        c.status = "False";
+        c.reason = "WipeOutInProgress";
+        c.message = msg;
+        c.observed_generation = s.metadata.generation;
+        kube::set_condition(progress.conditions, std::move(c), rfc3339(now_()));
+        auto written = co_await target_.write_status(s, progress);
+        if (!written.ok()) spdlog::debug("{}: WipeOut progress not written: {}", key.str(), written.error().message);
+      });
+      auto wiped = co_await backend.delete_all();
       if (!wiped.ok() && wiped.error().transient) co_return failed(wiped.error());
       if (!wiped.ok()) {
         spdlog::warn("{}: WipeOut of {} failed ({}); the object is deleted and the data is kept", key.str(),

@@ -328,6 +328,7 @@ asio::awaitable<BackendResult<std::size_t>> AzureBackend::delete_all() {
     while (run->running > 0) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
     total += run->deleted;
     if (run->error) co_return *run->error;
+    if (delete_progress_) co_await delete_progress_(total);
     marker = std::move(page.value().next_marker);
   } while (!marker.empty());
   co_return total;

@@ -10,6 +10,8 @@
 //    safe to show in a status or a log: it never holds a credential, token or signature.
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
+
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -61,10 +63,17 @@ class Backend {
   virtual boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) = 0;
 
   // Delete every object under the backend's prefix/directory (WipeOut). Returns how many were removed.
+  // Cloud backends await the progress hook (when set) after each page with the count so far.
   virtual boost::asio::awaitable<BackendResult<std::size_t>> delete_all() = 0;
+
+  using DeleteProgress = std::function<boost::asio::awaitable<void>(std::size_t removed_so_far)>;
+  void on_delete_progress(DeleteProgress progress) { delete_progress_ = std::move(progress); }
 
   // A cheap check that the place exists and is reachable with the given credentials.
   virtual boost::asio::awaitable<BackendResult<Ok>> check_access() = 0;
+
+ protected:
+  DeleteProgress delete_progress_;
 };
 
 }  // namespace stowage::storage

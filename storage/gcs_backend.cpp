@@ -266,6 +266,7 @@ asio::awaitable<BackendResult<std::size_t>> GcsBackend::delete_all() {
     auto deleted = co_await delete_names(std::move(names));
     if (!deleted) co_return deleted.error();
     total += deleted.value();
+    if (delete_progress_) co_await delete_progress_(total);
 
     const json::value* next = page.as_object().if_contains("nextPageToken");
     if (next == nullptr || !next->is_string() || next->as_string().empty()) co_return total;

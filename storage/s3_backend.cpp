@@ -490,6 +490,7 @@ asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_all() {
       auto deleted = co_await delete_keys(std::move(keys));
       if (!deleted.ok()) co_return deleted.error();
       removed += deleted.value();
+      if (delete_progress_) co_await delete_progress_(removed);
     }
     if (!truncated || passed) break;
   }

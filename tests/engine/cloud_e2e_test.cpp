@@ -80,7 +80,7 @@ TEST_CASE("init and run initialize one storage of each cloud provider against re
   // The controller on the same folder: everything is remembered, nothing is uploaded again; a new
   // WipeOut storage is initialized, and deleting its manifest wipes exactly its prefix.
   test::write_file(manifests / "wipe.yaml", servers.s3_manifest("wipe", "/backup/wipe/", "WipeOut"));
-  servers.moto.put_objects("stowage-e2e", "backup/wipe/repo/snap-", 3);
+  servers.moto.put_objects("stowage-e2e", "backup/wipe/repo/snap-", 1100);  // two listing pages
   auto run_args = std::vector<std::string>{"run", "--manifests", manifests.string(), "--manifests-debounce", "20ms"};
   run_args.insert(run_args.end(), common.begin(), common.end());
   auto child = test::Child::spawn(run_args, dir / "run.out", dir / "run.err");
@@ -93,6 +93,11 @@ TEST_CASE("init and run initialize one storage of each cloud provider against re
     return true;
   }));
   CHECK(servers.moto.get_object("stowage-e2e", "backup/s3/metadata.yaml").has_value());  // outside the prefix
+  // Progress after the first listing page, in the log (and as a WipeOut condition in the status).
+  CHECK(test::eventually([&] {
+    return test::read_file(dir / "run.err").find("demo/wipe: WipeOut in progress: ") != std::string::npos;
+  }));
+  CHECK(test::eventually([&] { return test::read_file(dir / "run.err").find("WipeOut removed 1101 files") != std::string::npos; }));
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
   CHECK(servers.gcs.stat("api.upload") == uploads_before);
