@@ -583,10 +583,18 @@ TEST_CASE("the lifecycle in a cluster for Azure and GCS: Ready, a broken key, fi
   cluster.apply("good", azure_secret("") + "---\n" + secret("gcs-creds", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY", gcs.key_json()));
   REQUIRE(test::eventually([&] { return cluster.phase("az") == "Ready" && cluster.phase("gc") == "Ready"; }));
 
-  // Delete keeps the data; WipeOut empties the prefix; both objects go.
+  // Delete keeps the data; WipeOut empties the prefix (reporting its progress in the status on the
+  // way: the only status write during a deletion); both objects go.
+  cluster.server.control({{"action", "reset_stats"}});
   cluster.kubectl("delete bs gc az -n demo --timeout=30s");
   CHECK(gcs.object("stowage", "gc/metadata.yaml").has_value());
   CHECK(azurite.list_blobs("kube-e2e", "az/").empty());
+  auto by_path = cluster.server.stats().at("requests_by_path").as_object();
+  CHECK(by_path.if_contains("patch /apis/storage.kubestash.com/v1alpha1/namespaces/demo/backupstorages/az/status") !=
+        nullptr);
+  CHECK(by_path.if_contains("patch /apis/storage.kubestash.com/v1alpha1/namespaces/demo/backupstorages/gc/status") ==
+        nullptr);
+  CHECK_THAT(cluster.log("run"), Catch::Contains("demo/az: WipeOut in progress: 1 objects removed so far"));
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
