@@ -319,6 +319,22 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
   ObjectKey job_key{storage.namespace_, volume_job_name(object, kind)};
   std::string jobs = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs";
   auto cached = jobs_.find(job_key);
+  if (cached != jobs_.end() && kind == VolumeJobKind::Cleanup) {
+    // cleanup-<name> is KubeStash's fixed name: a Job left by an earlier storage of the same name
+    // (another uid) is not this one's. Delete it and start afresh.
+    const auto* labels = cached->second.as_object().at("metadata").as_object().if_contains("labels");
+    const auto* uid = labels && labels->is_object() ? labels->as_object().if_contains(kLabelStorageUid) : nullptr;
+    if (!uid || !uid->is_string() || uid->as_string() != object.metadata.uid) {
+      std::string item = jobs + "/" + job_key.name + "?propagationPolicy=Background";
+      auto removed = co_await api_.remove(std::move(item));
+      if (!removed.ok() && removed.error().http_status != 404)
+        co_return TargetError{"deleting the old volume Job " + job_key.str() + ": " + removed.error().message,
+                              removed.error().transient()};
+      spdlog::info("{}: deleted {}, left by an earlier storage of the same name", storage.str(), job_key.str());
+      jobs_.erase(cached);
+      cached = jobs_.end();
+    }
+  }
   if (cached == jobs_.end()) {
     auto built = build_volume_job(object, kind, *options_.volume_jobs);
     if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};

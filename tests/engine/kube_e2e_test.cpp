@@ -536,6 +536,29 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
     return c && text(c->at("status")) == "False" && text(c->at("message")).find("BackoffLimitExceeded") != std::string::npos;
   }));
   CHECK(cluster.phase("v1") == "NotReady");
+
+  // WipeOut of a Job-initialized volume: the cleaner Job runs, then the object goes. A storage of the
+  // same name created later gets a cleaner Job of its own, not the one its predecessor left behind.
+  auto cleaner_uid = [&]() -> std::string {
+    auto [code, out] = cluster.server.kubectl("get job cleanup-w -n demo -o json");
+    if (code != 0) return "";
+    return text(json::parse(out).at("metadata").at("labels").at("stowage.dev/storage-uid"));
+  };
+  auto complete = [&](const std::string& job) {
+    cluster.kubectl("patch job " + job + R"( -n demo --subresource=status --type=merge -p '{"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}}')");
+  };
+  std::string previous;
+  for (int round = 0; round < 2; ++round) {
+    INFO("round " << round);
+    cluster.apply("w" + std::to_string(round), test::local_storage("w", "/data/w", "WipeOut"));
+    std::string uid = text(cluster.get("bs w -n demo").at("metadata").at("uid"));
+    CHECK(uid != previous);
+    cluster.kubectl("delete bs w -n demo --wait=false");
+    REQUIRE(test::eventually([&] { return cleaner_uid() == uid; }));
+    complete("cleanup-w");
+    REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs w -n demo").first != 0; }));
+    previous = uid;
+  }
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
