@@ -553,6 +553,11 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
     cluster.apply("w" + std::to_string(round), test::local_storage("w", "/data/w", "WipeOut"));
     std::string uid = text(cluster.get("bs w -n demo").at("metadata").at("uid"));
     CHECK(uid != previous);
+    // Deleted only once the controller has put its finalizer on (else there is nothing to clean up).
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl("get bs w -n demo -o jsonpath={.metadata.finalizers}");
+      return code == 0 && out.find("kubestash.com/cleanup") != std::string::npos;
+    }));
     cluster.kubectl("delete bs w -n demo --wait=false");
     REQUIRE(test::eventually([&] { return cleaner_uid() == uid; }));
     complete("cleanup-w");
