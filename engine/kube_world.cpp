@@ -123,11 +123,9 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
     }
     rows = store_->load_kube_objects();
   }
-  // Room for every storage turning Ready at once (10,000 in the benchmark) without dropping Events,
-  // and for a series per storage without the recorder's eviction scans.
+  // Room for every storage turning Ready at once (10,000 in the benchmark) without dropping Events.
   kube::EventRecorderOptions event_options;
   event_options.queue_capacity = 32768;
-  event_options.max_series = 65536;
   events_ = std::make_unique<kube::EventRecorder>(executor_, api_, std::move(event_options));
   kube::InformerHandlers repo_handlers;
   repo_handlers.upserted = [this](json::value o) {

@@ -266,11 +266,19 @@ struct EventRecorder::Impl : std::enable_shared_from_this<Impl> {
     if (series.size() < options.max_series) return;
     prune(now);
     if (series.size() < options.max_series) return;
-    // Still full of live series: forget the quietest one (its next repeat starts a new Event).
-    auto quietest = std::min_element(series.begin(), series.end(), [](const auto& a, const auto& b) {
-      return a.second->last_observed < b.second->last_observed;
-    });
-    series.erase(quietest);
+    // Still full of live series: forget the quietest eighth at once (their next repeats start new
+    // Events), so that the scan is paid once per max_series/8 new keys, not on every one.
+    std::vector<std::pair<WallClock::time_point, const Key*>> by_age;
+    by_age.reserve(series.size());
+    for (const auto& [key, entry] : series) by_age.emplace_back(entry->last_observed, &key);
+    std::size_t evict = std::max<std::size_t>(1, options.max_series / 8);
+    evict = std::min(evict, by_age.size());
+    std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(evict - 1), by_age.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Key> victims;
+    victims.reserve(evict);
+    for (std::size_t i = 0; i < evict; ++i) victims.push_back(*by_age[i].second);
+    for (const auto& k : victims) series.erase(k);
   }
 
   void enqueue(const std::shared_ptr<Entry>& entry) {

@@ -67,7 +67,7 @@ struct EventRecorderOptions {
   std::string reporting_controller = "stowage";
   std::string reporting_instance;  // "" = this host's name (the pod name in a cluster)
   std::size_t queue_capacity = 1000;  // pending writes; the oldest is dropped beyond this
-  std::size_t max_series = 4096;      // keys remembered for aggregation
+  std::size_t max_series = 4096;      // keys remembered for aggregation; when full, the quietest eighth is forgotten
   std::chrono::seconds series_window{6 * 60};  // client-go's finishTime
   int max_attempts = 5;                         // per write, the first one included
   std::chrono::milliseconds retry_base{500};

@@ -89,25 +89,22 @@ void Informer::stop() {
   if (state_->started) state_->cancel.emit(boost::asio::cancellation_type::terminal);
 }
 
-// Applies the store actions in order; the request or wait among them (at most one) goes to `next`.
-void Informer::apply(ReflectorActions& actions, ReflectorAction*& next) {
-  next = nullptr;
-  for (auto& action : actions) {
-    if (std::holds_alternative<ReplaceStore>(action)) {
-      // Only a list ends with one, and lists are applied by the run loop (apply_async).
-      spdlog::error("{}: a relist outside the run loop (a bug); ignored", options_.name);
-    } else if (auto* e = std::get_if<ApplyEvent>(&action)) {
-      apply_event(*e);
-    } else if (std::holds_alternative<Synced>(action)) {
-      spdlog::info("{}: synced ({} objects)", options_.name, index_.size());
-      if (handlers_.synced) handlers_.synced();
-    } else if (auto* c = std::get_if<Checkpoint>(&action)) {
-      if (handlers_.checkpoint) handlers_.checkpoint(c->resource_version);
-    } else {
-      next = &action;
-    }
-    if (!state_->alive) return;
+// Applies one store action; false for the request or wait the caller performs next. (A relist's
+// ReplaceStore is applied by the run loop, which yields between slices.)
+bool Informer::apply(ReflectorAction& action) {
+  if (std::holds_alternative<ReplaceStore>(action)) {
+    spdlog::error("{}: a relist outside the run loop (a bug); ignored", options_.name);
+  } else if (auto* e = std::get_if<ApplyEvent>(&action)) {
+    apply_event(*e);
+  } else if (std::holds_alternative<Synced>(action)) {
+    spdlog::info("{}: synced ({} objects)", options_.name, index_.size());
+    if (handlers_.synced) handlers_.synced();
+  } else if (auto* c = std::get_if<Checkpoint>(&action)) {
+    if (handlers_.checkpoint) handlers_.checkpoint(c->resource_version);
+  } else {
+    return false;
   }
+  return true;
 }
 
 // The items go to the handlers in slices, with a turn of the reactor between two slices: a list of
@@ -167,21 +164,13 @@ void Informer::start() {
       if (!st->alive || st->stopping) co_return;
       ReflectorAction* next = nullptr;
       // A relist's store replacement yields to the reactor between slices; the rest is applied at once.
-      for (std::size_t i = 0; i < actions.size(); ++i) {
-        if (auto* r = std::get_if<ReplaceStore>(&actions[i])) {
+      for (auto& action : actions) {
+        if (auto* r = std::get_if<ReplaceStore>(&action)) {
           co_await replace(*r, st);
-          if (!st->alive) co_return;
-          continue;
+        } else if (!apply(action)) {
+          next = &action;
         }
-        ReflectorActions one_action;
-        one_action.push_back(std::move(actions[i]));
-        ReflectorAction* found = nullptr;
-        apply(one_action, found);
         if (!st->alive) co_return;
-        if (found) {
-          actions[i] = std::move(*found);
-          next = &actions[i];
-        }
       }
       if (!st->alive || st->stopping) co_return;
       if (!next) {
@@ -231,14 +220,15 @@ void Informer::start() {
           ++stats_.events;
           last_error_.clear();
           ReflectorActions produced = st->machine.on_watch_event(std::move(event));
-          ReflectorAction* after = nullptr;
-          apply(produced, after);
-          if (!st->alive) return false;
-          if (after) {
-            pending.clear();
-            pending.push_back(std::move(*after));
-            superseded = true;
-            return false;
+          for (auto& action : produced) {
+            bool applied = apply(action);
+            if (!st->alive) return false;
+            if (!applied) {  // a Wait, List or Watch: this watch is over
+              pending.clear();
+              pending.push_back(std::move(action));
+              superseded = true;
+              return false;
+            }
           }
           return !st->stopping;
         };

@@ -91,7 +91,7 @@ class Informer {
 
  private:
   struct State;
-  void apply(ReflectorActions& actions, ReflectorAction*& next);
+  bool apply(ReflectorAction& action);
   boost::asio::awaitable<void> replace(ReplaceStore& replace, std::shared_ptr<State> st);
   void apply_event(ApplyEvent& event);
 
