@@ -444,10 +444,7 @@ class Bench {
  public:
   Bench(const Options& o, test_support::TestApiServer& server, const fs::path& dir)
       : opt_(o), l_(o.layout), server_(server), dir_(dir), http_(io_.get_executor()) {
-    kube::ClientConfig config;
-    config.server = kube::parse_server_url(server.url(), true).value();
-    config.ca_pem = server.certs.ca_pem();
-    config.bearer_token = server.token;
+    kube::ClientConfig config = server.client_config();
     api_ = std::make_unique<kube::ApiClient>(http_, config, kube::ApiClientOptions{0, 0, {}, {}});
     metrics_port_ = test_support::free_port();
     health_port_ = test_support::free_port();

@@ -38,13 +38,7 @@ struct ApiServer : test_support::TestApiServer {
   ApiServer(const std::string& name, const std::string& token)
       : TestApiServer(test_support::fresh_temp_dir("apiclient-" + name), token) {}
 
-  kube::ClientConfig config(const std::string& token) const {
-    kube::ClientConfig c;
-    c.server = kube::parse_server_url("https://127.0.0.1:" + std::to_string(port), true).value();
-    c.ca_pem = certs.ca_pem();
-    c.bearer_token = token;
-    return c;
-  }
+  kube::ClientConfig config(const std::string& bearer_token) const { return client_config(bearer_token); }
 
   // POST /__control (no token needed).
   void control(boost::asio::io_context& io, http::Client& http, const json::value& body) const {

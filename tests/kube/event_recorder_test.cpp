@@ -107,13 +107,7 @@ struct Fixture {
   explicit Fixture(const std::string& name)
       : server(test_support::fresh_temp_dir("events-" + name), kToken), api(http, config()) {}
 
-  kube::ClientConfig config() const {
-    kube::ClientConfig c;
-    c.server = kube::parse_server_url(server.url(), true).value();
-    c.ca_pem = server.certs.ca_pem();
-    c.bearer_token = kToken;
-    return c;
-  }
+  kube::ClientConfig config() const { return server.client_config(); }
 
   kube::EventRecorderOptions options() {
     kube::EventRecorderOptions o;

@@ -48,13 +48,7 @@ struct Harness {
   explicit Harness(const std::string& name)
       : server(test_support::fresh_temp_dir("informer-" + name), "tok"), api(http, client_config()) {}
 
-  kube::ClientConfig client_config() {
-    kube::ClientConfig c;
-    c.server = kube::parse_server_url(server.url(), true).value();
-    c.ca_pem = server.certs.ca_pem();
-    c.bearer_token = "tok";
-    return c;
-  }
+  kube::ClientConfig client_config() { return server.client_config(); }
 
   kube::InformerHandlers handlers() {
     kube::InformerHandlers h;

@@ -99,13 +99,7 @@ struct Harness {
     io.run_for(5s);  // lets requests in flight end while their ApiClients still exist
   }
 
-  kube::ClientConfig client_config() const {
-    kube::ClientConfig c;
-    c.server = kube::parse_server_url(server.url(), true).value();
-    c.ca_pem = server.certs.ca_pem();
-    c.bearer_token = "tok";
-    return c;
-  }
+  kube::ClientConfig client_config() const { return server.client_config(); }
 
   Candidate& add(kube::LeaderElectionOptions options, kube::LeaderElectionClocks clocks = {}) {
     candidates.push_back(std::make_unique<Candidate>(http, client_config()));

@@ -250,10 +250,7 @@ TEST_CASE("25 requests at qps 10 burst 5 take at least 2 s against the test API 
   test_support::TestApiServer server(test_support::fresh_temp_dir("ratelimit"), "tok");
   asio::io_context io;
   http::Client http(io.get_executor());
-  kube::ClientConfig config;
-  config.server = kube::parse_server_url(server.url(), true).value();
-  config.ca_pem = server.certs.ca_pem();
-  config.bearer_token = "tok";
+  kube::ClientConfig config = server.client_config();
   kube::ApiClientOptions options;
   options.qps = 10;
   options.burst = 5;

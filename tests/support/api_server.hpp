@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/http_client.hpp"
+#include "kube/client_config.hpp"
 #include "support/process.hpp"
 
 namespace test_support {
@@ -49,6 +50,16 @@ struct TestApiServer {
   }
 
   std::string url() const { return "https://127.0.0.1:" + std::to_string(port); }
+
+  // What a kubeconfig for this server gives the API client: its URL, its CA and the token
+  // (another token, to test a refused one, when given).
+  stowage::kube::ClientConfig client_config(const std::string& bearer_token = "") const {
+    stowage::kube::ClientConfig c;
+    c.server = stowage::kube::parse_server_url(url(), true).value();
+    c.ca_pem = certs.ca_pem();
+    c.bearer_token = bearer_token.empty() ? token : bearer_token;
+    return c;
+  }
 
   // One blocking HTTPS exchange on a private reactor (for /__control and /__stats, which need no token).
   stowage::http::Response call(const std::string& method, const std::string& target, const std::string& body = "") const {
