@@ -55,6 +55,13 @@ std::string meta_text(const json::value& object, const char* field) {
   return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
+// Whether a volume Job was made for this very storage (its uid label), not an earlier one of the name.
+bool job_serves_storage(const json::value& job, const std::string& storage_uid) {
+  const auto* labels = job.as_object().at("metadata").as_object().if_contains("labels");
+  const auto* uid = labels && labels->is_object() ? labels->as_object().if_contains(kLabelStorageUid) : nullptr;
+  return uid && uid->is_string() && uid->as_string() == storage_uid;
+}
+
 // 409 Conflict and 422 from a failed `test`: the object moved on since the cache saw it.
 bool moved_on(const kube::ApiError& e) { return e.http_status == 409 || e.http_status == 422; }
 
@@ -156,13 +163,18 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
       return ObjectKey{std::string(ns->as_string()), std::string(name->as_string())};
     };
     job_handlers.upserted = [this, storage_of](json::value o) {
+      if (retired_job_uids_.count(meta_text(o, "uid"))) return;  // deleted by us; a late event
       ObjectKey job{meta_text(o, "namespace"), meta_text(o, "name")};
       auto storage = storage_of(o);
       jobs_[job] = std::move(o);
       if (storage) enqueue(*storage, "job " + job.str() + " changed");
     };
     job_handlers.removed = [this, storage_of](const std::string& ns, const std::string& name, json::value last) {
-      jobs_.erase({ns, name});
+      // Only the Job that went: the name may already hold its successor (created by us meanwhile).
+      std::string uid = last.is_object() ? meta_text(last, "uid") : std::string();
+      retired_job_uids_.erase(uid);
+      auto cached = jobs_.find({ns, name});
+      if (cached != jobs_.end() && (uid.empty() || meta_text(cached->second, "uid") == uid)) jobs_.erase(cached);
       if (last.is_object())
         if (auto storage = storage_of(last)) enqueue(*storage, "job " + ns + "/" + name + " deleted");
     };
@@ -313,27 +325,33 @@ void KubeWorld::secret_changed(const std::string& ns, const std::string& name, c
 
 boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
                                                                       VolumeJobKind kind) {
+  // The Job cache (jobs_) is changed by the Job informer whenever this coroutine awaits: no iterator
+  // into it is held across a co_await; entries are looked up again by key.
   ObjectKey storage = key_of(object);
   ObjectKey job_key{storage.namespace_, volume_job_name(object, kind)};
   std::string jobs = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs";
-  auto cached = jobs_.find(job_key);
-  if (cached != jobs_.end() && kind == VolumeJobKind::Cleanup) {
+  std::optional<json::value> job;
+  if (auto cached = jobs_.find(job_key); cached != jobs_.end()) job = cached->second;
+  if (job && kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid)) {
     // cleanup-<name> is KubeStash's fixed name: a Job left by an earlier storage of the same name
-    // (another uid) is not this one's. Delete it and start afresh.
-    const auto* labels = cached->second.as_object().at("metadata").as_object().if_contains("labels");
-    const auto* uid = labels && labels->is_object() ? labels->as_object().if_contains(kLabelStorageUid) : nullptr;
-    if (!uid || !uid->is_string() || uid->as_string() != object.metadata.uid) {
-      std::string item = jobs + "/" + job_key.name + "?propagationPolicy=Background";
-      auto removed = co_await api_.remove(std::move(item));
-      if (!removed.ok() && removed.error().http_status != 404)
-        co_return TargetError{"deleting the old volume Job " + job_key.str() + ": " + removed.error().message,
-                              removed.error().transient()};
+    // (another uid) is not this one's. Delete that very Job (a uid precondition, so a Job created
+    // meanwhile under the name is never the one deleted) and start afresh. Late watch events of the
+    // deleted Job are ignored (retired_job_uids_), so they cannot stand in for the new one.
+    std::string old_uid = meta_text(*job, "uid");
+    std::string item = jobs + "/" + job_key.name + "?propagationPolicy=Background";
+    json::value options{{"preconditions", {{"uid", old_uid}}}};
+    auto removed = co_await api_.remove(std::move(item), std::move(options));
+    if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
+      co_return TargetError{"deleting the old volume Job " + job_key.str() + ": " + removed.error().message,
+                            removed.error().transient()};
+    if (removed.ok())
       spdlog::info("{}: deleted {}, left by an earlier storage of the same name", storage.str(), job_key.str());
+    if (!old_uid.empty()) retired_job_uids_.insert(old_uid);
+    if (auto cached = jobs_.find(job_key); cached != jobs_.end() && meta_text(cached->second, "uid") == old_uid)
       jobs_.erase(cached);
-      cached = jobs_.end();
-    }
+    job.reset();
   }
-  if (cached == jobs_.end()) {
+  if (!job) {
     auto built = build_volume_job(object, kind, *options_.volume_jobs);
     if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};
     for (const auto& ignored : built.value().ignored_settings)
@@ -353,16 +371,20 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
     std::string item = jobs + "/" + job_key.name;
     auto got = co_await api_.get(std::move(item));
     if (!got.ok()) co_return TargetError{"reading the volume Job " + job_key.str() + ": " + got.error().message, true};
-    cached = jobs_.insert_or_assign(job_key, std::move(got.value())).first;
+    job = std::move(got.value());
+    if (kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid))
+      co_return TargetError{"the volume Job " + job_key.str() + " of an earlier storage of the same name is still being deleted",
+                            true};
+    jobs_.insert_or_assign(job_key, *job);
   }
-  JobOutcome outcome = job_outcome(cached->second);
+  JobOutcome outcome = job_outcome(*job);
   if (outcome.state == JobOutcome::Failed) {
     // The pods' termination messages say why; a cluster (or test server) without pods leaves the Job's.
     kube::ListOptions lo;
     lo.label_selector = "batch.kubernetes.io/job-name=" + job_key.name;
     std::string pods = "/api/v1/namespaces/" + job_key.namespace_ + "/pods";
     auto listed = co_await api_.list(std::move(pods), std::move(lo));
-    if (listed.ok()) outcome = job_outcome(cached->second, listed.value());
+    if (listed.ok()) outcome = job_outcome(*job, listed.value());
   }
   co_return outcome;
 }

@@ -26,6 +26,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -114,6 +115,7 @@ class KubeWorld final : public ReconcileTarget {
   std::unique_ptr<kube::Informer> repository_informer_;
   std::unique_ptr<kube::Informer> job_informer_;  // only with volume Jobs
   std::map<ObjectKey, boost::json::value> jobs_;   // the volume Jobs, by namespace/name
+  std::set<std::string> retired_job_uids_;         // Jobs we deleted whose DELETED event is still to come
   std::unique_ptr<kube::EventRecorder> events_;
   RepositoryIndex repositories_;
   std::function<void()> on_synced_;

@@ -342,8 +342,10 @@ ApiClient::Awaitable<json::value> ApiClient::patch(std::string path, std::string
   co_return co_await exchange(std::move(call));
 }
 
-ApiClient::Awaitable<json::value> ApiClient::remove(std::string path) {
-  Call call{"delete", "DELETE", std::move(path), "", "", "", ""};
+ApiClient::Awaitable<json::value> ApiClient::remove(std::string path, json::value delete_options) {
+  std::string body = delete_options.is_null() ? std::string() : json::serialize(delete_options);
+  std::string content_type = body.empty() ? std::string() : std::string("application/json");
+  Call call{"delete", "DELETE", std::move(path), "", std::move(body), std::move(content_type), ""};
   co_return co_await exchange(std::move(call));
 }
 

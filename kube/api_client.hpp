@@ -136,8 +136,10 @@ class ApiClient {
   Awaitable<boost::json::value> replace(std::string path, boost::json::value object);
   // content_type: kMergePatch or kJsonPatch (or application/strategic-merge-patch+json).
   Awaitable<boost::json::value> patch(std::string path, std::string content_type, boost::json::value body);
-  // The server's answer: the object (finalizers pending) or a Status.
-  Awaitable<boost::json::value> remove(std::string path);
+  // The server's answer: the object (finalizers pending) or a Status. delete_options, when not
+  // null, is a meta/v1 DeleteOptions body (e.g. {"preconditions":{"uid":...}}: a 409 if the object
+  // by that name is no longer the one meant).
+  Awaitable<boost::json::value> remove(std::string path, boost::json::value delete_options = nullptr);
   Awaitable<Ok> watch(std::string path, WatchOptions options, std::function<bool(WatchEvent)> on_event);
 
   const ClientConfig& config() const { return config_; }

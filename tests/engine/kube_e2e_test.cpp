@@ -559,7 +559,8 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
       return code == 0 && out.find("kubestash.com/cleanup") != std::string::npos;
     }));
     cluster.kubectl("delete bs w -n demo --wait=false");
-    REQUIRE(test::eventually([&] { return cleaner_uid() == uid; }));
+    bool cleaner = test::eventually([&] { return cleaner_uid() == uid; });
+    if (!cleaner) FAIL(cluster.log("run"));
     complete("cleanup-w");
     REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs w -n demo").first != 0; }));
     previous = uid;

@@ -147,7 +147,16 @@ TEST_CASE("create, get and list with paging against the test API server") {
   REQUIRE(all.ok());
   CHECK(all.value().at("items").as_array().size() == 5);
 
-  auto removed = run(io, api.remove(kConfigMaps + "/cm-4"));
+  // A delete with a uid precondition that names another object is refused, and the object stays.
+  auto cm4 = run(io, api.get(kConfigMaps + "/cm-4"));
+  REQUIRE(cm4.ok());
+  json::value other{{"preconditions", {{"uid", "not-the-uid-of-cm-4"}}}};
+  auto refused = run(io, api.remove(kConfigMaps + "/cm-4", other));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().http_status == 409);
+  REQUIRE(run(io, api.get(kConfigMaps + "/cm-4")).ok());
+  json::value same{{"preconditions", {{"uid", str(cm4.value(), {"metadata", "uid"})}}}};
+  auto removed = run(io, api.remove(kConfigMaps + "/cm-4", same));
   REQUIRE(removed.ok());
   auto gone = run(io, api.get(kConfigMaps + "/cm-4"));
   REQUIRE_FALSE(gone.ok());
