@@ -25,6 +25,7 @@ Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQ
       clock_(std::move(clock)),
       backoff_(options.retry_base, options.retry_cap),
       timer_(std::make_unique<Timer>(executor)),
+      unfinished_timer_(std::make_unique<Timer>(executor)),
       metrics_(metrics) {
   queue_.on_added([this] {
     if (metrics_) metrics_->workqueue_adds_total.inc({kName});
@@ -46,6 +47,8 @@ void Controller::start() {
 void Controller::stop() {
   running_ = false;
   timer_->t.cancel();
+  unfinished_timer_->t.cancel();  // its handler then touches nothing (the controller may be gone)
+  unfinished_timer_armed_ = false;
 }
 
 bool Controller::idle() const { return in_flight_ == 0; }
@@ -88,9 +91,12 @@ void Controller::run(persistence::QueueRow item) {
   ObjectKey key{item.key.namespace_, item.key.name};
   if (metrics_) metrics_->active_workers.inc({kName});
   auto started = std::chrono::steady_clock::now();
+  auto slot = processing_.insert(started);
+  if (metrics_) arm_unfinished_work_timer();
   bool revalidate = item.reason == kRevalidateReason;
   boost::asio::co_spawn(executor_, reconciler_.reconcile(key, revalidate),
-                        [this, item = std::move(item), started](std::exception_ptr ep, Outcome outcome) {
+                        [this, item = std::move(item), started, slot](std::exception_ptr ep, Outcome outcome) {
+                          processing_.erase(slot);
                           if (ep) {
                             // A bug, not a backend failure: keep the item, back off, say so loudly.
                             try {
@@ -109,9 +115,31 @@ void Controller::run(persistence::QueueRow item) {
                                 kName, outcome.kind == Outcome::Done ? ReconcileResult::Success : ReconcileResult::Error,
                                 took);
                             if (outcome.kind != Outcome::Done) metrics_->workqueue_retries_total.inc({kName});
+                            refresh_unfinished_work();
                           }
                           finish(item, outcome);
                         });
+}
+
+void Controller::refresh_unfinished_work() {
+  double unfinished = 0, longest = 0;
+  auto now = std::chrono::steady_clock::now();
+  for (auto start : processing_) unfinished += std::chrono::duration<double>(now - start).count();
+  if (!processing_.empty()) longest = std::chrono::duration<double>(now - *processing_.begin()).count();
+  metrics_->workqueue_unfinished_work_seconds.set({kName}, unfinished);
+  metrics_->workqueue_longest_running_processor_seconds.set({kName}, longest);
+}
+
+void Controller::arm_unfinished_work_timer() {
+  if (unfinished_timer_armed_) return;
+  unfinished_timer_armed_ = true;
+  unfinished_timer_->t.expires_after(std::chrono::milliseconds(500));
+  unfinished_timer_->t.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: stopped or destroyed
+    unfinished_timer_armed_ = false;
+    refresh_unfinished_work();
+    if (!processing_.empty() && running_) arm_unfinished_work_timer();
+  });
 }
 
 void Controller::finish(const persistence::QueueRow& item, const Outcome& outcome) {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 
 #include "common/backoff.hpp"
 #include "engine/metrics.hpp"
@@ -57,6 +58,10 @@ class Controller {
   void arm_timer();
   void run(persistence::QueueRow item);
   void finish(const persistence::QueueRow& item, const Outcome& outcome);
+  // workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds from the
+  // reconciles in flight; refreshed every 500 ms while any runs (as client-go does), 0 when none.
+  void refresh_unfinished_work();
+  void arm_unfinished_work_timer();
 
   struct Timer;
   boost::asio::any_io_executor executor_;
@@ -66,6 +71,9 @@ class Controller {
   persistence::WorkQueue::Clock clock_;
   FullJitterBackoff backoff_;
   std::unique_ptr<Timer> timer_;
+  std::unique_ptr<Timer> unfinished_timer_;
+  bool unfinished_timer_armed_ = false;
+  std::multiset<std::chrono::steady_clock::time_point> processing_;  // start times of reconciles in flight
   std::size_t in_flight_ = 0;
   std::uint64_t reconciles_ = 0;
   bool running_ = false;

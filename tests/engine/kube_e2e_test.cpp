@@ -441,6 +441,24 @@ TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz")
     INFO(family);
     CHECK(body.find(family) != std::string::npos);
   }
+  // A reconcile held up (its finalizer patch delayed 2.5 s at the API server) shows in the
+  // unfinished-work gauges while it runs, and they fall back to 0 when it is done.
+  auto gauge = [&](const std::string& name) {
+    auto [code, text] = test_support::plain_http(metrics_port, "GET", "/metrics");
+    std::string prefix = name + "{name=\"backupstorage\"} ";
+    auto at = text.find("\n" + prefix);
+    return code == 200 && at != std::string::npos ? std::stod(text.substr(at + 1 + prefix.size())) : -1.0;
+  };
+  CHECK(gauge("workqueue_longest_running_processor_seconds") == 0);
+  cluster.server.control({{"action", "delay"}, {"ms", 2500}, {"verb", "patch"}, {"path", "backupstorages/m1"}});
+  cluster.apply("second", test::local_storage("m1", "/data/m1"));
+  CHECK(test::eventually([&] { return gauge("workqueue_longest_running_processor_seconds") >= 1.0; }));
+  CHECK(gauge("workqueue_unfinished_work_seconds") >= 1.0);
+  REQUIRE(test::eventually([&] { return cluster.phase("m1") == "Ready"; }));
+  CHECK(test::eventually([&] {
+    return gauge("workqueue_longest_running_processor_seconds") == 0 && gauge("workqueue_unfinished_work_seconds") == 0;
+  }));
+  std::tie(status, body) = test_support::plain_http(metrics_port, "GET", "/metrics");
   test::write_file(cluster.dir / "metrics.txt", body);
   std::string cmd = "promtool check metrics < '" + (cluster.dir / "metrics.txt").string() + "' > '" +
                     (cluster.dir / "promtool.out").string() + "' 2>&1";
