@@ -204,10 +204,10 @@ asio::awaitable<std::string> read_output(Child& child, std::size_t limit) {
 }
 
 // Reaps the child once it has ended: its wait status, or nullopt when someone else reaped it.
-asio::awaitable<std::optional<int>> wait_for_exit(Child& child) {
+asio::awaitable<std::optional<int>> wait_for_exit(Child& child, bool use_pidfd) {
   auto ex = co_await asio::this_coro::executor;
   std::optional<asio::posix::stream_descriptor> exited;  // readable once the child has ended
-  if (int pidfd = open_pidfd(child.pid); pidfd >= 0) {
+  if (int pidfd = use_pidfd ? open_pidfd(child.pid) : -1; pidfd >= 0) {
     boost::system::error_code ec;
     exited.emplace(ex);
     exited->assign(pidfd, ec);
@@ -289,7 +289,7 @@ asio::awaitable<ExecPluginResult> run_exec_plugin(ExecConfig exec, ClientConfig 
   });
 
   std::string output = co_await read_output(*child, options.max_output_bytes);
-  std::optional<int> status = co_await wait_for_exit(*child);
+  std::optional<int> status = co_await wait_for_exit(*child, options.use_pidfd);
   deadline.cancel();
   co_return judge(exec, options, *child, status, output);
 }

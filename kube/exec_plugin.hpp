@@ -42,6 +42,9 @@ struct ExecPluginOptions {
   std::size_t max_output_bytes = std::size_t{1} << 20;
   // Whether our stdin is a terminal (for interactiveMode); nullopt = isatty(0) when the plugin runs.
   std::optional<bool> stdin_is_terminal;
+  // false: await the exit by polling waitpid(WNOHANG) every 20 ms, as on kernels without pidfd_open
+  // (before 5.3) — the fallback taken automatically there; false here lets tests take it too.
+  bool use_pidfd = true;
 };
 
 struct ExecPluginError {

@@ -577,6 +577,38 @@ TEST_CASE("many plugin runs at once, ending every way, leave no child process be
   CHECK(children().empty());
 }
 
+TEST_CASE("without a pidfd the exit is found by polling waitpid, with the same results and no child left") {
+  // Kernels before 5.3 have no pidfd_open; this forces the fallback those machines take.
+  asio::io_context io;
+  std::vector<std::future<kube::ExecPluginResult>> results;
+  const std::vector<std::vector<std::pair<std::string, std::string>>> variants = {
+      {}, {{"PLUGIN_EXIT", "3"}}, {{"PLUGIN_MODE", "signal"}}, {{"PLUGIN_SLEEP", "20"}}};
+  kube::ExecPluginOptions options;
+  options.timeout = 2s;
+  options.use_pidfd = false;
+  for (const auto& env : variants) {
+    Plugin plugin;
+    plugin.env = env;
+    results.push_back(asio::co_spawn(io, kube::run_exec_plugin(plugin.exec(), bare_cluster(), options),
+                                     asio::use_future));
+  }
+  io.run();
+  auto ok = results[0].get();
+  REQUIRE(ok.ok());
+  CHECK_FALSE(ok.value().token.empty());
+  auto failed = results[1].get();
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().kind == ExecPluginError::Kind::Failed);
+  CHECK(failed.error().exit_code == 3);
+  auto killed = results[2].get();
+  REQUIRE_FALSE(killed.ok());
+  CHECK(killed.error().kind == ExecPluginError::Kind::Killed);
+  auto late = results[3].get();
+  REQUIRE_FALSE(late.ok());
+  CHECK(late.error().kind == ExecPluginError::Kind::TimedOut);
+  CHECK(children().empty());
+}
+
 TEST_CASE("a client certificate from the plugin is used for mutual TLS") {
   // openssl s_server with -Verify 1 refuses a handshake without a client certificate from its CA
   // and answers HTTP 200 (an HTML page, so a Decode error for ApiClient) with one.
