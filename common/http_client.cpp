@@ -279,7 +279,17 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, std::unique_ptr<Pool>> pools;
   Stats stats;
 
-  Pool& pool_for(const Url& origin, const TlsSettings& tls) {
+  Pool& pool_for(const Url& origin, const TlsSettings& given) {
+    const TlsSettings* settings = &given;
+    TlsSettings from_environment;
+    if (given.proxy_url.empty() && options.environment_proxies) {
+      if (std::string proxy = options.environment_proxies->proxy_for(origin); !proxy.empty()) {
+        from_environment = given;
+        from_environment.proxy_url = std::move(proxy);
+        settings = &from_environment;
+      }
+    }
+    const TlsSettings& tls = *settings;
     std::hash<std::string> h;
     // The proxy URL goes in whole (credentials too: a tunnel is authorised once, when it is opened).
     std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +

@@ -15,8 +15,10 @@
 //    (it could not reach the origin), is transient like a refused connect; 407 and other refusals
 //    are not. Only http:// proxies: an https:// proxy needs TLS inside TLS, a second stream type
 //    through every code path, for a setup kubeconfigs rarely use; https:// and socks5:// proxies
-//    fail every call with a clear, non-transient error. The environment (HTTPS_PROXY, NO_PROXY) is
-//    not read: only what the caller passes. Different proxies (or none) never share a pool;
+//    fail every call with a clear, non-transient error. Where the caller names no proxy, the one
+//    ClientOptions::environment_proxies picks (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as Go reads
+//    them; see common/proxy_environment.hpp) is used, if given. Different proxies (or none) never
+//    share a pool;
 //  - errors are values: which phase failed, against which origin; a message never holds a header
 //    value (signatures and tokens travel in headers).
 #include <boost/asio/any_io_executor.hpp>
@@ -28,6 +30,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "common/proxy_environment.hpp"
 #include <utility>
 #include <vector>
 
@@ -119,6 +123,9 @@ struct ClientOptions {
   std::chrono::milliseconds request_timeout{30000};
   std::size_t default_max_connections = 16;
   std::size_t max_body_bytes = 64u << 20;
+  // When set, a request whose TlsSettings name no proxy takes the one these environment variables
+  // pick for its origin (ProxyEnvironment::from_process() in the product; unset in most tests).
+  std::shared_ptr<const ProxyEnvironment> environment_proxies;
 };
 
 class Client {

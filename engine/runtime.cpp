@@ -2,6 +2,8 @@
 
 #include "kube/api_client.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -35,6 +37,34 @@ std::unique_ptr<kube::ApiClient> make_api_client(const config::Config& c, http::
     metrics.rest_request_finished(status, method, host, took);
   };
   return std::make_unique<kube::ApiClient>(http, std::move(client), std::move(options));
+}
+
+// The client for the API server and the backends. Like client-go and the cloud SDKs, requests that
+// have no proxy configured (a kubeconfig's proxy-url) take HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+http::ClientOptions http_options(const config::Config& c) {
+  http::ClientOptions o;
+  o.connect_timeout = c.backend_connect_timeout;
+  o.handshake_timeout = c.backend_connect_timeout;
+  o.request_timeout = c.backend_request_timeout;
+  o.default_max_connections = static_cast<std::size_t>(c.backend_max_connections);
+  auto environment = http::ProxyEnvironment::from_process();
+  if (!environment.empty()) {
+    for (auto [name, value] : {std::pair{"HTTPS_PROXY", &environment.https_proxy},
+                               std::pair{"HTTP_PROXY", &environment.http_proxy}}) {
+      if (value->empty()) continue;
+      std::string url = value->find("://") == std::string::npos ? "http://" + *value : *value;
+      auto proxy = http::Proxy::parse(url);
+      // Never the URL itself in a log: it may hold a password.
+      if (proxy.ok())
+        spdlog::info("{}: requests go through {} (NO_PROXY: {}; never for localhost or loopback)", name,
+                     proxy.value().label(), environment.no_proxy.empty() ? "unset" : environment.no_proxy);
+      else
+        spdlog::warn("{} cannot be used: {}; requests it applies to will fail until it is fixed or unset", name,
+                     proxy.error());
+    }
+    o.environment_proxies = std::make_shared<const http::ProxyEnvironment>(std::move(environment));
+  }
+  return o;
 }
 
 }  // namespace
@@ -75,9 +105,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       fingerprinter(load_fingerprinter(c)),
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
-      http(io.get_executor(), http::ClientOptions{c.backend_connect_timeout, c.backend_connect_timeout,
-                                                  c.backend_request_timeout,
-                                                  static_cast<std::size_t>(c.backend_max_connections)}),
+      http(io.get_executor(), http_options(c)),
       backends(pool, c.local_root, http,
                CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections))),
       offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),

@@ -144,7 +144,7 @@ TEST_CASE("proxy authentication: the URL's credentials are accepted, a 407 is a 
   auto dir = test_support::temp_dir("proxy-auth");
   auto certs = test_support::make_certificates(dir / "certs");
   TestServer server(dir, &certs);
-  ConnectProxy proxy(dir, {std::make_pair(std::string("stowage"), std::string("s3cr3t/p@ss")), {}, ""});
+  ConnectProxy proxy(dir, {std::make_pair(std::string("stowage"), std::string("s3cr3t/p@ss")), {}, "", {}});
   boost::asio::io_context io;
   http::Client client(io.get_executor());
   auto url = server.url("https");
@@ -213,7 +213,7 @@ TEST_CASE("a proxy that refuses CONNECT, cannot reach the origin, hangs up or st
   http::Client client(io.get_executor(), options);
   const std::string target = authority(server.port);
 
-  ConnectProxy strict(dir, {std::nullopt, {443}, ""});
+  ConnectProxy strict(dir, {std::nullopt, {443}, "", {}});
   auto forbidden = run(io, client.send(server.url(), through(strict.url()), get("/echo")));
   REQUIRE_FALSE(forbidden.ok());
   CHECK(forbidden.error().kind == http::HttpError::Kind::Connect);
@@ -230,14 +230,14 @@ TEST_CASE("a proxy that refuses CONNECT, cannot reach the origin, hangs up or st
   CHECK_THAT(unreachable.error().message,
              Catch::Contains("could not reach " + authority(closed)) && Catch::Contains("502"));
 
-  ConnectProxy hangs_up(dir, {std::nullopt, {}, "close"});
+  ConnectProxy hangs_up(dir, {std::nullopt, {}, "close", {}});
   auto cut = run(io, client.send(server.url(), through(hangs_up.url()), get("/echo")));
   REQUIRE_FALSE(cut.ok());
   CHECK(cut.error().kind == http::HttpError::Kind::Reset);
   CHECK(cut.error().transient());
   CHECK_THAT(cut.error().message, Catch::Contains("proxy " + authority(hangs_up.port()) + " closed the connection"));
 
-  ConnectProxy silent(dir, {std::nullopt, {}, "silent"});
+  ConnectProxy silent(dir, {std::nullopt, {}, "silent", {}});
   auto started = std::chrono::steady_clock::now();
   auto hung = run(io, client.send(server.url(), through(silent.url()), get("/echo")));
   REQUIRE_FALSE(hung.ok());
@@ -251,7 +251,7 @@ TEST_CASE("watches stream through the proxy, one tunnel each") {
   auto dir = test_support::temp_dir("proxy-stream");
   auto certs = test_support::make_certificates(dir / "certs");
   TestServer server(dir, &certs);
-  ConnectProxy proxy(dir, {std::make_pair(std::string("w"), std::string("pw")), {}, ""});
+  ConnectProxy proxy(dir, {std::make_pair(std::string("w"), std::string("pw")), {}, "", {}});
   boost::asio::io_context io;
   http::Client client(io.get_executor());
   auto settings = through(proxy.url("w:pw"), certs.ca_pem());

@@ -7,6 +7,7 @@
 #include "common/crypto.hpp"
 #include "support.hpp"
 #include "support/api_server.hpp"
+#include "support/connect_proxy.hpp"
 #include "support/azurite_server.hpp"
 #include "support/gcs_server.hpp"
 #include "support/moto_server.hpp"
@@ -415,6 +416,34 @@ TEST_CASE("two controllers with --leader-elect: one leads, a kill -9 hands over,
   // The clean stop released the Lease.
   CHECK_THAT(cluster.log(standby_log), Catch::Contains("Lease released"));
   CHECK(json::value_to<std::string>(cluster.get("lease stowage-leader -n demo").at("spec").at("holderIdentity")).empty());
+}
+
+TEST_CASE("run takes HTTPS_PROXY as client-go does: the API server is reached through the proxy") {
+  Cluster cluster("env-proxy");
+  test_support::ConnectProxyOptions options;
+  options.hosts = {{"kube.stowage.test", "127.0.0.1"}};  // only the proxy can resolve it; not loopback
+  test_support::ConnectProxy proxy(cluster.dir, options);
+  cluster.apply("storage", test::local_storage("p0", "/data/p0"));
+  auto proxied = cluster.dir / "kubeconfig-proxied";
+  test::write_file(proxied, "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n"
+                            "    server: https://kube.stowage.test:" + std::to_string(cluster.server.port) +
+                            "\n    tls-server-name: localhost\n    certificate-authority: " +
+                            cluster.server.certs.ca_cert.string() + "\nusers:\n- name: test\n  user:\n    token: " +
+                            cluster.server.token +
+                            "\ncontexts:\n- name: test\n  context: {cluster: test, user: test, namespace: demo}\n");
+  cluster.kubeconfig = proxied;
+  ::setenv("HTTPS_PROXY", ("127.0.0.1:" + std::to_string(proxy.port())).c_str(), 1);  // no scheme: http://
+  auto child = cluster.start("run");
+  ::unsetenv("HTTPS_PROXY");
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("p0") == "Ready"; }));
+  auto stats = proxy.stats();
+  CHECK(stats.tunnels >= 1);
+  for (const auto& c : stats.connects) CHECK(c.rfind("kube.stowage.test:", 0) == 0);
+  CHECK_THAT(cluster.log("run"), Catch::Contains("HTTPS_PROXY: requests go through proxy 127.0.0.1:" +
+                                                 std::to_string(proxy.port())));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
 
 TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz") {

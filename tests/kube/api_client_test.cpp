@@ -420,7 +420,7 @@ TEST_CASE("a 403 quotes the server's RBAC message, a 429 is transient with Retry
 
 TEST_CASE("the kubeconfig proxy-url carries requests and watches through an HTTP CONNECT proxy") {
   ApiServer server("proxy", "tok");
-  test_support::ConnectProxy proxy(server.dir, {{{"kube", "proxy-pass"}}, {}, ""});
+  test_support::ConnectProxy proxy(server.dir, {{{"kube", "proxy-pass"}}, {}, "", {}});
   boost::asio::io_context io;
   http::Client http(io.get_executor());
   auto config = server.config("tok");

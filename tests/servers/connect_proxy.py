@@ -2,6 +2,7 @@
 """A forward HTTP proxy for tests that tunnels with CONNECT only (what stowage's HTTP client uses).
 
     connect_proxy.py --port P [--user U --password W] [--allow-port N ...] [--misbehave close|silent]
+                     [--map NAME=ADDRESS ...]
 
     CONNECT host:port   with the right Proxy-Authorization (Basic) when --user is given, else 407 with
                         Proxy-Authenticate; 403 when --allow-port is given and the port is not in it;
@@ -13,6 +14,8 @@
                         Proxy-Authorization; no credential is ever recorded)
     anything else       405: absolute-form requests are not supported.
 
+--map NAME=ADDRESS: the proxy's own name resolution: a CONNECT to NAME:port reaches ADDRESS:port
+(so tests can use a host name the client itself cannot resolve, and that is not loopback).
 --misbehave close: read the CONNECT, then close without answering. --misbehave silent: read it and
 never answer (the client's timeout must end the exchange). Loopback only, Python 3 standard library,
 asyncio. Exits by itself when the process that started it goes away.
@@ -122,7 +125,8 @@ class Proxy:
             self.stats.refused += 1
             return await reply(writer, 403, "Forbidden", body=b"port not allowed\n")
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*address), 10)
+            host = self.args.hosts.get(address[0], address[0])
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, address[1]), 10)
         except (OSError, asyncio.TimeoutError):
             self.stats.refused += 1
             return await reply(writer, 502, "Bad Gateway", body=b"cannot reach the target\n")
@@ -155,7 +159,10 @@ async def main():
     parser.add_argument("--password")
     parser.add_argument("--allow-port", type=int, action="append", help="refuse (403) CONNECTs to other ports")
     parser.add_argument("--misbehave", choices=["close", "silent"])
+    parser.add_argument("--map", action="append", default=[], metavar="NAME=ADDRESS",
+                        help="connect CONNECTs to NAME to ADDRESS instead")
     args = parser.parse_args()
+    args.hosts = dict(entry.split("=", 1) for entry in args.map)
     proxy = Proxy(args)
     server = await asyncio.start_server(proxy.handle, args.host, args.port)
     asyncio.ensure_future(exit_with_parent())

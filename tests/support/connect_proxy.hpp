@@ -25,6 +25,7 @@ struct ConnectProxyOptions {
   std::optional<std::pair<std::string, std::string>> credentials;  // required user and password
   std::vector<int> allowed_ports;                                  // empty = any port
   std::string misbehave;                                           // "", "close" or "silent"
+  std::vector<std::pair<std::string, std::string>> hosts;          // the proxy resolves NAME to ADDRESS
 };
 
 class ConnectProxy {
@@ -37,6 +38,7 @@ class ConnectProxy {
       argv.insert(argv.end(), {"--user", options.credentials->first, "--password", options.credentials->second});
     for (int p : options.allowed_ports) argv.insert(argv.end(), {"--allow-port", std::to_string(p)});
     if (!options.misbehave.empty()) argv.insert(argv.end(), {"--misbehave", options.misbehave});
+    for (const auto& [name, address] : options.hosts) argv.insert(argv.end(), {"--map", name + "=" + address});
     server_ = Server::start(argv, log_);
     server_.wait_for_port(port_, log_);
   }
