@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A Kubernetes API server for stowage's tests and benchmarks: real HTTP, real watches, no etcd.
 
-    apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--bookmark-interval S]
+    apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--token-user TOKEN=USER ...]
+                 [--basic-auth USER:PASSWORD ...] [--client-ca CA] [--bookmark-interval S]
                  [--watch-timeout S] [--history N] [--rv0-unpaged] [--keep-running] [--verbose]
 
-Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With --token,
-every API request needs `Authorization: Bearer T` (else 401 and a Status). Prints
+Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With any of
+--token, --token-user, --basic-auth or --client-ca, every API request (discovery included) must
+authenticate by one of them (else 401 and a Status); see auth.py. Prints
 `listening on http(s)://127.0.0.1:PORT` once ready and writes PORT to --port-file. It exits when the
 process that started it does (unless --keep-running), so a crashed test leaves no server behind.
 
@@ -56,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import auth  # noqa: E402
 import faults as faults_module  # noqa: E402
 import protobuf  # noqa: E402
 import resources  # noqa: E402
@@ -63,6 +66,7 @@ import store as store_module  # noqa: E402
 from store import ApiError, bad_request  # noqa: E402
 
 WATCH_BATCH = 1000
+SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
            409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
            503: "ServiceUnavailable", 504: "Timeout"}
@@ -84,6 +88,7 @@ class State:
         self.faults = faults_module.Faults()
         self.stats = faults_module.Stats()
         self.token = args.token
+        self.authenticator = auth.Authenticator(args.token, args.token_user, args.basic_auth, bool(args.client_ca))
         self.bookmark_interval = args.bookmark_interval
         self.watch_timeout = args.watch_timeout
         self.verbose = args.verbose
@@ -124,9 +129,7 @@ class Handler(BaseHTTPRequestHandler):
             self.body = self.read_body()
             if self.url_path.startswith("/__"):
                 return self.control()
-            if self.state.token and self.headers.get("Authorization") != f"Bearer {self.state.token}":
-                self.state.stats.add("unauthorized")
-                raise ApiError(401, "Unauthorized", "Unauthorized")
+            self.user = self.authenticate()
             self.route()
         except ApiError as e:
             if self.streaming:
@@ -141,6 +144,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self.send_status(ApiError(500, "InternalError", f"test API server bug: {e!r}"))
+
+    def authenticate(self):
+        """The User making this request (see auth.py), or a 401 Status."""
+        certificate = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            certificate = self.connection.getpeercert()
+        user = self.state.authenticator.authenticate(self.headers.get("Authorization"), certificate)
+        if user is None:
+            self.state.stats.add("unauthorized")
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return user
 
     def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -248,7 +262,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, document)
         if path in ("/healthz", "/readyz", "/livez"):
             return self.send_raw(200, b"ok", "text/plain; charset=utf-8")
+        if self.command == "POST" and path == SELF_SUBJECT_REVIEWS:
+            return self.self_subject_review()
         self.resource_request(segments)
+
+    def self_subject_review(self):
+        """`kubectl auth whoami`: who the server thinks the caller is (any authenticated user may ask)."""
+        self.state.stats.request("create", self.url_path)
+        user = {"username": self.user.name, "groups": list(self.user.groups)}
+        self.send_json(201, {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                             "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}})
 
     def discovery(self, path, segments):
         if self.command != "GET":
@@ -488,6 +511,8 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("bookmark_interval", "watch_timeout", "token"):
                 if key in spec:
                     setattr(state, key, spec[key])
+            if "token" in spec:
+                state.authenticator.admin_token = spec["token"]
             return None
         raise ValueError(f"unknown action {action!r}")
 
@@ -642,7 +667,13 @@ def main():
     p.add_argument("--port-file", help="write the port here once listening")
     p.add_argument("--cert", help="PEM certificate chain: serve HTTPS")
     p.add_argument("--key", help="PEM private key of --cert")
-    p.add_argument("--token", help="bearer token every API request must carry")
+    p.add_argument("--token", help="the administrator's bearer token (always authorized)")
+    p.add_argument("--token-user", action="append", default=[], metavar="TOKEN=USERNAME",
+                   help="another bearer token and the user it authenticates as (repeatable)")
+    p.add_argument("--basic-auth", action="append", default=[], metavar="USER:PASSWORD",
+                   help="accept HTTP basic authentication with this user and password (repeatable)")
+    p.add_argument("--client-ca", help="HTTPS: ask for client certificates and accept those this CA signed "
+                                       "(user = the certificate's CN, groups = its O)")
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between BOOKMARK events")
     p.add_argument("--watch-timeout", type=float, default=1800.0, help="watch length when timeoutSeconds is unset")
     p.add_argument("--history", type=int, default=100000, help="events kept for watches to resume from")
@@ -653,6 +684,12 @@ def main():
     args = p.parse_args()
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    if args.client_ca and not args.cert:
+        p.error("--client-ca needs HTTPS (--cert and --key)")
+    try:
+        auth.Authenticator(args.token, args.token_user, args.basic_auth)
+    except ValueError as e:
+        p.error(str(e))
 
     # The store holds many long-lived small objects: with the default thresholds the cyclic collector
     # rescans all of them over and over while a benchmark fills it. Nothing here makes cycles that matter.
@@ -663,6 +700,9 @@ def main():
     if args.cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_OPTIONAL  # ask for a certificate; clients without one are let in
+            context.load_verify_locations(cafile=args.client_ca)
         context.set_alpn_protocols(["http/1.1"])
         # Handshakes happen in the connection's thread, on its first read, not in the accept loop.
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The test API server's behaviour over HTTPS with a raw client: write rules, lists, watches, views,
 fault switches and counters. Each test works in its own namespace of one shared server."""
+import base64
 import http.client
 import os
 import select
@@ -11,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ApiServer  # noqa: E402
+from testlib import ApiServer, make_ca, make_client_certificate  # noqa: E402
 
 GROUP = "/apis/storage.kubestash.com/v1alpha1"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -472,6 +473,114 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(done["status"], {"succeeded": 1})
         status, _ = self.c.request("DELETE", f"/api/v1/namespaces/{self.ns}")
         self.assertEqual(self.c.request("GET", path)[0], 404)  # namespace deletion cascades
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class AuthenticationTest(unittest.TestCase):
+    """The authenticators beside the admin token: more tokens with identities, basic auth, client
+    certificates; who a request is comes back from a SelfSubjectReview (`kubectl auth whoami`)."""
+    SA = "system:serviceaccount:stowage-system:stowage"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.server = ApiServer(cls.tmp.name, tls=True, token="admin-token", client_ca=True,
+                               args=["--token-user", f"sa-token={cls.SA}", "--token-user", "dev-token=dev",
+                                     "--basic-auth", "alice:s3cret:with-colon"])
+        cls.server.__enter__()
+        d, ca, ca_key = cls.tmp.name, cls.server.ca, os.path.join(cls.tmp.name, "ca.key")
+        cls.cert = make_client_certificate(d, "client", ca, ca_key, "stowage-client", ["team-a", "team-b"])
+        foreign_ca, foreign_key = make_ca(d, "foreign-ca")
+        cls.foreign_cert = make_client_certificate(d, "foreign", foreign_ca, foreign_key, "stowage-client")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def whoami(self, **client_args):
+        client = self.server.client(**client_args)
+        try:
+            status, body = client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                          {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        finally:
+            client.close()
+        if status != 201:
+            return status, body
+        return status, body["status"]["userInfo"]
+
+    def assert_unauthorized(self, **client_args):
+        client = self.server.client(**client_args)
+        try:
+            status, body = client.request("GET", "/api/v1/namespaces/default/secrets")
+        finally:
+            client.close()
+        self.assertEqual((status, body["reason"], body["code"]), (401, "Unauthorized", 401), client_args)
+
+    def test_admin_token(self):
+        self.assertEqual(self.whoami(), (201, {"username": "system:admin",
+                                               "groups": ["system:masters", "system:authenticated"]}))
+
+    def test_token_users(self):
+        status, user = self.whoami(token="sa-token")
+        self.assertEqual((status, user["username"]), (201, self.SA))
+        self.assertEqual(user["groups"], ["system:serviceaccounts", "system:serviceaccounts:stowage-system",
+                                          "system:authenticated"])
+        self.assertEqual(self.whoami(token="dev-token"), (201, {"username": "dev", "groups": ["system:authenticated"]}))
+        client = self.server.client(token="dev-token")
+        self.assertEqual(client.request("GET", "/api/v1/namespaces/default/secrets")[0], 200)
+        client.close()
+        self.assert_unauthorized(token="other-token")
+        self.assert_unauthorized(authorization="Bearer")
+
+    def test_basic_auth(self):
+        # The password may contain ':' (only the first one separates the user).
+        self.assertEqual(self.whoami(token="", authorization=basic("alice", "s3cret:with-colon")),
+                         (201, {"username": "alice", "groups": ["system:authenticated"]}))
+        client = self.server.client(token="", authorization=basic("alice", "s3cret:with-colon"))
+        self.assertEqual(client.request("GET", "/api/v1/namespaces/default/secrets")[0], 200)
+        client.close()
+        for wrong in (basic("alice", "wrong"), basic("bob", "s3cret:with-colon"), basic("alice", ""),
+                      "Basic not-base64!", "Basic " + base64.b64encode(b"no-colon").decode()):
+            self.assert_unauthorized(token="", authorization=wrong)
+
+    def test_client_certificate(self):
+        self.assertEqual(self.whoami(token="", certificate=self.cert),
+                         (201, {"username": "stowage-client",
+                                "groups": ["team-a", "team-b", "system:authenticated"]}))
+        # A verified certificate authenticates even beside a wrong token (the first authenticator wins).
+        self.assertEqual(self.whoami(token="wrong", certificate=self.cert)[1]["username"], "stowage-client")
+        # Without a certificate the other methods still apply; with nothing at all it is a 401.
+        self.assertEqual(self.whoami(token="dev-token")[1]["username"], "dev")
+        self.assert_unauthorized(token="")
+
+    def test_certificate_from_another_ca_is_refused(self):
+        # Python's ssl verifies in the handshake: the connection fails instead of a real server's 401.
+        with self.assertRaises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            self.whoami(token="", certificate=self.foreign_cert)
+        self.assertEqual(self.whoami(token="", certificate=self.cert)[0], 201)  # the server is still serving
+
+    def test_discovery_needs_authentication_too(self):
+        client = self.server.client(token="")
+        self.assertEqual(client.request("GET", "/api")[0], 401)
+        client.close()
+        client = self.server.client(token="", certificate=self.cert)
+        self.assertEqual(client.request("GET", "/api")[0], 200)
+        client.close()
+
+
+class AuthenticationFlagsTest(unittest.TestCase):
+    def test_bad_flags_are_refused(self):
+        import subprocess
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apiserver.py")
+        for args in (["--token-user", "no-equals"], ["--basic-auth", "nopassword"], ["--client-ca", "/nonexistent"]):
+            result = subprocess.run([sys.executable, server, "--port", "0", *args], capture_output=True, text=True,
+                                    timeout=10)
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertIn(args[0], result.stderr)
 
 
 if __name__ == "__main__":
