@@ -11,9 +11,17 @@ authenticate by one of them (else 401 and a Status); see auth.py. Prints
 `listening on http(s)://127.0.0.1:PORT` once ready and writes PORT to --port-file. It exits when the
 process that started it does (unless --keep-running), so a crashed test leaves no server behind.
 
+Authorization: with --authorize-rbac, every user but the --token administrator is allowed a resource
+request only when the Roles, ClusterRoles and bindings stored here grant it (rbac.py); a denial is the
+real server's 403 and is counted in /__stats (`forbidden`, `denials`). Discovery, OpenAPI and
+`POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`) are open to every
+authenticated user.
+
 Kinds: core/v1 namespaces (also created implicitly by the first object in a namespace), secrets,
-configmaps; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs (no job controller:
-tests write job status themselves); storage.kubestash.com/v1alpha1 backupstorages and repositories.
+configmaps, serviceaccounts, pods; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs
+(no job controller: tests write job status themselves); apps/v1 deployments (no controller either);
+rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
+storage.kubestash.com/v1alpha1 backupstorages and repositories.
 Verbs: get, list (label/field selectors, limit/continue), watch, create (generateName), update,
 patch (merge, JSON patch, strategic merge for built-in kinds only, server-side apply approximated as
 a merge), delete (finalizers), deletecollection, the status subresource, dryRun=All. Discovery,
@@ -32,8 +40,8 @@ Lists page with limit/continue at any resourceVersion (so clients always exercis
 
 Test controls (no token needed; faults apply to resource requests, not to discovery or controls):
   GET  /__stats     request counters by verb and by "verb path", responses by code, list continues,
-                    watch connections (total, active), faults armed and served, resourceVersion,
-                    object counts.
+                    watch connections (total, active), 401s, 403s from RBAC (and their messages),
+                    faults armed and served, resourceVersion, object counts.
   POST /__control   {"action": A, ...} with A one of
        fail | delay | drop_watch | stall_watch | garbage_watch   arm a fault (see faults.py)
        clear_faults   disarm all faults and release stalled watches
@@ -60,7 +68,9 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import auth  # noqa: E402
 import faults as faults_module  # noqa: E402
+import label_selectors  # noqa: E402
 import protobuf  # noqa: E402
+import rbac  # noqa: E402
 import resources  # noqa: E402
 import store as store_module  # noqa: E402
 from store import ApiError, bad_request  # noqa: E402
@@ -89,6 +99,7 @@ class State:
         self.stats = faults_module.Stats()
         self.token = args.token
         self.authenticator = auth.Authenticator(args.token, args.token_user, args.basic_auth, bool(args.client_ca))
+        self.authorizer = rbac.Authorizer(self.store, resources) if args.authorize_rbac else None
         self.bookmark_interval = args.bookmark_interval
         self.watch_timeout = args.watch_timeout
         self.verbose = args.verbose
@@ -333,6 +344,8 @@ class Handler(BaseHTTPRequestHandler):
     def resource_request(self, segments):
         r, namespace, name, subresource = self.parse_resource_path(segments)
         verb = self.verb_of(name)
+        if self.state.authorizer:
+            self.authorize(r, namespace, name, subresource, verb)
         self.state.stats.request(verb, self.url_path)
         if self.apply_faults(verb):
             return
@@ -357,6 +370,26 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "delete":
             return self.serve_delete(r, namespace, name, dry_run)
         return self.serve_delete_collection(r, namespace, dry_run)
+
+    def authorize(self, r, namespace, name, subresource, verb):
+        """--authorize-rbac: a 403 Status (counted in the stats) unless RBAC grants the request.
+        The request's attributes as a real server derives them (requestinfo.go): a namespace's own
+        namespace is its name; a list or watch with the field selector metadata.name=X names X."""
+        if r.plural == "namespaces" and not r.group and name:
+            namespace = name
+        if not name and verb in ("list", "watch"):
+            try:
+                fields = label_selectors.parse_field_selector(self.query.get("fieldSelector"))
+            except label_selectors.SelectorError:
+                fields = []
+            name = next((v for f, op, v in fields if f == "metadata.name" and op in ("=", "==")), None)
+        request = rbac.Request(verb, r.group, r.plural, subresource or "", namespace or "", name or "",
+                               r.group_resource)
+        try:
+            self.state.authorizer.check(self.user, request)
+        except ApiError as e:
+            self.state.stats.deny(e.message)
+            raise
 
     def apply_faults(self, verb):
         """Serve an armed fault for this request; True when it answered the request."""
@@ -674,6 +707,8 @@ def main():
                    help="accept HTTP basic authentication with this user and password (repeatable)")
     p.add_argument("--client-ca", help="HTTPS: ask for client certificates and accept those this CA signed "
                                        "(user = the certificate's CN, groups = its O)")
+    p.add_argument("--authorize-rbac", action="store_true",
+                   help="authorize every user but the --token administrator by the RBAC objects stored here")
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between BOOKMARK events")
     p.add_argument("--watch-timeout", type=float, default=1800.0, help="watch length when timeoutSeconds is unset")
     p.add_argument("--history", type=int, default=100000, help="events kept for watches to resume from")

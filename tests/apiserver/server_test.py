@@ -572,6 +572,222 @@ class AuthenticationTest(unittest.TestCase):
         client.close()
 
 
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+SA = "system:serviceaccount:stowage-system:stowage"
+USERS = ("reader", "leases", "named", "wild", "verbs", "dangling")
+
+
+def rule(groups, resources, verbs, names=None):
+    r = {"apiGroups": groups, "resources": resources, "verbs": verbs}
+    if names:
+        r["resourceNames"] = names
+    return r
+
+
+class RbacTest(unittest.TestCase):
+    """--authorize-rbac: the stored Roles, ClusterRoles and bindings decide, with the real server's 403s.
+    Each test binds its own user (a token per user), so the tests share one server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        args = ["--authorize-rbac", "--token-user", f"sa-token={SA}"]
+        for user in USERS:
+            args += ["--token-user", f"{user}-token={user}"]
+        cls.server = ApiServer(cls.tmp.name, tls=True, token="admin-token", args=args)
+        cls.server.__enter__()
+        cls.admin = cls.server.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.admin.close()
+        cls.server.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def create(self, path, obj):
+        status, body = self.admin.request("POST", path, obj)
+        self.assertEqual(status, 201, body)
+        return body
+
+    def cluster_role(self, name, *rules):
+        self.create(f"{RBAC}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                             "metadata": {"name": name}, "rules": list(rules)})
+
+    def role(self, namespace, name, *rules):
+        self.create(f"{RBAC}/namespaces/{namespace}/roles",
+                    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
+                     "rules": list(rules)})
+
+    def bind(self, name, role_kind, role, subjects, namespace=None):
+        kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+        path = f"{RBAC}/namespaces/{namespace}/rolebindings" if namespace else f"{RBAC}/clusterrolebindings"
+        self.create(path, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+                           "subjects": subjects})
+
+    def call(self, token, method, path, body=None, headers=None):
+        client = self.server.client(token=token)
+        try:
+            return client.request(method, path, body, headers)
+        finally:
+            client.close()
+
+    def assert_forbidden(self, token, method, path, message, body=None, headers=None):
+        before = self.server.stats()["forbidden"]
+        status, answer = self.call(token, method, path, body, headers)
+        self.assertEqual((status, answer["kind"], answer["reason"], answer["code"]), (403, "Status", "Forbidden", 403),
+                         answer)
+        self.assertEqual(answer["message"], message)
+        stats = self.server.stats()
+        self.assertEqual(stats["forbidden"], before + 1)
+        self.assertIn(message, stats["denials"])
+        return answer
+
+    def assert_allowed(self, token, method, path, body=None, headers=None, code=200):
+        status, answer = self.call(token, method, path, body, headers)
+        self.assertEqual(status, code, answer)
+        return answer
+
+    def test_denials_read_as_a_real_servers(self):
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/demo/secrets",
+                              f'secrets is forbidden: User "{SA}" cannot list resource "secrets" in API group "" '
+                              'in the namespace "demo"')
+        self.assert_forbidden("sa-token", "GET", "/api/v1/secrets",
+                              f'secrets is forbidden: User "{SA}" cannot list resource "secrets" in API group "" '
+                              'at the cluster scope')
+        answer = self.assert_forbidden(
+            "sa-token", "PATCH", f"{GROUP}/namespaces/demo/backupstorages/s1/status",
+            f'backupstorages.storage.kubestash.com "s1" is forbidden: User "{SA}" cannot patch resource '
+            '"backupstorages/status" in API group "storage.kubestash.com" in the namespace "demo"',
+            {"status": {}}, MERGE)
+        self.assertEqual(answer["details"], {"name": "s1", "group": "storage.kubestash.com", "kind": "backupstorages"})
+        self.assert_forbidden("sa-token", "GET", f"{GROUP}/backupstorages?watch=1",
+                              f'backupstorages.storage.kubestash.com is forbidden: User "{SA}" cannot watch resource '
+                              '"backupstorages" in API group "storage.kubestash.com" at the cluster scope')
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/demo",
+                              f'namespaces "demo" is forbidden: User "{SA}" cannot get resource "namespaces" in API '
+                              'group "" in the namespace "demo"')
+        # Discovery and who-am-I are open to every authenticated user; the administrator needs no binding.
+        for path in ("/api", "/apis", "/api/v1", f"{RBAC}", "/version", "/openapi/v3"):
+            self.assert_allowed("sa-token", "GET", path)
+        self.assert_allowed("sa-token", "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {}, code=201)
+        self.assert_allowed("admin-token", "GET", "/api/v1/secrets")
+        self.assertEqual(self.call("nobody", "GET", "/api")[0], 401)
+
+    def test_cluster_role_binding_applies_everywhere(self):
+        self.cluster_role("reader", rule([""], ["secrets"], ["get", "list", "watch"]),
+                          rule(["storage.kubestash.com"], ["backupstorages/status"], ["patch"]))
+        self.bind("reader", "ClusterRole", "reader", [{"kind": "User", "name": "reader"}])
+        self.create("/api/v1/namespaces/rbac-a/secrets", {"apiVersion": "v1", "kind": "Secret",
+                                                           "metadata": {"name": "s"}})
+        self.create(storages("rbac-a"), storage("st"))
+        self.assert_allowed("reader-token", "GET", "/api/v1/namespaces/rbac-a/secrets")
+        self.assert_allowed("reader-token", "GET", "/api/v1/namespaces/rbac-a/secrets/s")
+        self.assert_allowed("reader-token", "GET", "/api/v1/secrets")
+        client = self.server.client(token="reader-token")
+        self.assertEqual(client.watch("/api/v1/secrets?watch=1&timeoutSeconds=1").response.status, 200)
+        client.close()
+        self.assert_forbidden("reader-token", "POST", "/api/v1/namespaces/rbac-a/secrets",
+                              'secrets is forbidden: User "reader" cannot create resource "secrets" in API group "" '
+                              'in the namespace "rbac-a"', {"apiVersion": "v1", "kind": "Secret",
+                                                            "metadata": {"name": "t"}})
+        # The subresource is granted, the main resource is not.
+        self.assert_allowed("reader-token", "PATCH", f"{storages('rbac-a')}/st/status", {"status": {"phase": "Ready"}},
+                            MERGE)
+        self.assert_forbidden("reader-token", "PATCH", f"{storages('rbac-a')}/st",
+                              'backupstorages.storage.kubestash.com "st" is forbidden: User "reader" cannot patch '
+                              'resource "backupstorages" in API group "storage.kubestash.com" in the namespace '
+                              '"rbac-a"', {"spec": {}}, MERGE)
+        # Another API group with the same resource name is not granted.
+        self.assert_forbidden("reader-token", "GET", "/apis/batch/v1/namespaces/rbac-a/jobs",
+                              'jobs.batch is forbidden: User "reader" cannot list resource "jobs" in API group "batch" '
+                              'in the namespace "rbac-a"')
+
+    def test_role_bindings_apply_in_their_namespace(self):
+        self.role("rbac-b", "leases", rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]))
+        self.bind("leases", "Role", "leases", [{"kind": "User", "name": "leases"},
+                                               {"kind": "ServiceAccount", "name": "stowage",
+                                                "namespace": "stowage-system"}], namespace="rbac-b")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}}
+        leases = "/apis/coordination.k8s.io/v1/namespaces/rbac-b/leases"
+        created = self.assert_allowed("leases-token", "POST", leases, lease, code=201)
+        self.assert_allowed("sa-token", "GET", f"{leases}/l")
+        self.assert_allowed("leases-token", "PUT", f"{leases}/l", created)
+        self.assert_forbidden("leases-token", "PATCH", f"{leases}/l",
+                              'leases.coordination.k8s.io "l" is forbidden: User "leases" cannot patch resource '
+                              '"leases" in API group "coordination.k8s.io" in the namespace "rbac-b"', {}, MERGE)
+        self.assert_forbidden("leases-token", "GET", "/apis/coordination.k8s.io/v1/namespaces/rbac-other/leases/l",
+                              'leases.coordination.k8s.io "l" is forbidden: User "leases" cannot get resource '
+                              '"leases" in API group "coordination.k8s.io" in the namespace "rbac-other"')
+        self.assert_forbidden("leases-token", "GET", "/apis/coordination.k8s.io/v1/leases",
+                              'leases.coordination.k8s.io is forbidden: User "leases" cannot list resource "leases" '
+                              'in API group "coordination.k8s.io" at the cluster scope')
+        # A RoleBinding to a ClusterRole grants its rules in the binding's namespace only; a
+        # ServiceAccount subject without a namespace means the binding's namespace.
+        self.cluster_role("pod-lister", rule([""], ["pods"], ["list"]))
+        self.bind("pods", "ClusterRole", "pod-lister", [{"kind": "ServiceAccount", "name": "stowage"}],
+                  namespace="stowage-system")
+        self.assert_allowed("sa-token", "GET", "/api/v1/namespaces/stowage-system/pods")
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/rbac-b/pods",
+                              f'pods is forbidden: User "{SA}" cannot list resource "pods" in API group "" in the '
+                              'namespace "rbac-b"')
+
+    def test_resource_names(self):
+        self.role("rbac-c", "named", rule([""], ["configmaps"], ["get", "list", "watch"], names=["only"]))
+        self.bind("named", "Role", "named", [{"kind": "User", "name": "named"}], namespace="rbac-c")
+        self.create("/api/v1/namespaces/rbac-c/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                             "metadata": {"name": "only"}})
+        self.assert_allowed("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps/only")
+        self.assert_forbidden("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps/other",
+                              'configmaps "other" is forbidden: User "named" cannot get resource "configmaps" in API '
+                              'group "" in the namespace "rbac-c"')
+        self.assert_forbidden("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps",
+                              'configmaps is forbidden: User "named" cannot list resource "configmaps" in API group "" '
+                              'in the namespace "rbac-c"')
+        listed = self.assert_allowed("named-token", "GET",
+                                     "/api/v1/namespaces/rbac-c/configmaps?fieldSelector=metadata.name%3Donly")
+        self.assertEqual([i["metadata"]["name"] for i in listed["items"]], ["only"])
+
+    def test_wildcards_groups_and_verbs(self):
+        self.role("rbac-d", "everything", rule(["*"], ["*"], ["*"]))
+        self.bind("wild", "Role", "everything", [{"kind": "Group", "name": "wild-ones"},
+                                                  {"kind": "User", "name": "wild"}], namespace="rbac-d")
+        self.assert_allowed("wild-token", "POST", storages("rbac-d"), storage("x"), code=201)
+        self.assert_allowed("wild-token", "PATCH", f"{storages('rbac-d')}/x/status", {"status": {"phase": "x"}}, MERGE)
+        self.assert_allowed("wild-token", "DELETE", storages("rbac-d"))
+        # Group subjects: a service account is in system:serviceaccounts:<its namespace>.
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/rbac-d/configmaps",
+                              f'configmaps is forbidden: User "{SA}" cannot list resource "configmaps" in API group "" '
+                              'in the namespace "rbac-d"')
+        self.bind("service-accounts", "Role", "everything",
+                  [{"kind": "Group", "name": "system:serviceaccounts:stowage-system"}], namespace="rbac-d")
+        self.assert_allowed("sa-token", "GET", "/api/v1/namespaces/rbac-d/configmaps")
+        # Each HTTP request is the verb a real server makes of it.
+        self.role("rbac-d", "deleter", rule([""], ["configmaps"], ["delete", "update"]),
+                  rule(["storage.kubestash.com"], ["*/status"], ["update"]))
+        self.bind("verbs", "Role", "deleter", [{"kind": "User", "name": "verbs"}], namespace="rbac-d")
+        cm = self.create("/api/v1/namespaces/rbac-d/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                                  "metadata": {"name": "c"}})
+        self.assert_allowed("verbs-token", "PUT", "/api/v1/namespaces/rbac-d/configmaps/c", cm)
+        self.assert_forbidden("verbs-token", "DELETE", "/api/v1/namespaces/rbac-d/configmaps",
+                              'configmaps is forbidden: User "verbs" cannot deletecollection resource "configmaps" in '
+                              'API group "" in the namespace "rbac-d"')
+        self.assert_allowed("verbs-token", "DELETE", "/api/v1/namespaces/rbac-d/configmaps/c")
+        st = self.create(storages("rbac-d"), storage("y"))
+        self.assert_allowed("verbs-token", "PUT", f"{storages('rbac-d')}/y/status", st)
+        self.assert_forbidden("verbs-token", "PUT", f"{storages('rbac-d')}/y",
+                              'backupstorages.storage.kubestash.com "y" is forbidden: User "verbs" cannot update '
+                              'resource "backupstorages" in API group "storage.kubestash.com" in the namespace '
+                              '"rbac-d"', st)
+
+    def test_a_binding_to_a_missing_role_is_named(self):
+        self.bind("dangling", "ClusterRole", "not-there", [{"kind": "User", "name": "dangling"}], namespace="rbac-e")
+        self.assert_forbidden("dangling-token", "GET", "/api/v1/namespaces/rbac-e/secrets",
+                              'secrets is forbidden: User "dangling" cannot list resource "secrets" in API group "" '
+                              'in the namespace "rbac-e": RBAC: clusterrole.rbac.authorization.k8s.io "not-there" '
+                              'not found')
+
+
 class AuthenticationFlagsTest(unittest.TestCase):
     def test_bad_flags_are_refused(self):
         import subprocess
