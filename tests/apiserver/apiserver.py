@@ -2,7 +2,8 @@
 """A Kubernetes API server for stowage's tests and benchmarks: real HTTP, real watches, no etcd.
 
     apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--token-user TOKEN=USER ...]
-                 [--basic-auth USER:PASSWORD ...] [--client-ca CA] [--bookmark-interval S]
+                 [--basic-auth USER:PASSWORD ...] [--client-ca CA] [--authorize-rbac [--enforce-owner-references]]
+                 [--bookmark-interval S]
                  [--watch-timeout S] [--history N] [--rv0-unpaged] [--keep-running] [--verbose]
 
 Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With any of
@@ -13,7 +14,8 @@ process that started it does (unless --keep-running), so a crashed test leaves n
 
 Authorization: with --authorize-rbac, every user but the --token administrator is allowed a resource
 request only when the Roles, ClusterRoles and bindings stored here grant it (rbac.py); a denial is the
-real server's 403 and is counted in /__stats (`forbidden`, `denials`). Discovery, OpenAPI and
+real server's 403 and is counted in /__stats (`forbidden`, `denials`); --enforce-owner-references adds
+the OwnerReferencesPermissionEnforcement admission plugin's checks. Discovery, OpenAPI and
 `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`) are open to every
 authenticated user.
 
@@ -100,6 +102,7 @@ class State:
         self.token = args.token
         self.authenticator = auth.Authenticator(args.token, args.token_user, args.basic_auth, bool(args.client_ca))
         self.authorizer = rbac.Authorizer(self.store, resources) if args.authorize_rbac else None
+        self.enforce_owner_references = args.enforce_owner_references
         self.bookmark_interval = args.bookmark_interval
         self.watch_timeout = args.watch_timeout
         self.verbose = args.verbose
@@ -346,6 +349,8 @@ class Handler(BaseHTTPRequestHandler):
         verb = self.verb_of(name)
         if self.state.authorizer:
             self.authorize(r, namespace, name, subresource, verb)
+            if self.state.enforce_owner_references and verb in ("create", "update", "patch") and not subresource:
+                self.admit_owner_references(r, namespace, name, verb)
         self.state.stats.request(verb, self.url_path)
         if self.apply_faults(verb):
             return
@@ -387,6 +392,29 @@ class Handler(BaseHTTPRequestHandler):
                                r.group_resource)
         try:
             self.state.authorizer.check(self.user, request)
+        except ApiError as e:
+            self.state.stats.deny(e.message)
+            raise
+
+    def admit_owner_references(self, r, namespace, name, verb):
+        """--enforce-owner-references: the object as this write would store it (a dry run for a patch),
+        checked against the stored one by rbac.check_owner_references."""
+        store = self.state.store
+        if verb == "create":
+            new, old = self.json_body(), None
+            name = ((new or {}).get("metadata") or {}).get("name") or "" if isinstance(new, dict) else ""
+        else:
+            with store.cond:
+                old = store.objects[r].get((namespace or "", name))
+            if old is None:
+                return  # the write itself answers 404 (or creates, for a patch of a missing object)
+            new = self.json_body() if verb == "update" else store.patch(
+                r, namespace, name, self.headers.get("Content-Type"), self.body, None, True)
+        if not isinstance(new, dict):
+            return
+        request = rbac.Request(verb, r.group, r.plural, "", namespace or "", name or "", r.group_resource)
+        try:
+            self.state.authorizer.check_owner_references(self.user, request, new, old, resources.by_kind)
         except ApiError as e:
             self.state.stats.deny(e.message)
             raise
@@ -709,6 +737,9 @@ def main():
                                        "(user = the certificate's CN, groups = its O)")
     p.add_argument("--authorize-rbac", action="store_true",
                    help="authorize every user but the --token administrator by the RBAC objects stored here")
+    p.add_argument("--enforce-owner-references", action="store_true",
+                   help="with --authorize-rbac: the OwnerReferencesPermissionEnforcement admission plugin "
+                        "(blockOwnerDeletion needs update on the owner's finalizers)")
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between BOOKMARK events")
     p.add_argument("--watch-timeout", type=float, default=1800.0, help="watch length when timeoutSeconds is unset")
     p.add_argument("--history", type=int, default=100000, help="events kept for watches to resume from")
@@ -719,6 +750,8 @@ def main():
     args = p.parse_args()
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    if args.enforce_owner_references and not args.authorize_rbac:
+        p.error("--enforce-owner-references needs --authorize-rbac")
     if args.client_ca and not args.cert:
         p.error("--client-ca needs HTTPS (--cert and --key)")
     try:

@@ -14,6 +14,10 @@ What a real server's RBAC authorizer decides, for resource requests:
 Discovery and non-resource paths are not checked here (the server lets any authenticated user read them,
 as the system:discovery role does). ClusterRole aggregation is not modelled.
 
+With --enforce-owner-references, the OwnerReferencesPermissionEnforcement admission plugin's rule too
+(check_owner_references): setting blockOwnerDeletion on an ownerReference needs `update` on the owner's
+`finalizers` subresource, and changing ownerReferences of an existing object needs `delete` on it.
+
 A denial is the real server's 403: `secrets is forbidden: User "u" cannot list resource "secrets" in API
 group "" in the namespace "demo"` (`at the cluster scope` without a namespace), with `: RBAC: ...` added
 when a binding names a role that does not exist, as the real authorizer reports it.
@@ -112,12 +116,55 @@ class Authorizer:
         return False, ("RBAC: " + ", ".join(errors)) if len(errors) == 1 else (
             "RBAC: [" + ", ".join(errors) + "]" if errors else "")
 
+    def check_owner_references(self, user, request, new, old, find_kind):
+        """The OwnerReferencesPermissionEnforcement admission plugin (gc_admission.go) for a write of
+        `new` over `old` (None on create); find_kind(apiVersion, kind) -> Resource or None."""
+        if user.is_admin or not owner_references_changed(new, old):
+            return
+        if old is not None and not self.allowed(user, Request("delete", request.group, request.resource, "",
+                                                               request.namespace, request.name,
+                                                               request.group_resource))[0]:
+            raise owner_reference_forbidden(request, "cannot set an ownerRef on a resource you can't delete")
+        for ref in new_blocking_owner_references(new, old):
+            owner = find_kind(ref.get("apiVersion"), ref.get("kind"))
+            group = owner.group if owner else (ref.get("apiVersion") or "").rpartition("/")[0]
+            resource = owner.plural if owner else (ref.get("kind") or "").lower() + "s"
+            finalizers = Request("update", group, resource, "finalizers", request.namespace, ref.get("name") or "",
+                                 owner.group_resource if owner else resource)
+            ok, reason = self.allowed(user, finalizers)
+            if not ok:
+                raise owner_reference_forbidden(
+                    request, "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set "
+                             f"finalizers on: {forbidden(user, finalizers, reason).message.split(': ', 1)[1]}")
+
     def check(self, user, request):
         """Raise the real server's 403 Forbidden Status when `user` may not make `request`."""
         ok, reason = self.allowed(user, request)
         if ok:
             return
         raise forbidden(user, request, reason)
+
+
+def _owner_references(obj):
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return [ref for ref in refs if isinstance(ref, dict)]
+
+
+def new_blocking_owner_references(new, old):
+    """The ownerReferences of `new` with blockOwnerDeletion true that `old` did not block with."""
+    blocking_before = {ref.get("uid") for ref in _owner_references(old) if ref.get("blockOwnerDeletion")}
+    return [ref for ref in _owner_references(new)
+            if ref.get("blockOwnerDeletion") and ref.get("uid") not in blocking_before]
+
+
+def owner_references_changed(new, old):
+    return _owner_references(new) != _owner_references(old)
+
+
+def owner_reference_forbidden(request, message):
+    subject = f'{request.group_resource} "{request.name}"' if request.name else request.group_resource
+    return ApiError(403, "Forbidden", f"{subject} is forbidden: {message}",
+                    {"name": request.name, "group": request.group, "kind": request.resource})
 
 
 def forbidden(user, request, reason=""):

@@ -574,7 +574,7 @@ class AuthenticationTest(unittest.TestCase):
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 SA = "system:serviceaccount:stowage-system:stowage"
-USERS = ("reader", "leases", "named", "wild", "verbs", "dangling")
+USERS = ("reader", "leases", "named", "wild", "verbs", "dangling", "owner")
 
 
 def rule(groups, resources, verbs, names=None):
@@ -591,7 +591,7 @@ class RbacTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        args = ["--authorize-rbac", "--token-user", f"sa-token={SA}"]
+        args = ["--authorize-rbac", "--enforce-owner-references", "--token-user", f"sa-token={SA}"]
         for user in USERS:
             args += ["--token-user", f"{user}-token={user}"]
         cls.server = ApiServer(cls.tmp.name, tls=True, token="admin-token", args=args)
@@ -787,12 +787,41 @@ class RbacTest(unittest.TestCase):
                               'in the namespace "rbac-e": RBAC: clusterrole.rbac.authorization.k8s.io "not-there" '
                               'not found')
 
+    def test_owner_references_with_block_owner_deletion_need_finalizers(self):
+        # The OwnerReferencesPermissionEnforcement admission plugin, as KubeStash's volume Jobs meet it.
+        self.role("rbac-f", "jobs", rule(["batch"], ["jobs"], ["create", "patch"]))
+        self.bind("owner", "Role", "jobs", [{"kind": "User", "name": "owner"}], namespace="rbac-f")
+        owner = self.create(storages("rbac-f"), storage("st"))
+        ref = {"apiVersion": "storage.kubestash.com/v1alpha1", "kind": "BackupStorage", "name": "st",
+               "uid": owner["metadata"]["uid"], "controller": True}
+        jobs = "/apis/batch/v1/namespaces/rbac-f/jobs"
+
+        def job(name, *refs):
+            return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "ownerReferences": list(refs)},
+                    "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+
+        self.assert_allowed("owner-token", "POST", jobs, job("plain", ref), code=201)  # no blockOwnerDeletion
+        denied = ('jobs.batch "blocking" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a '
+                  'resource you can\'t set finalizers on: User "owner" cannot update resource '
+                  '"backupstorages/finalizers" in API group "storage.kubestash.com" in the namespace "rbac-f"')
+        self.assert_forbidden("owner-token", "POST", jobs, denied, job("blocking", dict(ref, blockOwnerDeletion=True)))
+        # Changing the references of an existing object also needs delete on it.
+        self.assert_forbidden("owner-token", "PATCH", f"{jobs}/plain",
+                              'jobs.batch "plain" is forbidden: cannot set an ownerRef on a resource you can\'t delete',
+                              {"metadata": {"ownerReferences": []}}, MERGE)
+        self.role("rbac-f", "finalizers", rule(["storage.kubestash.com"], ["backupstorages/finalizers"], ["update"]))
+        self.bind("finalizers", "Role", "finalizers", [{"kind": "User", "name": "owner"}], namespace="rbac-f")
+        self.assert_allowed("owner-token", "POST", jobs, job("blocking", dict(ref, blockOwnerDeletion=True)), code=201)
+        self.assert_allowed("admin-token", "POST", jobs, job("by-admin", dict(ref, blockOwnerDeletion=True)), code=201)
+        self.assertEqual(self.server.stats()["requests_by_path"].get(f"create {jobs}"), 3)
+
 
 class AuthenticationFlagsTest(unittest.TestCase):
     def test_bad_flags_are_refused(self):
         import subprocess
         server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apiserver.py")
-        for args in (["--token-user", "no-equals"], ["--basic-auth", "nopassword"], ["--client-ca", "/nonexistent"]):
+        for args in (["--token-user", "no-equals"], ["--basic-auth", "nopassword"], ["--client-ca", "/nonexistent"],
+                     ["--enforce-owner-references"]):
             result = subprocess.run([sys.executable, server, "--port", "0", *args], capture_output=True, text=True,
                                     timeout=10)
             self.assertEqual(result.returncode, 2, (args, result.stderr))
