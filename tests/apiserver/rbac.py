@@ -113,8 +113,10 @@ class Authorizer:
             role = self._role(binding.get("roleRef") or {}, namespace, errors)
             if role and any(rule_allows(rule, request) for rule in role.get("rules") or ()):
                 return True, ""
-        return False, ("RBAC: " + ", ".join(errors)) if len(errors) == 1 else (
-            "RBAC: [" + ", ".join(errors) + "]" if errors else "")
+        if not errors:
+            return False, ""
+        # utilerrors.NewAggregate's text: one error as is, several as "[a, b]".
+        return False, "RBAC: " + (errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
 
     def check_owner_references(self, user, request, new, old, find_kind):
         """The OwnerReferencesPermissionEnforcement admission plugin (gc_admission.go) for a write of
