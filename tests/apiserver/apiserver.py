@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
 """A Kubernetes API server for stowage's tests and benchmarks: real HTTP, real watches, no etcd.
 
-    apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--bookmark-interval S]
+    apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--token-user TOKEN=USER ...]
+                 [--basic-auth USER:PASSWORD ...] [--client-ca CA] [--authorize-rbac [--enforce-owner-references]]
+                 [--bookmark-interval S]
                  [--watch-timeout S] [--history N] [--rv0-unpaged] [--keep-running] [--verbose]
 
-Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With --token,
-every API request needs `Authorization: Bearer T` (else 401 and a Status). Prints
+Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With any of
+--token, --token-user, --basic-auth or --client-ca, every API request (discovery included) must
+authenticate by one of them (else 401 and a Status); see auth.py. Prints
 `listening on http(s)://127.0.0.1:PORT` once ready and writes PORT to --port-file. It exits when the
 process that started it does (unless --keep-running), so a crashed test leaves no server behind.
 
+Authorization: with --authorize-rbac, every user but the --token administrator is allowed a resource
+request only when the Roles, ClusterRoles and bindings stored here grant it (rbac.py); a denial is the
+real server's 403 and is counted in /__stats (`forbidden`, `denials`); --enforce-owner-references adds
+the OwnerReferencesPermissionEnforcement admission plugin's checks. Discovery, OpenAPI and
+`POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`) are open to every
+authenticated user.
+
 Kinds: core/v1 namespaces (also created implicitly by the first object in a namespace), secrets,
-configmaps; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs (no job controller:
-tests write job status themselves); storage.kubestash.com/v1alpha1 backupstorages and repositories.
+configmaps, serviceaccounts, pods; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs
+(no job controller: tests write job status themselves); apps/v1 deployments (no controller either);
+rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
+storage.kubestash.com/v1alpha1 backupstorages and repositories.
 Verbs: get, list (label/field selectors, limit/continue), watch, create (generateName), update,
 patch (merge, JSON patch, strategic merge for built-in kinds only, server-side apply approximated as
 a merge), delete (finalizers), deletecollection, the status subresource, dryRun=All. Discovery,
@@ -30,8 +42,8 @@ Lists page with limit/continue at any resourceVersion (so clients always exercis
 
 Test controls (no token needed; faults apply to resource requests, not to discovery or controls):
   GET  /__stats     request counters by verb and by "verb path", responses by code, list continues,
-                    watch connections (total, active), faults armed and served, resourceVersion,
-                    object counts.
+                    watch connections (total, active), 401s, 403s from RBAC (and their messages),
+                    faults armed and served, resourceVersion, object counts.
   POST /__control   {"action": A, ...} with A one of
        fail | delay | drop_watch | stall_watch | garbage_watch   arm a fault (see faults.py)
        clear_faults   disarm all faults and release stalled watches
@@ -56,13 +68,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import auth  # noqa: E402
 import faults as faults_module  # noqa: E402
+import label_selectors  # noqa: E402
 import protobuf  # noqa: E402
+import rbac  # noqa: E402
 import resources  # noqa: E402
 import store as store_module  # noqa: E402
 from store import ApiError, bad_request  # noqa: E402
 
 WATCH_BATCH = 1000
+SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
            409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
            503: "ServiceUnavailable", 504: "Timeout"}
@@ -84,6 +100,9 @@ class State:
         self.faults = faults_module.Faults()
         self.stats = faults_module.Stats()
         self.token = args.token
+        self.authenticator = auth.Authenticator(args.token, args.token_user, args.basic_auth, bool(args.client_ca))
+        self.authorizer = rbac.Authorizer(self.store, resources) if args.authorize_rbac else None
+        self.enforce_owner_references = args.enforce_owner_references
         self.bookmark_interval = args.bookmark_interval
         self.watch_timeout = args.watch_timeout
         self.verbose = args.verbose
@@ -124,9 +143,7 @@ class Handler(BaseHTTPRequestHandler):
             self.body = self.read_body()
             if self.url_path.startswith("/__"):
                 return self.control()
-            if self.state.token and self.headers.get("Authorization") != f"Bearer {self.state.token}":
-                self.state.stats.add("unauthorized")
-                raise ApiError(401, "Unauthorized", "Unauthorized")
+            self.user = self.authenticate()
             self.route()
         except ApiError as e:
             if self.streaming:
@@ -141,6 +158,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self.send_status(ApiError(500, "InternalError", f"test API server bug: {e!r}"))
+
+    def authenticate(self):
+        """The User making this request (see auth.py), or a 401 Status."""
+        certificate = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            certificate = self.connection.getpeercert()
+        user = self.state.authenticator.authenticate(self.headers.get("Authorization"), certificate)
+        if user is None:
+            self.state.stats.add("unauthorized")
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return user
 
     def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -248,7 +276,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, document)
         if path in ("/healthz", "/readyz", "/livez"):
             return self.send_raw(200, b"ok", "text/plain; charset=utf-8")
+        if self.command == "POST" and path == SELF_SUBJECT_REVIEWS:
+            return self.self_subject_review()
         self.resource_request(segments)
+
+    def self_subject_review(self):
+        """`kubectl auth whoami`: who the server thinks the caller is (any authenticated user may ask)."""
+        self.state.stats.request("create", self.url_path)
+        user = {"username": self.user.name, "groups": list(self.user.groups)}
+        self.send_json(201, {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                             "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}})
 
     def discovery(self, path, segments):
         if self.command != "GET":
@@ -310,6 +347,10 @@ class Handler(BaseHTTPRequestHandler):
     def resource_request(self, segments):
         r, namespace, name, subresource = self.parse_resource_path(segments)
         verb = self.verb_of(name)
+        if self.state.authorizer:
+            self.authorize(r, namespace, name, subresource, verb)
+            if self.state.enforce_owner_references and verb in ("create", "update", "patch") and not subresource:
+                self.admit_owner_references(r, namespace, name, verb)
         self.state.stats.request(verb, self.url_path)
         if self.apply_faults(verb):
             return
@@ -334,6 +375,49 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "delete":
             return self.serve_delete(r, namespace, name, dry_run)
         return self.serve_delete_collection(r, namespace, dry_run)
+
+    def authorize(self, r, namespace, name, subresource, verb):
+        """--authorize-rbac: a 403 Status (counted in the stats) unless RBAC grants the request.
+        The request's attributes as a real server derives them (requestinfo.go): a namespace's own
+        namespace is its name; a list or watch with the field selector metadata.name=X names X."""
+        if r.plural == "namespaces" and not r.group and name:
+            namespace = name
+        if not name and verb in ("list", "watch"):
+            try:
+                fields = label_selectors.parse_field_selector(self.query.get("fieldSelector"))
+            except label_selectors.SelectorError:
+                fields = []
+            name = next((v for f, op, v in fields if f == "metadata.name" and op in ("=", "==")), None)
+        request = rbac.Request(verb, r.group, r.plural, subresource or "", namespace or "", name or "",
+                               r.group_resource)
+        try:
+            self.state.authorizer.check(self.user, request)
+        except ApiError as e:
+            self.state.stats.deny(e.message)
+            raise
+
+    def admit_owner_references(self, r, namespace, name, verb):
+        """--enforce-owner-references: the object as this write would store it (a dry run for a patch),
+        checked against the stored one by rbac.check_owner_references."""
+        store = self.state.store
+        if verb == "create":
+            new, old = self.json_body(), None
+            name = ((new or {}).get("metadata") or {}).get("name") or "" if isinstance(new, dict) else ""
+        else:
+            with store.cond:
+                old = store.objects[r].get((namespace or "", name))
+            if old is None:
+                return  # the write itself answers 404 (or creates, for a patch of a missing object)
+            new = self.json_body() if verb == "update" else store.patch(
+                r, namespace, name, self.headers.get("Content-Type"), self.body, None, True)
+        if not isinstance(new, dict):
+            return
+        request = rbac.Request(verb, r.group, r.plural, "", namespace or "", name or "", r.group_resource)
+        try:
+            self.state.authorizer.check_owner_references(self.user, request, new, old, resources.by_kind)
+        except ApiError as e:
+            self.state.stats.deny(e.message)
+            raise
 
     def apply_faults(self, verb):
         """Serve an armed fault for this request; True when it answered the request."""
@@ -488,6 +572,8 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("bookmark_interval", "watch_timeout", "token"):
                 if key in spec:
                     setattr(state, key, spec[key])
+            if "token" in spec:
+                state.authenticator.admin_token = spec["token"]
             return None
         raise ValueError(f"unknown action {action!r}")
 
@@ -642,7 +728,18 @@ def main():
     p.add_argument("--port-file", help="write the port here once listening")
     p.add_argument("--cert", help="PEM certificate chain: serve HTTPS")
     p.add_argument("--key", help="PEM private key of --cert")
-    p.add_argument("--token", help="bearer token every API request must carry")
+    p.add_argument("--token", help="the administrator's bearer token (always authorized)")
+    p.add_argument("--token-user", action="append", default=[], metavar="TOKEN=USERNAME",
+                   help="another bearer token and the user it authenticates as (repeatable)")
+    p.add_argument("--basic-auth", action="append", default=[], metavar="USER:PASSWORD",
+                   help="accept HTTP basic authentication with this user and password (repeatable)")
+    p.add_argument("--client-ca", help="HTTPS: ask for client certificates and accept those this CA signed "
+                                       "(user = the certificate's CN, groups = its O)")
+    p.add_argument("--authorize-rbac", action="store_true",
+                   help="authorize every user but the --token administrator by the RBAC objects stored here")
+    p.add_argument("--enforce-owner-references", action="store_true",
+                   help="with --authorize-rbac: the OwnerReferencesPermissionEnforcement admission plugin "
+                        "(blockOwnerDeletion needs update on the owner's finalizers)")
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between BOOKMARK events")
     p.add_argument("--watch-timeout", type=float, default=1800.0, help="watch length when timeoutSeconds is unset")
     p.add_argument("--history", type=int, default=100000, help="events kept for watches to resume from")
@@ -653,6 +750,14 @@ def main():
     args = p.parse_args()
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    if args.enforce_owner_references and not args.authorize_rbac:
+        p.error("--enforce-owner-references needs --authorize-rbac")
+    if args.client_ca and not args.cert:
+        p.error("--client-ca needs HTTPS (--cert and --key)")
+    try:
+        auth.Authenticator(args.token, args.token_user, args.basic_auth)
+    except ValueError as e:
+        p.error(str(e))
 
     # The store holds many long-lived small objects: with the default thresholds the cyclic collector
     # rescans all of them over and over while a benchmark fills it. Nothing here makes cycles that matter.
@@ -663,6 +768,9 @@ def main():
     if args.cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_OPTIONAL  # ask for a certificate; clients without one are let in
+            context.load_verify_locations(cafile=args.client_ca)
         context.set_alpn_protocols(["http/1.1"])
         # Handshakes happen in the connection's thread, on its first read, not in the accept loop.
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)

@@ -20,6 +20,7 @@ for every one until cleared. Kinds:
 import threading
 from collections import Counter
 
+MAX_DENIALS = 100
 KINDS = ("fail", "delay", "drop_watch", "stall_watch", "garbage_watch")
 
 
@@ -88,6 +89,8 @@ class Stats:
             self.watch_connections = 0
             self.active_watches = 0
             self.unauthorized = 0
+            self.forbidden = 0
+            self.denials = []  # the first MAX_DENIALS 403 messages, for a test to show
 
     def request(self, verb, path):
         with self.lock:
@@ -97,6 +100,12 @@ class Stats:
     def add(self, name, amount=1):
         with self.lock:
             setattr(self, name, getattr(self, name) + amount)
+
+    def deny(self, message):
+        with self.lock:
+            self.forbidden += 1
+            if len(self.denials) < MAX_DENIALS:
+                self.denials.append(message)
 
     def code(self, code):
         with self.lock:
@@ -108,4 +117,4 @@ class Stats:
                     "responses_by_code": dict(self.by_code), "list_continues": self.list_continues,
                     "list_pages_with_continue": self.list_pages_with_continue,
                     "watch_connections": self.watch_connections, "active_watches": self.active_watches,
-                    "unauthorized": self.unauthorized}
+                    "unauthorized": self.unauthorized, "forbidden": self.forbidden, "denials": list(self.denials)}

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import ApiServer  # noqa: E402
 
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
+DEPLOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy")
 NS = "demo"
 
 MANIFESTS = """\
@@ -262,11 +263,64 @@ class Fidelity:
         check("secret/generated created" in result.stdout, "kubectl create secret (protobuf body)", result.stdout)
         check(self.get("generated", "secret")["data"] == {"AWS_ACCESS_KEY_ID": "eA=="}, "generated secret")
 
+    def step_deploy_manifests(self):
+        # The product's own manifests: ServiceAccount, RBAC and a Deployment, as on a real cluster
+        # (where the namespace must exist first).
+        self.kubectl("create", "namespace", "stowage-system")
+        result = self.kubectl("apply", "-f", DEPLOY)
+        created = ["serviceaccount/stowage", "clusterrole.rbac.authorization.k8s.io/stowage",
+                   "clusterrolebinding.rbac.authorization.k8s.io/stowage",
+                   "role.rbac.authorization.k8s.io/stowage-leader-election",
+                   "rolebinding.rbac.authorization.k8s.io/stowage-leader-election", "deployment.apps/stowage"]
+        for name in created:
+            check(f"{name} created" in result.stdout, f"apply deploy/: {name}", result.stdout, result.stderr)
+        check(result.stderr == "", "apply deploy/ printed warnings", result.stderr)
+        result = self.kubectl("apply", "-f", DEPLOY)
+        for name in created:
+            check(f"{name} unchanged" in result.stdout, f"re-apply deploy/: {name}", result.stdout)
+        result = self.kubectl("get", "deploy,sa,clusterrole,clusterrolebinding,role,rolebinding", "-A")
+        lines = [line.split() for line in result.stdout.splitlines()]
+        for kind in ("deployment.apps/stowage", "serviceaccount/stowage", "clusterrole.rbac.authorization.k8s.io/stowage",
+                     "clusterrolebinding.rbac.authorization.k8s.io/stowage",
+                     "role.rbac.authorization.k8s.io/stowage-leader-election",
+                     "rolebinding.rbac.authorization.k8s.io/stowage-leader-election"):
+            namespace = "" if kind.startswith("cluster") else "stowage-system"
+            check(any(kind in line and (not namespace or line[0] == namespace) for line in lines),
+                  f"kubectl get -A lists {kind}", result.stdout)
+        deployment = json.loads(self.kubectl("get", "deployment", "stowage", "-n", "stowage-system", "-o",
+                                             "json").stdout)
+        check(deployment["metadata"]["generation"] == 1 and deployment["spec"]["replicas"] == 2, "deployment", deployment)
+        check(deployment["spec"]["template"]["spec"]["serviceAccountName"] == "stowage", "deployment", deployment)
+        role = json.loads(self.kubectl("get", "clusterrole", "stowage", "-o", "json").stdout)
+        check({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]} in role["rules"],
+              "clusterrole rules", role)
+        # A change to a built-in kind goes as a strategic merge patch; the status subresource is separate.
+        with open(os.path.join(DEPLOY, "deployment.yaml")) as f:
+            manifest = f.read()
+        check("replicas: 2" in manifest, "deploy/deployment.yaml has replicas: 2", manifest)
+        result = self.kubectl("apply", "-f", "-", stdin=manifest.replace("replicas: 2", "replicas: 3"))
+        check("deployment.apps/stowage configured" in result.stdout, "apply a changed deployment", result.stdout)
+        self.kubectl("patch", "deployment", "stowage", "-n", "stowage-system", "--subresource=status", "--type=merge",
+                     "-p", '{"status":{"replicas":3,"updatedReplicas":3,"availableReplicas":3}}')
+        deployment = json.loads(self.kubectl("get", "deployment", "stowage", "-n", "stowage-system", "-o",
+                                             "json").stdout)
+        check(deployment["spec"]["replicas"] == 3 and deployment["metadata"]["generation"] == 2
+              and deployment["status"]["availableReplicas"] == 3, "scaled deployment", deployment)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stowage-0", "namespace": "stowage-system"},
+               "spec": {"serviceAccountName": "stowage", "containers": [{"name": "stowage", "image": "stowage:0.1.0"}]},
+               "status": {"phase": "Running"}}
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+        check("status" not in json.loads(self.kubectl("get", "pod", "stowage-0", "-n", "stowage-system", "-o",
+                                                      "json").stdout), "pod status is a subresource")
+        result = self.kubectl("get", "po", "-n", "stowage-system", "--field-selector=spec.serviceAccountName=stowage",
+                              "-o", "name")
+        check(result.stdout.split() == ["pod/stowage-0"], "pods by field selector", result.stdout)
+
 
 def main():
     steps = [name for name in dir(Fidelity) if name.startswith("step_")]
     order = ["step_apply", "step_paging", "step_table", "step_watch", "step_patches", "step_status", "step_wait",
-             "step_finalizer_delete", "step_raw_watch", "step_retry_after", "step_generator"]
+             "step_finalizer_delete", "step_raw_watch", "step_retry_after", "step_generator", "step_deploy_manifests"]
     assert sorted(order) == sorted(steps)
     with tempfile.TemporaryDirectory() as directory, ApiServer(directory, tls=True, token="kubectl-token") as server:
         fidelity = Fidelity(server, directory)

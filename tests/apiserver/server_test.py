@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The test API server's behaviour over HTTPS with a raw client: write rules, lists, watches, views,
 fault switches and counters. Each test works in its own namespace of one shared server."""
+import base64
 import http.client
 import os
 import select
@@ -11,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ApiServer  # noqa: E402
+from testlib import ApiServer, make_ca, make_client_certificate  # noqa: E402
 
 GROUP = "/apis/storage.kubestash.com/v1alpha1"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -472,6 +473,359 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(done["status"], {"succeeded": 1})
         status, _ = self.c.request("DELETE", f"/api/v1/namespaces/{self.ns}")
         self.assertEqual(self.c.request("GET", path)[0], 404)  # namespace deletion cascades
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class AuthenticationTest(unittest.TestCase):
+    """The authenticators beside the admin token: more tokens with identities, basic auth, client
+    certificates; who a request is comes back from a SelfSubjectReview (`kubectl auth whoami`)."""
+    SA = "system:serviceaccount:stowage-system:stowage"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.server = ApiServer(cls.tmp.name, tls=True, token="admin-token", client_ca=True,
+                               args=["--token-user", f"sa-token={cls.SA}", "--token-user", "dev-token=dev",
+                                     "--basic-auth", "alice:s3cret:with-colon"])
+        cls.server.__enter__()
+        d, ca, ca_key = cls.tmp.name, cls.server.ca, os.path.join(cls.tmp.name, "ca.key")
+        cls.cert = make_client_certificate(d, "client", ca, ca_key, "stowage-client", ["team-a", "team-b"])
+        foreign_ca, foreign_key = make_ca(d, "foreign-ca")
+        cls.foreign_cert = make_client_certificate(d, "foreign", foreign_ca, foreign_key, "stowage-client")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def whoami(self, **client_args):
+        client = self.server.client(**client_args)
+        try:
+            status, body = client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                          {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        finally:
+            client.close()
+        if status != 201:
+            return status, body
+        return status, body["status"]["userInfo"]
+
+    def assert_unauthorized(self, **client_args):
+        client = self.server.client(**client_args)
+        try:
+            status, body = client.request("GET", "/api/v1/namespaces/default/secrets")
+        finally:
+            client.close()
+        self.assertEqual((status, body["reason"], body["code"]), (401, "Unauthorized", 401), client_args)
+
+    def test_admin_token(self):
+        self.assertEqual(self.whoami(), (201, {"username": "system:admin",
+                                               "groups": ["system:masters", "system:authenticated"]}))
+
+    def test_token_users(self):
+        status, user = self.whoami(token="sa-token")
+        self.assertEqual((status, user["username"]), (201, self.SA))
+        self.assertEqual(user["groups"], ["system:serviceaccounts", "system:serviceaccounts:stowage-system",
+                                          "system:authenticated"])
+        self.assertEqual(self.whoami(token="dev-token"), (201, {"username": "dev", "groups": ["system:authenticated"]}))
+        client = self.server.client(token="dev-token")
+        self.assertEqual(client.request("GET", "/api/v1/namespaces/default/secrets")[0], 200)
+        client.close()
+        self.assert_unauthorized(token="other-token")
+        self.assert_unauthorized(authorization="Bearer")
+
+    def test_basic_auth(self):
+        # The password may contain ':' (only the first one separates the user).
+        self.assertEqual(self.whoami(token="", authorization=basic("alice", "s3cret:with-colon")),
+                         (201, {"username": "alice", "groups": ["system:authenticated"]}))
+        client = self.server.client(token="", authorization=basic("alice", "s3cret:with-colon"))
+        self.assertEqual(client.request("GET", "/api/v1/namespaces/default/secrets")[0], 200)
+        client.close()
+        for wrong in (basic("alice", "wrong"), basic("bob", "s3cret:with-colon"), basic("alice", ""),
+                      "Basic not-base64!", "Basic " + base64.b64encode(b"no-colon").decode()):
+            self.assert_unauthorized(token="", authorization=wrong)
+
+    def test_client_certificate(self):
+        self.assertEqual(self.whoami(token="", certificate=self.cert),
+                         (201, {"username": "stowage-client",
+                                "groups": ["team-a", "team-b", "system:authenticated"]}))
+        # A verified certificate authenticates even beside a wrong token (the first authenticator wins).
+        self.assertEqual(self.whoami(token="wrong", certificate=self.cert)[1]["username"], "stowage-client")
+        # Without a certificate the other methods still apply; with nothing at all it is a 401.
+        self.assertEqual(self.whoami(token="dev-token")[1]["username"], "dev")
+        self.assert_unauthorized(token="")
+
+    def test_certificate_from_another_ca_is_refused(self):
+        # Python's ssl verifies in the handshake: the connection fails instead of a real server's 401.
+        with self.assertRaises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            self.whoami(token="", certificate=self.foreign_cert)
+        self.assertEqual(self.whoami(token="", certificate=self.cert)[0], 201)  # the server is still serving
+
+    def test_discovery_needs_authentication_too(self):
+        client = self.server.client(token="")
+        self.assertEqual(client.request("GET", "/api")[0], 401)
+        client.close()
+        client = self.server.client(token="", certificate=self.cert)
+        self.assertEqual(client.request("GET", "/api")[0], 200)
+        client.close()
+
+
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+SA = "system:serviceaccount:stowage-system:stowage"
+USERS = ("reader", "leases", "named", "wild", "verbs", "dangling", "owner")
+
+
+def rule(groups, resources, verbs, names=None):
+    r = {"apiGroups": groups, "resources": resources, "verbs": verbs}
+    if names:
+        r["resourceNames"] = names
+    return r
+
+
+class RbacTest(unittest.TestCase):
+    """--authorize-rbac: the stored Roles, ClusterRoles and bindings decide, with the real server's 403s.
+    Each test binds its own user (a token per user), so the tests share one server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        args = ["--authorize-rbac", "--enforce-owner-references", "--token-user", f"sa-token={SA}"]
+        for user in USERS:
+            args += ["--token-user", f"{user}-token={user}"]
+        cls.server = ApiServer(cls.tmp.name, tls=True, token="admin-token", args=args)
+        cls.server.__enter__()
+        cls.admin = cls.server.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.admin.close()
+        cls.server.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def create(self, path, obj):
+        status, body = self.admin.request("POST", path, obj)
+        self.assertEqual(status, 201, body)
+        return body
+
+    def cluster_role(self, name, *rules):
+        self.create(f"{RBAC}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                             "metadata": {"name": name}, "rules": list(rules)})
+
+    def role(self, namespace, name, *rules):
+        self.create(f"{RBAC}/namespaces/{namespace}/roles",
+                    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
+                     "rules": list(rules)})
+
+    def bind(self, name, role_kind, role, subjects, namespace=None):
+        kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+        path = f"{RBAC}/namespaces/{namespace}/rolebindings" if namespace else f"{RBAC}/clusterrolebindings"
+        self.create(path, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+                           "subjects": subjects})
+
+    def call(self, token, method, path, body=None, headers=None):
+        client = self.server.client(token=token)
+        try:
+            return client.request(method, path, body, headers)
+        finally:
+            client.close()
+
+    def assert_forbidden(self, token, method, path, message, body=None, headers=None):
+        before = self.server.stats()["forbidden"]
+        status, answer = self.call(token, method, path, body, headers)
+        self.assertEqual((status, answer["kind"], answer["reason"], answer["code"]), (403, "Status", "Forbidden", 403),
+                         answer)
+        self.assertEqual(answer["message"], message)
+        stats = self.server.stats()
+        self.assertEqual(stats["forbidden"], before + 1)
+        self.assertIn(message, stats["denials"])
+        return answer
+
+    def assert_allowed(self, token, method, path, body=None, headers=None, code=200):
+        status, answer = self.call(token, method, path, body, headers)
+        self.assertEqual(status, code, answer)
+        return answer
+
+    def test_denials_read_as_a_real_servers(self):
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/demo/secrets",
+                              f'secrets is forbidden: User "{SA}" cannot list resource "secrets" in API group "" '
+                              'in the namespace "demo"')
+        self.assert_forbidden("sa-token", "GET", "/api/v1/secrets",
+                              f'secrets is forbidden: User "{SA}" cannot list resource "secrets" in API group "" '
+                              'at the cluster scope')
+        answer = self.assert_forbidden(
+            "sa-token", "PATCH", f"{GROUP}/namespaces/demo/backupstorages/s1/status",
+            f'backupstorages.storage.kubestash.com "s1" is forbidden: User "{SA}" cannot patch resource '
+            '"backupstorages/status" in API group "storage.kubestash.com" in the namespace "demo"',
+            {"status": {}}, MERGE)
+        self.assertEqual(answer["details"], {"name": "s1", "group": "storage.kubestash.com", "kind": "backupstorages"})
+        self.assert_forbidden("sa-token", "GET", f"{GROUP}/backupstorages?watch=1",
+                              f'backupstorages.storage.kubestash.com is forbidden: User "{SA}" cannot watch resource '
+                              '"backupstorages" in API group "storage.kubestash.com" at the cluster scope')
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/demo",
+                              f'namespaces "demo" is forbidden: User "{SA}" cannot get resource "namespaces" in API '
+                              'group "" in the namespace "demo"')
+        # Discovery and who-am-I are open to every authenticated user; the administrator needs no binding.
+        for path in ("/api", "/apis", "/api/v1", f"{RBAC}", "/version", "/openapi/v3"):
+            self.assert_allowed("sa-token", "GET", path)
+        self.assert_allowed("sa-token", "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {}, code=201)
+        self.assert_allowed("admin-token", "GET", "/api/v1/secrets")
+        self.assertEqual(self.call("nobody", "GET", "/api")[0], 401)
+
+    def test_cluster_role_binding_applies_everywhere(self):
+        self.cluster_role("reader", rule([""], ["secrets"], ["get", "list", "watch"]),
+                          rule(["storage.kubestash.com"], ["backupstorages/status"], ["patch"]))
+        self.bind("reader", "ClusterRole", "reader", [{"kind": "User", "name": "reader"}])
+        self.create("/api/v1/namespaces/rbac-a/secrets", {"apiVersion": "v1", "kind": "Secret",
+                                                           "metadata": {"name": "s"}})
+        self.create(storages("rbac-a"), storage("st"))
+        self.assert_allowed("reader-token", "GET", "/api/v1/namespaces/rbac-a/secrets")
+        self.assert_allowed("reader-token", "GET", "/api/v1/namespaces/rbac-a/secrets/s")
+        self.assert_allowed("reader-token", "GET", "/api/v1/secrets")
+        client = self.server.client(token="reader-token")
+        self.assertEqual(client.watch("/api/v1/secrets?watch=1&timeoutSeconds=1").response.status, 200)
+        client.close()
+        self.assert_forbidden("reader-token", "POST", "/api/v1/namespaces/rbac-a/secrets",
+                              'secrets is forbidden: User "reader" cannot create resource "secrets" in API group "" '
+                              'in the namespace "rbac-a"', {"apiVersion": "v1", "kind": "Secret",
+                                                            "metadata": {"name": "t"}})
+        # The subresource is granted, the main resource is not.
+        self.assert_allowed("reader-token", "PATCH", f"{storages('rbac-a')}/st/status", {"status": {"phase": "Ready"}},
+                            MERGE)
+        self.assert_forbidden("reader-token", "PATCH", f"{storages('rbac-a')}/st",
+                              'backupstorages.storage.kubestash.com "st" is forbidden: User "reader" cannot patch '
+                              'resource "backupstorages" in API group "storage.kubestash.com" in the namespace '
+                              '"rbac-a"', {"spec": {}}, MERGE)
+        # Another API group with the same resource name is not granted.
+        self.assert_forbidden("reader-token", "GET", "/apis/batch/v1/namespaces/rbac-a/jobs",
+                              'jobs.batch is forbidden: User "reader" cannot list resource "jobs" in API group "batch" '
+                              'in the namespace "rbac-a"')
+
+    def test_role_bindings_apply_in_their_namespace(self):
+        self.role("rbac-b", "leases", rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]))
+        self.bind("leases", "Role", "leases", [{"kind": "User", "name": "leases"},
+                                               {"kind": "ServiceAccount", "name": "stowage",
+                                                "namespace": "stowage-system"}], namespace="rbac-b")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}}
+        leases = "/apis/coordination.k8s.io/v1/namespaces/rbac-b/leases"
+        created = self.assert_allowed("leases-token", "POST", leases, lease, code=201)
+        self.assert_allowed("sa-token", "GET", f"{leases}/l")
+        self.assert_allowed("leases-token", "PUT", f"{leases}/l", created)
+        self.assert_forbidden("leases-token", "PATCH", f"{leases}/l",
+                              'leases.coordination.k8s.io "l" is forbidden: User "leases" cannot patch resource '
+                              '"leases" in API group "coordination.k8s.io" in the namespace "rbac-b"', {}, MERGE)
+        self.assert_forbidden("leases-token", "GET", "/apis/coordination.k8s.io/v1/namespaces/rbac-other/leases/l",
+                              'leases.coordination.k8s.io "l" is forbidden: User "leases" cannot get resource '
+                              '"leases" in API group "coordination.k8s.io" in the namespace "rbac-other"')
+        self.assert_forbidden("leases-token", "GET", "/apis/coordination.k8s.io/v1/leases",
+                              'leases.coordination.k8s.io is forbidden: User "leases" cannot list resource "leases" '
+                              'in API group "coordination.k8s.io" at the cluster scope')
+        # A RoleBinding to a ClusterRole grants its rules in the binding's namespace only; a
+        # ServiceAccount subject without a namespace means the binding's namespace.
+        self.cluster_role("pod-lister", rule([""], ["pods"], ["list"]))
+        self.bind("pods", "ClusterRole", "pod-lister", [{"kind": "ServiceAccount", "name": "stowage"}],
+                  namespace="stowage-system")
+        self.assert_allowed("sa-token", "GET", "/api/v1/namespaces/stowage-system/pods")
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/rbac-b/pods",
+                              f'pods is forbidden: User "{SA}" cannot list resource "pods" in API group "" in the '
+                              'namespace "rbac-b"')
+
+    def test_resource_names(self):
+        self.role("rbac-c", "named", rule([""], ["configmaps"], ["get", "list", "watch"], names=["only"]))
+        self.bind("named", "Role", "named", [{"kind": "User", "name": "named"}], namespace="rbac-c")
+        self.create("/api/v1/namespaces/rbac-c/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                             "metadata": {"name": "only"}})
+        self.assert_allowed("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps/only")
+        self.assert_forbidden("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps/other",
+                              'configmaps "other" is forbidden: User "named" cannot get resource "configmaps" in API '
+                              'group "" in the namespace "rbac-c"')
+        self.assert_forbidden("named-token", "GET", "/api/v1/namespaces/rbac-c/configmaps",
+                              'configmaps is forbidden: User "named" cannot list resource "configmaps" in API group "" '
+                              'in the namespace "rbac-c"')
+        listed = self.assert_allowed("named-token", "GET",
+                                     "/api/v1/namespaces/rbac-c/configmaps?fieldSelector=metadata.name%3Donly")
+        self.assertEqual([i["metadata"]["name"] for i in listed["items"]], ["only"])
+
+    def test_wildcards_groups_and_verbs(self):
+        self.role("rbac-d", "everything", rule(["*"], ["*"], ["*"]))
+        self.bind("wild", "Role", "everything", [{"kind": "Group", "name": "wild-ones"},
+                                                  {"kind": "User", "name": "wild"}], namespace="rbac-d")
+        self.assert_allowed("wild-token", "POST", storages("rbac-d"), storage("x"), code=201)
+        self.assert_allowed("wild-token", "PATCH", f"{storages('rbac-d')}/x/status", {"status": {"phase": "x"}}, MERGE)
+        self.assert_allowed("wild-token", "DELETE", storages("rbac-d"))
+        # Group subjects: a service account is in system:serviceaccounts:<its namespace>.
+        self.assert_forbidden("sa-token", "GET", "/api/v1/namespaces/rbac-d/configmaps",
+                              f'configmaps is forbidden: User "{SA}" cannot list resource "configmaps" in API group "" '
+                              'in the namespace "rbac-d"')
+        self.bind("service-accounts", "Role", "everything",
+                  [{"kind": "Group", "name": "system:serviceaccounts:stowage-system"}], namespace="rbac-d")
+        self.assert_allowed("sa-token", "GET", "/api/v1/namespaces/rbac-d/configmaps")
+        # Each HTTP request is the verb a real server makes of it.
+        self.role("rbac-d", "deleter", rule([""], ["configmaps"], ["delete", "update"]),
+                  rule(["storage.kubestash.com"], ["*/status"], ["update"]))
+        self.bind("verbs", "Role", "deleter", [{"kind": "User", "name": "verbs"}], namespace="rbac-d")
+        cm = self.create("/api/v1/namespaces/rbac-d/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                                  "metadata": {"name": "c"}})
+        self.assert_allowed("verbs-token", "PUT", "/api/v1/namespaces/rbac-d/configmaps/c", cm)
+        self.assert_forbidden("verbs-token", "DELETE", "/api/v1/namespaces/rbac-d/configmaps",
+                              'configmaps is forbidden: User "verbs" cannot deletecollection resource "configmaps" in '
+                              'API group "" in the namespace "rbac-d"')
+        self.assert_allowed("verbs-token", "DELETE", "/api/v1/namespaces/rbac-d/configmaps/c")
+        st = self.create(storages("rbac-d"), storage("y"))
+        self.assert_allowed("verbs-token", "PUT", f"{storages('rbac-d')}/y/status", st)
+        self.assert_forbidden("verbs-token", "PUT", f"{storages('rbac-d')}/y",
+                              'backupstorages.storage.kubestash.com "y" is forbidden: User "verbs" cannot update '
+                              'resource "backupstorages" in API group "storage.kubestash.com" in the namespace '
+                              '"rbac-d"', st)
+
+    def test_a_binding_to_a_missing_role_is_named(self):
+        self.bind("dangling", "ClusterRole", "not-there", [{"kind": "User", "name": "dangling"}], namespace="rbac-e")
+        self.assert_forbidden("dangling-token", "GET", "/api/v1/namespaces/rbac-e/secrets",
+                              'secrets is forbidden: User "dangling" cannot list resource "secrets" in API group "" '
+                              'in the namespace "rbac-e": RBAC: clusterrole.rbac.authorization.k8s.io "not-there" '
+                              'not found')
+
+    def test_owner_references_with_block_owner_deletion_need_finalizers(self):
+        # The OwnerReferencesPermissionEnforcement admission plugin, as KubeStash's volume Jobs meet it.
+        self.role("rbac-f", "jobs", rule(["batch"], ["jobs"], ["create", "patch"]))
+        self.bind("owner", "Role", "jobs", [{"kind": "User", "name": "owner"}], namespace="rbac-f")
+        owner = self.create(storages("rbac-f"), storage("st"))
+        ref = {"apiVersion": "storage.kubestash.com/v1alpha1", "kind": "BackupStorage", "name": "st",
+               "uid": owner["metadata"]["uid"], "controller": True}
+        jobs = "/apis/batch/v1/namespaces/rbac-f/jobs"
+
+        def job(name, *refs):
+            return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "ownerReferences": list(refs)},
+                    "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+
+        self.assert_allowed("owner-token", "POST", jobs, job("plain", ref), code=201)  # no blockOwnerDeletion
+        denied = ('jobs.batch "blocking" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a '
+                  'resource you can\'t set finalizers on: User "owner" cannot update resource '
+                  '"backupstorages/finalizers" in API group "storage.kubestash.com" in the namespace "rbac-f"')
+        self.assert_forbidden("owner-token", "POST", jobs, denied, job("blocking", dict(ref, blockOwnerDeletion=True)))
+        # Changing the references of an existing object also needs delete on it.
+        self.assert_forbidden("owner-token", "PATCH", f"{jobs}/plain",
+                              'jobs.batch "plain" is forbidden: cannot set an ownerRef on a resource you can\'t delete',
+                              {"metadata": {"ownerReferences": []}}, MERGE)
+        self.role("rbac-f", "finalizers", rule(["storage.kubestash.com"], ["backupstorages/finalizers"], ["update"]))
+        self.bind("finalizers", "Role", "finalizers", [{"kind": "User", "name": "owner"}], namespace="rbac-f")
+        self.assert_allowed("owner-token", "POST", jobs, job("blocking", dict(ref, blockOwnerDeletion=True)), code=201)
+        self.assert_allowed("admin-token", "POST", jobs, job("by-admin", dict(ref, blockOwnerDeletion=True)), code=201)
+        self.assertEqual(self.server.stats()["requests_by_path"].get(f"create {jobs}"), 3)
+
+
+class AuthenticationFlagsTest(unittest.TestCase):
+    def test_bad_flags_are_refused(self):
+        import subprocess
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apiserver.py")
+        for args in (["--token-user", "no-equals"], ["--basic-auth", "nopassword"], ["--client-ca", "/nonexistent"],
+                     ["--enforce-owner-references"]):
+            result = subprocess.run([sys.executable, server, "--port", "0", *args], capture_output=True, text=True,
+                                    timeout=10)
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertIn(args[0], result.stderr)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,33 @@ def make_certificates(directory):
     return ca_crt, crt, key
 
 
+def make_client_certificate(directory, name, ca_crt, ca_key, common_name, organizations=()):
+    """A client certificate (CN=common_name, one O per organization) signed by the CA; (cert, key) paths."""
+    key, csr, crt = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "crt"))
+    ext = os.path.join(directory, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
+    subject = f"/CN={common_name}" + "".join(f"/O={o}" for o in organizations)
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subject)
+    run("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "1",
+        "-extfile", ext)
+    return crt, key
+
+
+def make_ca(directory, name):
+    """Another self-signed CA (cert, key paths): certificates it signs are foreign to the server."""
+    key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "1", "-subj", f"/CN={name}"], check=True, capture_output=True)
+    return crt, key
+
+
 class ApiServer:
-    def __init__(self, directory, tls=True, token="test-token", args=()):
+    def __init__(self, directory, tls=True, token="test-token", args=(), client_ca=False):
+        """client_ca: also pass --client-ca with the server's own CA (client certificates it signs work)."""
         self.directory, self.tls, self.token, self.args = directory, tls, token, list(args)
+        self.client_ca = client_ca
         self.process = None
 
     def __enter__(self):
@@ -47,6 +71,8 @@ class ApiServer:
         if self.tls:
             self.ca, cert, key = make_certificates(self.directory)
             argv += ["--cert", cert, "--key", key]
+            if self.client_ca:
+                argv += ["--client-ca", self.ca]
         if self.token:
             argv += ["--token", self.token]
         self.log = open(os.path.join(self.directory, "apiserver.log"), "w")
@@ -77,8 +103,11 @@ class ApiServer:
         if getattr(self, "log", None):
             self.log.close()
 
-    def client(self, token=None):
-        return Client(self, self.token if token is None else token)
+    def client(self, token=None, certificate=None, authorization=None):
+        """A client with the admin token, another `token`, a client `certificate` (cert, key) and/or an
+        explicit Authorization header value (which replaces the bearer token)."""
+        return Client(self, self.token if token is None else token, certificate=certificate,
+                      authorization=authorization)
 
     def control(self, **spec):
         client = self.client()
@@ -97,20 +126,25 @@ class ApiServer:
 class Client:
     """A keep-alive HTTP(S) client speaking JSON to the test server."""
 
-    def __init__(self, server, token, timeout=10):
+    def __init__(self, server, token, timeout=10, certificate=None, authorization=None):
         self.server, self.token, self.timeout = server, token, timeout
+        self.certificate, self.authorization = certificate, authorization
         self.connection = self.connect()
         self.watches = []
 
     def connect(self):
         if self.server.tls:
             context = ssl.create_default_context(cafile=self.server.ca)
+            if self.certificate:
+                context.load_cert_chain(*self.certificate)
             return http.client.HTTPSConnection("127.0.0.1", self.server.port, context=context, timeout=self.timeout)
         return http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=self.timeout)
 
     def headers(self, extra=None):
         headers = {"Accept": "application/json"}
-        if self.token:
+        if self.authorization:
+            headers["Authorization"] = self.authorization
+        elif self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         headers.update(extra or {})
         return headers

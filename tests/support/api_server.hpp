@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <unistd.h>
 
@@ -94,10 +95,40 @@ struct TestApiServer {
     return path;
   }
 
+  // A kubeconfig at dir/`file_name` for this server whose user has exactly `user_fields` (kubeconfig
+  // field -> value, e.g. {"username", "u"}, {"password", "p"} or {"client-certificate-data", base64}),
+  // for credentials other than the admin token. Values are written as YAML double-quoted strings.
+  std::filesystem::path write_kubeconfig_for_user(const std::string& file_name,
+                                                  const std::map<std::string, std::string>& user_fields,
+                                                  const std::string& namespace_ = "default") const {
+    auto quoted = [](const std::string& v) {
+      std::string q = "\"";
+      for (char c : v) {
+        if (c == '"' || c == '\\') q += '\\';
+        q += c;
+      }
+      return q + "\"";
+    };
+    auto path = dir / file_name;
+    std::ofstream out(path, std::ios::trunc);
+    out << "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+        << "clusters:\n- name: test\n  cluster:\n    server: " << url()
+        << "\n    certificate-authority: " << certs.ca_cert.string() << "\n"
+        << "users:\n- name: test\n  user:\n";
+    for (const auto& [field, value] : user_fields) out << "    " << field << ": " << quoted(value) << "\n";
+    if (user_fields.empty()) out << "    {}\n";
+    out << "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: " << namespace_
+        << "\n";
+    return path;
+  }
+
   // kubectl against this server (no validation, a fresh discovery cache); returns exit status and output.
-  std::pair<int, std::string> kubectl(const std::string& args) const {
+  std::pair<int, std::string> kubectl(const std::string& args) const { return kubectl_with(dir / "kubeconfig", args); }
+
+  // kubectl with another kubeconfig (e.g. one from write_kubeconfig_for_user).
+  std::pair<int, std::string> kubectl_with(const std::filesystem::path& kubeconfig, const std::string& args) const {
     std::string cmd = "KUBECACHEDIR='" + (dir / "kubecache").string() + "' kubectl --kubeconfig '" +
-                      (dir / "kubeconfig").string() + "' " + args + " 2>&1";
+                      kubeconfig.string() + "' " + args + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
     if (!p) return {-1, "popen failed"};
     std::string out;

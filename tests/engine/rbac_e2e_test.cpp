@@ -1,0 +1,319 @@
+// deploy/rbac.yaml is enough, and a missing rule is named: the real `stowage run` as the service account
+// deploy/rbac.yaml binds (a bearer token the test API server maps to
+// system:serviceaccount:stowage-system:stowage), against the server with --authorize-rbac, which decides
+// every request of that user from the Roles and bindings stored in it, as a real API server's RBAC
+// authorizer does, and with --enforce-owner-references, as the OwnerReferencesPermissionEnforcement
+// admission plugin (on in OpenShift) does for the volume Jobs' blockOwnerDeletion. The administrator
+// (kubectl here) needs no binding. The server counts every 403.
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+#include <optional>
+
+#include "common/crypto.hpp"
+#include "support.hpp"
+#include "support/api_server.hpp"
+#include "support/moto_server.hpp"
+
+namespace json = boost::json;
+using test_support::TestApiServer;
+
+namespace {
+
+const std::string kServiceAccount = "system:serviceaccount:stowage-system:stowage";
+const std::string kRbacYaml = std::string(STOWAGE_SOURCE_DIR) + "/deploy/rbac.yaml";
+
+std::string b64(const std::string& s) { return stowage::crypto::base64_encode(s); }
+std::string text(const json::value& v) { return std::string(v.as_string()); }
+
+// The test API server with RBAC on, the namespaces of deploy/rbac.yaml and of the storages, and two
+// kubeconfigs: the administrator's (kubectl) and the service account's (stowage).
+struct RbacCluster {
+  test::fs::path dir;
+  TestApiServer server;
+  test::fs::path admin_kubeconfig, sa_kubeconfig;
+  test::fs::path state, root;
+
+  explicit RbacCluster(const std::string& name)
+      : dir(test::temp_dir("rbac-" + name)),
+        server(dir / "apiserver", "admin-token-do-not-log",
+               {"--authorize-rbac", "--enforce-owner-references", "--token-user",
+                "sa-token-do-not-log=" + kServiceAccount}),
+        admin_kubeconfig(server.write_kubeconfig("demo")),
+        sa_kubeconfig(server.write_kubeconfig_for_user("sa.kubeconfig", {{"token", "sa-token-do-not-log"}},
+                                                       "stowage-system")),
+        state(dir / "state"),
+        root(dir / "root") {
+    kubectl("create namespace stowage-system");
+    kubectl("create namespace demo");
+  }
+
+  // kubectl as the administrator; fails the test unless it exits 0.
+  std::string kubectl(const std::string& args) const {
+    auto [code, out] = server.kubectl(args);
+    INFO("kubectl " << args << "\n" << out);
+    REQUIRE(code == 0);
+    return out;
+  }
+  void apply(const std::string& name, const std::string& yaml) const {
+    auto file = dir / (name + ".yaml");
+    test::write_file(file, yaml);
+    kubectl("apply -f '" + file.string() + "'");
+  }
+  json::value get(const std::string& what) const { return json::parse(kubectl("get " + what + " -o json")); }
+  std::string phase(const std::string& bs) const {
+    auto [code, out] = server.kubectl("get bs " + bs + " -n demo -o jsonpath={.status.phase}");
+    return code == 0 ? out : "";
+  }
+
+  // stowage run as the service account, with leader election in stowage-system as deployed.
+  test::Child start(const std::string& log_name, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args{"run",           "--kubeconfig",  sa_kubeconfig.string(),
+                                  "--state-dir",   state.string(),  "--local-root",
+                                  root.string(),   "--log-level",   "debug",
+                                  "--retry-base",  "200ms",         "--retry-cap",
+                                  "2s",            "--leader-elect", "--leader-election-namespace",
+                                  "stowage-system"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::Child::spawn(args, dir / (log_name + ".out"), dir / (log_name + ".log"));
+  }
+  std::string log(const std::string& log_name) const { return test::read_file(dir / (log_name + ".log")); }
+
+  std::int64_t forbidden() const { return server.stats().at("forbidden").as_int64(); }
+  std::string denials() const { return json::serialize(server.stats().at("denials")); }
+};
+
+std::string rbac_yaml() {
+  std::string yaml = test::read_file(kRbacYaml);
+  REQUIRE_FALSE(yaml.empty());
+  return yaml;
+}
+
+// deploy/rbac.yaml with `from` (which must be there) replaced by `to`.
+std::string rbac_yaml_with(const std::string& from, const std::string& to) {
+  std::string yaml = rbac_yaml();
+  auto at = yaml.find(from);
+  INFO("deploy/rbac.yaml no longer holds: " << from);
+  REQUIRE(at != std::string::npos);
+  return yaml.replace(at, from.size(), to);
+}
+
+std::string local_storage(const std::string& name, const std::string& policy = "Delete") {
+  return test::local_storage(name, "/data/" + name, policy);
+}
+
+std::optional<json::value> job_of(const RbacCluster& c, const std::string& storage) {
+  auto [code, out] = c.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
+  if (code != 0) return std::nullopt;
+  auto list = json::parse(out);
+  if (list.at("items").as_array().empty()) return std::nullopt;
+  return list.at("items").as_array()[0];
+}
+
+// The kubelet's part of a Job, as kubectl (the administrator) writes it.
+void finish_job(const RbacCluster& c, const std::string& job, bool succeeded) {
+  std::string status =
+      succeeded ? R"({"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}})"
+                : R"({"status":{"failed":4,"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}})";
+  c.kubectl("patch job " + job + " -n demo --subresource=status --type=merge -p '" + status + "'");
+}
+
+bool has_event(const RbacCluster& c, const std::string& regarding, const std::string& type, const std::string& reason) {
+  auto events = c.get("events.events.k8s.io -n demo");
+  for (const auto& e : events.at("items").as_array())
+    if (text(e.at("regarding").at("name")) == regarding && text(e.at("type")) == type &&
+        text(e.at("reason")) == reason && e.at("reportingController") == "stowage")
+      return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("rbac e2e: the service account of deploy/rbac.yaml can do everything the controller does") {
+  RbacCluster cluster("enough");
+  cluster.kubectl("apply -f '" + kRbacYaml + "'");
+  // The server enforces RBAC for that account: what rbac.yaml does not grant is refused.
+  auto [whoami_code, whoami] =
+      cluster.server.kubectl_with(cluster.sa_kubeconfig, "auth whoami -o jsonpath={.status.userInfo.username}");
+  REQUIRE(whoami_code == 0);
+  REQUIRE(whoami == kServiceAccount);
+  auto [cm_code, cm_out] = cluster.server.kubectl_with(cluster.sa_kubeconfig, "get configmaps -n demo");
+  INFO(cm_out);
+  REQUIRE(cm_code != 0);
+  REQUIRE_THAT(cm_out, Catch::Contains("cannot list resource \"configmaps\""));
+  cluster.server.control({{"action", "reset_stats"}});
+
+  test_support::MotoServer moto;
+  moto.make_bucket("rbac-e2e");
+  moto.put_objects("rbac-e2e", "wipe/data/", 3);
+  const auto& creds = moto.credentials();
+  auto s3_storage = [&](const std::string& name, const std::string& prefix, const std::string& policy) {
+    return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
+           ", namespace: demo}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: " + moto.endpoint() +
+           ", bucket: rbac-e2e, region: us-east-1, prefix: " + prefix + ", secretName: s3-creds}\n  deletionPolicy: " +
+           policy + "\n";
+  };
+  std::string secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-creds, namespace: demo}\ndata:\n"
+                       "  AWS_ACCESS_KEY_ID: " + b64(creds.access_key_id) +
+                       "\n  AWS_SECRET_ACCESS_KEY: " + b64(creds.secret_access_key) + "\n";
+  std::string repository = "apiVersion: storage.kubestash.com/v1alpha1\nkind: Repository\nmetadata: {name: repo, "
+                           "namespace: demo}\nspec:\n  storageRef: {name: s3, namespace: demo}\n  path: /repo\n"
+                           "  appRef: {apiGroup: apps, kind: Deployment, name: app, namespace: demo}\n";
+  cluster.apply("objects", secret + "---\n" + s3_storage("s3", "/backup/s3", "Delete") + "---\n" +
+                               s3_storage("s3-wipe", "/wipe", "WipeOut") + "---\n" + repository + "---\n" +
+                               local_storage("job-ok") + "---\n" + local_storage("job-failed"));
+  cluster.kubectl(R"(patch repositories repo -n demo --subresource=status --type=merge -p '{"status":{"size":"512 B"}}')");
+
+  auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
+  INFO(cluster.log("run"));
+  INFO("denials: " << cluster.denials());
+
+  // A cloud storage with its Secret: Ready, with the Repository in its status.
+  REQUIRE(test::eventually([&] { return cluster.phase("s3") == "Ready" && cluster.phase("s3-wipe") == "Ready"; }));
+  REQUIRE(test::eventually([&] {
+    auto [code, out] = cluster.server.kubectl("get bs s3 -n demo -o jsonpath={.status.totalSize}");
+    return code == 0 && out == "512 B";
+  }));
+  CHECK(moto.get_object("rbac-e2e", "backup/s3/metadata.yaml").has_value());
+
+  // Local volumes through Jobs: one completes (Ready), one fails (NotReady; its pods are listed).
+  REQUIRE(test::eventually([&] { return job_of(cluster, "job-ok") && job_of(cluster, "job-failed"); }));
+  finish_job(cluster, text(job_of(cluster, "job-ok")->at("metadata").at("name")), true);
+  finish_job(cluster, text(job_of(cluster, "job-failed")->at("metadata").at("name")), false);
+  REQUIRE(test::eventually([&] { return cluster.phase("job-ok") == "Ready"; }));
+  REQUIRE(test::eventually([&] {
+    auto [code, out] = cluster.server.kubectl(
+        "get bs job-failed -n demo -o jsonpath='{.status.conditions[?(@.type==\"BackendInitialized\")].message}'");
+    return code == 0 && out.find("BackoffLimitExceeded") != std::string::npos;
+  }));
+  CHECK(cluster.phase("job-failed") == "NotReady");
+
+  // Events, written as the service account.
+  REQUIRE(test::eventually([&] {
+    return has_event(cluster, "s3", "Normal", "BackendInitializationSucceeded") &&
+           has_event(cluster, "job-ok", "Normal", "BackendInitializationSucceeded") &&
+           has_event(cluster, "job-failed", "Warning", "BackendInitializationFailed");
+  }));
+
+  // The Lease, held in stowage-system.
+  auto lease = cluster.get("lease stowage-leader -n stowage-system");
+  CHECK_FALSE(text(lease.at("spec").at("holderIdentity")).empty());
+
+  // WipeOut: a cloud prefix emptied; a Job-mode volume through its cleaner Job, twice under one name
+  // (the second storage's cleaner replaces the Job its predecessor left: a delete).
+  cluster.kubectl("delete bs s3-wipe -n demo --timeout=30s");
+  CHECK(moto.list_keys("rbac-e2e").size() == 1);  // only backup/s3/metadata.yaml is left
+  for (int round = 0; round < 2; ++round) {
+    INFO("WipeOut round " << round);
+    cluster.apply("wipe" + std::to_string(round), local_storage("wipe", "WipeOut"));
+    std::string uid = text(cluster.get("bs wipe -n demo").at("metadata").at("uid"));
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl("get bs wipe -n demo -o jsonpath={.metadata.finalizers}");
+      return code == 0 && out.find("kubestash.com/cleanup") != std::string::npos;
+    }));
+    cluster.kubectl("delete bs wipe -n demo --wait=false");
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl("get job cleanup-wipe -n demo -o json");
+      return code == 0 &&
+             text(json::parse(out).at("metadata").at("labels").at("stowage.dev/storage-uid")) == uid;
+    }));
+    finish_job(cluster, "cleanup-wipe", true);
+    REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs wipe -n demo").first != 0; }));
+  }
+
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  CHECK_THAT(cluster.log("run"), Catch::Contains("Lease released"));
+  // Every request the controller made was allowed by deploy/rbac.yaml.
+  CHECK(cluster.forbidden() == 0);
+  auto stats = cluster.server.stats();
+  for (const char* verb : {"list", "watch", "get", "create", "patch", "update", "delete"}) {
+    INFO(verb);
+    CHECK(stats.at("requests_by_verb").as_object().if_contains(verb) != nullptr);
+  }
+  // Requests only the controller makes, on its rarer paths, were made (and allowed): the failed Job's
+  // pods listed, the predecessor's cleaner Job deleted, the WipeOut progress written, the Lease written.
+  const auto& by_path = stats.at("requests_by_path").as_object();
+  for (const char* request : {"list /api/v1/namespaces/demo/pods", "delete /apis/batch/v1/namespaces/demo/jobs/cleanup-wipe",
+                              "patch /apis/storage.kubestash.com/v1alpha1/namespaces/demo/backupstorages/s3-wipe/status",
+                              "create /apis/coordination.k8s.io/v1/namespaces/stowage-system/leases",
+                              "update /apis/coordination.k8s.io/v1/namespaces/stowage-system/leases/stowage-leader",
+                              "create /apis/events.k8s.io/v1/namespaces/demo/events"}) {
+    INFO(request << " in " << json::serialize(by_path));
+    CHECK(by_path.if_contains(request) != nullptr);
+  }
+  std::string log = cluster.log("run");
+  CHECK(log.find("sa-token-do-not-log") == std::string::npos);
+  CHECK(log.find("forbidden") == std::string::npos);
+}
+
+TEST_CASE("rbac e2e: a ClusterRole without create on events is named in the log, and reconciling goes on") {
+  RbacCluster cluster("no-events");
+  cluster.apply("rbac", rbac_yaml_with("  - apiGroups: [\"events.k8s.io\"]\n    resources: [\"events\"]\n"
+                                       "    verbs: [\"create\", \"patch\"]\n",
+                                       ""));
+  cluster.apply("storage", local_storage("local"));
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("local") == "Ready"; }));
+  REQUIRE(test::eventually([&] { return cluster.log("run").find("Events cannot be written") != std::string::npos; }));
+  std::string log = cluster.log("run");
+  CHECK_THAT(log, Catch::Contains("grant create,patch on events.events.k8s.io"));
+  CHECK_THAT(log, Catch::Contains("User \\\"" + kServiceAccount + "\\\" cannot create resource \\\"events\\\"") ||
+                      Catch::Contains("User \"" + kServiceAccount + "\" cannot create resource \"events\""));
+  CHECK(cluster.forbidden() >= 1);
+  CHECK_THAT(cluster.denials(), Catch::Contains("cannot create resource \\\"events\\\" in API group "
+                                                "\\\"events.k8s.io\\\" in the namespace \\\"demo\\\""));
+  // Still running and still reconciling: a second storage goes Ready too.
+  cluster.apply("second", local_storage("local-2"));
+  REQUIRE(test::eventually([&] { return cluster.phase("local-2") == "Ready"; }));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
+
+TEST_CASE("rbac e2e: without list and watch on secrets the controller says so, and recovers once granted") {
+  RbacCluster cluster("no-secret-list");
+  cluster.apply("rbac", rbac_yaml_with("    resources: [\"secrets\"]\n    verbs: [\"get\", \"list\", \"watch\"]\n",
+                                       "    resources: [\"secrets\"]\n    verbs: [\"get\"]\n"));
+  cluster.apply("storage", local_storage("local"));
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return test::count_of(cluster.dir / "run.log", "list failed: list /api/v1/secrets: forbidden") >= 1; }));
+  std::string log = cluster.log("run");
+  CHECK_THAT(log, Catch::Contains("forbidden (HTTP 403"));
+  CHECK_THAT(log, Catch::Contains("cannot list resource") && Catch::Contains("secrets") &&
+                      Catch::Contains("at the cluster scope"));
+  CHECK(cluster.phase("local").empty());  // nothing is reconciled before both caches have synced
+  CHECK(cluster.forbidden() >= 1);
+
+  // Granted: the informer's next attempt lists, and the storage goes Ready (the process never stopped).
+  cluster.kubectl("apply -f '" + kRbacYaml + "'");
+  REQUIRE(test::eventually([&] { return cluster.phase("local") == "Ready"; }, std::chrono::seconds(60)));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
+
+TEST_CASE("rbac e2e: without update on backupstorages/finalizers the initializer Job is refused, and the storage says why") {
+  RbacCluster cluster("no-finalizers");
+  cluster.apply("rbac", rbac_yaml_with("  - apiGroups: [\"storage.kubestash.com\"]\n"
+                                       "    resources: [\"backupstorages/finalizers\"]  # the volume Jobs' "
+                                       "ownerReferences (blockOwnerDeletion)\n    verbs: [\"update\"]\n",
+                                       ""));
+  cluster.apply("storage", local_storage("local"));
+  auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
+  INFO(cluster.log("run"));
+  std::string message;
+  REQUIRE(test::eventually([&] {
+    auto [code, out] = cluster.server.kubectl(
+        "get bs local -n demo -o jsonpath='{.status.conditions[?(@.type==\"BackendInitialized\")].message}'");
+    message = out;
+    return code == 0 && out.find("blockOwnerDeletion") != std::string::npos;
+  }));
+  INFO(message);
+  CHECK_THAT(message, Catch::Contains("cannot update resource \"backupstorages/finalizers\""));
+  CHECK(cluster.phase("local") == "NotReady");
+  CHECK(cluster.forbidden() >= 1);
+  CHECK_FALSE(job_of(cluster, "local").has_value());
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
