@@ -384,7 +384,11 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
     lo.label_selector = "batch.kubernetes.io/job-name=" + job_key.name;
     std::string pods = "/api/v1/namespaces/" + job_key.namespace_ + "/pods";
     auto listed = co_await api_.list(std::move(pods), std::move(lo));
-    if (listed.ok()) outcome = job_outcome(*job, listed.value());
+    if (listed.ok())
+      outcome = job_outcome(*job, listed.value());
+    else  // the Job's own reason stands; the pods' termination messages would say more
+      spdlog::warn("{}: cannot list the pods of Job {} for their termination messages: {}", storage.str(),
+                   job_key.str(), listed.error().message);
   }
   co_return outcome;
 }

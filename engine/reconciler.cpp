@@ -235,6 +235,8 @@ boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s
     std::string why;
     for (const auto& c : status.conditions)
       if (c.status != "True") why = c.message;
+    // No failing condition but not Ready: a condition is still to come (a volume Job is running).
+    if (!ready && why.empty()) why = "waiting for the backend to be initialized";
     log_line = ready ? (init ? init->message : "") : why;
   }
   // The Event for a failure: the reason and message of the condition that is not True.
@@ -272,8 +274,9 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s)
       target_.event(s, true, "WipeOutFailed", "Delete",
                     "the cleaner Job failed (" + why + "); the object is deleted and the data is kept");
     } else {
-      spdlog::info("{}: deleted; the cleaner Job wiped the volume ({})", key.str(), job.value().message);
-      target_.event(s, false, "WipedOut", "Delete", "the cleaner Job wiped the volume: " + job.value().message);
+      std::string detail = job.value().message.empty() ? "" : ": " + job.value().message;
+      spdlog::info("{}: deleted; the cleaner Job wiped the volume{}", key.str(), detail);
+      target_.event(s, false, "WipedOut", "Delete", "the cleaner Job wiped the volume" + detail);
     }
   } else if (s.spec.deletion_policy == "WipeOut") {
     std::optional<kube::Secret> secret;

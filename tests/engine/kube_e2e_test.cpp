@@ -574,6 +574,37 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
   cluster.apply("v1", test::local_storage("v1", "/data/v1"));
   REQUIRE(test::eventually([&] { return job_of("v1").has_value(); }));
   std::string failed = text(job_of("v1")->at("metadata").at("name"));
+  // The kubelet's part again, on a volume where the command cannot write (a file stands where the
+  // directory should be): its last line becomes the pod's termination message
+  // (terminationMessagePolicy FallbackToLogsOnError; /dev/termination-log does not exist here).
+  auto broken = cluster.dir / "node/data/v1";
+  test::write_file(broken, "not a directory");
+  std::vector<std::string> failing;
+  json::value failing_job = *job_of("v1");
+  for (const auto& a : failing_job.at("spec").at("template").at("spec").at("containers").as_array()[0].at("args").as_array())
+    failing.push_back(text(a));
+  failing[2] = broken.string();
+  auto refused = test::run(failing, cluster.dir);
+  REQUIRE(refused.code != 0);
+  std::string last_line = refused.err.empty() ? refused.out : refused.err;
+  while (!last_line.empty() && last_line.back() == '\n') last_line.pop_back();
+  last_line = last_line.substr(last_line.rfind('\n') + 1);
+  INFO("termination message: " << last_line);
+  REQUIRE_FALSE(last_line.empty());
+  json::value failed_pod = {{"apiVersion", "v1"}, {"kind", "Pod"},
+                     {"metadata", {{"name", failed + "-x1"}, {"namespace", "demo"},
+                                   {"labels", {{"batch.kubernetes.io/job-name", failed}}}}},
+                     {"spec", {{"containers", json::array{{{"name", "init"}, {"image", "stowage:test"}}}}}}};
+  cluster.apply("pod", json::serialize(failed_pod));
+  json::value pod_status = {{"status", {{"phase", "Failed"},
+                                        {"containerStatuses", json::array{{{"name", "init"},
+                                                                           {"state", {{"terminated", {{"exitCode", refused.code},
+                                                                                                      {"reason", "Error"},
+                                                                                                      {"message", last_line},
+                                                                                                      {"finishedAt", "2026-11-26T20:00:00Z"}}}}}}}}}}};
+  test::write_file(cluster.dir / "pod-status.json", json::serialize(pod_status));
+  cluster.kubectl("patch pod " + failed + "-x1 -n demo --subresource=status --type=merge --patch-file '" +
+                  (cluster.dir / "pod-status.json").string() + "'");
   cluster.kubectl("patch job " + failed + R"( -n demo --subresource=status --type=merge -p '{"status":{"failed":4,"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}}')");
   REQUIRE(test::eventually([&] {
     auto bs = cluster.get("bs v1 -n demo");
@@ -582,6 +613,12 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
     const auto* c = find_condition(bs, "BackendInitialized");
     return c && text(c->at("status")) == "False" && text(c->at("message")).find("BackoffLimitExceeded") != std::string::npos;
   }));
+  {
+    json::value v1 = cluster.get("bs v1 -n demo");
+    const auto* c = find_condition(v1, "BackendInitialized");
+    REQUIRE(c);
+    CHECK_THAT(text(c->at("message")), Catch::Contains(last_line));  // why, in the status: the pod's own words
+  }
   CHECK(cluster.phase("v1") == "NotReady");
 
   // WipeOut of a Job-initialized volume: the cleaner Job runs, then the object goes. A storage of the
