@@ -6,6 +6,7 @@
 
 #include "common/crypto.hpp"
 #include "support.hpp"
+#include "kube_cluster.hpp"
 #include "support/api_server.hpp"
 #include "support/connect_proxy.hpp"
 #include "support/azurite_server.hpp"
@@ -30,51 +31,21 @@ std::string s3_storage(const std::string& name, const std::string& endpoint, con
          ", bucket: kube-e2e, region: us-east-1, prefix: " + prefix + ", secretName: s3-creds}\n  deletionPolicy: Delete\n";
 }
 
-struct Cluster {
-  test::fs::path dir;
-  TestApiServer server;
+struct Cluster : kube_e2e::KubeCluster {
   test::fs::path kubeconfig;
-  test::fs::path state, root;
 
   explicit Cluster(const std::string& name, std::vector<std::string> server_args = {})
-      : dir(test::temp_dir("kube-" + name)),
-        server(dir / "apiserver", "e2e-token-do-not-log", std::move(server_args)),
-        kubeconfig(server.write_kubeconfig("demo")),
-        state(dir / "state"),
-        root(dir / "root") {}
+      : KubeCluster("kube-" + name, "e2e-token-do-not-log", std::move(server_args)),
+        kubeconfig(server.write_kubeconfig("demo")) {}
 
-  // kubectl; fails the test unless it exits 0.
-  std::string kubectl(const std::string& args) const {
-    auto [code, out] = server.kubectl(args);
-    INFO("kubectl " << args << "\n" << out);
-    REQUIRE(code == 0);
-    return out;
-  }
-  void apply(const std::string& name, const std::string& yaml) const {
-    auto file = dir / (name + ".yaml");
-    test::write_file(file, yaml);
-    kubectl("apply -f '" + file.string() + "'");
-  }
-  json::value get(const std::string& what) const { return json::parse(kubectl("get " + what + " -o json")); }
-
-  std::string phase(const std::string& bs) const {
-    auto [code, out] = server.kubectl("get bs " + bs + " -n demo -o jsonpath={.status.phase}");
-    return code == 0 ? out : "";
-  }
   bool condition(const std::string& bs, const std::string& type, const std::string& status) const {
     auto [code, out] =
         server.kubectl("get bs " + bs + " -n demo -o jsonpath='{.status.conditions[?(@.type==\"" + type + "\")].status}'");
     return code == 0 && out == status;
   }
-
   test::Child start(const std::string& log_name, std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args{"run",          "--kubeconfig", kubeconfig.string(), "--state-dir", state.string(),
-                                  "--local-root", root.string(),  "--log-level",       "trace",       "--retry-base",
-                                  "200ms",        "--retry-cap",  "2s"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return test::Child::spawn(args, dir / (log_name + ".out"), dir / (log_name + ".log"));
+    return run(kubeconfig, log_name, "trace", std::move(extra));
   }
-  std::string log(const std::string& log_name) const { return test::read_file(dir / (log_name + ".log")); }
 };
 
 const json::value* find_condition(const json::value& bs, const std::string& type) {

@@ -12,6 +12,7 @@
 
 #include "common/crypto.hpp"
 #include "support.hpp"
+#include "kube_cluster.hpp"
 #include "support/api_server.hpp"
 #include "support/moto_server.hpp"
 
@@ -28,56 +29,26 @@ std::string text(const json::value& v) { return std::string(v.as_string()); }
 
 // The test API server with RBAC on, the namespaces of deploy/rbac.yaml and of the storages, and two
 // kubeconfigs: the administrator's (kubectl) and the service account's (stowage).
-struct RbacCluster {
-  test::fs::path dir;
-  TestApiServer server;
+struct RbacCluster : kube_e2e::KubeCluster {
   test::fs::path admin_kubeconfig, sa_kubeconfig;
-  test::fs::path state, root;
 
   explicit RbacCluster(const std::string& name)
-      : dir(test::temp_dir("rbac-" + name)),
-        server(dir / "apiserver", "admin-token-do-not-log",
-               {"--authorize-rbac", "--enforce-owner-references", "--token-user",
-                "sa-token-do-not-log=" + kServiceAccount}),
+      : KubeCluster("rbac-" + name, "admin-token-do-not-log",
+                    {"--authorize-rbac", "--enforce-owner-references", "--token-user",
+                     "sa-token-do-not-log=" + kServiceAccount}),
         admin_kubeconfig(server.write_kubeconfig("demo")),
         sa_kubeconfig(server.write_kubeconfig_for_user("sa.kubeconfig", {{"token", "sa-token-do-not-log"}},
-                                                       "stowage-system")),
-        state(dir / "state"),
-        root(dir / "root") {
+                                                       "stowage-system")) {
     kubectl("create namespace stowage-system");
     kubectl("create namespace demo");
   }
 
-  // kubectl as the administrator; fails the test unless it exits 0.
-  std::string kubectl(const std::string& args) const {
-    auto [code, out] = server.kubectl(args);
-    INFO("kubectl " << args << "\n" << out);
-    REQUIRE(code == 0);
-    return out;
-  }
-  void apply(const std::string& name, const std::string& yaml) const {
-    auto file = dir / (name + ".yaml");
-    test::write_file(file, yaml);
-    kubectl("apply -f '" + file.string() + "'");
-  }
-  json::value get(const std::string& what) const { return json::parse(kubectl("get " + what + " -o json")); }
-  std::string phase(const std::string& bs) const {
-    auto [code, out] = server.kubectl("get bs " + bs + " -n demo -o jsonpath={.status.phase}");
-    return code == 0 ? out : "";
-  }
-
   // stowage run as the service account, with leader election in stowage-system as deployed.
   test::Child start(const std::string& log_name, std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args{"run",           "--kubeconfig",  sa_kubeconfig.string(),
-                                  "--state-dir",   state.string(),  "--local-root",
-                                  root.string(),   "--log-level",   "debug",
-                                  "--retry-base",  "200ms",         "--retry-cap",
-                                  "2s",            "--leader-elect", "--leader-election-namespace",
-                                  "stowage-system"};
+    std::vector<std::string> args{"--leader-elect", "--leader-election-namespace", "stowage-system"};
     args.insert(args.end(), extra.begin(), extra.end());
-    return test::Child::spawn(args, dir / (log_name + ".out"), dir / (log_name + ".log"));
+    return run(sa_kubeconfig, log_name, "debug", std::move(args));
   }
-  std::string log(const std::string& log_name) const { return test::read_file(dir / (log_name + ".log")); }
 
   std::int64_t forbidden() const { return server.stats().at("forbidden").as_int64(); }
   std::string denials() const { return json::serialize(server.stats().at("denials")); }

@@ -18,25 +18,19 @@
 #include "kube/api_client.hpp"
 #include "kube/client_config.hpp"
 #include "support/api_server.hpp"
+#include "support/http_test_server.hpp"
 
 using namespace stowage;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using kube::ApiClient;
 using kube::ApiError;
+using test_support::run;
 
 namespace {
 
 const std::string kSecrets = "/api/v1/namespaces/default/secrets";
 const std::string kReviews = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
-
-template <class T>
-T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
-  auto f = boost::asio::co_spawn(io, std::move(op), boost::asio::use_future);
-  io.restart();
-  io.run();
-  return f.get();
-}
 
 // TestApiServer creates its CA at work_dir/certs/ca.pem before the server starts (make_certificates),
 // so --client-ca can name it in the server's arguments.
