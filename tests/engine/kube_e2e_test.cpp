@@ -161,6 +161,46 @@ TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret cha
   CHECK(log.find("not-the-key") == std::string::npos);
 }
 
+TEST_CASE("re-validation: a deleted bucket or a revoked key turns a Ready S3 storage NotReady within a period") {
+  Cluster cluster("revalidate");
+  test_support::MotoServer moto;
+  moto.make_bucket("kube-e2e");
+  moto.make_bucket("doomed");
+  const auto& creds = moto.credentials();
+  std::string doomed = s3_storage("gone", moto.endpoint(), "/g");
+  doomed.replace(doomed.find("bucket: kube-e2e"), 16, "bucket: doomed");
+  cluster.apply("objects", s3_secret(creds, creds.secret_access_key) + "---\n" +
+                               s3_storage("kept", moto.endpoint(), "/k") + "---\n" + doomed);
+  auto child = cluster.start("run", {"--revalidate-period", "1s"});
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("kept") == "Ready" && cluster.phase("gone") == "Ready"; }));
+  auto initialized = [&](const std::string& bs) {
+    json::value object = cluster.get("bs " + bs + " -n demo");
+    const auto* c = find_condition(object, "BackendInitialized");
+    return c ? text(c->at("status")) + ": " + text(c->at("message")) : std::string();
+  };
+
+  // Nothing changed in the cluster: only the periodic check can see the bucket go.
+  moto.remove_bucket("doomed");
+  REQUIRE(test::eventually([&] { return cluster.phase("gone") == "NotReady"; }));
+  std::string gone = initialized("gone");
+  INFO(gone);
+  CHECK(gone.rfind("False: ", 0) == 0);
+  CHECK_THAT(gone, Catch::Contains("doomed"));
+  CHECK(cluster.phase("kept") == "Ready");
+
+  // The key is revoked in IAM; the Secret still holds it.
+  moto.revoke_access_key();
+  REQUIRE(test::eventually([&] { return cluster.phase("kept") == "NotReady"; }));
+  std::string kept = initialized("kept");
+  INFO(kept);
+  CHECK(kept.rfind("False: ", 0) == 0);
+  CHECK_THAT(kept, Catch::Contains("AWS_ACCESS_KEY_ID"));
+  CHECK(kept.find(creds.secret_access_key) == std::string::npos);
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
+
 TEST_CASE("run against an API server survives watch faults, and a restart resumes its watches and writes nothing") {
   Cluster cluster("faults");
   std::string storages;

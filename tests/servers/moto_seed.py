@@ -35,6 +35,10 @@ S3_ALL = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
 })
+ALL = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+})
 TRUST = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
@@ -67,6 +71,11 @@ def setup(args):
     key = iam.create_access_key(UserName="stowage")["AccessKey"]
     iam.put_user_policy(UserName="stowage", PolicyName="s3-all", PolicyDocument=S3_ALL)
 
+    # An administrator, for what tests do to the stowage user behind its back (revoking its key).
+    iam.create_user(UserName="admin")
+    admin = iam.create_access_key(UserName="admin")["AccessKey"]
+    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=ALL)
+
     role = iam.create_role(RoleName="stowage-role", AssumeRolePolicyDocument=TRUST)["Role"]
     iam.put_role_policy(RoleName="stowage-role", PolicyName="s3-all", PolicyDocument=S3_ALL)
     sts = client("sts", args)
@@ -87,6 +96,7 @@ def setup(args):
     json.dump({
         "access_key_id": key["AccessKeyId"],
         "secret_access_key": key["SecretAccessKey"],
+        "admin": {"access_key_id": admin["AccessKeyId"], "secret_access_key": admin["SecretAccessKey"]},
         "session": {
             "access_key_id": session["AccessKeyId"],
             "secret_access_key": session["SecretAccessKey"],
@@ -128,6 +138,20 @@ def get(args):
     sys.stdout.write(body.decode())
 
 
+def revoke(args):
+    """Deletes the stowage user's access key --key (run with the admin's credentials)."""
+    client("iam", args, args.key_id, args.secret).delete_access_key(UserName="stowage", AccessKeyId=args.key)
+
+
+def remove_bucket(args):
+    """Empties the bucket and deletes it."""
+    s3 = s3_for(args)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket[0]):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=args.bucket[0], Key=item["Key"])
+    s3.delete_bucket(Bucket=args.bucket[0])
+
+
 def list_keys(args):
     s3 = s3_for(args)
     keys = []
@@ -139,7 +163,8 @@ def list_keys(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["setup", "mb", "put", "put-one", "get", "list"])
+    parser.add_argument("command", choices=["setup", "mb", "rb", "put", "put-one", "get", "list",
+                                                      "revoke"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--ca", default="")
     parser.add_argument("--key-id", default="")
@@ -151,7 +176,7 @@ def main():
     parser.add_argument("--body", default="x")
     args = parser.parse_args()
     {"setup": setup, "mb": make_buckets, "put": put, "put-one": put_one, "get": get,
-     "list": list_keys}[args.command](args)
+     "list": list_keys, "revoke": revoke, "rb": remove_bucket}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ class MotoServer {
     auto text = [](const boost::json::value& v) { return std::string(v.as_string()); };
     credentials_.access_key_id = text(json.at("access_key_id"));
     credentials_.secret_access_key = text(json.at("secret_access_key"));
+    admin_key_id_ = text(json.at("admin").at("access_key_id"));
+    admin_secret_ = text(json.at("admin").at("secret_access_key"));
     const auto& session = json.at("session").as_object();
     credentials_.session_access_key_id = text(session.at("access_key_id"));
     credentials_.session_secret_access_key = text(session.at("secret_access_key"));
@@ -110,6 +112,17 @@ class MotoServer {
   const std::filesystem::path& log() const { return log_; }
 
   void make_bucket(const std::string& bucket) const { seed("mb", "--bucket " + shell_quote(bucket)); }
+  // Empties the bucket and deletes it.
+  void remove_bucket(const std::string& bucket) const { seed("rb", "--bucket " + shell_quote(bucket)); }
+  // Deletes credentials().access_key_id in IAM (as an administrator would revoke it): requests
+  // signed with it fail with InvalidAccessKeyId from then on.
+  void revoke_access_key() const {
+    std::string c = "python3 " + shell_quote(script()) + " revoke --endpoint " + shell_quote(endpoint());
+    if (options_.tls) c += " --ca " + shell_quote(certificates_->ca_cert.string());
+    c += " --key-id " + shell_quote(admin_key_id_) + " --secret " + shell_quote(admin_secret_) + " --key " +
+         shell_quote(credentials_.access_key_id) + " 2>>" + shell_quote(log_.string());
+    if (run_command(c).second != 0) throw std::runtime_error("moto_seed.py revoke failed; see " + log_.string());
+  }
 
   // Objects key_prefix00000 .. key_prefix{count-1}.
   void put_objects(const std::string& bucket, const std::string& key_prefix, int count) const {
@@ -154,6 +167,7 @@ class MotoServer {
   }
 
   MotoOptions options_;
+  std::string admin_key_id_, admin_secret_;  // IAM administrator, for revoke_access_key()
   std::filesystem::path dir_, log_;
   int port_ = 0;
   std::optional<TestCertificates> certificates_;
