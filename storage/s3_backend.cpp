@@ -371,6 +371,7 @@ BackendError S3Backend::error_from(const Call& call, const http::HttpError& erro
 }
 
 asio::awaitable<BackendResult<MetadataState>> S3Backend::read_metadata() {
+  seen_absent_.reset();
   const Call call{"read " + key_, "s3:GetObject", "GET", key_, "", {}, ""};
   auto answer = co_await execute(call);
   if (!answer.ok()) co_return answer.error();
@@ -378,6 +379,7 @@ asio::awaitable<BackendResult<MetadataState>> S3Backend::read_metadata() {
   if (response.status == 404) {
     auto body = s3::parse_error(response.body);
     if (body && body->code == "NoSuchBucket") co_return error_from(call, response);
+    seen_absent_ = std::chrono::steady_clock::now();
     co_return MetadataState{};
   }
   if (!success(response)) co_return error_from(call, response);
@@ -388,14 +390,19 @@ asio::awaitable<BackendResult<MetadataState>> S3Backend::read_metadata() {
 }
 
 asio::awaitable<BackendResult<CreateOutcome>> S3Backend::create_metadata(std::string body) {
-  // A HEAD first: a store that ignores If-None-Match then still never overwrites on a later call.
-  const Call head{"check " + key_, "s3:GetObject", "HEAD", key_, "", {}, ""};
-  auto existing = co_await execute(head);
-  if (!existing.ok()) co_return existing.error();
-  if (success(existing.value())) co_return CreateOutcome::AlreadyExists;
-  // 404: absent. 403: maybe a write-only policy; the PUT's error body will say what is wrong.
-  if (existing.value().status != 404 && existing.value().status != 403)
-    co_return error_from(head, existing.value());
+  // An existence check first: a store that ignores If-None-Match then still never overwrites on a
+  // later call. A read that just found the key absent is that check; otherwise a HEAD.
+  bool checked = seen_absent_ && std::chrono::steady_clock::now() - *seen_absent_ < std::chrono::seconds(30);
+  seen_absent_.reset();
+  if (!checked) {
+    const Call head{"check " + key_, "s3:GetObject", "HEAD", key_, "", {}, ""};
+    auto existing = co_await execute(head);
+    if (!existing.ok()) co_return existing.error();
+    if (success(existing.value())) co_return CreateOutcome::AlreadyExists;
+    // 404: absent. 403: maybe a write-only policy; the PUT's error body will say what is wrong.
+    if (existing.value().status != 404 && existing.value().status != 403)
+      co_return error_from(head, existing.value());
+  }
 
   const Call put{"create " + key_,
                  "s3:PutObject",

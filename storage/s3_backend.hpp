@@ -11,9 +11,11 @@
 // PermanentRedirect), then kept for later calls.
 //
 // Guarantees (storage::Backend's, plus):
-//  - create_metadata() is create-only through `If-None-Match: *` (412/409 -> AlreadyExists). A HEAD
-//    is made first, so stores that ignore If-None-Match still never overwrite an existing file on a
-//    later call (only a true race between two writers is unprotected there).
+//  - create_metadata() is create-only through `If-None-Match: *` (412/409 -> AlreadyExists). An
+//    existence check precedes the PUT, so stores that ignore If-None-Match still never overwrite an
+//    existing file on a later call (only a true race between two writers is unprotected there): a
+//    HEAD, unless this backend's read_metadata() found the key absent within the last 30 s (the
+//    reconciler reads, then creates: that read is the check, and the HEAD would repeat it).
 //  - Every request goes through storage::send_with_retries, freshly signed per attempt; transient
 //    failures (5xx, SlowDown, RequestTimeout, resets, timeouts) come back transient with the S3 code,
 //    everything else permanent with what to fix; messages carry the request id, never a credential.
@@ -24,7 +26,9 @@
 //
 // Assumes the caller's executor is the single reactor: the remembered region and the store quirks
 // learnt at run time are plain members.
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,6 +115,8 @@ class S3Backend final : public Backend {
   // Learnt at run time from the store's answers:
   bool slash_in_query_rejected_ = false;  // signatures over a query value holding '/' fail (moto)
   bool multi_delete_refused_ = false;     // DeleteObjects not implemented
+  // When read_metadata() last found metadata.yaml absent (one create_metadata() may skip its HEAD).
+  std::optional<std::chrono::steady_clock::time_point> seen_absent_;
 };
 
 }  // namespace stowage::storage

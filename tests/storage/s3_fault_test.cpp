@@ -233,15 +233,25 @@ TEST_CASE("S3 wrong region (AuthorizationHeaderMalformed): switched, retried onc
   CHECK(text(gets[0], "scope").find("/us-east-1/s3/") != std::string::npos);
   CHECK(text(gets[1], "scope").find("/eu-nl-1/s3/") != std::string::npos);
 
-  // Remembered: the next calls sign for eu-nl-1 at once.
+  // Remembered: the next calls sign for eu-nl-1 at once. The read just found the key absent, so
+  // the create goes straight to its conditional PUT (no HEAD repeating that read).
   h.proxy.reset();
   auto created = run(h.io, backend.create_metadata(kBody));
   REQUIRE(created.ok());
   CHECK(created.value() == CreateOutcome::Created);
   auto requests = h.proxy.requests();
-  REQUIRE(requests.size() == 2);  // HEAD, PUT
+  REQUIRE(requests.size() == 1);
+  CHECK(text(requests[0].as_object(), "method") == "PUT");
   for (const auto& entry : requests)
     CHECK(text(entry.as_object(), "scope").find("/eu-nl-1/s3/") != std::string::npos);
+
+  // Only once: a second create (no read in between) checks with a HEAD again.
+  h.proxy.reset();
+  auto again = run(h.io, backend.create_metadata(kBody));
+  REQUIRE(again.ok());
+  CHECK(again.value() == CreateOutcome::AlreadyExists);
+  REQUIRE(h.proxy.requests().size() == 1);
+  CHECK(text(h.proxy.requests()[0].as_object(), "method") == "HEAD");
 }
 
 TEST_CASE("S3 wrong region (301 with x-amz-bucket-region on HEAD bucket): switched, a second refusal is reported") {
