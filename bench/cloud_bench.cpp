@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "common/crypto.hpp"
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
@@ -54,7 +55,9 @@ namespace {
 constexpr int kPlainConcurrency = 16;  // the engine's default reconcile.workers
 constexpr auto kEngineLimit = std::chrono::seconds(150);
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using bench::cpu_seconds;
+using bench::load_average;
+using bench::seconds_since;
 
 fs::path scratch(const std::string& name) {
   auto dir = fs::temp_directory_path() / ("stowage-cloud-bench-" + std::to_string(::getpid()) + "-" + name);
@@ -63,33 +66,17 @@ fs::path scratch(const std::string& name) {
   return dir;
 }
 
-double cpu_seconds(int who = RUSAGE_SELF) {
-  struct rusage ru {};
-  ::getrusage(who, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 // CPU seconds used so far by the servers this process started: every process whose process group
 // is led by one of our direct children (the harnesses start each server in its own group).
 double server_cpu_seconds() {
-  auto stat_fields = [](const fs::path& file) {
-    std::ifstream in(file);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::vector<std::string> fields;
-    auto close = text.rfind(')');
-    if (close == std::string::npos) return fields;
-    std::istringstream rest(text.substr(close + 2));
-    for (std::string f; rest >> f;) fields.push_back(f);
-    return fields;  // fields[0] is field 3 (state)
-  };
   std::set<long> groups;
   std::vector<std::vector<std::string>> all;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     auto name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto f = stat_fields(entry.path() / "stat");
+    auto f = bench::stat_fields((entry.path() / "stat").string());
     if (f.size() < 13) continue;
     f.push_back(name);
     if (std::stol(f[1]) == ::getpid() && std::stol(f[2]) == std::stol(name)) groups.insert(std::stol(name));
@@ -111,13 +98,6 @@ struct CpuMark {
   }
 };
 
-std::string load_average() {
-  double load[3] = {};
-  if (::getloadavg(load, 3) != 3) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
-  return buf;
-}
 
 std::string b64(const std::string& s) { return crypto::base64_encode(s); }
 

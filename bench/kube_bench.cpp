@@ -85,6 +85,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "common/http_client.hpp"
 #include "kube/api_client.hpp"
 #include "kube/client_config.hpp"
@@ -107,61 +108,8 @@ constexpr int kBaselineWorkers = 16;    // stowage's reconcile.workers default
 constexpr int kBaselineFsThreads = 4;   // stowage's local.io-threads default
 constexpr auto kQuiet = std::chrono::seconds(2);  // "settled": no API write for this long
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double cpu_seconds() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-// utime + stime of another process (all its threads), from /proc/PID/stat; -1 when it is gone.
-double process_cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(text.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string s; rest >> s;) f.push_back(s);
-  if (f.size() < 13) return -1;  // f[0] is field 3 (state); utime and stime are fields 14 and 15
-  return static_cast<double>(std::stol(f[11]) + std::stol(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// A "Field: N kB" line of /proc/PID/status (or /proc/meminfo) in KiB; 0 when absent.
-long kib_field(const std::string& file, const char* field) {
-  std::ifstream in(file);
-  std::string line, prefix = std::string(field) + ":";
-  while (std::getline(in, line))
-    if (line.rfind(prefix, 0) == 0) return std::atol(line.c_str() + prefix.size());
-  return 0;
-}
-long process_kib(pid_t pid, const char* field) { return kib_field("/proc/" + std::to_string(pid) + "/status", field); }
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  return "unknown CPU";
-}
-
-std::string load_average() {
-  double load[3] = {};
-  if (::getloadavg(load, 3) != 3) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
-  return buf;
-}
-
-std::string padded(int i) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%05d", i);
-  return buf;
-}
+using namespace bench;
+long process_kib(pid_t pid, const char* field) { return bench::status_kib(field, pid); }
 
 // ------------------------------------------------------------------------------------- the objects
 

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 
+#include "bench_support.hpp"
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
@@ -29,7 +30,7 @@ using namespace stowage;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using bench::seconds_since;
 
 fs::path scratch(const std::string& name) {
   auto dir = fs::temp_directory_path() / ("stowage-bench-" + name);

@@ -63,6 +63,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "common/crypto.hpp"
 #include "common/http_client.hpp"
 #include "engine/lag_monitor.hpp"
@@ -89,55 +90,8 @@ constexpr int kWriters = 16;
 constexpr auto kChildLimit = std::chrono::seconds(240);  // the informer side gives up after this
 constexpr int kLineTimeoutMs = 240'000;                  // the driver waits this long for each report
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using namespace bench;
 std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }  // CLOCK_MONOTONIC: same in both processes
-
-double cpu_seconds() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-// utime + stime of another process (all its threads), from /proc/PID/stat.
-double process_cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(text.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string s; rest >> s;) f.push_back(s);
-  if (f.size() < 13) return 0;  // f[0] is field 3 (state); utime and stime are fields 14 and 15
-  return static_cast<double>(std::stol(f[11]) + std::stol(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// A line of /proc/self/status in KiB ("VmRSS", "VmHWM").
-long status_kib(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line, prefix = std::string(field) + ":";
-  while (std::getline(in, line))
-    if (line.rfind(prefix, 0) == 0) return std::atol(line.c_str() + prefix.size());
-  return 0;
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  return "unknown CPU";
-}
-
-std::string load_average() {
-  double load[3] = {};
-  if (::getloadavg(load, 3) != 3) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
-  return buf;
-}
 
 std::string fmt(const char* format, double v) {
   char buf[64];
@@ -145,11 +99,6 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
-std::string padded(int i) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%05d", i);
-  return buf;
-}
 
 // ------------------------------------------------------------------------------------- the objects
 
