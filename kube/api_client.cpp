@@ -172,26 +172,28 @@ ApiError credentials_error(const std::string& verb, const std::string& path, con
 
 ApiClient::Awaitable<ExecCredential> ApiClient::exec_credential(const Call& call) {
   if (const ExecCredential* cached = exec_cache_.get(WallClock::now())) co_return *cached;
-  std::shared_ptr<ExecRun> run = exec_run_;
+  std::shared_ptr<ExecRun> run = exec_slot_->run;
   if (run) {
     while (!run->result) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
   } else {
     asio::any_io_executor executor = co_await asio::this_coro::executor;
     run = std::make_shared<ExecRun>(executor);
-    exec_run_ = run;
+    exec_slot_->run = run;
     // Whatever ends this run (its result, or this coroutine being destroyed), the waiters wake up
-    // and the next request may start a new run.
+    // and the next request may start a new run. The guard may run after this client is gone (the
+    // frame is destroyed with the reactor): it touches only what it holds itself.
     struct Publish {
-      ApiClient* self;
+      std::weak_ptr<ExecSlot> slot;
       std::shared_ptr<ExecRun> run;
+      std::string command;
       ~Publish() {
         if (!run->result)
           run->result = ExecPluginError{ExecPluginError::Kind::Failed,
-                                        "exec plugin " + self->config_.exec->command + " was abandoned midway", 0, 0};
-        if (self->exec_run_ == run) self->exec_run_.reset();
+                                        "exec plugin " + command + " was abandoned midway", 0, 0};
+        if (auto s = slot.lock(); s && s->run == run) s->run.reset();
         run->done.cancel();
       }
-    } publish{this, run};
+    } publish{exec_slot_, run, config_.exec->command};
     ExecPluginResult outcome = co_await run_exec_plugin(*config_.exec, config_, options_.exec);
     if (outcome.ok()) exec_cache_.store(outcome.value());
     run->result = std::move(outcome);

@@ -185,7 +185,12 @@ class ApiClient {
   Clock clock_;
   RateLimiter limiter_;
   ExecCredentialCache exec_cache_;
-  std::shared_ptr<ExecRun> exec_run_;  // the plugin run in flight, if any
+  // The plugin run in flight, if any, in a slot of its own: a run outlives this client when the
+  // reactor is destroyed after it (its guard then finds the slot gone, not a dangling client).
+  struct ExecSlot {
+    std::shared_ptr<ExecRun> run;
+  };
+  std::shared_ptr<ExecSlot> exec_slot_ = std::make_shared<ExecSlot>();
   http::Url origin_;
   http::TlsSettings tls_;
   std::mutex token_mutex_;

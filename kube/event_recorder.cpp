@@ -493,9 +493,15 @@ struct EventRecorder::Impl : std::enable_shared_from_this<Impl> {
     while (!self->drained()) {
       asio::steady_timer signal(self->executor, asio::steady_timer::time_point::max());
       self->flush_waiters.push_back(&signal);
+      // Off the list however the wait ends: a cancelled (throwing) wait or a destroyed frame
+      // must not leave notify_flushers() a dangling timer.
+      struct Unlist {
+        Impl& impl;
+        asio::steady_timer* timer;
+        ~Unlist() { std::erase(impl.flush_waiters, timer); }
+      } unlist{*self, &signal};
       auto [ec] = co_await signal.async_wait(kWaitToken);
       (void)ec;
-      std::erase(self->flush_waiters, &signal);
     }
   }
 

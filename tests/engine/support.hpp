@@ -2,6 +2,7 @@
 // Test support for engine tests: temp folders, files, and running the real `stowage` binary.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +57,8 @@ struct Child {
     c.err = err;
     c.pid = ::fork();
     if (c.pid == 0) {
+      // A test that crashes (no destructor runs) must not leave controllers running behind it.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(o, 1);

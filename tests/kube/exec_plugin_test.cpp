@@ -651,3 +651,28 @@ TEST_CASE("a client certificate from the plugin is used for mutual TLS") {
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().kind == ApiError::Kind::Transport);
 }
+
+TEST_CASE("an API client destroyed while its exec plugin runs, then its reactor, leaves nothing behind") {
+  // As at the end of `stowage run` when the grace period runs out: the Runtime destroys the API
+  // client before the io_context, whose destructor then destroys the suspended request, the
+  // plugin run with it. Nothing may reach back into the destroyed client (valgrind showed it did).
+  Server server("destroyed");
+  Plugin plugin;
+  plugin.env = {{"PLUGIN_SLEEP", "30"}};
+  auto io = std::make_unique<asio::io_context>();
+  auto http = std::make_unique<http::Client>(io->get_executor());
+  auto api = std::make_unique<ApiClient>(*http, kubeconfig_with_plugin(server, plugin));
+  asio::co_spawn(*io, api->get(kConfigMaps), asio::detached);
+  asio::co_spawn(*io, api->get(kConfigMaps), asio::detached);  // a second request waits for the same run
+  auto plugins = [&] {
+    auto c = children();
+    c.erase(server.proc.pid());  // the test API server is a child of this process too
+    return c;
+  };
+  io->run_for(300ms);
+  REQUIRE_FALSE(plugins().empty());  // the plugin is running
+  api.reset();
+  http.reset();
+  io.reset();
+  CHECK(plugins().empty());  // killed and reaped with the request
+}

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +103,8 @@ class Server {
     s.pid_ = ::fork();
     if (s.pid_ == 0) {
       ::setpgid(0, 0);
+      // Gone with the test process even when it crashes (SIGTERM: wrappers pass it on to their child).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
