@@ -4,6 +4,7 @@
 #include "kube/client_config.hpp"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -751,17 +752,43 @@ TEST_CASE("auto-detection: what is missing is named") {
   CHECK(direct.error().to_string() == "none of these kubeconfig files exists: " + dir.path("a") + ", " + dir.path("b"));
 }
 
-TEST_CASE("an unreadable file in KUBECONFIG is an error, not skipped") {
-  if (::geteuid() == 0) {
-    WARN("running as root: permissions are not enforced, skipped");
-    return;
+// Loads the kubeconfig at `path` (through KUBECONFIG) and says how it went: "loaded" or the error.
+// As root, whom no file permission stops, it runs in a child that has become nobody (65534).
+std::string load_as_unprivileged(const std::string& path) {
+  auto attempt = [&]() -> std::string {
+    auto c = load_client_config(LoadOptions{}, Environment{{"KUBECONFIG", path}});
+    return c.ok() ? "loaded" : c.error().to_string();
+  };
+  if (::geteuid() != 0) return attempt();
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string out = ::setgid(65534) == 0 && ::setuid(65534) == 0 ? attempt() : "cannot become nobody";
+    (void)!::write(fds[1], out.data(), out.size());
+    ::_exit(0);
   }
+  ::close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return got;
+}
+
+TEST_CASE("an unreadable file in KUBECONFIG is an error, not skipped") {
   TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
   std::string path = dir.write("config", kubeconfig(kServer, kToken));
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  REQUIRE(load_as_unprivileged(path) == "loaded");  // the same user can reach and read it...
   fs::permissions(path, fs::perms::none);
-  auto c = load_client_config(LoadOptions{}, Environment{{"KUBECONFIG", path}});
-  REQUIRE_FALSE(c.ok());
-  CHECK(c.error().to_string() == path + ": cannot read: Permission denied");
+  CHECK(load_as_unprivileged(path) == path + ": cannot read: Permission denied");  // ...until it may not
 }
 
 TEST_CASE("process_environment reads this process's variables") {
