@@ -280,7 +280,7 @@ asio::awaitable<BackendResult<bool>> AzureBackend::delete_blob(const std::string
 
 asio::awaitable<void> AzureBackend::delete_worker(std::shared_ptr<DeleteRun> run) {
   while (run->next < run->names.size() && !run->error) {
-    const std::string& name = run->names[run->next++];
+    std::string name = run->names[run->next++];  // a copy: nothing in run is held across the await
     auto deleted = co_await delete_blob(name);
     if (!deleted.ok()) {
       if (!run->error) run->error = std::move(deleted.error());
