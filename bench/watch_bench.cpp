@@ -64,6 +64,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "kube/json_path.hpp"
 #include "common/crypto.hpp"
 #include "common/http_client.hpp"
 #include "engine/lag_monitor.hpp"
@@ -170,24 +171,6 @@ json::value secret_object(const Layout& l, int i) {
        {{"RESTIC_PASSWORD", password},
         {"AWS_ACCESS_KEY_ID", crypto::base64_encode("AKIA" + padded(i) + "BENCHKEY00")},
         {"AWS_SECRET_ACCESS_KEY", crypto::base64_encode("bench/secret/" + name + "/0123456789abcdefghijkl")}}}};
-}
-
-std::string label_of(const json::value& object, const char* key) {
-  const auto* o = object.if_object();
-  const auto* m = o ? o->if_contains("metadata") : nullptr;
-  const auto* mo = m ? m->if_object() : nullptr;
-  const auto* l = mo ? mo->if_contains("labels") : nullptr;
-  const auto* lo = l ? l->if_object() : nullptr;
-  const auto* v = lo ? lo->if_contains(key) : nullptr;
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
-
-std::string meta_text(const json::value& object, const char* field) {
-  const auto* o = object.if_object();
-  const auto* m = o ? o->if_contains("metadata") : nullptr;
-  const auto* mo = m ? m->if_object() : nullptr;
-  const auto* v = mo ? mo->if_contains(field) : nullptr;
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
 // ------------------------------------------------------------------ lines between the two processes
@@ -333,9 +316,9 @@ int informer_side(char** a) {
     };
     kube::InformerHandlers xh;  // as KubeWorld's secret handler: which storages use this Secret
     xh.upserted = [&](json::value o) {
-      engine::ObjectKey key{meta_text(o, "namespace"), meta_text(o, "name")};
+      engine::ObjectKey key{kube::metadata_text(o, "namespace"), kube::metadata_text(o, "name")};
       secret_lookups += cache.storages_using_secret(key).size() + 1;
-      round_seen(label_of(o, kRoundLabel), false);
+      round_seen(kube::string_at(o, {"metadata", "labels", kRoundLabel}), false);
     };
     xh.synced = [&] {
       if (phase == 0 && storage_informer && storage_informer->synced()) finish_soon();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "kube/json_path.hpp"
 #include "kube/api_client.hpp"
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
@@ -47,19 +48,11 @@ bool has_finalizer(const kube::BackupStorage& s) {
   return std::find(f.begin(), f.end(), kCleanupFinalizer) != f.end();
 }
 
-std::string meta_text(const json::value& object, const char* field) {
-  const auto* o = object.if_object();
-  const auto* m = o ? o->if_contains("metadata") : nullptr;
-  const auto* mo = m ? m->if_object() : nullptr;
-  const auto* v = mo ? mo->if_contains(field) : nullptr;
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
+using kube::metadata_text;
 
 // Whether a volume Job was made for this very storage (its uid label), not an earlier one of the name.
 bool job_serves_storage(const json::value& job, const std::string& storage_uid) {
-  const auto* labels = job.as_object().at("metadata").as_object().if_contains("labels");
-  const auto* uid = labels && labels->is_object() ? labels->as_object().if_contains(kLabelStorageUid) : nullptr;
-  return uid && uid->is_string() && uid->as_string() == storage_uid;
+  return kube::string_at(job, {"metadata", "labels", kLabelStorageUid}) == storage_uid;
 }
 
 // 409 Conflict and 422 from a failed `test`: the object moved on since the cache saw it.
@@ -94,8 +87,8 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
 
   kube::InformerHandlers secret_handlers;
   secret_handlers.upserted = [this](json::value o) {
-    std::string ns = meta_text(o, "namespace"), name = meta_text(o, "name");
-    std::string rv = meta_text(o, "resourceVersion");
+    std::string ns = metadata_text(o, "namespace"), name = metadata_text(o, "name");
+    std::string rv = metadata_text(o, "resourceVersion");
     ObjectKey key{ns, name};
     auto cached = secret_data_.find(key);
     if (cached != secret_data_.end() && cached->second.resource_version != rv) secret_data_.erase(cached);
@@ -136,7 +129,7 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
   events_ = std::make_unique<kube::EventRecorder>(executor_, api_, std::move(event_options));
   kube::InformerHandlers repo_handlers;
   repo_handlers.upserted = [this](json::value o) {
-    std::string ns = meta_text(o, "namespace"), name = meta_text(o, "name");
+    std::string ns = metadata_text(o, "namespace"), name = metadata_text(o, "name");
     auto repo = kube::parse_repository(o);
     std::vector<ObjectKey> touched;
     if (repo.ok()) {
@@ -155,26 +148,24 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
   if (options_.volume_jobs) {
     kube::InformerHandlers job_handlers;
     auto storage_of = [](const json::value& job) -> std::optional<ObjectKey> {
-      const auto* labels = job.as_object().at("metadata").as_object().if_contains("labels");
-      if (!labels || !labels->is_object()) return std::nullopt;
-      const auto* ns = labels->as_object().if_contains(kLabelInvokerNamespace);
-      const auto* name = labels->as_object().if_contains(kLabelInvokerName);
-      if (!ns || !name || !ns->is_string() || !name->is_string()) return std::nullopt;
-      return ObjectKey{std::string(ns->as_string()), std::string(name->as_string())};
+      std::string ns = kube::string_at(job, {"metadata", "labels", kLabelInvokerNamespace});
+      std::string name = kube::string_at(job, {"metadata", "labels", kLabelInvokerName});
+      if (ns.empty() || name.empty()) return std::nullopt;
+      return ObjectKey{std::move(ns), std::move(name)};
     };
     job_handlers.upserted = [this, storage_of](json::value o) {
-      if (retired_job_uids_.count(meta_text(o, "uid"))) return;  // deleted by us; a late event
-      ObjectKey job{meta_text(o, "namespace"), meta_text(o, "name")};
+      if (retired_job_uids_.count(metadata_text(o, "uid"))) return;  // deleted by us; a late event
+      ObjectKey job{metadata_text(o, "namespace"), metadata_text(o, "name")};
       auto storage = storage_of(o);
       jobs_[job] = std::move(o);
       if (storage) enqueue(*storage, "job " + job.str() + " changed");
     };
     job_handlers.removed = [this, storage_of](const std::string& ns, const std::string& name, json::value last) {
       // Only the Job that went: the name may already hold its successor (created by us meanwhile).
-      std::string uid = last.is_object() ? meta_text(last, "uid") : std::string();
+      std::string uid = last.is_object() ? metadata_text(last, "uid") : std::string();
       retired_job_uids_.erase(uid);
       auto cached = jobs_.find({ns, name});
-      if (cached != jobs_.end() && (uid.empty() || meta_text(cached->second, "uid") == uid)) jobs_.erase(cached);
+      if (cached != jobs_.end() && (uid.empty() || metadata_text(cached->second, "uid") == uid)) jobs_.erase(cached);
       if (last.is_object())
         if (auto storage = storage_of(last)) enqueue(*storage, "job " + ns + "/" + name + " deleted");
     };
@@ -270,8 +261,8 @@ void KubeWorld::enqueue(const ObjectKey& key, const std::string& reason) {
 
 void KubeWorld::storage_upserted(json::value object) {
   if (store_ && !restoring_) {
-    std::string ns = meta_text(object, "namespace"), name = meta_text(object, "name");
-    store_->put(persistence::KubeObjectRecord{kStorages, ns, name, meta_text(object, "resourceVersion"),
+    std::string ns = metadata_text(object, "namespace"), name = metadata_text(object, "name");
+    store_->put(persistence::KubeObjectRecord{kStorages, ns, name, metadata_text(object, "resourceVersion"),
                                               json::serialize(object)});
   }
   auto parsed = kube::parse_backup_storage(object);
@@ -337,7 +328,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
     // (another uid) is not this one's. Delete that very Job (a uid precondition, so a Job created
     // meanwhile under the name is never the one deleted) and start afresh. Late watch events of the
     // deleted Job are ignored (retired_job_uids_), so they cannot stand in for the new one.
-    std::string old_uid = meta_text(*job, "uid");
+    std::string old_uid = metadata_text(*job, "uid");
     std::string item = jobs + "/" + job_key.name + "?propagationPolicy=Background";
     json::value options{{"preconditions", {{"uid", old_uid}}}};
     auto removed = co_await api_.remove(std::move(item), std::move(options));
@@ -347,7 +338,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
     if (removed.ok())
       spdlog::info("{}: deleted {}, left by an earlier storage of the same name", storage.str(), job_key.str());
     if (!old_uid.empty()) retired_job_uids_.insert(old_uid);
-    if (auto cached = jobs_.find(job_key); cached != jobs_.end() && meta_text(cached->second, "uid") == old_uid)
+    if (auto cached = jobs_.find(job_key); cached != jobs_.end() && metadata_text(cached->second, "uid") == old_uid)
       jobs_.erase(cached);
     job.reset();
   }

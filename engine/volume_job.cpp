@@ -11,6 +11,7 @@
 
 #include "common/crypto.hpp"
 #include "engine/volume_commands.hpp"
+#include "kube/json_path.hpp"
 
 namespace stowage::engine {
 namespace json = boost::json;
@@ -305,34 +306,12 @@ json::object pod_failure_policy() {
 
 // ---------------------------------------------------------------------------------- the outcome
 
-std::string string_at(const json::value& v, std::initializer_list<std::string_view> path) {
-  const json::value* cur = &v;
-  for (auto key : path) {
-    if (!cur->is_object()) return "";
-    cur = cur->get_object().if_contains(key);
-    if (!cur) return "";
-  }
-  return cur->is_string() ? std::string(cur->get_string()) : "";
-}
-
-std::int64_t int_at(const json::value& v, std::initializer_list<std::string_view> path, std::int64_t fallback) {
-  const json::value* cur = &v;
-  for (auto key : path) {
-    if (!cur->is_object()) return fallback;
-    cur = cur->get_object().if_contains(key);
-    if (!cur) return fallback;
-  }
-  if (cur->is_int64()) return cur->get_int64();
-  if (cur->is_uint64()) return static_cast<std::int64_t>(cur->get_uint64());
-  return fallback;
-}
+using kube::int_at;
+using kube::string_at;
 
 const json::array* array_at(const json::value& v, std::string_view a, std::string_view b) {
-  if (!v.is_object()) return nullptr;
-  const auto* first = v.get_object().if_contains(a);
-  if (!first || !first->is_object()) return nullptr;
-  const auto* second = first->get_object().if_contains(b);
-  return second && second->is_array() ? &second->get_array() : nullptr;
+  const auto* at = kube::value_at(v, {a, b});
+  return at ? at->if_array() : nullptr;
 }
 
 std::string trimmed(std::string s) {

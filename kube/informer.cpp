@@ -1,5 +1,6 @@
 // The informer's run loop: performs the reflector machine's actions with the API client.
 #include "kube/informer.hpp"
+#include "kube/json_path.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -23,13 +24,6 @@ namespace {
 
 constexpr std::size_t kReplaceSlice = 256;
 
-std::string text_at(const json::value& object, const char* field) {
-  const auto* o = object.if_object();
-  const auto* meta = o ? o->if_contains("metadata") : nullptr;
-  const auto* mo = meta ? meta->if_object() : nullptr;
-  const auto* v = mo ? mo->if_contains(field) : nullptr;
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
 
 std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
@@ -116,8 +110,8 @@ boost::asio::awaitable<void> Informer::replace(ReplaceStore& replace, std::share
   fresh.reserve(replace.items.size());
   std::size_t handed = 0;
   for (auto& item : replace.items) {
-    std::string ns = text_at(item, "namespace"), name = text_at(item, "name");
-    std::string rv = text_at(item, "resourceVersion");
+    std::string ns = metadata_text(item, "namespace"), name = metadata_text(item, "name");
+    std::string rv = metadata_text(item, "resourceVersion");
     std::string key = key_of(ns, name);
     auto old = index_.find(key);
     bool changed = old == index_.end() || old->second != rv || rv.empty();
@@ -141,7 +135,7 @@ boost::asio::awaitable<void> Informer::replace(ReplaceStore& replace, std::share
 }
 
 void Informer::apply_event(ApplyEvent& event) {
-  std::string ns = text_at(event.object, "namespace"), name = text_at(event.object, "name");
+  std::string ns = metadata_text(event.object, "namespace"), name = metadata_text(event.object, "name");
   std::string key = key_of(ns, name);
   if (event.type == WatchEventType::Deleted) {
     index_.erase(key);
