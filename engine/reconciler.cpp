@@ -139,6 +139,16 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   auto& backend = *made.value();
   std::string fingerprint = fingerprinter_.fingerprint(secret ? secret->data : std::map<std::string, std::string>{});
   std::string identity = backend.identity();
+  // Once metadata.yaml is known to be in place: remember it, so later reconciles need no backend call.
+  auto remember = [&] {
+    facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
+  };
+  auto set_initialized = [&] {
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendInitialized, true, kube::kReasonBackendInitializationSucceeded,
+                                  std::string(kube::kMessageBackendInitialized), gen),
+                        now);
+  };
 
   if (s.spec.storage.provider == "local" && target_.volume_jobs()) {
     // In a cluster the volume is not mounted here: an initializer Job writes metadata.yaml. A Job is
@@ -163,12 +173,9 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
         co_return Outcome{Outcome::Permanent, msg, false};
       }
       spdlog::info("{}: initialized by Job {}{}", key.str(), name, o.message.empty() ? "" : ": " + o.message);
-      facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
+      remember();
     }
-    kube::set_condition(status.conditions,
-                        condition(kube::kConditionBackendInitialized, true, kube::kReasonBackendInitializationSucceeded,
-                                  std::string(kube::kMessageBackendInitialized), gen),
-                        now);
+    set_initialized();
     co_return Outcome{Outcome::Done, "", true};
   }
 
@@ -213,12 +220,9 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
       else
         spdlog::info("{}: {} already exists; kept it", key.str(), backend.metadata_location());
     }
-    facts_.record({key.namespace_, key.name, s.metadata.uid, gen, identity, fingerprint, unix_millis(now_())});
+    remember();
   }
-  kube::set_condition(status.conditions,
-                      condition(kube::kConditionBackendInitialized, true, kube::kReasonBackendInitializationSucceeded,
-                                std::string(kube::kMessageBackendInitialized), gen),
-                      now);
+  set_initialized();
   co_return Outcome{Outcome::Done, "", true};
 }
 
