@@ -145,8 +145,8 @@ ProxyEnvironment ProxyEnvironment::from_process() {
   return e;
 }
 
-const char* ProxyEnvironment::variable_for(const Url& origin) {
-  return origin.scheme == "https" ? "HTTPS_PROXY" : "HTTP_PROXY";
+std::string ProxyEnvironment::as_url(const std::string& value) {
+  return value.find("://") == std::string::npos ? "http://" + value : value;
 }
 
 std::string ProxyEnvironment::proxy_for(const Url& origin) const {
@@ -160,8 +160,7 @@ std::string ProxyEnvironment::proxy_for(const Url& origin) const {
   if (host == "localhost") return {};
   if (auto ip = parse_ip(host); ip && is_loopback(*ip)) return {};
   if (exempt(no_proxy, host, origin.port)) return {};
-  if (proxy.find("://") == std::string::npos) proxy = "http://" + proxy;
-  return proxy;
+  return as_url(proxy);
 }
 
 }  // namespace stowage::http

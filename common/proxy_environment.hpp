@@ -28,8 +28,8 @@ struct ProxyEnvironment {
   bool empty() const { return http_proxy.empty() && https_proxy.empty(); }
   // The proxy URL for requests to `origin` ("http://..." form), or "" to connect directly.
   std::string proxy_for(const Url& origin) const;
-  // Which variable proxy_for's answer came from, for logs: "HTTPS_PROXY" or "HTTP_PROXY".
-  static const char* variable_for(const Url& origin);
+  // A variable's value as a proxy URL: "http://" prepended when it names no scheme.
+  static std::string as_url(const std::string& value);
 };
 
 }  // namespace stowage::http

@@ -52,8 +52,7 @@ http::ClientOptions http_options(const config::Config& c) {
     for (auto [name, value] : {std::pair{"HTTPS_PROXY", &environment.https_proxy},
                                std::pair{"HTTP_PROXY", &environment.http_proxy}}) {
       if (value->empty()) continue;
-      std::string url = value->find("://") == std::string::npos ? "http://" + *value : *value;
-      auto proxy = http::Proxy::parse(url);
+      auto proxy = http::Proxy::parse(http::ProxyEnvironment::as_url(*value));
       // Never the URL itself in a log: it may hold a password.
       if (proxy.ok())
         spdlog::info("{}: requests go through {} (NO_PROXY: {}; never for localhost or loopback)", name,
