@@ -279,24 +279,30 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, std::unique_ptr<Pool>> pools;
   Stats stats;
 
-  Pool& pool_for(const Url& origin, const TlsSettings& given) {
-    const TlsSettings* settings = &given;
-    TlsSettings from_environment;
-    if (given.proxy_url.empty() && options.environment_proxies) {
-      if (std::string proxy = options.environment_proxies->proxy_for(origin); !proxy.empty()) {
-        from_environment = given;
-        from_environment.proxy_url = std::move(proxy);
-        settings = &from_environment;
-      }
-    }
-    const TlsSettings& tls = *settings;
+  std::map<std::string, std::string> environment_choice;  // origin -> the environment's proxy ("" = none)
+
+  // The proxy the environment picks for an origin (ClientOptions::environment_proxies), worked out
+  // once per origin rather than on every request.
+  const std::string& environment_proxy(const Url& origin) {
+    auto [it, fresh] = environment_choice.try_emplace(origin.origin());
+    if (fresh) it->second = options.environment_proxies->proxy_for(origin);
+    return it->second;
+  }
+
+  Pool& pool_for(const Url& origin, const TlsSettings& tls) {
+    const bool from_environment = tls.proxy_url.empty() && options.environment_proxies;
+    const std::string& proxy = from_environment ? environment_proxy(origin) : tls.proxy_url;
     std::hash<std::string> h;
     // The proxy URL goes in whole (credentials too: a tunnel is authorised once, when it is opened).
     std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +
                       std::to_string(h(tls.ca_pem)) + "|" + std::to_string(h(tls.client_cert_pem)) + "|" +
-                      std::to_string(h(tls.client_key_pem)) + "|" + tls.proxy_url;
+                      std::to_string(h(tls.client_key_pem)) + "|" + proxy;
     auto& slot = pools[key];
-    if (!slot) slot = make_pool(origin, tls);
+    if (!slot) {
+      TlsSettings settings = tls;
+      settings.proxy_url = proxy;
+      slot = make_pool(origin, settings);
+    }
     return *slot;
   }
 
