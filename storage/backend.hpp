@@ -8,6 +8,10 @@
 //    work (disk, fsync) runs elsewhere and resumes the caller on its own executor.
 //  - Errors are values (BackendError), classified transient or permanent, with a message that is
 //    safe to show in a status or a log: it never holds a credential, token or signature.
+//  - wipe() deletes only what the storage can be shown to own: nothing at all unless a valid
+//    BackendMeta metadata.yaml sits at the storage's own location, never anything inside the
+//    locations the plan says to keep, and metadata.yaml itself last (so an interrupted wipe can
+//    still prove ownership when it is retried).
 #include <boost/asio/awaitable.hpp>
 
 #include <functional>
@@ -16,6 +20,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -45,6 +50,30 @@ struct MetadataState {
 
 enum class CreateOutcome { Created, AlreadyExists };
 
+// What a WipeOut must leave alone beyond the backend's own rules.
+struct WipePlan {
+  // Other storages' locations inside this one, relative to this storage's directory or prefix,
+  // slash-separated without leading or trailing slashes ("team-b", "x/y"): never entered.
+  std::vector<std::string> keep;
+};
+
+// What a wipe did. Exactly one of three shapes:
+//  - refused: nothing was deleted, by rule (the storage cannot be shown to own the place, or the
+//    place is protected); `refused->code` says which: NotOwned, InvalidMetadata, ProtectedLocation.
+//  - error: the wipe stopped on a failure (transient or permanent); `removed` objects were already
+//    gone, so it is partial when removed > 0.
+//  - neither: done; `left` lists what was deliberately left ("where: why"), e.g. another storage's
+//    location or a mount point.
+struct WipeReport {
+  std::optional<BackendError> refused;
+  std::optional<BackendError> error;
+  std::size_t removed = 0;
+  std::vector<std::string> left;
+  bool done() const { return !refused && !error; }
+};
+// Why a wipe is refused when metadata.yaml is missing or not a valid BackendMeta (`state.meta` unset).
+BackendError ownership_refusal(const MetadataState& state, const std::string& location);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -62,9 +91,14 @@ class Backend {
   // Create metadata.yaml with `body` unless it already exists (create-only, see above).
   virtual boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) = 0;
 
-  // Delete every object under the backend's prefix/directory (WipeOut). Returns how many were removed.
-  // Cloud backends await the progress hook (when set) after each page with the count so far.
-  virtual boost::asio::awaitable<BackendResult<std::size_t>> delete_all() = 0;
+  // WipeOut: proves ownership (a valid metadata.yaml at the storage's own location), then deletes
+  // everything under the storage's prefix/directory except what `plan` keeps, metadata.yaml last.
+  // The progress hook (when set) is awaited with the count so far as the wipe goes.
+  virtual boost::asio::awaitable<WipeReport> wipe(WipePlan plan);
+
+  // Delete every object under the backend's prefix/directory, with no questions asked. Only wipe()
+  // calls it; backends that implement wipe() themselves need not provide it.
+  virtual boost::asio::awaitable<BackendResult<std::size_t>> delete_all();
 
   using DeleteProgress = std::function<boost::asio::awaitable<void>(std::size_t removed_so_far)>;
   void on_delete_progress(DeleteProgress progress) { delete_progress_ = std::move(progress); }
