@@ -18,6 +18,7 @@
 
 #include "storage/azure_xml.hpp"
 #include "storage/metadata.hpp"
+#include "storage/object_wipe.hpp"
 
 namespace stowage::storage {
 namespace asio = boost::asio;
@@ -290,48 +291,75 @@ asio::awaitable<void> AzureBackend::delete_worker(std::shared_ptr<DeleteRun> run
   }
 }
 
-asio::awaitable<BackendResult<std::size_t>> AzureBackend::delete_all() {
+asio::awaitable<WipeReport> AzureBackend::wipe(WipePlan plan) {
+  ObjectStore& store = *this;
+  DeleteProgress progress = delete_progress_;
+  auto report = co_await wipe_objects(store, std::move(plan), std::move(progress));
+  co_return report;
+}
+
+std::string AzureBackend::object_directory() const { return directory_; }
+
+std::string AzureBackend::object_location(const std::string& key) const {
+  return "azure://" + account_ + "/" + options_.container + "/" + key;
+}
+
+asio::awaitable<BackendResult<MetadataState>> AzureBackend::read_own_metadata() { return read_metadata(); }
+
+bool AzureBackend::bucket_missing(const BackendError& error) const { return error.code == "ContainerNotFound"; }
+
+asio::awaitable<BackendResult<ObjectPage>> AzureBackend::list_objects(std::string marker) {
   if (config_error_) co_return *config_error_;
+  std::string target = container_target() + "?restype=container&comp=list&prefix=" +
+                       http::uri_encode(directory_, false);
+  if (!marker.empty()) target += "&marker=" + http::uri_encode(marker, false);
+  if (options_.list_page_size) target += "&maxresults=" + std::to_string(options_.list_page_size);
+  auto listed = co_await send("GET", std::move(target), {}, {});
+  if (!listed.ok()) co_return error_from(listed.error());
+  const auto& response = listed.value();
+  if (response.status != 200)  // 404 ContainerNotFound: bucket_missing()
+    co_return error_from(response, "listing azure://" + account_ + "/" + options_.container + "/" + directory_);
+  auto page = azure::parse_blob_list(response.body);
+  if (!page.ok()) co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + ": " + page.error());
+  if (!page.value().next_marker.empty() && page.value().next_marker == marker)
+    co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + " returned the same List Blobs marker twice");
+  co_return ObjectPage{std::move(page.value().names), std::move(page.value().next_marker)};
+}
+
+// x-ms-range: at most limit + 1 bytes (416: an empty blob, it has no byte 0).
+asio::awaitable<BackendResult<std::optional<std::string>>> AzureBackend::read_object(std::string key,
+                                                                                       std::size_t limit) {
+  if (config_error_) co_return *config_error_;
+  std::vector<std::pair<std::string, std::string>> headers = {{"x-ms-range", "bytes=0-" + std::to_string(limit)}};
+  auto result = co_await send("GET", blob_target(key), std::move(headers), {});
+  if (!result.ok()) co_return error_from(result.error());
+  auto& response = result.value();
+  if (response.status == 200 || response.status == 206) co_return std::optional<std::string>(std::move(response.body));
+  if (response.status == 416) co_return std::optional<std::string>(std::string());
+  if (response.status == 404 && azure_code(response) != "ContainerNotFound") co_return std::optional<std::string>();
+  co_return error_from(response, "reading azure://" + account_ + "/" + options_.container + "/" + key);
+}
+
+// One page's blobs, at most max_connections (default 8) deletes in flight; what was deleted is
+// counted even when a delete failed.
+asio::awaitable<DeleteOutcome> AzureBackend::delete_objects(std::vector<std::string> names) {
+  if (config_error_) co_return DeleteOutcome{0, *config_error_};
   auto executor = co_await asio::this_coro::executor;
   const std::size_t parallelism = options_.max_connections ? options_.max_connections : kDefaultDeleteParallelism;
-  std::size_t total = 0;
-  std::string marker;
-  do {
-    std::string target = container_target() + "?restype=container&comp=list&prefix=" +
-                         http::uri_encode(directory_, false);
-    if (!marker.empty()) target += "&marker=" + http::uri_encode(marker, false);
-    if (options_.list_page_size) target += "&maxresults=" + std::to_string(options_.list_page_size);
-    auto listed = co_await send("GET", std::move(target), {}, {});
-    if (!listed.ok()) co_return error_from(listed.error());
-    const auto& response = listed.value();
-    if (response.status == 404 && azure_code(response) == "ContainerNotFound") co_return total;  // nothing there
-    if (response.status != 200)
-      co_return error_from(response, "listing azure://" + account_ + "/" + options_.container + "/" + directory_);
-    auto page = azure::parse_blob_list(response.body);
-    if (!page.ok())
-      co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + ": " + page.error());
-    if (!page.value().next_marker.empty() && page.value().next_marker == marker)
-      co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + " returned the same List Blobs marker twice");
-
-    auto run = std::make_shared<DeleteRun>(executor);
-    run->names = std::move(page.value().names);
-    std::size_t workers = std::min(parallelism, run->names.size());
-    for (std::size_t i = 0; i < workers; ++i) {
-      ++run->running;
-      auto on_done = [run](std::exception_ptr failure) {
-        if (failure && !run->error)
-          run->error = BackendError{true, "InternalError", "Azure delete worker failed unexpectedly", std::nullopt};
-        if (--run->running == 0) run->done.cancel();
-      };
-      asio::co_spawn(executor, delete_worker(run), on_done);
-    }
-    while (run->running > 0) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
-    total += run->deleted;
-    if (run->error) co_return *run->error;
-    if (delete_progress_) co_await delete_progress_(total);
-    marker = std::move(page.value().next_marker);
-  } while (!marker.empty());
-  co_return total;
+  auto run = std::make_shared<DeleteRun>(executor);
+  run->names = std::move(names);
+  std::size_t workers = std::min(parallelism, run->names.size());
+  for (std::size_t i = 0; i < workers; ++i) {
+    ++run->running;
+    auto on_done = [run](std::exception_ptr failure) {
+      if (failure && !run->error)
+        run->error = BackendError{true, "InternalError", "Azure delete worker failed unexpectedly", std::nullopt};
+      if (--run->running == 0) run->done.cancel();
+    };
+    asio::co_spawn(executor, delete_worker(run), on_done);
+  }
+  while (run->running > 0) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_return DeleteOutcome{run->deleted, run->error};
 }
 
 asio::awaitable<BackendResult<Ok>> AzureBackend::check_access() {

@@ -14,8 +14,10 @@
 // Guarantees (see storage::Backend):
 //  - create_metadata() is a PUT with If-None-Match: *; 409 BlobAlreadyExists or 412 means
 //    AlreadyExists. A retried PUT whose first attempt landed also reports AlreadyExists.
-//  - delete_all() lists the prefix's blobs page by page (NextMarker) and deletes each page with at
-//    most max_connections (default 8) deletes in flight; snapshots go with their blob. A missing
+//  - wipe() is wipe_objects() (object_wipe.hpp): only with a valid metadata.yaml at the storage's
+//    own key, never inside another storage's location, metadata.yaml last. It lists the prefix's
+//    blobs page by page (NextMarker; the progress hook after each page) and deletes each page with
+//    at most max_connections (default 8) deletes in flight; snapshots go with their blob. A missing
 //    container counts as nothing to delete.
 //  - check_access() reads the container's properties (Shared Key) or lists one blob (SAS: a
 //    container-scoped service SAS may not read container properties).
@@ -32,6 +34,7 @@
 #include "storage/azure_auth.hpp"
 #include "storage/backend.hpp"
 #include "common/http_client.hpp"
+#include "storage/object_wipe.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage {
@@ -46,7 +49,8 @@ struct AzureOptions {
   RetryPolicy retry;
 };
 
-class AzureBackend final : public Backend {
+// ObjectStore is inherited privately: its calls exist for wipe() only.
+class AzureBackend final : public Backend, private ObjectStore {
  public:
   AzureBackend(http::Client& client, AzureOptions options);
 
@@ -54,7 +58,7 @@ class AzureBackend final : public Backend {
   std::string metadata_location() const override;
   boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
   boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<WipeReport> wipe(WipePlan plan) override;
   boost::asio::awaitable<BackendResult<Ok>> check_access() override;
 
   const std::optional<BackendError>& configuration_error() const { return config_error_; }
@@ -76,6 +80,16 @@ class AzureBackend final : public Backend {
   boost::asio::awaitable<void> delete_worker(std::shared_ptr<DeleteRun> run);
   BackendError error_from(const http::Response& response, const std::string& doing) const;
   BackendError error_from(const http::HttpError& error) const;
+
+  // ObjectStore (for wipe()):
+  std::string object_directory() const override;
+  std::string object_location(const std::string& key) const override;
+  boost::asio::awaitable<BackendResult<MetadataState>> read_own_metadata() override;
+  boost::asio::awaitable<BackendResult<ObjectPage>> list_objects(std::string marker) override;
+  boost::asio::awaitable<BackendResult<std::optional<std::string>>> read_object(std::string key,
+                                                                                  std::size_t limit) override;
+  boost::asio::awaitable<DeleteOutcome> delete_objects(std::vector<std::string> names) override;
+  bool bucket_missing(const BackendError& error) const override;
 
   http::Client& client_;
   AzureOptions options_;

@@ -23,6 +23,7 @@
 
 #include "storage/gcs_auth.hpp"
 #include "storage/metadata.hpp"
+#include "storage/object_wipe.hpp"
 
 namespace stowage::storage {
 namespace asio = boost::asio;
@@ -46,7 +47,7 @@ std::string lower(std::string s) {
 bool is_success(const http::Response& r) { return r.status >= 200 && r.status < 300; }
 
 // A 404 that is about the bucket rather than the object ("The specified bucket does not exist.").
-bool bucket_missing(const http::Response& r) {
+bool gcs_bucket_missing(const http::Response& r) {
   return r.status == 404 &&
          lower(gcs::json_api_error_message(r.body)).find("bucket does not exist") != std::string::npos;
 }
@@ -147,6 +148,7 @@ asio::awaitable<BackendResult<http::Response>> GcsBackend::send(ApiCall call, bo
       request.body = call.body;
       request.headers.emplace_back("Accept", "application/json");
       if (!call.content_type.empty()) request.headers.emplace_back("Content-Type", call.content_type);
+      for (const auto& header : call.headers) request.headers.push_back(header);
       if (!token.empty()) request.headers.emplace_back("Authorization", "Bearer " + token);
       return request;
     };
@@ -190,12 +192,12 @@ BackendError GcsBackend::status_error(const http::Response& response, const std:
 }
 
 asio::awaitable<BackendResult<MetadataState>> GcsBackend::read_metadata() {
-  ApiCall call{"GET", object_path(key_) + "?alt=media", "", ""};
+  ApiCall call{"GET", object_path(key_) + "?alt=media", "", "", {}};
   const std::string what = "read of " + metadata_location();
   auto sent = co_await send(std::move(call), true, what);
   if (!sent) co_return sent.error();
   const http::Response& response = sent.value();
-  if (response.status == 404 && !bucket_missing(response)) co_return MetadataState{};
+  if (response.status == 404 && !gcs_bucket_missing(response)) co_return MetadataState{};
   if (!is_success(response)) co_return status_error(response, what);
   MetadataState state;
   state.exists = true;
@@ -210,7 +212,7 @@ asio::awaitable<BackendResult<CreateOutcome>> GcsBackend::create_metadata(std::s
   ApiCall call{"POST",
                base_path_ + "/upload/storage/v1/b/" + enc(options_.bucket) + "/o?uploadType=media&name=" + enc(key_) +
                    "&ifGenerationMatch=0",
-               std::move(body), "application/yaml"};
+               std::move(body), "application/yaml", {}};
   const std::string what = "create of " + metadata_location();
   auto sent = co_await send(std::move(call), true, what);
   if (!sent) co_return sent.error();
@@ -223,60 +225,81 @@ asio::awaitable<BackendResult<CreateOutcome>> GcsBackend::create_metadata(std::s
 // docs grant) lacks; a 403 there is settled by listing the prefix, the permission WipeOut needs.
 asio::awaitable<BackendResult<Ok>> GcsBackend::check_access() {
   const std::string what = "access check of bucket `" + options_.bucket + "`";
-  ApiCall bucket_call{"GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket), "", ""};
+  ApiCall bucket_call{"GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket), "", "", {}};
   auto sent = co_await send(std::move(bucket_call), true, what);
   if (!sent) co_return sent.error();
   if (is_success(sent.value())) co_return Ok{};
   if (sent.value().status != 403) co_return status_error(sent.value(), what);
 
   ApiCall list_call{
-      "GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket) + "/o?prefix=" + enc(dir_) + "&maxResults=1", "", ""};
+      "GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket) + "/o?prefix=" + enc(dir_) + "&maxResults=1", "", "", {}};
   auto listed = co_await send(std::move(list_call), true, what);
   if (!listed) co_return listed.error();
   if (!is_success(listed.value())) co_return status_error(listed.value(), what);
   co_return Ok{};
 }
 
-asio::awaitable<BackendResult<std::size_t>> GcsBackend::delete_all() {
+asio::awaitable<WipeReport> GcsBackend::wipe(WipePlan plan) {
+  ObjectStore& store = *this;
+  DeleteProgress progress = delete_progress_;
+  auto report = co_await wipe_objects(store, std::move(plan), std::move(progress));
+  co_return report;
+}
+
+std::string GcsBackend::object_directory() const { return dir_; }
+
+std::string GcsBackend::object_location(const std::string& key) const {
+  return "gs://" + options_.bucket + "/" + key;
+}
+
+asio::awaitable<BackendResult<MetadataState>> GcsBackend::read_own_metadata() { return read_metadata(); }
+
+bool GcsBackend::bucket_missing(const BackendError& error) const { return error.code == "BucketNotFound"; }
+
+asio::awaitable<BackendResult<ObjectPage>> GcsBackend::list_objects(std::string token) {
   const std::string what = "listing of gs://" + options_.bucket + "/" + dir_;
-  std::size_t total = 0;
-  std::string page_token;
-  for (;;) {
-    std::string target = base_path_ + "/storage/v1/b/" + enc(options_.bucket) + "/o?prefix=" + enc(dir_) +
-                         "&fields=" + enc("items(name),nextPageToken");
-    if (options_.list_page_size > 0) target += "&maxResults=" + std::to_string(options_.list_page_size);
-    if (!page_token.empty()) target += "&pageToken=" + enc(page_token);
-    ApiCall call{"GET", std::move(target), "", ""};
-    auto sent = co_await send(std::move(call), true, what);
-    if (!sent) co_return sent.error();
-    if (sent.value().status == 404) co_return total;  // no bucket: nothing (left) to delete
-    if (!is_success(sent.value())) co_return status_error(sent.value(), what);
+  std::string target = base_path_ + "/storage/v1/b/" + enc(options_.bucket) + "/o?prefix=" + enc(dir_) +
+                       "&fields=" + enc("items(name),nextPageToken");
+  if (options_.list_page_size > 0) target += "&maxResults=" + std::to_string(options_.list_page_size);
+  if (!token.empty()) target += "&pageToken=" + enc(token);
+  ApiCall call{"GET", std::move(target), "", "", {}};
+  auto sent = co_await send(std::move(call), true, what);
+  if (!sent) co_return sent.error();
+  if (!is_success(sent.value())) co_return status_error(sent.value(), what);  // 404: BucketNotFound
 
-    boost::system::error_code ec;
-    json::value page = json::parse(sent.value().body, ec);
-    if (ec || !page.is_object())
-      co_return BackendError{true, "BadReply", "GCS answered the " + what + " with a body that is not JSON", {}};
-    std::vector<std::string> names;
-    if (const json::value* items = page.as_object().if_contains("items"); items != nullptr && items->is_array()) {
-      for (const json::value& item : items->as_array()) {
-        const json::value* name = item.is_object() ? item.as_object().if_contains("name") : nullptr;
-        if (name != nullptr && name->is_string()) names.emplace_back(name->as_string());
-      }
+  boost::system::error_code ec;
+  json::value page = json::parse(sent.value().body, ec);
+  if (ec || !page.is_object())
+    co_return BackendError{true, "BadReply", "GCS answered the " + what + " with a body that is not JSON", {}};
+  ObjectPage out;
+  if (const json::value* items = page.as_object().if_contains("items"); items != nullptr && items->is_array()) {
+    for (const json::value& item : items->as_array()) {
+      const json::value* name = item.is_object() ? item.as_object().if_contains("name") : nullptr;
+      if (name != nullptr && name->is_string()) out.keys.emplace_back(name->as_string());
     }
-    auto deleted = co_await delete_names(std::move(names));
-    if (!deleted) co_return deleted.error();
-    total += deleted.value();
-    if (delete_progress_) co_await delete_progress_(total);
-
-    const json::value* next = page.as_object().if_contains("nextPageToken");
-    if (next == nullptr || !next->is_string() || next->as_string().empty()) co_return total;
-    page_token = std::string(next->as_string());
   }
+  if (const json::value* next = page.as_object().if_contains("nextPageToken"); next != nullptr && next->is_string())
+    out.next = std::string(next->as_string());
+  co_return out;
+}
+
+// alt=media with a Range: at most limit + 1 bytes (416: an empty object, it has no byte 0).
+asio::awaitable<BackendResult<std::optional<std::string>>> GcsBackend::read_object(std::string key,
+                                                                                     std::size_t limit) {
+  const std::string what = "read of gs://" + options_.bucket + "/" + key;
+  ApiCall call{"GET", object_path(key) + "?alt=media", "", "", {{"Range", "bytes=0-" + std::to_string(limit)}}};
+  auto sent = co_await send(std::move(call), true, what);
+  if (!sent) co_return sent.error();
+  http::Response& response = sent.value();
+  if (is_success(response)) co_return std::optional<std::string>(std::move(response.body));
+  if (response.status == 416) co_return std::optional<std::string>(std::string());
+  if (response.status == 404 && !gcs_bucket_missing(response)) co_return std::optional<std::string>();
+  co_return status_error(response, what);
 }
 
 asio::awaitable<BackendResult<bool>> GcsBackend::delete_object(std::string name) {
   const std::string what = "delete of gs://" + options_.bucket + "/" + name;
-  ApiCall call{"DELETE", object_path(name), "", ""};
+  ApiCall call{"DELETE", object_path(name), "", "", {}};
   auto sent = co_await send(std::move(call), true, what);
   if (!sent) co_return sent.error();
   if (sent.value().status == 404) co_return false;  // gone already (a retried delete, a concurrent WipeOut)
@@ -286,8 +309,9 @@ asio::awaitable<BackendResult<bool>> GcsBackend::delete_object(std::string name)
 
 // Workers take names from the shared list until it is empty or one delete failed; the caller waits
 // on the run's timer, which the last worker to finish cancels.
-asio::awaitable<BackendResult<std::size_t>> GcsBackend::delete_names(std::vector<std::string> names) {
-  if (names.empty()) co_return std::size_t{0};
+// What was deleted is counted even when a delete failed.
+asio::awaitable<DeleteOutcome> GcsBackend::delete_objects(std::vector<std::string> names) {
+  if (names.empty()) co_return DeleteOutcome{};
   auto executor = co_await asio::this_coro::executor;
   std::size_t limit = options_.max_connections > 0 ? std::min(options_.max_connections, kDeleteWidth) : kDeleteWidth;
   auto run = std::make_shared<DeleteRun>(std::move(names), executor);
@@ -308,8 +332,7 @@ asio::awaitable<BackendResult<std::size_t>> GcsBackend::delete_names(std::vector
     asio::co_spawn(executor, delete_worker(run), std::move(finished));
   }
   while (run->running > 0) co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (run->error) co_return *run->error;
-  co_return run->deleted;
+  co_return DeleteOutcome{run->deleted, run->error};
 }
 
 asio::awaitable<void> GcsBackend::delete_worker(std::shared_ptr<DeleteRun> run) {

@@ -15,8 +15,11 @@
 //    in emulator mode; a 401 drops the token and retries once with a fresh one;
 //  - errors say what to fix: a refused key names GOOGLE_SERVICE_ACCOUNT_JSON_KEY, a 403 names the
 //    bucket and the service account, a missing bucket is named; transient statuses stay transient;
-//  - WipeOut deletes exactly the objects under "<prefix>/" (all of the bucket for an empty prefix),
-//    page by page, a few deletes in flight at once; a missing bucket has nothing to delete.
+//  - wipe() is wipe_objects() (object_wipe.hpp): only with a valid metadata.yaml at the storage's
+//    own key, never inside another storage's location, metadata.yaml last. It deletes only objects
+//    under "<prefix>/" (all of the bucket for an empty prefix), page by page (the progress hook
+//    after each), up to 8 deletes in flight (fewer when maxConnections is lower); a missing bucket
+//    has nothing to delete.
 // Assumptions: the Client and the TokenRegistry outlive the backend; the backend's coroutines run
 // on the reactor the Client was made for.
 #include <cstddef>
@@ -28,6 +31,7 @@
 #include "storage/backend.hpp"
 #include "storage/gcs_token.hpp"
 #include "common/http_client.hpp"
+#include "storage/object_wipe.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage {
@@ -49,7 +53,8 @@ struct GcsOptions {
   std::size_t list_page_size = 0;   // maxResults of a listing; 0: the server's default (1000)
 };
 
-class GcsBackend final : public Backend {
+// ObjectStore is inherited privately: its calls exist for wipe() only.
+class GcsBackend final : public Backend, private ObjectStore {
  public:
   // Tokens come from TokenRegistry::process_wide(): every backend in the process that names the
   // same key (or the same metadata server) shares one cached token.
@@ -60,7 +65,7 @@ class GcsBackend final : public Backend {
   std::string metadata_location() const override;  // "gs://bucket/key"
   boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
   boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<WipeReport> wipe(WipePlan plan) override;
   boost::asio::awaitable<BackendResult<Ok>> check_access() override;
 
   // Who the requests speak for, for messages and tests.
@@ -72,15 +77,25 @@ class GcsBackend final : public Backend {
     std::string target;  // below the endpoint's path, already encoded
     std::string body;
     std::string content_type;
+    std::vector<std::pair<std::string, std::string>> headers;  // beyond Accept, Content-Type, Authorization
   };
   struct DeleteRun;
 
   boost::asio::awaitable<BackendResult<http::Response>> send(ApiCall call, bool idempotent, std::string what);
   boost::asio::awaitable<BackendResult<std::string>> access_token();
   boost::asio::awaitable<BackendResult<bool>> delete_object(std::string name);  // false: already gone
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_names(std::vector<std::string> names);
   boost::asio::awaitable<void> delete_worker(std::shared_ptr<DeleteRun> run);
   BackendError status_error(const http::Response& response, const std::string& what) const;
+
+  // ObjectStore (for wipe()):
+  std::string object_directory() const override;
+  std::string object_location(const std::string& key) const override;
+  boost::asio::awaitable<BackendResult<MetadataState>> read_own_metadata() override;
+  boost::asio::awaitable<BackendResult<ObjectPage>> list_objects(std::string token) override;
+  boost::asio::awaitable<BackendResult<std::optional<std::string>>> read_object(std::string key,
+                                                                                  std::size_t limit) override;
+  boost::asio::awaitable<DeleteOutcome> delete_objects(std::vector<std::string> names) override;
+  bool bucket_missing(const BackendError& error) const override;
   std::string object_path(const std::string& name) const;
   http::TlsSettings token_tls() const;
 

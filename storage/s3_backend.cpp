@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "storage/metadata.hpp"
+#include "storage/object_wipe.hpp"
 #include "storage/s3_xml.hpp"
 
 namespace stowage::storage {
@@ -148,29 +149,26 @@ std::string list_query(std::size_t page_size, std::string_view prefix, std::stri
   return q;
 }
 
-// Runs `work(item)` over `items`, at most `parallel` at once, and adds up the counts. The first
-// failure stops handing out items (those already started finish) and is the result. `work` must
-// return an awaitable that owns its arguments (a member coroutine taking them by value).
+// Runs `work(item)` over `items`, at most `parallel` at once, and adds up what they removed. The
+// first failure stops handing out items (those already started finish) and is the outcome's error;
+// the count still includes what was removed. `work` must return an awaitable<DeleteOutcome> that
+// owns its arguments (a member coroutine taking them by value).
 template <class Item, class Work>
-asio::awaitable<BackendResult<std::size_t>> sum_bounded(std::vector<Item> items, std::size_t parallel, Work work) {
+asio::awaitable<DeleteOutcome> sum_bounded(std::vector<Item> items, std::size_t parallel, Work work) {
   struct Shared {
     Shared(std::vector<Item> all, Work w) : items(std::move(all)), work(std::move(w)) {}
     std::vector<Item> items;
     Work work;
     std::size_t next = 0;
-    std::size_t total = 0;
-    std::optional<BackendError> failure;
+    DeleteOutcome outcome;
   };
   auto shared = std::make_shared<Shared>(std::move(items), std::move(work));
   auto worker = [](std::shared_ptr<Shared> state) -> asio::awaitable<void> {
-    while (!state->failure && state->next < state->items.size()) {
+    while (!state->outcome.error && state->next < state->items.size()) {
       Item item = std::move(state->items[state->next++]);
       auto done = co_await state->work(std::move(item));
-      if (!done.ok()) {
-        if (!state->failure) state->failure = std::move(done.error());
-      } else {
-        state->total += done.value();
-      }
+      state->outcome.removed += done.removed;
+      if (done.error && !state->outcome.error) state->outcome.error = std::move(done.error);
     }
   };
 
@@ -182,17 +180,16 @@ asio::awaitable<BackendResult<std::size_t>> sum_bounded(std::vector<Item> items,
   auto group = asio::experimental::make_parallel_group(std::move(spawned));
   auto [order, exceptions] = co_await group.async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
   for (const auto& thrown : exceptions) {
-    if (!thrown) continue;
+    if (!thrown || shared->outcome.error) continue;
     try {
       std::rethrow_exception(thrown);
     } catch (const std::exception& e) {
-      co_return BackendError{true, "InternalError", std::string("S3 delete: ") + e.what(), std::nullopt};
+      shared->outcome.error = BackendError{true, "InternalError", std::string("S3 delete: ") + e.what(), std::nullopt};
     } catch (...) {
-      co_return BackendError{true, "InternalError", "S3 delete: unknown exception", std::nullopt};
+      shared->outcome.error = BackendError{true, "InternalError", "S3 delete: unknown exception", std::nullopt};
     }
   }
-  if (shared->failure) co_return *shared->failure;
-  co_return shared->total;
+  co_return std::move(shared->outcome);
 }
 
 }  // namespace
@@ -458,50 +455,72 @@ asio::awaitable<Result<std::vector<std::string>, BackendError>> S3Backend::list_
   co_return std::move(page.value().keys);
 }
 
-asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_all() {
-  // Exact listing by the prefix, or (moto, see the top of this file) by its first path segment.
-  const std::string first_segment = dir_.substr(0, dir_.find('/'));
-  bool exact = !slash_in_query_rejected_ || dir_.find('/') == std::string::npos;
-  std::string list_prefix = exact ? dir_ : first_segment;
-  std::string token;
-  std::size_t removed = 0;
-  for (;;) {
-    bool truncated = false;
-    auto page = co_await list_page(list_prefix, token, truncated);
-    if (!page.ok() && exact && token.empty() && page.error().code == "SignatureDoesNotMatch" &&
-        list_prefix.find('/') != std::string::npos) {
-      auto retry = co_await list_page(first_segment, token, truncated);
-      if (retry.ok()) {
-        spdlog::warn("{} rejects signed listings whose prefix holds '/': listing by `{}` and filtering instead",
-                     endpoint_label(), first_segment);
-        slash_in_query_rejected_ = true;
-        exact = false;
-        list_prefix = first_segment;
-        page = std::move(retry);
-      } else if (retry.error().code != "SignatureDoesNotMatch") {
-        page = std::move(retry);  // past the signature check: its error (NoSuchBucket, ...) is the real one
-      }
-    }
-    if (!page.ok()) co_return page.error();
+asio::awaitable<WipeReport> S3Backend::wipe(WipePlan plan) {
+  ObjectStore& store = *this;
+  DeleteProgress progress = delete_progress_;
+  auto report = co_await wipe_objects(store, std::move(plan), std::move(progress));
+  co_return report;
+}
 
-    std::vector<std::string> keys;
-    bool passed = false;  // sorted keys have gone beyond every key under dir_
-    for (auto& key : page.value()) {
-      if (key.rfind(dir_, 0) == 0) {
-        keys.push_back(std::move(key));
-      } else if (key > dir_) {
-        passed = true;
-      }
+std::string S3Backend::object_directory() const { return dir_; }
+
+std::string S3Backend::object_location(const std::string& key) const { return "s3://" + options_.bucket + "/" + key; }
+
+asio::awaitable<BackendResult<MetadataState>> S3Backend::read_own_metadata() { return read_metadata(); }
+
+bool S3Backend::bucket_missing(const BackendError& error) const { return error.code == "NoSuchBucket"; }
+
+// One page under dir_: listed by the exact prefix, or (moto, see the top of this file) by its first
+// path segment, keeping the keys under dir_ and ending the listing once the sorted keys passed it.
+asio::awaitable<BackendResult<ObjectPage>> S3Backend::list_objects(std::string token) {
+  const std::string first_segment = dir_.substr(0, dir_.find('/'));
+  const bool exact = !slash_in_query_rejected_ || dir_.find('/') == std::string::npos;
+  const std::string list_prefix = exact ? dir_ : first_segment;
+  const bool first_page = token.empty();
+  bool truncated = false;
+  auto page = co_await list_page(list_prefix, token, truncated);
+  if (!page.ok() && exact && first_page && page.error().code == "SignatureDoesNotMatch" &&
+      list_prefix.find('/') != std::string::npos) {
+    auto retry = co_await list_page(first_segment, token, truncated);
+    if (retry.ok()) {
+      spdlog::warn("{} rejects signed listings whose prefix holds '/': listing by `{}` and filtering instead",
+                   endpoint_label(), first_segment);
+      slash_in_query_rejected_ = true;
+      page = std::move(retry);
+    } else if (retry.error().code != "SignatureDoesNotMatch") {
+      page = std::move(retry);  // past the signature check: its error (NoSuchBucket, ...) is the real one
     }
-    if (!keys.empty()) {
-      auto deleted = co_await delete_keys(std::move(keys));
-      if (!deleted.ok()) co_return deleted.error();
-      removed += deleted.value();
-      if (delete_progress_) co_await delete_progress_(removed);
-    }
-    if (!truncated || passed) break;
   }
-  co_return removed;
+  if (!page.ok()) co_return page.error();
+
+  ObjectPage out;
+  bool passed = false;  // sorted keys have gone beyond every key under dir_
+  for (auto& key : page.value()) {
+    if (key.rfind(dir_, 0) == 0) {
+      out.keys.push_back(std::move(key));
+    } else if (key > dir_) {
+      passed = true;
+    }
+  }
+  if (truncated && !passed) out.next = std::move(token);
+  co_return out;
+}
+
+// A ranged GET: at most limit + 1 bytes from a store that honours Range. 416 is an empty object
+// (no byte 0 to start from).
+asio::awaitable<BackendResult<std::optional<std::string>>> S3Backend::read_object(std::string key,
+                                                                                    std::size_t limit) {
+  const Call call{"read " + key, "s3:GetObject", "GET", key, "", {{"Range", "bytes=0-" + std::to_string(limit)}}, ""};
+  auto answer = co_await execute(call);
+  if (!answer.ok()) co_return answer.error();
+  http::Response& response = answer.value();
+  if (success(response)) co_return std::optional<std::string>(std::move(response.body));
+  if (response.status == 416) co_return std::optional<std::string>(std::string());
+  if (response.status == 404) {
+    auto body = s3::parse_error(response.body);
+    if (!body || body->code != "NoSuchBucket") co_return std::optional<std::string>();
+  }
+  co_return error_from(call, response);
 }
 
 std::size_t S3Backend::parallel_requests() const {
@@ -510,7 +529,7 @@ std::size_t S3Backend::parallel_requests() const {
 
 // One listing page's keys: split into DeleteObjects batches (at least kMinDeleteBatch keys each, at
 // most 1000) so that up to parallel_requests() run at once.
-asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_keys(std::vector<std::string> keys) {
+asio::awaitable<DeleteOutcome> S3Backend::delete_objects(std::vector<std::string> keys) {
   const std::size_t parallel = parallel_requests();
   if (multi_delete_refused_) {
     auto one = [this](std::string key) { return delete_one(std::move(key)); };
@@ -528,7 +547,7 @@ asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_keys(std::vector<s
   co_return co_await sum_bounded(std::move(batches), parallel, batch);
 }
 
-asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_batch(std::vector<std::string> keys) {
+asio::awaitable<DeleteOutcome> S3Backend::delete_batch(std::vector<std::string> keys) {
   std::string body = s3::delete_objects_body(keys);
   const Call call{"delete objects",
                   "s3:DeleteObject",
@@ -538,7 +557,7 @@ asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_batch(std::vector<
                   {{"Content-MD5", s3::content_md5(body)}, {"Content-Type", "application/xml"}},
                   std::move(body)};
   auto answer = co_await execute(call);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return DeleteOutcome{0, answer.error()};
   const http::Response& response = answer.value();
   if (!success(response)) {
     auto error = s3::parse_error(response.body);
@@ -550,33 +569,32 @@ asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_batch(std::vector<
       auto one = [this](std::string key) { return delete_one(std::move(key)); };
       co_return co_await sum_bounded(std::move(keys), parallel_requests(), one);
     }
-    co_return error_from(call, response);
+    co_return DeleteOutcome{0, error_from(call, response)};
   }
   auto result = s3::parse_delete_result(response.body);
   if (!result.ok())
-    co_return BackendError{true, "BadResponse", "S3 delete objects at " + endpoint_label() + ": " + result.error(),
-                           std::nullopt};
+    co_return DeleteOutcome{0, BackendError{true, "BadResponse",
+                                            "S3 delete objects at " + endpoint_label() + ": " + result.error(),
+                                            std::nullopt}};
   const auto& failures = result.value().errors;
-  if (!failures.empty()) {
-    const auto& first = failures.front();
-    BackendError e;
-    e.code = first.code.empty() ? "DeleteFailed" : first.code;
-    e.transient = transient_s3_code(e.code);
-    e.message = "S3 refused to delete " + std::to_string(failures.size()) + " of " + std::to_string(keys.size()) +
-                " objects under `" + dir_ + "` in bucket `" + options_.bucket + "` at " + endpoint_label() +
-                " (first: `" + first.key + "`: " + e.code +
-                (first.message.empty() ? std::string() : ": " + quoted_message(first.message)) + ")";
-    co_return e;
-  }
-  co_return keys.size();
+  if (failures.empty()) co_return DeleteOutcome{keys.size(), std::nullopt};
+  const auto& first = failures.front();
+  BackendError e;
+  e.code = first.code.empty() ? "DeleteFailed" : first.code;
+  e.transient = transient_s3_code(e.code);
+  e.message = "S3 refused to delete " + std::to_string(failures.size()) + " of " + std::to_string(keys.size()) +
+              " objects under `" + dir_ + "` in bucket `" + options_.bucket + "` at " + endpoint_label() +
+              " (first: `" + first.key + "`: " + e.code +
+              (first.message.empty() ? std::string() : ": " + quoted_message(first.message)) + ")";
+  co_return DeleteOutcome{keys.size() - std::min(keys.size(), failures.size()), std::move(e)};
 }
 
-asio::awaitable<BackendResult<std::size_t>> S3Backend::delete_one(std::string key) {
+asio::awaitable<DeleteOutcome> S3Backend::delete_one(std::string key) {
   const Call call{"delete " + key, "s3:DeleteObject", "DELETE", key, "", {}, ""};
   auto answer = co_await execute(call);
-  if (!answer.ok()) co_return answer.error();
-  if (success(answer.value()) || answer.value().status == 404) co_return std::size_t{1};
-  co_return error_from(call, answer.value());
+  if (!answer.ok()) co_return DeleteOutcome{0, answer.error()};
+  if (success(answer.value()) || answer.value().status == 404) co_return DeleteOutcome{1, std::nullopt};
+  co_return DeleteOutcome{0, error_from(call, answer.value())};
 }
 
 }  // namespace stowage::storage

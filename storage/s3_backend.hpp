@@ -19,10 +19,12 @@
 //  - Every request goes through storage::send_with_retries, freshly signed per attempt; transient
 //    failures (5xx, SlowDown, RequestTimeout, resets, timeouts) come back transient with the S3 code,
 //    everything else permanent with what to fix; messages carry the request id, never a credential.
-//  - delete_all() removes exactly the objects whose key starts with "<prefix>/" (the whole bucket
-//    when the prefix is empty): ListObjectsV2 pages, each deleted with DeleteObjects batches (or
+//  - wipe() is wipe_objects() (object_wipe.hpp): only with a valid metadata.yaml at the storage's
+//    own key, never inside another storage's location, metadata.yaml last. It removes only objects
+//    whose key starts with "<prefix>/" (the whole bucket when the prefix is empty), ListObjectsV2
+//    page by page (the progress hook after each), each page deleted with DeleteObjects batches (or
 //    DeleteObject per key where DeleteObjects is refused), up to maxConnections requests at once
-//    (8 when unset).
+//    (8 when unset). A bucket that does not exist has nothing to delete.
 //
 // Assumes the caller's executor is the single reactor: the remembered region and the store quirks
 // learnt at run time are plain members.
@@ -34,6 +36,7 @@
 
 #include "storage/backend.hpp"
 #include "common/http_client.hpp"
+#include "storage/object_wipe.hpp"
 #include "storage/retry.hpp"
 #include "storage/s3_signer.hpp"
 
@@ -55,7 +58,8 @@ struct S3Options {
   std::string connect_to;
 };
 
-class S3Backend final : public Backend {
+// ObjectStore is inherited privately: its calls exist for wipe() only.
+class S3Backend final : public Backend, private ObjectStore {
  public:
   S3Backend(http::Client& client, S3Options options);
 
@@ -63,7 +67,7 @@ class S3Backend final : public Backend {
   std::string metadata_location() const override;
   boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
   boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<WipeReport> wipe(WipePlan plan) override;
   boost::asio::awaitable<BackendResult<Ok>> check_access() override;
 
   // The region requests are signed for now (after any correction).
@@ -98,9 +102,18 @@ class S3Backend final : public Backend {
   boost::asio::awaitable<Result<std::vector<std::string>, BackendError>> list_page(const std::string& list_prefix,
                                                                                    std::string& token,
                                                                                    bool& truncated);
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_keys(std::vector<std::string> keys);
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_batch(std::vector<std::string> keys);
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_one(std::string key);
+  boost::asio::awaitable<DeleteOutcome> delete_batch(std::vector<std::string> keys);
+  boost::asio::awaitable<DeleteOutcome> delete_one(std::string key);
+
+  // ObjectStore (for wipe()):
+  std::string object_directory() const override;
+  std::string object_location(const std::string& key) const override;
+  boost::asio::awaitable<BackendResult<MetadataState>> read_own_metadata() override;
+  boost::asio::awaitable<BackendResult<ObjectPage>> list_objects(std::string token) override;
+  boost::asio::awaitable<BackendResult<std::optional<std::string>>> read_object(std::string key,
+                                                                                  std::size_t limit) override;
+  boost::asio::awaitable<DeleteOutcome> delete_objects(std::vector<std::string> keys) override;
+  bool bucket_missing(const BackendError& error) const override;
   std::size_t parallel_requests() const;
 
   http::Client& client_;

@@ -171,16 +171,17 @@ TEST_CASE("azure: WipeOut deletes exactly the prefix, across several List Blobs 
   options.max_connections = 3;
   AzureBackend backend(h.client, options);
   REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
-  auto deleted = run(h.io, backend.delete_all());
-  REQUIRE(deleted.ok());
-  CHECK(deleted.value() == inside.size() + 1);
+  auto deleted = run(h.io, backend.wipe({}));
+  REQUIRE(deleted.done());
+  CHECK(deleted.removed == inside.size() + 1);
   CHECK(az.list_blobs("wipe", "team/demo/").empty());
   auto left = az.list_blobs("wipe");
   CHECK(std::set<std::string>(left.begin(), left.end()) == std::set<std::string>(outside.begin(), outside.end()));
 
-  auto nothing = run(h.io, backend.delete_all());  // idempotent
-  REQUIRE(nothing.ok());
-  CHECK(nothing.value() == 0);
+  // metadata.yaml went last: nothing proves ownership any more, so nothing more is deleted.
+  auto again = run(h.io, backend.wipe({}));
+  REQUIRE(again.refused);
+  CHECK(again.refused->code == "NotOwned");
   CHECK_FALSE(run(h.io, backend.read_metadata()).value().exists);
 }
 
@@ -203,7 +204,9 @@ TEST_CASE("azure: a SAS token instead of a key uploads, reads, checks and wipes"
   CHECK(az.get_blob("sas", "via-sas/metadata.yaml") == std::make_pair(200, kBody));
   CHECK(run(h.io, backend.read_metadata()).value().meta.has_value());
   CHECK(run(h.io, backend.create_metadata(kBody)).value() == CreateOutcome::AlreadyExists);
-  CHECK(run(h.io, backend.delete_all()).value() == 1);
+  auto wiped = run(h.io, backend.wipe({}));
+  CHECK(wiped.done());
+  CHECK(wiped.removed == 1);
 
   // The same through the connection string's SharedAccessSignature.
   AzureOptions cs;
@@ -274,9 +277,9 @@ TEST_CASE("azure: a missing container is named, permanently, and WipeOut of it h
   auto create = run(h.io, backend.create_metadata(kBody));
   REQUIRE_FALSE(create.ok());
   CHECK(create.error().code == "ContainerNotFound");
-  auto wipe = run(h.io, backend.delete_all());
-  REQUIRE(wipe.ok());
-  CHECK(wipe.value() == 0);
+  auto wipe = run(h.io, backend.wipe({}));
+  CHECK(wipe.done());
+  CHECK(wipe.removed == 0);
 }
 
 TEST_CASE("azure: over TLS with the test CA given as CA_CERT_DATA") {
@@ -409,7 +412,9 @@ TEST_CASE("azure: configuration errors come back from every operation, without a
     REQUIRE_FALSE(r.ok());
     CHECK_FALSE(r.error().transient);
     CHECK(r.error().code == "InvalidConfiguration");
-    CHECK_FALSE(run(h.io, backend.delete_all()).ok());
+    auto wipe = run(h.io, backend.wipe({}));
+    REQUIRE(wipe.error);
+    CHECK(wipe.error->code == "InvalidConfiguration");
     return r.error().message;
   };
   AzureOptions base;

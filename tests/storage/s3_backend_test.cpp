@@ -173,14 +173,15 @@ TEST_CASE("S3 WipeOut empties exactly the prefix over more than one 1000-key pag
   Harness h;
   auto backend = h.backend(options_for(server, "wipe-big", "/backup/demo/"));
   REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
-  auto removed = run(h.io, backend.delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 1101);
+  auto report = run(h.io, backend.wipe({}));
+  REQUIRE(report.done());
+  CHECK(report.removed == 1101);
   CHECK(as_set(server.list_keys("wipe-big")) == as_set(outside));
 
-  auto again = run(h.io, backend.delete_all());
-  REQUIRE(again.ok());
-  CHECK(again.value() == 0);
+  // metadata.yaml went last: nothing proves ownership any more, so nothing more is deleted.
+  auto again = run(h.io, backend.wipe({}));
+  REQUIRE(again.refused);
+  CHECK(again.refused->code == "NotOwned");
 }
 
 TEST_CASE("S3 WipeOut pages with a small max-keys, and with an empty prefix empties the bucket") {
@@ -193,15 +194,19 @@ TEST_CASE("S3 WipeOut pages with a small max-keys, and with an empty prefix empt
   Harness h;
   auto options = options_for(server, "wipe-pages", "data/p");
   options.list_page_size = 7;
-  auto removed = run(h.io, h.backend(options).delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 45);
+  auto backend = h.backend(options);
+  REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
+  auto report = run(h.io, backend.wipe({}));
+  REQUIRE(report.done());
+  CHECK(report.removed == 46);
   CHECK(server.list_keys("wipe-pages").size() == 10);
 
   options.prefix = "";
-  auto everything = run(h.io, h.backend(options).delete_all());
-  REQUIRE(everything.ok());
-  CHECK(everything.value() == 10);
+  auto root = h.backend(options);
+  REQUIRE(run(h.io, root.create_metadata(kBody)).ok());
+  auto everything = run(h.io, root.wipe({}));
+  REQUIRE(everything.done());
+  CHECK(everything.removed == 11);
   CHECK(server.list_keys("wipe-pages").empty());
 }
 
@@ -238,9 +243,9 @@ TEST_CASE("S3 wrong secret: permanent, says to check AWS_SECRET_ACCESS_KEY, neve
   auto create = run(h.io, backend.create_metadata(kBody));
   REQUIRE_FALSE(create.ok());
   check(create.error());
-  auto wipe = run(h.io, backend.delete_all());
-  REQUIRE_FALSE(wipe.ok());
-  check(wipe.error());
+  auto wipe = run(h.io, backend.wipe({}));
+  REQUIRE(wipe.error);
+  check(*wipe.error);
   CHECK(server.list_keys("wrong-secret").empty());
 }
 
@@ -258,7 +263,7 @@ TEST_CASE("S3 unknown access key id: permanent, says to check AWS_ACCESS_KEY_ID"
   CHECK(result.error().message.find("request id") != std::string::npos);
 }
 
-TEST_CASE("S3 missing bucket: NoSuchBucket naming the bucket and the endpoint") {
+TEST_CASE("S3 missing bucket: NoSuchBucket naming the bucket and the endpoint, and WipeOut has nothing to delete") {
   auto& server = moto();
   Harness h;
   auto backend = h.backend(options_for(server, "no-such-bucket-here", "p"));
@@ -278,9 +283,9 @@ TEST_CASE("S3 missing bucket: NoSuchBucket naming the bucket and the endpoint") 
   auto create = run(h.io, backend.create_metadata(kBody));
   REQUIRE_FALSE(create.ok());
   check(create.error());
-  auto wipe = run(h.io, backend.delete_all());
-  REQUIRE_FALSE(wipe.ok());
-  check(wipe.error());
+  auto wipe = run(h.io, backend.wipe({}));
+  CHECK(wipe.done());
+  CHECK(wipe.removed == 0);
 }
 
 TEST_CASE("S3 temporary credentials: the session token is sent and signed, a wrong one is refused") {

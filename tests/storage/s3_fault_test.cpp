@@ -300,9 +300,9 @@ TEST_CASE("S3 on AWS: virtual-hosted addressing, and the host follows a region c
   CHECK(text(heads[1], "scope").find("/eu-west-1/s3/") != std::string::npos);
 
   // WipeOut on the virtual host too (listing at "/?list-type=2...").
-  auto removed = run(h.io, backend.delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 1);
+  auto report = run(h.io, backend.wipe({}));
+  REQUIRE(report.done());
+  CHECK(report.removed == 1);
   CHECK(moto().list_keys("vhost-bucket").empty());
 }
 
@@ -357,14 +357,15 @@ TEST_CASE("S3 WipeOut on a store without DeleteObjects deletes key by key") {
   options.list_page_size = 10;
   options.max_connections = 4;
   S3Backend backend(h.client, options);
+  REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
   h.proxy.inject(R"({"mode": "respond", "count": 1000, "method": "POST", "status": 501,
       "body": "<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>"})");
-  auto removed = run(h.io, backend.delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 25);
+  auto report = run(h.io, backend.wipe({}));
+  REQUIRE(report.done());
+  CHECK(report.removed == 26);
   CHECK(moto().list_keys("no-multi-delete") == std::vector<std::string>{"keep/me"});
-  CHECK(h.seen("POST").size() == 1);  // refused once, then remembered
-  CHECK(h.seen("DELETE").size() == 25);
+  CHECK(h.seen("POST").size() == 1);     // refused once, then remembered
+  CHECK(h.seen("DELETE").size() == 26);  // metadata.yaml last, by DeleteObject too
 }
 
 TEST_CASE("S3 WipeOut splits a page into DeleteObjects batches sent side by side") {
@@ -374,30 +375,35 @@ TEST_CASE("S3 WipeOut splits a page into DeleteObjects batches sent side by side
   auto options = h.options();
   options.max_connections = 3;
   S3Backend backend(h.client, options);
-  auto removed = run(h.io, backend.delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 300);
+  REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
+  auto report = run(h.io, backend.wipe({}));
+  REQUIRE(report.done());
+  CHECK(report.removed == 301);
   CHECK(moto().list_keys("batches") == std::vector<std::string>{"q/keep"});
-  CHECK(h.seen("POST").size() == 3);  // 300 keys, 3 at once: 3 batches of 100
+  CHECK(h.seen("POST").size() == 4);  // 300 keys, 3 at once: 3 batches of 100; then metadata.yaml
 }
 
 TEST_CASE("S3 WipeOut reports per-key DeleteObjects failures") {
   Harness h("delete-errors");
   moto().put_objects("delete-errors", "p/obj-", 3);
   S3Backend backend(h.client, h.options());
+  REQUIRE(run(h.io, backend.create_metadata(kBody)).ok());
   h.proxy.inject(R"({"mode": "respond", "count": 1, "method": "POST", "status": 200, "body":
       "<DeleteResult><Error><Key>p/obj-00001</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error></DeleteResult>"})");
-  auto result = run(h.io, backend.delete_all());
-  REQUIRE_FALSE(result.ok());
-  CHECK_FALSE(result.error().transient);
-  CHECK(result.error().code == "AccessDenied");
-  CHECK(result.error().message.find("1 of 3 objects") != std::string::npos);
-  CHECK(result.error().message.find("p/obj-00001") != std::string::npos);
+  auto result = run(h.io, backend.wipe({}));
+  REQUIRE(result.error);
+  CHECK_FALSE(result.error->transient);
+  CHECK(result.error->code == "AccessDenied");
+  CHECK(result.error->message.find("1 of 3 objects") != std::string::npos);
+  CHECK(result.error->message.find("p/obj-00001") != std::string::npos);
+  CHECK(result.removed == 2);  // what the store's answer says it deleted
+  CHECK(moto().get_object("delete-errors", "p/metadata.yaml") == kBody);  // kept: the wipe did not finish
 
-  // Nothing was deleted by the canned answer: a second WipeOut removes all three.
-  auto again = run(h.io, backend.delete_all());
-  REQUIRE(again.ok());
-  CHECK(again.value() == 3);
+  // Nothing was deleted by the canned answer: a second WipeOut removes all three, then metadata.yaml.
+  auto again = run(h.io, backend.wipe({}));
+  REQUIRE(again.done());
+  CHECK(again.removed == 4);
+  CHECK(moto().list_keys("delete-errors").empty());
 }
 
 TEST_CASE("S3 AccessDenied names the bucket, the operation and the permission") {
