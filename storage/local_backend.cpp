@@ -8,7 +8,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -60,6 +62,7 @@ asio::awaitable<R> on_pool(asio::thread_pool& pool, Work work) {
 LocalBackend::LocalBackend(asio::thread_pool& io_pool, LocalBackendOptions options)
     : pool_(io_pool), options_(std::move(options)) {
   options_.directory = normalized(options_.directory);
+  options_.root = normalized(options_.root);
 }
 
 std::string LocalBackend::identity() const { return "local:" + options_.directory.string(); }
@@ -76,9 +79,22 @@ asio::awaitable<BackendResult<CreateOutcome>> LocalBackend::create_metadata(std:
   co_return co_await on_pool<BackendResult<CreateOutcome>>(pool_, std::move(work));
 }
 
-asio::awaitable<BackendResult<std::size_t>> LocalBackend::delete_all() {
-  auto work = [options = options_] { return local_fs::delete_all(options); };
-  co_return co_await on_pool<BackendResult<std::size_t>>(pool_, std::move(work));
+// One step at a time on the pool (each about options_.wipe_step long), the progress hook awaited on the
+// caller's executor in between. The steps run one after another, so the Wipe is never touched by
+// two threads at once.
+asio::awaitable<WipeReport> LocalBackend::wipe(WipePlan plan) {
+  auto job = std::make_shared<local_fs::Wipe>(options_, std::move(plan));
+  for (;;) {
+    auto step = [job, budget = options_.wipe_step] { return BackendResult<bool>(job->step(budget)); };
+    auto finished = co_await on_pool<BackendResult<bool>>(pool_, std::move(step));
+    if (!finished.ok()) {  // an exception (allocation) inside the step: stop where it was
+      WipeReport report = job->report();
+      report.error = std::move(finished.error());
+      co_return report;
+    }
+    if (finished.value()) co_return job->report();
+    if (delete_progress_) co_await delete_progress_(job->report().removed);
+  }
 }
 
 asio::awaitable<BackendResult<Ok>> LocalBackend::check_access() {

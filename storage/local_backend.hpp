@@ -3,16 +3,27 @@
 // process at mountPath, as in a pod). All filesystem work runs on a separate I/O thread pool so
 // the reactor never waits on the disk.
 //
+// Confinement: the directory is reached beneath `root`, one directory fd at a time, never through a
+// symlink and never out of it (storage/local_fs.hpp says how); a directory outside the root is an
+// error, and so is a symlink on the way.
+//
 // Writes are atomic and create-only: a temp file in the same directory is written and fsync'd,
 // then renamed into place with renameat2(RENAME_NOREPLACE) (link(2) where the filesystem lacks
 // it, e.g. NFS), then the directory is fsync'd. A crash at any point leaves either no
 // metadata.yaml or a complete one, plus at worst a stray ".metadata.yaml.tmp-*" file that the next
 // write removes.
+//
+// wipe() refuses the never-wipe set (/, the root, system directories, the protected paths), and
+// anything without a valid metadata.yaml of its own; it never follows a symlink or crosses into
+// another filesystem, leaves nested storages and plan.keep alone, and removes metadata.yaml last.
+// It runs in steps on the pool, awaiting the progress hook between them.
 #include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "storage/backend.hpp"
 
@@ -23,9 +34,15 @@ class thread_pool;
 namespace stowage::storage {
 
 struct LocalBackendOptions {
-  std::filesystem::path directory;  // where metadata.yaml goes (already resolved, see README)
+  std::filesystem::path directory;  // where metadata.yaml goes (already resolved, see README): absolute, under root
   bool create_directory = false;    // true for hostPath (the kubelet creates it); false for mounted volumes,
                                     // where a missing directory means the volume is not mounted
+  // Confinement: `directory` is reached beneath `root`, never through a symlink or out of it.
+  std::filesystem::path root = "/";
+  // Never wiped, nor anything that holds them or lies inside them (the state directory, the manifest folder).
+  std::vector<std::filesystem::path> protected_paths;
+  // How long one step of a wipe runs on the I/O pool before the progress hook is awaited.
+  std::chrono::milliseconds wipe_step{500};
 };
 
 class LocalBackend final : public Backend {
@@ -36,7 +53,7 @@ class LocalBackend final : public Backend {
   std::string metadata_location() const override;
   boost::asio::awaitable<BackendResult<MetadataState>> read_metadata() override;
   boost::asio::awaitable<BackendResult<CreateOutcome>> create_metadata(std::string body) override;
-  boost::asio::awaitable<BackendResult<std::size_t>> delete_all() override;
+  boost::asio::awaitable<WipeReport> wipe(WipePlan plan) override;
   boost::asio::awaitable<BackendResult<Ok>> check_access() override;
 
  private:

@@ -1,6 +1,8 @@
 // LocalBackend against real directories: create-only writes (also under a 16-way race), invalid
-// metadata kept, NotMounted vs hostPath, WipeOut, the executor the coroutines resume on, and the
-// error mapping. Permission and read-only cases run in forked children (the tests run as root).
+// metadata kept, NotMounted vs hostPath, WipeOut of an owned directory, the executor the coroutines
+// resume on, and the error mapping. Permission and read-only cases run in forked children (the tests
+// run as root). Confinement and the wipe's rules have suites of their own (local_confinement_test,
+// local_wipe_test).
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <grp.h>
@@ -42,7 +44,10 @@ struct Harness {
   ~Harness() { pool.join(); }
 
   LocalBackend backend(const fs::path& dir, bool create_directory = false) {
-    return LocalBackend(pool, LocalBackendOptions{dir, create_directory});
+    LocalBackendOptions options;
+    options.directory = dir;
+    options.create_directory = create_directory;
+    return LocalBackend(pool, std::move(options));
   }
 };
 
@@ -189,9 +194,11 @@ TEST_CASE("a missing mount directory is NotMounted, permanent, and says how to f
   REQUIRE_FALSE(access.ok());
   CHECK(access.error().code == "NotMounted");
 
-  auto deleted = run(h.io, backend.delete_all());
-  REQUIRE(deleted.ok());
-  CHECK(deleted.value() == 0);
+  auto wiped = run(h.io, backend.wipe({}));
+  REQUIRE(wiped.refused.has_value());
+  CHECK(wiped.refused->code == "NotOwned");
+  CHECK(wiped.removed == 0);
+  CHECK_FALSE(fs::exists(missing));
 }
 
 TEST_CASE("hostPath mode creates nested directories") {
@@ -236,7 +243,7 @@ TEST_CASE("a file where the directory should be is NotADirectory") {
   CHECK(created.error().message.find((dir.path() / "file").string()) != std::string::npos);
 }
 
-TEST_CASE("delete_all removes everything inside the directory, counts files, and keeps the directory") {
+TEST_CASE("wipe removes everything inside an owned directory, counts files, and keeps the directory") {
   Harness h;
   TempDir dir;
   TempDir outside;
@@ -253,19 +260,23 @@ TEST_CASE("delete_all removes everything inside the directory, counts files, and
   fs::create_symlink(outside.path() / "keep", root / "repo" / "link-to-outside-file");
 
   auto backend = h.backend(root);
-  auto removed = run(h.io, backend.delete_all());
-  REQUIRE(removed.ok());
-  CHECK(removed.value() == 5);
+  auto wiped = run(h.io, backend.wipe({}));
+  INFO((wiped.error ? wiped.error->message : wiped.refused ? wiped.refused->message : ""));
+  REQUIRE(wiped.done());
+  CHECK(wiped.removed == 5);  // metadata.yaml included
+  CHECK(wiped.left.empty());
   CHECK(fs::is_directory(root));
   CHECK(fs::is_empty(root));
   CHECK(read_file(outside.path() / "keep") == "keep me");
 
-  auto again = run(h.io, backend.delete_all());
-  REQUIRE(again.ok());
-  CHECK(again.value() == 0);
-  auto missing = run(h.io, h.backend(dir.path() / "nope", true).delete_all());
-  REQUIRE(missing.ok());
-  CHECK(missing.value() == 0);
+  auto again = run(h.io, backend.wipe({}));  // metadata.yaml is gone: nothing shows it is ours any more
+  REQUIRE(again.refused.has_value());
+  CHECK(again.refused->code == "NotOwned");
+  auto missing = run(h.io, h.backend(dir.path() / "nope", true).wipe({}));
+  REQUIRE(missing.refused.has_value());
+  CHECK(missing.refused->code == "NotOwned");
+  CHECK_THAT(missing.refused->message, Catch::Contains("does not exist") && Catch::Contains("nothing was deleted"));
+  CHECK_FALSE(fs::exists(dir.path() / "nope"));
 }
 
 TEST_CASE("stale temp files are removed before a write, fresh ones are left alone") {
@@ -287,25 +298,36 @@ TEST_CASE("stale temp files are removed before a write, fresh ones are left alon
 
 TEST_CASE("the link(2) fallback is create-only too") {
   TempDir dir;
+  const int dirfd = ::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dirfd >= 0);
   const fs::path target = dir.path() / "metadata.yaml";
-  const fs::path tmp = dir.path() / ".metadata.yaml.tmp-1";
-  write_file(tmp, "first");
-  auto first = local_fs::publish_by_link(tmp, target);
+  write_file(dir.path() / ".metadata.yaml.tmp-1", "first");
+  auto first = local_fs::publish_by_link(dirfd, dir.path(), ".metadata.yaml.tmp-1", "metadata.yaml");
   REQUIRE(first.ok());
   CHECK(first.value() == CreateOutcome::Created);
   CHECK(read_file(target) == "first");
 
-  const fs::path tmp2 = dir.path() / ".metadata.yaml.tmp-2";
-  write_file(tmp2, "second");
-  auto second = local_fs::publish_by_link(tmp2, target);
+  write_file(dir.path() / ".metadata.yaml.tmp-2", "second");
+  auto second = local_fs::publish_by_link(dirfd, dir.path(), ".metadata.yaml.tmp-2", "metadata.yaml");
   REQUIRE(second.ok());
   CHECK(second.value() == CreateOutcome::AlreadyExists);
   CHECK(read_file(target) == "first");
 
-  auto renamed = local_fs::publish_no_replace(tmp2, target);
+  auto renamed = local_fs::publish_no_replace(dirfd, dir.path(), ".metadata.yaml.tmp-2", "metadata.yaml");
   REQUIRE(renamed.ok());
   CHECK(renamed.value() == CreateOutcome::AlreadyExists);
   CHECK(read_file(target) == "first");
+
+  SECTION("a symlink named like the target counts as existing: nothing is written through it") {
+    TempDir outside;
+    fs::remove(target);
+    fs::create_symlink(outside.path() / "planted", target);
+    auto linked = local_fs::publish_by_link(dirfd, dir.path(), ".metadata.yaml.tmp-2", "metadata.yaml");
+    REQUIRE(linked.ok());
+    CHECK(linked.value() == CreateOutcome::AlreadyExists);
+    CHECK_FALSE(fs::exists(outside.path() / "planted"));
+  }
+  ::close(dirfd);
 }
 
 TEST_CASE("errno values map to codes and retry classes") {
@@ -320,6 +342,11 @@ TEST_CASE("errno values map to codes and retry classes") {
   check(EPERM, "PermissionDenied", false);
   check(EROFS, "ReadOnlyFilesystem", false);
   check(ENOTDIR, "NotADirectory", false);
+  check(ELOOP, "SymlinkRefused", false);
+  check(EXDEV, "OutsideRoot", false);
+  check(EMFILE, "TooManyOpenFiles", false);
+  check(ENFILE, "TooManyOpenFiles", false);
+  check(EBUSY, "Busy", false);
   check(ENOSPC, "NoSpace", true);
   check(EDQUOT, "NoSpace", true);
   check(EIO, "IOError", true);
@@ -345,7 +372,7 @@ TEST_CASE("every operation resumes the caller on the io_context thread") {
     seen.push_back(std::this_thread::get_id());
     (void)co_await backend.check_access();
     seen.push_back(std::this_thread::get_id());
-    (void)co_await backend.delete_all();
+    (void)co_await backend.wipe({});
     seen.push_back(std::this_thread::get_id());
   };
   run(h.io, body());
@@ -360,6 +387,9 @@ TEST_CASE("PermissionDenied for a process without write access (child drops to u
   }
   TempDir dir;  // root-owned, 0755: readable but not writable by 65534
   write_file(dir.path() / "existing", "x");
+  fs::create_directory(dir.path() / "owned");
+  write_file(dir.path() / "owned" / "metadata.yaml", kBody);
+  write_file(dir.path() / "owned" / "data", "y");
   int code = exit_code_of_child([&] {
     if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) return 90;
     Harness h;
@@ -374,15 +404,18 @@ TEST_CASE("PermissionDenied for a process without write access (child drops to u
     auto mounted = h.backend(dir.path());
     denied(run(h.io, mounted.create_metadata(kBody)), 1);
     denied(run(h.io, mounted.check_access()), 2);
-    denied(run(h.io, mounted.delete_all()), 4);
+    auto wiped = run(h.io, h.backend(dir.path() / "owned").wipe({}));  // owned, but not writable by 65534
+    if (!wiped.error || wiped.error->code != "PermissionDenied" || wiped.error->transient || wiped.removed != 0)
+      failures |= 4;
     auto host_path = h.backend(dir.path() / "a" / "b", true);
     denied(run(h.io, host_path.create_metadata(kBody)), 8);
     denied(run(h.io, host_path.check_access()), 16);
     return failures;
   });
-  INFO("child exit code (bits: 1 create, 2 access, 4 delete, 8 hostPath create, 16 hostPath access; 90 setuid)");
+  INFO("child exit code (bits: 1 create, 2 access, 4 wipe, 8 hostPath create, 16 hostPath access; 90 setuid)");
   CHECK(code == 0);
-  CHECK(names_in(dir.path()) == std::set<std::string>{"existing"});
+  CHECK(names_in(dir.path()) == std::set<std::string>{"existing", "owned"});
+  CHECK(names_in(dir.path() / "owned") == std::set<std::string>{"metadata.yaml", "data"});
 }
 
 TEST_CASE("ReadOnlyFilesystem and NoSpace on tmpfs mounts (child in its own mount namespace)") {
