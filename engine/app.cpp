@@ -70,6 +70,11 @@ int main_entry(int argc, char** argv) {
   init_volume_cmd->add_option("--operator-version", volume_version, "operatorVersion written into metadata.yaml");
   auto* wipe_volume_cmd = app.add_subcommand("wipe-volume", "Remove everything under a mounted volume (WipeOut)");
   wipe_volume_cmd->add_option("--path", volume_path, "Where the volume is mounted")->required();
+  std::vector<std::string> volume_keep;
+  wipe_volume_cmd
+      ->add_option("--keep", volume_keep, "Leave this location (relative to --path; another storage's) in place")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 
   app.add_subcommand("version", "Print the version");
 
@@ -105,7 +110,7 @@ int main_entry(int argc, char** argv) {
       return get_command(c, get_opts);
     }
     if (init_volume_cmd->parsed()) return init_volume(volume_path, volume_version);
-    if (wipe_volume_cmd->parsed()) return wipe_volume(volume_path);
+    if (wipe_volume_cmd->parsed()) return wipe_volume(volume_path, volume_keep);
     if (print->parsed()) {
       if (!load(print_cfg, c)) return 2;
       std::printf("%s", config::to_yaml(c).c_str());

@@ -1,6 +1,6 @@
 // init-volume and wipe-volume (see volume_commands.hpp): the local backend's blocking steps
-// (storage/local_fs.hpp) run directly, in the Job's own process, with the outcome reported as one
-// line on stdout/stderr and in the termination log.
+// (storage/local_fs.hpp) run directly, in the Job's own process, confined beneath the pod's /, with
+// the outcome reported as one line on stdout/stderr and in the termination log.
 #include "engine/volume_commands.hpp"
 
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <string_view>
+#include <vector>
 
 #include "common/time_format.hpp"
 #include "storage/local_fs.hpp"
@@ -61,6 +62,32 @@ int fail(const VolumeCommandOptions& options, const storage::BackendError& error
   return fail(options, error.message, error.transient ? kVolumeExitTransient : kVolumeExitPermanent);
 }
 
+int refuse(const VolumeCommandOptions& options, const storage::BackendError& why) {
+  const std::string line = "refused: " + why.message;
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+  write_termination_log(options.termination_log, line);
+  return kVolumeExitRefused;
+}
+
+// The volume as the local backend sees it in the pod: beneath /, nothing protected but the never-wipe set.
+storage::LocalBackendOptions volume_at(const fs::path& path) {
+  storage::LocalBackendOptions backend;
+  backend.directory = path;
+  backend.create_directory = false;  // the mount must be there
+  backend.root = "/";
+  return backend;
+}
+
+std::string left_in_place(const std::vector<std::string>& left) {
+  constexpr std::size_t kListed = 20;
+  if (left.empty()) return "";
+  std::string out = "; left " + std::to_string(left.size()) + ":";
+  for (std::size_t i = 0; i < left.size() && i < kListed; ++i) out += (i == 0 ? " " : "; ") + left[i];
+  if (left.size() > kListed) out += "; and " + std::to_string(left.size() - kListed) + " more";
+  return out;
+}
+
 // metadata.yaml exists: keep it when it is a valid BackendMeta, refuse to touch it otherwise.
 int keep_existing(const VolumeCommandOptions& options, const fs::path& file, const storage::MetadataState& state) {
   if (!state.meta)
@@ -76,7 +103,7 @@ int keep_existing(const VolumeCommandOptions& options, const fs::path& file, con
 
 int init_volume(const fs::path& path, const std::string& operator_version, const VolumeCommandOptions& options) {
   if (path.empty()) return fail(options, "no path given: pass the volume's mount path", kVolumeExitPermanent);
-  const storage::LocalBackendOptions backend{path, /*create_directory=*/false};  // the mount must be there
+  const storage::LocalBackendOptions backend = volume_at(path);
   const fs::path file = path / storage::kMetadataFile;
 
   auto state = storage::local_fs::read_metadata(backend);
@@ -95,14 +122,19 @@ int init_volume(const fs::path& path, const std::string& operator_version, const
   return keep_existing(options, file, theirs.value());
 }
 
-int wipe_volume(const fs::path& path, const VolumeCommandOptions& options) {
+int wipe_volume(const fs::path& path, const std::vector<std::string>& keep, const VolumeCommandOptions& options) {
   if (path.empty()) return fail(options, "no path given: pass the volume's mount path", kVolumeExitPermanent);
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(path, ec)))
-    return succeed(options, "nothing to remove: " + path.string() + " does not exist");
-  auto removed = storage::local_fs::delete_all(storage::LocalBackendOptions{path, false});
-  if (!removed) return fail(options, removed.error());
-  return succeed(options, "removed " + std::to_string(removed.value()) + " files under " + path.string());
+  const storage::WipeReport report = storage::local_fs::wipe(volume_at(path), storage::WipePlan{keep});
+  if (report.refused) return refuse(options, *report.refused);
+  if (report.error) {
+    storage::BackendError error = *report.error;
+    if (report.removed > 0)
+      error.message += " (removed " + std::to_string(report.removed) + " files under " + path.string() +
+                       " before stopping; metadata.yaml is kept for a retry)";
+    return fail(options, error);
+  }
+  return succeed(options, "removed " + std::to_string(report.removed) + " files under " + path.string() +
+                              left_in_place(report.left));
 }
 
 }  // namespace stowage::engine

@@ -291,13 +291,15 @@ json::object pod_template(const kube::BackupStorage& s, const kube::LocalSpec& l
   return json::object{{"metadata", std::move(metadata)}, {"spec", std::move(spec)}};
 }
 
-// Exit code 2 (kVolumeExitPermanent) means retrying cannot help: fail the Job at once. A pod lost to a
-// disruption (preemption, node drain) does not count against backoffLimit.
+// Exit codes 2 (kVolumeExitPermanent) and 3 (kVolumeExitRefused: nothing deleted, by rule) mean
+// retrying cannot help: fail the Job at once. A pod lost to a disruption (preemption, node drain) does
+// not count against backoffLimit.
 json::object pod_failure_policy() {
+  json::array never_retried{kVolumeExitPermanent, kVolumeExitRefused};
   json::object fail_job{{"action", "FailJob"},
                         {"onExitCodes", json::object{{"containerName", kVolumeJobContainer},
                                                      {"operator", "In"},
-                                                     {"values", json::array{kVolumeExitPermanent}}}}};
+                                                     {"values", std::move(never_retried)}}}};
   json::object ignore_disruption{
       {"action", "Ignore"},
       {"onPodConditions", json::array{json::object{{"type", "DisruptionTarget"}, {"status", "True"}}}}};

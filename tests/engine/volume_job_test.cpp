@@ -3,9 +3,16 @@
 // real kubectl take them (kubectl's typed decoding catches a misspelt or mistyped field).
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <regex>
+#include <utility>
+#include <vector>
 
 #include "engine/volume_commands.hpp"
 #include "engine/volume_job.hpp"
@@ -127,7 +134,7 @@ TEST_CASE("volume job: the init Job of a hostPath storage, field by field") {
   CHECK(at(job, {"spec", "activeDeadlineSeconds"}) == 600);
   CHECK(at(job, {"spec", "ttlSecondsAfterFinished"}) == 3600);
   CHECK(at(job, {"spec", "podFailurePolicy"}) == json::parse(R"({"rules": [
-      {"action": "FailJob", "onExitCodes": {"containerName": "stowage", "operator": "In", "values": [2]}},
+      {"action": "FailJob", "onExitCodes": {"containerName": "stowage", "operator": "In", "values": [2, 3]}},
       {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]})"));
   CHECK(at(job, {"spec", "template", "metadata", "labels"}) == at(job, {"metadata", "labels"}));
   CHECK_FALSE(has(at(job, {"spec", "template", "metadata"}), "annotations"));
@@ -464,13 +471,37 @@ TEST_CASE("init-volume: creates metadata.yaml, keeps a valid one, refuses an inv
     CHECK(init_volume(dir / "not-mounted", "v0.3.0", opts) == kVolumeExitPermanent);
     CHECK_THAT(test::read_file(log), Catch::Contains("not mounted"));
   }
+  SECTION("a symlink on the way is never followed: a permanent failure naming it, nothing written") {
+    auto elsewhere = dir / "elsewhere";
+    test::fs::create_directories(elsewhere);
+    test::fs::create_directory_symlink(elsewhere, dir / "link");
+    CHECK(init_volume(dir / "link", "v0.3.0", opts) == kVolumeExitPermanent);
+    CHECK(init_volume(dir / "link" / ".", "v0.3.0", opts) == kVolumeExitPermanent);
+    CHECK_THAT(test::read_file(log), Catch::StartsWith((dir / "link").string() + " is a symbolic link") &&
+                                         Catch::Contains("never follows symlinks"));
+    CHECK(test::fs::is_empty(elsewhere));
+  }
   test::fs::remove_all(dir);
 }
 
-TEST_CASE("wipe-volume: removes what is under the path, not the path, and follows no symlink out") {
+namespace {
+
+const std::string kMeta = stowage::storage::render_metadata({"2025-04-21T12:29:15Z", "v0.3.0"});
+
+// Runs wipe-volume and returns its exit code with the line it left in the termination log.
+std::pair<int, std::string> wipe(const test::fs::path& volume, const test::fs::path& log,
+                                 const std::vector<std::string>& keep = {}) {
+  test::write_file(log, "");
+  int code = wipe_volume(volume, keep, VolumeCommandOptions{log});
+  return {code, test::read_file(log)};
+}
+
+}  // namespace
+
+TEST_CASE("wipe-volume: removes what is under an owned path, not the path, and follows no symlink out") {
   auto dir = test::temp_dir("wipe-volume");
   auto volume = dir / "volume", outside = dir / "outside";
-  test::write_file(volume / "metadata.yaml", "x");
+  test::write_file(volume / "metadata.yaml", kMeta);
   test::write_file(volume / "repo/data/00/abc", "y");
   test::write_file(volume / "repo/.hidden", "z");
   test::fs::create_directories(volume / "empty");
@@ -479,20 +510,147 @@ TEST_CASE("wipe-volume: removes what is under the path, not the path, and follow
   test::fs::create_directory_symlink(outside, volume / "repo/data/nested-link");
   test::fs::create_symlink(outside / "precious", volume / "file-link");
   auto log = dir / "termination-log";
-  test::write_file(log, "");
 
-  CHECK(wipe_volume(volume, VolumeCommandOptions{log}) == kVolumeExitOk);
+  CHECK(wipe(volume, log) == std::pair{kVolumeExitOk, "removed 3 files under " + volume.string()});
   CHECK(test::fs::is_directory(volume));
   CHECK(test::fs::is_empty(volume));
   CHECK(test::read_file(outside / "precious") == "keep me");
-  CHECK(test::read_file(log) == "removed 3 files under " + volume.string());
 
-  CHECK(wipe_volume(volume, VolumeCommandOptions{log}) == kVolumeExitOk);  // again: nothing left, still fine
-  CHECK(test::read_file(log) == "removed 0 files under " + volume.string());
-  CHECK(wipe_volume(dir / "missing", VolumeCommandOptions{log}) == kVolumeExitOk);
-  CHECK_THAT(test::read_file(log), Catch::StartsWith("nothing to remove"));
-  CHECK(wipe_volume(outside / "precious", VolumeCommandOptions{log}) == kVolumeExitPermanent);  // not a directory
-  CHECK(test::read_file(outside / "precious") == "keep me");
+  // Again: metadata.yaml went last, so nothing shows the volume is ours any more.
+  auto [again, line] = wipe(volume, log);
+  CHECK(again == kVolumeExitRefused);
+  CHECK_THAT(line, Catch::StartsWith("refused: " + (volume / "metadata.yaml").string() + " does not exist") &&
+                       Catch::EndsWith("nothing was deleted"));
+  test::fs::remove_all(dir);
+}
+
+TEST_CASE("wipe-volume: refused (exit 3) without a valid metadata.yaml or on a protected path, nothing deleted") {
+  auto dir = test::temp_dir("wipe-volume-refused");
+  auto volume = dir / "volume";
+  test::write_file(volume / "repo/data", "y");
+  auto log = dir / "termination-log";
+
+  auto [missing, missing_line] = wipe(volume, log);
+  CHECK(missing == kVolumeExitRefused);
+  CHECK_THAT(missing_line, Catch::StartsWith("refused: ") && Catch::Contains("does not exist"));
+  CHECK(test::read_file(volume / "repo/data") == "y");
+
+  test::write_file(volume / "metadata.yaml", "apiVersion: config.kubestash.com/v1alpha1\nkind: Something\n");
+  auto [invalid, invalid_line] = wipe(volume, log);
+  CHECK(invalid == kVolumeExitRefused);
+  CHECK_THAT(invalid_line, Catch::StartsWith("refused: ") && Catch::Contains("is not a valid BackendMeta") &&
+                               Catch::Contains("kind is \"Something\""));
+  CHECK(test::read_file(volume / "repo/data") == "y");
+
+  auto [gone, gone_line] = wipe(dir / "missing", log);
+  CHECK(gone == kVolumeExitRefused);
+  CHECK_THAT(gone_line, Catch::StartsWith("refused: directory " + (dir / "missing").string() + " does not exist"));
+  CHECK_FALSE(test::fs::exists(dir / "missing"));
+
+  for (const char* path : {"/", "/etc", "/var", "/proc/self", "/dev/shm"}) {
+    INFO(path);
+    auto [code, line] = wipe(path, log);
+    CHECK(code == kVolumeExitRefused);
+    CHECK_THAT(line, Catch::StartsWith(std::string("refused: refusing to wipe ") + path + ": ") &&
+                         Catch::Contains("sub-directory") && Catch::EndsWith("nothing was deleted"));
+  }
+  CHECK(wipe("/", log).second ==
+        "refused: refusing to wipe /: it is /, the whole filesystem; point the storage at a sub-directory of its "
+        "own; nothing was deleted");
+  auto [escape, escape_line] = wipe(volume, log, {"../outside"});
+  CHECK(escape == kVolumeExitRefused);
+  CHECK_THAT(escape_line, Catch::Contains("\"../outside\" is not a path inside it"));
+  CHECK(test::read_file(volume / "repo/data") == "y");
+  test::fs::remove_all(dir);
+}
+
+TEST_CASE("wipe-volume: --keep and nested storages are left in place and reported") {
+  auto dir = test::temp_dir("wipe-volume-keep");
+  auto volume = dir / "volume";
+  test::write_file(volume / "metadata.yaml", kMeta);
+  test::write_file(volume / "mine/a", "1");
+  test::write_file(volume / "team-a/data", "theirs");              // kept by --keep
+  test::write_file(volume / "x/team-b/data", "theirs");            // kept by --keep, below a removed level
+  test::write_file(volume / "x/mine", "2");
+  test::write_file(volume / "nested/metadata.yaml", kMeta);        // another storage's location
+  test::write_file(volume / "nested/data", "theirs");
+  auto log = dir / "termination-log";
+
+  auto [code, line] = wipe(volume, log, {"team-a", "x/team-b"});
+  CHECK(code == kVolumeExitOk);
+  CHECK_THAT(line, Catch::StartsWith("removed 3 files under " + volume.string() + "; left 3: "));
+  CHECK_THAT(line, Catch::Contains((volume / "team-a").string() + ": another storage's location") &&
+                       Catch::Contains((volume / "x/team-b").string() + ": another storage's location") &&
+                       Catch::Contains((volume / "nested").string() + ": another storage's metadata.yaml"));
+  CHECK(test::read_file(volume / "team-a/data") == "theirs");
+  CHECK(test::read_file(volume / "x/team-b/data") == "theirs");
+  CHECK(test::read_file(volume / "nested/data") == "theirs");
+  CHECK_FALSE(test::fs::exists(volume / "mine"));
+  CHECK_FALSE(test::fs::exists(volume / "x/mine"));
+  CHECK_FALSE(test::fs::exists(volume / "metadata.yaml"));
+  test::fs::remove_all(dir);
+}
+
+TEST_CASE("wipe-volume: a symlink on the way fails permanently (exit 2) and a partial failure says what was removed") {
+  auto dir = test::temp_dir("wipe-volume-fail");
+  auto volume = dir / "volume", elsewhere = dir / "elsewhere";
+  test::write_file(elsewhere / "metadata.yaml", kMeta);
+  test::write_file(elsewhere / "data", "keep me");
+  test::fs::create_directory_symlink(elsewhere, dir / "link");
+  auto log = dir / "termination-log";
+
+  auto [linked, linked_line] = wipe(dir / "link", log);
+  CHECK(linked == kVolumeExitPermanent);
+  CHECK_THAT(linked_line, Catch::StartsWith((dir / "link").string() + " is a symbolic link: stowage never follows "
+                                                                       "symlinks below local.root (/)"));
+  CHECK(test::read_file(elsewhere / "data") == "keep me");
+
+  // A directory whose parent cannot change (immutable) cannot be removed once emptied: stop there.
+  test::write_file(volume / "metadata.yaml", kMeta);
+  test::write_file(volume / "frozen/d/1", "1");
+  test::write_file(volume / "frozen/d/2", "2");
+  int fd = ::open((volume / "frozen").c_str(), O_RDONLY | O_DIRECTORY);
+  REQUIRE(fd >= 0);
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 || (flags |= FS_IMMUTABLE_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags)) != 0) {
+    WARN("partial failure not checked: cannot make a directory immutable here (" << std::strerror(errno) << ")");
+    ::close(fd);
+    test::fs::remove_all(dir);
+    return;
+  }
+  auto [partial, partial_line] = wipe(volume, log);
+  flags &= ~FS_IMMUTABLE_FL;
+  ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+  ::close(fd);
+  CHECK(partial == kVolumeExitPermanent);
+  CHECK_THAT(partial_line, Catch::StartsWith("cannot remove directory " + (volume / "frozen/d").string() +
+                                             ": Operation not permitted") &&
+                               Catch::EndsWith("(removed 2 files under " + volume.string() +
+                                               " before stopping; metadata.yaml is kept for a retry)"));
+  CHECK(test::fs::exists(volume / "metadata.yaml"));
+  CHECK(wipe(volume, log) == std::pair{kVolumeExitOk, "removed 1 files under " + volume.string()});
+  test::fs::remove_all(dir);
+}
+
+TEST_CASE("wipe-volume: the binary takes --keep more than once and exits 3 on a refusal") {
+  auto dir = test::temp_dir("wipe-volume-cli");
+  auto volume = dir / "volume";
+  test::write_file(volume / "metadata.yaml", kMeta);
+  test::write_file(volume / "a/data", "theirs");
+  test::write_file(volume / "b/data", "theirs");
+  test::write_file(volume / "c/data", "mine");
+  auto kept = test::Child::spawn({"wipe-volume", "--path", volume.string(), "--keep", "a", "--keep", "b"},
+                                 dir / "out", dir / "err");
+  CHECK(kept.wait() == kVolumeExitOk);
+  CHECK_THAT(test::read_file(dir / "out"), Catch::StartsWith("removed 2 files under " + volume.string() + "; left 2: "));
+  CHECK(test::read_file(volume / "a/data") == "theirs");
+  CHECK(test::read_file(volume / "b/data") == "theirs");
+  CHECK_FALSE(test::fs::exists(volume / "c"));
+
+  auto refused = test::Child::spawn({"wipe-volume", "--path", volume.string()}, dir / "out2", dir / "err2");
+  CHECK(refused.wait() == kVolumeExitRefused);
+  CHECK_THAT(test::read_file(dir / "err2"), Catch::StartsWith("refused: "));
+  CHECK(test::read_file(volume / "a/data") == "theirs");
   test::fs::remove_all(dir);
 }
 
