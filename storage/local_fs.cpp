@@ -428,6 +428,7 @@ std::optional<std::string> protected_rule(const fs::path& spelled, const std::ve
 
 // The rules on paths: the directory as given, as the path under the root, and as its real path.
 std::optional<BackendError> refused_by_path(const Place& place, const std::vector<fs::path>& protected_paths) {
+  if (place.directory == "/") return protected_location(place.directory, *system_rule(place.directory, "it is "));
   if (place.directory == place.root)
     return protected_location(place.directory,
                               "it is the local root (local.root) itself, which holds every local storage; " +
