@@ -27,8 +27,11 @@ void add_object(FileContents& out, const Located& at, const boost::json::value& 
   std::string api = str_field(*obj, "apiVersion");
   if (kind == "List" && depth == 0) {  // kubectl's v1 List
     const auto* items = obj->if_contains("items");
-    if (items && items->is_array())
-      for (const auto& item : items->get_array()) add_object(out, at, item, 1);
+    if (!items || !items->is_array()) {
+      out.problems.push_back(at.where() + ": a List must have `items:` (a sequence of objects)");
+      return;
+    }
+    for (const auto& item : items->get_array()) add_object(out, at, item, 1);
     return;
   }
   if (kind == kube::kBackupStorageKind) {
@@ -53,7 +56,7 @@ void add_object(FileContents& out, const Located& at, const boost::json::value& 
   }
   out.problems.push_back(at.where() + ": kind " + kind + " (" + (api.empty() ? "no apiVersion" : api) +
                          ") is not handled here: only BackupStorage (storage.kubestash.com/v1alpha1) and Secret (v1) "
-                         "are read; the document is ignored");
+                         "are read; keep other kinds out of this folder");
 }
 
 }  // namespace
@@ -68,7 +71,12 @@ FileContents parse_manifest_text(const std::string& file, const std::string& tex
                            ": not valid YAML: " + e.message);
     return out;
   }
+  if (docs.value().empty())
+    out.problems.push_back(file + ":1: the file holds no document (empty, or only comments): add a manifest or "
+                           "remove the file");
   for (const auto& doc : docs.value()) add_object(out, Located{file, doc.line}, doc.value);
+  // Whatever went wrong, the file does not say for sure which objects it holds.
+  out.unreadable = !out.problems.empty();
   return out;
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // Reading manifests: multi-document YAML (or JSON) files holding BackupStorage and Secret
 // objects in their exact Kubernetes shapes, `kind: List` included. Every problem becomes a
-// message that names the file and line and says how to fix it; a file that cannot be parsed
-// at all is reported and keeps contributing the objects it had before (a half-saved file in
-// an editor never deletes storages).
+// message that names the file and line and says how to fix it. A file with any problem at all
+// (not readable, not YAML, empty, a document that is not a mapping, has no kind or a kind not
+// read here, or does not parse as its kind) is `unreadable`: the manifest source keeps the
+// objects it held before (a half-saved or truncated file never deletes storages), and
+// `stowage init` exits 1. The objects that did parse are still listed.
 #include <filesystem>
 #include <map>
 #include <string>
@@ -33,8 +35,8 @@ struct ManifestSecret {
 struct FileContents {
   std::vector<ManifestStorage> storages;
   std::vector<ManifestSecret> secrets;
-  std::vector<std::string> problems;  // per-document problems (the other documents still count)
-  bool unreadable = false;            // not YAML at all, or not readable: keep the previous contents
+  std::vector<std::string> problems;  // what is wrong, each naming the file and line
+  bool unreadable = false;            // any problem: the file does not say for sure what it holds
 };
 
 FileContents parse_manifest_text(const std::string& file, const std::string& text);

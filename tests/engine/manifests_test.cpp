@@ -1,6 +1,8 @@
 // Manifest reading: every bad input ends in a message naming the file and line.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "engine/manifests.hpp"
 #include "support.hpp"
 
@@ -46,12 +48,57 @@ TEST_CASE("unknown kinds, missing kinds, bad fields and bad names are reported p
       "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: typed}\n"
       "spec: {storage: {provider: s3, s3: {bucket: 42, maxConnections: ten}}}\n---\n" +
           test::local_storage("fine", "/d"));
-  CHECK_FALSE(c.unreadable);
+  CHECK(c.unreadable);  // any problem: the file does not say for sure what it holds
   CHECK(c.storages.size() == 1);
   CHECK(any_contains(c.problems, "m.yaml:1: kind Deployment (apps/v1) is not handled"));
+  CHECK(any_contains(c.problems, "only BackupStorage (storage.kubestash.com/v1alpha1) and Secret (v1) are read"));
   CHECK(any_contains(c.problems, "m.yaml:5: the document has no kind"));
   CHECK(any_contains(c.problems, "m.yaml:7: BackupStorage: metadata.name"));
   CHECK(any_contains(c.problems, "m.yaml:12: BackupStorage: spec.storage.s3.bucket: expected a string"));
+}
+
+TEST_CASE("a file that fails in any way is unreadable, and the objects that parse are still listed") {
+  struct Case {
+    const char* what;
+    std::string text;     // the whole file, or what follows a good storage
+    bool after_good;
+    const char* problem;  // after "e.yaml:LINE: "
+  };
+  std::string typed = test::local_storage("typed", "/d/t");
+  typed.insert(typed.find("metadata:\n") + 10, "  labels: [oops]\n");
+  auto c = GENERATE_COPY(values<Case>({
+      {"empty", "", false, "the file holds no document"},
+      {"whitespace only", "  \n\n\t\n", false, "the file holds no document"},
+      {"comments only", "# nothing yet\n---\n# still nothing\n", false, "the file holds no document"},
+      {"cut mid-object", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStora", true,
+       "kind BackupStora (storage.kubestash.com/v1alpha1) is not handled here"},
+      {"a field of the wrong type", typed, true, "BackupStorage: metadata.labels"},
+      {"a document that is not a mapping", "- a\n", true, "a manifest document must be a mapping"},
+      {"a document without kind", "metadata: {name: x}\n", true, "the document has no kind"},
+      {"a List without items", "apiVersion: v1\nkind: List\n", true, "a List must have `items:`"},
+      {"a Secret that does not parse", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: [1]\n", true,
+       "Secret: "},
+  }));
+  INFO(c.what);
+  const std::string good = test::local_storage("good", "/d/good") + "---\n";
+  int line = c.after_good ? int(std::count(good.begin(), good.end(), '\n')) + 1 : 1;
+  auto contents = parse_manifest_text("e.yaml", c.after_good ? good + c.text : c.text);
+  CHECK(contents.unreadable);
+  INFO((contents.problems.empty() ? std::string() : contents.problems.front()));
+  CHECK(any_contains(contents.problems, "e.yaml:" + std::to_string(line) + ": " + c.problem));
+  if (c.after_good) {
+    REQUIRE(contents.storages.size() == 1);
+    CHECK(contents.storages[0].object.metadata.name == "good");
+  }
+}
+
+TEST_CASE("a clean file, an empty List included, is not unreadable") {
+  auto c = parse_manifest_text("ok.yaml", test::local_storage("one", "/d/1") + "---\n# a comment\n");
+  CHECK_FALSE(c.unreadable);
+  CHECK(c.problems.empty());
+  auto list = parse_manifest_text("list.yaml", "apiVersion: v1\nkind: List\nitems: []\n");
+  CHECK_FALSE(list.unreadable);
+  CHECK(list.storages.empty());
 }
 
 TEST_CASE("duplicate names: the first in path order wins, the second is reported with both places") {
