@@ -27,6 +27,7 @@ struct Config {
   std::filesystem::path manifests;                    // manifests.dir
   Millis manifests_debounce{100};                     // manifests.debounce
   Millis manifests_poll_interval{2000};               // manifests.poll-interval (when inotify is unavailable)
+  Millis manifests_delete_grace{30000};               // manifests.delete-grace: absent this long before deletion
   std::filesystem::path local_root = "/";             // local.root
   int local_io_threads = 4;                           // local.io-threads
   std::string local_volume_mode = "direct";           // local.volume-mode: direct | job (Kubernetes mode)

@@ -78,7 +78,8 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
   // Nothing near: no suggestion, every key listed.
   CHECK(file_error("token: abc\n") ==
         "config.yaml:1:1: unknown setting \"token\" (known: state-dir, log.format, log.level, log.file, "
-        "manifests.dir, manifests.debounce, manifests.poll-interval, local.root, local.io-threads, "
+        "manifests.dir, manifests.debounce, manifests.poll-interval, manifests.delete-grace, local.root, "
+        "local.io-threads, "
         "local.volume-mode, local.job-image, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
         "reconcile.revalidate-period, "

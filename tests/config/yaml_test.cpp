@@ -12,7 +12,8 @@ namespace {
 bool same_settings(const Config& a, const Config& b) {
   return a.state_dir == b.state_dir && a.log_format == b.log_format && a.log_level == b.log_level &&
          a.log_file == b.log_file && a.manifests == b.manifests && a.manifests_debounce == b.manifests_debounce &&
-         a.manifests_poll_interval == b.manifests_poll_interval && a.local_root == b.local_root &&
+         a.manifests_poll_interval == b.manifests_poll_interval &&
+         a.manifests_delete_grace == b.manifests_delete_grace && a.local_root == b.local_root &&
          a.local_io_threads == b.local_io_threads &&
          a.local_volume_mode == b.local_volume_mode && a.volume_job_image == b.volume_job_image && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
@@ -50,6 +51,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  dir: \"\"\n"
         "  debounce: 100ms\n"
         "  poll-interval: 2s\n"
+        "  delete-grace: 30s\n"
         "local:\n"
         "  root: /\n"
         "  io-threads: 4\n"
@@ -111,6 +113,8 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "1.5s",
                                     "--manifests-poll-interval",
                                     "1h0m1ms",
+                                    "--manifests-delete-grace",
+                                    "0",
                                     "--local-root",
                                     "~",
                                     "--local-io-threads",
@@ -165,6 +169,7 @@ TEST_CASE("a configuration with every setting changed round-trips") {
   CHECK(changed.leader_elect);
   CHECK(changed.manifests == "null");
   CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));
+  CHECK(changed.manifests_delete_grace == milliseconds(0));
   const Config again = reload(changed);
   CHECK(same_settings(again, changed));
   CHECK(to_yaml(again) == to_yaml(changed));
