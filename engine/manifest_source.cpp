@@ -12,8 +12,11 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <optional>
 #include <set>
+#include <type_traits>
 
+#include "config/config.hpp"
 #include "engine/manifests.hpp"
 
 namespace stowage::engine {
@@ -23,34 +26,152 @@ namespace asio = boost::asio;
 
 namespace {
 
-struct CachedFile {
+using Clock = std::chrono::steady_clock;
+
+// Appended to every problem of a file that fails: what the source does about it.
+constexpr const char* kKeptWhileFailing = " (the objects this file held are kept until it is fixed)";
+
+// What identifies one version of a file's contents.
+struct FileVersion {
   std::int64_t mtime_ns = 0;
   std::int64_t size = 0;
   std::uint64_t inode = 0;
-  FileContents contents;
+  bool operator==(const FileVersion&) const = default;
 };
+
+std::optional<FileVersion> version_of(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+  return FileVersion{std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size, st.st_ino};
+}
+
+ObjectKey key_of(const kube::ObjectMeta& meta) { return {meta.namespace_, meta.name}; }
+
+struct CachedFile {
+  FileVersion version;
+  FileContents contents;  // what the file stands for now: while it fails, its kept objects included
+  bool read_cleanly = false;  // at least once since start(): held_* are known
+  std::set<ObjectKey> held_storages, held_secrets;  // what it held at its last good read
+};
+
+// The entry for a file just read. A good read is taken as it is. A failing one keeps, besides the
+// objects that parse now, every object the file held at its last good read, as last seen (so a
+// fixed object that breaks again is not turned back to an older version).
+CachedFile entry_for_read(FileContents read, FileVersion version, const CachedFile* before) {
+  CachedFile entry{version, std::move(read), false, {}, {}};
+  auto& now = entry.contents;
+  if (!now.unreadable) {
+    entry.read_cleanly = true;
+    for (const auto& s : now.storages) entry.held_storages.insert(key_of(s.object.metadata));
+    for (const auto& s : now.secrets) entry.held_secrets.insert(key_of(s.object.metadata));
+    return entry;
+  }
+  for (auto& p : now.problems) p += kKeptWhileFailing;
+  if (!before) return entry;  // never read cleanly: whatever parses is simply new
+  entry.read_cleanly = before->read_cleanly;
+  entry.held_storages = before->held_storages;
+  entry.held_secrets = before->held_secrets;
+  auto keep = [](const auto& held, const auto& previous, auto& current) {
+    std::set<ObjectKey> parsed;
+    for (const auto& o : current) parsed.insert(key_of(o.object.metadata));
+    for (const auto& o : previous) {
+      auto key = key_of(o.object.metadata);
+      if (held.count(key) && !parsed.count(key)) current.push_back(o);
+    }
+  };
+  keep(entry.held_storages, before->contents.storages, now.storages);
+  keep(entry.held_secrets, before->contents.secrets, now.secrets);
+  return entry;
+}
+
+bool same_object(const kube::Secret& a, const kube::Secret& b) {
+  return a.data == b.data && a.invalid_keys == b.invalid_keys && a.type == b.type;
+}
+bool same_object(const kube::BackupStorage& a, const kube::BackupStorage& b) {
+  return boost::json::serialize(a.raw) == boost::json::serialize(b.raw);
+}
+
+// What one kind of object changed in one scan.
+template <class Object>
+struct KindChanges {
+  std::vector<Object> upserted;
+  std::vector<ObjectKey> removed;
+  std::vector<ObjectKey> going;  // newly absent: removed after the grace unless they come back
+  std::vector<ObjectKey> back;   // were going, present again: not removed
+};
+
+// The delivered objects of one kind and when each absent one was first missed.
+template <class Entry>
+struct Tracked {
+  std::map<ObjectKey, Entry> delivered;  // what the sink holds, absent objects in their grace included
+  std::map<ObjectKey, Clock::time_point> absent_since;
+};
+
+struct ScanClock {
+  Clock::time_point at;  // when the scan started
+  bool stable = true;    // no file changed while it was read: absences count
+  std::chrono::milliseconds grace{0};
+};
+
+// Compares a scan with what was delivered. Present objects are upserted when new or changed and
+// end any grace; absent ones start theirs (stable scans only) and are removed once it is over.
+template <class Entry>
+void diff_kind(std::map<ObjectKey, Entry> now, Tracked<Entry>& tracked, const ScanClock& scan,
+               KindChanges<std::decay_t<decltype(Entry::object)>>& out, std::optional<Clock::time_point>& next_due) {
+  for (const auto& [key, entry] : now) {
+    if (tracked.absent_since.erase(key)) out.back.push_back(key);
+    auto it = tracked.delivered.find(key);
+    if (it == tracked.delivered.end() || !same_object(it->second.object, entry.object))
+      out.upserted.push_back(entry.object);
+  }
+  for (auto& [key, entry] : tracked.delivered) {
+    if (now.count(key)) continue;
+    if (scan.stable && tracked.absent_since.try_emplace(key, scan.at).second && scan.grace.count() > 0)
+      out.going.push_back(key);
+    now.emplace(key, std::move(entry));  // still the sink's until it is removed
+  }
+  for (auto it = tracked.absent_since.begin(); it != tracked.absent_since.end();) {
+    auto due = it->second + scan.grace;
+    if (scan.stable && scan.at >= due) {
+      out.removed.push_back(it->first);
+      now.erase(it->first);
+      it = tracked.absent_since.erase(it);
+      continue;
+    }
+    if (!next_due || due < *next_due) next_due = due;
+    ++it;
+  }
+  tracked.delivered = std::move(now);
+}
 
 // The changes one scan found, computed off the reactor.
 struct Delta {
-  std::vector<kube::Secret> secrets_upserted;
-  std::vector<ObjectKey> secrets_removed;
-  std::vector<kube::BackupStorage> storages_upserted;
-  std::vector<ObjectKey> storages_removed;
+  KindChanges<kube::Secret> secrets;
+  KindChanges<kube::BackupStorage> storages;
   std::vector<std::string> new_problems;
   std::vector<fs::path> dirs;
   std::string folder_error;
   std::size_t storage_count = 0;
+  std::vector<ObjectKey> known_waiting;  // recorded storages not in the folder, kept while...
+  std::string failing_unknown;           // ...this file, never read cleanly since the start, fails
+  bool stable = true;
+  std::optional<Clock::time_point> next_removal;  // when the next pending removal falls due
 };
 
-bool same_secret(const kube::Secret& a, const kube::Secret& b) {
-  return a.data == b.data && a.invalid_keys == b.invalid_keys && a.type == b.type;
+// "demo/a, demo/b and 3 more": a log line stays readable when a whole folder goes.
+std::string some_keys(const std::vector<ObjectKey>& keys) {
+  constexpr std::size_t kNamed = 5;
+  std::string out;
+  for (std::size_t i = 0; i < keys.size() && i < kNamed; ++i) out += (i ? ", " : "") + keys[i].str();
+  if (keys.size() > kNamed) out += " and " + std::to_string(keys.size() - kNamed) + " more";
+  return out;
 }
 
 }  // namespace
 
 struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::any_io_executor ex, asio::thread_pool& p, ManifestSourceOptions o, SourceSink& s)
-      : executor(ex), pool(p), options(std::move(o)), sink(s), debounce(ex), poll(ex), inotify(ex) {}
+      : executor(ex), pool(p), options(std::move(o)), sink(s), debounce(ex), poll(ex), removal(ex), inotify(ex) {}
 
   asio::any_io_executor executor;
   asio::thread_pool& pool;
@@ -58,6 +179,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   SourceSink& sink;
   asio::steady_timer debounce;
   asio::steady_timer poll;
+  asio::steady_timer removal;  // rescans when the next pending removal falls due
   asio::posix::stream_descriptor inotify;
   std::function<void()> on_synced;
   bool stopped = false;
@@ -67,10 +189,15 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   bool debounce_armed = false;
   std::uint64_t scans = 0;
   std::set<std::string> watched_dirs;
+  Clock::time_point started_at;
 
-  // Owned by the scan (which never overlaps itself): the file cache and the last snapshot.
+  // Owned by the scan (which never overlaps itself): the file cache, what was delivered.
   std::map<fs::path, CachedFile> files;
-  Snapshot last;
+  Tracked<ManifestStorage> storages;
+  Tracked<ManifestSecret> secrets;
+  bool known_registered = false;
+  std::set<ObjectKey> known_waiting;  // see register_known_storages
+  bool known_wait_logged = false;
   std::set<std::string> reported;
 
   Delta scan_folder() {
@@ -79,58 +206,74 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     auto paths = list_manifest_files(options.dir, error, &d.dirs);
     if (!error.empty()) {
       d.folder_error = error;
-      return d;
+      return d;  // nothing read: no absence counts, nothing falls due
     }
+    ScanClock clock{Clock::now(), true, options.delete_grace};
     std::map<fs::path, CachedFile> next;
     Snapshot snap;
     for (const auto& p : paths) {
-      struct stat st {};
-      if (::stat(p.c_str(), &st) != 0) continue;  // vanished between listing and stat
-      std::int64_t mtime = std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      auto old = files.find(p);
-      CachedFile entry;
-      if (old != files.end() && old->second.mtime_ns == mtime && old->second.size == st.st_size &&
-          old->second.inode == st.st_ino) {
-        entry = std::move(old->second);
-      } else {
-        entry = {mtime, st.st_size, st.st_ino, read_manifest_file(p)};
-        if (entry.contents.unreadable && old != files.end()) {
-          // Keep what the file held before; only the problem is new.
-          auto problems = std::move(entry.contents.problems);
-          entry.contents = std::move(old->second.contents);
-          entry.contents.problems = std::move(problems);
-          entry.contents.unreadable = true;
-        }
-      }
-      add_to_snapshot(snap, entry.contents);
-      next.emplace(p, std::move(entry));
+      auto entry = entry_for(p, clock.stable);
+      if (!entry) continue;
+      add_to_snapshot(snap, entry->contents);
+      if (entry->contents.unreadable && !entry->read_cleanly && d.failing_unknown.empty())
+        d.failing_unknown = p.string();
+      next.emplace(p, std::move(*entry));
     }
     files = std::move(next);
-    diff(snap, d);
-    last = std::move(snap);
+    d.stable = clock.stable;
+    d.storage_count = snap.storages.size();
+    register_known_storages(snap, clock, d);
+    diff_kind(std::move(snap.secrets), secrets, clock, d.secrets, d.next_removal);
+    diff_kind(std::move(snap.storages), storages, clock, d.storages, d.next_removal);
+    std::set<std::string> current(snap.problems.begin(), snap.problems.end());
+    for (const auto& p : snap.problems)
+      if (!reported.count(p)) d.new_problems.push_back(p);
+    reported = std::move(current);
     return d;
   }
 
-  void diff(const Snapshot& now, Delta& d) {
-    for (const auto& [key, s] : now.secrets) {
-      auto it = last.secrets.find(key);
-      if (it == last.secrets.end() || !same_secret(it->second.object, s.object)) d.secrets_upserted.push_back(s.object);
+  // The file's entry for this scan: the cached one when the file is unchanged, else a fresh read.
+  // A file that vanishes or changes while it is read is not taken (its previous entry stands, if
+  // any) and makes the scan unstable.
+  std::optional<CachedFile> entry_for(const fs::path& p, bool& stable) {
+    auto old = files.find(p);
+    CachedFile* before = old == files.end() ? nullptr : &old->second;
+    auto version = version_of(p);
+    if (version && before && before->version == *version) return std::move(*before);
+    FileContents contents;
+    if (version) contents = read_manifest_file(p);
+    if (!version || version_of(p) != version) {
+      stable = false;
+      if (!before) return std::nullopt;
+      return std::move(*before);
     }
-    for (const auto& [key, _] : last.secrets)
-      if (!now.secrets.count(key)) d.secrets_removed.push_back(key);
-    for (const auto& [key, s] : now.storages) {
-      auto it = last.storages.find(key);
-      if (it == last.storages.end() ||
-          boost::json::serialize(it->second.object.raw) != boost::json::serialize(s.object.raw))
-        d.storages_upserted.push_back(s.object);
+    return entry_for_read(std::move(contents), *version, before);
+  }
+
+  // Storages an earlier run recorded from this folder that its first scan does not hold. Their
+  // grace runs from start(); but while a file that has not been read cleanly since then fails,
+  // any of them may be in it, so they wait (kept, no clock) until no such file is left.
+  void register_known_storages(const Snapshot& snap, const ScanClock& clock, Delta& d) {
+    bool first = !known_registered;
+    if (first) {
+      known_registered = true;
+      known_waiting.insert(options.known_storages.begin(), options.known_storages.end());
     }
-    for (const auto& [key, _] : last.storages)
-      if (!now.storages.count(key)) d.storages_removed.push_back(key);
-    std::set<std::string> current(now.problems.begin(), now.problems.end());
-    for (const auto& p : now.problems)
-      if (!reported.count(p)) d.new_problems.push_back(p);
-    reported = std::move(current);
-    d.storage_count = now.storages.size();
+    std::erase_if(known_waiting, [&](const ObjectKey& key) { return snap.storages.count(key) > 0; });
+    if (known_waiting.empty()) return;
+    bool may_be_in_failing_file = !d.failing_unknown.empty();
+    if (may_be_in_failing_file || !clock.stable) {
+      if (may_be_in_failing_file && !known_wait_logged) {
+        known_wait_logged = true;
+        d.known_waiting.assign(known_waiting.begin(), known_waiting.end());
+      }
+      return;
+    }
+    for (const auto& key : known_waiting) {
+      storages.absent_since.try_emplace(key, first ? started_at : clock.at);
+      if (options.delete_grace.count() > 0) d.storages.going.push_back(key);
+    }
+    known_waiting.clear();
   }
 
   asio::awaitable<void> scan_and_apply() {
@@ -143,43 +286,76 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     if (stopped) co_return;
     co_await apply(std::move(d));
     scanning = false;
-    if (!synced) {
-      synced = true;
-      sink.synced();
-      if (on_synced) on_synced();
-    }
     if (rescan_wanted) {
       rescan_wanted = false;
       request_rescan();
     }
   }
 
+  // Delivers one scan: upserts, then (after the first scan) synced(), then removals.
   asio::awaitable<void> apply(Delta d) {
     if (!d.folder_error.empty()) {
       if (!reported.count(d.folder_error))
         spdlog::error("{}; nothing is deleted while it is missing. Create it or fix --manifests", d.folder_error);
       reported = {d.folder_error};
-      co_return;
+    } else {
+      report(d);
+      watch(d.dirs);
     }
-    for (const auto& p : d.new_problems) spdlog::error("{}", p);
-    if (!synced && d.storage_count == 0)
-      spdlog::warn("no BackupStorage manifests in {} yet: add YAML files there (see examples/local); watching it",
-                   options.dir.string());
-    watch(d.dirs);
     std::size_t n = 0;
     auto breathe = [&]() -> asio::awaitable<void> {
       if (++n % 256 == 0) co_await asio::post(executor, asio::use_awaitable);  // let other work run
     };
-    for (auto& s : d.secrets_upserted) {
+    for (auto& s : d.secrets.upserted) {
       sink.secret_upserted(std::move(s));
       co_await breathe();
     }
-    for (const auto& k : d.secrets_removed) sink.secret_removed(k);
-    for (auto& s : d.storages_upserted) {
+    for (auto& s : d.storages.upserted) {
       sink.storage_upserted(std::move(s));
       co_await breathe();
     }
-    for (const auto& k : d.storages_removed) sink.storage_removed(k);
+    if (!synced) {
+      synced = true;
+      sink.synced();
+      if (on_synced) on_synced();
+    }
+    for (const auto& k : d.secrets.removed) sink.secret_removed(k);
+    for (const auto& k : d.storages.removed) sink.storage_removed(k);
+    if (!d.stable) request_rescan();  // read again once the files have settled
+    arm_removal_timer(d.next_removal);
+  }
+
+  void report(const Delta& d) {
+    for (const auto& p : d.new_problems) spdlog::error("{}", p);
+    if (!synced && d.storage_count == 0)
+      spdlog::warn("no BackupStorage manifests in {} yet: add YAML files there (see examples/local); watching it",
+                   options.dir.string());
+    auto grace = config::format_duration(options.delete_grace);
+    if (!d.storages.going.empty())
+      spdlog::warn("BackupStorage {} no longer in {}: deleted in {} unless it comes back", some_keys(d.storages.going),
+                   options.dir.string(), grace);
+    if (!d.secrets.going.empty())
+      spdlog::warn("Secret {} no longer in {}: removed in {} unless it comes back", some_keys(d.secrets.going),
+                   options.dir.string(), grace);
+    if (!d.known_waiting.empty())
+      spdlog::warn("BackupStorage {} recorded from {} not in it, but {} has not been read cleanly since the start: "
+                   "kept until it is", some_keys(d.known_waiting), options.dir.string(), d.failing_unknown);
+    if (!d.storages.back.empty())
+      spdlog::info("BackupStorage {} back in {}: not deleted", some_keys(d.storages.back), options.dir.string());
+    if (!d.secrets.back.empty())
+      spdlog::info("Secret {} back in {}: not removed", some_keys(d.secrets.back), options.dir.string());
+  }
+
+  void arm_removal_timer(std::optional<Clock::time_point> due) {
+    if (!due) {
+      removal.cancel();
+      return;
+    }
+    removal.expires_at(*due);
+    removal.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->stopped) return;
+      self->request_rescan();
+    });
   }
 
   void request_rescan() {
@@ -251,6 +427,7 @@ ManifestSource::~ManifestSource() { stop(); }
 
 void ManifestSource::start(std::function<void()> on_synced) {
   impl_->on_synced = std::move(on_synced);
+  impl_->started_at = Clock::now();
   impl_->start_inotify();
   asio::co_spawn(impl_->executor, impl_->scan_and_apply(), [](std::exception_ptr ep) {
     if (ep) std::rethrow_exception(ep);
@@ -261,6 +438,7 @@ void ManifestSource::stop() {
   impl_->stopped = true;
   impl_->debounce.cancel();
   impl_->poll.cancel();
+  impl_->removal.cancel();
   boost::system::error_code ec;
   impl_->inotify.close(ec);
 }

@@ -91,15 +91,31 @@ void OfflineWorld::secret_removed(const ObjectKey& key) {
   for (const auto& s : cache_.storages_using_secret(key)) enqueue(s, "secret " + key.str() + " removed");
 }
 
+// The first listing is in. A recorded storage of this folder that it lacks is not deleted here:
+// the source reports it removed once it has stayed absent for the delete grace (a file truncated
+// while stowage was stopped must not wipe anything). Until then it stays in the cache as recorded,
+// so that a reconcile replayed from the queue (or a re-validation) finds it alive, not gone. A
+// deletion that had already begun before the restart is finished.
 void OfflineWorld::synced() {
   if (!deletions_) return;
   for (const auto& [key, rec] : records_) {
     if (cache_.storage(key)) continue;
-    if (rec.source == source_id_) {
-      enqueue(key, "removed from manifests");
-    } else {
+    if (rec.source != source_id_) {
       spdlog::debug("{}: recorded from another manifest folder ({}); left alone", key.str(), rec.source);
+      continue;
     }
+    if (rec.deleting) {
+      enqueue(key, "removed from manifests");
+      continue;
+    }
+    auto recorded = kube::parse_backup_storage(boost::json::parse(rec.object_json));
+    if (!recorded.ok()) continue;  // get() reports it if it is ever reconciled
+    kube::BackupStorage storage = std::move(recorded.value());
+    if (!rec.status_json.empty()) {
+      auto status = kube::parse_status(boost::json::parse(rec.status_json));
+      if (status.ok()) storage.status = std::move(status.value());
+    }
+    cache_.upsert(std::move(storage));
   }
 }
 

@@ -173,9 +173,15 @@ int run_offline(const config::Config& config) {
   }
   Runtime rt(config, OfflineSource{dir.string(), /*deletions=*/true});
   restore_queue(rt);
-  ManifestSource source(rt.io.get_executor(), rt.pool,
-                        ManifestSourceOptions{dir, config.manifests_debounce, config.manifests_poll_interval, false},
-                        rt.world());
+  ManifestSourceOptions options{dir, config.manifests_debounce, config.manifests_poll_interval, false,
+                                config.manifests_delete_grace, {}};
+  // Storages recorded from this folder: absent from it at start, they are deleted only after the
+  // grace, like any other removal. Those whose deletion had begun are OfflineWorld's to finish.
+  for (const auto& record : rt.store->load_objects()) {
+    if (record.source == dir.string() && !record.deleting)
+      options.known_storages.push_back({record.namespace_, record.name});
+  }
+  ManifestSource source(rt.io.get_executor(), rt.pool, std::move(options), rt.world());
   spdlog::info("stowage {} watching {} (state in {})", config.operator_version, dir.string(),
                rt.store->path().string());
   bool loaded = false;

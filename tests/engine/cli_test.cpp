@@ -124,7 +124,8 @@ TEST_CASE("run: an empty folder is reported and watched") {
 TEST_CASE("run: a watched folder is reconciled as it changes, SIGTERM stops it cleanly") {
   Env env("run");
   test::write_file(env.manifests / "a.yaml", test::local_storage("a", "/data/a"));
-  auto args = std::vector<std::string>{"run", "--manifests", env.manifests.string(), "--manifests-debounce", "20ms"};
+  auto args = std::vector<std::string>{"run", "--manifests", env.manifests.string(), "--manifests-debounce", "20ms",
+                                       "--manifests-delete-grace", "0s"};
   for (auto& c : env.common()) args.push_back(c);
   auto child = test::Child::spawn(args, env.dir / "run.out", env.dir / "run.err");
   CHECK(test::eventually([&] { return test::fs::exists(env.root / "data/a/metadata.yaml"); }));

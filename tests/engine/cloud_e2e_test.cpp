@@ -81,7 +81,8 @@ TEST_CASE("init and run initialize one storage of each cloud provider against re
   // WipeOut storage is initialized, and deleting its manifest wipes exactly its prefix.
   test::write_file(manifests / "wipe.yaml", servers.s3_manifest("wipe", "/backup/wipe/", "WipeOut"));
   servers.moto.put_objects("stowage-e2e", "backup/wipe/repo/snap-", 1100);  // two listing pages
-  auto run_args = std::vector<std::string>{"run", "--manifests", manifests.string(), "--manifests-debounce", "20ms"};
+  auto run_args = std::vector<std::string>{"run", "--manifests", manifests.string(), "--manifests-debounce", "20ms",
+                                           "--manifests-delete-grace", "0s"};
   run_args.insert(run_args.end(), common.begin(), common.end());
   auto child = test::Child::spawn(run_args, dir / "run.out", dir / "run.err");
   CHECK(test::eventually([&] { return servers.moto.get_object("stowage-e2e", "backup/wipe/metadata.yaml").has_value(); }));

@@ -1,29 +1,47 @@
-// The manifest source on a real folder, with inotify and with the polling fallback.
+// The manifest source on a real folder, with inotify and with the polling fallback: it follows the
+// folder, keeps the objects of a file that fails, and reports a removal only after the delete grace.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <fstream>
 
 #include "engine/manifest_source.hpp"
 #include "support.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
+using namespace std::chrono_literals;
 
 namespace {
 
 struct Recorder final : SourceSink {
   std::map<std::string, std::string> storages;  // key -> hostPath
   std::map<std::string, std::map<std::string, std::string>> secrets;
+  std::vector<std::string> events;  // "synced", "-demo/a" (storage removed), "-secret demo/s", in order
   int synced_calls = 0, upserts = 0;
   void storage_upserted(kube::BackupStorage s) override {
     ++upserts;
     storages[s.metadata.namespace_ + "/" + s.metadata.name] = s.spec.storage.local ? s.spec.storage.local->host_path : "";
   }
-  void storage_removed(const ObjectKey& k) override { storages.erase(k.str()); }
+  void storage_removed(const ObjectKey& k) override {
+    storages.erase(k.str());
+    events.push_back("-" + k.str());
+  }
   void secret_upserted(kube::Secret s) override { secrets[s.metadata.namespace_ + "/" + s.metadata.name] = s.data; }
-  void secret_removed(const ObjectKey& k) override { secrets.erase(k.str()); }
-  void synced() override { ++synced_calls; }
+  void secret_removed(const ObjectKey& k) override {
+    secrets.erase(k.str());
+    events.push_back("-secret " + k.str());
+  }
+  void synced() override {
+    ++synced_calls;
+    events.push_back("synced");
+  }
+  std::size_t removals() const {
+    return std::size_t(std::count_if(events.begin(), events.end(), [](const auto& e) { return e[0] == '-'; }));
+  }
 };
 
 // Runs the reactor until `pred` holds (or 10 s pass).
@@ -37,6 +55,38 @@ bool run_until(boost::asio::io_context& io, Pred pred) {
   return pred();
 }
 
+void run_for(boost::asio::io_context& io, std::chrono::milliseconds d) {
+  io.restart();
+  io.run_for(d);
+}
+
+const std::string kSecret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: demo}\nstringData: {K: v}\n";
+
+// A source on `dir` with a 10 ms debounce, polled every 50 ms or watched with inotify.
+struct Running {
+  boost::asio::io_context io;
+  boost::asio::thread_pool pool{1};
+  Recorder sink;
+  ManifestSource source;
+  bool synced = false;
+
+  Running(const test::fs::path& dir, bool poll, std::chrono::milliseconds grace, std::vector<ObjectKey> known = {})
+      : source(io.get_executor(), pool, {dir, 10ms, 50ms, poll, grace, std::move(known)}, sink) {
+    source.start([this] { synced = true; });
+    REQUIRE(run_until(io, [this] { return synced; }));
+  }
+  ~Running() {
+    source.stop();
+    pool.join();
+  }
+  // Lets the source see a change just made: at least one scan after it, then some quiet.
+  void settle() {
+    auto before = source.scans();
+    REQUIRE(run_until(io, [&] { return source.scans() > before; }));
+    run_for(io, 300ms);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("the manifest source follows a folder as it changes") {
@@ -44,37 +94,203 @@ TEST_CASE("the manifest source follows a folder as it changes") {
   INFO((poll ? "polling" : "inotify"));
   auto dir = test::temp_dir(poll ? "source-poll" : "source-inotify");
   test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
-  boost::asio::io_context io;
-  boost::asio::thread_pool pool(1);
-  Recorder sink;
-  ManifestSource source(io.get_executor(), pool,
-                        {dir, std::chrono::milliseconds(10), std::chrono::milliseconds(50), poll}, sink);
-  bool synced = false;
-  source.start([&] { synced = true; });
-  REQUIRE(run_until(io, [&] { return synced; }));
-  CHECK(sink.synced_calls == 1);
-  CHECK(sink.storages.at("demo/a") == "/data/a");
+  Running r(dir, poll, 0ms);
+  CHECK(r.sink.synced_calls == 1);
+  CHECK(r.sink.storages.at("demo/a") == "/data/a");
 
   // A new file in a new sub-folder, with a Secret.
-  test::write_file(dir / "sub/b.yaml", test::local_storage("b", "/data/b") +
-                                           "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: demo}\n"
-                                           "stringData: {K: v}\n");
-  REQUIRE(run_until(io, [&] { return sink.storages.count("demo/b") && sink.secrets.count("demo/s"); }));
+  test::write_file(dir / "sub/b.yaml", test::local_storage("b", "/data/b") + "---\n" + kSecret);
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.count("demo/b") && r.sink.secrets.count("demo/s"); }));
 
   // An edit is seen; an unchanged rescan delivers nothing.
-  int upserts = sink.upserts;
+  int upserts = r.sink.upserts;
   test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a2"));
-  REQUIRE(run_until(io, [&] { return sink.storages.at("demo/a") == "/data/a2"; }));
-  CHECK(sink.upserts == upserts + 1);
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.at("demo/a") == "/data/a2"; }));
+  CHECK(r.sink.upserts == upserts + 1);
 
-  // A broken file keeps its objects; removing a file removes them.
+  // A broken file keeps its objects; removing a file removes them (no grace here).
   test::write_file(dir / "a.yaml", "kind: [\n");
-  io.restart();
-  io.run_for(std::chrono::milliseconds(300));
-  CHECK(sink.storages.count("demo/a"));
+  r.settle();
+  CHECK(r.sink.storages.count("demo/a"));
   test::fs::remove_all(dir / "sub");
-  REQUIRE(run_until(io, [&] { return !sink.storages.count("demo/b") && !sink.secrets.count("demo/s"); }));
-  CHECK(sink.storages.count("demo/a"));
-  source.stop();
-  pool.join();
+  REQUIRE(run_until(r.io, [&] { return !r.sink.storages.count("demo/b") && !r.sink.secrets.count("demo/s"); }));
+  CHECK(r.sink.storages.count("demo/a"));
+}
+
+TEST_CASE("the manifest source keeps the objects of a file that fails in any way") {
+  bool poll = GENERATE(false, true);
+  struct Case {
+    const char* what;
+    std::string text;
+  };
+  std::string typed = test::local_storage("a", "/data/a");
+  typed.insert(typed.find("metadata:\n") + 10, "  labels: [oops]\n");
+  auto c = GENERATE_COPY(values<Case>({
+      {"truncated (empty)", ""},
+      {"whitespace only", "\n   \n"},
+      {"cut mid-object", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStora"},
+      {"a field of the wrong type", typed},
+      {"a document that is not a mapping", "- a\n"},
+      {"not YAML", "kind: [\n"},
+  }));
+  INFO((poll ? "polling: " : "inotify: ") << c.what);
+  auto dir = test::temp_dir("source-failing");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a") + "---\n" + kSecret);
+  // No grace at all: only the failing-file rule stands between the edit and a removal.
+  Running r(dir, poll, 0ms);
+  REQUIRE(r.sink.storages.count("demo/a"));
+  REQUIRE(r.sink.secrets.count("demo/s"));
+
+  test::write_file(dir / "a.yaml", c.text);
+  r.settle();
+  CHECK(r.sink.storages.count("demo/a"));
+  CHECK(r.sink.secrets.count("demo/s"));
+  CHECK(r.sink.removals() == 0);
+
+  // Fixed, without the Secret: now it is really gone.
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  REQUIRE(run_until(r.io, [&] { return !r.sink.secrets.count("demo/s"); }));
+  CHECK(r.sink.storages.count("demo/a"));
+}
+
+TEST_CASE("in a failing file, an object that parses is updated and a broken one is kept") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-partly");
+  test::write_file(dir / "a.yaml", test::local_storage("one", "/data/one") + "---\n" + test::local_storage("two", "/data/two"));
+  Running r(dir, poll, 0ms);
+  REQUIRE(r.sink.storages.size() == 2);
+
+  std::string broken_two = test::local_storage("two", "/data/two2");
+  broken_two.insert(broken_two.find("metadata:\n") + 10, "  labels: [oops]\n");
+  test::write_file(dir / "a.yaml", test::local_storage("one", "/data/one2") + "---\n" + broken_two);
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.at("demo/one") == "/data/one2"; }));
+  run_for(r.io, 300ms);
+  CHECK(r.sink.storages.at("demo/two") == "/data/two");  // kept as it was
+
+  // Still failing (another broken document), and two is not even there: kept, as last seen.
+  test::write_file(dir / "a.yaml", test::local_storage("one", "/data/one2") + "---\n- a\n");
+  r.settle();
+  CHECK(r.sink.storages.at("demo/two") == "/data/two");
+  CHECK(r.sink.storages.at("demo/one") == "/data/one2");
+  CHECK(r.sink.removals() == 0);
+
+  // Clean again without two: two goes.
+  test::write_file(dir / "a.yaml", test::local_storage("one", "/data/one2"));
+  REQUIRE(run_until(r.io, [&] { return !r.sink.storages.count("demo/two"); }));
+}
+
+TEST_CASE("a removed object is delivered only after the delete grace, by the source's own timer") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-grace");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  test::write_file(dir / "b.yaml", test::local_storage("b", "/data/b") + "---\n" + kSecret);
+  const auto grace = 2000ms;
+  Running r(dir, poll, grace);
+
+  auto removed_at = std::chrono::steady_clock::now();
+  test::fs::remove(dir / "b.yaml");
+  r.settle();  // the removal has been seen...
+  run_for(r.io, std::chrono::duration_cast<std::chrono::milliseconds>(removed_at + grace / 2 -
+                                                                      std::chrono::steady_clock::now()));
+  CHECK(r.sink.storages.count("demo/b"));  // ...and half the grace later nothing is removed
+  CHECK(r.sink.secrets.count("demo/s"));
+  // No file changes from here on: with inotify only the source's own timer can bring the removal.
+  REQUIRE(run_until(r.io, [&] { return !r.sink.storages.count("demo/b") && !r.sink.secrets.count("demo/s"); }));
+  CHECK(std::chrono::steady_clock::now() - removed_at >= grace);
+  CHECK(r.sink.storages.count("demo/a"));
+  run_for(r.io, 200ms);
+  CHECK(r.sink.removals() == 2);  // once each
+}
+
+TEST_CASE("an object that comes back within the grace is not removed") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-back");
+  const std::string b = test::local_storage("b", "/data/b");
+  test::write_file(dir / "b.yaml", b + "---\n" + kSecret);
+  const auto grace = 1000ms;
+  Running r(dir, poll, grace);
+  int upserts = r.sink.upserts;
+
+  // Gone for a while, then back unchanged: nothing is delivered at all.
+  test::fs::remove(dir / "b.yaml");
+  r.settle();
+  test::write_file(dir / "b.yaml", b + "---\n" + kSecret);
+  r.settle();
+  run_for(r.io, grace + 500ms);
+  CHECK(r.sink.removals() == 0);
+  CHECK(r.sink.upserts == upserts);
+  CHECK(r.sink.storages.count("demo/b"));
+
+  // Rewritten in place with a pause at a document boundary: the half-written file parses but
+  // misses the Secret for a while; it is not removed.
+  {
+    std::ofstream out(dir / "b.yaml", std::ios::binary | std::ios::trunc);
+    out << b << "---\n" << std::flush;
+    r.settle();
+    out << kSecret;
+  }
+  r.settle();
+  run_for(r.io, grace + 500ms);
+  CHECK(r.sink.removals() == 0);
+  CHECK(r.sink.secrets.count("demo/s"));
+
+  // Back changed: an upsert, still no removal; the grace starts over at the next absence.
+  test::fs::remove(dir / "b.yaml");
+  r.settle();
+  test::write_file(dir / "b.yaml", test::local_storage("b", "/data/b2") + "---\n" + kSecret);
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.at("demo/b") == "/data/b2"; }));
+  run_for(r.io, grace);
+  CHECK(r.sink.removals() == 0);
+}
+
+TEST_CASE("storages recorded from the folder but absent at start are removed only after the grace") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-known");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  const auto grace = 1000ms;
+  auto started = std::chrono::steady_clock::now();
+  Running r(dir, poll, grace, {{"demo", "a"}, {"demo", "gone"}, {"demo", "late"}});
+  CHECK(r.sink.events == std::vector<std::string>{"synced"});
+  run_for(r.io, grace / 2);
+  CHECK(r.sink.removals() == 0);
+  test::write_file(dir / "late.yaml", test::local_storage("late", "/data/late"));  // comes back in time
+  REQUIRE(run_until(r.io, [&] { return r.sink.events.size() > 1; }));
+  CHECK(std::chrono::steady_clock::now() - started >= grace);
+  CHECK(r.sink.events == std::vector<std::string>{"synced", "-demo/gone"});
+  CHECK(r.sink.storages.count("demo/late"));
+}
+
+TEST_CASE("with no grace, a removal is delivered at the first scan that misses it, after synced") {
+  auto dir = test::temp_dir("source-no-grace");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  Running r(dir, false, 0ms, {{"demo", "gone"}});
+  CHECK(r.sink.events == std::vector<std::string>{"synced", "-demo/gone"});
+  test::fs::remove(dir / "a.yaml");
+  REQUIRE(run_until(r.io, [&] { return r.sink.removals() == 2; }));
+  CHECK(r.sink.events.back() == "-demo/a");
+}
+
+TEST_CASE("recorded storages wait while a file not read cleanly since the start fails: they may be in it") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-known-failing");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  test::write_file(dir / "b.yaml", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStora");  // cut
+  const auto grace = 300ms;
+  Running r(dir, poll, grace, {{"demo", "a"}, {"demo", "b"}});
+  run_for(r.io, grace + 1000ms);
+  CHECK(r.sink.removals() == 0);
+
+  // Fixed, and b is really not in it: now b goes, a grace after the fix.
+  auto fixed_at = std::chrono::steady_clock::now();
+  test::write_file(dir / "b.yaml", test::local_storage("c", "/data/c"));
+  REQUIRE(run_until(r.io, [&] { return r.sink.removals() == 1; }));
+  CHECK(std::chrono::steady_clock::now() - fixed_at >= grace);
+  CHECK(r.sink.events.back() == "-demo/b");
+  CHECK(r.sink.storages.count("demo/a"));
+  CHECK(r.sink.storages.count("demo/c"));
 }
