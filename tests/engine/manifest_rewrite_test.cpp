@@ -26,6 +26,7 @@ struct Folder {
         meta(root / "data/prod/metadata.yaml"),
         backup1(root / "data/prod/repo-1.bin"),
         backup2(root / "data/prod/repo-2.bin") {
+    test::fs::create_directories(root);  // local.root must exist
     test::write_file(saved, test::local_storage("prod", "/data/prod", "WipeOut"));
     test::write_file(manifests / "prod.yaml", test::read_file(saved));
   }
