@@ -142,6 +142,7 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
   cfg.log_level = "warn";
   cfg.state_dir = dir / "state";
   cfg.local_root = dir / "root";
+  std::filesystem::create_directories(cfg.local_root);
   cfg.manifests = dir / "manifests";
   cfg.gcs_endpoint = p.gcs_endpoint;
 

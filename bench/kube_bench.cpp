@@ -399,6 +399,7 @@ class Bench {
     metrics_origin_ = http::Url::parse("http://127.0.0.1:" + std::to_string(metrics_port_)).value();
     health_origin_ = http::Url::parse("http://127.0.0.1:" + std::to_string(health_port_)).value();
     kubeconfig_ = server.write_kubeconfig("default");
+    fs::create_directories(dir_ / "root");  // local.root must exist
   }
 
   std::vector<std::string> stowage_args() const {

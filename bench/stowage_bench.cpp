@@ -139,6 +139,7 @@ double engine_e2e(int storages, config::Config cfg) {
   write_manifests(dir / "manifests", storages);
   cfg.state_dir = dir / "state";
   cfg.local_root = dir / "root";
+  fs::create_directories(cfg.local_root);
   cfg.manifests = dir / "manifests";
   auto t0 = Clock::now();
   engine::Runtime rt(cfg, engine::OfflineSource{cfg.manifests.string(), true});

@@ -66,9 +66,14 @@ CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::siz
   return c;
 }
 
-BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, fs::path local_root, http::Client& http,
+BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, LocalSettings local, http::Client& http,
                                CloudSettings cloud)
-    : pool_(io_pool), local_root_(std::move(local_root)), http_(http), cloud_(std::move(cloud)) {}
+    : pool_(io_pool), local_(std::move(local)), http_(http), cloud_(std::move(cloud)) {
+  std::error_code ec;
+  fs::path root = fs::absolute(local_.root, ec);
+  local_.root = (ec ? local_.root : root).lexically_normal();
+  if (local_.root.has_relative_path() && !local_.root.has_filename()) local_.root = local_.root.parent_path();
+}
 
 std::size_t BackendFactory::connections(std::int64_t from_spec) const {
   return from_spec > 0 ? static_cast<std::size_t>(from_spec) : cloud_.max_connections;
@@ -150,25 +155,28 @@ std::vector<std::string> BackendFactory::required_keys(const std::string& provid
   return {};
 }
 
-Result<fs::path, std::string> BackendFactory::local_directory(const kube::LocalSpec& local) const {
+Result<fs::path, std::string> local_directory(const fs::path& root, const kube::LocalSpec& local) {
   if (local.volume_type.empty())
     return std::string("spec.storage.local has no volume source: add one of hostPath, persistentVolumeClaim, nfs, ...");
   fs::path mount(local.mount_path);
-  if (local.mount_path.empty() || !mount.is_absolute())
-    return "spec.storage.local.mountPath must be an absolute path, got \"" + local.mount_path + "\"";
+  if (local.mount_path.empty() || !mount.is_absolute() || has_dotdot(mount))
+    return "spec.storage.local.mountPath must be an absolute path without '..', got \"" + local.mount_path + "\"";
   fs::path sub(local.sub_path);
   if (sub.is_absolute() || has_dotdot(sub))
     return "spec.storage.local.subPath must be a relative path without '..', got \"" + local.sub_path + "\"";
   fs::path inside;
   if (local.volume_type == "hostPath") {
     fs::path host(local.host_path);
-    if (local.host_path.empty() || !host.is_absolute())
-      return "spec.storage.local.hostPath.path must be an absolute path, got \"" + local.host_path + "\"";
+    if (local.host_path.empty() || !host.is_absolute() || has_dotdot(host))
+      return "spec.storage.local.hostPath.path must be an absolute path without '..', got \"" + local.host_path +
+             "\"";
     inside = host.relative_path() / sub;
   } else {
     inside = mount.relative_path();  // the volume is mounted there, subPath already applied
   }
-  return (local_root_ / inside).lexically_normal();
+  fs::path dir = (root / inside).lexically_normal();
+  if (dir.has_relative_path() && !dir.has_filename()) dir = dir.parent_path();  // no trailing slash
+  return dir;
 }
 
 Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(const kube::BackupStorage& s,
@@ -178,9 +186,13 @@ Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(cons
     return std::string("spec.storage.provider is not set: set it to one of local, s3, gcs, azure");
   if (st.provider == "local") {
     if (!st.local) return std::string("spec.storage.local is missing for provider local");
-    auto dir = local_directory(*st.local);
+    auto dir = local_directory(local_.root, *st.local);
     if (!dir.ok()) return dir.error();
-    storage::LocalBackendOptions opts{dir.value(), st.local->volume_type == "hostPath"};
+    storage::LocalBackendOptions opts;
+    opts.directory = dir.value();
+    opts.create_directory = st.local->volume_type == "hostPath";
+    opts.root = local_.root;
+    opts.protected_paths = local_.protected_paths;
     return std::unique_ptr<storage::Backend>(std::make_unique<storage::LocalBackend>(pool_, std::move(opts)));
   }
   if (st.provider == "s3" || st.provider == "gcs" || st.provider == "azure") {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "kube/model.hpp"
@@ -32,10 +33,21 @@ struct CloudSettings {
   static CloudSettings from_environment(std::string gcs_endpoint, std::size_t max_connections);
 };
 
+// Where a local storage's directory is, as seen by this process (see README "Local volumes"):
+// absolute and lexically normal, beneath `root`; or why the spec gives none.
+Result<std::filesystem::path, std::string> local_directory(const std::filesystem::path& root,
+                                                           const kube::LocalSpec& local);
+
+// Where local storages may live, as seen by this process.
+struct LocalSettings {
+  std::filesystem::path root = "/";  // local.root: every local path is resolved beneath it
+  // Never wiped, nor anything that holds them or lies inside them: the state directory, the manifest folder.
+  std::vector<std::filesystem::path> protected_paths;
+};
+
 class BackendFactory {
  public:
-  BackendFactory(boost::asio::thread_pool& io_pool, std::filesystem::path local_root, http::Client& http,
-                 CloudSettings cloud);
+  BackendFactory(boost::asio::thread_pool& io_pool, LocalSettings local, http::Client& http, CloudSettings cloud);
 
   // The secret is null when the storage names none or it does not exist (the caller reports that).
   Result<std::unique_ptr<storage::Backend>, std::string> make(const kube::BackupStorage& storage,
@@ -44,8 +56,7 @@ class BackendFactory {
   // The keys KubeStash requires in the provider's Secret (empty for local).
   static std::vector<std::string> required_keys(const std::string& provider);
 
-  // Where a local storage's directory is, as seen by this process (see README "Local volumes").
-  Result<std::filesystem::path, std::string> local_directory(const kube::LocalSpec& local) const;
+  const LocalSettings& local() const { return local_; }
 
  private:
   using Made = Result<std::unique_ptr<storage::Backend>, std::string>;
@@ -55,7 +66,7 @@ class BackendFactory {
   std::size_t connections(std::int64_t from_spec) const;
 
   boost::asio::thread_pool& pool_;
-  std::filesystem::path local_root_;
+  LocalSettings local_;
   http::Client& http_;
   CloudSettings cloud_;
 };

@@ -66,6 +66,21 @@ http::ClientOptions http_options(const config::Config& c) {
   return o;
 }
 
+// The state directory and the manifest folder are never wiped, whatever a storage's path says.
+LocalSettings local_settings(const config::Config& c) {
+  LocalSettings local;
+  local.root = c.local_root;
+  for (const auto& dir : {c.state_dir, c.manifests}) {
+    if (dir.empty()) continue;
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(dir, ec);
+    if (ec) absolute = dir;
+    auto real = std::filesystem::weakly_canonical(absolute, ec);
+    local.protected_paths.push_back(ec ? absolute.lexically_normal() : real);
+  }
+  return local;
+}
+
 }  // namespace
 
 std::int64_t wall_now_ms() {
@@ -105,7 +120,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
       http(io.get_executor(), http_options(c)),
-      backends(pool, c.local_root, http,
+      backends(pool, local_settings(c), http,
                CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections))),
       offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),
                                                               std::move(offline_source->source_id), queue,

@@ -10,6 +10,7 @@ struct Env {
   explicit Env(const std::string& name)
       : dir(test::temp_dir(name)), state(dir / "state"), root(dir / "root"), manifests(dir / "manifests") {
     test::fs::create_directories(manifests);
+    test::fs::create_directories(root);  // local.root must exist: it is the administrator's, never created
   }
   std::vector<std::string> common() const {
     return {"--state-dir", state.string(), "--local-root", root.string()};

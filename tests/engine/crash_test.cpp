@@ -22,6 +22,7 @@ TEST_CASE("kill -9 loses nothing and writes nothing twice", "[crash]") {
   constexpr int kStorages = 200;
   auto dir = test::temp_dir("crash");
   auto manifests = dir / "manifests", state = dir / "state", root = dir / "root";
+  test::fs::create_directories(root);
   for (int f = 0; f < 10; ++f) {
     std::string text;
     for (int i = f * 20; i < (f + 1) * 20; ++i)

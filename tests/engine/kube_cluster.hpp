@@ -22,7 +22,9 @@ struct KubeCluster {
       : dir(test::temp_dir(dir_name)),
         server(dir / "apiserver", admin_token, std::move(server_args)),
         state(dir / "state"),
-        root(dir / "root") {}
+        root(dir / "root") {
+    test::fs::create_directories(root);  // local.root must exist
+  }
 
   // kubectl as the administrator; fails the test unless it exits 0.
   std::string kubectl(const std::string& args) const {

@@ -34,9 +34,11 @@ struct Rig {
 
   explicit Rig(const std::string& name)
       : dir(test::temp_dir(name)),
-        backends(pool, dir / "root", http, CloudSettings{}),
+        backends(pool, LocalSettings{dir / "root", {}}, http, CloudSettings{}),
         fp(persistence::Fingerprinter::load_or_create(dir).value()),
-        reconciler(world, backends, facts, fp, ReconcilerOptions{"v9.9.9"}) {}
+        reconciler(world, backends, facts, fp, ReconcilerOptions{"v9.9.9"}) {
+    test::fs::create_directories(dir / "root");  // local.root exists: it is the administrator's
+  }
   ~Rig() { pool.join(); }
 
   void apply(const std::string& yaml) {
