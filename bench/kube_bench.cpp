@@ -410,6 +410,8 @@ class Bench {
             (dir_ / "state").string(),
             "--local-root",
             (dir_ / "root").string(),
+            "--local-volume-mode",
+            "direct",
             "--metrics-bind-address",
             "127.0.0.1:" + std::to_string(metrics_port_),
             "--health-probe-bind-address",

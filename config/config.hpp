@@ -30,7 +30,7 @@ struct Config {
   Millis manifests_delete_grace{30000};               // manifests.delete-grace: absent this long before deletion
   std::filesystem::path local_root = "/";             // local.root
   int local_io_threads = 4;                           // local.io-threads
-  std::string local_volume_mode = "direct";           // local.volume-mode: direct | job (Kubernetes mode)
+  std::string local_volume_mode = "auto";             // local.volume-mode: auto | job | direct (Kubernetes mode)
   std::string volume_job_image = "stowage:0.1.0";     // local.job-image: the image the volume Jobs run
   int workers = 16;                                   // reconcile.workers
   Millis retry_base{1000};                            // reconcile.retry-base

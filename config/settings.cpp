@@ -123,8 +123,9 @@ std::vector<Setting> make_table() {
       {"local.io-threads", "--local-io-threads", "Threads doing file I/O for local volumes",
        Integer{&Config::local_io_threads, 1, 64}},
       {"local.volume-mode", "--local-volume-mode",
-       "Kubernetes mode: write local volumes directly (direct), or through a Job that mounts the volume (job)",
-       Choice{&Config::local_volume_mode, {"direct", "job"}}},
+       "Kubernetes mode: reach local volumes through a Job that mounts them (job), or write them directly under "
+       "local.root (direct, which needs a local.root other than /); auto: job against an API server",
+       Choice{&Config::local_volume_mode, {"auto", "job", "direct"}}},
       {"local.job-image", "--volume-job-image", "Image the volume Jobs run (stowage's own; its entrypoint is stowage)",
        Text<std::string>{&Config::volume_job_image, "IMAGE", false}},
       {"reconcile.workers", "--workers", "Reconciles that may run at the same time",

@@ -201,8 +201,28 @@ int run_offline(const config::Config& config) {
   return serve(rt, config, held, hooks, exit_code);
 }
 
+// Against an API server anyone who may create a BackupStorage names its local path. Written directly,
+// that path is in this process's own filesystem: only allowed beneath a local.root of the admin's
+// choosing, never `/`. Returns the mode to use, or nothing (after saying why) when it is refused.
+std::optional<std::string> kubernetes_volume_mode(const config::Config& config) {
+  if (config.local_volume_mode != "direct") return std::string("job");
+  std::error_code ec;
+  fs::path root = fs::weakly_canonical(fs::absolute(config.local_root, ec), ec);
+  if (ec || root == root.root_path()) {
+    spdlog::error("local.volume-mode is direct, but local.root is {}: against an API server, anyone who can create a "
+                  "BackupStorage could then create, read and wipe paths anywhere in this process's filesystem. Give "
+                  "--local-root a directory of its own for the volumes (not /), or use --local-volume-mode job (the "
+                  "default)",
+                  config.local_root.string());
+    return std::nullopt;
+  }
+  return std::string("direct");
+}
+
 int run_kubernetes(const config::Config& config) {
   HeldStopSignals held;
+  auto volume_mode = kubernetes_volume_mode(config);
+  if (!volume_mode) return 2;
   kube::LoadOptions load;
   load.kubeconfig = config.kubeconfig;
   load.context = config.kube_context;
@@ -227,7 +247,7 @@ int run_kubernetes(const config::Config& config) {
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
                            client.value().server.to_string() + " namespace=" + config.kube_namespace, std::nullopt};
-  if (config.local_volume_mode == "job") {
+  if (*volume_mode == "job") {
     VolumeJobSettings jobs;
     jobs.image = config.volume_job_image;
     jobs.operator_version = config.operator_version;

@@ -55,7 +55,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "local:\n"
         "  root: /\n"
         "  io-threads: 4\n"
-        "  volume-mode: direct\n"
+        "  volume-mode: auto\n"
         "  job-image: stowage:0.1.0\n"
         "reconcile:\n"
         "  workers: 16\n"

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -48,12 +49,14 @@ struct KubeCluster {
   }
 
   // `stowage run --kubeconfig FILE` with this cluster's state dir and local root, logging to
-  // dir/<log_name>.log.
+  // dir/<log_name>.log. Local volumes are written directly under that root unless `extra` picks a mode.
   test::Child run(const test::fs::path& kubeconfig, const std::string& log_name, const std::string& log_level,
                   std::vector<std::string> extra) const {
     std::vector<std::string> args{"run",          "--kubeconfig", kubeconfig.string(), "--state-dir", state.string(),
                                   "--local-root", root.string(),  "--log-level",       log_level,     "--retry-base",
                                   "200ms",        "--retry-cap",  "2s"};
+    if (std::find(extra.begin(), extra.end(), "--local-volume-mode") == extra.end())
+      args.insert(args.end(), {"--local-volume-mode", "direct"});
     args.insert(args.end(), extra.begin(), extra.end());
     return test::Child::spawn(args, dir / (log_name + ".out"), dir / (log_name + ".log"));
   }

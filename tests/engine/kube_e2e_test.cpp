@@ -722,3 +722,32 @@ TEST_CASE("the lifecycle in a cluster for Azure and GCS: Ready, a broken key, fi
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
+
+TEST_CASE("local volumes against an API server: Jobs by default, direct writes only beneath a root of their own") {
+  Cluster cluster("volume-default");
+  cluster.apply("d0", test::local_storage("d0", "/data/d0"));
+  // No mode given: an initializer Job, and the controller writes nothing into its own filesystem.
+  auto child = cluster.start("run", {"--local-volume-mode", "auto"});
+  INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] {
+    auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=d0 -o name");
+    return code == 0 && out.find("job.batch/init-d0") != std::string::npos;
+  }));
+  CHECK_FALSE(test::fs::exists(cluster.root / "data/d0"));
+  CHECK_FALSE(test::fs::exists("/data/d0"));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+
+  // Direct writes with the filesystem root as local.root (the default, or given) are refused at start.
+  for (std::vector<std::string> root : {std::vector<std::string>{}, std::vector<std::string>{"--local-root", "/"},
+                                        std::vector<std::string>{"--local-root", "/tmp/.."}}) {
+    std::vector<std::string> args{"run", "--kubeconfig", cluster.kubeconfig.string(), "--state-dir",
+                                  (cluster.dir / "direct-state").string(), "--local-volume-mode", "direct"};
+    args.insert(args.end(), root.begin(), root.end());
+    auto r = test::run(args, cluster.dir);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("local.volume-mode is direct") && Catch::Contains("--local-root") &&
+                          Catch::Contains("--local-volume-mode job"));
+  }
+}
