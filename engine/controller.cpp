@@ -93,8 +93,8 @@ void Controller::run(persistence::QueueRow item) {
   auto started = std::chrono::steady_clock::now();
   auto slot = processing_.insert(started);
   if (metrics_) arm_unfinished_work_timer();
-  bool revalidate = item.reason == kRevalidateReason;
-  boost::asio::co_spawn(executor_, reconciler_.reconcile(key, revalidate),
+  ReconcileRequest request{item.reason == kRevalidateReason, item.attempts};
+  boost::asio::co_spawn(executor_, reconciler_.reconcile(key, request),
                         [this, item = std::move(item), started, slot](std::exception_ptr ep, Outcome outcome) {
                           processing_.erase(slot);
                           if (ep) {

@@ -1,5 +1,7 @@
 #include "engine/kube_world.hpp"
 
+#include "common/time_format.hpp"
+
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
@@ -70,7 +72,12 @@ kube::InformerOptions informer_options(std::string name, std::string path, std::
 
 KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
                      persistence::StateStore* store, KubeWorldOptions options)
-    : executor_(executor), api_(api), queue_(queue), store_(store), options_(std::move(options)) {
+    : executor_(executor),
+      api_(api),
+      queue_(queue),
+      store_(store),
+      options_(std::move(options)),
+      locations_(LocationSettings{options_.local_root, options_.volume_jobs.has_value()}) {
   auto persist_checkpoint = [this](const char* resource) {
     return [this, resource](const std::string& rv) {
       if (store_) store_->put(persistence::KubeCheckpoint{resource, options_.scope, rv});
@@ -297,8 +304,11 @@ void KubeWorld::storage_upserted(json::value object) {
                  old->metadata.deletion_timestamp != s.metadata.deletion_timestamp ||
                  (has_finalizer(*old) && !has_finalizer(s));
   std::string reason = !old ? "added" : "changed";
+  auto overlapping = locations_.put(s);
   cache_.upsert(std::move(s));
   if (changed && !restoring_) enqueue(key, reason);
+  if (!restoring_)
+    for (const auto& other : overlapping) enqueue(other, "the location of " + key.str() + " changed");
 }
 
 void KubeWorld::storage_removed(const std::string& ns, const std::string& name) {
@@ -307,6 +317,7 @@ void KubeWorld::storage_removed(const std::string& ns, const std::string& name) 
   invalid_.erase(key);
   if (store_) store_->erase_kube_object(kStorages, ns, name);
   enqueue(key, "deleted");
+  for (const auto& other : locations_.erase(key)) enqueue(other, "the location of " + key.str() + " changed");
 }
 
 void KubeWorld::secret_changed(const std::string& ns, const std::string& name, const std::string& why) {
@@ -314,8 +325,25 @@ void KubeWorld::secret_changed(const std::string& ns, const std::string& name, c
   for (const auto& s : cache_.storages_using_secret(secret)) enqueue(s, "secret " + secret.str() + " " + why);
 }
 
+boost::asio::awaitable<TargetResult<Ok>> KubeWorld::retire_job(const ObjectKey& job_key, const std::string& uid,
+                                                               const std::string& why) {
+  std::string item = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs/" + job_key.name +
+                     "?propagationPolicy=Background";
+  json::value options{{"preconditions", {{"uid", uid}}}};
+  auto removed = co_await api_.remove(std::move(item), std::move(options));
+  if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
+    co_return TargetError{"deleting the volume Job " + job_key.str() + ": " + removed.error().message,
+                          removed.error().transient()};
+  if (removed.ok()) spdlog::info("deleted the volume Job {}, {}", job_key.str(), why);
+  // Late watch events of the deleted Job are ignored, so they cannot stand in for a new one.
+  if (!uid.empty()) retired_job_uids_.insert(uid);
+  if (auto cached = jobs_.find(job_key); cached != jobs_.end() && metadata_text(cached->second, "uid") == uid)
+    jobs_.erase(cached);
+  co_return Ok{};
+}
+
 boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
-                                                                      VolumeJobKind kind) {
+                                                                      VolumeJobKind kind, std::vector<std::string> keep) {
   // The Job cache (jobs_) is changed by the Job informer whenever this coroutine awaits: no iterator
   // into it is held across a co_await; entries are looked up again by key.
   ObjectKey storage = key_of(object);
@@ -325,25 +353,27 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
   if (auto cached = jobs_.find(job_key); cached != jobs_.end()) job = cached->second;
   if (job && kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid)) {
     // cleanup-<name> is KubeStash's fixed name: a Job left by an earlier storage of the same name
-    // (another uid) is not this one's. Delete that very Job (a uid precondition, so a Job created
-    // meanwhile under the name is never the one deleted) and start afresh. Late watch events of the
-    // deleted Job are ignored (retired_job_uids_), so they cannot stand in for the new one.
-    std::string old_uid = metadata_text(*job, "uid");
-    std::string item = jobs + "/" + job_key.name + "?propagationPolicy=Background";
-    json::value options{{"preconditions", {{"uid", old_uid}}}};
-    auto removed = co_await api_.remove(std::move(item), std::move(options));
-    if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
-      co_return TargetError{"deleting the old volume Job " + job_key.str() + ": " + removed.error().message,
-                            removed.error().transient()};
-    if (removed.ok())
-      spdlog::info("{}: deleted {}, left by an earlier storage of the same name", storage.str(), job_key.str());
-    if (!old_uid.empty()) retired_job_uids_.insert(old_uid);
-    if (auto cached = jobs_.find(job_key); cached != jobs_.end() && metadata_text(cached->second, "uid") == old_uid)
-      jobs_.erase(cached);
+    // (another uid) is not this one's. Delete that very Job and start afresh.
+    auto retired = co_await retire_job(job_key, metadata_text(*job, "uid"), "left by an earlier storage of the same name");
+    if (!retired.ok()) co_return retired.error();
     job.reset();
   }
+  if (job && kind == VolumeJobKind::Cleanup) {
+    // A failed wipe is retried on the permanent schedule: once the Job has been failed that long, it
+    // is replaced by a new run (the failure stays reported on the storage meanwhile).
+    JobOutcome seen = job_outcome(*job);
+    auto failed_at = parse_rfc3339(seen.finished_at);
+    if (seen.state == JobOutcome::Failed && failed_at &&
+        WallClock::now() - *failed_at >= options_.failed_cleanup_retry) {
+      auto retired = co_await retire_job(job_key, metadata_text(*job, "uid"), "to retry the failed wipe");
+      if (!retired.ok()) co_return retired.error();
+      job.reset();
+    }
+  }
   if (!job) {
-    auto built = build_volume_job(object, kind, *options_.volume_jobs);
+    VolumeJobSettings settings = *options_.volume_jobs;
+    settings.wipe_keep = std::move(keep);
+    auto built = build_volume_job(object, kind, settings);
     if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};
     for (const auto& ignored : built.value().ignored_settings)
       spdlog::warn("{}: {} is not applied to volume Jobs", storage.str(), ignored);

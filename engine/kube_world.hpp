@@ -24,6 +24,9 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
+#include <filesystem>
+
 #include <functional>
 #include <map>
 #include <set>
@@ -58,6 +61,10 @@ struct KubeWorldOptions {
   std::string scope;
   // Set: local volumes are initialized and wiped by Jobs (watched with kVolumeJobSelector).
   std::optional<VolumeJobSettings> volume_jobs;
+  // Where local volumes are resolved (direct mode); whether Jobs reach them is taken from volume_jobs.
+  std::filesystem::path local_root = "/";
+  // A failed cleaner Job is run again once it has been failed this long (the permanent retry period).
+  std::chrono::milliseconds failed_cleanup_retry{600000};
 };
 
 class KubeWorld final : public ReconcileTarget {
@@ -83,10 +90,11 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
   void event(const kube::BackupStorage& object, bool warning, const std::string& reason, const std::string& action,
              const std::string& note) override;
+  const LocationIndex& locations() const override { return locations_; }
   StorageRepositories repositories(const ObjectKey& storage) override { return repositories_.status_for(storage); }
   bool volume_jobs() const override { return options_.volume_jobs.has_value(); }
-  boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& object,
-                                                             VolumeJobKind kind) override;
+  boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& object, VolumeJobKind kind,
+                                                             std::vector<std::string> keep) override;
 
   struct Stats {
     std::uint64_t secret_gets = 0, status_writes = 0, finalizer_writes = 0;
@@ -102,6 +110,10 @@ class KubeWorld final : public ReconcileTarget {
   void check_synced();
   // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
   std::map<std::string, std::string> restore();
+  // Deletes the Job under `job_key` whose uid is `uid` (a precondition: a Job created meanwhile under
+  // the name is never the one deleted) and forgets it, so that a new one can be created.
+  boost::asio::awaitable<TargetResult<Ok>> retire_job(const ObjectKey& job_key, const std::string& uid,
+                                                      const std::string& why);
 
   boost::asio::any_io_executor executor_;
   kube::ApiClient& api_;
@@ -122,6 +134,9 @@ class KubeWorld final : public ReconcileTarget {
   bool synced_reported_ = false;
 
   ObjectCache cache_;
+  // Every storage the API server still has (being deleted included). An object that cannot be read
+  // keeps the location it had: its data has not moved.
+  LocationIndex locations_;
   struct Invalid {
     kube::BackupStorage partial;  // metadata and what else could be read
     std::string problem;

@@ -28,9 +28,20 @@ std::string without_status(const kube::BackupStorage& s) {
 }  // namespace
 
 OfflineWorld::OfflineWorld(persistence::StateStore* store, const std::vector<persistence::ObjectRecord>& records,
-                           std::string source_id, persistence::WorkQueue& queue, bool deletions)
-    : store_(store), source_id_(std::move(source_id)), queue_(queue), deletions_(deletions) {
-  for (const auto& r : records) records_[{r.namespace_, r.name}] = r;
+                           std::string source_id, persistence::WorkQueue& queue, bool deletions,
+                           LocationSettings locations)
+    : store_(store),
+      source_id_(std::move(source_id)),
+      queue_(queue),
+      deletions_(deletions),
+      locations_(std::move(locations)) {
+  for (const auto& r : records) {
+    records_[{r.namespace_, r.name}] = r;
+    boost::system::error_code ec;
+    auto json = boost::json::parse(r.object_json, ec);
+    if (ec) continue;
+    if (auto parsed = kube::parse_backup_storage(json); parsed.ok()) (void)locations_.put(parsed.value());
+  }
 }
 
 void OfflineWorld::save(const persistence::ObjectRecord& record) {
@@ -39,6 +50,10 @@ void OfflineWorld::save(const persistence::ObjectRecord& record) {
 
 void OfflineWorld::enqueue(const ObjectKey& key, const std::string& reason) {
   queue_.add({kKind, key.namespace_, key.name}, reason);
+}
+
+void OfflineWorld::enqueue_overlapping(const std::vector<ObjectKey>& keys, const ObjectKey& changed) {
+  for (const auto& k : keys) enqueue(k, "the location of " + changed.str() + " changed");
 }
 
 void OfflineWorld::storage_upserted(kube::BackupStorage storage) {
@@ -71,6 +86,7 @@ void OfflineWorld::storage_upserted(kube::BackupStorage storage) {
     rec.object_json = without_status(storage);
     save(rec);
   }
+  enqueue_overlapping(locations_.put(storage), key);
   cache_.upsert(std::move(storage));
   enqueue(key, is_new ? "added" : "changed");
 }
@@ -134,6 +150,13 @@ std::optional<Lookup> OfflineWorld::get(const ObjectKey& key) {
     it->second.deleting = true;
     save(it->second);
   }
+  // Its last status too: a deletion that waits (a failed WipeOut) reports there.
+  if (!it->second.status_json.empty()) {
+    boost::system::error_code ec;
+    auto json = boost::json::parse(it->second.status_json, ec);
+    auto status = kube::parse_status(json);
+    if (!ec && status.ok()) parsed.value().status = std::move(status.value());
+  }
   return Lookup{std::move(parsed.value()), true, ""};
 }
 
@@ -168,6 +191,7 @@ boost::asio::awaitable<TargetResult<Ok>> OfflineWorld::deletion_done(const kube:
 
 void OfflineWorld::forget(const ObjectKey& key) {
   if (records_.erase(key) && store_) store_->erase_object(key.namespace_, key.name);
+  if (!cache_.storage(key)) enqueue_overlapping(locations_.erase(key), key);
 }
 
 }  // namespace stowage::engine

@@ -24,7 +24,8 @@ class OfflineWorld final : public SourceSink, public ReconcileTarget {
   // source_id: the manifest folder's absolute path. deletions: false for `stowage init`, which
   // never deletes anything.
   OfflineWorld(persistence::StateStore* store, const std::vector<persistence::ObjectRecord>& records,
-               std::string source_id, persistence::WorkQueue& queue, bool deletions);
+               std::string source_id, persistence::WorkQueue& queue, bool deletions,
+               LocationSettings locations = {});
 
   void storage_upserted(kube::BackupStorage storage) override;
   void storage_removed(const ObjectKey& key) override;
@@ -38,6 +39,7 @@ class OfflineWorld final : public SourceSink, public ReconcileTarget {
   boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
                                                         kube::BackupStorageStatus status) override;
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
+  const LocationIndex& locations() const override { return locations_; }
 
   const ObjectCache& cache() const { return cache_; }
 
@@ -45,6 +47,7 @@ class OfflineWorld final : public SourceSink, public ReconcileTarget {
   void save(const persistence::ObjectRecord& record);
   void forget(const ObjectKey& key);
   void enqueue(const ObjectKey& key, const std::string& reason);
+  void enqueue_overlapping(const std::vector<ObjectKey>& keys, const ObjectKey& changed);
 
   persistence::StateStore* store_;
   std::string source_id_;
@@ -52,6 +55,8 @@ class OfflineWorld final : public SourceSink, public ReconcileTarget {
   bool deletions_;
   ObjectCache cache_;
   std::map<ObjectKey, persistence::ObjectRecord> records_;
+  // Every recorded storage, from any folder, until its deletion is done: their data is still there.
+  LocationIndex locations_;
 };
 
 }  // namespace stowage::engine

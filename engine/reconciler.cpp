@@ -43,13 +43,13 @@ Reconciler::Reconciler(ReconcileTarget& target, const BackendFactory& backends, 
       options_(std::move(options)),
       now_(std::move(now)) {}
 
-boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, bool revalidate) {
+boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRequest request) {
   auto found = target_.get(key);
   if (!found) {
     facts_.forget(key);  // gone (or never ours): nothing left to clean up
     co_return Outcome{};
   }
-  if (found->deleting) co_return co_await remove(found->object);
+  if (found->deleting) co_return co_await remove(found->object, request.attempts);
 
   const kube::BackupStorage& s = found->object;
   // The finalizer first, before any status write, so a deletion always passes through cleanup.
@@ -114,8 +114,23 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, bool revali
     kube::remove_condition(status.conditions, kube::kConditionBackendSecretFound);
   }
 
-  // Step 2: the backend (BackendInitialized).
-  Outcome out = co_await initialize(s, secret ? &*secret : nullptr, status, revalidate);
+  // Step 2: the location. Of two storages whose locations are equal or nested only the older is
+  // initialized: a WipeOut of either would otherwise delete the other's backups.
+  if (auto conflict = target_.locations().conflict(key)) {
+    std::string msg = "BackupStorage " + key.str() + " " + describe(conflict->nesting) + " BackupStorage " +
+                      conflict->other.str() + " (" + conflict->other_label +
+                      "), which is older: it is not initialized and never wiped, so that a WipeOut of one cannot "
+                      "delete the other's backups; give it a location of its own, or delete the other";
+    kube::set_condition(status.conditions,
+                        condition(kube::kConditionBackendInitialized, false, kube::kReasonStorageLocationConflict,
+                                  msg, gen),
+                        now);
+    Outcome out{Outcome::Permanent, msg, false};  // the other's changes queue this one again
+    co_return co_await publish(s, std::move(status), std::move(out));
+  }
+
+  // Step 3: the backend (BackendInitialized).
+  Outcome out = co_await initialize(s, secret ? &*secret : nullptr, status, request.revalidate);
   co_return co_await publish(s, std::move(status), std::move(out));
 }
 
@@ -154,7 +169,8 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
     // In a cluster the volume is not mounted here: an initializer Job writes metadata.yaml. A Job is
     // not re-run to revalidate (its outcome stands until the storage changes).
     if (!facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
-      auto job = co_await target_.volume_job(s, VolumeJobKind::Initialize);
+      std::vector<std::string> nothing_to_keep;  // named: see wipe_directly()
+      auto job = co_await target_.volume_job(s, VolumeJobKind::Initialize, std::move(nothing_to_keep));
       if (!job.ok()) {
         set_failed(job.error().message);
         co_return target_failed(job.error());
@@ -265,80 +281,219 @@ boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s
   co_return outcome;
 }
 
-boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s) {
-  auto key = key_of(s);
-  if (s.spec.deletion_policy == "WipeOut" && s.spec.storage.provider == "local" && target_.volume_jobs()) {
-    auto job = co_await target_.volume_job(s, VolumeJobKind::Cleanup);
-    if (!job.ok() && job.error().transient) co_return target_failed(job.error());
-    if (job.ok() && job.value().state == JobOutcome::Running) co_return Outcome{Outcome::Done, "", false};
-    if (!job.ok() || job.value().state == JobOutcome::Failed) {
-      std::string why = job.ok() ? job.value().reason + (job.value().message.empty() ? "" : ": " + job.value().message)
-                                 : job.error().message;
-      spdlog::warn("{}: the cleaner Job failed ({}); the object is deleted and the data is kept", key.str(), why);
-      target_.event(s, true, "WipeOutFailed", "Delete",
-                    "the cleaner Job failed (" + why + "); the object is deleted and the data is kept");
-    } else {
-      std::string detail = job.value().message.empty() ? "" : ": " + job.value().message;
-      spdlog::info("{}: deleted; the cleaner Job wiped the volume{}", key.str(), detail);
-      target_.event(s, false, "WipedOut", "Delete", "the cleaner Job wiped the volume" + detail);
+// --- deletion ---
+
+namespace {
+
+// The location rules of a WipeOut, read from the index: nothing is wiped where an older storage has
+// the same location or another storage's location holds this one; the locations of storages nested
+// inside are kept (relative to this storage's directory or prefix).
+struct WipeRules {
+  std::string refused;  // why nothing may be deleted, or empty
+  std::vector<std::string> keep;
+};
+
+WipeRules wipe_rules(const LocationIndex& index, const ObjectKey& key) {
+  WipeRules rules;
+  const StorageLocation* mine = index.location(key);
+  for (const auto& o : index.overlaps(key)) {
+    bool blocks = o.nesting == Nesting::Holds || (o.nesting == Nesting::Same && o.other_is_older);
+    if (blocks && rules.refused.empty()) {
+      rules.refused = "its location (" + mine->label + ") " + describe(o.nesting) + " BackupStorage " +
+                      o.other.str() + " (" + o.other_label + ")" + (o.other_is_older ? ", which is older" : "") +
+                      ": wiping it would delete that storage's backups";
+    } else if (o.nesting == Nesting::Inside) {
+      const StorageLocation* theirs = index.location(o.other);
+      rules.keep.push_back(mine->path.empty() ? theirs->path : theirs->path.substr(mine->path.size() + 1));
     }
-  } else if (s.spec.deletion_policy == "WipeOut") {
-    std::optional<kube::Secret> secret;
-    if (auto name = s.spec.storage.secret_name(); !name.empty()) {
-      ObjectKey secret_key{key.namespace_, name};
-      auto read = co_await target_.secret(secret_key);
-      if (!read.ok() && read.error().transient) co_return target_failed(read.error());
-      if (read.ok()) secret = std::move(read.value());
-    }
-    auto made = backends_.make(s, secret ? &*secret : nullptr);
-    if (!made.ok()) {
-      // As KubeStash does, deletion is never blocked: the object goes, the data stays, and we say so.
-      spdlog::warn("{}: deleted with deletionPolicy WipeOut, but its backend cannot be wiped ({}); the data is kept",
-                   key.str(), made.error());
-      target_.event(s, true, "WipeOutFailed", "Delete", "the backend cannot be wiped (" + made.error() +
-                                                           "); the object is deleted and the data is kept");
-    } else {
-      // Progress, page by page: a log line and a WipeOut condition in the status, at most every 2 s.
-      storage::Backend& backend = *made.value();
-      std::string where = backend.identity();
-      kube::BackupStorageStatus progress = s.status;
-      std::optional<std::chrono::steady_clock::time_point> reported;
-      backend.on_delete_progress([&](std::size_t removed) -> boost::asio::awaitable<void> {
-        auto now = std::chrono::steady_clock::now();
-        if (reported && now - *reported < std::chrono::seconds(2)) co_return;
-        reported = now;
-        std::string msg = "WipeOut in progress: " + std::to_string(removed) + " objects removed so far from " + where;
-        spdlog::info("{}: {}", key.str(), msg);
-        kube::Condition c;
-        c.type = "WipeOut";
-        c.status = "False";
-        c.reason = "WipeOutInProgress";
-        c.message = msg;
-        c.observed_generation = s.metadata.generation;
-        kube::set_condition(progress.conditions, std::move(c), rfc3339(now_()));
-        auto written = co_await target_.write_status(s, progress);
-        if (!written.ok()) spdlog::debug("{}: WipeOut progress not written: {}", key.str(), written.error().message);
-      });
-      auto wiped = co_await backend.delete_all();
-      if (!wiped.ok() && wiped.error().transient) co_return failed(wiped.error());
-      if (!wiped.ok()) {
-        spdlog::warn("{}: WipeOut of {} failed ({}); the object is deleted and the data is kept", key.str(),
-                     made.value()->identity(), wiped.error().message);
-        target_.event(s, true, "WipeOutFailed", "Delete",
-                      "WipeOut failed (" + wiped.error().message + "); the object is deleted and the data is kept");
-      } else {
-        spdlog::info("{}: deleted; WipeOut removed {} files from {}", key.str(), wiped.value(),
-                     made.value()->identity());
-        target_.event(s, false, "WipedOut", "Delete",
-                      "removed " + std::to_string(wiped.value()) + " files from " + made.value()->identity());
-      }
-    }
-  } else {
-    spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);
   }
+  return rules;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : "; ") + item;
+  return out;
+}
+
+constexpr std::string_view kRefusedPrefix = "refused: ";  // how wipe-volume's report says it deleted nothing by rule
+
+}  // namespace
+
+// What one attempt at a WipeOut came to.
+struct Reconciler::Wipe {
+  enum Kind {
+    Running,   // a cleaner Job is still at work
+    Done,      // everything the storage owns is gone (`left` lists what was deliberately left)
+    Refused,   // nothing was deleted, by rule
+    Failed,    // stopped on an error; `removed` files were already gone
+    Unusable,  // the backend cannot be reached at all (spec or Secret unusable): the data is kept
+  };
+  Kind kind = Done;
+  std::string where;
+  std::string message;
+  bool transient = false;
+  std::size_t removed = 0;
+  std::vector<std::string> left;
+};
+
+boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s, int attempts) {
+  auto key = key_of(s);
+  if (s.spec.deletion_policy != "WipeOut") {
+    spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);
+    co_return co_await deletion_done(s);
+  }
+  WipeRules rules = wipe_rules(target_.locations(), key);
+  Wipe w;
+  if (!rules.refused.empty()) {
+    w.kind = Wipe::Refused;
+    w.message = rules.refused + "; nothing was deleted";
+  } else if (s.spec.storage.provider == "local" && target_.volume_jobs()) {
+    w = co_await wipe_with_job(s, std::move(rules.keep));
+  } else {
+    w = co_await wipe_directly(s, std::move(rules.keep));
+  }
+
+  switch (w.kind) {
+    case Wipe::Running:
+      co_return Outcome{Outcome::Done, "", false};  // the Job's own events queue the storage again
+    case Wipe::Done: {
+      std::string note = w.message.empty() ? "removed " + std::to_string(w.removed) + " files from " + w.where
+                                           : w.message;
+      if (!w.left.empty()) note += "; left in place: " + joined(w.left);
+      if (w.left.empty())
+        spdlog::info("{}: deleted; WipeOut {}", key.str(), note);
+      else
+        spdlog::warn("{}: deleted; WipeOut {}", key.str(), note);
+      target_.event(s, !w.left.empty(), "WipedOut", "Delete", note);
+      co_return co_await deletion_done(s);
+    }
+    case Wipe::Refused:
+      spdlog::warn("{}: deleted without wiping its data: {}", key.str(), w.message);
+      co_await wipe_condition(s, kube::kReasonWipeOutRefused, w.message);
+      target_.event(s, true, std::string(kube::kReasonWipeOutRefused), "Delete", w.message);
+      co_return co_await deletion_done(s);
+    case Wipe::Unusable: {
+      // As KubeStash does, deletion is never blocked by an unusable spec or Secret: the object goes,
+      // the data stays, and we say so.
+      std::string msg = "the backend cannot be wiped (" + w.message + "); the object is deleted and the data is kept";
+      spdlog::warn("{}: deleted with deletionPolicy WipeOut, but {}", key.str(), msg);
+      target_.event(s, true, std::string(kube::kReasonWipeOutFailed), "Delete", msg);
+      co_return co_await deletion_done(s);
+    }
+    case Wipe::Failed:
+      break;
+  }
+  if (w.transient && attempts + 1 < kWipeTransientLimit) co_return Outcome{Outcome::Transient, w.message, false};
+  std::string msg = "WipeOut of " + w.where +
+                    (w.removed > 0 ? " stopped after removing " + std::to_string(w.removed) + " files (partial)"
+                                   : " failed before removing anything") +
+                    ": " + w.message + (w.left.empty() ? "" : "; also left in place: " + joined(w.left)) +
+                    ". The object is kept and the wipe is retried; to delete the object and keep the data, set "
+                    "spec.deletionPolicy to Delete";
+  spdlog::warn("{}: {}", key.str(), msg);
+  co_await wipe_condition(s, kube::kReasonWipeOutFailed, msg);
+  target_.event(s, true, std::string(kube::kReasonWipeOutFailed), "Delete", msg);
+  co_return Outcome{Outcome::Permanent, msg, false};
+}
+
+boost::asio::awaitable<Reconciler::Wipe> Reconciler::wipe_with_job(const kube::BackupStorage& s,
+                                                                   std::vector<std::string> keep) {
+  Wipe w;
+  std::string name = s.metadata.namespace_ + "/" + volume_job_name(s, VolumeJobKind::Cleanup);
+  w.where = "the volume of " + s.metadata.namespace_ + "/" + s.metadata.name;
+  auto job = co_await target_.volume_job(s, VolumeJobKind::Cleanup, std::move(keep));
+  if (!job.ok()) {
+    w.kind = job.error().transient ? Wipe::Failed : Wipe::Unusable;
+    w.transient = job.error().transient;
+    w.message = job.error().message;
+    co_return w;
+  }
+  const JobOutcome& o = job.value();
+  if (o.state == JobOutcome::Running) {
+    w.kind = Wipe::Running;
+  } else if (o.state == JobOutcome::Succeeded) {
+    w.kind = Wipe::Done;
+    w.message = "the cleaner Job " + name + " wiped the volume" + (o.message.empty() ? "" : ": " + o.message);
+  } else if (std::string_view(o.message).starts_with(kRefusedPrefix)) {
+    w.kind = Wipe::Refused;
+    w.message = "the cleaner Job " + name + " " + o.message;
+  } else {
+    w.kind = Wipe::Failed;  // the Job has had its own retries (backoffLimit)
+    w.message = "the cleaner Job " + name + " failed (" + o.reason + ")" + (o.message.empty() ? "" : ": " + o.message);
+  }
+  co_return w;
+}
+
+boost::asio::awaitable<Reconciler::Wipe> Reconciler::wipe_directly(const kube::BackupStorage& s,
+                                                                   std::vector<std::string> keep) {
+  auto key = key_of(s);
+  Wipe w;
+  std::optional<kube::Secret> secret;
+  if (auto name = s.spec.storage.secret_name(); !name.empty()) {
+    ObjectKey secret_key{key.namespace_, name};  // named: see the plan below
+    auto read = co_await target_.secret(secret_key);
+    if (!read.ok() && read.error().transient) {
+      w.kind = Wipe::Failed;
+      w.transient = true;
+      w.where = key.str();
+      w.message = read.error().message;
+      co_return w;
+    }
+    if (read.ok()) secret = std::move(read.value());
+  }
+  auto made = backends_.make(s, secret ? &*secret : nullptr);
+  if (!made.ok()) {
+    w.kind = Wipe::Unusable;
+    w.message = made.error();
+    co_return w;
+  }
+  // Progress, page by page: a log line and a WipeOut condition in the status, at most every 2 s.
+  storage::Backend& backend = *made.value();
+  w.where = backend.identity();
+  std::optional<std::chrono::steady_clock::time_point> reported;
+  backend.on_delete_progress([&](std::size_t removed) -> boost::asio::awaitable<void> {
+    auto now = std::chrono::steady_clock::now();
+    if (reported && now - *reported < std::chrono::seconds(2)) co_return;
+    reported = now;
+    std::string msg = "WipeOut in progress: " + std::to_string(removed) + " objects removed so far from " + w.where;
+    spdlog::info("{}: {}", key.str(), msg);
+    co_await wipe_condition(s, kube::kReasonWipeOutInProgress, std::move(msg));
+  });
+  // A named plan: GCC 12 destroys a temporary built inside a co_await expression twice.
+  storage::WipePlan plan{std::move(keep)};
+  storage::WipeReport report = co_await backend.wipe(std::move(plan));
+  w.removed = report.removed;
+  w.left = std::move(report.left);
+  if (report.refused) {
+    w.kind = Wipe::Refused;
+    w.message = report.refused->message;
+  } else if (report.error) {
+    w.kind = Wipe::Failed;
+    w.transient = report.error->transient;
+    w.message = report.error->message;
+  } else {
+    w.kind = Wipe::Done;
+  }
+  co_return w;
+}
+
+boost::asio::awaitable<void> Reconciler::wipe_condition(const kube::BackupStorage& s, std::string_view reason,
+                                                        std::string message) {
+  kube::BackupStorageStatus status = s.status;
+  kube::set_condition(status.conditions,
+                      condition(kube::kConditionWipeOut, false, reason, std::move(message), s.metadata.generation),
+                      rfc3339(now_()));
+  if (same_status(status, s.status)) co_return;
+  auto written = co_await target_.write_status(s, std::move(status));
+  if (!written.ok())
+    spdlog::warn("{}: the WipeOut condition was not written: {}", key_of(s).str(), written.error().message);
+}
+
+boost::asio::awaitable<Outcome> Reconciler::deletion_done(const kube::BackupStorage& s) {
   auto done = co_await target_.deletion_done(s);
   if (!done.ok()) co_return target_failed(done.error());
-  facts_.forget(key);
+  facts_.forget(key_of(s));
   co_return Outcome{};
 }
 

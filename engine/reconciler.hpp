@@ -1,14 +1,26 @@
 #pragma once
 // Reconciler — KubeStash's BackupStorage logic for one key, read top to bottom:
 //   newest object -> (deleted? apply the deletion policy) -> Secret (BackendSecretFound) ->
+//   location (an older storage at the same or a nested location: StorageLocationConflict) ->
 //   backend (BackendInitialized: metadata.yaml create-only, skipped when the state store remembers
 //   this exact storage as initialized) -> phase -> status, written only when it changed.
 // It returns what should happen next; the retry policy lives in the Controller, not here.
+//
+// Deletion with WipeOut deletes only what the storage owns (see storage::Backend::wipe):
+//  - refused, nothing deleted, the deletion completes with a Warning: the location equals an older
+//    storage's or lies inside another live storage's; the backend finds no valid metadata.yaml there
+//    or the place is protected; the spec or Secret is unusable (as KubeStash, deletion is not blocked);
+//  - other live storages' locations nested inside are kept (WipePlan::keep);
+//  - a wipe that fails (a permanent error, or the 5th transient one in a row) keeps the object: the
+//    WipeOut condition says what was removed, what was left and why, a Warning Event is emitted, and
+//    it is retried on the permanent schedule until it succeeds or the policy is changed to Delete.
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/backends.hpp"
 #include "engine/facts.hpp"
@@ -30,6 +42,15 @@ struct Outcome {
 
 struct Metrics;
 
+struct ReconcileRequest {
+  bool revalidate = false;  // check the backend even when the state store says it is initialized
+  int attempts = 0;         // failed attempts of this key so far (the queue's count)
+};
+
+// Transient wipe failures in a row after which the WipeOut condition reports the failure and the
+// wipe moves to the permanent schedule.
+inline constexpr int kWipeTransientLimit = 5;
+
 struct ReconcilerOptions {
   std::string operator_version = "v0.1.0";
   Metrics* metrics = nullptr;  // backend uploads and request latency, when set
@@ -43,13 +64,19 @@ class Reconciler {
              const persistence::Fingerprinter& fingerprinter, ReconcilerOptions options,
              WallNow now = [] { return std::chrono::system_clock::now(); });
 
-  // revalidate: check the backend even when the state store says this exact storage is initialized.
-  boost::asio::awaitable<Outcome> reconcile(ObjectKey key, bool revalidate = false);
+  boost::asio::awaitable<Outcome> reconcile(ObjectKey key, ReconcileRequest request = {});
 
  private:
+  struct Wipe;
   boost::asio::awaitable<Outcome> initialize(const kube::BackupStorage& s, const kube::Secret* secret,
                                              kube::BackupStorageStatus& status, bool revalidate);
-  boost::asio::awaitable<Outcome> remove(const kube::BackupStorage& s);
+  boost::asio::awaitable<Outcome> remove(const kube::BackupStorage& s, int attempts);
+  boost::asio::awaitable<Wipe> wipe_with_job(const kube::BackupStorage& s, std::vector<std::string> keep);
+  boost::asio::awaitable<Wipe> wipe_directly(const kube::BackupStorage& s, std::vector<std::string> keep);
+  // Writes a WipeOut condition on the object being deleted (best effort: a failed write is logged).
+  boost::asio::awaitable<void> wipe_condition(const kube::BackupStorage& s, std::string_view reason,
+                                              std::string message);
+  boost::asio::awaitable<Outcome> deletion_done(const kube::BackupStorage& s);
   // Writes the status when it changed (phase computed here); a failed write replaces `outcome`.
   boost::asio::awaitable<Outcome> publish(const kube::BackupStorage& s, kube::BackupStorageStatus status,
                                           Outcome outcome);

@@ -247,6 +247,8 @@ int run_kubernetes(const config::Config& config) {
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
                            client.value().server.to_string() + " namespace=" + config.kube_namespace, std::nullopt};
+  options.local_root = config.local_root;
+  options.failed_cleanup_retry = config.permanent_retry;
   if (*volume_mode == "job") {
     VolumeJobSettings jobs;
     jobs.image = config.volume_job_image;

@@ -124,7 +124,8 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections))),
       offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),
                                                               std::move(offline_source->source_id), queue,
-                                                              offline_source->deletions)
+                                                              offline_source->deletions,
+                                                              LocationSettings{backends.local().root, false})
                              : nullptr),
       api(kube_source ? make_api_client(c, http, std::move(kube_source->client), metrics) : nullptr),
       kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, store.get(),

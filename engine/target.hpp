@@ -10,8 +10,10 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
+#include "engine/locations.hpp"
 #include "engine/object_cache.hpp"
 #include "engine/repositories.hpp"
 #include "engine/volume_job.hpp"
@@ -63,11 +65,16 @@ class ReconcileTarget {
   // Whether local volumes go through Jobs (Kubernetes mode, local.volume-mode=job) instead of being
   // written by this process.
   virtual bool volume_jobs() const { return false; }
-  // The Job of `kind` for the storage: created when missing, else its outcome as last seen.
+  // The Job of `kind` for the storage: created when missing, else its outcome as last seen. A cleanup
+  // Job leaves `keep` alone (other storages' locations inside the volume, relative to it); a failed
+  // one is replaced by a new run once it has been failed for the permanent retry period.
   virtual boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& /*object*/,
-                                                                     VolumeJobKind /*kind*/) {
+                                                                     VolumeJobKind /*kind*/,
+                                                                     std::vector<std::string> /*keep*/) {
     co_return TargetError{"volume Jobs are not available in this mode", false};
   }
+  // Where every storage the source still has (being deleted included) keeps its data.
+  virtual const LocationIndex& locations() const = 0;
   // A state change worth an Event (best effort, returns at once). The offline mode has no Events.
   virtual void event(const kube::BackupStorage& /*object*/, bool /*warning*/, const std::string& /*reason*/,
                      const std::string& /*action*/, const std::string& /*note*/) {}

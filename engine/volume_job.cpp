@@ -226,7 +226,14 @@ json::array owner_references(const kube::BackupStorage& s) {
 }
 
 json::array container_args(const kube::LocalSpec& local, VolumeJobKind kind, const VolumeJobSettings& settings) {
-  if (kind == VolumeJobKind::Cleanup) return json::array{"wipe-volume", "--path", local.mount_path};
+  if (kind == VolumeJobKind::Cleanup) {
+    json::array args{"wipe-volume", "--path", local.mount_path};
+    for (const auto& keep : settings.wipe_keep) {
+      args.emplace_back("--keep");
+      args.emplace_back(keep);
+    }
+    return args;
+  }
   json::array args{"init-volume", "--path", local.mount_path};
   if (!settings.operator_version.empty()) {
     args.emplace_back("--operator-version");
@@ -407,7 +414,7 @@ std::string stuck_reason(const std::vector<const json::value*>& pods) {
 }
 
 struct JobCondition {
-  std::string type, reason, message;
+  std::string type, reason, message, last_transition_time;
 };
 
 // The first True condition among `types`, in the order of `types`.
@@ -417,13 +424,14 @@ std::optional<JobCondition> true_condition(const json::value& job, std::initiali
   for (auto type : types)
     for (const auto& c : *conditions)
       if (string_at(c, {"type"}) == type && string_at(c, {"status"}) == "True")
-        return JobCondition{std::string(type), string_at(c, {"reason"}), string_at(c, {"message"})};
+        return JobCondition{std::string(type), string_at(c, {"reason"}), string_at(c, {"message"}),
+                            string_at(c, {"lastTransitionTime"})};
   return std::nullopt;
 }
 
 JobOutcome failed_outcome(std::string reason, const std::string& condition_message,
                           const std::vector<const json::value*>& pods, std::int64_t failed) {
-  JobOutcome out{JobOutcome::Failed, std::move(reason), "", failed};
+  JobOutcome out{JobOutcome::Failed, std::move(reason), "", failed, ""};
   if (const auto* pod = newest_pod(pods, "Failed")) out.message = pod_failure(*pod);
   if (out.message.empty()) {
     out.message = condition_message;
@@ -479,17 +487,20 @@ JobOutcome job_outcome(const json::value& job, const json::value& pods) {
   const std::int64_t backoff_limit = int_at(job, {"spec", "backoffLimit"}, 6);  // the API server's default
 
   // FailureTarget/SuccessCriteriaMet come first on Kubernetes >= 1.31; Failed/Complete once pods are gone.
-  if (auto c = true_condition(job, {"Failed", "FailureTarget"}))
-    return failed_outcome(c->reason, c->message, pod_items, failed);
+  if (auto c = true_condition(job, {"Failed", "FailureTarget"})) {
+    JobOutcome out = failed_outcome(c->reason, c->message, pod_items, failed);
+    out.finished_at = c->last_transition_time;
+    return out;
+  }
   if (true_condition(job, {"Complete", "SuccessCriteriaMet"}) || succeeded > 0) {
-    JobOutcome out{JobOutcome::Succeeded, "Completed", "", failed};
+    JobOutcome out{JobOutcome::Succeeded, "Completed", "", failed, ""};
     if (const auto* pod = newest_pod(pod_items, "Succeeded")) out.message = termination_message(*pod);
     return out;
   }
   if (failed > backoff_limit)  // the Job controller has not written its condition yet
     return failed_outcome("BackoffLimitExceeded", "Job has reached the specified backoff limit", pod_items, failed);
 
-  JobOutcome out{JobOutcome::Running, "", stuck_reason(pod_items), failed};
+  JobOutcome out{JobOutcome::Running, "", stuck_reason(pod_items), failed, ""};
   if (out.message.empty() && failed > 0)
     if (const auto* pod = newest_pod(pod_items, "Failed"))
       out.message = "attempt " + std::to_string(failed) + " of " + std::to_string(backoff_limit + 1) +

@@ -21,9 +21,12 @@
 //    the storage garbage-collects it. The cleanup Job has no ownerReference on purpose: it runs while
 //    the storage is being deleted, and a foreground deletion would otherwise collect it mid-run;
 //    ttlSecondsAfterFinished removes it.
-//  - Retries are for failures that may pass: backoffLimit counts them, while the command's exit code 2
-//    (kVolumeExitPermanent: invalid metadata.yaml, permission denied, ...) fails the Job at once through
-//    its podFailurePolicy, and a pod lost to a disruption (drain, preemption) is not counted.
+//  - Retries are for failures that may pass: backoffLimit counts them, while the command's exit codes 2
+//    (kVolumeExitPermanent: invalid metadata.yaml, permission denied, ...) and 3 (kVolumeExitRefused:
+//    wipe-volume deleted nothing by rule) fail the Job at once through its podFailurePolicy, and a pod
+//    lost to a disruption (drain, preemption) is not counted.
+//  - A cleanup Job passes the other storages' locations inside the volume as `--keep` arguments
+//    (VolumeJobSettings::wipe_keep).
 //  - A bad spec.storage.local or runtimeSettings (wrong JSON types, a relative mountPath, a subPath
 //    with "..", two volume sources) is an error value naming the field, never a Job the API server
 //    would reject with a less helpful message. Deeper validation is left to the API server.
@@ -77,6 +80,9 @@ inline constexpr std::int64_t kDefaultRunAsUser = 65534;  // KubeStash's default
 
 struct VolumeJobSettings {
   std::string image;                              // stowage's own image (required)
+  // Cleanup Jobs only: other storages' locations inside this one's volume, relative to it, that
+  // wipe-volume must leave alone (`--keep REL`, one per entry).
+  std::vector<std::string> wipe_keep;
   std::string image_pull_policy = "IfNotPresent";
   std::vector<std::string> command;               // empty: the image's entrypoint runs the arguments
   std::string service_account;                    // "" = the namespace's default; runtimeSettings wins
@@ -115,6 +121,7 @@ struct JobOutcome {
                         // Running: why it is not progressing, when a pod says (image pull, scheduling,
                         // a failed attempt)
   std::int64_t failed_pods = 0;
+  std::string finished_at;  // Failed: when the Job's Failed condition turned True (RFC 3339), when it says
 };
 
 // From the Job's status conditions (Complete / SuccessCriteriaMet, Failed / FailureTarget), its

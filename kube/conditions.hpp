@@ -16,6 +16,13 @@ inline constexpr std::string_view kReasonBackendInitializationSucceeded = "Backe
 inline constexpr std::string_view kReasonBackendInitializationFailed = "BackendInitializationFailed";
 inline constexpr std::string_view kReasonBackendSecretAvailable = "BackendSecretAvailable";
 inline constexpr std::string_view kReasonBackendSecretNotAvailable = "BackendSecretNotAvailable";
+// stowage's own: a storage whose location equals or nests with an older storage's is never initialized.
+inline constexpr std::string_view kReasonStorageLocationConflict = "StorageLocationConflict";
+// stowage's own: a WipeOut's progress or failure while the object waits for its cleanup.
+inline constexpr std::string_view kConditionWipeOut = "WipeOut";
+inline constexpr std::string_view kReasonWipeOutInProgress = "WipeOutInProgress";
+inline constexpr std::string_view kReasonWipeOutFailed = "WipeOutFailed";
+inline constexpr std::string_view kReasonWipeOutRefused = "WipeOutRefused";
 inline constexpr std::string_view kMessageBackendInitialized = "Successfully initialized backend.";
 inline constexpr std::string_view kMessageBackendSecretFound = "Backend secret exists.";
 inline constexpr std::string_view kPhaseReady = "Ready";

@@ -58,8 +58,9 @@ struct WipePlan {
 };
 
 // What a wipe did. Exactly one of three shapes:
-//  - refused: nothing was deleted, by rule (the storage cannot be shown to own the place, or the
-//    place is protected); `refused->code` says which: NotOwned, InvalidMetadata, ProtectedLocation.
+//  - refused: nothing was deleted, by rule (the storage cannot be shown to own the place, the place
+//    is protected, or the plan is malformed); `refused->code` says which: NotOwned, InvalidMetadata,
+//    ProtectedLocation, InvalidPlan.
 //  - error: the wipe stopped on a failure (transient or permanent); `removed` objects were already
 //    gone, so it is partial when removed > 0.
 //  - neither: done; `left` lists what was deliberately left ("where: why"), e.g. another storage's

@@ -123,3 +123,76 @@ TEST_CASE("a wrong S3 secret ends NotReady with an actionable reason and no secr
   CHECK(init.out.find(wrong) == std::string::npos);
   CHECK(init.err.find(wrong) == std::string::npos);
 }
+
+namespace {
+
+// A storage manifest with a creation time: of two overlapping storages the older one wins.
+std::string storage_at(const std::string& name, const std::string& provider, const std::string& section,
+                       const std::string& policy, const std::string& created) {
+  std::string yaml = storage(name, provider, section, policy);
+  return yaml.insert(yaml.find("namespace: demo}"), "creationTimestamp: \"" + created + "\", ");
+}
+
+// The storage's BackendInitialized reason and message as `stowage get -o json` shows them.
+std::string initialized(const test::fs::path& state, const test::fs::path& dir, const std::string& name) {
+  auto got = test::run({"get", "bs", name, "-n", "demo", "-o", "json", "--state-dir", state.string()}, dir);
+  return got.out;
+}
+
+}  // namespace
+
+TEST_CASE("overlapping cloud storages: only the older is initialized, and its WipeOut keeps the other's data",
+          "[cloud]") {
+  Servers servers;
+  auto dir = test::temp_dir("cloud-overlap");
+  auto manifests = dir / "manifests", state = dir / "state";
+  const auto& c = servers.moto.credentials();
+  std::string s3_section = "{endpoint: " + servers.moto.endpoint() + ", bucket: stowage-e2e, secretName: s3-creds, prefix: ";
+  std::string azure_section = "{storageAccount: " + servers.azurite.account() +
+                              ", container: stowage-e2e, secretName: azure-creds, prefix: ";
+  test::write_file(manifests / "secrets.yaml",
+                   secret("s3-creds", {{"AWS_ACCESS_KEY_ID", c.access_key_id}, {"AWS_SECRET_ACCESS_KEY", c.secret_access_key}}) +
+                       secret("azure-creds", {{"AZURE_STORAGE_CONNECTION_STRING", servers.azurite.connection_string()}}));
+  test::write_file(manifests / "outer.yaml",
+                   storage_at("s3-outer", "s3", s3_section + "team}", "WipeOut", "2026-01-01T00:00:01Z") +
+                       storage_at("azure-outer", "azure", azure_section + "team}", "WipeOut", "2026-01-01T00:00:01Z"));
+  test::write_file(manifests / "inner.yaml",
+                   storage_at("s3-inner", "s3", s3_section + "/team/b/}", "Delete", "2026-01-01T00:00:02Z") +
+                       storage_at("s3-same", "s3", s3_section + "team/}", "Delete", "2026-01-01T00:00:03Z") +
+                       storage_at("azure-inner", "azure", azure_section + "team/b}", "Delete", "2026-01-01T00:00:02Z"));
+  // The inner location already holds data (say, from before stowage ran).
+  servers.moto.put_object("stowage-e2e", "team/b/repo/snap-1", "inner's backup");
+  servers.azurite.put_blob("stowage-e2e", "team/b/repo/snap-1", "inner's backup");
+
+  auto child = test::Child::spawn({"run", "--manifests", manifests.string(), "--state-dir", state.string(),
+                                   "--manifests-debounce", "20ms", "--manifests-delete-grace", "0s"},
+                                  dir / "run.out", dir / "run.err");
+  CHECK(test::eventually([&] { return servers.moto.get_object("stowage-e2e", "team/metadata.yaml").has_value(); }));
+  CHECK(test::eventually([&] { return servers.azurite.get_blob("stowage-e2e", "team/metadata.yaml").first == 200; }));
+  for (std::string name : {"s3-inner", "s3-same", "azure-inner"}) {
+    INFO(name);
+    CHECK(test::eventually([&] { return initialized(state, dir, name).find("StorageLocationConflict") != std::string::npos; }));
+  }
+  CHECK_THAT(initialized(state, dir, "s3-inner"), Catch::Contains("lies inside the location of BackupStorage demo/s3-outer"));
+  CHECK_THAT(initialized(state, dir, "s3-same"), Catch::Contains("is at the same location as BackupStorage demo/s3-outer"));
+  CHECK_FALSE(servers.moto.get_object("stowage-e2e", "team/b/metadata.yaml"));
+  CHECK(servers.azurite.get_blob("stowage-e2e", "team/b/metadata.yaml").first == 404);
+
+  // The outer storages go with WipeOut: their own data goes, the inner location stays.
+  servers.moto.put_objects("stowage-e2e", "team/repo/snap-", 5);
+  servers.azurite.put_blob("stowage-e2e", "team/repo/snap-1", "outer's backup");
+  test::fs::remove(manifests / "outer.yaml");
+  CHECK(test::eventually([&] { return !servers.moto.get_object("stowage-e2e", "team/metadata.yaml").has_value(); }));
+  CHECK(test::eventually([&] { return servers.azurite.get_blob("stowage-e2e", "team/metadata.yaml").first == 404; }));
+  CHECK_FALSE(servers.moto.get_object("stowage-e2e", "team/repo/snap-0"));
+  CHECK(servers.moto.get_object("stowage-e2e", "team/b/repo/snap-1") == std::optional<std::string>("inner's backup"));
+  CHECK(servers.azurite.get_blob("stowage-e2e", "team/repo/snap-1").first == 404);
+  CHECK(servers.azurite.get_blob("stowage-e2e", "team/b/repo/snap-1").second == "inner's backup");
+
+  // The inner storages are then initialized; s3-same, younger than s3-inner and holding it, still is not.
+  CHECK(test::eventually([&] { return servers.moto.get_object("stowage-e2e", "team/b/metadata.yaml").has_value(); }));
+  CHECK(test::eventually([&] { return servers.azurite.get_blob("stowage-e2e", "team/b/metadata.yaml").first == 200; }));
+  CHECK_THAT(initialized(state, dir, "s3-same"), Catch::Contains("holds the location of BackupStorage demo/s3-inner"));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}

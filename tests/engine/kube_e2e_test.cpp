@@ -709,6 +709,7 @@ TEST_CASE("the lifecycle in a cluster for Azure and GCS: Ready, a broken key, fi
 
   // Delete keeps the data; WipeOut empties the prefix (reporting its progress in the status on the
   // way: the only status write during a deletion); both objects go.
+  azurite.put_blob("kube-e2e", "az/repo/snap-1", "a backup");  // metadata.yaml itself goes last, after it
   cluster.server.control({{"action", "reset_stats"}});
   cluster.kubectl("delete bs gc az -n demo --timeout=30s");
   CHECK(gcs.object("stowage", "gc/metadata.yaml").has_value());

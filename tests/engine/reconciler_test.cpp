@@ -5,6 +5,8 @@
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "engine/backends.hpp"
 #include "engine/facts.hpp"
 #include "engine/manifests.hpp"
@@ -49,11 +51,21 @@ struct Rig {
     for (auto& s : contents.storages) world.storage_upserted(s.object);
   }
 
-  Outcome reconcile(const std::string& name, const std::string& ns = "demo") {
-    auto f = boost::asio::co_spawn(io, reconciler.reconcile({ns, name}), boost::asio::use_future);
+  Outcome reconcile(const std::string& name, const std::string& ns = "demo", ReconcileRequest request = {}) {
+    auto f = boost::asio::co_spawn(io, reconciler.reconcile({ns, name}, request), boost::asio::use_future);
     io.restart();
     io.run();
     return f.get();
+  }
+
+  // The names of the storages queued since the last call (the queue is drained).
+  std::set<std::string> queued() {
+    std::set<std::string> names;
+    while (auto row = queue.claim()) {
+      names.insert(row->key.name);
+      queue.complete(row->key);
+    }
+    return names;
   }
 
   kube::BackupStorageStatus status(const std::string& name, const std::string& ns = "demo") {
@@ -68,6 +80,18 @@ struct Rig {
     return kube::find_condition(keep.conditions, type);
   }
 };
+
+// A local storage created at a given time (the order decides which of two overlapping ones wins).
+std::string local_at(const std::string& name, const std::string& host_path, const std::string& policy,
+                     const std::string& created) {
+  std::string yaml = test::local_storage(name, host_path, policy);
+  auto at = yaml.find("  namespace: demo\n");
+  return yaml.insert(at, "  creationTimestamp: \"" + created + "\"\n");
+}
+
+const char* kValidMeta =
+    "apiVersion: config.kubestash.com/v1alpha1\nkind: BackendMeta\ncreationTimestamp: \"2020-01-01T00:00:00Z\"\n"
+    "operatorVersion: v0.0.1\n";
 
 std::string s3(const std::string& name, const std::string& secret) {
   return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
@@ -232,4 +256,94 @@ TEST_CASE("deletion: Delete keeps the data, WipeOut removes it, both forget the 
   CHECK_FALSE(test::fs::exists(rig.dir / "root/data/wipe/repo/snap-1"));
   CHECK_FALSE(rig.world.get({"demo", "keep"}));
   CHECK_FALSE(rig.world.get({"demo", "wipe"}));
+}
+
+TEST_CASE("overlap: the younger of two nested storages is never initialized, and is once the older is gone") {
+  Rig rig("overlap");
+  rig.apply(local_at("old", "/data/x", "WipeOut", "2026-01-01T00:00:01Z") + "---\n" +
+            local_at("young", "/data/x/inner", "Delete", "2026-01-01T00:00:02Z"));
+  CHECK(rig.reconcile("old").ready);
+  auto out = rig.reconcile("young");
+  CHECK(out.kind == Outcome::Permanent);
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/x/inner/metadata.yaml"));
+  CHECK(rig.status("young").phase == "NotReady");
+  const auto* c = rig.condition("young", kube::kConditionBackendInitialized);
+  REQUIRE(c);
+  CHECK(c->status == "False");
+  CHECK(c->reason == "StorageLocationConflict");
+  CHECK_THAT(c->message, Catch::Contains("lies inside the location of BackupStorage demo/old") &&
+                             Catch::Contains("which is older") && Catch::Contains("never wiped"));
+
+  // The older one's WipeOut leaves the younger one's location alone, then the younger one is queued.
+  test::write_file(rig.dir / "root/data/x/snap-1", "old's backup");
+  test::write_file(rig.dir / "root/data/x/inner/keep-me", "young's data");
+  rig.queued();
+  rig.world.storage_removed({"demo", "old"});
+  CHECK(rig.reconcile("old").kind == Outcome::Done);
+  CHECK_FALSE(rig.world.get({"demo", "old"}));
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/x/snap-1"));
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/x/metadata.yaml"));
+  CHECK(test::read_file(rig.dir / "root/data/x/inner/keep-me") == "young's data");
+  CHECK(rig.queued().count("young"));
+  CHECK(rig.reconcile("young").ready);
+  CHECK(test::fs::exists(rig.dir / "root/data/x/inner/metadata.yaml"));
+}
+
+TEST_CASE("WipeOut deletes nothing where an older storage shares the location or nothing shows ownership") {
+  Rig rig("refused");
+  rig.apply(local_at("first", "/data/shared", "Delete", "2026-01-01T00:00:01Z") + "---\n" +
+            local_at("second", "/data/shared", "WipeOut", "2026-01-01T00:00:02Z") + "---\n" +
+            local_at("foreign", "/data/foreign", "WipeOut", "2026-01-01T00:00:03Z"));
+  CHECK(rig.reconcile("first").ready);
+  CHECK_FALSE(rig.reconcile("second").ready);
+  test::write_file(rig.dir / "root/data/shared/snap-1", "first's backup");
+
+  // The younger one at the same place: deleted without touching the older one's data.
+  rig.world.storage_removed({"demo", "second"});
+  CHECK(rig.reconcile("second").kind == Outcome::Done);
+  CHECK_FALSE(rig.world.get({"demo", "second"}));
+  CHECK(test::fs::exists(rig.dir / "root/data/shared/snap-1"));
+  CHECK(test::fs::exists(rig.dir / "root/data/shared/metadata.yaml"));
+
+  // A directory whose metadata.yaml is missing, then one whose metadata.yaml is not a BackendMeta.
+  for (std::string meta : {"", "hello: [\n"}) {
+    INFO("metadata.yaml: " << (meta.empty() ? "missing" : meta));
+    rig.apply(local_at("foreign", "/data/foreign", "WipeOut", "2026-01-01T00:00:03Z"));
+    test::fs::remove_all(rig.dir / "root/data/foreign");
+    test::write_file(rig.dir / "root/data/foreign/backup", "not ours to delete");
+    if (!meta.empty()) test::write_file(rig.dir / "root/data/foreign/metadata.yaml", meta);
+    rig.world.storage_removed({"demo", "foreign"});
+    CHECK(rig.reconcile("foreign").kind == Outcome::Done);
+    CHECK_FALSE(rig.world.get({"demo", "foreign"}));
+    CHECK(test::read_file(rig.dir / "root/data/foreign/backup") == "not ours to delete");
+  }
+}
+
+TEST_CASE("a WipeOut that fails keeps the object, reports WipeOut=False with what to do, and succeeds later") {
+  Rig rig("wipe-fails");
+  rig.apply(test::local_storage("stuck", "/data/p/stuck", "WipeOut"));
+  CHECK(rig.reconcile("stuck").ready);
+  // A path component turns into a file: the wipe cannot reach the directory (ENOTDIR, permanent).
+  test::fs::remove_all(rig.dir / "root/data/p");
+  test::write_file(rig.dir / "root/data/p", "a file in the way");
+  rig.world.storage_removed({"demo", "stuck"});
+  auto out = rig.reconcile("stuck");
+  CHECK(out.kind == Outcome::Permanent);
+  auto found = rig.world.get({"demo", "stuck"});
+  REQUIRE(found);  // the object stays until its data is gone
+  CHECK(found->deleting);
+  const auto* c = kube::find_condition(found->object.status.conditions, kube::kConditionWipeOut);
+  REQUIRE(c);
+  CHECK(c->status == "False");
+  CHECK(c->reason == "WipeOutFailed");
+  CHECK_THAT(c->message, Catch::Contains("failed before removing anything") && Catch::Contains("Not a directory") &&
+                             Catch::Contains("deletionPolicy to Delete"));
+
+  // Fixed: the next attempt wipes and the object goes.
+  test::fs::remove(rig.dir / "root/data/p");
+  test::write_file(rig.dir / "root/data/p/stuck/metadata.yaml", kValidMeta);
+  test::write_file(rig.dir / "root/data/p/stuck/snap-1", "data");
+  CHECK(rig.reconcile("stuck").kind == Outcome::Done);
+  CHECK_FALSE(rig.world.get({"demo", "stuck"}));
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/p/stuck/snap-1"));
 }
