@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "engine/backends.hpp"
+#include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
 
 namespace stowage::engine {
@@ -179,7 +180,8 @@ void LocationIndex::unlink(const ObjectKey& key, const Entry& entry) {
 std::vector<ObjectKey> LocationIndex::put(const kube::BackupStorage& storage) {
   ObjectKey key{storage.metadata.namespace_, storage.metadata.name};
   std::optional<StorageLocation> where = location_of(storage, settings_);
-  Age age{storage.metadata.creation_timestamp, storage.metadata.uid};
+  const auto* initialized = kube::find_condition(storage.status.conditions, kube::kConditionBackendInitialized);
+  Age age{storage.metadata.creation_timestamp, !(initialized && initialized->status == "True"), storage.metadata.uid};
   std::vector<ObjectKey> affected;
   if (auto old = entries_.find(key); old != entries_.end()) {
     if (where && same_place(old->second.where, *where) && old->second.age == age) {

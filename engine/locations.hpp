@@ -6,8 +6,9 @@
 // inside the other, compared segment by segment after the slashes are trimmed ("backup" holds
 // "backup/team-b" but not "backup2"). A WipeOut of one would then delete the other's backups. The
 // engine therefore (both modes, independently of any admission webhook):
-//  - initializes only the older of two overlapping storages (creationTimestamp, then uid): the
-//    younger is reported with StorageLocationConflict and never initialized nor wiped;
+//  - initializes only the older of two overlapping storages (creationTimestamp; within the same
+//    second, the one already initialized, so that a newcomer never displaces a storage in use; then
+//    uid): the younger is reported with StorageLocationConflict and never initialized nor wiped;
 //  - never wipes a storage whose location equals an older one's or lies inside another's, and keeps
 //    the locations of storages nested inside the one being wiped (WipePlan::keep).
 // The index holds every storage the source still has, including those being deleted (their data is
@@ -75,7 +76,9 @@ class LocationIndex {
 
  private:
   struct Age {
-    std::string creation_timestamp, uid;
+    std::string creation_timestamp;  // RFC 3339 in UTC, second precision: compares as text
+    bool pending = true;             // not (yet) initialized: loses a tie in the same second
+    std::string uid;
     auto operator<=>(const Age&) const = default;
   };
   struct Entry {

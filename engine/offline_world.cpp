@@ -179,6 +179,7 @@ boost::asio::awaitable<TargetResult<Ok>> OfflineWorld::write_status(const kube::
   if (const auto* s = cache_.storage(key)) {
     auto copy = *s;
     copy.status = std::move(status);
+    enqueue_overlapping(locations_.put(copy), key);  // initialized now: it wins a tie in age
     cache_.upsert(std::move(copy));
   }
   co_return Ok{};

@@ -161,3 +161,20 @@ TEST_CASE("locations: the same claim in two namespaces is two places, nested sub
   CHECK(c->other == ObjectKey{"team-a", "a"});
   CHECK(c->other_label == "PersistentVolumeClaim team-a/claim subPath backups");
 }
+
+TEST_CASE("locations: within the same second an initialized storage is never displaced by a newcomer") {
+  LocationIndex index;
+  auto in_use = storage("zz-in-use", host_path("/data/x"), kT1);
+  kube::Condition c;
+  c.type = "BackendInitialized";
+  c.status = "True";
+  in_use.status.conditions.push_back(c);
+  index.put(in_use);
+  // Created in the same second, with a uid that sorts first: it still loses.
+  CHECK(index.put(storage("aa-newcomer", host_path("/data/x/inner"), kT1)) == std::vector<ObjectKey>{key("zz-in-use")});
+  CHECK_FALSE(index.conflict(key("zz-in-use")));
+  CHECK(index.conflict(key("aa-newcomer"))->other == key("zz-in-use"));
+  // An older storage still wins over an initialized younger one.
+  index.put(storage("older", host_path("/data"), "2025-12-31T23:59:59Z"));
+  CHECK(index.conflict(key("zz-in-use"))->other == key("older"));
+}
