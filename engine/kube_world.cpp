@@ -362,7 +362,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kub
     // A failed wipe is retried on the permanent schedule: once the Job has been failed that long, it
     // is replaced by a new run (the failure stays reported on the storage meanwhile).
     JobOutcome seen = job_outcome(*job);
-    auto failed_at = parse_rfc3339(seen.finished_at);
+    auto failed_at = parse_rfc3339(seen.finished_at.empty() ? metadata_text(*job, "creationTimestamp") : seen.finished_at);
     if (seen.state == JobOutcome::Failed && failed_at &&
         WallClock::now() - *failed_at >= options_.failed_cleanup_retry) {
       auto retired = co_await retire_job(job_key, metadata_text(*job, "uid"), "to retry the failed wipe");

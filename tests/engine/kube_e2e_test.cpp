@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "common/crypto.hpp"
+#include "common/time_format.hpp"
 #include "support.hpp"
 #include "kube_cluster.hpp"
 #include "support/api_server.hpp"
@@ -751,4 +752,112 @@ TEST_CASE("local volumes against an API server: Jobs by default, direct writes o
     CHECK_THAT(r.err, Catch::Contains("local.volume-mode is direct") && Catch::Contains("--local-root") &&
                           Catch::Contains("--local-volume-mode job"));
   }
+}
+
+TEST_CASE("cleaner Jobs keep nested storages, a refused wipe lets the object go, a failed one stays and runs again") {
+  Cluster cluster("cleaner-jobs");
+  auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test",
+                                     "--permanent-retry", "3s"});
+  INFO(cluster.log("run"));
+  auto jobs_of = [&](const std::string& storage) {
+    auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
+    return code == 0 ? json::parse(out).at("items").as_array() : json::array();
+  };
+  auto job_named = [&](const std::string& name) -> std::optional<json::value> {
+    auto [code, out] = cluster.server.kubectl("get job " + name + " -n demo -o json");
+    if (code != 0) return std::nullopt;
+    return json::parse(out);
+  };
+  auto complete = [&](const std::string& job) {
+    cluster.kubectl("patch job " + job + R"( -n demo --subresource=status --type=merge -p '{"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}}')");
+  };
+  // The kubelet's and the Job controller's part of a failed run: the pod ended with `message` as
+  // its termination message, and the Job failed now.
+  int pods = 0;
+  auto fail = [&](const std::string& job, const std::string& message, int exit_code) {
+    std::string pod = job + "-p" + std::to_string(++pods);
+    json::value manifest = {{"apiVersion", "v1"}, {"kind", "Pod"},
+                            {"metadata", {{"name", pod}, {"namespace", "demo"},
+                                          {"labels", {{"batch.kubernetes.io/job-name", job}}}}},
+                            {"spec", {{"containers", json::array{{{"name", "cleanup"}, {"image", "stowage:test"}}}}}}};
+    cluster.apply(pod, json::serialize(manifest));
+    json::value terminated = {{"exitCode", exit_code}, {"reason", "Error"}, {"message", message}};
+    json::value status = {{"status", {{"phase", "Failed"},
+                                      {"containerStatuses", json::array{{{"name", "cleanup"},
+                                                                         {"state", {{"terminated", terminated}}}}}}}}};
+    test::write_file(cluster.dir / (pod + ".json"), json::serialize(status));
+    cluster.kubectl("patch pod " + pod + " -n demo --subresource=status --type=merge --patch-file '" +
+                    (cluster.dir / (pod + ".json")).string() + "'");
+    json::value job_status = {{"status", {{"failed", 1},
+                                          {"conditions", json::array{{{"type", "Failed"}, {"status", "True"},
+                                                                      {"reason", "PodFailurePolicy"},
+                                                                      {"lastTransitionTime", stowage::rfc3339(stowage::WallClock::now())}}}}}}};
+    test::write_file(cluster.dir / (job + "-status.json"), json::serialize(job_status));
+    cluster.kubectl("patch job " + job + " -n demo --subresource=status --type=merge --patch-file '" +
+                    (cluster.dir / (job + "-status.json")).string() + "'");
+  };
+  auto ready_by_job = [&](const std::string& storage, const std::string& path, const std::string& policy) {
+    cluster.apply(storage, test::local_storage(storage, path, policy));
+    REQUIRE(test::eventually([&] { return !jobs_of(storage).empty(); }));
+    complete(text(jobs_of(storage)[0].at("metadata").at("name")));
+    REQUIRE(test::eventually([&] { return cluster.phase(storage) == "Ready"; }));
+  };
+  auto delete_when_finalized = [&](const std::string& storage) {
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl("get bs " + storage + " -n demo -o jsonpath={.metadata.finalizers}");
+      return code == 0 && out.find("kubestash.com/cleanup") != std::string::npos;
+    }));
+    cluster.kubectl("delete bs " + storage + " -n demo --wait=false");
+  };
+
+  // Two nested storages: only the older gets an initializer Job.
+  ready_by_job("outer", "/data/c", "WipeOut");
+  cluster.apply("inner", test::local_storage("inner", "/data/c/inner", "Delete"));
+  REQUIRE(test::eventually([&] {
+    auto [code, out] = cluster.server.kubectl(
+        "get bs inner -n demo -o jsonpath='{.status.conditions[?(@.type==\"BackendInitialized\")].reason}'");
+    return code == 0 && out == "StorageLocationConflict";
+  }));
+  CHECK(jobs_of("inner").empty());
+
+  // The older one goes: its cleaner Job leaves the younger one's location alone.
+  delete_when_finalized("outer");
+  REQUIRE(test::eventually([&] { return job_named("cleanup-outer").has_value(); }));
+  json::value first = *job_named("cleanup-outer");
+  std::vector<std::string> args;
+  for (const auto& a : first.at("spec").at("template").at("spec").at("containers").as_array()[0].at("args").as_array())
+    args.push_back(text(a));
+  CHECK(args == std::vector<std::string>{"wipe-volume", "--path", "/safe/data", "--keep", "inner"});
+
+  // A failed wipe keeps the object and says why; after the permanent retry period the Job runs again.
+  fail("cleanup-outer", "error: cannot remove /safe/data/repo: Device or resource busy", 2);
+  REQUIRE(test::eventually([&] { return cluster.condition("outer", "WipeOut", "False"); }));
+  auto outer = cluster.get("bs outer -n demo");
+  const auto* wipe = find_condition(outer, "WipeOut");
+  REQUIRE(wipe);
+  CHECK(text(wipe->at("reason")) == "WipeOutFailed");
+  CHECK_THAT(text(wipe->at("message")), Catch::Contains("Device or resource busy") &&
+                                            Catch::Contains("deletionPolicy to Delete"));
+  std::string first_uid = text(first.at("metadata").at("uid"));
+  REQUIRE(test::eventually([&] {
+    auto again = job_named("cleanup-outer");
+    return again && text(again->at("metadata").at("uid")) != first_uid;
+  }));
+  CHECK(cluster.phase("outer") != "");  // still there while its data may be
+  complete("cleanup-outer");
+  REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs outer -n demo").first != 0; }));
+
+  // Then the younger one is initialized.
+  REQUIRE(test::eventually([&] { return !jobs_of("inner").empty(); }));
+
+  // A cleaner Job that refuses (exit 3: nothing shows the volume is the storage's) lets the object go.
+  ready_by_job("r", "/data/r", "WipeOut");
+  delete_when_finalized("r");
+  REQUIRE(test::eventually([&] { return job_named("cleanup-r").has_value(); }));
+  fail("cleanup-r", "refused: /safe/data/metadata.yaml does not exist, so nothing shows that this storage owns the "
+                    "data there: nothing was deleted", 3);
+  REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs r -n demo").first != 0; }));
+  CHECK_THAT(cluster.log("run"), Catch::Contains("demo/r: deleted without wiping its data"));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }

@@ -347,3 +347,62 @@ TEST_CASE("a WipeOut that fails keeps the object, reports WipeOut=False with wha
   CHECK_FALSE(rig.world.get({"demo", "stuck"}));
   CHECK_FALSE(test::fs::exists(rig.dir / "root/data/p/stuck/snap-1"));
 }
+
+namespace {
+
+// The offline world, except that reading a Secret fails as an unreachable API server would.
+struct UnreachableSecrets final : ReconcileTarget {
+  OfflineWorld& world;
+  explicit UnreachableSecrets(OfflineWorld& w) : world(w) {}
+  std::optional<Lookup> get(const ObjectKey& key) override { return world.get(key); }
+  boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey) override {
+    co_return TargetError{"reading the Secret: the API server is unreachable", true};
+  }
+  boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& o) override {
+    co_return co_await world.ensure_finalizer(o);
+  }
+  boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& o,
+                                                        kube::BackupStorageStatus st) override {
+    co_return co_await world.write_status(o, std::move(st));
+  }
+  boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& o) override {
+    co_return co_await world.deletion_done(o);
+  }
+  const LocationIndex& locations() const override { return world.locations(); }
+};
+
+}  // namespace
+
+TEST_CASE("a WipeOut failing transiently is retried with backoff, and reported from the 5th failure in a row") {
+  Rig rig("wipe-transient");
+  rig.apply(s3("cloud", "creds") + "  deletionPolicy: WipeOut\n");
+  rig.world.storage_removed({"demo", "cloud"});
+  UnreachableSecrets target(rig.world);
+  Reconciler reconciler(target, rig.backends, rig.facts, rig.fp, ReconcilerOptions{"v9.9.9"});
+  auto attempt = [&](int attempts) {
+    auto f = boost::asio::co_spawn(rig.io, reconciler.reconcile({"demo", "cloud"}, {false, attempts}),
+                                   boost::asio::use_future);
+    rig.io.restart();
+    rig.io.run();
+    return f.get();
+  };
+  auto wipe_condition = [&]() -> std::optional<kube::Condition> {
+    auto found = rig.world.get({"demo", "cloud"});
+    REQUIRE(found);
+    const auto* c = kube::find_condition(found->object.status.conditions, kube::kConditionWipeOut);
+    return c ? std::optional<kube::Condition>(*c) : std::nullopt;
+  };
+  for (int attempts = 0; attempts < kWipeTransientLimit - 1; ++attempts) {
+    INFO("attempt " << attempts + 1);
+    CHECK(attempt(attempts).kind == Outcome::Transient);
+    CHECK_FALSE(wipe_condition());
+  }
+  auto fifth = attempt(kWipeTransientLimit - 1);
+  CHECK(fifth.kind == Outcome::Permanent);
+  auto c = wipe_condition();
+  REQUIRE(c);
+  CHECK(c->reason == "WipeOutFailed");
+  CHECK_THAT(c->message, Catch::Contains("the API server is unreachable") &&
+                             Catch::Contains("failed before removing anything"));
+  CHECK(rig.world.get({"demo", "cloud"})->deleting);  // kept: its data may still be there
+}
