@@ -15,6 +15,7 @@
 #include "storage/local_backend.hpp"
 #include "storage/local_fs.hpp"
 #include "storage/metadata.hpp"
+#include "local_test_support.hpp"
 #include "test_support.hpp"
 
 using namespace stowage;
@@ -27,21 +28,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBody = render_metadata({"2025-04-21T12:29:15Z", "v0.1.0"});
+const std::string& kBody = stowage::storage::testing::kMetadataBody;
 
-struct Harness {
-  boost::asio::io_context io;
-  boost::asio::thread_pool pool{2};
-  ~Harness() { pool.join(); }
-
-  LocalBackend backend(const fs::path& root, const fs::path& dir, bool create_directory = false) {
-    LocalBackendOptions options;
-    options.root = root;
-    options.directory = dir;
-    options.create_directory = create_directory;
-    return LocalBackend(pool, std::move(options));
-  }
-};
+using Harness = stowage::storage::testing::LocalHarness;
 
 // Runs the test body once with openat2 and once with the fallback walk, restoring openat2 after.
 struct Resolution {

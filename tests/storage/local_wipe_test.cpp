@@ -28,6 +28,7 @@
 #include "storage/local_backend.hpp"
 #include "storage/local_fs.hpp"
 #include "storage/metadata.hpp"
+#include "local_test_support.hpp"
 #include "test_support.hpp"
 
 using namespace stowage;
@@ -41,21 +42,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBody = render_metadata({"2025-04-21T12:29:15Z", "v0.1.0"});
+const std::string& kBody = stowage::storage::testing::kMetadataBody;
 
-struct Harness {
-  boost::asio::io_context io;
-  boost::asio::thread_pool pool{2};
-  ~Harness() { pool.join(); }
-
-  LocalBackend backend(const fs::path& root, const fs::path& dir, std::vector<fs::path> protected_paths = {}) {
-    LocalBackendOptions options;
-    options.root = root;
-    options.directory = dir;
-    options.protected_paths = std::move(protected_paths);
-    return LocalBackend(pool, std::move(options));
-  }
-};
+using Harness = stowage::storage::testing::LocalHarness;
 
 // A storage's data: a valid metadata.yaml, files and a sub-directory.
 void plant(const fs::path& dir) {
@@ -199,7 +188,7 @@ TEST_CASE("wipe refuses a protected path, what lies inside it, and what holds it
   plant(root / "a");  // holds the state directory
   fs::create_directory_symlink(state, root / "state-link");
   for (const fs::path& dir : {state, state / "inner", root / "a"}) {
-    auto wiped = run(h.io, h.backend(root, dir, {state}).wipe({}));
+    auto wiped = run(h.io, h.backend(root, dir, false, {state}).wipe({}));
     INFO(dir.string() << ": " << describe(wiped));
     CHECK(refused_protected(wiped));
     CHECK_THAT(wiped.refused->message, Catch::Contains(state.string()));
@@ -217,10 +206,10 @@ TEST_CASE("wipe refuses a protected path, what lies inside it, and what holds it
       if (::mount((root / "a").c_str(), (root / "alias-of-parent").c_str(), nullptr, MS_BIND, nullptr) != 0) return 77;
       Harness child;
       int failures = 0;
-      if (!refused_protected(run(child.io, child.backend(root, root / "alias", {state}).wipe({})))) failures |= 1;
-      if (!refused_protected(run(child.io, child.backend(root, root / "alias-of-parent", {state}).wipe({}))))
+      if (!refused_protected(run(child.io, child.backend(root, root / "alias", false, {state}).wipe({})))) failures |= 1;
+      if (!refused_protected(run(child.io, child.backend(root, root / "alias-of-parent", false, {state}).wipe({}))))
         failures |= 2;
-      if (!refused_protected(run(child.io, child.backend(root, root / "alias" / "inner", {state}).wipe({}))))
+      if (!refused_protected(run(child.io, child.backend(root, root / "alias" / "inner", false, {state}).wipe({}))))
         failures |= 4;
       return failures;
     });
