@@ -95,11 +95,7 @@ class Backend {
   // WipeOut: proves ownership (a valid metadata.yaml at the storage's own location), then deletes
   // everything under the storage's prefix/directory except what `plan` keeps, metadata.yaml last.
   // The progress hook (when set) is awaited with the count so far as the wipe goes.
-  virtual boost::asio::awaitable<WipeReport> wipe(WipePlan plan);
-
-  // Delete every object under the backend's prefix/directory, with no questions asked. Only wipe()
-  // calls it; backends that implement wipe() themselves need not provide it.
-  virtual boost::asio::awaitable<BackendResult<std::size_t>> delete_all();
+  virtual boost::asio::awaitable<WipeReport> wipe(WipePlan plan) = 0;
 
   using DeleteProgress = std::function<boost::asio::awaitable<void>(std::size_t removed_so_far)>;
   void on_delete_progress(DeleteProgress progress) { delete_progress_ = std::move(progress); }
