@@ -563,7 +563,7 @@ TEST_CASE("many plugin runs at once, ending every way, leave no child process be
   const std::vector<std::vector<std::pair<std::string, std::string>>> variants = {
       {}, {{"PLUGIN_EXIT", "1"}}, {{"PLUGIN_MODE", "signal"}}, {{"PLUGIN_MODE", "garbage"}}, {{"PLUGIN_SLEEP", "20"}}};
   kube::ExecPluginOptions options;
-  options.timeout = 3s;
+  options.timeout = 10s;  // well under the sleeper's 20 s, and room for 15 Pythons starting on a loaded machine
   for (int i = 0; i < 15; ++i) {
     Plugin plugin;
     plugin.env = variants[i % variants.size()];
@@ -584,7 +584,7 @@ TEST_CASE("without a pidfd the exit is found by polling waitpid, with the same r
   const std::vector<std::vector<std::pair<std::string, std::string>>> variants = {
       {}, {{"PLUGIN_EXIT", "3"}}, {{"PLUGIN_MODE", "signal"}}, {{"PLUGIN_SLEEP", "20"}}};
   kube::ExecPluginOptions options;
-  options.timeout = 2s;
+  options.timeout = 10s;  // well under the sleeper's 20 s, and room for Python to start on a loaded machine
   options.use_pidfd = false;
   for (const auto& env : variants) {
     Plugin plugin;
