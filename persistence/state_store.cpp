@@ -224,12 +224,25 @@ struct WriteStatements {
   Stmt put_kube, del_kube, clear_kube_objects, clear_kube_checkpoint, put_checkpoint;
 };
 
-// Opens the file and checks it; empty error string on success.
+// An existing -wal or -shm file gets mode 0600 too. SQLite creates them with the database file's
+// mode (0600), but ones left by an older run, or made under a laxer rule, may be wider.
+void tighten_companion(const fs::path& file) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;  // none yet: SQLite makes it with the database's mode
+  if (struct stat st {}; ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) != 0600)
+    ::fchmod(fd, 0600);
+  ::close(fd);
+}
+
+// Opens the file and checks it; empty error string on success. The file and its -wal and -shm
+// companions are mode 0600, whatever the umask.
 std::string open_checked(const fs::path& file, bool synchronous_full, std::unique_ptr<Db>& out) {
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return std::string("cannot create ") + file.string() + ": " + std::strerror(errno);
   ::fchmod(fd, 0600);
   ::close(fd);
+  tighten_companion(file.string() + "-wal");
+  tighten_companion(file.string() + "-shm");
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
