@@ -6,8 +6,15 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <optional>
 
 namespace stowage::logging {
 
@@ -56,14 +63,40 @@ class JsonFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
 
+// spdlog's file sink opens with fopen("ab"): mode 0666 less the umask (0666 under umask 000). So
+// the file is opened here first with mode 0600: a file that does not exist yet is created 0600
+// whatever the umask (O_EXCL | O_NOFOLLOW, then fchmod). A name that exists is the admin's choice
+// and is followed (a symlink on purpose, /dev/stdout); were it a dangling symlink, the file it names
+// is created with 0600 less the umask, never wider. A regular file that group or others may read is
+// reported: its mode, for a warning once the logger is up.
+std::optional<mode_t> prepare_log_file(const std::string& file) {
+  int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::fchmod(fd, 0600);  // a umask such as 0277 would leave it unwritable
+    ::close(fd);
+    return std::nullopt;
+  }
+  if (errno != EEXIST) return std::nullopt;  // spdlog reports it when it opens the file
+  fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  const bool wide = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0;
+  ::close(fd);
+  if (wide) return st.st_mode;
+  return std::nullopt;
+}
+
 }  // namespace
 
 void setup(Format format, const std::string& level, const std::string& file) {
   std::shared_ptr<spdlog::logger> logger;
-  if (file.empty())
+  std::optional<mode_t> wide_mode;
+  if (file.empty()) {
     logger = spdlog::stderr_color_mt("stowage");
-  else
+  } else {
+    wide_mode = prepare_log_file(file);
     logger = spdlog::basic_logger_mt("stowage", file);
+  }
   if (format == Format::Json)
     logger->set_formatter(std::make_unique<JsonFormatter>());
   else
@@ -71,6 +104,11 @@ void setup(Format format, const std::string& level, const std::string& file) {
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
+  if (wide_mode) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(*wide_mode & 07777));
+    spdlog::warn("the log file {} has mode {}: group or others may read it; run chmod 600 {}", file, mode, file);
+  }
 }
 
 }  // namespace stowage::logging
