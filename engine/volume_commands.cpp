@@ -108,7 +108,11 @@ int init_volume(const fs::path& path, const std::string& operator_version, const
 
   auto state = storage::local_fs::read_metadata(backend);
   if (!state) return fail(options, state.error());
-  if (state.value().exists) return keep_existing(options, file, state.value());
+  if (state.value().exists) {
+    // Never written again: a temp file a kill -9 left behind would otherwise stay forever.
+    storage::local_fs::remove_stale_temps(backend);
+    return keep_existing(options, file, state.value());
+  }
 
   const storage::BackendMeta meta{rfc3339(WallClock::now()), operator_version};
   auto created = storage::local_fs::create_metadata(backend, storage::render_metadata(meta));

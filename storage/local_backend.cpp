@@ -69,8 +69,14 @@ std::string LocalBackend::identity() const { return "local:" + options_.director
 
 std::string LocalBackend::metadata_location() const { return (options_.directory / kMetadataFile).string(); }
 
+// A read that finds metadata.yaml also clears stale temp files: the storage is initialized, so no
+// write (which would clear them) comes again, and a temp left by a kill -9 would stay forever.
 asio::awaitable<BackendResult<MetadataState>> LocalBackend::read_metadata() {
-  auto work = [options = options_] { return local_fs::read_metadata(options); };
+  auto work = [options = options_] {
+    auto state = local_fs::read_metadata(options);
+    if (state && state.value().exists) local_fs::remove_stale_temps(options);
+    return state;
+  };
   co_return co_await on_pool<BackendResult<MetadataState>>(pool_, std::move(work));
 }
 

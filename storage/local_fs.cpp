@@ -7,7 +7,8 @@
 // Create-only write: a temp file in the directory (O_EXCL, written fully, fsync'd), then
 // renameat2(RENAME_NOREPLACE) or linkat(2), then fsync of the directory. The temp file is removed on
 // every path out of create_metadata(); stale ones (older than a minute, left by a crash) are
-// removed before each write.
+// removed before each write, and by remove_stale_temps() (LocalBackend: after each read that finds
+// metadata.yaml, since an initialized storage is never written again).
 #include "storage/local_fs.hpp"
 
 #include <dirent.h>
@@ -332,17 +333,22 @@ BackendResult<MetadataState> read_in(int dirfd, const fs::path& dir) {
   return read_open_file(fd.get(), path);
 }
 
-// Best effort: a crash between creating and renaming a temp file leaves it behind.
-void remove_stale_temps(int dirfd) {
+// Best effort: a crash between creating and renaming a temp file leaves it behind. Only regular
+// files older than a minute go (ours are regular files, and a writer needs milliseconds); unlinkat
+// never follows a symlink, and one named like a temp is not ours, so it stays. Returns the count.
+std::size_t remove_stale_temps(int dirfd) {
   auto names = list_names(dirfd, "");
-  if (!names) return;
+  if (!names) return 0;
   const std::time_t cutoff = std::time(nullptr) - kStaleTempSeconds;
+  std::size_t removed = 0;
   for (const auto& name : names.value()) {
     if (!name.starts_with(kTempPrefix)) continue;
     struct stat st {};
-    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mtime < cutoff)
-      ::unlinkat(dirfd, name.c_str(), 0);
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_mtime < cutoff &&
+        ::unlinkat(dirfd, name.c_str(), 0) == 0)
+      ++removed;
   }
+  return removed;
 }
 
 BackendResult<Ok> write_all(int fd, std::string_view body, const fs::path& path) {
@@ -853,6 +859,14 @@ BackendResult<MetadataState> read_metadata(const LocalBackendOptions& options) {
   if (!reached) return reached.error();
   if (reached.value().depth < place.components.size()) return MetadataState{};  // a hostPath not created yet
   return read_in(reached.value().fd.get(), place.directory);
+}
+
+BackendResult<std::size_t> remove_stale_temps(const LocalBackendOptions& options) {
+  Place place;
+  auto reached = reach_directory(options, place, Missing::Stop);
+  if (!reached) return reached.error();
+  if (reached.value().depth < place.components.size()) return std::size_t{0};  // a hostPath not created yet
+  return remove_stale_temps(reached.value().fd.get());
 }
 
 // The directory itself, or (when it may be created) its nearest existing ancestor, must be writable.

@@ -40,6 +40,13 @@ BackendResult<MetadataState> read_metadata(const LocalBackendOptions& options);
 BackendResult<CreateOutcome> create_metadata(const LocalBackendOptions& options, std::string_view body);
 BackendResult<Ok> check_access(const LocalBackendOptions& options);
 
+// Removes the temp files (kTempPrefix*) older than a minute from `options.directory`, through the
+// confined directory fd: a kill -9 between a temp file's creation and its rename leaves one, and
+// create_metadata (which removes them before it writes) never runs again once metadata.yaml exists.
+// Only regular files go; a symlink named like a temp is neither followed nor removed. Best effort:
+// a file that cannot be removed stays. Returns how many went.
+BackendResult<std::size_t> remove_stale_temps(const LocalBackendOptions& options);
+
 // WipeOut of `options.directory`, in steps so that a caller can report progress between them. In order:
 //  1. The never-wipe set: `/`, the local root itself, a directory that is or holds a system
 //     directory (/proc /sys /dev /run /etc /boot /usr /bin /sbin /lib* /var/lib/kubelet, judged as

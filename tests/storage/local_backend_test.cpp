@@ -296,6 +296,61 @@ TEST_CASE("stale temp files are removed before a write, fresh ones are left alon
   CHECK(fs::exists(fresh));
 }
 
+TEST_CASE("an initialized storage's stale temp files go at the next read, young ones and symlinks stay") {
+  // A kill -9 between a temp file and its rename leaves the temp; an initialized storage is never
+  // written again, so the reconcile's read is where it goes.
+  Harness h;
+  TempDir dir, outside;
+  write_file(dir.path() / "metadata.yaml", kBody);
+  const fs::path stale = dir.path() / ".metadata.yaml.tmp-0123456789abcdef";
+  const fs::path young = dir.path() / ".metadata.yaml.tmp-fedcba9876543210";
+  const fs::path link = dir.path() / ".metadata.yaml.tmp-x";
+  const fs::path target = outside.path() / "precious";
+  write_file(stale, "half");
+  write_file(young, "in flight");
+  write_file(target, "not a temp file");
+  set_age(stale, std::chrono::seconds(120));
+  set_age(target, std::chrono::seconds(120));
+  fs::create_symlink(target, link);
+  const auto when = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() - std::chrono::minutes(5));
+  struct timespec old_times[2] = {{when, 0}, {when, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, link.c_str(), old_times, AT_SYMLINK_NOFOLLOW) == 0);  // the link itself is old
+
+  auto backend = h.backend(dir.path());
+  auto state = run(h.io, backend.read_metadata());
+  REQUIRE(state.ok());
+  CHECK(state.value().exists);
+  CHECK_FALSE(fs::exists(stale));
+  CHECK(fs::exists(young));
+  CHECK(fs::is_symlink(link));  // not ours: neither followed nor removed
+  CHECK(read_file(target) == "not a temp file");
+  CHECK(read_file(dir.path() / "metadata.yaml") == kBody);
+}
+
+TEST_CASE("remove_stale_temps reaches the directory confined: nothing outside the root is touched") {
+  TempDir root, outside;
+  fs::create_directories(root.path() / "vol");
+  const fs::path stale_outside = outside.path() / ".metadata.yaml.tmp-0123456789abcdef";
+  write_file(stale_outside, "someone else's");
+  set_age(stale_outside, std::chrono::seconds(120));
+  fs::create_symlink(outside.path(), root.path() / "escape");
+  LocalBackendOptions options;
+  options.root = root.path();
+  options.directory = root.path() / "escape";
+  auto removed = local_fs::remove_stale_temps(options);
+  REQUIRE_FALSE(removed.ok());
+  CHECK(removed.error().code == "SymlinkRefused");
+  CHECK(fs::exists(stale_outside));
+  options.directory = root.path() / "vol";
+  const fs::path stale = root.path() / "vol" / ".metadata.yaml.tmp-aaaaaaaaaaaaaaaa";
+  write_file(stale, "half");
+  set_age(stale, std::chrono::seconds(120));
+  removed = local_fs::remove_stale_temps(options);
+  REQUIRE(removed.ok());
+  CHECK(removed.value() == 1);
+  CHECK_FALSE(fs::exists(stale));
+}
+
 TEST_CASE("the link(2) fallback is create-only too") {
   TempDir dir;
   const int dirfd = ::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
