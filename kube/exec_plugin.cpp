@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/child_reaper.hpp"
+
 namespace stowage::kube {
 namespace {
 
@@ -91,6 +93,7 @@ ExecPluginError spawn_error(const ExecConfig& exec, int err) {
 struct Spawned {
   pid_t pid = -1;
   int stdout_fd = -1;  // the read end of the child's stdout
+  int pidfd = -1;      // readable once the child has ended; -1 without pidfds (or not asked for)
 };
 
 // posix_spawn's attribute and file-action objects, destroyed on every path.
@@ -110,7 +113,7 @@ struct SpawnSetup {
 };
 
 Result<Spawned, ExecPluginError> spawn_plugin(const ExecConfig& exec, std::vector<std::string> env,
-                                              bool interactive) {
+                                              bool interactive, bool use_pidfd) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return spawn_error(exec, errno);
 
@@ -142,45 +145,62 @@ Result<Spawned, ExecPluginError> spawn_plugin(const ExecConfig& exec, std::vecto
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  pid_t pid = -1;
-  // glibc reports a failed exec (not found, not executable) as posix_spawnp's result.
-  const int rc = ::posix_spawnp(&pid, exec.command.c_str(), &setup.actions, &setup.attr, argv.data(), envp.data());
+  // Claimed while no reap can run: as PID 1 a reaper takes every ended child, and must hand this
+  // one's status to wait_for_exit. The pidfd is opened here too, while the pid is surely ours.
+  int rc = 0, pidfd = -1;
+  auto start = [&]() -> pid_t {
+    pid_t pid = -1;
+    // glibc reports a failed exec (not found, not executable) as posix_spawnp's result.
+    rc = ::posix_spawnp(&pid, exec.command.c_str(), &setup.actions, &setup.attr, argv.data(), envp.data());
+    if (rc != 0) return -1;
+    if (use_pidfd) pidfd = open_pidfd(pid);
+    return pid;
+  };
+  const pid_t pid = process::own_children().spawn(start);
   ::close(pipe_fds[1]);
   if (rc != 0) {
     ::close(pipe_fds[0]);
     return spawn_error(exec, rc);
   }
-  return Spawned{pid, pipe_fds[0]};
+  return Spawned{pid, pipe_fds[0], pidfd};
 }
 
 // One running plugin. Shared with the deadline timer's handler, which may run after the coroutine
-// has moved on; whoever lets go of it last reaps the child if nobody has.
+// has moved on; whoever lets go of it last reaps the child if nobody has. The child is claimed in
+// process::own_children() from its start to here: whoever reaps it (our waitpid, or a PID-1
+// reaper), its status reaches wait_for_exit, and a reaped pid is never signalled.
 struct Child {
-  Child(asio::any_io_executor ex, pid_t child_pid, int stdout_fd, bool group)
-      : pid(child_pid), own_group(group), out(ex) {
+  Child(asio::any_io_executor ex, const Spawned& spawned, bool group)
+      : pid(spawned.pid), own_group(group), out(ex), exited(ex) {
     boost::system::error_code ec;
-    out.assign(stdout_fd, ec);
-    if (ec) ::close(stdout_fd);  // reading then fails at once: the plugin's output is lost, not us
+    out.assign(spawned.stdout_fd, ec);
+    if (ec) ::close(spawned.stdout_fd);  // reading then fails at once: the plugin's output is lost, not us
+    if (spawned.pidfd >= 0) {
+      exited.assign(spawned.pidfd, ec);
+      if (ec) ::close(spawned.pidfd);  // then the exit is found by polling
+    }
   }
   ~Child() {
-    if (reaped) return;
-    kill_now();
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    if (!reaped) {
+      kill_now();
+      process::own_children().wait(pid);
     }
+    process::own_children().release(pid);
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
   void kill_now() const {
-    if (!reaped) ::kill(own_group ? -pid : pid, SIGKILL);
+    if (!reaped) process::own_children().signal(pid, SIGKILL, own_group);
   }
 
   pid_t pid;
   bool own_group;
-  bool reaped = false;  // then pid may belong to someone else: never signal it again
+  bool reaped = false;  // its status is known (or lost): nothing is left to wait for
   bool timed_out = false;
   bool too_large = false;
   asio::posix::stream_descriptor out;
+  asio::posix::stream_descriptor exited;  // the pidfd, when there is one
 };
 
 // Everything the plugin prints on stdout until it closes it, or until the limit is passed (then
@@ -203,36 +223,25 @@ asio::awaitable<std::string> read_output(Child& child, std::size_t limit) {
   co_return output;
 }
 
-// Reaps the child once it has ended: its wait status, or nullopt when someone else reaped it.
-asio::awaitable<std::optional<int>> wait_for_exit(Child& child, bool use_pidfd) {
+// The child's wait status once it has ended (reaped here, or by a PID-1 reaper before), or nullopt
+// when nobody here has it (SIGCHLD ignored, or an unclaimed waitpid took it).
+asio::awaitable<std::optional<int>> wait_for_exit(Child& child) {
   auto ex = co_await asio::this_coro::executor;
-  std::optional<asio::posix::stream_descriptor> exited;  // readable once the child has ended
-  if (int pidfd = use_pidfd ? open_pidfd(child.pid) : -1; pidfd >= 0) {
-    boost::system::error_code ec;
-    exited.emplace(ex);
-    exited->assign(pidfd, ec);
-    if (ec) {
-      ::close(pidfd);
-      exited.reset();
-    }
-  }
   asio::steady_timer poll(ex);
   for (;;) {
-    int status = 0;
-    const pid_t r = ::waitpid(child.pid, &status, WNOHANG);
-    if (r == child.pid) {
+    const process::ChildState state = process::own_children().poll(child.pid);
+    if (state.kind != process::ChildState::Kind::Running) {
       child.reaped = true;
-      co_return status;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {  // ECHILD: SIGCHLD ignored, or another waitpid took it
-      child.reaped = true;
+      if (state.kind == process::ChildState::Kind::Exited) co_return state.status;
       co_return std::nullopt;
     }
-    if (exited) {
-      auto [ec] = co_await exited->async_wait(asio::posix::descriptor_base::wait_read,
-                                               asio::as_tuple(asio::use_awaitable));
-      if (ec) exited.reset();  // fall back to polling
+    if (child.exited.is_open()) {
+      auto [ec] = co_await child.exited.async_wait(asio::posix::descriptor_base::wait_read,
+                                                   asio::as_tuple(asio::use_awaitable));
+      if (ec) {  // fall back to polling
+        boost::system::error_code ignored;
+        child.exited.close(ignored);
+      }
     } else {
       poll.expires_after(std::chrono::milliseconds(20));
       auto [ec] = co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -275,9 +284,10 @@ asio::awaitable<ExecPluginResult> run_exec_plugin(ExecConfig exec, ClientConfig 
   const bool is_interactive = interactive.value();
 
   auto ex = co_await asio::this_coro::executor;
-  auto spawned = spawn_plugin(exec, child_environment(exec_environment(exec, cluster, is_interactive)), is_interactive);
+  auto spawned = spawn_plugin(exec, child_environment(exec_environment(exec, cluster, is_interactive)), is_interactive,
+                              options.use_pidfd);
   if (!spawned) co_return spawned.error();
-  auto child = std::make_shared<Child>(ex, spawned.value().pid, spawned.value().stdout_fd, !is_interactive);
+  auto child = std::make_shared<Child>(ex, spawned.value(), !is_interactive);
 
   asio::steady_timer deadline(ex, options.timeout);
   deadline.async_wait([child](boost::system::error_code ec) {
@@ -289,7 +299,7 @@ asio::awaitable<ExecPluginResult> run_exec_plugin(ExecConfig exec, ClientConfig 
   });
 
   std::string output = co_await read_output(*child, options.max_output_bytes);
-  std::optional<int> status = co_await wait_for_exit(*child, options.use_pidfd);
+  std::optional<int> status = co_await wait_for_exit(*child);
   deadline.cancel();
   co_return judge(exec, options, *child, status, output);
 }

@@ -16,12 +16,15 @@
 //   more than max_output_bytes on stdout kills it the same way.
 // - The child is always reaped: no zombie is left, also when the coroutine is destroyed midway
 //   (then the child is killed and reaped at once; SIGKILL makes that wait short).
+// - The child is claimed in process::own_children() (common/child_reaper.hpp) from its start: as PID 1,
+//   where a ChildReaper reaps every ended child, its exit status still reaches this waiter, and
+//   once it is reaped its pid (which may be reused) is never signalled.
 // - Errors name the command (never its arguments, environment or output, which may hold secrets)
 //   and say what to do: not found (with the kubeconfig's installHint), not executable, exit code,
 //   signal, timeout, output too large, or parse_exec_credential's message for bad output.
 //
-// Assumes: nothing else in the process reaps children it did not start (waitpid(-1), or SIGCHLD
-// set to SIG_IGN, which would lose the exit status: the output is then judged alone).
+// Assumes: nothing but process::own_children() reaps children it did not start (waitpid(-1) elsewhere,
+// or SIGCHLD set to SIG_IGN, would lose the exit status: the output is then judged alone).
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>

@@ -2,8 +2,8 @@
 // through run_exec_plugin and through ApiClient against the test API server (and, for mutual TLS,
 // `openssl s_server`). What the plugin sees (KUBERNETES_EXEC_INFO, environment, stdin, process
 // group, descriptors), caching until expirationTimestamp, one shared run for concurrent requests,
-// the re-run after a 401, every failure's message, the timeout, a reactor that keeps running, and
-// no zombie left behind.
+// the re-run after a 401, every failure's message, the timeout, a reactor that keeps running, no
+// zombie left behind, and, with a PID-1 reaper running, the right status for every run.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -27,6 +28,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/child_reaper.hpp"
 #include "common/crypto.hpp"
 #include "common/http_client.hpp"
 #include "kube/api_client.hpp"
@@ -675,4 +677,100 @@ TEST_CASE("an API client destroyed while its exec plugin runs, then its reactor,
   http.reset();
   io.reset();
   CHECK(plugins().empty());  // killed and reaped with the request
+}
+
+// ---------------------------------------------------------------------------------------------
+// As PID 1.
+
+TEST_CASE("with a PID-1 reaper running, every plugin's status is right and the orphans it leaves are reaped") {
+  // `stowage run` as PID 1 starts a process::ChildReaper; here this process is made a child
+  // subreaper instead, which brings it the same orphans. Each plugin leaves 3 `sleep 0.3` behind and
+  // ends 100 ms after closing its stdout: the reaper then usually takes its status before its own
+  // waiter does (always when the waiter polls every 20 ms), and the waiter must still get it.
+  struct Subreaper {
+    Subreaper() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+    ~Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } subreaper;
+  asio::io_context io;
+  process::ChildReaper reaper(io.get_executor());
+  const std::vector<std::vector<std::pair<std::string, std::string>>> variants = {
+      {}, {{"PLUGIN_EXIT", "3"}}, {{"PLUGIN_MODE", "garbage"}}};
+  std::vector<std::future<kube::ExecPluginResult>> results;
+  for (bool pidfd : {false, true}) {
+    for (const auto& env : variants) {
+      Plugin plugin;
+      plugin.env = env;
+      plugin.env.insert(plugin.env.end(), {{"PLUGIN_ORPHANS", "3"}, {"PLUGIN_LINGER", "0.1"}});
+      kube::ExecPluginOptions options;
+      options.use_pidfd = pidfd;
+      results.push_back(
+          asio::co_spawn(io, kube::run_exec_plugin(plugin.exec(), bare_cluster(), options), asio::use_future));
+    }
+  }
+  // The reaper keeps the reactor busy for good: run it in slices until everything is in.
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  auto all_ready = [&] {
+    for (auto& r : results)
+      if (r.wait_for(0s) != std::future_status::ready) return false;
+    return true;
+  };
+  while (std::chrono::steady_clock::now() < deadline && !(all_ready() && reaper.orphans_reaped() >= 18))
+    io.run_for(20ms);
+  REQUIRE(all_ready());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    INFO("run " << i << (i < 3 ? " (polling)" : " (pidfd)"));
+    auto r = results[i].get();
+    switch (i % 3) {
+      case 0:
+        REQUIRE(r.ok());
+        CHECK(r.value().token == "plugin-token");
+        break;
+      case 1:
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().kind == ExecPluginError::Kind::Failed);
+        CHECK(r.error().exit_code == 3);
+        break;
+      default:
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().kind == ExecPluginError::Kind::BadOutput);
+    }
+  }
+  CHECK(reaper.orphans_reaped() == 18);
+  CHECK(reaper.own_reaped() >= 1);  // the waiters got statuses the reaper had taken
+  CHECK(process::own_children().claimed() == 0);
+  CHECK(children().empty());
+}
+
+// The issue's case for the Kubernetes client: a plugin (or whatever it asks) printing a token with
+// a line break would add a header of its own to every request. The credential is refused: no
+// request is sent, and the error names the plugin and the position, never the token.
+TEST_CASE("a plugin token with a line break or a space is refused and nothing is sent") {
+  Server server("injected");
+  asio::io_context io;
+  http::Client http(io.get_executor());
+  struct Case {
+    const char* token;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"plugin-token\r\nX-Injected: yes", "returned a status.token that contains a control character (at byte 12)"},
+      {"plugin-token\nX-Injected: yes", "returned a status.token that contains a control character (at byte 12)"},
+      {"plugin token", "returned a status.token that is not an RFC 6750 bearer token: the character at byte 6"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    INFO(c.token);
+    Plugin plugin;
+    plugin.env = {{"PLUGIN_TOKENS", c.token}};
+    ApiClient api(http, kubeconfig_with_plugin(server, plugin, "kubeconfig-injected-" + std::to_string(n++)));
+    auto got = run(io, api.get(kConfigMaps + "/x"));
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.error().kind == ApiError::Kind::Credentials);
+    CHECK_THAT(got.error().message,
+               Catch::StartsWith("get " + kConfigMaps + "/x: exec plugin " + kPlugin + " " + c.expected));
+    CHECK(got.error().message.find("Injected") == std::string::npos);
+    check_no_secret(got.error().message);
+  }
+  CHECK(http.stats().requests == 0);
+  CHECK(http.stats().connections_opened == 0);
 }

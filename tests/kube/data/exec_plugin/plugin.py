@@ -10,6 +10,9 @@ that tests/kube/exec_plugin_test.cpp sets through the kubeconfig's exec.env:
   PLUGIN_SLEEP        seconds to sleep before answering
   PLUGIN_GRANDCHILD_PID_FILE  starts `sleep 60` (same process group) and writes its pid there
   PLUGIN_EXIT         exit with this code after printing a token on stdout and a line on stderr
+  PLUGIN_ORPHANS      starts this many `sleep 0.3` (stdout not inherited) and never waits for them: when
+                      the plugin exits they are orphans, re-parented to PID 1 or the nearest subreaper
+  PLUGIN_LINGER       seconds: after answering, close stdout and wait this long before exiting
   PLUGIN_MODE         garbage (stdout that is not JSON), flood (2 MiB), signal (SIGTERM to itself),
                       cert (status.clientCertificateData/clientKeyData from PLUGIN_CERT_FILE/_KEY_FILE)
   PLUGIN_API_VERSION  the apiVersion to answer with; by default the one KUBERNETES_EXEC_INFO asks
@@ -61,6 +64,9 @@ if env.get("PLUGIN_GRANDCHILD_PID_FILE"):
 if env.get("PLUGIN_SLEEP"):
     time.sleep(float(env["PLUGIN_SLEEP"]))
 
+for _ in range(int(env.get("PLUGIN_ORPHANS", "0"))):
+    subprocess.Popen(["sleep", "0.3"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
 tokens = env.get("PLUGIN_TOKENS", "plugin-token").split(",")
 status = {"token": tokens[min(run, len(tokens) - 1)]}
 if env.get("PLUGIN_EXPIRE_IN"):
@@ -95,6 +101,11 @@ credential = {
 json.dump(credential, sys.stdout)
 sys.stdout.write("\n")
 sys.stdout.flush()
+
+if env.get("PLUGIN_LINGER"):
+    os.close(1)
+    sys.stdout = open(os.devnull, "w")
+    time.sleep(float(env["PLUGIN_LINGER"]))
 
 if env.get("PLUGIN_EXIT"):
     sys.stderr.write("test plugin: failing on purpose\n")
