@@ -5,8 +5,16 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 
@@ -22,8 +30,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Holds SIGINT/SIGTERM until serve() has its handlers: a stop request during start-up is then
-// handled gracefully like any other (threads started meanwhile inherit the mask and never take it).
+// SIGINT/SIGTERM from the start until serve() has its handlers. They are blocked (threads started
+// meanwhile inherit the mask and never take them), and a thread of this class's own waits for them
+// on a signalfd: one that comes during start-up (a kubeconfig on a hung mount, a large kubeconfig
+// being parsed, a large state store being checked) ends the process at once, with exit code 0 as
+// a normal stop. Nothing is half-written by that: nothing has been reconciled yet, the state store
+// commits atomically (SQLite), and fingerprint.key is renamed into place complete. As PID 1, whose
+// signals without a handler the kernel drops, a blocked signal is still queued, so none is lost.
+// release() hands over to serve(): a signal the thread has not taken stays pending and is delivered
+// to serve()'s handler. Without signalfd (a sandbox refusing it) signals are only held, as before.
 class HeldStopSignals {
  public:
   HeldStopSignals() {
@@ -32,17 +47,60 @@ class HeldStopSignals {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_);
+    signals_fd_ = ::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (signals_fd_ >= 0 && wake_fd_ >= 0)
+      watcher_ = std::thread([this] { watch(); });
+    else
+      spdlog::debug("signals during start-up are held until it ends (no signalfd: {})", std::strerror(errno));
   }
   ~HeldStopSignals() { release(); }
+  HeldStopSignals(const HeldStopSignals&) = delete;
+  HeldStopSignals& operator=(const HeldStopSignals&) = delete;
+
   void release() {
     if (released_) return;
     released_ = true;
+    if (watcher_.joinable()) {
+      {
+        std::lock_guard lock(m_);
+        handed_over_ = true;
+      }
+      const std::uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+      watcher_.join();
+    }
+    if (signals_fd_ >= 0) ::close(signals_fd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
     pthread_sigmask(SIG_SETMASK, &previous_, nullptr);  // a signal that came meanwhile is delivered now
   }
 
  private:
+  void watch() {
+    pollfd fds[2] = {{signals_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      std::lock_guard lock(m_);
+      if (handed_over_) return;  // serve() takes any signal from here on
+      if ((fds[0].revents & POLLIN) == 0) continue;
+      signalfd_siginfo info{};
+      if (::read(signals_fd_, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+      spdlog::info("signal {} during start-up: stopping (nothing has been reconciled yet; nothing to finish)",
+                   info.ssi_signo);
+      spdlog::default_logger()->flush();
+      ::_exit(0);
+    }
+  }
+
   sigset_t previous_;
   bool released_ = false;
+  int signals_fd_ = -1, wake_fd_ = -1;
+  std::mutex m_;
+  bool handed_over_ = false;
+  std::thread watcher_;
 };
 
 // What serve() needs to know about the source besides stopping it.

@@ -6,9 +6,11 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace stowage::engine {
@@ -19,6 +21,18 @@ std::unique_ptr<persistence::StateStore> open_store(const config::Config& c, boo
   auto r = persistence::StateStore::open(c.state_dir, io.get_executor(), o);
   if (!r.ok()) throw StartupError(r.error());
   return std::move(r.value());
+}
+
+// Orphans come only to PID 1 and subreapers; elsewhere each exec plugin's waiter reaps its own child.
+std::unique_ptr<process::ChildReaper> reap_orphans(boost::asio::io_context& io) {
+  if (!process::receives_orphans()) return nullptr;
+  spdlog::info("running as {}: orphaned processes (an exec plugin's leftovers) are reaped here",
+               ::getpid() == 1 ? "PID 1" : "a child subreaper");
+  try {
+    return std::make_unique<process::ChildReaper>(io.get_executor());
+  } catch (const std::exception& e) {
+    throw StartupError(std::string(e.what()) + ": orphaned processes could not be reaped");
+  }
 }
 
 persistence::Fingerprinter load_fingerprinter(const config::Config& c) {
@@ -83,19 +97,67 @@ LocalSettings local_settings(const config::Config& c) {
 
 }  // namespace
 
+namespace {
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// mkdir(2) for a missing parent of the state directory; EEXIST is fine (someone was quicker).
+void make_parent(const std::filesystem::path& parent, const std::filesystem::path& state_dir) {
+  if (::mkdir(parent.c_str(), 0755) == 0 || errno == EEXIST) return;
+  throw StartupError("cannot create " + parent.string() + " for the state directory " + state_dir.string() + ": " +
+                     std::strerror(errno) + " (set --state-dir to a writable directory)");
+}
+
+// The state directory exists and only its owner may enter it: created 0700 whatever the umask
+// (mkdir with 0700, so it is never more open, then fchmod in case the umask took owner bits),
+// missing parents 0755 (less under a stricter umask). An existing directory is left as it is, with
+// a warning when group or others may enter it.
+void prepare_state_directory(const std::filesystem::path& given) {
+  std::filesystem::path dir = given.lexically_normal();
+  if (!dir.has_filename() && dir.has_relative_path()) dir = dir.parent_path();  // "state/" -> "state"
+  std::filesystem::path partial;
+  for (const auto& part : dir.parent_path()) {
+    partial /= part;
+    if (struct stat st {}; ::stat(partial.c_str(), &st) != 0) make_parent(partial, dir);
+  }
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || ::fchmod(fd, 0700) != 0)
+      spdlog::warn("cannot set the mode of the new state directory {} to 0700: {}", dir.string(), std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  if (errno != EEXIST)
+    throw StartupError("cannot create the state directory " + dir.string() + ": " + std::strerror(errno) +
+                       " (set --state-dir to a writable directory)");
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw StartupError("the state directory " + dir.string() + " is not a directory: remove it or set --state-dir");
+  if ((st.st_mode & 077) != 0)
+    spdlog::warn("the state directory {} has mode {}: group or others may enter it (the database and fingerprint.key "
+                 "are 0600, but names and sizes show); run chmod 700 {}",
+                 dir.string(), octal_mode(st.st_mode), dir.string());
+}
+
+}  // namespace
+
 std::int64_t wall_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 StateDirLock::StateDirLock(const std::filesystem::path& state_dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(state_dir, ec);
+  prepare_state_directory(state_dir);
   auto file = state_dir / "stowage.lock";
-  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd_ < 0)
     throw StartupError("cannot open " + file.string() + ": " + std::strerror(errno) +
                        " (set --state-dir to a writable directory)");
+  if (struct stat st {}; ::fstat(fd_, &st) == 0 && (st.st_mode & 07777) != 0600) ::fchmod(fd_, 0600);
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd_);
     throw StartupError("another stowage process is using the state directory " + state_dir.string() +
@@ -115,6 +177,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                  std::optional<KubernetesSource> kube_source)
     : pool(static_cast<std::size_t>(c.local_io_threads)),
       lock(c.state_dir),
+      reaper(reap_orphans(io)),
       store(open_store(c, io)),
       fingerprinter(load_fingerprinter(c)),
       queue(store.get(), wall_now_ms),

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/child_reaper.hpp"
 #include "config/config.hpp"
 #include "engine/backends.hpp"
 #include "engine/controller.hpp"
@@ -37,8 +38,9 @@ class StartupError : public std::runtime_error {
 
 std::int64_t wall_now_ms();
 
-// Holds an exclusive lock on <state-dir>/stowage.lock for the process's life: two controllers
-// writing one state store would break its guarantees.
+// Holds an exclusive lock on <state-dir>/stowage.lock (mode 0600) for the process's life: two
+// controllers writing one state store would break its guarantees. Creates the state directory first,
+// 0700 whatever the umask, and warns (once, at start) when an existing one lets group or others in.
 class StateDirLock {
  public:
   explicit StateDirLock(const std::filesystem::path& state_dir);  // throws StartupError
@@ -71,6 +73,8 @@ class Runtime {
   metrics::Registry registry;
   Metrics metrics{registry};
   StateDirLock lock;
+  // As PID 1 (or a subreaper): reaps orphaned processes that exec plugins leave behind. Else null.
+  std::unique_ptr<process::ChildReaper> reaper;
   std::unique_ptr<persistence::StateStore> store;
   persistence::Fingerprinter fingerprinter;
   persistence::WorkQueue queue;
