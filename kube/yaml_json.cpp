@@ -1,22 +1,31 @@
 // YAML <-> JSON as kubectl does it (sigs.k8s.io/yaml on go-yaml v2).
-// Guarantees: parse_yaml_documents never throws; plain scalars are typed by go-yaml v2's resolve
-// rules (YAML 1.1 booleans, Go integer syntax, "010" octal, '_' separators), quoted or !!str scalars
-// stay strings, mapping keys become strings the way sigs.k8s.io/yaml converts them ("on" -> "true"),
-// "<<" merge keys are applied, aliases are expanded (with a depth and size limit against alias
-// bombs and self-referencing anchors). to_yaml writes block YAML that reads back to the same value.
+// Guarantees: read_yaml_documents and parse_yaml_documents never throw; plain scalars are typed by
+// go-yaml v2's resolve rules (YAML 1.1 booleans, Go integer syntax, "010" octal, '_' separators),
+// quoted or !!str scalars stay strings, mapping keys become strings the way sigs.k8s.io/yaml
+// converts them ("on" -> "true"), "<<" merge keys are applied, aliases are expanded. What a read
+// may cost is bounded: the JSON is built from yaml-cpp's parser events (never a yaml-cpp node tree,
+// which costs ~10x the text), one document at a time; alias expansion is counted in bytes against
+// YamlLimits::max_alias_bytes before each copy is made (a node count would let 4 million copies of
+// a 1 KB string through); nesting is limited to kMaxDepth, through aliases too; a self-referencing
+// anchor is an error. to_yaml writes block YAML that reads back to the same value.
 #include "kube/yaml_json.hpp"
 
 #include <locale.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <istream>
 #include <limits>
+#include <map>
 #include <optional>
+#include <streambuf>
 
 namespace stowage::kube {
 namespace {
@@ -24,7 +33,6 @@ namespace {
 namespace json = boost::json;
 
 constexpr int kMaxDepth = 256;
-constexpr std::size_t kMaxNodes = 4'000'000;
 
 // ---------------------------------------------------------------------------------------------
 // Scalar resolution: go-yaml v2 resolve() for plain scalars.
@@ -167,13 +175,13 @@ json::value resolve_plain(std::string_view in) {
   return json::string(in);
 }
 
-json::value resolve_scalar(const YAML::Node& node) {
-  const std::string& tag = node.Tag();
+// A scalar's value by its tag: "?" plain, "!" quoted or block, or an explicit tag.
+json::value resolve_scalar(const std::string& tag, const std::string& text) {
   static const std::string kCore = "tag:yaml.org,2002:";
   bool typed_core = tag.rfind(kCore, 0) == 0 &&
                     (tag == kCore + "int" || tag == kCore + "float" || tag == kCore + "bool" || tag == kCore + "null");
-  if (tag == "?" || tag.empty() || typed_core) return resolve_plain(node.Scalar());
-  return json::string(node.Scalar());  // "!" (quoted, literal, folded), !!str, !!binary, custom tags
+  if (tag == "?" || tag.empty() || typed_core) return resolve_plain(text);
+  return json::string(text);  // "!" (quoted, literal, folded), !!str, !!binary, custom tags
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,80 +211,228 @@ std::string go_format_float32(double value) {
   return out + digits.substr(0, point) + "." + digits.substr(point);
 }
 
-std::string key_string(const YAML::Node& key) {
-  if (!key.IsScalar())
-    throw YAML::RepresentationException(key.Mark(), "unsupported map key: keys must be strings, numbers or booleans");
-  json::value v = resolve_scalar(key);
-  if (v.is_string()) return std::string(v.get_string());
-  if (v.is_bool()) return v.get_bool() ? "true" : "false";
-  if (v.is_int64()) return std::to_string(v.get_int64());
-  if (v.is_uint64()) return std::to_string(v.get_uint64());
-  if (v.is_double()) return go_format_float32(v.get_double());
-  throw YAML::RepresentationException(key.Mark(), "unsupported map key: null");
-}
-
 // ---------------------------------------------------------------------------------------------
-// yaml-cpp node -> JSON.
+// Parser events -> JSON, one document at a time, with the budgets.
 
-class Converter {
+constexpr std::uint64_t kValueBytes = 16;  // what one value counts for in the alias budget, beyond its text
+constexpr const char* kBadKey = "unsupported map key: keys must be strings, numbers or booleans";
+
+// A budget ran out; carries which one.
+struct BudgetExceeded : YAML::Exception {
+  BudgetExceeded(const YAML::Mark& mark, const std::string& message, YamlBudget which)
+      : YAML::Exception(mark, message), budget(which) {}
+  YamlBudget budget;
+};
+
+// A finished node: its value, what a copy of it counts for in the alias budget, how deep it is.
+struct Built {
+  json::value value;
+  std::uint64_t bytes = kValueBytes;
+  int height = 0;             // 0 for a scalar; a sequence or mapping is one more than its deepest child
+  bool merge_marker = false;  // the plain scalar "<<": a merge key when it stands in a key's place
+  YAML::Mark mark;
+};
+
+// A sequence or mapping being filled.
+struct Frame {
+  Built node;
+  YAML::anchor_t anchor = YAML::NullAnchor;
+  bool key_next = true;  // mappings: the next node is a key
+  std::string key;       // mappings: the key whose value comes next
+  bool merge = false;    // mappings: that key is "<<"
+};
+
+// Builds each document's JSON straight from the parser's events: no node tree in between, so a
+// document costs about its JSON. Anchored values are kept by anchor id; an alias copies one and
+// the copy is charged to the alias budget before it is made.
+class DocumentBuilder final : public YAML::EventHandler {
  public:
-  json::value convert(const YAML::Node& node, int depth) {
-    if (depth > kMaxDepth)
-      throw YAML::RepresentationException(node.Mark(), "document nested too deeply (recursive alias?)");
-    if (++nodes_ > kMaxNodes)
-      throw YAML::RepresentationException(node.Mark(), "document too large after expanding aliases");
-    switch (node.Type()) {
-      case YAML::NodeType::Scalar:
-        return resolve_scalar(node);
-      case YAML::NodeType::Sequence:
-        return convert_sequence(node, depth);
-      case YAML::NodeType::Map:
-        return convert_map(node, depth);
-      default:
-        return nullptr;
-    }
+  DocumentBuilder(const YamlLimits& limits, YamlUsage& usage) : limits_(limits), usage_(usage) {}
+
+  // The document just read, if it was not empty.
+  std::optional<YamlDocument> take() {
+    if (!root_ || root_->value.is_null()) return std::nullopt;
+    return YamlDocument{std::move(root_->value), root_->mark.line + 1};
   }
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    stack_.clear();
+    anchors_.clear();
+    names_.clear();
+    root_.reset();
+  }
+  void OnDocumentEnd() override {}
+
+  void OnAnchor(const YAML::Mark&, const std::string& name) override { pending_name_ = name; }
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    begin_node(mark, anchor, false);
+    complete(Built{nullptr, kValueBytes, 0, false, mark}, anchor);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    begin_node(mark, anchor, false);
+    bool merge_marker = tag == "?" && value == "<<";
+    complete(Built{resolve_scalar(tag, value), kValueBytes + value.size(), 0, merge_marker, mark}, anchor);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    begin_node(mark, YAML::NullAnchor, false);
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end())
+      throw YAML::RepresentationException(mark, "alias *" + name_of(anchor) +
+                                                    " refers to the node that contains it (a recursive alias)");
+    charge(it->second.bytes, mark, anchor);
+    Built copy = it->second;  // the expansion itself, paid for above
+    copy.mark = mark;
+    copy.merge_marker = false;  // go-yaml: an alias is never a merge key
+    complete(std::move(copy), YAML::NullAnchor);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor, json::array());
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor, json::object());
+  }
+  void OnMapEnd() override { close(); }
 
  private:
-  json::value convert_sequence(const YAML::Node& node, int depth) {
-    json::array out;
-    for (const auto& item : node) out.push_back(convert(item, depth + 1));
-    return out;
+  bool key_expected() const {
+    return !stack_.empty() && stack_.back().node.value.is_object() && stack_.back().key_next;
   }
 
-  json::value convert_map(const YAML::Node& node, int depth) {
-    json::object out;
-    for (const auto& kv : node) {
-      if (kv.first.IsScalar() && kv.first.Tag() == "?" && kv.first.Scalar() == "<<") {
-        merge(out, kv.second, depth);
-        continue;
-      }
-      std::string key = key_string(kv.first);
-      out[key] = convert(kv.second, depth + 1);
+  // Every node: its anchor gets the name just announced; a sequence or mapping as a key is refused
+  // before it is built.
+  void begin_node(const YAML::Mark& mark, YAML::anchor_t anchor, bool collection) {
+    if (anchor != YAML::NullAnchor) names_[anchor] = pending_name_;
+    if (collection && key_expected()) throw YAML::RepresentationException(mark, kBadKey);
+  }
+
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor, json::value empty) {
+    begin_node(mark, anchor, true);
+    if (stack_.empty()) count_document(mark);
+    if (stack_.size() >= kMaxDepth) throw YAML::RepresentationException(mark, "document nested too deeply");
+    Frame frame;
+    frame.node = Built{std::move(empty), kValueBytes, 1, false, mark};
+    frame.anchor = anchor;
+    stack_.push_back(std::move(frame));
+  }
+
+  void close() {
+    Frame frame = std::move(stack_.back());
+    stack_.pop_back();
+    complete(std::move(frame.node), frame.anchor);
+  }
+
+  void count_document(const YAML::Mark& mark) {
+    if (++usage_.documents > limits_.max_documents)
+      throw BudgetExceeded(mark,
+                           "more than " + std::to_string(limits_.max_documents) + " documents (the document budget)",
+                           YamlBudget::documents);
+  }
+
+  // The copy an alias will be made from. It is charged like an expansion: without that, anchors
+  // nested in each other (no alias at all) would keep a copy of the innermost content per level.
+  void keep_for_aliases(const Built& node, YAML::anchor_t anchor) {
+    if (node.height > 0) charge(node.bytes, node.mark, anchor);
+    anchors_[anchor] = node;
+  }
+
+  void charge(std::uint64_t bytes, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    usage_.alias_bytes += bytes;
+    if (usage_.alias_bytes > limits_.max_alias_bytes)
+      throw BudgetExceeded(mark,
+                           "aliases expand to more than " + size_text(limits_.max_alias_bytes) +
+                               " (the alias budget; *" + name_of(anchor) + " went over it: an alias bomb?)",
+                           YamlBudget::alias_expansion);
+  }
+
+  // A node is finished: remember it under its anchor, then put it where it belongs.
+  void complete(Built node, YAML::anchor_t anchor) {
+    if (stack_.size() + static_cast<std::size_t>(node.height) > kMaxDepth)
+      throw YAML::RepresentationException(node.mark, "document nested too deeply");
+    if (anchor != YAML::NullAnchor) keep_for_aliases(node, anchor);
+    if (stack_.empty()) {
+      if (!node.value.is_null() && node.height == 0) count_document(node.mark);  // collections counted at open()
+      root_ = std::move(node);
+      return;
     }
-    return out;
+    Frame& parent = stack_.back();
+    parent.node.height = std::max(parent.node.height, node.height + 1);
+    if (parent.node.value.is_array()) {
+      parent.node.bytes += node.bytes;
+      parent.node.value.get_array().push_back(std::move(node.value));
+      return;
+    }
+    if (parent.key_next) {
+      parent.key_next = false;
+      parent.merge = node.merge_marker;
+      parent.key = parent.merge ? std::string() : key_string(node);
+      parent.node.bytes += parent.key.size();
+      return;
+    }
+    parent.key_next = true;
+    parent.node.bytes += node.bytes;
+    if (parent.merge)
+      merge(parent.node.value.get_object(), std::move(node));
+    else
+      parent.node.value.get_object()[parent.key] = std::move(node.value);
+  }
+
+  // sigs.k8s.io/yaml turns go-yaml's typed keys into strings.
+  static std::string key_string(const Built& key) {
+    const json::value& v = key.value;
+    if (v.is_string()) return std::string(v.get_string());
+    if (v.is_bool()) return v.get_bool() ? "true" : "false";
+    if (v.is_int64()) return std::to_string(v.get_int64());
+    if (v.is_uint64()) return std::to_string(v.get_uint64());
+    if (v.is_double()) return go_format_float32(v.get_double());
+    throw YAML::RepresentationException(key.mark, kBadKey);
   }
 
   // go-yaml v2: merged entries are assigned in place; in a sequence, earlier maps win.
-  void merge(json::object& out, const YAML::Node& value, int depth) {
+  static void merge(json::object& out, Built value) {
     auto fail = [&] {
-      throw YAML::RepresentationException(value.Mark(), "map merge requires map or sequence of maps as the value");
+      throw YAML::RepresentationException(value.mark, "map merge requires map or sequence of maps as the value");
     };
-    std::vector<YAML::Node> sources;
-    if (value.IsMap())
-      sources.push_back(value);
-    else if (value.IsSequence())
-      for (const auto& item : value) sources.insert(sources.begin(), item);
-    else
-      fail();
-    for (const auto& source : sources) {
-      if (!source.IsMap()) fail();
-      json::value merged = convert(source, depth + 1);
-      for (auto& kv : merged.get_object()) out[kv.key()] = kv.value();
+    if (value.value.is_object()) {
+      for (auto& kv : value.value.get_object()) out[kv.key()] = std::move(kv.value());
+      return;
+    }
+    if (!value.value.is_array()) fail();
+    auto& sources = value.value.get_array();
+    for (auto it = sources.rbegin(); it != sources.rend(); ++it) {
+      if (!it->is_object()) fail();
+      for (auto& kv : it->get_object()) out[kv.key()] = std::move(kv.value());
     }
   }
 
-  std::size_t nodes_ = 0;
+  std::string name_of(YAML::anchor_t anchor) const {
+    auto it = names_.find(anchor);
+    return it == names_.end() ? "?" : it->second;
+  }
+
+  const YamlLimits& limits_;
+  YamlUsage& usage_;
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, Built> anchors_;
+  std::map<YAML::anchor_t, std::string> names_;
+  std::string pending_name_;
+  std::optional<Built> root_;
+};
+
+// An istream over `text` without copying it.
+class ViewBuffer : public std::streambuf {
+ public:
+  explicit ViewBuffer(std::string_view text) {
+    char* begin = const_cast<char*>(text.data());  // read only: the get area is never written
+    setg(begin, begin, begin + text.size());
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -397,20 +553,45 @@ YamlError to_error(const YAML::Exception& e) {
 
 }  // namespace
 
-Result<std::vector<YamlDocument>, YamlError> parse_yaml_documents(std::string_view text) {
+std::string size_text(std::uint64_t bytes) {
+  for (auto [shift, unit] : {std::pair{30, "Gi"}, std::pair{20, "Mi"}, std::pair{10, "Ki"}})
+    if (bytes >= (std::uint64_t{1} << shift) && bytes % (std::uint64_t{1} << shift) == 0)
+      return std::to_string(bytes >> shift) + unit;
+  return std::to_string(bytes);
+}
+
+std::optional<YamlError> read_yaml_documents(std::string_view text, const YamlLimits& limits,
+                                             const YamlDocumentSink& on_document, YamlUsage& usage) {
   try {
-    std::vector<YamlDocument> docs;
-    for (const auto& node : YAML::LoadAll(std::string(text))) {
-      if (!node.IsDefined() || node.IsNull()) continue;
-      Converter converter;
-      docs.push_back(YamlDocument{converter.convert(node, 0), node.Mark().line + 1});
+    ViewBuffer buffer(text);
+    std::istream in(&buffer);
+    YAML::Parser parser(in);
+    DocumentBuilder builder(limits, usage);
+    while (parser.HandleNextDocument(builder)) {
+      auto doc = builder.take();
+      if (doc && !on_document(std::move(*doc))) break;
     }
-    return docs;
+    return std::nullopt;
+  } catch (const BudgetExceeded& e) {
+    YamlError err = to_error(e);
+    err.budget = e.budget;
+    return err;
   } catch (const YAML::Exception& e) {
     return to_error(e);
   } catch (const std::exception& e) {
     return YamlError{0, 0, e.what()};
   }
+}
+
+Result<std::vector<YamlDocument>, YamlError> parse_yaml_documents(std::string_view text, const YamlLimits& limits) {
+  std::vector<YamlDocument> docs;
+  YamlUsage usage;
+  auto keep = [&](YamlDocument&& doc) {
+    docs.push_back(std::move(doc));
+    return true;
+  };
+  if (auto error = read_yaml_documents(text, limits, keep, usage)) return std::move(*error);
+  return docs;
 }
 
 std::string to_yaml(const boost::json::value& value) {

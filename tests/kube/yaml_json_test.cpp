@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -182,7 +183,7 @@ TEST_CASE("aliases resolve and merge keys apply") {
 
 TEST_CASE("self-referencing aliases and alias bombs fail instead of exhausting memory") {
   auto e = error_of("a: &x [1, *x]\n");
-  CHECK_FALSE(e.message.empty());
+  CHECK_THAT(e.message, Catch::Contains("*x refers to the node that contains it"));
   std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
   char prev = 'a';
   for (char c = 'b'; c <= 'i'; ++c, ++prev) {
@@ -190,7 +191,107 @@ TEST_CASE("self-referencing aliases and alias bombs fail instead of exhausting m
     for (int i = 0; i < 10; ++i) bomb += std::string(i ? ", *" : "*") + prev;
     bomb += "]\n";
   }
-  CHECK(error_of(bomb).message.find("too large") != std::string::npos);
+  auto started = std::chrono::steady_clock::now();
+  auto error = error_of(bomb);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  CHECK(error.budget == YamlBudget::alias_expansion);
+  CHECK_THAT(error.message, Catch::Contains("aliases expand to more than 4Mi (the alias budget"));
+  CHECK(error.line > 1);
+}
+
+// A node budget let a few large copies through: 3.9 million copies of a 1 KB string were 4 GB.
+TEST_CASE("alias expansion is counted in bytes, not nodes: a few copies of a large value are refused") {
+  std::string big(64 * 1024, 'x');
+  std::string text = "big: &big " + big + "\ncopies: [";
+  for (int i = 0; i < 100; ++i) text += std::string(i ? ", " : "") + "*big";  // 100 nodes, 6.4 MB
+  text += "]\n";
+  auto error = error_of(text);
+  CHECK(error.budget == YamlBudget::alias_expansion);
+  CHECK(error.line == 2);
+
+  // Within the budget it reads, and the usage says what the copies cost.
+  YamlLimits roomy;
+  roomy.max_alias_bytes = 8u << 20;
+  YamlUsage usage;
+  int documents = 0;
+  auto ok = read_yaml_documents(text, roomy, [&](YamlDocument&&) { return ++documents, true; }, usage);
+  CHECK_FALSE(ok.has_value());
+  CHECK(documents == 1);
+  CHECK(usage.alias_bytes == 100 * (16 + big.size()));
+}
+
+TEST_CASE("the alias budget is shared by every document of the text and reported as used") {
+  // The sequence counts 16 + 3 scalars x (16 + 1): once for the copy kept at its anchor, once per alias.
+  const std::string doc = "a: &a [1, 2, 3]\nb: [*a, *a]\n";
+  const std::uint64_t per_doc = 3 * (16 + 3 * 17);
+  YamlLimits limits;
+  limits.max_alias_bytes = 2 * per_doc;
+  YamlUsage usage;
+  auto fits = read_yaml_documents(doc + "---\n" + doc, limits, [](YamlDocument&&) { return true; }, usage);
+  CHECK_FALSE(fits.has_value());
+  CHECK(usage.alias_bytes == 2 * per_doc);
+
+  YamlUsage over;
+  std::vector<int> lines;
+  auto error = read_yaml_documents(doc + "---\n" + doc + "---\n" + doc, limits,
+                                   [&](YamlDocument&& d) { return lines.push_back(d.line), true; }, over);
+  REQUIRE(error.has_value());
+  CHECK(error->budget == YamlBudget::alias_expansion);
+  CHECK(error->line == 7);  // the third document's anchor: keeping its copy is already over
+  CHECK(lines == std::vector<int>{1, 4});  // the documents before it were handed over
+  CHECK(over.alias_bytes > limits.max_alias_bytes);
+}
+
+TEST_CASE("anchors nested in each other are charged for the copies kept for aliases, used or not") {
+  std::string inner = "[";
+  for (int i = 0; i < 5000; ++i) inner += i ? ", x" : "x";
+  inner += "]";
+  std::string nested = inner;
+  for (int level = 0; level < 200; ++level) nested = "&a" + std::to_string(level) + " [" + nested + "]";
+  auto error = error_of("v: " + nested + "\n");
+  CHECK(error.budget == YamlBudget::alias_expansion);
+  YamlLimits roomy;
+  roomy.max_alias_bytes = 1u << 30;
+  YamlUsage usage;
+  CHECK_FALSE(read_yaml_documents("v: " + nested + "\n", roomy, [](YamlDocument&&) { return true; }, usage));
+  CHECK(usage.alias_bytes > 200u * 5000 * 17);
+}
+
+TEST_CASE("the document budget counts non-empty documents and stops at the first one beyond it") {
+  YamlLimits limits;
+  limits.max_documents = 2;
+  const std::string two = "a: 1\n---\n# empty\n---\nb: 2\n---\n";
+  CHECK(parse_yaml_documents(two, limits).ok());
+  auto error = parse_yaml_documents(two + "[c]\n---\nd: 4\n", limits);
+  REQUIRE_FALSE(error.ok());
+  CHECK(error.error().budget == YamlBudget::documents);
+  CHECK(error.error().line == 7);
+  CHECK_THAT(error.error().message, Catch::Contains("more than 2 documents"));
+  YamlUsage usage;
+  read_yaml_documents(two + "c: 3\n", limits, [](YamlDocument&&) { return true; }, usage);
+  CHECK(usage.documents == 3);  // the one over the budget is counted when it is refused
+}
+
+TEST_CASE("the reader hands over one document at a time and stops when asked") {
+  std::vector<json::value> seen;
+  YamlUsage usage;
+  auto error = read_yaml_documents("a: 1\n---\nb: 2\n---\nc: [\n", {},
+                                   [&](YamlDocument&& d) {
+                                     seen.push_back(std::move(d.value));
+                                     return seen.size() < 2;
+                                   },
+                                   usage);
+  CHECK_FALSE(error.has_value());  // stopped before the broken third document was read
+  CHECK(seen.size() == 2);
+}
+
+TEST_CASE("nesting is limited through aliases too") {
+  std::string chain = "a0: &a0 [x]\n";
+  for (int i = 1; i < 300; ++i)
+    chain += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) + "]\n";
+  CHECK_THAT(error_of(chain).message, Catch::Contains("nested too deeply"));
+  CHECK_THAT(error_of(std::string(300, '[') + std::string(300, ']') + "\n").message,
+             Catch::Contains("nested too deeply"));
 }
 
 TEST_CASE("multi-document streams skip empty documents and report 1-based lines") {
