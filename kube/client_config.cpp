@@ -73,9 +73,13 @@ std::string lower(std::string_view s) {
 struct ReadFailure {
   std::string reason;  // strerror-style: "No such file or directory"
   bool not_found = false;
+  bool too_large = false;  // over `max_size`: refused before reading when its size says so, else once read past it
+  std::uint64_t size = 0;  // with too_large: the size it said it had; 0 when it grew past `max_size` while read
 };
 
-Result<std::string, ReadFailure> read_file(const std::string& path) {
+// At most `max_size` bytes are ever read: a file that says it is larger is refused before reading,
+// one that grows while it is read is refused at the budget.
+Result<std::string, ReadFailure> read_file(const std::string& path, std::uint64_t max_size = kMaxFileSize) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
@@ -88,6 +92,9 @@ Result<std::string, ReadFailure> read_file(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
     return ReadFailure{std::error_code(EISDIR, std::generic_category()).message()};
+  const std::string too_large = "larger than " + size_text(max_size);
+  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > max_size)
+    return ReadFailure{too_large, false, true, static_cast<std::uint64_t>(st.st_size)};
   std::string out;
   char buf[65536];
   for (;;) {
@@ -95,8 +102,9 @@ Result<std::string, ReadFailure> read_file(const std::string& path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ReadFailure{std::error_code(errno, std::generic_category()).message()};
     if (n == 0) return out;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > kMaxFileSize) return ReadFailure{"larger than 16 MiB"};
+    const std::uint64_t room = max_size + 1 - out.size();  // never reads a byte more than it needs to refuse
+    out.append(buf, static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(n), room)));
+    if (out.size() > max_size) return ReadFailure{too_large, false, true, 0};
   }
 }
 
@@ -667,13 +675,20 @@ MaybeError check_version_and_kind(const FileReader& r, const json::object& root)
 
 }  // namespace
 
-Result<Kubeconfig, ConfigError> parse_kubeconfig(std::string_view text, const std::string& path) {
+Result<Kubeconfig, ConfigError> parse_kubeconfig(std::string_view text, const std::string& path,
+                                                 std::uint64_t max_alias_expansion) {
   FileReader r(path);
   Kubeconfig config;
   config.files.push_back(path);
-  auto docs = parse_yaml_documents(text);
+  YamlLimits limits;
+  limits.max_alias_bytes = max_alias_expansion;
+  auto docs = parse_yaml_documents(text, limits);
   if (!docs) {
-    ConfigError e = r.error("", "malformed YAML: " + docs.error().message);
+    ConfigError e = docs.error().budget == YamlBudget::alias_expansion
+                        ? r.error("", "its YAML aliases expand past " + size_text(max_alias_expansion) +
+                                          " (yaml.max-alias-expansion; an alias bomb?): if the file is trusted, "
+                                          "raise --yaml-max-alias-expansion")
+                        : r.error("", "malformed YAML: " + docs.error().message);
     e.line = docs.error().line;
     e.column = docs.error().column;
     return e;
@@ -720,19 +735,25 @@ struct LoadedFiles {
   std::vector<std::string> missing;  // files that do not exist (skipped)
 };
 
-Result<LoadedFiles, ConfigError> load_files(const std::vector<std::string>& paths, bool must_exist) {
+Result<LoadedFiles, ConfigError> load_files(const std::vector<std::string>& paths, bool must_exist,
+                                            const KubeconfigBudgets& budgets) {
   LoadedFiles out;
   std::vector<Kubeconfig> parsed;
   std::set<std::string> seen;
   for (const std::string& path : paths) {
     if (path.empty() || !seen.insert(path).second) continue;
-    auto text = read_file(path);
+    auto text = read_file(path, budgets.max_file_size);
     if (!text && text.error().not_found && !must_exist) {
       out.missing.push_back(path);
       continue;
     }
+    if (!text && text.error().too_large)
+      return error_at(path, "",
+                      (text.error().size ? std::to_string(text.error().size) + " bytes, over " : "grew past ") +
+                          "kube.max-kubeconfig-size (" + size_text(budgets.max_file_size) +
+                          "): not read; if it really is the kubeconfig, raise --max-kubeconfig-size");
     if (!text) return error_at(path, "", "cannot read: " + text.error().reason);
-    auto config = parse_kubeconfig(text.value(), path);
+    auto config = parse_kubeconfig(text.value(), path, budgets.max_alias_expansion);
     if (!config) return config.error();
     parsed.push_back(std::move(config.value()));
   }
@@ -742,8 +763,9 @@ Result<LoadedFiles, ConfigError> load_files(const std::vector<std::string>& path
 
 }  // namespace
 
-Result<Kubeconfig, ConfigError> load_kubeconfig_files(const std::vector<std::string>& paths, bool must_exist) {
-  auto loaded = load_files(paths, must_exist);
+Result<Kubeconfig, ConfigError> load_kubeconfig_files(const std::vector<std::string>& paths, bool must_exist,
+                                                      const KubeconfigBudgets& budgets) {
+  auto loaded = load_files(paths, must_exist, budgets);
   if (!loaded) return loaded.error();
   if (loaded.value().config.files.empty())
     return error_at("", "", "none of these kubeconfig files exists: " + join(loaded.value().missing, ", "));
@@ -1059,7 +1081,7 @@ constexpr const char* kNoKubeconfig = "no kubeconfig: set --kubeconfig or KUBECO
 
 Result<ClientConfig, ConfigError> load_and_select(const std::vector<std::string>& paths, bool must_exist,
                                                   const LoadOptions& options) {
-  auto loaded = load_files(paths, must_exist);
+  auto loaded = load_files(paths, must_exist, options.budgets);
   if (!loaded) return loaded.error();
   if (loaded.value().config.files.empty())
     return error_at("", "KUBECONFIG",

@@ -197,19 +197,29 @@ struct Kubeconfig {
   std::vector<std::string> files;    // the files merged, in order
 };
 
+// What reading one kubeconfig file may cost (the engine passes the settings named here).
+struct KubeconfigBudgets {
+  std::uint64_t max_file_size = 4u << 20;        // kube.max-kubeconfig-size: a larger file is refused unread
+  std::uint64_t max_alias_expansion = 4u << 20;  // yaml.max-alias-expansion: bytes its YAML aliases may add
+};
+
 // One kubeconfig file's text (pure apart from making a relative `path` absolute). Type errors,
 // bad base64 and duplicate names anywhere in the file are errors, as they are for kubectl; the
-// meaning of the entries is checked later, and only for the context used.
-Result<Kubeconfig, ConfigError> parse_kubeconfig(std::string_view text, const std::string& path);
+// meaning of the entries is checked later, and only for the context used. YAML aliases that expand
+// past `max_alias_expansion` bytes are an error naming yaml.max-alias-expansion.
+Result<Kubeconfig, ConfigError> parse_kubeconfig(std::string_view text, const std::string& path,
+                                                 std::uint64_t max_alias_expansion = 4u << 20);
 
 // client-go's merge: for clusters, users and contexts the first file that defines a name wins
 // entirely; current-context is the first non-empty one.
 Kubeconfig merge_kubeconfigs(const std::vector<Kubeconfig>& files);
 
 // Reads and merges `paths` in order (empty entries and repeats skipped). A missing file is
-// skipped unless `must_exist` (the --kubeconfig flag); an unreadable or malformed one is an error.
-// An error too when none of the files exists.
-Result<Kubeconfig, ConfigError> load_kubeconfig_files(const std::vector<std::string>& paths, bool must_exist);
+// skipped unless `must_exist` (the --kubeconfig flag); an unreadable or malformed one is an error,
+// and so is one over a budget (refused before it is read when its size is). An error too when none
+// of the files exists.
+Result<Kubeconfig, ConfigError> load_kubeconfig_files(const std::vector<std::string>& paths, bool must_exist,
+                                                      const KubeconfigBudgets& budgets = {});
 
 // The ClientConfig of `context_name` (or of current-context when empty). Checks the context, its
 // cluster and its user, and reads the files they name.
@@ -223,6 +233,7 @@ struct LoadOptions {
   std::string kubeconfig;  // --kubeconfig: one file, which must exist
   std::string context;     // --context: overrides current-context (kubeconfig only)
   std::string service_account_dir = kServiceAccountDir;
+  KubeconfigBudgets budgets{};  // for every kubeconfig file read
 };
 
 // --kubeconfig, else the files in KUBECONFIG (':'-separated, empty entries skipped), else the

@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -853,6 +854,53 @@ TEST_CASE("malformed YAML gives line and column") {
   CHECK(e.to_string() == path + ":5:4: malformed YAML: end of map not found");
   std::string unclosed = dir.write("unclosed", "clusters:\n- name: c\n  cluster: {server: https://a\n");
   CHECK(must_fail(unclosed).to_string() == unclosed + ":4:1: malformed YAML: end of map flow not found");
+}
+
+// The old reader took up to 16 MiB of any file, and its alias limit counted nodes: a kubeconfig
+// bomb grew to 4 GB in 19 s.
+TEST_CASE("a kubeconfig over the size budget is refused from its size, before it is read") {
+  TempDir dir;
+  std::string huge = dir.write("huge", "");
+  fs::resize_file(huge, std::uintmax_t{8} << 30);  // 8 GiB, sparse
+  CHECK(must_fail(huge).to_string() == huge + ": 8589934592 bytes, over kube.max-kubeconfig-size (4Mi): not read; "
+                                               "if it really is the kubeconfig, raise --max-kubeconfig-size");
+  // The budget is a setting, and holds for every file KUBECONFIG lists too.
+  std::string fine = dir.write("fine", kubeconfig(kServer, kToken));
+  LoadOptions options;
+  options.budgets.max_file_size = 64;
+  auto refused = load_client_config(options, Environment{{"KUBECONFIG", fine}});
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.error().to_string(), Catch::StartsWith(fine + ": ") &&
+                                              Catch::Contains("bytes, over kube.max-kubeconfig-size (64)"));
+  options.budgets.max_file_size = 4096;
+  CHECK(load_client_config(options, Environment{{"KUBECONFIG", fine}}).ok());
+}
+
+TEST_CASE("a kubeconfig alias bomb is refused at once, naming the alias budget's setting") {
+  TempDir dir;
+  std::string bomb = "apiVersion: v1\nkind: Config\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  char prev = 'a';
+  for (char c = 'b'; c <= 'i'; ++c, ++prev) {
+    bomb += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 9; ++i) bomb += std::string(i ? ", *" : "*") + prev;
+    bomb += "]\n";
+  }
+  std::string body = kubeconfig(kServer, kToken);
+  std::string path = dir.write("bomb", bomb + body.substr(body.find("current-context")));
+  auto started = std::chrono::steady_clock::now();
+  ConfigError e = must_fail(path);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  CHECK(e.line > 3);
+  CHECK_THAT(e.to_string(), Catch::StartsWith(path + ":") &&
+                                Catch::EndsWith(": its YAML aliases expand past 4Mi (yaml.max-alias-expansion; an "
+                                                "alias bomb?): if the file is trusted, raise "
+                                                "--yaml-max-alias-expansion"));
+  LoadOptions options;
+  options.kubeconfig = dir.write("labels", kubeconfig(kServer, kToken) + "x: &x {a: b}\ny: [*x, *x, *x]\n");
+  CHECK(load_client_config(options, Environment{}).ok());
+  options.budgets.max_alias_expansion = 64;
+  CHECK_THAT(load_client_config(options, Environment{}).error().to_string(),
+             Catch::Contains("expand past 64 (yaml.max-alias-expansion"));
 }
 
 TEST_CASE("a YAML 1.1 boolean where a name belongs gets a hint, as kubectl would refuse it too") {
