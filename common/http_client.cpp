@@ -23,6 +23,7 @@
 #include <optional>
 
 #include "common/crypto.hpp"
+#include "common/header_values.hpp"
 
 namespace stowage::http {
 
@@ -132,11 +133,38 @@ std::string verify_problem(SSL* ssl) {
   return X509_verify_cert_error_string(result);
 }
 
+// The last check before a request is written (see the module comment): what would let a caller's
+// text end the request line or a header line early, or start a header of its own. The message
+// names the part (the header by its name, or by its position when the name itself is bad), never
+// a value.
+std::optional<HttpError> unsafe_request(const Url& origin, const Request& r) {
+  auto refused = [&](bool name_origin, const std::string& what) {
+    std::string to = name_origin ? " to " + origin.origin() : std::string();
+    return HttpError{HttpError::Kind::InvalidRequest, "request" + to + " not sent: " + what, true};
+  };
+  if (auto p = check_request_line_part(origin.host); p || origin.host.empty())
+    return refused(false, "the host name " + (p ? p.describe() : std::string("is empty")));
+  if (auto p = check_request_line_part(origin.port)) return refused(false, "the port " + p.describe());
+  if (auto p = check_field_name(r.method)) return refused(true, "the method " + p.describe());
+  if (auto p = check_request_line_part(r.target)) return refused(true, "the request target " + p.describe());
+  for (std::size_t i = 0; i < r.headers.size(); ++i) {
+    const auto& [name, value] = r.headers[i];
+    if (auto p = check_field_name(name))
+      return refused(true, "the name of header " + std::to_string(i + 1) + " " + p.describe());
+    // No length limit here: the sources limit what they accept, and a server refuses what it finds too long.
+    if (auto p = check_header_value(value, std::string::npos))
+      return refused(true, "the value of header " + name + " " + p.describe());
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 // ---- Url, Response, encoding -------------------------------------------------------------------
 
 Result<Url, std::string> Url::parse(std::string_view text) {
+  // Checked first, and then never quoted: such an "endpoint" may be anything pasted by mistake.
+  if (auto p = check_request_line_part(text)) return "endpoint " + p.describe();
   Url u;
   std::string_view rest = text;
   if (auto p = rest.find("://"); p != std::string_view::npos) {
@@ -181,6 +209,7 @@ std::string Url::origin() const {
 
 Result<Proxy, std::string> Proxy::parse(std::string_view url) {
   // No message below quotes the URL or a part of it: it may hold a password.
+  if (auto p = check_request_line_part(url)) return "proxy URL " + p.describe();
   auto sep = url.find("://");
   std::string scheme = sep == std::string_view::npos ? std::string() : lower(url.substr(0, sep));
   if (scheme.empty() || scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+.-") != std::string::npos)
@@ -581,6 +610,7 @@ Client::~Client() = default;
 Client::Stats Client::stats() const { return impl_->stats; }
 
 asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request request, std::size_t max_connections) {
+  if (auto refused = unsafe_request(origin, request)) co_return *refused;
   auto impl = impl_;  // keeps the pools alive for the whole exchange
   Pool& pool = impl->pool_for(origin, tls);
   if (pool.unusable) co_return *pool.unusable;
@@ -612,6 +642,7 @@ asio::awaitable<Result<Ok, HttpError>> Client::stream(Url origin, TlsSettings tl
                                                       std::function<void(const Response& head)> on_head,
                                                       std::function<bool(std::string_view data)> on_data,
                                                       std::chrono::milliseconds idle_timeout) {
+  if (auto refused = unsafe_request(origin, request)) co_return *refused;
   auto impl = impl_;
   Pool& pool = impl->pool_for(origin, tls);
   if (pool.unusable) co_return *pool.unusable;

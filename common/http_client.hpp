@@ -20,7 +20,13 @@
 //    them; see common/proxy_environment.hpp) is used, if given. Different proxies (or none) never
 //    share a pool;
 //  - errors are values: which phase failed, against which origin; a message never holds a header
-//    value (signatures and tokens travel in headers).
+//    value (signatures and tokens travel in headers);
+//  - the last line of defence against header injection: a request whose method, target, host or
+//    header names are not what HTTP allows there, or whose header values hold a control character
+//    (CR, LF, NUL, ...; see common/header_values.hpp), is refused before a connection is even
+//    chosen (Kind::InvalidRequest, permanent), with an error naming the header, never its value.
+//    Callers check what they put in headers first, with messages naming their source; this check
+//    protects every caller, future ones included, when they do not.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -104,14 +110,16 @@ struct Response {
 };
 
 struct HttpError {
-  enum class Kind { Resolve, Connect, Tls, TlsVerify, Timeout, Reset, Protocol, TooLarge };
+  // InvalidRequest: refused before sending (see the module comment); never transient.
+  enum class Kind { Resolve, Connect, Tls, TlsVerify, Timeout, Reset, Protocol, TooLarge, InvalidRequest };
   Kind kind = Kind::Protocol;
   std::string message;  // e.g. "TLS certificate of https://127.0.0.1:9000 not trusted: self-signed certificate"
   // Set where a kind that is usually worth retrying is not: a proxy that refuses the tunnel (407,
   // 403, ...) or a proxy URL the client cannot use (both Kind::Connect).
   bool permanent = false;
   bool transient() const {
-    return !permanent && kind != Kind::Tls && kind != Kind::TlsVerify && kind != Kind::TooLarge;
+    return !permanent && kind != Kind::Tls && kind != Kind::TlsVerify && kind != Kind::TooLarge &&
+           kind != Kind::InvalidRequest;
   }
 };
 

@@ -21,6 +21,23 @@ bool has_dotdot(const fs::path& p) {
 
 std::string where(const kube::Secret& secret) { return secret.metadata.namespace_ + "/" + secret.metadata.name; }
 
+std::string value(const kube::Secret* secret, const char* key);
+
+// The S3 keys become header values (see storage/s3_signer.hpp): a control character (an injected
+// header, or a line break from `echo`) or an impossible length is reported here with the Secret's
+// name, the key and the position, never the value. (The backend refuses them too, for credentials
+// from anywhere else.)
+std::string check_s3_values(const kube::Secret& secret) {
+  storage::s3::Credentials c{value(&secret, "AWS_ACCESS_KEY_ID"), value(&secret, "AWS_SECRET_ACCESS_KEY"),
+                             value(&secret, "AWS_SESSION_TOKEN")};
+  auto bad = storage::s3::credentials_problem(c);
+  if (!bad) return {};
+  std::string fix = bad->problem.trailing_newline
+                        ? ": write the value without it (`echo -n`, or `kubectl create secret generic --from-literal`)"
+                        : ": fix the value";
+  return "storage secret " + where(secret) + ": " + bad->to_string() + fix;
+}
+
 std::string check_secret(const kube::BackupStorage& s, const kube::Secret* secret) {
   if (!secret) return {};
   for (const auto& k : secret->invalid_keys)
@@ -34,6 +51,7 @@ std::string check_secret(const kube::BackupStorage& s, const kube::Secret* secre
   }
   for (const auto& k : BackendFactory::required_keys(s.spec.storage.provider))
     if (!secret->data.count(k)) return "storage secret " + where(*secret) + " missing " + k + " key";
+  if (s.spec.storage.provider == "s3") return check_s3_values(*secret);
   return {};
 }
 

@@ -24,6 +24,7 @@
 #include <system_error>
 
 #include "common/crypto.hpp"
+#include "common/header_values.hpp"
 #include "kube/yaml_json.hpp"
 
 extern char** environ;
@@ -314,6 +315,10 @@ Result<std::string, ConfigError> read_token_file(const std::string& path) {
   if (!text) return error_at(path, "tokenFile", "cannot read: " + text.error().reason);
   std::string token = trim(text.value());
   if (token.empty()) return error_at(path, "tokenFile", "the token file is empty");
+  if (auto bad = http::check_bearer_token(token, kMaxBearerTokenBytes)) {
+    bad.position += text.value().find_first_not_of(" \t\r\n\f\v");  // a position in the file, as trim() cut it
+    return error_at(path, "tokenFile", "the token " + bad.describe());
+  }
   return token;
 }
 
@@ -967,6 +972,20 @@ MaybeError check_exec(const KubeconfigUser& u, const ExecConfig& x) {
   return std::nullopt;
 }
 
+// The user's credentials that become the Authorization header (the token file is checked when
+// read): the error names the field and a position, never the value.
+MaybeError check_header_credentials(const KubeconfigUser& u) {
+  const std::string path = entry_path("users", u.origin, "user");
+  if (!u.token.empty())
+    if (auto bad = http::check_bearer_token(u.token, kMaxBearerTokenBytes))
+      return error_at(u.origin.file, path + ".token", path + ".token " + bad.describe());
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"username", &u.username},
+                                     {"password", &u.password}})
+    if (auto bad = http::check_header_value(*value, kMaxBasicAuthBytes))
+      return error_at(u.origin.file, path + "." + field, path + "." + field + " " + bad.describe());
+  return std::nullopt;
+}
+
 MaybeError apply_user(const KubeconfigUser& u, const KubeconfigCluster& cluster, ClientConfig& out) {
   const std::string& file = u.origin.file;
   const std::string path = entry_path("users", u.origin, "user");
@@ -992,6 +1011,7 @@ MaybeError apply_user(const KubeconfigUser& u, const KubeconfigCluster& cluster,
                         " has an exec plugin and also a token, a username/password or a client certificate: "
                         "keep only one authentication method");
 
+  if (auto e = check_header_credentials(u)) return e;
   if (auto e = apply_client_certificate(u, out)) return e;
   out.username = u.username;
   out.password = u.password;

@@ -8,6 +8,10 @@
 //   file and the field at fault and saying how to fix it.
 // - No token, password, private key or certificate data ever appears in an error message, a
 //   warning or describe(); the values live only in the ClientConfig fields meant for them.
+// - Credentials that become headers are checked at load: a token (from `token` or a token file)
+//   must be RFC 6750 token68 of at most kMaxBearerTokenBytes, a basic-auth user name or password
+//   hold no control character and at most kMaxBasicAuthBytes; the error names the file, the field
+//   and the position.
 // - Files a kubeconfig names (certificate-authority, client-certificate, client-key, tokenFile)
 //   are read when the configuration is loaded, and only for the context in use; PEM blocks are
 //   checked (the CA bundle holds a certificate, the client key matches the client certificate),
@@ -43,6 +47,14 @@ using Environment = std::map<std::string, std::string>;
 
 inline constexpr const char* kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 inline constexpr std::chrono::seconds kTokenFileRereadInterval{60};
+// Bearer tokens (kubeconfig `token`, token files, exec plugins) go into the Authorization header.
+// They must be RFC 6750 token68 and at most this long: service-account JWTs are about 1 KiB, OIDC
+// tokens with many group claims reach several KiB; 16 KiB is well above those and below the API
+// server's header limit, and catches a whole file pasted by mistake.
+inline constexpr std::size_t kMaxBearerTokenBytes = 16 * 1024;
+// Basic-auth user names and passwords travel Base64-encoded in one header; 4 KiB each keeps that
+// header under 11 KiB.
+inline constexpr std::size_t kMaxBasicAuthBytes = 4 * 1024;
 inline constexpr const char* kExecApiVersionV1 = "client.authentication.k8s.io/v1";
 inline constexpr const char* kExecApiVersionV1beta1 = "client.authentication.k8s.io/v1beta1";
 
@@ -133,7 +145,8 @@ struct ClientConfig {
   std::string describe() const;
 };
 
-// Reads a bearer-token file: whitespace trimmed; an empty file is an error.
+// Reads a bearer-token file: whitespace trimmed; an empty file is an error, and so is a token that
+// is not RFC 6750 token68 (a control character, a space inside) or longer than kMaxBearerTokenBytes.
 Result<std::string, ConfigError> read_token_file(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------

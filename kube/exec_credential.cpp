@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "common/crypto.hpp"
+#include "common/header_values.hpp"
 #include "kube/yaml_json.hpp"
 
 namespace stowage::kube {
@@ -86,6 +87,9 @@ Result<ExecCredential, ExecCredentialError> read_status(const json::object& stat
     if (!value) return value.error();
     *field = std::move(value.value());
   }
+  if (!out.token.empty())
+    if (auto bad = http::check_bearer_token(out.token, kMaxBearerTokenBytes))
+      return plugin_error(exec, "returned a status.token that " + bad.describe());
   const bool has_cert = !out.client_certificate_pem.empty();
   const bool has_key = !out.client_key_pem.empty();
   if (out.token.empty() && !has_cert && !has_key)

@@ -54,6 +54,8 @@ std::vector<ExecEnvVar> exec_environment(const ExecConfig& exec, const ClientCon
 // The plugin's stdout (JSON, or YAML as client-go also accepts): kind ExecCredential of the
 // configured apiVersion, with status.token and/or status.clientCertificateData +
 // status.clientKeyData (PEM, a matching pair), and an optional RFC 3339 status.expirationTimestamp.
+// The token becomes the Authorization header: it must be RFC 6750 token68 of at most
+// kMaxBearerTokenBytes (a control character is named as such, with its position).
 Result<ExecCredential, ExecCredentialError> parse_exec_credential(std::string_view stdout_text, const ExecConfig& exec);
 
 // Usable at `now`: no expiry, or `now` not after the expiry (client-go's rule).

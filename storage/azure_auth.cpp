@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/crypto.hpp"
+#include "common/header_values.hpp"
 
 namespace stowage::storage::azure {
 namespace {
@@ -140,8 +141,14 @@ std::string shared_key_string_to_sign(const http::Request& request, std::string_
 
 Result<SharedKey, std::string> SharedKey::make(std::string account, std::string_view base64_key) {
   if (account.empty()) return std::string("no storage account name to sign with");
+  // The name goes into the Authorization header; Azure's are 3-24 letters and digits.
+  if (auto bad = http::check_header_value(account, 256)) return "the storage account name " + bad.describe();
   std::string_view key = trim(base64_key);
   if (key.empty()) return std::string("the account key is empty");
+  if (auto bad = http::check_header_value(key, std::string::npos)) {
+    bad.position += static_cast<std::size_t>(key.data() - base64_key.data());
+    return "the account key " + bad.describe();
+  }
   auto decoded = crypto::base64_decode(key);
   if (!decoded || decoded->empty())
     return std::string("the account key is not valid Base64 (copy key1 or key2 from the storage account's Access keys)");
@@ -160,10 +167,14 @@ void SharedKey::sign(http::Request& request) const {
   request.headers.emplace_back("Authorization", "SharedKey " + account_ + ":" + sig);
 }
 
-Result<SasToken, std::string> normalize_sas_token(std::string_view token) {
-  token = trim(token);
+Result<SasToken, std::string> normalize_sas_token(std::string_view pasted) {
+  std::string_view token = trim(pasted);
   if (!token.empty() && token.front() == '?') token.remove_prefix(1);
   if (token.empty()) return std::string("the SAS token is empty");
+  if (auto bad = http::check_header_value(token, kMaxSasTokenBytes)) {
+    bad.position += static_cast<std::size_t>(token.data() - pasted.data());  // a position in what was pasted
+    return "the SAS token " + bad.describe();
+  }
   bool has_sig = false;
   std::string_view rest = token;
   while (!rest.empty()) {
@@ -206,36 +217,68 @@ std::string account_sas_token(const SharedKey& key, const AccountSasParams& p) {
   return out + "&sig=" + http::uri_encode(sig, false);
 }
 
-Result<ConnectionString, std::string> parse_connection_string(std::string_view text) {
-  // Known settings, by lower-cased name. Other services' endpoints are accepted and ignored.
-  static constexpr std::string_view kKnown[] = {"defaultendpointsprotocol", "accountname",          "accountkey",
-                                                "endpointsuffix",           "blobendpoint",         "sharedaccesssignature",
-                                                "usedevelopmentstorage",    "developmentstorageproxyuri"};
-  auto ignored = [](std::string_view name) {
-    return name.size() > 8 && (name.ends_with("endpoint") || name.ends_with("secondaryendpoint"));
-  };
+namespace {
 
+// The settings parse_connection_string() knows, as Azure's documentation spells them.
+constexpr std::string_view kKnownSettings[] = {"DefaultEndpointsProtocol", "AccountName",
+                                               "AccountKey",               "EndpointSuffix",
+                                               "BlobEndpoint",             "SharedAccessSignature",
+                                               "UseDevelopmentStorage",    "DevelopmentStorageProxyUri"};
+
+// The known setting `name` (compared case-insensitively) as documented; "" when not known.
+std::string_view known_setting(std::string_view name) {
+  for (std::string_view known : kKnownSettings)
+    if (iequals(known, name)) return known;
+  return {};
+}
+
+// Other services' endpoints (QueueEndpoint, TableSecondaryEndpoint, ...): accepted and ignored.
+bool other_service_endpoint(const std::string& lowered_name) {
+  return lowered_name.size() > 8 && lowered_name.ends_with("endpoint");
+}
+
+// Splits the string into settings (lower-cased name -> value). A part is named by its position,
+// never quoted: a part that is not a known setting is most often a key pasted without its name.
+Result<std::map<std::string, std::string>, std::string> split_settings(std::string_view text) {
+  const std::string of = " of " + std::string(kConnectionStringKey);
   std::map<std::string, std::string> settings;
   std::size_t index = 0;
-  std::string_view rest = trim(text);
-  if (rest.empty()) return std::string("the connection string is empty");
+  std::string_view rest = text;
   while (!rest.empty()) {
     auto semi = rest.find(';');
     std::string_view part = trim(rest.substr(0, semi));
     rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
     ++index;
     if (part.empty()) continue;
+    const std::string which = "part " + std::to_string(index) + of;
+    if (auto bad = http::check_header_value(part, std::string::npos)) {
+      bad.position += static_cast<std::size_t>(part.data() - text.data());  // a position in the whole string
+      return which + " " + bad.describe();
+    }
     auto eq = part.find('=');
-    if (eq == std::string_view::npos || trim(part.substr(0, eq)).empty())
-      return "connection string part " + std::to_string(index) + " is not of the form Name=Value";
+    if (eq == std::string_view::npos || trim(part.substr(0, eq)).empty()) return which + " is not NAME=VALUE";
     std::string name = lower(trim(part.substr(0, eq)));
-    std::string_view value = trim(part.substr(eq + 1));
-    bool known = std::find(std::begin(kKnown), std::end(kKnown), name) != std::end(kKnown);
-    if (!known && ignored(name)) continue;
-    if (!known) return "connection string setting `" + std::string(trim(part.substr(0, eq))) + "` is not known";
-    if (!settings.emplace(name, std::string(value)).second)
-      return "connection string setting `" + std::string(trim(part.substr(0, eq))) + "` is given twice";
+    std::string_view known = known_setting(name);
+    if (known.empty() && other_service_endpoint(name)) continue;
+    if (known.empty())
+      return which +
+             " is not a setting Azure storage knows (an account key pasted without `AccountKey=`?): write "
+             "NAME=VALUE with NAME one of DefaultEndpointsProtocol, AccountName, AccountKey, EndpointSuffix, "
+             "BlobEndpoint, SharedAccessSignature, UseDevelopmentStorage, DevelopmentStorageProxyUri";
+    if (!settings.emplace(name, std::string(trim(part.substr(eq + 1)))).second)
+      return which + " sets " + std::string(known) + " a second time: give it once";
   }
+  return settings;
+}
+
+}  // namespace
+
+Result<ConnectionString, std::string> parse_connection_string(std::string_view text) {
+  const std::string key(kConnectionStringKey);
+  if (trim(text).empty()) return key + " is empty";
+  auto split = split_settings(text);
+  if (!split) return split.error();
+  const std::map<std::string, std::string>& settings = split.value();
   auto get = [&](const std::string& name) -> std::string {
     auto it = settings.find(name);
     return it == settings.end() ? std::string() : it->second;
@@ -244,11 +287,11 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
   ConnectionString cs;
   if (settings.count("usedevelopmentstorage")) {
     if (!iequals(get("usedevelopmentstorage"), "true"))
-      return std::string("connection string setting UseDevelopmentStorage must be `true`");
+      return key + " setting UseDevelopmentStorage must be `true`";
     for (const auto& [name, value] : settings)
       if (name != "usedevelopmentstorage" && name != "developmentstorageproxyuri")
-        return "connection string setting UseDevelopmentStorage=true cannot be combined with other settings (found `" +
-               name + "`)";
+        return key + " setting UseDevelopmentStorage=true cannot be combined with other settings (found " +
+               std::string(known_setting(name)) + ")";
     std::string base = get("developmentstorageproxyuri");
     if (base.empty()) base = "http://127.0.0.1";
     while (!base.empty() && base.back() == '/') base.pop_back();
@@ -262,43 +305,42 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
   cs.account_key = get("accountkey");
   if (settings.count("sharedaccesssignature")) {
     auto sas = normalize_sas_token(get("sharedaccesssignature"));
-    if (!sas) return "connection string setting SharedAccessSignature: " + sas.error();
+    if (!sas) return key + " setting SharedAccessSignature: " + sas.error();
     cs.sas_token = std::move(sas.value().query);
   }
   if (settings.count("accountkey")) {
-    if (cs.account_key.empty()) return std::string("connection string setting AccountKey is empty");
+    if (cs.account_key.empty()) return key + " setting AccountKey is empty";
     auto decoded = crypto::base64_decode(cs.account_key);
     if (!decoded || decoded->empty())
-      return std::string("connection string setting AccountKey is not valid Base64");
-    if (cs.account_name.empty()) return std::string("connection string has AccountKey but no AccountName");
+      return key + " setting AccountKey is not valid Base64";
+    if (cs.account_name.empty()) return key + " has AccountKey but no AccountName";
   }
   if (!cs.account_key.empty() && !cs.sas_token.empty())
-    return std::string("connection string has both AccountKey and SharedAccessSignature: give only one");
+    return key + " has both AccountKey and SharedAccessSignature: give only one";
   if (settings.count("accountname") && cs.account_name.empty())
-    return std::string("connection string setting AccountName is empty");
+    return key + " setting AccountName is empty";
 
   std::string protocol = lower(get("defaultendpointsprotocol"));
   if (settings.count("defaultendpointsprotocol") && protocol != "http" && protocol != "https")
-    return std::string("connection string setting DefaultEndpointsProtocol must be `https` or `http`");
+    return key + " setting DefaultEndpointsProtocol must be `https` or `http`";
   if (protocol.empty()) protocol = "https";
 
   if (settings.count("blobendpoint")) {
     std::string endpoint = get("blobendpoint");
     std::string lowered = lower(endpoint);
     if (lowered.rfind("http://", 0) != 0 && lowered.rfind("https://", 0) != 0)
-      return std::string("connection string setting BlobEndpoint must start with http:// or https://");
+      return key + " setting BlobEndpoint must start with http:// or https://";
     if (endpoint.find_first_of("?#") != std::string::npos)
-      return std::string(
-          "connection string setting BlobEndpoint must not carry a query string (put a SAS token in "
-          "SharedAccessSignature)");
+      return key +
+             " setting BlobEndpoint must not carry a query string (put a SAS token in SharedAccessSignature)";
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
     if (endpoint.size() <= lowered.find("://") + 3)
-      return std::string("connection string setting BlobEndpoint has no host");
+      return key + " setting BlobEndpoint has no host";
     cs.blob_endpoint = std::move(endpoint);
     return cs;
   }
   if (cs.account_name.empty())
-    return std::string("connection string needs BlobEndpoint or AccountName (or UseDevelopmentStorage=true)");
+    return key + " needs BlobEndpoint or AccountName (or UseDevelopmentStorage=true)";
   std::string suffix = get("endpointsuffix");
   if (suffix.empty()) suffix = "core.windows.net";
   while (!suffix.empty() && suffix.front() == '.') suffix.erase(0, 1);

@@ -17,6 +17,7 @@
 // Assumes: request targets are origin-form and already percent-encoded (http::uri_encode); the
 // path is signed exactly as sent.
 #include <chrono>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -64,7 +65,11 @@ class SharedKey {
 };
 
 // A SAS token as users paste it: surrounding whitespace and one leading '?' removed. Fails when it
-// does not look like a SAS (no sig= parameter), without echoing it.
+// does not look like a SAS (no sig= parameter), holds a control character, a space or '#' (it is
+// appended to request targets), or is longer than kMaxSasTokenBytes, without echoing it.
+// Azure's own SAS tokens are a few hundred bytes; 8 KiB is the request-line limit of common HTTP
+// front ends, so a longer token could not be sent anyway.
+inline constexpr std::size_t kMaxSasTokenBytes = 8 * 1024;
 struct SasToken {
   std::string query;  // "sv=...&sig=..."
 };
@@ -97,7 +102,12 @@ std::string account_sas_token(const SharedKey& key, const AccountSasParams& para
 //   "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=...&sig=..."
 //   "UseDevelopmentStorage=true"
 // Setting names are case-insensitive; other services' endpoints (Queue/Table/File/Dfs...) are
-// ignored; anything else is an error naming the setting (never its value).
+// ignored. Errors name the Secret key and, for a part that is not a known NAME=VALUE setting or
+// holds a control character, its position ("part 3 of AZURE_STORAGE_CONNECTION_STRING is not
+// NAME=VALUE"): never a value, and never an unknown name (a key pasted without `AccountKey=`
+// would be one).
+inline constexpr std::string_view kConnectionStringKey = "AZURE_STORAGE_CONNECTION_STRING";
+
 struct ConnectionString {
   std::string blob_endpoint;  // resolved, without a trailing slash: from BlobEndpoint, or built
                               // from DefaultEndpointsProtocol, AccountName and EndpointSuffix

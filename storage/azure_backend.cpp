@@ -100,14 +100,14 @@ void AzureBackend::resolve() {
   if (!options_.connection_string.empty()) {
     auto parsed = azure::parse_connection_string(options_.connection_string);
     if (!parsed.ok()) {
-      invalid("AZURE_STORAGE_CONNECTION_STRING: " + parsed.error());
+      invalid(parsed.error());  // names the key and the part, never a value
     } else {
       const auto& cs = parsed.value();
       endpoint_ = cs.blob_endpoint;
       if (!cs.account_name.empty()) {
         if (!account_.empty() && account_ != cs.account_name)
-          invalid("AZURE_STORAGE_CONNECTION_STRING is for account `" + cs.account_name +
-                  "` but spec.storage.azure.storageAccount is `" + account_ + "`");
+          invalid("the AccountName of AZURE_STORAGE_CONNECTION_STRING is not spec.storage.azure.storageAccount `" +
+                  account_ + "`: make the two agree (or leave storageAccount empty)");
         account_ = cs.account_name;
       }
       if (!cs.account_key.empty() || !cs.sas_token.empty()) {
@@ -201,9 +201,11 @@ BackendError AzureBackend::error_from(const http::HttpError& error) const {
                                                   (problem.empty() ? "" : " (" + problem + ")") +
                                                   ": put the CA that signed it in CA_CERT_DATA of the storage secret");
   }
-  if (!error.transient()) return permanent(error.kind == Kind::Tls ? "TLSError" : "ResponseTooLarge", error.message);
-  static constexpr const char* kCodes[] = {"ResolveFailed", "ConnectFailed", "TLSError", "TLSVerificationFailed",
-                                           "Timeout",       "ConnectionReset", "ProtocolError", "ResponseTooLarge"};
+  static constexpr const char* kCodes[] = {"ResolveFailed",   "ConnectFailed",    "TLSError",
+                                           "TLSVerificationFailed", "Timeout", "ConnectionReset",
+                                           "ProtocolError",   "ResponseTooLarge", "InvalidRequest"};
+  static_assert(std::size(kCodes) == static_cast<std::size_t>(Kind::InvalidRequest) + 1, "one code per kind");
+  if (!error.transient()) return permanent(kCodes[static_cast<int>(error.kind)], error.message);
   std::string hint = error.kind == Kind::Resolve ? " (check the storage account name `" + account_ + "`)" : "";
   return BackendError{true, kCodes[static_cast<int>(error.kind)],
                       "Azure endpoint " + endpoint_ + ": " + error.message + hint, std::nullopt};

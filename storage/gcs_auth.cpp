@@ -54,8 +54,13 @@ Result<std::string, AuthError> string_field(const json::object& o, std::string_v
   return s;
 }
 
+// A server's text made fit for a message: cut to `limit`, control characters (a line break that
+// would forge a log line) turned into spaces. Token servers are named inside Secrets, so this text
+// may come from anyone.
 std::string cut(std::string s, std::size_t limit = 300) {
   if (s.size() > limit) s = s.substr(0, limit) + "...";
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   return s;
 }
 
@@ -77,9 +82,8 @@ Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view 
 
   auto type = string_field(o, "type", true);
   if (!type) return type.error();
-  if (type.value() != "service_account")
-    return key_error("field `type` is `" + cut(type.value(), 40) +
-                     "`, expected `service_account` (a service-account key from the Cloud Console or "
+  if (type.value() != "service_account")  // not quoted: nothing in the Secret is
+    return key_error("field `type` is not `service_account` (use a service-account key from the Cloud Console or "
                      "`gcloud iam service-accounts keys create`)");
 
   ServiceAccountKey key;
@@ -96,6 +100,14 @@ Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view 
   if (!uri) return uri.error();
   key.token_uri = uri.value().empty() ? std::string(kDefaultTokenUri) : std::move(uri.value());
 
+  // These reach the token request (the JWT, the URL and its Host header).
+  for (const auto& [name, value] : {std::pair<std::string_view, const std::string*>{"client_email", &key.client_email},
+                                    {"private_key_id", &key.private_key_id},
+                                    {"token_uri", &key.token_uri}}) {
+    http::ValueProblem bad = http::check_header_value(*value, kMaxKeyFieldBytes);
+    if (!bad && name == "token_uri") bad = http::check_request_line_part(*value);  // a URL: no space either
+    if (bad) return key_error("field `" + std::string(name) + "` " + bad.describe());
+  }
   if (key.token_uri.rfind("https://", 0) != 0 && key.token_uri.rfind("http://", 0) != 0)
     return key_error("field `token_uri` is not an http(s) URL");
   Pkey pkey = load_private_key(key.private_key);
@@ -169,6 +181,10 @@ Result<TokenReply, AuthError> parse_token_reply(std::string_view body) {
     return AuthError{"the token reply has no numeric expires_in"};
   if (reply.expires_in.count() <= 0) return AuthError{"the token reply's expires_in is not positive"};
   return reply;
+}
+
+http::ValueProblem access_token_problem(std::string_view token) {
+  return http::check_bearer_token(token, kMaxAccessTokenBytes);
 }
 
 std::optional<OAuthError> parse_oauth_error(std::string_view body) {

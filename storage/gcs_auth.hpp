@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/header_values.hpp"
 #include "common/result.hpp"
 #include "common/http_client.hpp"
 
@@ -42,8 +43,13 @@ struct ServiceAccountKey {
 
 // Parses and checks a key file: valid JSON object, "type" is "service_account", client_email,
 // private_key (a loadable RSA key) and private_key_id present, token_uri an http(s) URL when given.
+// client_email, private_key_id and token_uri reach the token request (the URL's host becomes the
+// Host header): a control character in them (a space too in token_uri), or more than
+// kMaxKeyFieldBytes, is refused with the field and the position.
 // The error says which field is missing or wrong, e.g.
-// "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `private_key` is not a PEM RSA private key".
+// "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `private_key` is not a PEM RSA private key"; it never
+// quotes a field's value.
+inline constexpr std::size_t kMaxKeyFieldBytes = 2048;  // Google's are < 100 bytes; a URL this long is no token endpoint
 Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view json);
 
 // base64url (RFC 4648 section 5) without padding, as JWTs use it.
@@ -63,6 +69,14 @@ struct TokenReply {
 };
 // The error says what is missing; it never holds the token.
 Result<TokenReply, AuthError> parse_token_reply(std::string_view body);
+
+// An access token goes into every request as "Authorization: Bearer <token>". Google documents
+// access tokens of up to 2048 bytes; 8 KiB leaves room for growth and for other token servers
+// while refusing a reply that is clearly not a token.
+inline constexpr std::size_t kMaxAccessTokenBytes = 8 * 1024;
+// What is wrong with a token before it becomes a header (RFC 6750 token68, no control character,
+// at most kMaxAccessTokenBytes); empty (no problem) when it is usable.
+http::ValueProblem access_token_problem(std::string_view token);
 
 // An OAuth error reply {"error":"invalid_grant","error_description":"..."}; nullopt when the body
 // is not one.

@@ -43,6 +43,8 @@ std::string_view kind_code(http::HttpError::Kind kind) {
       return "ProtocolError";
     case http::HttpError::Kind::TooLarge:
       return "ResponseTooLarge";
+    case http::HttpError::Kind::InvalidRequest:
+      return "InvalidRequest";
   }
   return "HttpError";
 }
@@ -54,6 +56,12 @@ std::int64_t unix_seconds() {
 BackendError error(bool transient, std::string code, std::string message,
                    std::optional<std::chrono::milliseconds> after = std::nullopt) {
   return BackendError{transient, std::move(code), std::move(message), after};
+}
+
+// A token that must not become a header (see access_token_problem): permanent, since the server
+// answered and would answer the same; never cached, never quoted.
+BackendError unusable_token(const std::string& source, const http::ValueProblem& problem) {
+  return error(false, "InvalidAccessToken", source + " returned an access_token that " + problem.describe());
 }
 
 }  // namespace
@@ -198,6 +206,8 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   if (response.status >= 200 && response.status < 300) {
     auto reply = parse_token_reply(response.body);
     if (!reply) co_return error(true, "TokenExchangeBadReply", context + ": " + reply.error().message);
+    if (auto bad = access_token_problem(reply.value().access_token))
+      co_return unusable_token("the token endpoint " + key.token_uri, bad);
     co_return remember(std::move(reply.value()));
   }
   auto oauth = parse_oauth_error(response.body);
@@ -235,6 +245,8 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Cl
     auto reply = parse_token_reply(response.body);
     if (!reply)
       co_return error(true, "MetadataServerBadReply", "GCS metadata server " + origin + ": " + reply.error().message);
+    if (auto bad = access_token_problem(reply.value().access_token))
+      co_return unusable_token("the GCS metadata server " + origin, bad);
     co_return remember(std::move(reply.value()));
   }
   if (transient_status(response.status))

@@ -8,6 +8,8 @@
 //  - at most one refresh is in flight: callers that arrive meanwhile wait for it and share its
 //    outcome, token or error (so a bad key costs one exchange, not one per waiting storage);
 //  - a token the storage API rejected (401) is dropped with invalidate(), so the next call refreshes;
+//  - a token that could not be sent as a header (a control character, not RFC 6750 token68, over
+//    kMaxAccessTokenBytes) is a permanent InvalidAccessToken error naming the endpoint, never cached;
 //  - errors are BackendErrors that say what to fix, never holding the key, a JWT or a token.
 // Assumptions: each caller's executor runs its handlers one at a time (the reactor, or a strand):
 // a waiter is woken by posting to its own executor. The state is behind a mutex, so sources may be

@@ -121,7 +121,18 @@ std::string code_for_status(int status, bool object) {
 }
 
 // The region the server says the bucket is in, when it says so.
-std::optional<std::string> region_hint(const http::Response& r) {
+// A region name as S3-compatible stores spell them ("eu-west-1", "fr-par", MinIO's "default"). The
+// region goes into the Authorization header and the host name, so a server's hint that is anything
+// else is ignored rather than signed into the next request.
+bool plausible_region(std::string_view region) {
+  if (region.empty() || region.size() > 64) return false;
+  return std::all_of(region.begin(), region.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
+}
+
+std::optional<std::string> region_hint_unchecked(const http::Response& r) {
   if (r.status == 301 || r.status == 307 || r.status == 400) {
     if (auto h = r.header("x-amz-bucket-region"); !h.empty()) return h;
   }
@@ -134,6 +145,12 @@ std::optional<std::string> region_hint(const http::Response& r) {
   if (!body->region.empty()) return body->region;
   if (!body->endpoint.empty()) return region_from_aws_host(body->endpoint);
   return std::nullopt;
+}
+
+std::optional<std::string> region_hint(const http::Response& r) {
+  auto region = region_hint_unchecked(r);
+  if (region && !plausible_region(*region)) return std::nullopt;
+  return region;
 }
 
 bool transient_response(const http::Response& r) {
@@ -264,6 +281,13 @@ std::string S3Backend::target(const Call& call, const Place& where) const {
 }
 
 asio::awaitable<Result<http::Response, BackendError>> S3Backend::execute(const Call& call) {
+  // The credentials become header values (see s3_signer.hpp): one that would inject a header or
+  // could never be sent stops every call, naming the key and a position, never the value.
+  if (auto bad = s3::credentials_problem(credentials_))
+    co_return BackendError{false, "InvalidCredentials",
+                           "S3 credentials: " + bad->to_string() +
+                               ": fix the value in the storage's Secret (or the controller's environment)",
+                           std::nullopt};
   if (!options_.endpoint.empty()) {
     if (auto url = http::Url::parse(options_.endpoint); !url.ok())
       co_return BackendError{false, "InvalidEndpoint", "S3 " + url.error(), std::nullopt};
@@ -330,6 +354,7 @@ BackendError S3Backend::error_from(const Call& call, const http::Response& respo
   } else if (code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect" || code == "TemporaryRedirect" ||
              code == "IllegalLocationConstraintException") {
     std::string other = body && !body->region.empty() ? body->region : response.header("x-amz-bucket-region");
+    if (!plausible_region(other)) other.clear();  // the server's text: not quoted unless it is a region name
     e.message = bucket + " at " + endpoint + " is not in region `" + region_ + "`" +
                 (other.empty() ? std::string() : " but in `" + other + "`") + ": set spec.storage.s3.region" + id;
   } else {
@@ -363,6 +388,7 @@ BackendError S3Backend::error_from(const Call& call, const http::HttpError& erro
     case Kind::Connect: e.code = "ConnectFailed"; e.message = what + ": " + error.message; break;
     case Kind::Protocol: e.code = "BadResponse"; e.message = what + ": " + error.message; break;
     case Kind::TooLarge: e.code = "ResponseTooLarge"; e.message = what + ": " + error.message; break;
+    case Kind::InvalidRequest: e.code = "InvalidRequest"; e.message = what + ": " + error.message; break;
   }
   return e;
 }

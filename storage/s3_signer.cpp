@@ -53,6 +53,17 @@ void set_header(http::Request& request, std::string_view name, std::string value
 
 }  // namespace
 
+std::optional<CredentialProblem> credentials_problem(const Credentials& c) {
+  const std::pair<std::string_view, http::ValueProblem> checks[] = {
+      {"AWS_ACCESS_KEY_ID", http::check_header_value(c.access_key_id, kMaxAccessKeyIdBytes)},
+      {"AWS_SECRET_ACCESS_KEY", http::check_header_value(c.secret_access_key, kMaxSecretAccessKeyBytes)},
+      {"AWS_SESSION_TOKEN", http::check_header_value(c.session_token, kMaxSessionTokenBytes)},
+  };
+  for (const auto& [key, problem] : checks)
+    if (problem) return CredentialProblem{std::string(key), problem};
+  return std::nullopt;
+}
+
 std::string amz_date(WallClock::time_point t) {
   std::time_t secs = WallClock::to_time_t(t);
   std::tm tm{};

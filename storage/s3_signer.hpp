@@ -14,11 +14,13 @@
 // so what is signed is what S3 recomputes; every header present when sign() runs is signed, except
 // the few a proxy or the transport may rewrite (see kUnsignedHeaders in the .cpp). Nothing here logs
 // or returns the secret; the signature only ever travels in the Authorization header.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "common/header_values.hpp"
 #include "common/time_format.hpp"
 #include "common/http_client.hpp"
 
@@ -29,6 +31,29 @@ struct Credentials {
   std::string secret_access_key;
   std::string session_token;  // temporary credentials (STS): sent, signed, as x-amz-security-token
 };
+
+// Limits on the credentials, checked before any request is built (credentials_problem):
+//  - the access key id goes into every Authorization header; AWS's are at most 128 characters (IAM
+//    API), other stores' shorter: 1 KiB is far beyond any real one and catches a file pasted by mistake;
+//  - the secret key never travels (it keys the HMAC), but a control character in it is always a
+//    mistake (a line break from `echo`) that S3 would only answer with SignatureDoesNotMatch; same limit;
+//  - the session token travels as x-amz-security-token; S3 refuses requests whose headers pass
+//    8 KiB in all, so a longer token could never be sent.
+inline constexpr std::size_t kMaxAccessKeyIdBytes = 1024;
+inline constexpr std::size_t kMaxSecretAccessKeyBytes = 1024;
+inline constexpr std::size_t kMaxSessionTokenBytes = 8 * 1024;
+
+// What is wrong with one credential, by the name users know it by (the Secret key and environment
+// variable), never its value: to_string() is "AWS_ACCESS_KEY_ID contains a control character (at byte 4)".
+struct CredentialProblem {
+  std::string key;  // "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY" or "AWS_SESSION_TOKEN"
+  http::ValueProblem problem;
+  std::string to_string() const { return key + " " + problem.describe(); }
+};
+
+// The first credential that holds a control character or is too long; nullopt when all are usable.
+// (Missing or empty ones are the caller's business: it knows whether they are required.)
+std::optional<CredentialProblem> credentials_problem(const Credentials& credentials);
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 

@@ -197,3 +197,95 @@ TEST_CASE("streaming: chunks arrive as they are sent, the idle timeout catches a
   CHECK(seen == "event 0\n");
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
 }
+
+// The last line of defence against header injection: whatever a caller puts in a request, a
+// control character in a header value, a header name that is not a token, or a request target or
+// host that would end the request line early is refused before any byte is written: no connection
+// is opened (the client's count and the server's agree), and the error names the header, never
+// its value.
+TEST_CASE("requests that would inject a header are refused before anything reaches a socket") {
+  auto dir = temp("inject");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  // The server's count of TCP connections, asked on a connection of its own (which it counts too).
+  auto connections_seen = [&] {
+    http::Client observer(io.get_executor());
+    auto stats = run(io, observer.send(server.url(), {}, get("/stats")));
+    REQUIRE(stats.ok());
+    return stats.value().body;
+  };
+  const std::string before = connections_seen();
+  http::Client client(io.get_executor());
+  auto with_header = [](std::string name, std::string value) {
+    http::Request r = get("/echo");
+    r.headers.emplace_back("Accept", "*/*");
+    r.headers.emplace_back(std::move(name), std::move(value));
+    return r;
+  };
+  struct Case {
+    const char* what;
+    http::Request request;
+    const char* named;  // what the message must say
+  };
+  http::Request bad_target = get("/echo\r\nX-Injected: yes\r\nX-Other:");
+  http::Request bad_method = get("/echo");
+  bad_method.method = "GET /x HTTP/1.1\r\nX-Injected: yes\r\n\r\nGET";
+  const Case cases[] = {
+      {"CRLF in a value", with_header("X-Custom", "AKIA\r\nX-Injected: yes"),
+       "the value of header X-Custom contains a control character (at byte 4)"},
+      {"LF alone", with_header("X-Custom", "AKIA\nX-Injected: yes"), "header X-Custom contains a control character"},
+      {"NUL", with_header("Authorization", std::string("Bearer a\0b", 10)),
+       "header Authorization contains a control character (at byte 8)"},
+      {"a name that smuggles a header", with_header("X-A: b\r\nX-Injected", "yes"),
+       "the name of header 2 is not an RFC 9110 token: the character at byte 3 is not allowed"},
+      {"an empty name", with_header("", "yes"), "the name of header 2 is empty"},
+      {"CRLF in the target", bad_target, "the request target contains a control character (at byte 5)"},
+      {"a method that is not a token", bad_method, "the method is not an RFC 9110 token: the character at byte 3"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    auto sent = run(io, client.send(server.url(), {}, c.request));
+    REQUIRE_FALSE(sent.ok());
+    CHECK_FALSE(sent.error().transient());  // never worth a retry
+    CHECK_THAT(sent.error().message, Catch::Contains(c.named));
+    CHECK_THAT(sent.error().message, Catch::Contains("127.0.0.1:" + std::to_string(server.port)));
+    CHECK(sent.error().message.find("Injected") == std::string::npos);
+    CHECK(sent.error().message.find("AKIA") == std::string::npos);
+  }
+  // A host name with a line break (a bucket name from a spec, say) is refused without being quoted.
+  http::Url host = server.url();
+  host.host = "127.0.0.1\r\nX-Injected: yes";
+  auto bad_host = run(io, client.send(host, {}, get("/echo")));
+  REQUIRE_FALSE(bad_host.ok());
+  CHECK_THAT(bad_host.error().message, Catch::Contains("the host name contains a control character (at byte 9)"));
+  CHECK(bad_host.error().message.find("Injected") == std::string::npos);
+  // A watch is checked the same way.
+  auto ignore_head = [](const http::Response&) {};
+  auto ignore_data = [](std::string_view) { return true; };
+  auto streamed = run(io, client.stream(server.url(), {}, with_header("X-Custom", "a\r\nX-Injected: yes"), ignore_head,
+                                        ignore_data, std::chrono::milliseconds(2000)));
+  REQUIRE_FALSE(streamed.ok());
+  CHECK_THAT(streamed.error().message, Catch::Contains("header X-Custom contains a control character"));
+
+  CHECK(client.stats().connections_opened == 0);
+  CHECK(client.stats().requests == 0);
+  auto count = [](const std::string& stats) { return std::stoi(stats.substr(stats.find(':') + 1)); };
+  CHECK(count(connections_seen()) == count(before) + 1);  // the second observer's own, and no other
+
+  // Spaces and high bytes are fine in values (RFC 9110), and the client still works.
+  auto fine = run(io, client.send(server.url(), {}, with_header("X-Custom", "a b caf\xc3\xa9")));
+  REQUIRE(fine.ok());
+  CHECK(fine.value().status == 200);
+}
+
+TEST_CASE("endpoint and proxy URLs with a control character or a space are refused without being quoted") {
+  auto endpoint = http::Url::parse("http://minio.local:9000\r\nX-Injected: yes");
+  REQUIRE_FALSE(endpoint.ok());
+  CHECK(endpoint.error() == "endpoint contains a control character (at byte 23)");
+  auto spaced = http::Url::parse("http://bucket .example.com");
+  REQUIRE_FALSE(spaced.ok());
+  CHECK(spaced.error() == "endpoint contains a space (at byte 13)");
+  auto proxy = http::Proxy::parse("http://user:pa\r\nss@proxy:3128");
+  REQUIRE_FALSE(proxy.ok());
+  CHECK(proxy.error() == "proxy URL contains a control character (at byte 14)");
+}

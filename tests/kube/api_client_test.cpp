@@ -448,3 +448,35 @@ TEST_CASE("the kubeconfig proxy-url carries requests and watches through an HTTP
   CHECK(denied.error().message.find("wrong") == std::string::npos);
   CHECK_FALSE(denied.error().transient());
 }
+
+// The Kubernetes client's part of header injection. A kubeconfig token with a line break is
+// refused at load (client_config_test); one that reaches the ApiClient any other way is still
+// never written (the HTTP client's own check), and a token file rewritten with one is refused when
+// re-read: the last good token stays in use and the smuggled header goes nowhere.
+TEST_CASE("a token with a line break never reaches the API server") {
+  ApiServer server("injection", "good-token");
+  boost::asio::io_context io;
+  http::Client http(io.get_executor());
+
+  ApiClient direct(http, server.config("good-token\r\nX-Injected: yes"));
+  auto refused = run(io, direct.get(kConfigMaps));
+  REQUIRE_FALSE(refused.ok());
+  CHECK_FALSE(refused.error().transient());
+  CHECK_THAT(refused.error().message, Catch::Contains("header Authorization contains a control character"));
+  CHECK(refused.error().message.find("Injected") == std::string::npos);
+  CHECK(refused.error().message.find("good-token") == std::string::npos);
+  CHECK(http.stats().requests == 0);
+
+  fs::path token_file = server.dir / "token";
+  write_file(token_file, "good-token\n");
+  kube::ClientConfig config = server.config("good-token");
+  config.token_file = token_file.string();
+  auto now = std::chrono::steady_clock::now();
+  ApiClient rotating(http, config, [&now] { return now; });
+  REQUIRE(run(io, rotating.get(kConfigMaps)).ok());
+  write_file(token_file, "good-token\r\nX-Injected: yes\n");
+  now += kube::kTokenFileRereadInterval + std::chrono::seconds(1);
+  auto kept = run(io, rotating.get(kConfigMaps));  // the file is re-read, refused, and the last good token used
+  INFO((kept.ok() ? std::string() : kept.error().message));
+  CHECK(kept.ok());
+}

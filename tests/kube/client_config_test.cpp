@@ -1287,3 +1287,65 @@ TEST_CASE("a kubeconfig written by kubectl config loads to the expected values")
   CHECK(plugin.exec->interactive_mode == "Never");
   CHECK(plugin.exec->provide_cluster_info);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Credentials that become the Authorization header: checked at load, and a token file each time it
+// is read, so a line break can never add a header of its own to a request.
+
+TEST_CASE("a kubeconfig token, token file or basic auth that would inject a header is refused at load") {
+  TempDir dir;
+  struct Row {
+    std::string user, expected;
+  };
+  const Row rows[] = {
+      // YAML double-quoted strings turn \r\n into the two control characters.
+      {"    token: \"abc\\r\\nX-Injected: yes\"\n", "users[0].user.token contains a control character (at byte 3)"},
+      {"    token: \"a b\"\n",
+       "users[0].user.token is not an RFC 6750 bearer token: the character at byte 1 is not allowed (only letters, "
+       "digits, - . _ ~ + / and a trailing =)"},
+      {"    token: \"abc=def\"\n", "users[0].user.token is not an RFC 6750 bearer token: the character at byte 4"},
+      {"    token: " + std::string(kMaxBearerTokenBytes + 1, 'a') + "\n",
+       "users[0].user.token is longer than 16384 bytes"},
+      {"    username: \"ann\\nX-Injected: yes\"\n    password: p\n",
+       "users[0].user.username contains a control character (at byte 3)"},
+      {"    username: ann\n    password: \"p\\u0000w\"\n",
+       "users[0].user.password contains a control character (at byte 1)"},
+  };
+  for (const Row& row : rows) {
+    std::string path = dir.write("config", kubeconfig(kServer, row.user));
+    INFO(row.user);
+    std::string message = must_fail(path).to_string();
+    CHECK_THAT(message, Catch::StartsWith(path + ": " + row.expected));
+    CHECK(message.find("Injected") == std::string::npos);
+  }
+
+  dir.write("injected.token", "  abc\r\nX-Injected: yes\n");
+  std::string path = dir.write("config", kubeconfig(kServer, "    tokenFile: injected.token\n"));
+  CHECK(must_fail(path).to_string() == path + ": users[0].user.tokenFile " + dir.path("injected.token") +
+                                           ": the token contains a control character (at byte 5)");
+  // Tokens as issued pass: a service-account JWT, a bootstrap token, base64 with padding.
+  for (const char* token : {"eyJhbGciOiJSUzI1NiIsImtpZCI6IiJ9.eyJpc3MiOiJrIn0.c2lnbmF0dXJl", "abcdef.0123456789abcdef",
+                            "dG9rZW4=", "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9u"}) {
+    path = dir.write("config", kubeconfig(kServer, "    token: " + std::string(token) + "\n"));
+    CHECK(must_load(path).bearer_token == token);
+  }
+}
+
+TEST_CASE("a token file rewritten with a line break inside is refused when re-read, and in-cluster too") {
+  TempDir dir;
+  dir.write("token", "good-token\n");
+  std::string path = dir.write("config", kubeconfig(kServer, "    tokenFile: token\n"));
+  ClientConfig c = must_load(path);
+  CHECK(c.bearer_token == "good-token");
+  dir.write("token", "rotated\r\nX-Injected: yes\n");
+  auto reread = c.read_token_file();
+  REQUIRE_FALSE(reread.ok());
+  CHECK(reread.error().to_string() == dir.path("token") + ": the token contains a control character (at byte 7)");
+
+  dir.write("sa/token", "sa-token\nX-Injected: yes");
+  Environment env{{"KUBERNETES_SERVICE_HOST", "10.0.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}};
+  auto in_cluster = load_in_cluster(env, dir.path("sa"));
+  REQUIRE_FALSE(in_cluster.ok());
+  CHECK_THAT(in_cluster.error().to_string(),
+             Catch::StartsWith(dir.path("sa/token") + ": the token contains a control character (at byte 8)"));
+}

@@ -290,6 +290,35 @@ TEST_CASE("errors about the plugin's output never show a token, a key or the plu
   }
 }
 
+TEST_CASE("a status.token that could inject a header or is not token68 is refused, by position") {
+  struct Row {
+    std::string token, expected;
+  };
+  const Row rows[] = {
+      {"tok\r\nX-Injected: yes", "returned a status.token that contains a control character (at byte 3)"},
+      {std::string("tok\0en", 6), "returned a status.token that contains a control character (at byte 3)"},
+      {"tok en", "returned a status.token that is not an RFC 6750 bearer token: the character at byte 3 is not "
+                 "allowed (only letters, digits, - . _ ~ + / and a trailing =)"},
+      {"tok=en", "returned a status.token that is not an RFC 6750 bearer token: the character at byte 4"},
+      {std::string(kMaxBearerTokenBytes + 1, 't'), "returned a status.token that is longer than 16384 bytes"},
+  };
+  for (const Row& row : rows) {
+    std::string message = must_fail(credential(kExecApiVersionV1, R"({"token":)" + json_string(row.token) + "}"))
+                              .to_string();
+    INFO(message);
+    CHECK_THAT(message, Catch::StartsWith("exec plugin /usr/bin/get-token " + row.expected));
+    CHECK(message.find("Injected") == std::string::npos);
+  }
+  // Tokens as plugins issue them pass: EKS, GKE, OIDC JWTs, padded base64.
+  for (const char* token : {"k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9u", "ya29.a0AfH6SMB-x_y~z",
+                            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "dG9rZW4="}) {
+    auto parsed = parse_exec_credential(credential(kExecApiVersionV1, R"({"token":")" + std::string(token) + "\"}"),
+                                        plugin());
+    REQUIRE(parsed.ok());
+    CHECK(parsed.value().token == token);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cache.
 

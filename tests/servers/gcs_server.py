@@ -20,11 +20,13 @@ started with --no-auth (the STORAGE_EMULATOR_HOST convention); unknown buckets a
 --forbidden-bucket ones 403, and --objects-only-bucket ones 403 to a bucket GET only, as GCS does.
 
 Test controls (on the main port and, plain HTTP, on --control-port):
-  POST /__fault   {"mode":"status503"|"statusNNN"|"delay"|"reset"|"none", "count":N, "seconds":S,
-                   "target":"api"|"token"|"metadata"|"all", "retry_after":S}
-                  the next N matching requests fail (or are delayed S seconds first); "none" clears
+  POST /__fault   {"mode":"status503"|"statusNNN"|"delay"|"reset"|"token_suffix"|"none", "count":N,
+                   "seconds":S, "target":"api"|"token"|"metadata"|"all", "retry_after":S, "suffix":T}
+                  the next N matching requests fail (or are delayed S seconds first); "token_suffix"
+                  answers a token request with T appended to the access_token (a hostile token
+                  server, e.g. "\r\nX-Injected: yes"); "none" clears
   GET  /__stats   {"token_requests","token_exchanges","metadata_tokens","api":{kind:n},"authorized",
-                   "unauthenticated","faults_served"}
+                   "unauthenticated","faults_served","injected" (requests carrying an X-Injected header)}
   POST /__seed    {"bucket":B,"objects":{name:content}}
   GET  /__objects?bucket=B   {"names":[...]}
   GET  /__object?bucket=B&name=N   {"data","generation","contentType"} (404 when absent)
@@ -70,7 +72,8 @@ class State:
         self.tokens = {}  # token -> expiry (epoch seconds)
         self.faults = []  # [{"mode","count","seconds","target","retry_after"}]
         self.stats = {"token_requests": 0, "token_exchanges": 0, "metadata_tokens": 0, "api": {},
-                      "authorized": 0, "unauthenticated": 0, "faults_served": 0, "auth_headers": 0}
+                      "authorized": 0, "unauthenticated": 0, "faults_served": 0, "auth_headers": 0,
+                      "injected": 0}
 
     def issue_token(self, lifetime):
         token = "ya29.test-" + secrets.token_urlsafe(24)
@@ -171,6 +174,9 @@ class Handler(BaseHTTPRequestHandler):
         self.query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         if self.raw_path.startswith("/__"):
             return self.control()
+        if "X-Injected" in self.headers:  # a header smuggled in through a token (see token_suffix)
+            with self.state.lock:
+                self.state.stats["injected"] += 1
         if self.control_only:
             return self.reply(404, {"error": "control port"})
         if self.raw_path == "/token":
@@ -183,6 +189,10 @@ class Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 self.state.stats["token_requests"] += 1  # faulted ones too
         fault = self.state.take_fault(target)
+        self.token_suffix = ""
+        if fault and fault["mode"] == "token_suffix":
+            self.token_suffix = fault["suffix"]
+            fault = None
         if fault:
             if fault["mode"] == "delay":
                 time.sleep(fault["seconds"])
@@ -218,7 +228,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     s.faults.append({"mode": f["mode"], "count": int(f.get("count", 1)),
                                      "seconds": float(f.get("seconds", 0)), "target": f.get("target", "api"),
-                                     "retry_after": f.get("retry_after")})
+                                     "retry_after": f.get("retry_after"), "suffix": f.get("suffix", "")})
             return self.reply(200, {"ok": True})
         if self.raw_path == "/__seed":
             f = json.loads(self.body)
@@ -263,7 +273,8 @@ class Handler(BaseHTTPRequestHandler):
         token = s.issue_token(s.args.token_lifetime)
         with s.lock:
             s.stats["token_exchanges"] += 1
-        return self.reply(200, {"access_token": token, "expires_in": s.args.token_lifetime, "token_type": "Bearer"})
+        return self.reply(200, {"access_token": token + self.token_suffix, "expires_in": s.args.token_lifetime,
+                                "token_type": "Bearer"})
 
     def expected_audience(self):
         if self.state.args.token_uri:
@@ -319,7 +330,8 @@ class Handler(BaseHTTPRequestHandler):
         token = s.issue_token(s.args.token_lifetime)
         with s.lock:
             s.stats["metadata_tokens"] += 1
-        return self.reply(200, {"access_token": token, "expires_in": s.args.token_lifetime, "token_type": "Bearer"})
+        return self.reply(200, {"access_token": token + self.token_suffix, "expires_in": s.args.token_lifetime,
+                                "token_type": "Bearer"})
 
     # ---- JSON API ---------------------------------------------------------------------------
 

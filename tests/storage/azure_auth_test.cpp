@@ -241,10 +241,12 @@ TEST_CASE("azure connection string: errors name the bad part and never echo the 
     return cs.error();
   };
   CHECK(error_of("").find("empty") != std::string::npos);
-  CHECK(error_of("AccountName=a;garbage-secret").find("part 2 is not of the form Name=Value") != std::string::npos);
-  CHECK(error_of("AccountName=a;garbage-secret").find("garbage-secret") == std::string::npos);
-  CHECK(error_of("AccountName=a;AccountKy=abc").find("`AccountKy` is not known") != std::string::npos);
-  CHECK(error_of("AccountName=a;AccountName=b").find("`AccountName` is given twice") != std::string::npos);
+  CHECK(error_of("AccountName=a;garbage-secret") == "part 2 of AZURE_STORAGE_CONNECTION_STRING is not NAME=VALUE");
+  CHECK(error_of("AccountName=a;AccountKy=abc").find("part 2 of AZURE_STORAGE_CONNECTION_STRING is not a setting") ==
+        0);
+  CHECK(error_of("AccountName=a;AccountKy=abc").find("AccountKy") == std::string::npos);  // unknown names unquoted
+  CHECK(error_of("AccountName=a;accountname=b") ==
+        "part 2 of AZURE_STORAGE_CONNECTION_STRING sets AccountName a second time: give it once");
 
   std::string bad_key = error_of("AccountName=a;AccountKey=s3cr3t-not-base64");
   CHECK(bad_key.find("AccountKey is not valid Base64") != std::string::npos);
@@ -263,4 +265,49 @@ TEST_CASE("azure connection string: errors name the bad part and never echo the 
   CHECK(error_of("DefaultEndpointsProtocol=https").find("BlobEndpoint or AccountName") != std::string::npos);
   CHECK(error_of("UseDevelopmentStorage=false").find("must be `true`") != std::string::npos);
   CHECK(error_of("UseDevelopmentStorage=true;AccountName=x").find("cannot be combined") != std::string::npos);
+}
+
+// The issue's case: a bare `<key>==` part (the key pasted without `AccountKey=`) parses as a
+// setting named after most of the key. The error names the part by its position; neither the key
+// nor any piece of it appears.
+TEST_CASE("azure connection string: a bare key part is named by its position, never echoed") {
+  const std::string key = "Zm9vYmFyLXNlY3JldC1hY2NvdW50LWtleS1mb3ItdGVzdHM" "==";
+  const std::string key_body = key.substr(0, key.size() - 2);
+  for (const std::string& text :
+       {"DefaultEndpointsProtocol=https;AccountName=acct;" + key + ";EndpointSuffix=core.windows.net",
+        "AccountName=acct;AccountKey=" + std::string(kDevelopmentKey) + ";" + key,
+        "BlobEndpoint=http://127.0.0.1:10000/acct;AccountName=acct;" + key}) {
+    auto cs = parse_connection_string(text);
+    REQUIRE_FALSE(cs.ok());
+    INFO(cs.error());
+    CHECK(cs.error().find("of AZURE_STORAGE_CONNECTION_STRING is not a setting Azure storage knows") !=
+          std::string::npos);
+    CHECK(cs.error().find("part 3 ") == 0);
+    CHECK(cs.error().find(key_body.substr(0, 12)) == std::string::npos);
+    CHECK(cs.error().find(std::string(kDevelopmentKey).substr(0, 12)) == std::string::npos);
+  }
+}
+
+TEST_CASE("azure credentials: control characters are refused by position, never echoed") {
+  auto cs = parse_connection_string("AccountName=acct;AccountKey=" + std::string(kDevelopmentKey) +
+                                    ";BlobEndpoint=http://127.0.0.1:10000/acct\r\nX-Injected: yes");
+  REQUIRE_FALSE(cs.ok());
+  CHECK(cs.error() == "part 3 of AZURE_STORAGE_CONNECTION_STRING contains a control character (at byte 157)");
+  auto account = parse_connection_string("AccountName=ac\x01" "ct;AccountKey=" + std::string(kDevelopmentKey));
+  REQUIRE_FALSE(account.ok());
+  CHECK(account.error() == "part 1 of AZURE_STORAGE_CONNECTION_STRING contains a control character (at byte 14)");
+  // Line breaks around parts are whitespace, as before: a connection string pasted over lines still works.
+  CHECK(parse_connection_string("AccountName=acct;\nAccountKey=" + std::string(kDevelopmentKey) + "\n").ok());
+
+  auto sas = normalize_sas_token("?sv=2021-12-02&sig=abc\x7f&se=2030");
+  REQUIRE_FALSE(sas.ok());
+  CHECK(sas.error() == "the SAS token contains a control character (at byte 22)");
+  CHECK(normalize_sas_token("sv=1&sig=" + std::string(kMaxSasTokenBytes, 'a')).error() ==
+        "the SAS token is longer than 8192 bytes");
+  auto key = SharedKey::make("acct", "  abc\r\ndef==");
+  REQUIRE_FALSE(key.ok());
+  CHECK(key.error() == "the account key contains a control character (at byte 5)");
+  auto name = SharedKey::make("acct\r\nX-Injected: yes", kDevelopmentKey);
+  REQUIRE_FALSE(name.ok());
+  CHECK(name.error() == "the storage account name contains a control character (at byte 4)");
 }

@@ -139,8 +139,8 @@ TEST_CASE("gcs auth: a bad key file is refused with the field named and the key 
 
   auto o = key_object(pem);
   o["type"] = "authorized_user";
-  CHECK(parse_error(key_json(o)).find("field `type` is `authorized_user`, expected `service_account`") !=
-        std::string::npos);
+  CHECK(parse_error(key_json(o)).find("field `type` is not `service_account`") != std::string::npos);
+  CHECK(parse_error(key_json(o)).find("authorized_user") == std::string::npos);  // nothing in the Secret is quoted
 
   o = key_object(pem);
   o["client_email"] = "";
@@ -275,4 +275,35 @@ TEST_CASE("gcs auth: the metadata-server request") {
   bool flavor = false;
   for (const auto& [k, v] : r.headers) flavor = flavor || (k == "Metadata-Flavor" && v == "Google");
   CHECK(flavor);
+}
+
+// client_email, private_key_id and token_uri reach the token request (token_uri's host becomes its
+// Host header): a control character there is refused with the field and the position.
+TEST_CASE("gcs auth: key fields that reach the token request hold no control character") {
+  const std::string pem = private_pem(test_key());
+  auto o = key_object(pem);
+  o["token_uri"] = "https://oauth2.example\r\nX-Injected: yes/token";
+  CHECK(parse_error(key_json(o)) ==
+        "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` contains a control character (at byte 22)");
+  o["token_uri"] = "https://oauth2.example /token";
+  CHECK(parse_error(key_json(o)) == "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` contains a space (at byte 22)");
+  o = key_object(pem);
+  o["client_email"] = "sa@p.iam.gserviceaccount.com\n";
+  CHECK(parse_error(key_json(o)) ==
+        "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `client_email` contains a control character (at byte 28: a line "
+        "break at the end)");
+  o = key_object(pem);
+  o["private_key_id"] = std::string(3000, 'a');
+  CHECK(parse_error(key_json(o)) == "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `private_key_id` is longer than 2048 bytes");
+}
+
+TEST_CASE("gcs auth: an access token must be an RFC 6750 bearer token before it becomes a header") {
+  CHECK_FALSE(access_token_problem("ya29.a0AfH6SMBx-y_z~1+2/3=="));
+  CHECK(access_token_problem("ya29.tok\r\nX-Injected: yes").describe() == "contains a control character (at byte 8)");
+  CHECK(access_token_problem("ya29.tok en").kind == http::ValueProblem::Kind::NotToken68);
+  CHECK(access_token_problem(std::string(kMaxAccessTokenBytes + 1, 'a')).kind == http::ValueProblem::Kind::TooLong);
+  // Server text in messages is cut and cannot forge a log line.
+  auto e = parse_oauth_error(R"({"error":"invalid_grant","error_description":"bad\n2025-01-01 [info] forged"})");
+  REQUIRE(e.has_value());
+  CHECK(e->description == "bad 2025-01-01 [info] forged");
 }

@@ -465,3 +465,38 @@ TEST_CASE("gcs: an unreachable endpoint is transient, a bad one is permanent") {
   CHECK_FALSE(bad.error().transient);
   CHECK(bad.error().code == "InvalidEndpoint");
 }
+
+// The issue's case: a token server answering `ya29.tok\r\nX-Injected: yes`. The storage request
+// must not carry the smuggled header; it is not sent at all, and the storage says why.
+TEST_CASE("gcs: a token with a line break never becomes a header: no storage request is sent") {
+  GcsServer server;
+  Harness h;
+  auto b = h.backend(service_account(server));
+  server.fault(R"({"mode":"token_suffix","suffix":"\r\nX-Injected: yes","count":1,"target":"token"})");
+  auto r = h(b.read_metadata());
+  REQUIRE_FALSE(r.ok());
+  CHECK_FALSE(r.error().transient);
+  CHECK(r.error().code == "InvalidAccessToken");
+  CHECK_THAT(r.error().message, Catch::Contains("the token endpoint " + server.token_uri() +
+                                                " returned an access_token that contains a control character"));
+  CHECK(r.error().message.find("Injected") == std::string::npos);
+  CHECK(server.stat("injected") == 0);
+  CHECK(server.stat("api.read") == 0);
+  CHECK(server.stat("auth_headers") == 0);
+
+  SECTION("the metadata server's token too") {
+    GcsOptions o;
+    o.bucket = "stowage";
+    o.prefix = "wi";
+    o.endpoint = server.endpoint();
+    o.metadata_host = server.host_port();
+    o.retry = fast_retries();
+    auto wi = h.backend(o);
+    server.fault(R"({"mode":"token_suffix","suffix":"\r\nX-Injected: yes","count":1,"target":"metadata"})");
+    auto m = h(wi.check_access());
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.error().code == "InvalidAccessToken");
+    CHECK(server.stat("injected") == 0);
+    CHECK(server.stat("api.bucket") == 0);
+  }
+}

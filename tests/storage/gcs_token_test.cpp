@@ -183,3 +183,36 @@ TEST_CASE("gcs token: the registry forgets sources unused for its idle time") {
   registry.metadata_server("");
   CHECK(weak.expired());
 }
+
+// A token server is named inside a Secret (token_uri), so it may be anyone's: a token that would
+// add a header of its own to every storage request (on connections pooled with other tenants') is
+// refused, permanently, naming the endpoint and the position, and never cached.
+TEST_CASE("gcs token: a token with a line break or a space is refused, never cached, never quoted") {
+  GcsServer server;
+  Harness h;
+  auto source = gcs::TokenSource::for_service_account(key_of(server.key_json()));
+  server.fault(R"({"mode":"token_suffix","suffix":"\r\nX-Injected: yes","count":1,"target":"token"})");
+  auto injected = run(h.io, source->token(h.client, {}));
+  REQUIRE_FALSE(injected.ok());
+  CHECK_FALSE(injected.error().transient);
+  CHECK(injected.error().code == "InvalidAccessToken");
+  // "ya29.test-" and 32 characters of token_urlsafe(24): the line break is at byte 42.
+  CHECK(injected.error().message == "the token endpoint " + server.token_uri() +
+                                        " returned an access_token that contains a control character (at byte 42)");
+  CHECK(h.token(*source).rfind("ya29.test-", 0) == 0);  // the next call exchanges again: nothing was cached
+
+  server.fault(R"({"mode":"token_suffix","suffix":" other","count":1,"target":"token"})");
+  source->invalidate(h.token(*source));
+  auto spaced = run(h.io, source->token(h.client, {}));
+  REQUIRE_FALSE(spaced.ok());
+  CHECK_THAT(spaced.error().message, Catch::Contains("is not an RFC 6750 bearer token: the character at byte 42"));
+  CHECK(spaced.error().message.find("ya29") == std::string::npos);
+
+  auto metadata = gcs::TokenSource::for_metadata_server(server.host_port());
+  server.fault(R"({"mode":"token_suffix","suffix":"\nX-Injected: yes","count":1,"target":"metadata"})");
+  auto from_metadata = run(h.io, metadata->token(h.client, {}));
+  REQUIRE_FALSE(from_metadata.ok());
+  CHECK(from_metadata.error().code == "InvalidAccessToken");
+  CHECK(from_metadata.error().message == "the GCS metadata server http://" + server.host_port() +
+                                             " returned an access_token that contains a control character (at byte 42)");
+}

@@ -421,3 +421,64 @@ TEST_CASE("S3 AccessDenied names the bucket, the operation and the permission") 
   CHECK(result.error().message.find("request id REQ123") != std::string::npos);
   CHECK(h.seen("GET").size() == 1);  // permanent: not retried
 }
+
+// Header injection through the credentials: a Secret value with a line break would add a header of
+// its own to a request on a connection pooled with other tenants' requests. The S3 backend refuses
+// such credentials before building any request: nothing reaches the server, and the error names
+// the key and the position, never the value.
+TEST_CASE("S3 credentials holding a line break never reach the server, and the error names the key") {
+  Harness h("injection");
+  struct Case {
+    const char* key;
+    std::string access_key_id, session_token;
+    const char* expected;
+  };
+  const std::string id = moto().credentials().access_key_id;
+  const Case cases[] = {
+      {"AWS_ACCESS_KEY_ID", "AKIA\r\nX-Injected: yes", "",
+       "AWS_ACCESS_KEY_ID contains a control character (at byte 4)"},
+      {"AWS_SESSION_TOKEN", id, "FwoGZXIvYXdzE\nX-Injected: yes",
+       "AWS_SESSION_TOKEN contains a control character (at byte 13)"},
+      {"AWS_SESSION_TOKEN", id, std::string(8 * 1024 + 1, 'T'), "AWS_SESSION_TOKEN is longer than 8192 bytes"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.expected);
+    auto options = h.options();
+    options.access_key_id = c.access_key_id;
+    options.session_token = c.session_token;
+    S3Backend backend(h.client, options);
+    auto read = run(h.io, backend.read_metadata());
+    REQUIRE_FALSE(read.ok());
+    CHECK_FALSE(read.error().transient);
+    CHECK(read.error().code == "InvalidCredentials");
+    CHECK_THAT(read.error().message, Catch::Contains(c.expected));
+    CHECK(read.error().message.find("Injected") == std::string::npos);
+    CHECK(read.error().message.find("FwoG") == std::string::npos);
+    auto created = run(h.io, backend.create_metadata(kBody));
+    REQUIRE_FALSE(created.ok());
+    CHECK(created.error().code == "InvalidCredentials");
+    CHECK_FALSE(run(h.io, backend.check_access()).ok());
+  }
+  CHECK(h.proxy.requests().empty());  // not one request reached the server
+  CHECK(h.client.stats().connections_opened == 0);
+
+  // The same backend with a clean key goes through the same proxy: the observation above is real.
+  S3Backend clean(h.client, h.options());
+  REQUIRE(run(h.io, clean.read_metadata()).ok());
+  CHECK(h.seen("GET").size() == 1);
+}
+
+// A server's region hint is signed into the next request (the credential scope of Authorization):
+// one that is not a region name is ignored, neither signed nor quoted.
+TEST_CASE("S3 a region hint with a line break is not signed into the next request") {
+  Harness h("region-inject");
+  S3Backend backend(h.client, h.options());
+  h.proxy.inject(R"({"mode": "respond", "count": 1, "method": "GET", "status": 400, "body":
+      "<Error><Code>AuthorizationHeaderMalformed</Code><Message>wrong region</Message><Region>eu-nl-1&#13;&#10;X-Injected: yes</Region><RequestId>R1</RequestId></Error>"})");
+  auto state = run(h.io, backend.read_metadata());
+  REQUIRE_FALSE(state.ok());
+  CHECK(state.error().code == "AuthorizationHeaderMalformed");
+  CHECK(state.error().message.find("Injected") == std::string::npos);
+  CHECK(backend.region() == "us-east-1");
+  CHECK(h.seen("GET").size() == 1);  // not retried with the server's "region"
+}
