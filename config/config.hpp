@@ -5,6 +5,7 @@
 // README's configuration table. A bad value fails start-up with a ConfigError naming the setting
 // and where it came from (file:line:column, environment variable, or flag); main exits 2.
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -28,6 +29,22 @@ struct Config {
   Millis manifests_debounce{100};                     // manifests.debounce
   Millis manifests_poll_interval{2000};               // manifests.poll-interval (when inotify is unavailable)
   Millis manifests_delete_grace{30000};               // manifests.delete-grace: absent this long before deletion
+  // Budgets for files stowage cannot trust (the manifest folder, kubeconfigs). The defaults keep a
+  // folder full of bombs (alias bombs, huge files, millions of documents or objects, link loops)
+  // under 256 MiB of peak RSS (tests/engine/budgets_test.cpp measures it) while leaving room for
+  // real use:
+  //  - 4 MiB per file: no Kubernetes object is larger than 1.5 MiB (etcd's limit), and 4 MiB holds
+  //    ~4,000 typical BackupStorages; parsing one costs a few times its size, transiently.
+  //  - 1,000 documents per file: generators write many objects as a List or as several files;
+  //    every document can cost a parse and a problem line.
+  //  - 10,000 objects in the folder: `make bench` measured 10,000 storages from manifests at ~180 MiB
+  //    peak; each object is held in the source's cache, the world's cache and the store.
+  //  - 4 MiB of alias expansion for the whole folder (and per kubeconfig): anchors in real manifests
+  //    repeat a few labels; counted in bytes, so 4 MiB costs at most about that much per copy held.
+  std::uint64_t manifests_max_file_size = 4u << 20;   // manifests.max-file-size
+  int manifests_max_documents_per_file = 1000;        // manifests.max-documents-per-file
+  int manifests_max_objects = 10000;                  // manifests.max-objects (BackupStorages and Secrets)
+  std::uint64_t yaml_max_alias_expansion = 4u << 20;  // yaml.max-alias-expansion (all manifest files together)
   std::filesystem::path local_root = "/";             // local.root
   int local_io_threads = 4;                           // local.io-threads
   std::string local_volume_mode = "auto";             // local.volume-mode: auto | job | direct (Kubernetes mode)
@@ -46,6 +63,9 @@ struct Config {
   Millis backend_request_timeout{30000};              // backends.request-timeout
   int backend_max_connections = 16;                   // backends.max-connections (when maxConnections is 0)
   std::string kubeconfig;                             // kube.kubeconfig: empty = KUBECONFIG, in-cluster, ~/.kube/config
+  // kube.max-kubeconfig-size: each kubeconfig file (each of those KUBECONFIG lists, too); 4 MiB holds
+  // hundreds of clusters with their certificates inline.
+  std::uint64_t kube_max_kubeconfig_size = 4u << 20;
   std::string kube_context;                           // kube.context: empty = current-context
   std::string kube_namespace;                         // kube.namespace: empty = all namespaces
   int kube_qps = 20;                                  // kube.qps: client-side rate limit (controller-runtime's)
@@ -100,6 +120,12 @@ class Loader {
 // ConfigError on anything else ("5 parsecs").
 Millis parse_duration(const std::string& text);
 std::string format_duration(Millis d);
+
+// Sizes in bytes: "1048576", or with a binary suffix as Kubernetes quantities write them: "512Ki",
+// "4Mi", "1Gi". parse_size throws ConfigError on anything else; format_size writes the largest
+// suffix that is exact.
+std::uint64_t parse_size(const std::string& text);
+std::string format_size(std::uint64_t bytes);
 
 // The effective configuration as YAML, every key shown (`stowage config print`).
 std::string to_yaml(const Config& config);

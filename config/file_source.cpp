@@ -1,11 +1,12 @@
 // Reads the settings file. Nested maps follow the dots of the keys (log: {format: json}); a dotted
 // key written out in full ("log.format: json") means the same. Guarantees: the file is read
-// whole or not at all; a YAML syntax error, an unknown key (with the closest known one
-// suggested), a key set twice, or a map/list where one value belongs throws ConfigError that
-// starts with "<file>:<line>:<column>:". Relative paths are taken as given (from the working
+// whole or not at all (a file over 1 MiB not at all); a YAML syntax error, an unknown key (with
+// the closest known one suggested), a key set twice, or a map/list where one value belongs throws
+// ConfigError that starts with "<file>:<line>:<column>:". Relative paths are taken as given (from the working
 // directory) and shown as given.
 #include "config/file_source.hpp"
 
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,16 +21,31 @@
 namespace stowage::config::detail {
 namespace {
 
+// A settings file is a few dozen lines. A file larger than this is not one (a wrong path, a device,
+// a log file) and is refused before it is read into memory.
+constexpr std::size_t kMaxSettingsFileSize = 1u << 20;
+
+ConfigError too_large(const std::filesystem::path& file) {
+  return ConfigError("config file " + file.string() + ": larger than 1 MiB, which no settings file is: check --config");
+}
+
 std::string read_whole_file(const std::filesystem::path& file) {
   auto fail = [&](int error) {
     return ConfigError("config file " + file.string() + ": cannot read: " + std::strerror(error));
   };
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(file.c_str(), "rb"), &std::fclose);
   if (!stream) throw fail(errno);
+  struct stat st {};
+  if (::fstat(::fileno(stream.get()), &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<std::uint64_t>(st.st_size) > kMaxSettingsFileSize)
+    throw too_large(file);
   std::string text;
   char buffer[8192];
   size_t count = 0;
-  while ((count = std::fread(buffer, 1, sizeof buffer, stream.get())) > 0) text.append(buffer, count);
+  while ((count = std::fread(buffer, 1, sizeof buffer, stream.get())) > 0) {
+    text.append(buffer, count);
+    if (text.size() > kMaxSettingsFileSize) throw too_large(file);  // it grew, or is not a regular file
+  }
   if (std::ferror(stream.get())) throw fail(errno);
   return text;
 }

@@ -14,6 +14,7 @@ namespace {
 using std::filesystem::path;
 constexpr Millis kPositive{1};
 constexpr Millis kZeroAllowed{0};
+constexpr std::uint64_t kMaxBudgetBytes = std::uint64_t{1} << 40;  // 1Ti: beyond any memory this runs in
 
 std::string quoted(const std::string& text) { return "\"" + text + "\""; }
 
@@ -66,6 +67,15 @@ void check_and_store(const Integer& integer, Config& config, const std::string& 
   config.*integer.field = number;
 }
 
+void check_and_store(const Size& size, Config& config, const std::string& input) {
+  std::uint64_t bytes = parse_size(input);  // throws on bad syntax
+  if (bytes < size.min || bytes > size.max) {
+    throw ConfigError("expected a size between " + format_size(size.min) + " and " + format_size(size.max) + ", got " +
+                      quoted(input));
+  }
+  config.*size.field = bytes;
+}
+
 void check_and_store(const Duration& duration, Config& config, const std::string& input) {
   Millis parsed = parse_duration(input);  // throws on bad syntax
   if (parsed < duration.min) {
@@ -86,6 +96,7 @@ std::string print(const Text<T>& text, const Config& config) {
 std::string print(const Choice& choice, const Config& config) { return config.*choice.field; }
 std::string print(const Flag& flag, const Config& config) { return config.*flag.field ? "true" : "false"; }
 std::string print(const Integer& integer, const Config& config) { return std::to_string(config.*integer.field); }
+std::string print(const Size& size, const Config& config) { return format_size(config.*size.field); }
 std::string print(const Duration& duration, const Config& config) { return format_duration(config.*duration.field); }
 
 template <class T>
@@ -95,6 +106,7 @@ std::string placeholder(const Text<T>& text) {
 std::string placeholder(const Choice& choice) { return join(choice.choices, "|"); }
 std::string placeholder(const Flag&) { return "BOOL"; }
 std::string placeholder(const Integer&) { return "INT"; }
+std::string placeholder(const Size&) { return "SIZE"; }
 std::string placeholder(const Duration&) { return "DURATION"; }
 
 std::vector<Setting> make_table() {
@@ -117,6 +129,19 @@ std::vector<Setting> make_table() {
       {"manifests.delete-grace", "--manifests-delete-grace",
        "How long an object must stay absent from the manifests before it is deleted; 0 deletes at once",
        Duration{&Config::manifests_delete_grace, kZeroAllowed}},
+      {"manifests.max-file-size", "--manifests-max-file-size",
+       "A manifest file larger than this is not read (it counts as failing: nothing is deleted)",
+       Size{&Config::manifests_max_file_size, 1024, kMaxBudgetBytes}},
+      {"manifests.max-documents-per-file", "--manifests-max-documents-per-file",
+       "Documents read from one manifest file; the rest of a longer file is not (it counts as failing)",
+       Integer{&Config::manifests_max_documents_per_file, 1, 100'000'000}},
+      {"manifests.max-objects", "--manifests-max-objects",
+       "BackupStorages and Secrets loaded from all manifest files together; files whose objects go past it count as "
+       "failing",
+       Integer{&Config::manifests_max_objects, 1, 100'000'000}},
+      {"yaml.max-alias-expansion", "--yaml-max-alias-expansion",
+       "Bytes that YAML aliases may expand to: in all manifest files together, and in each kubeconfig",
+       Size{&Config::yaml_max_alias_expansion, 1024, kMaxBudgetBytes}},
       {"local.root", "--local-root",
        "Directory that absolute volume paths in manifests are resolved under, as a container sees its mounts",
        Text<path>{&Config::local_root, "PATH", false}},
@@ -161,6 +186,8 @@ std::vector<Setting> make_table() {
       {"kube.kubeconfig", "--kubeconfig",
        "Kubeconfig file for the Kubernetes mode; empty: KUBECONFIG, then the in-cluster service account, then ~/.kube/config",
        Text<std::string>{&Config::kubeconfig, "PATH", true}},
+      {"kube.max-kubeconfig-size", "--max-kubeconfig-size", "A kubeconfig file larger than this is refused at start",
+       Size{&Config::kube_max_kubeconfig_size, 1024, kMaxBudgetBytes}},
       {"kube.context", "--context", "Kubeconfig context to use; empty: its current-context",
        Text<std::string>{&Config::kube_context, "NAME", true}},
       {"kube.namespace", "--namespace", "Only watch BackupStorages and Secrets in this namespace; empty: all namespaces",
@@ -224,6 +251,38 @@ std::string type_name(const Setting& setting) {
 }  // namespace stowage::config::detail
 
 namespace stowage::config {
+
+namespace {
+constexpr std::pair<std::string_view, int> kSizeSuffixes[] = {{"Ti", 40}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}};
+}
+
+std::uint64_t parse_size(const std::string& text) {
+  std::string_view digits = text;
+  int shift = 0;
+  for (auto [suffix, bits] : kSizeSuffixes) {
+    if (digits.ends_with(suffix)) {
+      digits.remove_suffix(suffix.size());
+      shift = bits;
+      break;
+    }
+  }
+  std::uint64_t number = 0;
+  const char* end = digits.data() + digits.size();
+  auto [stop, error] = std::from_chars(digits.data(), end, number);
+  if (digits.empty() || error != std::errc() || stop != end || number > (UINT64_MAX >> shift)) {
+    throw ConfigError("expected a size in bytes (1048576) or with Ki, Mi, Gi or Ti (512Ki, 4Mi), got \"" + text +
+                      "\"");
+  }
+  return number << shift;
+}
+
+std::string format_size(std::uint64_t bytes) {
+  for (auto [suffix, bits] : kSizeSuffixes) {
+    const std::uint64_t unit = std::uint64_t{1} << bits;
+    if (bytes >= unit && bytes % unit == 0) return std::to_string(bytes / unit) + std::string(suffix);
+  }
+  return std::to_string(bytes);
+}
 
 const std::vector<SettingInfo>& settings() {
   static const std::vector<SettingInfo> infos = [] {

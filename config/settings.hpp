@@ -42,7 +42,14 @@ struct Flag {
   bool Config::*field;
 };
 
-using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag>;
+// A number of bytes, written as parse_size reads it ("4Mi").
+struct Size {
+  std::uint64_t Config::*field;
+  std::uint64_t min;
+  std::uint64_t max;
+};
+
+using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag, Size>;
 
 struct Setting {
   std::string_view key;   // "reconcile.workers": nested maps in the file, split at the dots

@@ -78,13 +78,16 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
   // Nothing near: no suggestion, every key listed.
   CHECK(file_error("token: abc\n") ==
         "config.yaml:1:1: unknown setting \"token\" (known: state-dir, log.format, log.level, log.file, "
-        "manifests.dir, manifests.debounce, manifests.poll-interval, manifests.delete-grace, local.root, "
+        "manifests.dir, manifests.debounce, manifests.poll-interval, manifests.delete-grace, "
+        "manifests.max-file-size, manifests.max-documents-per-file, manifests.max-objects, "
+        "yaml.max-alias-expansion, local.root, "
         "local.io-threads, "
         "local.volume-mode, local.job-image, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
         "reconcile.revalidate-period, "
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
         "backends.connect-timeout, backends.request-timeout, backends.max-connections, kube.kubeconfig, "
+        "kube.max-kubeconfig-size, "
         "kube.context, kube.namespace, kube.qps, kube.burst, metrics.bind-address, health.bind-address, "
         "leader-election.enabled, leader-election.id, leader-election.namespace, leader-election.lease-duration, "
         "leader-election.renew-deadline, leader-election.retry-period)");
@@ -112,6 +115,20 @@ TEST_CASE("YAML syntax errors carry line and column") {
   CHECK(file_error("log:\n  format: [json\nreconcile: {}\n") ==
         "config.yaml:3:10: invalid YAML: end of sequence flow not found");
   CHECK(file_error("log:\n  format: json: text\n") == "config.yaml:2:15: invalid YAML: illegal map value");
+}
+
+TEST_CASE("a config file over 1 MiB is refused, and one that says so by its size is not read") {
+  TempDir dir;
+  const std::string big = dir.write("big.yaml", "log:\n  level: info\n" + std::string(1u << 20, '#'));
+  CHECK(load_error({"--config", big}) ==
+        "config file " + big + ": larger than 1 MiB, which no settings file is: check --config");
+  const std::string huge = dir.write("huge.yaml", "");
+  std::filesystem::resize_file(huge, std::uintmax_t{8} << 30);  // sparse: reading it whole would take 8 GiB
+  CHECK(load_error({"--config", huge}) ==
+        "config file " + huge + ": larger than 1 MiB, which no settings file is: check --config");
+  // A character device never says its size: the read stops at the cap.
+  CHECK(load_error({"--config", "/dev/zero"}) ==
+        "config file /dev/zero: larger than 1 MiB, which no settings file is: check --config");
 }
 
 TEST_CASE("a config file that cannot be read is named with the reason") {

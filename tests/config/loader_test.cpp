@@ -110,6 +110,32 @@ TEST_CASE("durations must be positive, except the commit interval") {
   CHECK(load_with({}, {{"STOWAGE_STORE_COMMIT_INTERVAL", "0s"}}).commit_interval == milliseconds(0));
 }
 
+TEST_CASE("sizes are bytes or a binary suffix, within the setting's range") {
+  const Config defaults = load_with({});
+  CHECK(defaults.manifests_max_file_size == 4u << 20);
+  CHECK(defaults.manifests_max_documents_per_file == 1000);
+  CHECK(defaults.manifests_max_objects == 10000);
+  CHECK(defaults.yaml_max_alias_expansion == 4u << 20);
+  CHECK(defaults.kube_max_kubeconfig_size == 4u << 20);
+  CHECK(load_with({"--manifests-max-file-size", "512Ki"}).manifests_max_file_size == 512 * 1024);
+  CHECK(load_with({}, {{"STOWAGE_YAML_MAX_ALIAS_EXPANSION", "2097152"}}).yaml_max_alias_expansion == 2u << 20);
+  CHECK(load_with({"--max-kubeconfig-size", "1Gi"}).kube_max_kubeconfig_size == 1u << 30);
+  CHECK(load_error({"--manifests-max-file-size", "4MB"}) ==
+        "flag --manifests-max-file-size: expected a size in bytes (1048576) or with Ki, Mi, Gi or Ti (512Ki, 4Mi), got "
+        "\"4MB\"");
+  CHECK(load_error({"--max-kubeconfig-size", "10"}) ==
+        "flag --max-kubeconfig-size: expected a size between 1Ki and 1Ti, got \"10\"");
+  CHECK(load_error({"--yaml-max-alias-expansion", "18014398509481984Ki"}) ==
+        "flag --yaml-max-alias-expansion: expected a size in bytes (1048576) or with Ki, Mi, Gi or Ti (512Ki, 4Mi), "
+        "got \"18014398509481984Ki\"");
+  CHECK(load_error({"--manifests-max-objects", "0"}) ==
+        "flag --manifests-max-objects: expected an integer between 1 and 100000000, got \"0\"");
+  CHECK(format_size(4u << 20) == "4Mi");
+  CHECK(format_size(1536) == "1536");
+  CHECK(format_size(1536 * 1024) == "1536Ki");
+  CHECK(parse_size(format_size(12345)) == 12345);
+}
+
 TEST_CASE("retry-cap below retry-base is an error naming both and where each came from") {
   TempDir dir;
   const std::string file = dir.write("c.yaml", "reconcile:\n  retry-base: 5s\n");

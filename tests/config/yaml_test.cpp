@@ -13,7 +13,12 @@ bool same_settings(const Config& a, const Config& b) {
   return a.state_dir == b.state_dir && a.log_format == b.log_format && a.log_level == b.log_level &&
          a.log_file == b.log_file && a.manifests == b.manifests && a.manifests_debounce == b.manifests_debounce &&
          a.manifests_poll_interval == b.manifests_poll_interval &&
-         a.manifests_delete_grace == b.manifests_delete_grace && a.local_root == b.local_root &&
+         a.manifests_delete_grace == b.manifests_delete_grace &&
+         a.manifests_max_file_size == b.manifests_max_file_size &&
+         a.manifests_max_documents_per_file == b.manifests_max_documents_per_file &&
+         a.manifests_max_objects == b.manifests_max_objects &&
+         a.yaml_max_alias_expansion == b.yaml_max_alias_expansion &&
+         a.kube_max_kubeconfig_size == b.kube_max_kubeconfig_size && a.local_root == b.local_root &&
          a.local_io_threads == b.local_io_threads &&
          a.local_volume_mode == b.local_volume_mode && a.volume_job_image == b.volume_job_image && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
@@ -52,6 +57,11 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  debounce: 100ms\n"
         "  poll-interval: 2s\n"
         "  delete-grace: 30s\n"
+        "  max-file-size: 4Mi\n"
+        "  max-documents-per-file: 1000\n"
+        "  max-objects: 10000\n"
+        "yaml:\n"
+        "  max-alias-expansion: 4Mi\n"
         "local:\n"
         "  root: /\n"
         "  io-threads: 4\n"
@@ -77,6 +87,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  max-connections: 16\n"
         "kube:\n"
         "  kubeconfig: \"\"\n"
+        "  max-kubeconfig-size: 4Mi\n"
         "  context: \"\"\n"
         "  namespace: \"\"\n"
         "  qps: 20\n"
@@ -115,6 +126,16 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "1h0m1ms",
                                     "--manifests-delete-grace",
                                     "0",
+                                    "--manifests-max-file-size",
+                                    "1536Ki",
+                                    "--manifests-max-documents-per-file",
+                                    "7",
+                                    "--manifests-max-objects",
+                                    "100000000",
+                                    "--yaml-max-alias-expansion",
+                                    "1048577",
+                                    "--max-kubeconfig-size",
+                                    "1Ti",
                                     "--local-root",
                                     "~",
                                     "--local-io-threads",
@@ -170,6 +191,9 @@ TEST_CASE("a configuration with every setting changed round-trips") {
   CHECK(changed.manifests == "null");
   CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));
   CHECK(changed.manifests_delete_grace == milliseconds(0));
+  CHECK(changed.manifests_max_file_size == 1536 * 1024);
+  CHECK(changed.yaml_max_alias_expansion == 1048577);
+  CHECK(changed.kube_max_kubeconfig_size == std::uint64_t{1} << 40);
   const Config again = reload(changed);
   CHECK(same_settings(again, changed));
   CHECK(to_yaml(again) == to_yaml(changed));
