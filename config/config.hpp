@@ -62,6 +62,9 @@ struct Config {
   Millis backend_connect_timeout{10000};              // backends.connect-timeout
   Millis backend_request_timeout{30000};              // backends.request-timeout
   int backend_max_connections = 16;                   // backends.max-connections (when maxConnections is 0)
+  // ambient-credentials.namespaces: namespaces whose storages without secretName may use this process's own
+  // cloud identity; {"*"} = every namespace; empty = none (the offline modes allow all regardless).
+  std::vector<std::string> ambient_credentials_namespaces;
   std::string kubeconfig;                             // kube.kubeconfig: empty = KUBECONFIG, in-cluster, ~/.kube/config
   // kube.max-kubeconfig-size: each kubeconfig file (each of those KUBECONFIG lists, too); 4 MiB holds
   // hundreds of clusters with their certificates inline.

@@ -4,6 +4,7 @@
 // assign() accepts and reads back unchanged.
 #include "config/settings.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <type_traits>
@@ -85,6 +86,44 @@ void check_and_store(const Duration& duration, Config& config, const std::string
   config.*duration.field = parsed;
 }
 
+// A namespace's name is a DNS-1123 label: lower-case letters, digits and '-', starting and ending
+// with a letter or digit, at most 63 characters.
+bool is_namespace_name(std::string_view name) {
+  auto alphanumeric = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 63 || !alphanumeric(name.front()) || !alphanumeric(name.back())) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) { return alphanumeric(c) || c == '-'; });
+}
+
+std::string trimmed(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  return std::string(text);
+}
+
+// "team-a, team-b" -> {team-a, team-b}; "*" -> {*}; "" (or spaces) -> {}.
+void check_and_store(const NamespaceList& list, Config& config, const std::string& input) {
+  std::vector<std::string> names;
+  if (!trimmed(input).empty()) {
+    for (std::size_t start = 0;;) {
+      const std::size_t comma = std::min(input.find(',', start), input.size());
+      std::string name = trimmed(std::string_view(input).substr(start, comma - start));
+      if (name.empty())
+        throw ConfigError("expected namespace names separated by commas, got an empty name in " + quoted(input));
+      if (name != "*" && !is_namespace_name(name)) {
+        throw ConfigError("\"" + name + "\" is not a namespace name (lower-case letters, digits and '-', at most 63 "
+                          "characters, starting and ending with a letter or digit); give names separated by commas, "
+                          "or \"*\" for every namespace");
+      }
+      names.push_back(std::move(name));
+      if (comma == input.size()) break;
+      start = comma + 1;
+    }
+  }
+  if (names.size() > 1 && std::find(names.begin(), names.end(), "*") != names.end())
+    throw ConfigError("\"*\" already means every namespace: give it alone, or only names, got " + quoted(input));
+  config.*list.field = std::move(names);
+}
+
 template <class T>
 std::string print(const Text<T>& text, const Config& config) {
   if constexpr (std::is_same_v<T, path>) {
@@ -98,6 +137,11 @@ std::string print(const Flag& flag, const Config& config) { return config.*flag.
 std::string print(const Integer& integer, const Config& config) { return std::to_string(config.*integer.field); }
 std::string print(const Size& size, const Config& config) { return format_size(config.*size.field); }
 std::string print(const Duration& duration, const Config& config) { return format_duration(config.*duration.field); }
+std::string print(const NamespaceList& list, const Config& config) {
+  std::string out;
+  for (const auto& name : config.*list.field) out += (out.empty() ? "" : ",") + name;
+  return out;
+}
 
 template <class T>
 std::string placeholder(const Text<T>& text) {
@@ -108,6 +152,7 @@ std::string placeholder(const Flag&) { return "BOOL"; }
 std::string placeholder(const Integer&) { return "INT"; }
 std::string placeholder(const Size&) { return "SIZE"; }
 std::string placeholder(const Duration&) { return "DURATION"; }
+std::string placeholder(const NamespaceList&) { return "NAMESPACES"; }
 
 std::vector<Setting> make_table() {
   using std::chrono::milliseconds;
@@ -183,6 +228,10 @@ std::vector<Setting> make_table() {
        "Timeout of one request/response exchange with a cloud backend", Duration{&Config::backend_request_timeout, kPositive}},
       {"backends.max-connections", "--backend-max-connections",
        "Connections per cloud endpoint when a storage's maxConnections is 0", Integer{&Config::backend_max_connections, 1, 1024}},
+      {"ambient-credentials.namespaces", "--ambient-credentials-namespaces",
+       "Kubernetes mode: namespaces (comma-separated, or * for all) whose storages without secretName may use this "
+       "process's own cloud credentials (AWS_* environment, GCE metadata server); empty: none",
+       NamespaceList{&Config::ambient_credentials_namespaces}},
       {"kube.kubeconfig", "--kubeconfig",
        "Kubeconfig file for the Kubernetes mode; empty: KUBECONFIG, then the in-cluster service account, then ~/.kube/config",
        Text<std::string>{&Config::kubeconfig, "PATH", true}},

@@ -49,7 +49,13 @@ struct Size {
   std::uint64_t max;
 };
 
-using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag, Size>;
+// A comma-separated list of namespace names (DNS-1123 labels), or "*" alone for all; "" = none.
+struct NamespaceList {
+  std::vector<std::string> Config::*field;
+};
+
+using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag,
+                           NamespaceList, Size>;
 
 struct Setting {
   std::string_view key;   // "reconcile.workers": nested maps in the file, split at the dots

@@ -1,5 +1,6 @@
 #include "engine/backends.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "storage/azure_backend.hpp"
@@ -70,7 +71,38 @@ std::string trim_trailing_slashes(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
   return s;
 }
+
+// A storage that names a Secret which is gone (a WipeOut reaches the factory without one) is never
+// given the controller's own credentials instead.
+std::string named_secret_missing(const kube::BackupStorage& s, const std::string& secret_name) {
+  return "storage secret " + s.metadata.namespace_ + "/" + secret_name + " (spec.storage." + s.spec.storage.provider +
+         ".secretName) not found: create it; a storage that names a Secret never uses the controller's own "
+         "credentials";
+}
 }  // namespace
+
+AmbientCredentialsPolicy AmbientCredentialsPolicy::only(std::vector<std::string> names) {
+  AmbientCredentialsPolicy policy;
+  for (auto& name : names) {
+    if (name == "*")
+      policy.every_namespace = true;
+    else
+      policy.namespaces.push_back(std::move(name));
+  }
+  return policy;
+}
+
+bool AmbientCredentialsPolicy::allows(const std::string& namespace_) const {
+  return every_namespace || std::find(namespaces.begin(), namespaces.end(), namespace_) != namespaces.end();
+}
+
+std::string ambient_credentials_refusal(const AmbientCredentialsPolicy& policy, const kube::BackupStorage& storage) {
+  const std::string& ns = storage.metadata.namespace_;
+  if (policy.allows(ns)) return {};
+  return "spec.storage." + storage.spec.storage.provider + ".secretName is empty and namespace " + ns +
+         " may not use the controller's own credentials: set secretName, or add " + ns +
+         " to --ambient-credentials-namespaces";
+}
 
 CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::size_t max_connections) {
   CloudSettings c;
@@ -112,6 +144,10 @@ BackendFactory::Made BackendFactory::make_s3(const kube::BackupStorage& s, const
     o.secret_access_key = value(secret, "AWS_SECRET_ACCESS_KEY");
     o.session_token = value(secret, "AWS_SESSION_TOKEN");
     o.tls.ca_pem = value(secret, "CA_CERT_DATA");
+  } else if (!spec.secret_name.empty()) {
+    return named_secret_missing(s, spec.secret_name);
+  } else if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) {
+    return refused;
   } else if (!cloud_.aws_access_key_id.empty() && !cloud_.aws_secret_access_key.empty()) {
     o.access_key_id = cloud_.aws_access_key_id;  // credential-less: the controller's own identity
     o.secret_access_key = cloud_.aws_secret_access_key;
@@ -142,6 +178,15 @@ BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, cons
     o.endpoint = h.find("://") == std::string::npos ? "http://" + h : h;
     o.emulator = true;
   }
+  // Without a key the backend asks the metadata server for the controller's own token; an emulator
+  // takes no credentials at all, so it lends nobody anything.
+  if (!o.emulator && o.service_account_json.empty()) {
+    if (secret)
+      return "storage secret " + where(*secret) +
+             ": GOOGLE_SERVICE_ACCOUNT_JSON_KEY is empty: put the service account's JSON key there";
+    if (!spec.secret_name.empty()) return named_secret_missing(s, spec.secret_name);
+    if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) return refused;
+  }
   return Made(std::make_unique<storage::GcsBackend>(http_, std::move(o)));
 }
 
@@ -159,6 +204,9 @@ BackendFactory::Made BackendFactory::make_azure(const kube::BackupStorage& s, co
   if (o.container.empty()) return std::string("spec.storage.azure.container is required");
   if (o.storage_account.empty() && o.connection_string.empty())
     return std::string("spec.storage.azure.storageAccount is required");
+  // No ambient identity exists for Azure yet; workload identity, when added, goes through
+  // ambient_credentials_refusal() first, as make_s3 and make_gcs do.
+  if (!secret && !spec.secret_name.empty()) return named_secret_missing(s, spec.secret_name);
   if (!secret)
     return std::string(
         "spec.storage.azure.secretName is empty: Azure workload identity is not supported yet; set secretName to a "

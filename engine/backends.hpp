@@ -1,7 +1,8 @@
 #pragma once
 // BackendFactory — turns a BackupStorage (and its Secret) into a storage::Backend, or into a
 // clear, permanent reason why it cannot: provider missing or unknown, its section missing, the
-// Secret without the keys KubeStash requires, a local volume without a usable path.
+// Secret without the keys KubeStash requires, a local volume without a usable path, a storage
+// without a Secret that may not use the controller's own identity (AmbientCredentialsPolicy).
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -21,6 +22,26 @@ class Client;
 
 namespace stowage::engine {
 
+// Which storages may use the controller's own cloud identity: those without a secretName in a
+// namespace the operator named (ambient-credentials.namespaces), or in any namespace when it said "*"
+// or when the process runs offline (its user is the operator). Anywhere else, a storage without a
+// secretName would borrow the controller's identity: initialize, probe and WipeOut whatever that
+// identity can reach, a whole bucket for an empty prefix.
+struct AmbientCredentialsPolicy {
+  bool every_namespace = false;
+  std::vector<std::string> namespaces;
+
+  static AmbientCredentialsPolicy only(std::vector<std::string> names);  // a "*" among them means every one
+  static AmbientCredentialsPolicy everyone() { return {true, {}}; }
+  bool allows(const std::string& namespace_) const;
+};
+
+// The one gate in front of every use of the controller's own identity by a storage without a
+// secretName — the AWS_* environment keys, the GCE metadata server's token, and any workload identity
+// added later (IRSA, Azure workload identity): call it before using one. Empty when `storage` may use
+// it, else the NotReady message (naming the field, the namespace and the setting that would allow it).
+std::string ambient_credentials_refusal(const AmbientCredentialsPolicy& policy, const kube::BackupStorage& storage);
+
 // What the cloud backends take from the process rather than from a BackupStorage.
 struct CloudSettings {
   std::string gcs_endpoint;           // gcs.endpoint / STOWAGE_GCS_ENDPOINT
@@ -29,6 +50,7 @@ struct CloudSettings {
   std::size_t max_connections = 16;   // when a storage's maxConnections is 0
   // Credential-less S3: the controller's own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
   std::string aws_access_key_id, aws_secret_access_key, aws_session_token;
+  AmbientCredentialsPolicy ambient;  // who may use those and the metadata server; default: nobody
 
   static CloudSettings from_environment(std::string gcs_endpoint, std::size_t max_connections);
 };

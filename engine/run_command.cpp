@@ -277,6 +277,24 @@ std::optional<std::string> kubernetes_volume_mode(const config::Config& config) 
   return std::string("direct");
 }
 
+// Against an API server the process's own cloud identity is lent only to the namespaces named (the
+// Runtime applies the policy); say which, so that a refusal is never a surprise.
+void log_ambient_credentials(const config::Config& config) {
+  const auto& names = config.ambient_credentials_namespaces;
+  std::string who;
+  for (const auto& name : names) who += (who.empty() ? "" : ", ") + name;
+  if (names.empty())
+    spdlog::info("storages without secretName may not use this process's own cloud credentials in any namespace "
+                 "(--ambient-credentials-namespaces names those that may)");
+  else if (who == "*")
+    spdlog::info("storages without secretName in every namespace may use this process's own cloud credentials "
+                 "(--ambient-credentials-namespaces *)");
+  else
+    spdlog::info("storages without secretName may use this process's own cloud credentials in namespaces {} only "
+                 "(--ambient-credentials-namespaces)",
+                 who);
+}
+
 int run_kubernetes(const config::Config& config) {
   HeldStopSignals held;
   auto volume_mode = kubernetes_volume_mode(config);
@@ -301,6 +319,7 @@ int run_kubernetes(const config::Config& config) {
   std::string scope = config.kube_namespace.empty() ? "all namespaces" : "namespace " + config.kube_namespace;
   spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
                client.value().describe(), fs::absolute(config.state_dir).string());
+  log_ambient_credentials(config);
   std::string lease_namespace =
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),

@@ -95,6 +95,16 @@ LocalSettings local_settings(const config::Config& c) {
   return local;
 }
 
+// The offline modes' user is the operator, who gives the process its credentials for their own
+// manifests: every namespace may use them. Against an API server, anyone who may create a
+// BackupStorage picks its namespace: only those the operator named may (see AmbientCredentialsPolicy).
+CloudSettings cloud_settings(const config::Config& c, bool offline) {
+  auto cloud = CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections));
+  cloud.ambient = offline ? AmbientCredentialsPolicy::everyone()
+                          : AmbientCredentialsPolicy::only(c.ambient_credentials_namespaces);
+  return cloud;
+}
+
 }  // namespace
 
 namespace {
@@ -183,8 +193,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
       http(io.get_executor(), http_options(c)),
-      backends(pool, local_settings(c), http,
-               CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections))),
+      backends(pool, local_settings(c), http, cloud_settings(c, offline_source.has_value())),
       offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),
                                                               std::move(offline_source->source_id), queue,
                                                               offline_source->deletions,

@@ -27,7 +27,8 @@ bool same_settings(const Config& a, const Config& b) {
          a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version &&
          a.gcs_endpoint == b.gcs_endpoint && a.backend_connect_timeout == b.backend_connect_timeout &&
          a.backend_request_timeout == b.backend_request_timeout &&
-         a.backend_max_connections == b.backend_max_connections && a.kubeconfig == b.kubeconfig &&
+         a.backend_max_connections == b.backend_max_connections &&
+         a.ambient_credentials_namespaces == b.ambient_credentials_namespaces && a.kubeconfig == b.kubeconfig &&
          a.kube_context == b.kube_context && a.kube_namespace == b.kube_namespace &&
          a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
          a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&
@@ -85,6 +86,8 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  connect-timeout: 10s\n"
         "  request-timeout: 30s\n"
         "  max-connections: 16\n"
+        "ambient-credentials:\n"
+        "  namespaces: \"\"\n"
         "kube:\n"
         "  kubeconfig: \"\"\n"
         "  max-kubeconfig-size: 4Mi\n"
@@ -162,6 +165,8 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "1ms",
                                     "--operator-version",
                                     "'quoted' #1",
+                                    "--ambient-credentials-namespaces",
+                                    " team-a ,team-b",
                                     "--kubeconfig",
                                     "/etc/kube config",
                                     "--context",
@@ -194,6 +199,7 @@ TEST_CASE("a configuration with every setting changed round-trips") {
   CHECK(changed.manifests_max_file_size == 1536 * 1024);
   CHECK(changed.yaml_max_alias_expansion == 1048577);
   CHECK(changed.kube_max_kubeconfig_size == std::uint64_t{1} << 40);
+  CHECK(changed.ambient_credentials_namespaces == std::vector<std::string>{"team-a", "team-b"});
   const Config again = reload(changed);
   CHECK(same_settings(again, changed));
   CHECK(to_yaml(again) == to_yaml(changed));

@@ -13,6 +13,7 @@
 #include "support/azurite_server.hpp"
 #include "support/gcs_server.hpp"
 #include "support/moto_server.hpp"
+#include "storage/metadata.hpp"
 
 namespace json = boost::json;
 using test_support::TestApiServer;
@@ -860,4 +861,170 @@ TEST_CASE("cleaner Jobs keep nested storages, a refused wipe lets the object go,
   CHECK_THAT(cluster.log("run"), Catch::Contains("demo/r: deleted without wiping its data"));
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}
+
+namespace {
+
+// Sets environment variables for the processes the test starts, and puts the old values back.
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(std::vector<std::pair<std::string, std::string>> values) {
+    for (auto& [name, value] : values) {
+      const char* old = std::getenv(name.c_str());
+      saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+      if (value.empty())
+        ::unsetenv(name.c_str());
+      else
+        ::setenv(name.c_str(), value.c_str(), 1);
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1);
+      else
+        ::unsetenv(name.c_str());
+    }
+  }
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+std::string bare_storage(const std::string& ns, const std::string& name, const std::string& provider,
+                         const std::string& section, const std::string& policy = "Delete") {
+  return "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: " + name +
+         ", namespace: " + ns + "}\nspec:\n  storage:\n    provider: " + provider + "\n    " + provider + ": " +
+         section + "\n  deletionPolicy: " + policy + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("ambient credentials: the controller's own AWS keys and metadata token only where --ambient-credentials-namespaces allows") {
+  Cluster cluster("ambient");
+  test_support::MotoServer moto;
+  moto.make_bucket("kube-e2e");
+  test_support::GcsServer gcs;  // also the metadata server (GCE_METADATA_HOST)
+  const auto& creds = moto.credentials();
+  // Another team's backups, their storage deleted with Delete: a valid metadata.yaml stays with them.
+  moto.put_object("kube-e2e", "victim/metadata.yaml", stowage::storage::render_metadata({"2025-04-21T12:29:15Z", "v0.1.0"}));
+  moto.put_object("kube-e2e", "victim/repo/snap-1", "a backup");
+  // The controller's own identity: moto's key in its environment, the GCS server as its metadata server.
+  ScopedEnvironment identity({{"AWS_ACCESS_KEY_ID", creds.access_key_id},
+                              {"AWS_SECRET_ACCESS_KEY", creds.secret_access_key},
+                              {"AWS_SESSION_TOKEN", ""},
+                              {"GCE_METADATA_HOST", gcs.host_port()}});
+  auto s3 = [&](const std::string& ns, const std::string& name, const std::string& prefix,
+                const std::string& policy = "Delete") {
+    return bare_storage(ns, name, "s3", "{endpoint: " + moto.endpoint() + ", bucket: kube-e2e, prefix: " + prefix + "}",
+                        policy);
+  };
+  auto gcs_storage = [&](const std::string& ns, const std::string& prefix) {
+    return bare_storage(ns, "gcs-own", "gcs", "{bucket: stowage, prefix: " + prefix + "}");
+  };
+  cluster.apply("objects", s3("demo", "s3-own", "own/demo") + "---\n" + s3("trusted", "s3-own", "own/trusted") +
+                               "---\n" + gcs_storage("demo", "own-demo") + "---\n" + gcs_storage("trusted", "own-trusted") +
+                               "---\n" + s3("demo", "taker", "victim", "WipeOut"));
+  auto phase = [&](const std::string& ns, const std::string& bs) {
+    auto [code, out] = cluster.server.kubectl("get bs " + bs + " -n " + ns + " -o jsonpath={.status.phase}");
+    return code == 0 ? out : "";
+  };
+  auto initialized = [&](const std::string& ns, const std::string& bs) {
+    json::value object = cluster.get("bs " + bs + " -n " + ns);
+    const auto* c = find_condition(object, "BackendInitialized");
+    return c ? text(c->at("status")) + ": " + text(c->at("message")) : std::string();
+  };
+  auto warned = [&](const std::string& ns, const std::string& bs, const std::string& reason,
+                    const std::string& note_part) {
+    auto events = cluster.get("events.events.k8s.io -n " + ns);
+    for (const auto& e : events.at("items").as_array())
+      if (text(e.at("regarding").at("name")) == bs && text(e.at("reason")) == reason && e.at("type") == "Warning" &&
+          text(e.at("note")).find(note_part) != std::string::npos)
+        return true;
+    return false;
+  };
+  const std::vector<std::string> permanent_retry{"--gcs-endpoint", gcs.endpoint(), "--permanent-retry", "1s"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), permanent_retry.begin(), permanent_retry.end());
+    return args;
+  };
+  {
+    auto child = cluster.start("run", with({"--ambient-credentials-namespaces", "trusted"}));
+    INFO(cluster.log("run"));
+    REQUIRE(test::eventually([&] {
+      return phase("trusted", "s3-own") == "Ready" && phase("trusted", "gcs-own") == "Ready" &&
+             phase("demo", "s3-own") == "NotReady" && phase("demo", "gcs-own") == "NotReady" &&
+             phase("demo", "taker") == "NotReady";
+    }));
+    CHECK(initialized("demo", "s3-own") ==
+          "False: spec.storage.s3.secretName is empty and namespace demo may not use the controller's own credentials: "
+          "set secretName, or add demo to --ambient-credentials-namespaces");
+    CHECK(initialized("demo", "gcs-own") ==
+          "False: spec.storage.gcs.secretName is empty and namespace demo may not use the controller's own "
+          "credentials: set secretName, or add demo to --ambient-credentials-namespaces");
+    CHECK(moto.get_object("kube-e2e", "own/trusted/metadata.yaml").has_value());
+    CHECK(gcs.object("stowage", "own-trusted/metadata.yaml").has_value());
+    CHECK(gcs.stat("metadata_tokens") >= 1);
+    // Nothing written for the refused ones.
+    for (const auto& key : moto.list_keys("kube-e2e")) CHECK(key.rfind("own/demo", 0) != 0);
+    for (const auto& name : gcs.objects("stowage")) CHECK(name.rfind("own-demo", 0) != 0);
+    CHECK_THAT(cluster.log("run"), Catch::Contains("may use this process's own cloud credentials in namespaces "
+                                                   "trusted only"));
+
+    // A WipeOut through the controller's identity is refused too: the object goes, the other team's data stays.
+    cluster.kubectl("delete bs taker -n demo --timeout=30s");
+    CHECK(moto.get_object("kube-e2e", "victim/repo/snap-1").has_value());
+    CHECK(moto.get_object("kube-e2e", "victim/metadata.yaml").has_value());
+    REQUIRE(test::eventually([&] { return warned("demo", "taker", "WipeOutFailed", "--ambient-credentials-namespaces"); }));
+
+    // Naming a Secret that does not exist never falls back on the controller's identity, even for a WipeOut.
+    cluster.apply("named", "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: named, "
+                           "namespace: trusted}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: " +
+                               moto.endpoint() + ", bucket: kube-e2e, prefix: victim, secretName: gone}\n  "
+                               "deletionPolicy: WipeOut\n");
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl(
+          "get bs named -n trusted -o jsonpath='{.status.conditions[?(@.type==\"BackendSecretFound\")].status}'");
+      return code == 0 && out == "False";
+    }));
+    cluster.kubectl("delete bs named -n trusted --timeout=30s");
+    CHECK(moto.get_object("kube-e2e", "victim/repo/snap-1").has_value());
+    CHECK(moto.get_object("kube-e2e", "victim/metadata.yaml").has_value());
+    REQUIRE(test::eventually([&] { return warned("trusted", "named", "WipeOutFailed", "trusted/gone"); }));
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+    std::string log = cluster.log("run");
+    CHECK(log.find(creds.secret_access_key) == std::string::npos);
+  }
+
+  // "*": every namespace may; the refused storages are checked again and go Ready.
+  {
+    auto child = cluster.start("run-all", with({"--ambient-credentials-namespaces", "*"}));
+    INFO(cluster.log("run-all"));
+    REQUIRE(test::eventually([&] { return phase("demo", "s3-own") == "Ready" && phase("demo", "gcs-own") == "Ready"; }));
+    CHECK(moto.get_object("kube-e2e", "own/demo/metadata.yaml").has_value());
+    CHECK(gcs.object("stowage", "own-demo/metadata.yaml").has_value());
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  }
+
+  // Offline, without the setting: the user is the operator, every namespace may.
+  auto manifests = cluster.dir / "offline.yaml";
+  test::write_file(manifests, s3("demo", "offline-s3", "offline/s3") + "---\n" + gcs_storage("demo", "offline-gcs"));
+  auto offline = test::run({"init", "-f", manifests.string(), "--state-dir", (cluster.dir / "offline-state").string(),
+                            "--gcs-endpoint", gcs.endpoint(), "--timeout", "30s"},
+                           cluster.dir);
+  INFO(offline.out << offline.err);
+  CHECK(offline.code == 0);
+  CHECK(moto.get_object("kube-e2e", "offline/s3/metadata.yaml").has_value());
+  CHECK(gcs.object("stowage", "offline-gcs/metadata.yaml").has_value());
+
+  // A value that is not a namespace name stops the start (exit 2), naming the flag.
+  auto bad = test::run({"run", "--kubeconfig", cluster.kubeconfig.string(), "--state-dir",
+                        (cluster.dir / "bad-state").string(), "--ambient-credentials-namespaces", "demo,Team_A"},
+                       cluster.dir);
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("flag --ambient-credentials-namespaces: \"Team_A\" is not a namespace name"));
 }
