@@ -155,6 +155,59 @@ struct RuntimeSettings {
   json::object pod, container;
 };
 
+// Environment variables the volume Jobs refuse. Whoever writes a BackupStorage also writes its
+// volume, so a variable that makes the process load code from a file it names would run that
+// writer's code in the Job's pod, under any service account of the namespace.
+struct RefusedVariable {
+  std::string_view name;
+  bool prefix;          // every name that starts with `name`
+  std::string_view why;
+};
+
+constexpr std::array kRefusedVariables = {
+    RefusedVariable{"LD_", true,
+                    "the dynamic loader would run code from a file it names, which may lie on the storage's own "
+                    "volume"},
+    RefusedVariable{"STOWAGE_", true, "STOWAGE_* variables are stowage's own settings, which the controller alone sets"},
+    RefusedVariable{"GCONV_PATH", false, "glibc would load character-set modules (code) from the directory it names"},
+    RefusedVariable{"OPENSSL_CONF", false, "OpenSSL would read a configuration that can load modules (code)"},
+    RefusedVariable{"OPENSSL_MODULES", false, "OpenSSL would load providers (code) from the directory it names"},
+    RefusedVariable{"OPENSSL_ENGINES", false, "OpenSSL would load engines (code) from the directory it names"},
+};
+
+const RefusedVariable* refused_variable(std::string_view name) {
+  for (const auto& refused : kRefusedVariables)
+    if (refused.prefix ? name.starts_with(refused.name) : name == refused.name) return &refused;
+  return nullptr;
+}
+
+// container.env names no refused variable, and container.envFrom is not used at all: a ConfigMap or
+// Secret could set any name, unseen when the Job is made, and change before its pod starts.
+std::optional<VolumeJobError> check_environment(const json::object& container) {
+  const std::string path = "spec.runtimeSettings.container.";
+  if (container.contains("envFrom"))
+    return VolumeJobError{path + "envFrom",
+                          "not allowed in volume Jobs: a ConfigMap or Secret could set LD_* or STOWAGE_* variables, "
+                          "which cannot be checked when the Job is made; list the variables under env instead"};
+  const auto* env = container.if_contains("env");
+  if (!env) return std::nullopt;
+  const auto& entries = env->get_array();  // read_section() checked: a list of objects
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const std::string field = path + "env[" + std::to_string(i) + "].name";
+    const auto* name = entries[i].get_object().if_contains("name");
+    if (!name || !name->is_string()) return VolumeJobError{field, "expected a string"};
+    const std::string_view text = name->get_string();
+    if (const auto* refused = refused_variable(text)) {
+      constexpr std::size_t kShown = 100;  // the name goes into the status: a huge one is cut
+      std::string shown(text.substr(0, kShown));
+      if (text.size() > kShown) shown += "...";
+      return VolumeJobError{field, shown + " is not allowed in volume Jobs (" + std::string(refused->why) +
+                                       "): remove it"};
+    }
+  }
+  return std::nullopt;
+}
+
 Result<RuntimeSettings, VolumeJobError> read_runtime_settings(const json::value& settings,
                                                               std::vector<std::string>& ignored) {
   if (!settings.is_null() && !settings.is_object())
@@ -163,6 +216,7 @@ Result<RuntimeSettings, VolumeJobError> read_runtime_settings(const json::value&
   if (!pod) return pod.error();
   auto container = read_section(settings, "container", kContainerFields, ignored);
   if (!container) return container.error();
+  if (auto refused = check_environment(container.value())) return *refused;
   if (settings.is_object())
     for (const auto& kv : settings.get_object())
       if (kv.key() != "pod" && kv.key() != "container" && !kv.value().is_null())
@@ -242,6 +296,62 @@ json::array container_args(const kube::LocalSpec& local, VolumeJobKind kind, con
   return args;
 }
 
+// `defaults` with the keys of runtimeSettings' securityContext in `section` laid over them one by one:
+// a given key wins, a null removes ours.
+json::object merged_security_context(json::object defaults, const json::object& section) {
+  if (const auto* given = section.if_contains("securityContext"))
+    for (const auto& kv : given->get_object()) {
+      if (kv.value().is_null())
+        defaults.erase(kv.key());
+      else
+        defaults[kv.key()] = kv.value();
+    }
+  return defaults;
+}
+
+bool given_security_key(const json::object& section, std::string_view key) {
+  const auto* given = section.if_contains("securityContext");
+  return given && given->get_object().contains(key);
+}
+
+bool is_zero(const json::value* v) {
+  return v && ((v->is_int64() && v->get_int64() == 0) || (v->is_uint64() && v->get_uint64() == 0));
+}
+
+// Pod Security "restricted" for the container: no privilege escalation, every capability dropped.
+// The API server refuses allowPrivilegeEscalation false beside privileged: true or an added
+// CAP_SYS_ADMIN, so a securityContext that asks for either does not get that default.
+json::object container_security_context(const json::object& runtime_container) {
+  json::object sc{{"allowPrivilegeEscalation", false}, {"capabilities", json::object{{"drop", json::array{"ALL"}}}}};
+  sc = merged_security_context(std::move(sc), runtime_container);
+  if (given_security_key(runtime_container, "allowPrivilegeEscalation")) return sc;
+  bool privileged = false, sys_admin = false;
+  if (const auto* p = sc.if_contains("privileged")) privileged = p->is_bool() && p->get_bool();
+  const auto* capabilities = sc.if_contains("capabilities");
+  const auto* add = capabilities && capabilities->is_object() ? capabilities->get_object().if_contains("add") : nullptr;
+  if (add && add->is_array())
+    for (const auto& cap : add->get_array()) sys_admin |= cap.is_string() && cap.get_string() == "CAP_SYS_ADMIN";
+  if (privileged || sys_admin) sc.erase("allowPrivilegeEscalation");
+  return sc;
+}
+
+// KubeStash runs the helper as user 65534, and Pod Security "restricted" asks for runAsNonRoot and the
+// RuntimeDefault seccomp profile; runtimeSettings.pod.securityContext's keys win one by one (fsGroup
+// alone keeps the default user). runAsNonRoot is not added when the container is told to run as root
+// (runAsUser 0 in the container's securityContext, or in the pod's without a container one: KubeStash's
+// advice for hostPath volumes): the kubelet would never start it.
+json::object pod_security_context(const json::object& runtime_pod, const json::object& container_sc) {
+  json::object sc{{"runAsUser", kDefaultRunAsUser},
+                  {"runAsNonRoot", true},
+                  {"seccompProfile", json::object{{"type", "RuntimeDefault"}}}};
+  sc = merged_security_context(std::move(sc), runtime_pod);
+  if (given_security_key(runtime_pod, "runAsNonRoot")) return sc;
+  const json::value* user = container_sc.if_contains("runAsUser");
+  if (!user || user->is_null()) user = sc.if_contains("runAsUser");
+  if (is_zero(user)) sc.erase("runAsNonRoot");
+  return sc;
+}
+
 json::object container(const kube::LocalSpec& local, VolumeJobKind kind, const VolumeJobSettings& settings,
                        const json::object& runtime) {
   json::object mount{{"name", kVolumeName}, {"mountPath", local.mount_path}};
@@ -254,23 +364,10 @@ json::object container(const kube::LocalSpec& local, VolumeJobKind kind, const V
   c["volumeMounts"] = json::array{std::move(mount)};
   c["terminationMessagePath"] = kTerminationLogPath;
   c["terminationMessagePolicy"] = "FallbackToLogsOnError";
-  c["securityContext"] = json::object{{"allowPrivilegeEscalation", false}};  // replaced when the user gives one
-  for (const auto& kv : runtime) c[kv.key()] = kv.value();
+  c["securityContext"] = container_security_context(runtime);
+  for (const auto& kv : runtime)
+    if (kv.key() != "securityContext") c[kv.key()] = kv.value();
   return c;
-}
-
-// KubeStash runs the helper as user 65534 unless runtimeSettings.pod.securityContext says otherwise;
-// the user's keys win one by one (fsGroup alone keeps the default user).
-json::object pod_security_context(const json::object& runtime_pod) {
-  json::object sc{{"runAsUser", kDefaultRunAsUser}};
-  if (const auto* given = runtime_pod.if_contains("securityContext"))
-    for (const auto& kv : given->get_object()) {
-      if (kv.value().is_null())
-        sc.erase(kv.key());
-      else
-        sc[kv.key()] = kv.value();
-    }
-  return sc;
 }
 
 json::object pod_template(const kube::BackupStorage& s, const kube::LocalSpec& local, VolumeJobKind kind,
@@ -292,8 +389,9 @@ json::object pod_template(const kube::BackupStorage& s, const kube::LocalSpec& l
     if (kv.key() == "podLabels" || kv.key() == "podAnnotations" || kv.key() == "securityContext") continue;
     spec[kv.key()] = kv.value();
   }
-  spec["securityContext"] = pod_security_context(runtime.pod);
-  spec["containers"] = json::array{container(local, kind, settings, runtime.container)};
+  json::object the_container = container(local, kind, settings, runtime.container);
+  spec["securityContext"] = pod_security_context(runtime.pod, the_container.at("securityContext").get_object());
+  spec["containers"] = json::array{std::move(the_container)};
   spec["volumes"] = json::array{std::move(volume)};
   return json::object{{"metadata", std::move(metadata)}, {"spec", std::move(spec)}};
 }

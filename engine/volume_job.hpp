@@ -30,13 +30,24 @@
 //  - A bad spec.storage.local or runtimeSettings (wrong JSON types, a relative mountPath, a subPath
 //    with "..", two volume sources) is an error value naming the field, never a Job the API server
 //    would reject with a less helpful message. Deeper validation is left to the API server.
+//  - Whoever writes the BackupStorage writes its volume too, so nothing in runtimeSettings may make the
+//    pod load code from a file: env names LD_*, STOWAGE_*, GCONV_PATH and OPENSSL_CONF/_MODULES/_ENGINES
+//    are refused (an error naming env[i].name), and envFrom is refused altogether (a ConfigMap or Secret
+//    could set those names unseen).
+//  - Pod Security "restricted" by default: pod runAsNonRoot true and seccompProfile RuntimeDefault,
+//    container allowPrivilegeEscalation false and capabilities drop [ALL]. runtimeSettings' securityContext
+//    keys win one by one (null removes ours). runAsNonRoot is left out when the container is told to run
+//    as root (runAsUser 0, KubeStash's advice for hostPath), and allowPrivilegeEscalation when it is
+//    privileged or adds CAP_SYS_ADMIN (the API server refuses either beside it), unless given explicitly.
 //
 // runtimeSettings (kmodules offshoot-api RuntimeSettings) applied to the Job's pod:
 //   pod:       podLabels, podAnnotations, nodeSelector, serviceAccountName, automountServiceAccountToken,
-//              nodeName, securityContext (merged over the default runAsUser 65534, the user's keys win),
-//              imagePullSecrets, affinity, schedulerName, tolerations, priorityClassName, priority,
-//              readinessGates, runtimeClassName, enableServiceLinks, topologySpreadConstraints
-//   container: resources, securityContext (replaces the default), env, envFrom
+//              nodeName, securityContext (merged over the defaults: runAsUser 65534, runAsNonRoot,
+//              seccompProfile), imagePullSecrets, affinity, schedulerName, tolerations,
+//              priorityClassName, priority, readinessGates, runtimeClassName, enableServiceLinks,
+//              topologySpreadConstraints
+//   container: resources, securityContext (merged over the defaults), env (refused names above)
+//   refused:   container.envFrom
 //   ignored (listed in VolumeJob::ignored_settings):
 //     pod.serviceAccountAnnotations (stowage creates no ServiceAccount for the Job),
 //     container.livenessProbe/readinessProbe/lifecycle (meaningless for a run-to-completion command),

@@ -1028,3 +1028,36 @@ TEST_CASE("ambient credentials: the controller's own AWS keys and metadata token
   CHECK(bad.code == 2);
   CHECK_THAT(bad.err, Catch::Contains("flag --ambient-credentials-namespaces: \"Team_A\" is not a namespace name"));
 }
+
+TEST_CASE("volume Jobs: an LD_PRELOAD in runtimeSettings leaves the storage NotReady naming the field, and no Job") {
+  Cluster cluster("volume-job-env");
+  std::string preload = test::local_storage("preload", "/data/preload");
+  preload += "  runtimeSettings:\n    container:\n      env:\n      - {name: TZ, value: UTC}\n"
+             "      - {name: LD_PRELOAD, value: /safe/data/x.so}\n";
+  cluster.apply("objects", preload + "---\n" + test::local_storage("plain", "/data/plain"));
+  auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
+  INFO(cluster.log("run"));
+  auto jobs_of = [&](const std::string& storage) {
+    return cluster.get("jobs -n demo -l kubestash.com/invoker-name=" + storage).at("items").as_array();
+  };
+  REQUIRE(test::eventually([&] {
+    return cluster.condition("preload", "BackendInitialized", "False") && !jobs_of("plain").empty();
+  }));
+  CHECK(cluster.phase("preload") == "NotReady");
+  json::value refused = cluster.get("bs preload -n demo");
+  const auto* init = find_condition(refused, "BackendInitialized");
+  REQUIRE(init);
+  CHECK_THAT(text(init->at("message")),
+             Catch::Contains("spec.runtimeSettings.container.env[1].name: LD_PRELOAD is not allowed in volume Jobs"));
+  CHECK(jobs_of("preload").empty());
+
+  // The other storage's Job has Pod Security "restricted" defaults, as the API server stored them.
+  json::array plain = jobs_of("plain");
+  const auto& pod = plain[0].at("spec").at("template").at("spec");
+  CHECK(pod.at("securityContext") ==
+        json::parse(R"({"runAsUser": 65534, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})"));
+  CHECK(pod.at("containers").at(0).at("securityContext") ==
+        json::parse(R"({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})"));
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+}

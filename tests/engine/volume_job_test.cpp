@@ -143,7 +143,7 @@ TEST_CASE("volume job: the init Job of a hostPath storage, field by field") {
       "restartPolicy": "Never",
       "automountServiceAccountToken": false,
       "serviceAccountName": "stowage-volume-job",
-      "securityContext": {"runAsUser": 65534},
+      "securityContext": {"runAsUser": 65534, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
       "containers": [{
         "name": "stowage",
         "image": "ghcr.io/example/stowage:v0.3.0",
@@ -152,7 +152,7 @@ TEST_CASE("volume job: the init Job of a hostPath storage, field by field") {
         "volumeMounts": [{"name": "storage", "mountPath": "/safe/data"}],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": false}}],
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
       "volumes": [{"name": "storage", "hostPath": {"path": "/data/kubestash-test/storage"}}]})"));
 
   SECTION("deterministic, and a command when one is configured") {
@@ -207,7 +207,8 @@ TEST_CASE("volume job: a PVC storage with subPath and runtimeSettings") {
         json::parse(R"({"sidecar.istio.io/inject": "false"})"));
   CHECK(pod.at("serviceAccountName") == "custom-sa");
   CHECK(pod.at("automountServiceAccountToken") == false);
-  CHECK(pod.at("securityContext") == json::parse(R"({"runAsUser": 65534, "fsGroup": 65534, "runAsGroup": 65534})"));
+  CHECK(pod.at("securityContext") == json::parse(R"({"runAsUser": 65534, "fsGroup": 65534, "runAsGroup": 65534,
+                                                     "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})"));
   CHECK(pod.at("nodeSelector") == json::parse(R"({"kubernetes.io/os": "linux"})"));
   CHECK(pod.at("imagePullSecrets") == json::parse(R"([{"name": "regcred"}])"));
   CHECK(pod.at("tolerations").at(0).at("effect") == "NoSchedule");
@@ -221,18 +222,21 @@ TEST_CASE("volume job: a PVC storage with subPath and runtimeSettings") {
   CHECK(c.at("volumeMounts") == json::parse(R"([{"name": "storage", "mountPath": "/backup", "subPath": "team-a/storage"}])"));
   CHECK(c.at("args") == json::parse(R"(["init-volume", "--path", "/backup", "--operator-version", "v0.3.0"])"));
   CHECK(c.at("resources") == json::parse(R"({"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}})"));
-  CHECK(c.at("securityContext") == json::parse(R"({"readOnlyRootFilesystem": true, "runAsNonRoot": true})"));
+  CHECK(c.at("securityContext") == json::parse(R"({"readOnlyRootFilesystem": true, "runAsNonRoot": true,
+                                                   "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})"));
   CHECK(c.at("env") == json::parse(R"([{"name": "TZ", "value": "UTC"}])"));
   CHECK_FALSE(has(c, "nice"));
   CHECK_FALSE(has(c, "livenessProbe"));
 
-  SECTION("runAsUser 0 for a hostPath replaces the default user; null removes it") {
+  SECTION("runAsUser 0 for a hostPath replaces the default user, without runAsNonRoot; null removes it") {
     auto root = storage_from(R"({"storage": {"provider": "local", "local": {"mountPath": "/d", "hostPath": {"path": "/x"}}},
                                  "runtimeSettings": {"pod": {"securityContext": {"runAsUser": 0}}}})");
-    CHECK(pod_spec(build(root, VolumeJobKind::Initialize)).at("securityContext") == json::parse(R"({"runAsUser": 0})"));
+    CHECK(pod_spec(build(root, VolumeJobKind::Initialize)).at("securityContext") ==
+          json::parse(R"({"runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}})"));
     auto image_user = storage_from(R"({"storage": {"provider": "local", "local": {"mountPath": "/d", "hostPath": {"path": "/x"}}},
                                        "runtimeSettings": {"pod": {"securityContext": {"runAsUser": null}}}})");
-    CHECK(pod_spec(build(image_user, VolumeJobKind::Initialize)).at("securityContext") == json::object{});
+    CHECK(pod_spec(build(image_user, VolumeJobKind::Initialize)).at("securityContext") ==
+          json::parse(R"({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})"));
   }
 }
 
@@ -325,6 +329,117 @@ TEST_CASE("volume job: a bad local spec or runtimeSettings is an error naming th
   auto no_uid = build_volume_job(from_a_file, VolumeJobKind::Initialize, settings());
   REQUIRE_FALSE(no_uid.ok());
   CHECK(no_uid.error().path == "metadata.uid");
+}
+
+namespace {
+
+// A hostPath storage with `runtime_settings` (JSON) as its spec.runtimeSettings.
+stowage::kube::BackupStorage with_runtime(const std::string& runtime_settings) {
+  return storage_from(R"({"storage": {"provider": "local", "local": {"mountPath": "/safe/data",
+                                      "hostPath": {"path": "/data/x"}}}, "runtimeSettings": )" +
+                      runtime_settings + "}");
+}
+
+}  // namespace
+
+TEST_CASE("volume job: Pod Security restricted defaults, and the securityContext fields runtimeSettings set win") {
+  const auto restricted_pod = json::parse(
+      R"({"runAsUser": 65534, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})");
+  const auto restricted_container = json::parse(R"({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})");
+  auto pod_sc = [](const std::string& runtime) {
+    return pod_spec(build(with_runtime(runtime), VolumeJobKind::Initialize)).at("securityContext");
+  };
+  auto container_sc = [](const std::string& runtime) {
+    return the_container(build(with_runtime(runtime), VolumeJobKind::Initialize)).at("securityContext");
+  };
+
+  SECTION("every Job, init and cleanup, with no runtimeSettings or empty securityContexts") {
+    for (const auto* runtime : {"null", "{}", R"({"pod": {"securityContext": {}}, "container": {"securityContext": {}}})"})
+      for (auto kind : {VolumeJobKind::Initialize, VolumeJobKind::Cleanup}) {
+        INFO(runtime);
+        auto j = build(with_runtime(runtime), kind);
+        CHECK(pod_spec(j).at("securityContext") == restricted_pod);
+        CHECK(the_container(j).at("securityContext") == restricted_container);
+      }
+  }
+  SECTION("the pod: given keys win one by one, null removes ours") {
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"runAsNonRoot": false}}})") ==
+          json::parse(R"({"runAsUser": 65534, "runAsNonRoot": false, "seccompProfile": {"type": "RuntimeDefault"}})"));
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}}})") ==
+          json::parse(R"({"runAsUser": 65534, "runAsNonRoot": true,
+                          "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}})"));
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"seccompProfile": null, "runAsNonRoot": null}}})") ==
+          json::parse(R"({"runAsUser": 65534})"));
+  }
+  SECTION("runAsNonRoot is not forced on a container told to run as root") {
+    // KubeStash's hostPath advice, at the pod or at the container: the kubelet would refuse to start it.
+    CHECK_FALSE(pod_sc(R"({"pod": {"securityContext": {"runAsUser": 0}}})").as_object().contains("runAsNonRoot"));
+    CHECK_FALSE(pod_sc(R"({"container": {"securityContext": {"runAsUser": 0}}})").as_object().contains("runAsNonRoot"));
+    // The container's user is the one that runs: root at the pod, 1000 in the container, is not root.
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"runAsUser": 0}}, "container": {"securityContext": {"runAsUser": 1000}}})")
+              .at("runAsNonRoot") == true);
+    // Said explicitly, it stands, even beside runAsUser 0 (the API server and kubelet then judge it).
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"runAsUser": 0, "runAsNonRoot": true}}})").at("runAsNonRoot") == true);
+    CHECK(pod_sc(R"({"pod": {"securityContext": {"runAsUser": 1000}}})").at("runAsNonRoot") == true);
+  }
+  SECTION("the container: given keys win one by one, null removes ours") {
+    CHECK(container_sc(R"({"container": {"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}}}})") ==
+          json::parse(R"({"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}})"));
+    CHECK(container_sc(R"({"container": {"securityContext": {"allowPrivilegeEscalation": true}}})") ==
+          json::parse(R"({"allowPrivilegeEscalation": true, "capabilities": {"drop": ["ALL"]}})"));
+    CHECK(container_sc(R"({"container": {"securityContext": {"capabilities": null, "readOnlyRootFilesystem": true}}})") ==
+          json::parse(R"({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true})"));
+  }
+  SECTION("privileged or CAP_SYS_ADMIN: no allowPrivilegeEscalation false, which the API server refuses beside them") {
+    CHECK(container_sc(R"({"container": {"securityContext": {"privileged": true}}})") ==
+          json::parse(R"({"privileged": true, "capabilities": {"drop": ["ALL"]}})"));
+    CHECK(container_sc(R"({"container": {"securityContext": {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}}})") ==
+          json::parse(R"({"capabilities": {"add": ["CAP_SYS_ADMIN"]}})"));
+    CHECK(container_sc(R"({"container": {"securityContext": {"privileged": false}}})").at("allowPrivilegeEscalation") == false);
+  }
+}
+
+TEST_CASE("volume job: LD_*, STOWAGE_* and other code-loading variables, and envFrom, are refused naming the field") {
+  auto error_of = [](const std::string& container, VolumeJobKind kind = VolumeJobKind::Initialize) {
+    auto job = build_volume_job(with_runtime(R"({"container": )" + container + "}"), kind, settings());
+    if (job.ok()) return std::string("built");
+    return job.error().to_string();
+  };
+  CHECK(error_of(R"({"env": [{"name": "TZ", "value": "UTC"}, {"name": "HOME", "value": "/tmp"},
+                             {"name": "LD_PRELOAD", "value": "/safe/data/x.so"}]})") ==
+        "spec.runtimeSettings.container.env[2].name: LD_PRELOAD is not allowed in volume Jobs (the dynamic loader "
+        "would run code from a file it names, which may lie on the storage's own volume): remove it");
+  CHECK(error_of(R"({"env": [{"name": "STOWAGE_LOG_FILE", "value": "/safe/data/log"}]})", VolumeJobKind::Cleanup) ==
+        "spec.runtimeSettings.container.env[0].name: STOWAGE_LOG_FILE is not allowed in volume Jobs (STOWAGE_* "
+        "variables are stowage's own settings, which the controller alone sets): remove it");
+  for (const auto* name : {"LD_LIBRARY_PATH", "LD_AUDIT", "LD_", "STOWAGE_", "GCONV_PATH", "OPENSSL_CONF",
+                           "OPENSSL_MODULES", "OPENSSL_ENGINES"}) {
+    INFO(name);
+    // By any means: a plain value or one taken from a ConfigMap.
+    CHECK_THAT(error_of(std::string(R"({"env": [{"name": ")") + name +
+                        R"(", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]})"),
+               Catch::StartsWith("spec.runtimeSettings.container.env[0].name: " + std::string(name) +
+                                 " is not allowed in volume Jobs ("));
+  }
+  // A huge name is cut in the message (it goes into the status).
+  const std::string huge = "LD_" + std::string(5000, 'X');
+  CHECK(error_of(R"({"env": [{"name": ")" + huge + R"("}]})") ==
+        "spec.runtimeSettings.container.env[0].name: " + huge.substr(0, 100) +
+            "... is not allowed in volume Jobs (the dynamic loader would run code from a file it names, which may "
+            "lie on the storage's own volume): remove it");
+  // Names that only look alike are the user's own.
+  CHECK(error_of(R"({"env": [{"name": "LDAP_URI", "value": "x"}, {"name": "ld_preload", "value": "x"},
+                             {"name": "MY_LD_PRELOAD", "value": "x"}, {"name": "STOWAGE", "value": "x"},
+                             {"name": "OPENSSL_CONF_X", "value": "x"}]})") == "built");
+  CHECK(error_of(R"({"env": [{"value": "no name"}]})") == "spec.runtimeSettings.container.env[0].name: expected a string");
+  CHECK(error_of(R"({"env": [{"name": 5}]})") == "spec.runtimeSettings.container.env[0].name: expected a string");
+  // envFrom could set any of them from a ConfigMap or Secret the controller never sees.
+  for (const auto* from : {R"([{"configMapRef": {"name": "extra"}}])", R"([{"secretRef": {"name": "s"}, "prefix": "X_"}])"})
+    for (auto kind : {VolumeJobKind::Initialize, VolumeJobKind::Cleanup})
+      CHECK_THAT(error_of(std::string(R"({"envFrom": )") + from + "}", kind),
+                 Catch::StartsWith("spec.runtimeSettings.container.envFrom: not allowed in volume Jobs") &&
+                     Catch::Contains("list the variables under env instead"));
+  CHECK(error_of(R"({"envFrom": null, "env": [{"name": "TZ", "value": "UTC"}]})") == "built");  // null is absent
 }
 
 TEST_CASE("volume job: the outcome of running, complete and failed Jobs") {
@@ -701,15 +816,20 @@ TEST_CASE("volume job: the API server, kubectl create and kubectl's typed decodi
                       "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                                           "capabilities": {"drop": ["ALL"]}, "runAsUser": 1000},
                       "env": [{"name": "TZ", "value": "UTC"},
-                              {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                      "envFrom": [{"configMapRef": {"name": "extra", "optional": true}}]}}})",
+                              {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}}})",
                            "full-settings");
   auto host = storage_from(kHostPathSpec, "host");
   auto nfs = storage_from(R"({"storage": {"provider": "local", "local": {"mountPath": "/safe/data",
                                 "nfs": {"server": "nfs.example", "path": "/exports"}}}})",
                           "nfs.storage");
+  // Root for a hostPath, privileged: the defaults that would contradict it are left out.
+  auto root = storage_from(R"({"storage": {"provider": "local", "local": {"mountPath": "/safe/data",
+                                 "hostPath": {"path": "/data/root"}}},
+      "runtimeSettings": {"pod": {"securityContext": {"runAsUser": 0}},
+                          "container": {"securityContext": {"privileged": true, "capabilities": {"add": ["CAP_SYS_ADMIN"]}}}}})",
+                           "root-host");
   std::vector<VolumeJob> jobs;
-  for (const auto* s : {&full, &host, &nfs})
+  for (const auto* s : {&full, &host, &nfs, &root})
     for (auto kind : {VolumeJobKind::Initialize, VolumeJobKind::Cleanup}) jobs.push_back(build(*s, kind));
 
   for (const auto& j : jobs) {
