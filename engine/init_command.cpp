@@ -32,8 +32,7 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
                  std::chrono::milliseconds timeout) {
   Snapshot snap;
   bool bad_input = false;
-  for (const auto& f : files) {
-    auto contents = read_manifest_file(f);
+  for (const auto& contents : read_manifest_files(files, budgets_from(config))) {
     bad_input |= contents.unreadable;
     add_to_snapshot(snap, contents);
   }

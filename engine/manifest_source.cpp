@@ -17,7 +17,6 @@
 #include <type_traits>
 
 #include "config/config.hpp"
-#include "engine/manifests.hpp"
 
 namespace stowage::engine {
 
@@ -79,10 +78,40 @@ CachedFile entry_for_read(FileContents read, FileVersion version, const CachedFi
       if (held.count(key) && !parsed.count(key)) current.push_back(o);
     }
   };
+  std::size_t parsed = now.object_count();
   keep(entry.held_storages, before->contents.storages, now.storages);
   keep(entry.held_secrets, before->contents.secrets, now.secrets);
+  // What the kept objects' aliases expanded to is not known one by one: count the whole previous read.
+  if (now.object_count() > parsed) now.alias_bytes += before->contents.alias_bytes;
   return entry;
 }
+
+Allowance cost_of(const CachedFile& entry) { return {entry.contents.object_count(), entry.contents.alias_bytes}; }
+
+// The budgets the folder's files share (manifests.max-objects, yaml.max-alias-expansion), spent in
+// path order. Before any file is read again, every file already read reserves what it holds: the
+// objects already loaded keep their place, and a file read now gets what is left. So a scan never
+// holds more than the budgets, or than the previous scan held, whichever is larger.
+class SharedBudget {
+ public:
+  explicit SharedBudget(const ManifestBudgets& budgets)
+      : total_{budgets.max_objects, budgets.max_alias_expansion} {}
+  void spend(const Allowance& cost) {
+    used_.objects += cost.objects;
+    used_.alias_bytes += cost.alias_bytes;
+  }
+  void refund(const Allowance& cost) {
+    used_.objects -= cost.objects;
+    used_.alias_bytes -= cost.alias_bytes;
+  }
+  Allowance left() const {
+    return {total_.objects - std::min(total_.objects, used_.objects),
+            total_.alias_bytes - std::min(total_.alias_bytes, used_.alias_bytes)};
+  }
+
+ private:
+  Allowance total_, used_;
+};
 
 bool same_object(const kube::Secret& a, const kube::Secret& b) {
   return a.data == b.data && a.invalid_keys == b.invalid_keys && a.type == b.type;
@@ -202,25 +231,36 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
 
   Delta scan_folder() {
     Delta d;
-    std::string error;
-    auto paths = list_manifest_files(options.dir, error, &d.dirs);
-    if (!error.empty()) {
-      d.folder_error = error;
+    auto listing = list_manifest_files(options.dir);
+    d.dirs = std::move(listing.dirs);
+    if (!listing.error.empty()) {
+      d.folder_error = listing.error;
       return d;  // nothing read: no absence counts, nothing falls due
     }
     ScanClock clock{Clock::now(), true, options.delete_grace};
     std::map<fs::path, CachedFile> next;
     Snapshot snap;
-    for (const auto& p : paths) {
-      auto entry = entry_for(p, clock.stable);
+    snap.problems = std::move(listing.problems);
+    SharedBudget budget(options.budgets);
+    for (const auto& p : listing.files)
+      if (auto it = files.find(p); it != files.end()) budget.spend(cost_of(it->second));
+    std::string over_budget;  // the first file a budget stopped
+    for (const auto& p : listing.files) {
+      auto entry = entry_for(p, clock.stable, budget);
       if (!entry) continue;
       add_to_snapshot(snap, entry->contents);
       if (entry->contents.unreadable && !entry->read_cleanly && d.failing_unknown.empty())
         d.failing_unknown = p.string();
+      if (entry->contents.budget_exceeded && over_budget.empty()) over_budget = p.string();
       next.emplace(p, std::move(*entry));
     }
     files = std::move(next);
     d.stable = clock.stable;
+    if (!over_budget.empty()) {
+      clock.stable = false;  // absences do not count, but the read is not repeated for it
+      snap.problems.push_back("nothing is deleted from " + options.dir.string() + " while " + over_budget +
+                              " is over a budget (see above); objects missing from the folder are kept");
+    }
     d.storage_count = snap.storages.size();
     register_known_storages(snap, clock, d);
     diff_kind(std::move(snap.secrets), secrets, clock, d.secrets, d.next_removal);
@@ -235,19 +275,28 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   // The file's entry for this scan: the cached one when the file is unchanged, else a fresh read.
   // A file that vanishes or changes while it is read is not taken (its previous entry stands, if
   // any) and makes the scan unstable.
-  std::optional<CachedFile> entry_for(const fs::path& p, bool& stable) {
+  // A file a shared budget stopped short is read again, unchanged or not: the files before it may
+  // have shrunk. What the previous entry holds is already reserved in `budget`; a fresh read gives
+  // that back, reads with what is left, and takes what the new entry holds.
+  std::optional<CachedFile> entry_for(const fs::path& p, bool& stable, SharedBudget& budget) {
     auto old = files.find(p);
     CachedFile* before = old == files.end() ? nullptr : &old->second;
     auto version = version_of(p);
-    if (version && before && before->version == *version) return std::move(*before);
+    if (version && before && before->version == *version && !before->contents.limited_by_other_files)
+      return std::move(*before);
+    Allowance reserved = before ? cost_of(*before) : Allowance{};
+    budget.refund(reserved);
     FileContents contents;
-    if (version) contents = read_manifest_file(p);
+    if (version) contents = read_manifest_file(p, options.budgets, budget.left());
     if (!version || version_of(p) != version) {
       stable = false;
+      budget.spend(reserved);
       if (!before) return std::nullopt;
       return std::move(*before);
     }
-    return entry_for_read(std::move(contents), *version, before);
+    auto entry = entry_for_read(std::move(contents), *version, before);
+    budget.spend(cost_of(entry));
+    return entry;
   }
 
   // Storages an earlier run recorded from this folder that its first scan does not hold. Their

@@ -10,7 +10,8 @@
 //    field of the wrong type), removes nothing: the objects the file held at its last good read
 //    stay (those of it that parse are still updated), and the problem is logged once;
 //  - a scan counts absences only when it is a stable read: no file it read changed while it was
-//    being read (size, mtime, inode compared before and after); otherwise it rescans;
+//    being read (size, mtime, inode compared before and after; otherwise it rescans), and no file
+//    is over a budget (manifests.hpp: a file stopped by one may hold anything);
 //  - an object is reported removed only after it has been absent from every scan for
 //    `delete_grace`; coming back meanwhile cancels that. The source arms its own timer for the
 //    moment a removal falls due, so it happens without further file events.
@@ -27,6 +28,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/manifests.hpp"
 #include "engine/target.hpp"
 
 namespace boost::asio {
@@ -45,6 +47,9 @@ struct ManifestSourceOptions {
   std::chrono::milliseconds delete_grace{30000};
   // The BackupStorages an earlier run recorded from this folder (the state store's records).
   std::vector<ObjectKey> known_storages{};
+  // What reading the folder may cost. A file stopped by a budget fails like any other failing file,
+  // and while any file is over a budget no absence counts: nothing is removed.
+  ManifestBudgets budgets{};
 };
 
 class ManifestSource {

@@ -233,6 +233,7 @@ int run_offline(const config::Config& config) {
   restore_queue(rt);
   ManifestSourceOptions options{dir, config.manifests_debounce, config.manifests_poll_interval, false,
                                 config.manifests_delete_grace, {}};
+  options.budgets = budgets_from(config);
   // Storages recorded from this folder: absent from it at start, they are deleted only after the
   // grace, like any other removal. Those whose deletion had begun are OfflineWorld's to finish.
   for (const auto& record : rt.store->load_objects()) {
@@ -302,6 +303,7 @@ int run_kubernetes(const config::Config& config) {
   kube::LoadOptions load;
   load.kubeconfig = config.kubeconfig;
   load.context = config.kube_context;
+  load.budgets = {config.kube_max_kubeconfig_size, config.yaml_max_alias_expansion};
   auto client = kube::load_client_config(load, kube::process_environment());
   if (!client.ok()) {
     spdlog::error("no Kubernetes API server to use: {}. Give --kubeconfig FILE, set KUBECONFIG, or run in a "

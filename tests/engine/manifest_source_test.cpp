@@ -70,8 +70,9 @@ struct Running {
   ManifestSource source;
   bool synced = false;
 
-  Running(const test::fs::path& dir, bool poll, std::chrono::milliseconds grace, std::vector<ObjectKey> known = {})
-      : source(io.get_executor(), pool, {dir, 10ms, 50ms, poll, grace, std::move(known)}, sink) {
+  Running(const test::fs::path& dir, bool poll, std::chrono::milliseconds grace, std::vector<ObjectKey> known = {},
+          ManifestBudgets budgets = {})
+      : source(io.get_executor(), pool, {dir, 10ms, 50ms, poll, grace, std::move(known), budgets}, sink) {
     source.start([this] { synced = true; });
     REQUIRE(run_until(io, [this] { return synced; }));
   }
@@ -293,4 +294,63 @@ TEST_CASE("recorded storages wait while a file not read cleanly since the start 
   CHECK(r.sink.events.back() == "-demo/b");
   CHECK(r.sink.storages.count("demo/a"));
   CHECK(r.sink.storages.count("demo/c"));
+}
+
+TEST_CASE("a file over a budget never makes the source remove anything") {
+  bool poll = GENERATE(false, true);
+  INFO((poll ? "polling" : "inotify"));
+  auto dir = test::temp_dir("source-budget");
+  ManifestBudgets budgets;
+  budgets.max_objects = 2;
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  auto z = [](int n) {
+    std::string text;
+    for (int i = 1; i <= n; ++i) text += test::local_storage("z" + std::to_string(i), "/data/z") + "---\n";
+    return text;
+  };
+  test::write_file(dir / "z.yaml", z(3));
+  Running r(dir, poll, 0ms, {}, budgets);  // no grace: only the budget rule stands between an edit and a removal
+  CHECK(r.sink.storages.size() == 2);      // a, then what was left for z.yaml: z1
+  CHECK(r.sink.storages.count("demo/z1"));
+
+  // a.yaml goes; z.yaml, stopped short before, is read again with the room made: z2 comes, z3 still
+  // does not fit, so z.yaml is still over the budget and a is kept.
+  test::fs::remove(dir / "a.yaml");
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.count("demo/z2") > 0; }));
+  run_for(r.io, 300ms);
+  CHECK(r.sink.storages.count("demo/a"));
+  CHECK_FALSE(r.sink.storages.count("demo/z3"));
+  CHECK(r.sink.removals() == 0);
+
+  // Within the budget again: now a's absence counts.
+  test::write_file(dir / "z.yaml", z(2));
+  REQUIRE(run_until(r.io, [&] { return !r.sink.storages.count("demo/a"); }));
+  CHECK(r.sink.events.back() == "-demo/a");
+  CHECK(r.sink.storages.size() == 2);
+
+  // A file over a budget of its own (here its size) holds removals just the same.
+  budgets.max_file_size = 2048;
+  test::write_file(dir / "big.yaml", z(0) + std::string(3000, '#'));
+  Running sized(dir, poll, 0ms, {}, budgets);
+  test::fs::remove(dir / "z.yaml");
+  sized.settle();
+  run_for(sized.io, 300ms);
+  CHECK(sized.sink.removals() == 0);
+  test::fs::remove(dir / "big.yaml");
+  REQUIRE(run_until(sized.io, [&] { return sized.sink.removals() == 2; }));
+}
+
+TEST_CASE("links looping back into the folder: the first scan ends at once and each object is delivered once") {
+  auto dir = test::temp_dir("source-loops");
+  test::write_file(dir / "s.yaml", test::local_storage("s", "/data/s"));
+  test::fs::create_directory_symlink(".", dir / "a");
+  test::fs::create_directory_symlink(".", dir / "b");
+  auto started = std::chrono::steady_clock::now();
+  Running r(dir, false, 0ms);
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(r.sink.upserts == 1);
+  CHECK(r.sink.storages.count("demo/s"));
+  test::write_file(dir / "t.yaml", test::local_storage("t", "/data/t"));
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.count("demo/t") > 0; }));
+  CHECK(r.sink.upserts == 2);
 }
