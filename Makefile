@@ -3,7 +3,11 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps configure build test demo bench clean
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps configure build test test-asan fuzz demo bench clean
 
 deps:
 	@.ci/install-deps
@@ -16,6 +20,19 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# Every test again, built with AddressSanitizer + UndefinedBehaviorSanitizer (GCC) in $(ASAN_BUILD).
+# tests/sanitizers/run-ctest makes any report, in a test or in a process it starts, fail the run.
+test-asan: deps
+	@if [ ! -f $(ASAN_BUILD)/build.ninja ]; then cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DSTOWAGE_SANITIZE=ON; fi
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	tests/sanitizers/run-ctest $(ASAN_BUILD) --output-on-failure -j $(JOBS) --timeout 1800
+
+# Each libFuzzer target (fuzz/) for FUZZ_SECONDS, built with clang, ASan and UBSan in $(FUZZ_BUILD).
+fuzz: deps
+	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then cmake -S . -B $(FUZZ_BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_CXX_COMPILER=clang++ -DSTOWAGE_FUZZ=ON; fi
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target stowage_fuzzers
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BUILD)
 
 # The offline mode on the shipped example: a local storage goes Ready and metadata.yaml appears.
 demo: build
@@ -35,4 +52,4 @@ bench: build
 	$(BUILD)/bench/stowage-kube-bench
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
