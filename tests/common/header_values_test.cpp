@@ -63,7 +63,7 @@ TEST_CASE("bearer tokens: RFC 6750 token68, control characters named first") {
   CHECK(http::check_bearer_token(std::string(8193, 'a'), 8192).kind == Kind::TooLong);
 }
 
-TEST_CASE("header names are RFC 9110 tokens; request targets and hosts have no control character or space") {
+TEST_CASE("header names are RFC 9110 tokens, request targets and hosts have no control character or space") {
   CHECK_FALSE(http::check_field_name("x-amz-security-token"));
   CHECK_FALSE(http::check_field_name("Authorization"));
   CHECK(http::check_field_name("").kind == Kind::Empty);
