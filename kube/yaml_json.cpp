@@ -247,7 +247,10 @@ struct Frame {
 // the copy is charged to the alias budget before it is made.
 class DocumentBuilder final : public YAML::EventHandler {
  public:
-  DocumentBuilder(const YamlLimits& limits, YamlUsage& usage) : limits_(limits), usage_(usage) {}
+  // `max_nodes`: more nodes than the text can hold. yaml-cpp 0.7 loops forever on some malformed
+  // texts (`"a""[b",-]` yields nodes without end and without reading further): that stops it.
+  DocumentBuilder(const YamlLimits& limits, YamlUsage& usage, std::uint64_t max_nodes)
+      : limits_(limits), usage_(usage), max_nodes_(max_nodes) {}
 
   // The document just read, if it was not empty.
   std::optional<YamlDocument> take() {
@@ -309,6 +312,8 @@ class DocumentBuilder final : public YAML::EventHandler {
   // Every node: its anchor gets the name just announced; a sequence or mapping as a key is refused
   // before it is built.
   void begin_node(const YAML::Mark& mark, YAML::anchor_t anchor, bool collection) {
+    if (++nodes_ > max_nodes_)
+      throw YAML::ParserException(mark, "the YAML parser is stuck on this text (more nodes than it can hold)");
     if (anchor != YAML::NullAnchor) names_[anchor] = pending_name_;
     if (collection && key_expected()) throw YAML::RepresentationException(mark, kBadKey);
   }
@@ -419,6 +424,8 @@ class DocumentBuilder final : public YAML::EventHandler {
 
   const YamlLimits& limits_;
   YamlUsage& usage_;
+  const std::uint64_t max_nodes_;
+  std::uint64_t nodes_ = 0;  // over the whole text
   std::vector<Frame> stack_;
   std::map<YAML::anchor_t, Built> anchors_;
   std::map<YAML::anchor_t, std::string> names_;
@@ -566,7 +573,9 @@ std::optional<YamlError> read_yaml_documents(std::string_view text, const YamlLi
     ViewBuffer buffer(text);
     std::istream in(&buffer);
     YAML::Parser parser(in);
-    DocumentBuilder builder(limits, usage);
+    // No YAML text holds more than a few nodes per byte (an empty value takes at least a "-", ","
+    // or ":"; an alias counts as one node here, its expansion is the alias budget's).
+    DocumentBuilder builder(limits, usage, 4 * std::uint64_t{text.size()} + 64);
     while (parser.HandleNextDocument(builder)) {
       auto doc = builder.take();
       if (doc && !on_document(std::move(*doc))) break;

@@ -408,3 +408,17 @@ TEST_CASE("to_yaml quotes timestamps as kubectl does") {
   CHECK_THAT(text, Catch::Contains("day: \"2026-1-2\""));
   CHECK_THAT(text, Catch::Contains("version: v0.1.0"));
 }
+
+TEST_CASE("a text yaml-cpp would parse forever is an error (fuzz: yaml_json)") {
+  // Found by fuzz/yaml_json_fuzz.cpp (fuzz/corpus/yaml_json/hang-endless-nodes): yaml-cpp 0.7 yields
+  // nodes for this text without end, so the read never finished and its memory grew without bound.
+  auto parsed = parse_yaml_documents("\"a\"\"[b\",-]");
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.error().message.find("the YAML parser is stuck") != std::string::npos);
+  // A text of empty values only, the most nodes per byte YAML allows, is still read.
+  std::string dashes;
+  for (int i = 0; i < 1000; ++i) dashes += "-\n";
+  auto nulls = parse_yaml_documents(dashes);
+  REQUIRE(nulls.ok());
+  CHECK(nulls.value().at(0).value.as_array().size() == 1000);
+}
