@@ -3,6 +3,7 @@
 // minus negative values, rounds to the nearest millisecond, and throws ConfigError with one
 // message that shows the accepted form; format_duration writes the shortest natural form
 // ("100ms", "1.5s", "1h30m") and parse_duration(format_duration(d)) == d for every d >= 0.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -124,7 +125,10 @@ Millis parse_duration(const std::string& text) {
     if (component > kMaxNanos - total) throw too_large(text);
     total += component;
   }
-  return Millis{static_cast<std::int64_t>((total + 500'000) / 1'000'000)};
+  // Rounded to the nearest millisecond, but never above the largest whole millisecond within range:
+  // 9223372036854775807ns would round up to a value that format_duration writes as "too large".
+  const std::uint64_t millis = std::min((total + 500'000) / 1'000'000, kMaxNanos / 1'000'000);
+  return Millis{static_cast<std::int64_t>(millis)};
 }
 
 std::string format_duration(Millis d) {

@@ -91,3 +91,12 @@ TEST_CASE("parse_duration reads back everything format_duration writes") {
     REQUIRE(parse_duration(format_duration(Millis{ms})) == Millis{ms});
   }
 }
+
+TEST_CASE("the longest duration rounds down to a millisecond that reads back (fuzz: duration)") {
+  // Found by fuzz/duration_fuzz.cpp (fuzz/corpus/duration/d-9223372036854775807ns_): rounding up made
+  // 9223372036855ms, which format_duration writes as a duration parse_duration refuses as too large.
+  const Millis longest = parse_duration("9223372036854775807ns");
+  CHECK(longest == Millis{9'223'372'036'854});
+  CHECK(format_duration(longest) == "2562047h47m16.854s");
+  CHECK(parse_duration(format_duration(longest)) == longest);
+}
