@@ -89,7 +89,9 @@ ParseResult<Repository> parse_repository(const boost::json::value& object);
 
 // The inverse of format_size ("0 B", "1024 B", "1.001 KiB", "1024.000 KiB", "1.000 MiB", ...), as
 // KubeStash's ConvertSizeToByte (truncating: "1.083 KiB" -> 1108). The error's
-// path is empty; its message quotes the string and says what is wrong.
+// path is empty; its message quotes the string and says what is wrong. One exception: format_size
+// rounds the sizes within 0.0005 TiB of 2^64 (a saturated totalSize among them) up to
+// "16777216.000 TiB", which is 2^64 bytes and so refused here.
 ParseResult<std::uint64_t> parse_size(std::string_view text);
 
 }  // namespace stowage::kube
