@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -20,16 +21,21 @@ bool transient_s3_code(std::string_view code) {
          code == "RequestLimitExceeded" || code == "InternalError" || code == "ServiceUnavailable";
 }
 
+// A server's delay is capped here, before any unit conversion can overflow (a hostile "Retry-After:
+// 9223372036854776" would otherwise wrap to a negative number of milliseconds); the policy's cap
+// then applies as usual.
+constexpr long kMaxServerDelaySeconds = 3600;
+
 std::optional<std::chrono::milliseconds> retry_after(const http::Response& r) {
   if (auto ms = r.header("x-amz-retry-after"); !ms.empty()) {
     char* end = nullptr;
     long v = std::strtol(ms.c_str(), &end, 10);
-    if (end && *end == '\0' && v >= 0) return std::chrono::milliseconds(v);
+    if (end && *end == '\0' && v >= 0) return std::chrono::milliseconds(std::min(v, kMaxServerDelaySeconds * 1000));
   }
   if (auto s = r.header("retry-after"); !s.empty()) {
     char* end = nullptr;
     long v = std::strtol(s.c_str(), &end, 10);
-    if (end && *end == '\0' && v >= 0) return std::chrono::seconds(v);
+    if (end && *end == '\0' && v >= 0) return std::chrono::seconds(std::min(v, kMaxServerDelaySeconds));
   }
   return std::nullopt;
 }

@@ -44,3 +44,21 @@ TEST_CASE("send_with_retries retries 503s, honours Retry-After, and sends non-id
   auto permanent = run(io, send_with_retries(client, server.url(), {}, [] { return get("/status/403"); }, true));
   CHECK(permanent.value().status == 403);
 }
+
+TEST_CASE("retry_after caps a server delay before converting it (fuzz: http_fields)") {
+  auto with = [](std::string name, std::string value) {
+    http::Response response;
+    response.status = 503;
+    response.headers = {{std::move(name), std::move(value)}};
+    return retry_after(response);
+  };
+  CHECK(with("retry-after", "7") == std::chrono::milliseconds(7000));
+  CHECK(with("x-amz-retry-after", "250") == std::chrono::milliseconds(250));
+  // Found by fuzz/http_fields_fuzz.cpp (fuzz/corpus/http_fields/huge-retry-after): 9223372036854776 s
+  // in milliseconds overflows int64; it used to wrap to a negative delay.
+  CHECK(with("retry-after", "9223372036854776") == std::chrono::hours(1));
+  CHECK(with("retry-after", "9223372036854775807") == std::chrono::hours(1));
+  CHECK(with("x-amz-retry-after", "9223372036854775807") == std::chrono::hours(1));
+  CHECK_FALSE(with("retry-after", "-1").has_value());
+  CHECK_FALSE(with("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT").has_value());
+}
