@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -170,13 +171,17 @@ Result<TokenReply, AuthError> parse_token_reply(std::string_view body) {
     return AuthError{"the token reply's token_type is not Bearer"};
   TokenReply reply;
   reply.access_token = std::string(token->as_string());
+  // Capped at a day (Google's tokens live an hour) before any conversion: the token cache adds it to
+  // the steady clock in nanoseconds, and a token server named in a Secret may answer 4e19.
+  constexpr std::int64_t kMaxExpiresIn = 86'400;
   const json::value* expires = o->if_contains("expires_in");
   if (expires != nullptr && expires->is_int64())
-    reply.expires_in = std::chrono::seconds(expires->as_int64());
+    reply.expires_in = std::chrono::seconds(std::min(expires->as_int64(), kMaxExpiresIn));
   else if (expires != nullptr && expires->is_uint64())
-    reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(expires->as_uint64()));
+    reply.expires_in = std::chrono::seconds(kMaxExpiresIn);  // beyond INT64_MAX
   else if (expires != nullptr && expires->is_double())
-    reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(expires->as_double()));
+    reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(
+        std::clamp(expires->as_double(), 0.0, static_cast<double>(kMaxExpiresIn))));
   else
     return AuthError{"the token reply has no numeric expires_in"};
   if (reply.expires_in.count() <= 0) return AuthError{"the token reply's expires_in is not positive"};

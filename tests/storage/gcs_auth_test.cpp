@@ -234,6 +234,15 @@ TEST_CASE("gcs auth: token replies parse, malformed ones are errors that do not 
   CHECK(ok.value().access_token == "ya29.secret");
   CHECK(ok.value().expires_in == std::chrono::seconds(3599));
   CHECK(parse_token_reply(R"({"access_token":"t","expires_in":3599.0})").value().expires_in.count() == 3599);
+  // Found by fuzz/gcs_json_fuzz.cpp (fuzz/corpus/gcs_json/huge-expires-in): a lifetime beyond a day is
+  // a day; 4e19 used to overflow the conversion, 9223372036854775807 the token cache's clock.
+  CHECK(parse_token_reply(R"({"access_token":"t","expires_in":39999999999999999599.0})").value().expires_in ==
+        std::chrono::hours(24));
+  CHECK(parse_token_reply(R"({"access_token":"t","expires_in":9223372036854775807})").value().expires_in ==
+        std::chrono::hours(24));
+  CHECK(parse_token_reply(R"({"access_token":"t","expires_in":18446744073709551615})").value().expires_in ==
+        std::chrono::hours(24));
+  CHECK_FALSE(parse_token_reply(R"({"access_token":"t","expires_in":-1e300})").ok());
 
   auto message = [](const std::string& body) {
     auto r = parse_token_reply(body);
