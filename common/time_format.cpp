@@ -39,6 +39,10 @@ std::optional<WallClock::time_point> parse_rfc3339(std::string_view text) {
   }
   std::time_t secs = timegm(&tm);
   if (secs == static_cast<std::time_t>(-1)) return std::nullopt;
+  // WallClock counts nanoseconds: it holds the years 1678 to 2261, and converting a time outside them
+  // would overflow (a metadata.yaml "created" in 9999 is not a time, it is an error).
+  constexpr auto kLimit = std::chrono::duration_cast<std::chrono::seconds>(WallClock::duration::max()).count() - 1;
+  if (secs - offset > kLimit || secs - offset < -kLimit) return std::nullopt;
   return WallClock::from_time_t(secs - offset);
 }
 

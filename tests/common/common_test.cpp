@@ -37,6 +37,12 @@ TEST_CASE("rfc3339 formats and parses") {
   CHECK(rfc3339(*t) == "2025-04-21T12:29:15Z");
   CHECK(rfc3339(*parse_rfc3339("2025-04-21T14:29:15.123+02:00")) == "2025-04-21T12:29:15Z");
   CHECK_FALSE(parse_rfc3339("yesterday").has_value());
+  // Found by fuzz/backend_meta_fuzz.cpp (fuzz/corpus/backend_meta/year-6196): a time the clock cannot
+  // hold (nanoseconds since 1970 in an int64: 1678 to 2261) used to overflow; it is no time at all.
+  CHECK_FALSE(parse_rfc3339("6196-04-21T12:29:15Z").has_value());
+  CHECK_FALSE(parse_rfc3339("9999-12-31T23:59:59Z").has_value());
+  CHECK_FALSE(parse_rfc3339("1000-01-01T00:00:00Z").has_value());
+  CHECK(rfc3339(*parse_rfc3339("2261-12-31T23:59:59Z")) == "2261-12-31T23:59:59Z");
 }
 
 TEST_CASE("human_duration follows kubectl") {
