@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 
@@ -42,13 +43,18 @@ std::string reason_phrase(int status) {
   }
 }
 
+// The server's delay, capped at a day: callers convert it to milliseconds, which a huge value (any
+// int64 the server sends) would overflow.
+constexpr std::int64_t kMaxRetryAfterSeconds = 86'400;
+
 std::optional<std::chrono::seconds> parse_retry_after(const http::Response& r, const ApiStatus& status) {
   if (auto s = r.header("retry-after"); !s.empty()) {
     char* end = nullptr;
     long v = std::strtol(s.c_str(), &end, 10);
-    if (end && *end == '\0' && v >= 0) return std::chrono::seconds(v);
+    if (end && *end == '\0' && v >= 0) return std::chrono::seconds(std::min<std::int64_t>(v, kMaxRetryAfterSeconds));
   }
-  if (status.retry_after_seconds > 0) return std::chrono::seconds(status.retry_after_seconds);
+  if (status.retry_after_seconds > 0)
+    return std::chrono::seconds(std::min(status.retry_after_seconds, kMaxRetryAfterSeconds));
   return std::nullopt;
 }
 

@@ -36,9 +36,14 @@ std::string describe(const RequestFailure& failure) {
   return status.empty() ? out : out + " (" + status + ")";
 }
 
+// A server's delay in seconds as Millis, capped at a day before the conversion so that a huge value
+// (the Status's retryAfterSeconds is any int64 the server sends) cannot overflow; fail() caps it
+// further at retry_after_cap.
+Millis server_delay(std::int64_t seconds) { return Millis(std::min<std::int64_t>(seconds, 86'400) * 1000); }
+
 std::optional<Millis> retry_after_of(const RequestFailure& failure) {
-  if (failure.retry_after) return std::chrono::duration_cast<Millis>(*failure.retry_after);
-  if (failure.status.retry_after_seconds > 0) return Millis(failure.status.retry_after_seconds * 1000);
+  if (failure.retry_after) return server_delay(failure.retry_after->count());
+  if (failure.status.retry_after_seconds > 0) return server_delay(failure.status.retry_after_seconds);
   return std::nullopt;
 }
 
@@ -52,7 +57,7 @@ ReflectorActions one(Action action) {
 }
 
 std::optional<Millis> retry_after_of(const ApiStatus& status) {
-  if (status.retry_after_seconds > 0) return Millis(status.retry_after_seconds * 1000);
+  if (status.retry_after_seconds > 0) return server_delay(status.retry_after_seconds);
   return std::nullopt;
 }
 

@@ -371,6 +371,20 @@ TEST_CASE("a server certificate from an untrusted CA is a TLS error") {
   CHECK(run(io, insecure.get(kConfigMaps)).ok());
 }
 
+TEST_CASE("a huge Retry-After from the API server is capped at a day") {
+  ApiServer server("huge-retry-after", "tok");
+  boost::asio::io_context io;
+  http::Client http(io.get_executor());
+  ApiClient api(http, server.config("tok"));
+  // Converted to milliseconds (Event recorder, informers), 9223372036854775807 s used to overflow.
+  server.control(io, http,
+                 json::value{{"action", "fail"}, {"code", 429}, {"retry_after", INT64_MAX}, {"verb", "get"}});
+  auto throttled = run(io, api.get(kConfigMaps + "/x"));
+  REQUIRE_FALSE(throttled.ok());
+  REQUIRE(throttled.error().retry_after.has_value());
+  CHECK(*throttled.error().retry_after == std::chrono::hours(24));
+}
+
 TEST_CASE("a 403 quotes the server's RBAC message, a 429 is transient with Retry-After, a dropped watch fails") {
   ApiServer server("faults", "tok");
   boost::asio::io_context io;

@@ -553,6 +553,20 @@ TEST_CASE("reflector: the Retry-After of a failed request may come from its Stat
   CHECK(wait_of(h.machine.on_watch_failed(busy)) == 4000ms);
 }
 
+TEST_CASE("reflector: a huge Retry-After from the server waits the cap, not a wrapped-around delay") {
+  // 18446744073709552 s * 1000 overflows int64 and used to wrap to 384 ms.
+  constexpr std::int64_t kHuge = 18'446'744'073'709'552;
+  Harness h;
+  h.sync({}, "10");
+  RequestFailure busy = http(503, "ServiceUnavailable");
+  busy.status.retry_after_seconds = kHuge;
+  CHECK(wait_of(h.machine.on_watch_failed(busy)) == 30'000ms);
+  CHECK(h.machine.on_timer() == ReflectorActions{h.expected_watch("10")});
+  CHECK(wait_of(h.machine.on_watch_event(error_event(429, "TooManyRequests", {}, kHuge))) == 30'000ms);
+  CHECK(h.machine.on_timer() == ReflectorActions{h.expected_watch("10")});
+  CHECK(wait_of(h.machine.on_watch_failed(http(429, "", std::chrono::seconds(kHuge)))) == 30'000ms);
+}
+
 TEST_CASE("reflector: parse_list_page") {
   auto ok = parse_list_page(json::parse(
       R"({"kind":"BackupStorageList","metadata":{"resourceVersion":"55","continue":"tok","remainingItemCount":3},)"
