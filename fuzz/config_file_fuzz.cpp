@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "config/config.hpp"
@@ -12,9 +13,15 @@
 
 namespace {
 
+// The file each input is written to, removed when the process exits (libFuzzer ends with exit()).
+// Never destroyed, so that the exit handler may still read it.
 const std::string& settings_path() {
-  static const std::string path = "/tmp/stowage-fuzz-config-" + std::to_string(::getpid()) + ".yaml";
-  return path;
+  static const std::string* path = [] {
+    auto* p = new std::string("/tmp/stowage-fuzz-config-" + std::to_string(::getpid()) + ".yaml");
+    std::atexit([] { std::remove(settings_path().c_str()); });
+    return p;
+  }();
+  return *path;
 }
 
 }  // namespace
