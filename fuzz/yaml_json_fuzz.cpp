@@ -10,6 +10,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& document : parsed.value()) {
     std::string yaml = kube::to_yaml(document.value);
     auto again = kube::parse_yaml_documents(yaml);
+    if (!again.ok()) {
+      std::fprintf(stderr, "to_yaml wrote:\n%s\nwhich fails at line %d column %d: %s\n", yaml.c_str(),
+                   again.error().line, again.error().column, again.error().message.c_str());
+    }
     fuzz::require(again.ok(), "to_yaml of a parsed document does not parse");
   }
   return 0;

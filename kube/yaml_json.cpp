@@ -538,8 +538,13 @@ void emit(YAML::Emitter& out, const json::value& v) {
       if (v.get_object().empty()) out << YAML::Flow;
       out << YAML::BeginMap;
       for (const auto& kv : v.get_object()) {
+        // YAML allows an implicit ("key: value") key of at most 1024 characters; a longer one is
+        // written as an explicit "? key" entry. Quoting writes at most 4 bytes per byte of the key.
+        std::string key(kv.key());
+        std::size_t written = needs_quotes(key) ? 4 * key.size() + 2 : key.size();
+        out << (written > 1000 ? YAML::LongKey : YAML::Auto);  // the setting stays for the map otherwise
         out << YAML::Key;
-        emit_string(out, std::string(kv.key()), true);
+        emit_string(out, key, true);
         out << YAML::Value;
         emit(out, kv.value());
       }

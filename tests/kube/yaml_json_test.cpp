@@ -386,6 +386,25 @@ TEST_CASE("to_yaml round-trips tricky values") {
   CHECK(docs.value()[0].value.at("numbers").at(6).is_double());
 }
 
+TEST_CASE("to_yaml writes a key over 1024 characters as an explicit key (fuzz)") {
+  // Found by fuzz/yaml_json_fuzz.cpp: a 1,100-byte key (plain, or quoted with escapes) was written as
+  // "key: value", which no YAML reader accepts ("illegal map value"), so get -o yaml did not read back.
+  std::string ctrl(300, '\x01');
+  json::object o;
+  o[std::string(1100, 'k')] = 1;
+  o["q" + ctrl] = "v";
+  o[std::string(250, 'a') + ": b"] = json::array{1};
+  o["short"] = 2;
+  json::value v = o;
+  std::string text = to_yaml(v);
+  INFO(text);
+  auto docs = parse_yaml_documents(text);
+  REQUIRE(docs.ok());
+  REQUIRE(docs.value().size() == 1);
+  CHECK(docs.value()[0].value == v);
+  CHECK_THAT(text, Catch::Contains("\nshort: 2\n"));  // short keys stay implicit
+}
+
 TEST_CASE("to_yaml round-trips scalars at the top level") {
   for (const char* text : {R"("...")", R"("---")", R"("text")", R"("x\ny\n")", R"(42)", R"(false)", R"("")"}) {
     json::value v = json::parse(text);
