@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import ApiServer  # noqa: E402
 
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
-DEPLOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy")
+DEPLOY_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "base")
 NS = "demo"
 
 MANIFESTS = """\
@@ -264,20 +264,21 @@ class Fidelity:
         check(self.get("generated", "secret")["data"] == {"AWS_ACCESS_KEY_ID": "eA=="}, "generated secret")
 
     def step_deploy_manifests(self):
-        # The product's own manifests: ServiceAccount, RBAC and a Deployment, as on a real cluster
-        # (where the namespace must exist first).
-        self.kubectl("create", "namespace", "stowage-system")
-        result = self.kubectl("apply", "-f", DEPLOY)
-        created = ["serviceaccount/stowage", "clusterrole.rbac.authorization.k8s.io/stowage",
-                   "clusterrolebinding.rbac.authorization.k8s.io/stowage",
+        # The product's own kustomize base (Namespace, ServiceAccount, RBAC and a Deployment), rendered by
+        # kubectl's own kustomize and applied as on a real cluster: the base creates its namespace itself.
+        result = self.kubectl("apply", "-k", DEPLOY_BASE)
+        created = ["namespace/stowage-system", "serviceaccount/stowage",
+                   "clusterrole.rbac.authorization.k8s.io/stowage", "clusterrolebinding.rbac.authorization.k8s.io/stowage",
                    "role.rbac.authorization.k8s.io/stowage-leader-election",
                    "rolebinding.rbac.authorization.k8s.io/stowage-leader-election", "deployment.apps/stowage"]
         for name in created:
-            check(f"{name} created" in result.stdout, f"apply deploy/: {name}", result.stdout, result.stderr)
-        check(result.stderr == "", "apply deploy/ printed warnings", result.stderr)
-        result = self.kubectl("apply", "-f", DEPLOY)
+            check(f"{name} created" in result.stdout, f"apply -k deploy/base: {name}", result.stdout, result.stderr)
+        check(result.stderr == "", "apply -k deploy/base printed warnings", result.stderr)
+        result = self.kubectl("apply", "-k", DEPLOY_BASE)
         for name in created:
-            check(f"{name} unchanged" in result.stdout, f"re-apply deploy/: {name}", result.stdout)
+            check(f"{name} unchanged" in result.stdout, f"re-apply -k deploy/base: {name}", result.stdout)
+        check(self.kubectl("get", "namespace", "stowage-system", "-o", "name").stdout.strip()
+              == "namespace/stowage-system", "deploy/base created its namespace")
         result = self.kubectl("get", "deploy,sa,clusterrole,clusterrolebinding,role,rolebinding", "-A")
         lines = [line.split() for line in result.stdout.splitlines()]
         for kind in ("deployment.apps/stowage", "serviceaccount/stowage", "clusterrole.rbac.authorization.k8s.io/stowage",
@@ -295,9 +296,9 @@ class Fidelity:
         check({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]} in role["rules"],
               "clusterrole rules", role)
         # A change to a built-in kind goes as a strategic merge patch; the status subresource is separate.
-        with open(os.path.join(DEPLOY, "deployment.yaml")) as f:
+        with open(os.path.join(DEPLOY_BASE, "deployment.yaml")) as f:
             manifest = f.read()
-        check("replicas: 2" in manifest, "deploy/deployment.yaml has replicas: 2", manifest)
+        check("replicas: 2" in manifest, "deploy/base/deployment.yaml has replicas: 2", manifest)
         result = self.kubectl("apply", "-f", "-", stdin=manifest.replace("replicas: 2", "replicas: 3"))
         check("deployment.apps/stowage configured" in result.stdout, "apply a changed deployment", result.stdout)
         self.kubectl("patch", "deployment", "stowage", "-n", "stowage-system", "--subresource=status", "--type=merge",

@@ -1,5 +1,5 @@
-// deploy/rbac.yaml is enough, and a missing rule is named: the real `stowage run` as the service account
-// deploy/rbac.yaml binds (a bearer token the test API server maps to
+// deploy/base/rbac.yaml is enough, and a missing rule is named: the real `stowage run` as the service account
+// deploy/base/rbac.yaml binds (a bearer token the test API server maps to
 // system:serviceaccount:stowage-system:stowage), against the server with --authorize-rbac, which decides
 // every request of that user from the Roles and bindings stored in it, as a real API server's RBAC
 // authorizer does, and with --enforce-owner-references, as the OwnerReferencesPermissionEnforcement
@@ -22,12 +22,12 @@ using test_support::TestApiServer;
 namespace {
 
 const std::string kServiceAccount = "system:serviceaccount:stowage-system:stowage";
-const std::string kRbacYaml = std::string(STOWAGE_SOURCE_DIR) + "/deploy/rbac.yaml";
+const std::string kRbacYaml = std::string(STOWAGE_SOURCE_DIR) + "/deploy/base/rbac.yaml";
 
 std::string b64(const std::string& s) { return stowage::crypto::base64_encode(s); }
 std::string text(const json::value& v) { return std::string(v.as_string()); }
 
-// The test API server with RBAC on, the namespaces of deploy/rbac.yaml and of the storages, and two
+// The test API server with RBAC on, the namespaces of deploy/base/rbac.yaml and of the storages, and two
 // kubeconfigs: the administrator's (kubectl) and the service account's (stowage).
 struct RbacCluster : kube_e2e::KubeCluster {
   test::fs::path admin_kubeconfig, sa_kubeconfig;
@@ -60,11 +60,11 @@ std::string rbac_yaml() {
   return yaml;
 }
 
-// deploy/rbac.yaml with `from` (which must be there) replaced by `to`.
+// deploy/base/rbac.yaml with `from` (which must be there) replaced by `to`.
 std::string rbac_yaml_with(const std::string& from, const std::string& to) {
   std::string yaml = rbac_yaml();
   auto at = yaml.find(from);
-  INFO("deploy/rbac.yaml no longer holds: " << from);
+  INFO("deploy/base/rbac.yaml no longer holds: " << from);
   REQUIRE(at != std::string::npos);
   return yaml.replace(at, from.size(), to);
 }
@@ -100,7 +100,7 @@ bool has_event(const RbacCluster& c, const std::string& regarding, const std::st
 
 }  // namespace
 
-TEST_CASE("rbac e2e: the service account of deploy/rbac.yaml can do everything the controller does") {
+TEST_CASE("rbac e2e: the service account of deploy/base/rbac.yaml can do everything the controller does") {
   RbacCluster cluster("enough");
   cluster.kubectl("apply -f '" + kRbacYaml + "'");
   // The server enforces RBAC for that account: what rbac.yaml does not grant is refused.
@@ -195,7 +195,7 @@ TEST_CASE("rbac e2e: the service account of deploy/rbac.yaml can do everything t
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
   CHECK_THAT(cluster.log("run"), Catch::Contains("Lease released"));
-  // Every request the controller made was allowed by deploy/rbac.yaml.
+  // Every request the controller made was allowed by deploy/base/rbac.yaml.
   CHECK(cluster.forbidden() == 0);
   auto stats = cluster.server.stats();
   for (const char* verb : {"list", "watch", "get", "create", "patch", "update", "delete"}) {
