@@ -6,6 +6,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?=
 
 .PHONY: deps configure build test test-asan fuzz demo bench clean
 
@@ -32,7 +33,7 @@ test-asan: deps
 fuzz: deps
 	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then cmake -S . -B $(FUZZ_BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_CXX_COMPILER=clang++ -DSTOWAGE_FUZZ=ON; fi
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target stowage_fuzzers
-	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BUILD)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) fuzz/run.sh $(FUZZ_BUILD)
 
 # The offline mode on the shipped example: a local storage goes Ready and metadata.yaml appears.
 demo: build
