@@ -264,13 +264,15 @@ class Fidelity:
         check(self.get("generated", "secret")["data"] == {"AWS_ACCESS_KEY_ID": "eA=="}, "generated secret")
 
     def step_deploy_manifests(self):
-        # The product's own kustomize base (Namespace, ServiceAccount, RBAC and a Deployment), rendered by
-        # kubectl's own kustomize and applied as on a real cluster: the base creates its namespace itself.
+        # The product's own kustomize base (Namespace, CRDs, ServiceAccount, RBAC and a Deployment), rendered
+        # by kubectl's own kustomize and applied as on a real cluster: the base creates its namespace itself.
         result = self.kubectl("apply", "-k", DEPLOY_BASE)
-        created = ["namespace/stowage-system", "serviceaccount/stowage",
-                   "clusterrole.rbac.authorization.k8s.io/stowage", "clusterrolebinding.rbac.authorization.k8s.io/stowage",
-                   "role.rbac.authorization.k8s.io/stowage-leader-election",
-                   "rolebinding.rbac.authorization.k8s.io/stowage-leader-election", "deployment.apps/stowage"]
+        created = ["namespace/stowage-system", "serviceaccount/stowage"]
+        created += [f"customresourcedefinition.apiextensions.k8s.io/{plural}.storage.kubestash.com"
+                    for plural in ("backupstorages", "repositories", "snapshots")]
+        created += ["clusterrole.rbac.authorization.k8s.io/stowage", "clusterrolebinding.rbac.authorization.k8s.io/stowage",
+                    "role.rbac.authorization.k8s.io/stowage-leader-election",
+                    "rolebinding.rbac.authorization.k8s.io/stowage-leader-election", "deployment.apps/stowage"]
         for name in created:
             check(f"{name} created" in result.stdout, f"apply -k deploy/base: {name}", result.stdout, result.stderr)
         check(result.stderr == "", "apply -k deploy/base printed warnings", result.stderr)

@@ -99,6 +99,10 @@ RESOURCES = [
              columns=(Column("Holder", "string", ".spec.holderIdentity", "The holder of the lease"),)),
     Resource("batch", "v1", "jobs", "job", "Job", True, categories=("all",), status=True,
              field_labels=("status.successful",), has_generation=True),
+    # Stored only (kubectl apply of deploy/base): the kinds this server serves are the ones listed here,
+    # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
+             "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
     Resource("storage.kubestash.com", "v1alpha1", "backupstorages", "backupstorage", "BackupStorage", True,
              ("bs",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Provider", "string", ".spec.storage.provider"),

@@ -1,0 +1,155 @@
+// deploy/base as a user gets it: rendered by the real kubectl's kustomize (no warning printed), every
+// namespaced object in stowage-system, the CRDs exactly as their files, and the rendered stream applied
+// with `kubectl apply --server-side` to the test API server twice (create, then a no-op re-apply), the
+// stored CRDs equal to what was applied. The test API server stores CustomResourceDefinitions but does
+// not act on them (the storage.kubestash.com kinds it serves are its own); crds_test.cpp checks their
+// schemas. kubectl must be on PATH: without it these tests fail, they do not skip.
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+
+#include "kube/yaml_json.hpp"
+#include "support/api_server.hpp"
+
+namespace json = boost::json;
+
+namespace {
+
+const std::string kBase = std::string(STOWAGE_SOURCE_DIR) + "/deploy/base";
+const std::set<std::string> kClusterScopedKinds{"Namespace", "CustomResourceDefinition", "ClusterRole",
+                                                "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                                                "ValidatingWebhookConfiguration", "PriorityClass"};
+const char* const kCrdNames[] = {"backupstorages.storage.kubestash.com", "repositories.storage.kubestash.com",
+                                 "snapshots.storage.kubestash.com"};
+
+struct Output {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// `command` through the shell, its standard output and error kept apart.
+Output run(const std::string& command, const std::filesystem::path& err_file) {
+  Output result;
+  FILE* pipe = ::popen((command + " 2>'" + err_file.string() + "'").c_str(), "r");
+  REQUIRE(pipe);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) result.out.append(buf, n);
+  int status = ::pclose(pipe);
+  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.err = read_text(err_file);
+  return result;
+}
+
+struct Rendered {
+  std::string text;
+  std::vector<json::object> objects;
+};
+
+Rendered render_base(const std::filesystem::path& dir) {
+  auto result = run("kubectl kustomize '" + kBase + "'", dir / "kustomize.err");
+  INFO("kubectl kustomize deploy/base exited " << result.code << "\n" << result.err);
+  REQUIRE(result.code == 0);
+  CHECK(result.err.empty());
+  auto docs = stowage::kube::parse_yaml_documents(result.out);
+  INFO((docs.ok() ? "" : docs.error().message));
+  REQUIRE(docs.ok());
+  Rendered rendered{result.out, {}};
+  for (auto& doc : docs.value()) rendered.objects.push_back(doc.value.as_object());
+  return rendered;
+}
+
+std::string kind_and_name(const json::object& o) {
+  return std::string(o.at("kind").as_string()) + "/" + std::string(o.at("metadata").at("name").as_string());
+}
+
+// What `kubectl apply --server-side` prints for `o`: "deployment.apps/stowage serverside-applied".
+std::string applied_line(const json::object& o) {
+  std::string kind(o.at("kind").as_string()), api_version(o.at("apiVersion").as_string());
+  for (auto& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto slash = api_version.find('/');
+  std::string group = slash == std::string::npos ? "" : "." + api_version.substr(0, slash);
+  return kind + group + "/" + std::string(o.at("metadata").at("name").as_string()) + " serverside-applied";
+}
+
+}  // namespace
+
+TEST_CASE("kustomize: kubectl kustomize renders deploy/base with every namespaced object in stowage-system") {
+  auto dir = test_support::fresh_temp_dir("kustomize-render");
+  auto rendered = render_base(dir);
+  std::map<std::string, json::object> by_name;
+  for (const auto& o : rendered.objects) {
+    const auto& metadata = o.at("metadata").as_object();
+    INFO(kind_and_name(o));
+    if (kClusterScopedKinds.count(std::string(o.at("kind").as_string())))
+      CHECK_FALSE(metadata.contains("namespace"));
+    else
+      CHECK(metadata.at("namespace") == "stowage-system");
+    by_name[kind_and_name(o)] = o;
+  }
+  for (const char* expected : {"Namespace/stowage-system", "ServiceAccount/stowage", "ClusterRole/stowage",
+                               "ClusterRoleBinding/stowage", "Role/stowage-leader-election",
+                               "RoleBinding/stowage-leader-election", "Deployment/stowage"})
+    CHECK(by_name.count(expected) == 1);
+  // The CRDs go out exactly as written: kustomize's namespace does not touch cluster-scoped objects.
+  for (const char* name : kCrdNames) {
+    INFO(name);
+    REQUIRE(by_name.count(std::string("CustomResourceDefinition/") + name) == 1);
+    auto plural = std::string(name).substr(0, std::string(name).find('.'));
+    auto file = stowage::kube::parse_yaml_documents(read_text(kBase + "/crds/" + plural + ".yaml"));
+    REQUIRE(file.ok());
+    CHECK(by_name[std::string("CustomResourceDefinition/") + name] == file.value().at(0).value.as_object());
+  }
+  // The service account the bindings name is the one in the rendered namespace.
+  for (const char* binding : {"ClusterRoleBinding/stowage", "RoleBinding/stowage-leader-election"}) {
+    INFO(binding);
+    CHECK(by_name[binding].at("subjects").at(0).at("namespace") == "stowage-system");
+  }
+}
+
+TEST_CASE("kustomize: the rendered base applies with kubectl apply --server-side, and again as a no-op") {
+  auto dir = test_support::fresh_temp_dir("kustomize-apply");
+  auto rendered = render_base(dir);
+  auto manifest = dir / "base.yaml";
+  std::ofstream(manifest) << rendered.text;
+  test_support::TestApiServer server(dir / "apiserver", "admin-token-do-not-log");
+  server.write_kubeconfig();
+
+  for (const char* round : {"first apply", "second apply"}) {
+    auto [code, out] = server.kubectl("apply --server-side -f '" + manifest.string() + "'");
+    INFO(round << ": kubectl exited " << code << "\n" << out);
+    REQUIRE(code == 0);
+    for (const auto& o : rendered.objects) CHECK(out.find(applied_line(o)) != std::string::npos);
+  }
+  for (const char* name : kCrdNames) {
+    auto [code, out] = server.kubectl(std::string("get crd ") + name + " -o json");
+    INFO(name << ": " << out);
+    REQUIRE(code == 0);
+    auto stored = json::parse(out).as_object();
+    const json::object* applied = nullptr;
+    for (const auto& o : rendered.objects)
+      if (o.at("metadata").at("name") == name) applied = &o;
+    REQUIRE(applied);
+    CHECK(stored.at("spec") == applied->at("spec"));
+    CHECK(stored.at("metadata").at("generation") == 1);  // the second apply changed nothing
+  }
+  auto [code, out] = server.kubectl("get deployment stowage -n stowage-system -o jsonpath={.spec.replicas}");
+  CHECK(code == 0);
+  CHECK(out == "2");
+}
