@@ -14,6 +14,10 @@
 //  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
 //    they reference; a change queues the storages it touches, whose status.repositories and
 //    status.totalSize are recomputed (the Repository cache is not persisted: it is listed at start).
+//  - Deleting a storage deletes its Repositories (from that index) and their Snapshots (listed in
+//    the Repository's namespace and matched on spec.repository only then: no Snapshot is cached),
+//    each DELETE with the object's uid as a precondition; an object held by finalizers is not
+//    deleted again, only waited for.
 //  - Volume Jobs (with local.volume-mode=job): the Jobs carrying kVolumeJobSelector's labels are
 //    watched; a change queues the storage their invoker labels name.
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
@@ -33,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/object_cache.hpp"
 #include "engine/target.hpp"
@@ -88,6 +93,7 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
                                                         kube::BackupStorageStatus status) override;
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) override;
+  boost::asio::awaitable<TargetResult<Dependents>> delete_dependents(const kube::BackupStorage& object) override;
   void event(const kube::BackupStorage& object, bool warning, const std::string& reason, const std::string& action,
              const std::string& note) override;
   const LocationIndex& locations() const override { return locations_; }
@@ -114,6 +120,14 @@ class KubeWorld final : public ReconcileTarget {
   // the name is never the one deleted) and forgets it, so that a new one can be created.
   boost::asio::awaitable<TargetResult<Ok>> retire_job(const ObjectKey& job_key, const std::string& uid,
                                                       const std::string& why);
+  // Deletes one Repository or Snapshot (`resource`: its plural) by name with its uid as a
+  // precondition: nullopt once it is gone (or the name now holds another object), else how it is
+  // named in a RepositoriesDeleted message, with the finalizers that hold it.
+  boost::asio::awaitable<TargetResult<std::optional<std::string>>> delete_dependent(std::string resource,
+                                                                                   ObjectKey key, std::string uid);
+  // The Snapshots of namespace `ns`, listed page by page; only a storage's deletion lists them, so
+  // none are cached.
+  boost::asio::awaitable<TargetResult<std::vector<boost::json::value>>> snapshots_in(std::string ns);
 
   boost::asio::any_io_executor executor_;
   kube::ApiClient& api_;

@@ -337,8 +337,11 @@ struct Reconciler::Wipe {
   std::vector<std::string> left;
 };
 
-boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s, int attempts) {
-  auto key = key_of(s);
+boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& object, int attempts) {
+  auto key = key_of(object);
+  kube::BackupStorage s = object;  // its status follows the writes made below
+  auto waiting = co_await delete_dependents(s);
+  if (waiting) co_return *waiting;
   if (s.spec.deletion_policy != "WipeOut") {
     spdlog::info("{}: deleted; deletionPolicy {} keeps the backend data", key.str(), s.spec.deletion_policy);
     co_return co_await deletion_done(s);
@@ -395,6 +398,52 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& s,
   co_await wipe_condition(s, kube::kReasonWipeOutFailed, msg);
   target_.event(s, true, std::string(kube::kReasonWipeOutFailed), "Delete", msg);
   co_return Outcome{Outcome::Permanent, msg, false};
+}
+
+boost::asio::awaitable<std::optional<Outcome>> Reconciler::delete_dependents(kube::BackupStorage& s) {
+  auto key = key_of(s);
+  auto deleted = co_await target_.delete_dependents(s);
+  if (deleted.ok() && deleted.value().waiting.empty()) {
+    if (kube::find_condition(s.status.conditions, kube::kConditionRepositoriesDeleted)) {
+      kube::BackupStorageStatus status = s.status;
+      kube::remove_condition(status.conditions, kube::kConditionRepositoriesDeleted);
+      if (co_await write_while_deleting(s, status)) s.status = std::move(status);
+      spdlog::info("{}: its Repositories and Snapshots are gone", key.str());
+    }
+    co_return std::nullopt;
+  }
+  std::string reason, message;
+  Outcome out;
+  if (!deleted.ok()) {
+    reason = kube::kReasonRepositoryDeletionFailed;
+    message = "the Repositories and Snapshots that use this storage could not be deleted (" + deleted.error().message +
+              "); the storage is kept until they are";
+    out = target_failed(deleted.error());
+    out.error = message;
+  } else {
+    const auto& waiting = deleted.value().waiting;
+    constexpr std::size_t kNamed = 10;
+    std::string named;
+    for (std::size_t i = 0; i < waiting.size() && i < kNamed; ++i) named += (i ? "; " : "") + waiting[i];
+    if (waiting.size() > kNamed) named += "; and " + std::to_string(waiting.size() - kNamed) + " more";
+    reason = kube::kReasonWaitingForRepositories;
+    message = "waiting for " + std::to_string(waiting.size()) +
+              (waiting.size() == 1 ? " object" : " objects") + " that use this storage to be deleted: " + named +
+              ". Their finalizers belong to other controllers (KubeStash's); remove one by hand only if its "
+              "controller is gone";
+    out = Outcome{Outcome::Transient, message, false};  // backoff; a Repository's removal queues it at once
+  }
+  kube::BackupStorageStatus status = s.status;
+  kube::set_condition(status.conditions,
+                      condition(kube::kConditionRepositoriesDeleted, false, reason, message, s.metadata.generation),
+                      rfc3339(now_()));
+  if (co_await write_while_deleting(s, std::move(status))) {
+    if (deleted.ok())
+      spdlog::info("{}: deleting; {}", key.str(), message);
+    else
+      spdlog::warn("{}: deleting; {}", key.str(), message);
+  }
+  co_return out;
 }
 
 boost::asio::awaitable<Reconciler::Wipe> Reconciler::wipe_with_job(const kube::BackupStorage& s,
@@ -484,10 +533,19 @@ boost::asio::awaitable<void> Reconciler::wipe_condition(const kube::BackupStorag
   kube::set_condition(status.conditions,
                       condition(kube::kConditionWipeOut, false, reason, std::move(message), s.metadata.generation),
                       rfc3339(now_()));
-  if (same_status(status, s.status)) co_return;
+  co_await write_while_deleting(s, std::move(status));
+}
+
+boost::asio::awaitable<bool> Reconciler::write_while_deleting(const kube::BackupStorage& s,
+                                                             kube::BackupStorageStatus status) {
+  if (same_status(status, s.status)) co_return false;
   auto written = co_await target_.write_status(s, std::move(status));
-  if (!written.ok())
-    spdlog::warn("{}: the WipeOut condition was not written: {}", key_of(s).str(), written.error().message);
+  if (!written.ok()) {
+    spdlog::warn("{}: the status of the storage being deleted was not written: {}", key_of(s).str(),
+                 written.error().message);
+    co_return false;
+  }
+  co_return true;
 }
 
 boost::asio::awaitable<Outcome> Reconciler::deletion_done(const kube::BackupStorage& s) {

@@ -29,9 +29,12 @@ std::vector<ObjectKey> RepositoryIndex::storages_affected(const kube::Repository
 
 std::vector<ObjectKey> RepositoryIndex::upsert(const kube::Repository& repo) {
   ObjectKey key = key_of(repo);
-  Entry next{storage_of(repo), repo.spec.path, repo.status.size};
+  Entry next{storage_of(repo), repo.spec.path, repo.status.size, repo.metadata.uid};
   auto it = entries_.find(key);
-  if (it != entries_.end() && it->second == next) return {};
+  if (it != entries_.end() && it->second.shows_same(next)) {
+    it->second.uid = next.uid;
+    return {};
+  }
   std::vector<ObjectKey> changed = storages_affected(repo);
   if (it != entries_.end() && it->second.storage != next.storage) {
     auto old = by_storage_.find(it->second.storage);
@@ -52,6 +55,14 @@ std::vector<ObjectKey> RepositoryIndex::remove(const ObjectKey& repo) {
   if (users->second.empty()) by_storage_.erase(users);
   entries_.erase(it);
   return {storage};
+}
+
+std::vector<RepositoryIndex::RepositoryRef> RepositoryIndex::repositories_using(const ObjectKey& storage) const {
+  std::vector<RepositoryRef> out;
+  auto users = by_storage_.find(storage);
+  if (users == by_storage_.end()) return out;
+  for (const ObjectKey& key : users->second) out.push_back({key, entries_.at(key).uid});
+  return out;
 }
 
 StorageRepositories RepositoryIndex::status_for(const ObjectKey& storage) const {

@@ -12,7 +12,7 @@
 //   true, error = ""}; total_size is format_size of the sum of parse_size over the non-empty sizes,
 //   or "" when no Repository uses the storage. A size that does not parse adds nothing and is named
 //   in `problems` (never in the status).
-// - Memory: one small entry per Repository (its storage, path and size), not the object.
+// - Memory: one small entry per Repository (its storage, path, size and uid), not the object.
 //
 // KubeStash (confirmed; kubestash/apimachinery apis/storage/v1alpha1/backupstorage_types.go):
 // RepositoryInfo {name, namespace, path, size, synced *bool, error *string} with omitempty, "Repositories
@@ -72,6 +72,14 @@ class RepositoryIndex {
 
   StorageRepositories status_for(const ObjectKey& storage) const;
 
+  // The Repositories that use `storage` (namespace, name and uid), sorted: what a deletion of the
+  // storage deletes. A copy, since the index changes while the caller awaits.
+  struct RepositoryRef {
+    ObjectKey key;
+    std::string uid;
+  };
+  std::vector<RepositoryRef> repositories_using(const ObjectKey& storage) const;
+
   std::size_t size() const { return entries_.size(); }
   bool contains(const ObjectKey& repo) const { return entries_.count(repo) > 0; }
 
@@ -79,7 +87,8 @@ class RepositoryIndex {
   struct Entry {
     ObjectKey storage;
     std::string path, size;
-    auto operator<=>(const Entry&) const = default;
+    std::string uid;  // not shown in any status: a change of it alone touches no storage
+    bool shows_same(const Entry& o) const { return storage == o.storage && path == o.path && size == o.size; }
   };
   std::map<ObjectKey, Entry> entries_;                   // repository -> what it shows
   std::map<ObjectKey, std::set<ObjectKey>> by_storage_;  // storage -> its repositories (sorted)

@@ -47,6 +47,12 @@ struct TargetError {
 template <class T>
 using TargetResult = Result<T, TargetError>;
 
+// What is left, after a round of deletes, of the objects that go with a storage being deleted (its
+// Repositories and their Snapshots): each still there, named with the finalizers that hold it.
+struct Dependents {
+  std::vector<std::string> waiting;  // "Snapshot demo/snap-1 (finalizers: x)"; empty: all gone
+};
+
 class ReconcileTarget {
  public:
   virtual ~ReconcileTarget() = default;
@@ -57,6 +63,13 @@ class ReconcileTarget {
   virtual boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& object) = 0;
   virtual boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& object,
                                                                 kube::BackupStorageStatus status) = 0;
+  // Deletes the Repositories that use the storage (spec.storageRef) and their Snapshots (same
+  // namespace, spec.repository), each Repository only once its Snapshots are gone, and says which are
+  // still there (held by finalizers of other controllers). Repeated calls delete nothing twice. The
+  // offline mode has no such objects.
+  virtual boost::asio::awaitable<TargetResult<Dependents>> delete_dependents(const kube::BackupStorage& /*object*/) {
+    co_return Dependents{};
+  }
   // Cleanup is over: the object may go (the finalizer is removed).
   virtual boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& object) = 0;
   // The Repositories that use the storage, for status.repositories and status.totalSize. The offline

@@ -23,6 +23,11 @@ inline constexpr std::string_view kConditionWipeOut = "WipeOut";
 inline constexpr std::string_view kReasonWipeOutInProgress = "WipeOutInProgress";
 inline constexpr std::string_view kReasonWipeOutFailed = "WipeOutFailed";
 inline constexpr std::string_view kReasonWipeOutRefused = "WipeOutRefused";
+// stowage's own: a storage being deleted waits until its Repositories and their Snapshots are gone
+// (KubeStash deletes them with the storage under both policies).
+inline constexpr std::string_view kConditionRepositoriesDeleted = "RepositoriesDeleted";
+inline constexpr std::string_view kReasonWaitingForRepositories = "WaitingForRepositories";
+inline constexpr std::string_view kReasonRepositoryDeletionFailed = "RepositoryDeletionFailed";
 inline constexpr std::string_view kMessageBackendInitialized = "Successfully initialized backend.";
 inline constexpr std::string_view kMessageBackendSecretFound = "Backend secret exists.";
 inline constexpr std::string_view kPhaseReady = "Ready";

@@ -113,6 +113,10 @@ RESOURCES = [
     Resource("storage.kubestash.com", "v1alpha1", "repositories", "repository", "Repository", True,
              ("repo",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Phase", "string", ".status.phase"),)),
+    # KubeStash's Snapshot (no short name; categories kubestash and appscode only, as its CRD).
+    Resource("storage.kubestash.com", "v1alpha1", "snapshots", "snapshot", "Snapshot", True,
+             (), ("kubestash", "appscode"), status=True, custom=True,
+             columns=(Column("Repository", "string", ".spec.repository"), Column("Phase", "string", ".status.phase"))),
 ]
 
 GROUP_VERSIONS = sorted({r.group_version for r in RESOURCES})

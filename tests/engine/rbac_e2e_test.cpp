@@ -288,3 +288,111 @@ TEST_CASE("rbac e2e: without update on backupstorages/finalizers the initializer
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
+
+namespace {
+
+std::string repository_yaml(const std::string& name, const std::string& ns, const std::string& storage) {
+  return "apiVersion: storage.kubestash.com/v1alpha1\nkind: Repository\nmetadata: {name: " + name + ", namespace: " +
+         ns + "}\nspec:\n  storageRef: {name: " + storage + ", namespace: demo}\n  path: /" + name +
+         "\n  appRef: {apiGroup: apps, kind: Deployment, name: app, namespace: " + ns + "}\n";
+}
+
+std::string snapshot_yaml(const std::string& name, const std::string& ns, const std::string& repository,
+                          bool held = false) {
+  return "apiVersion: storage.kubestash.com/v1alpha1\nkind: Snapshot\nmetadata:\n  name: " + name +
+         "\n  namespace: " + ns + (held ? "\n  finalizers: [example.com/hold]" : "") +
+         "\nspec: {repository: " + repository + ", snapshotID: " + name + ", deletionPolicy: Delete}\n";
+}
+
+bool exists(const RbacCluster& c, const std::string& what) { return c.server.kubectl("get " + what).first == 0; }
+
+}  // namespace
+
+TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their Snapshots first, as KubeStash does") {
+  RbacCluster cluster("dependents");
+  cluster.kubectl("apply -f '" + kRbacYaml + "'");
+  cluster.kubectl("create namespace apps");
+  // keep (Delete) has Repositories in demo and apps; wipe (WipeOut) one in demo; other keeps its own.
+  // A Snapshot held by a finalizer of another controller in each deleted storage's Repositories, and
+  // one in apps naming a Repository "repo-keep" that does not exist there (not keep's).
+  cluster.apply("storages", local_storage("keep") + "---\n" + local_storage("wipe", "WipeOut") + "---\n" +
+                                local_storage("other"));
+  cluster.apply("dependents",
+                repository_yaml("repo-keep", "demo", "keep") + "---\n" + repository_yaml("repo-apps", "apps", "keep") +
+                    "---\n" + repository_yaml("repo-wipe", "demo", "wipe") + "---\n" +
+                    repository_yaml("repo-other", "demo", "other") + "---\n" +
+                    snapshot_yaml("snap-1", "demo", "repo-keep") + "---\n" +
+                    snapshot_yaml("snap-held", "demo", "repo-keep", true) + "---\n" +
+                    snapshot_yaml("snap-apps", "apps", "repo-apps") + "---\n" +
+                    snapshot_yaml("snap-wipe", "demo", "repo-wipe", true) + "---\n" +
+                    snapshot_yaml("snap-other", "demo", "repo-other") + "---\n" +
+                    snapshot_yaml("snap-not-keeps", "apps", "repo-keep"));
+  auto child = cluster.start("run");
+  INFO(cluster.log("run"));
+  INFO("denials: " << cluster.denials());
+  REQUIRE(test::eventually([&] {
+    return cluster.phase("keep") == "Ready" && cluster.phase("wipe") == "Ready" && cluster.phase("other") == "Ready";
+  }));
+  REQUIRE(test::eventually([&] {  // the Repository cache has them all (status.repositories)
+    auto [code, out] = cluster.server.kubectl("get bs keep -n demo -o jsonpath={.status.repositories[*].name}");
+    return code == 0 && out == "repo-apps repo-keep";
+  }));
+  test::write_file(cluster.root / "data/wipe/repo-wipe/data", "a backup");
+
+  cluster.kubectl("delete bs keep wipe -n demo --wait=false");
+  // What no finalizer holds goes; the held Snapshots wait, and their Repositories after them; the
+  // storages keep their finalizer and say what they wait for; nothing is wiped yet.
+  REQUIRE(test::eventually([&] {
+    return !exists(cluster, "snapshot snap-1 -n demo") && !exists(cluster, "snapshot snap-apps -n apps") &&
+           !exists(cluster, "repository repo-apps -n apps");
+  }));
+  auto waiting_message = [&](const std::string& bs) {
+    auto [code, out] = cluster.server.kubectl(
+        "get bs " + bs + " -n demo -o jsonpath='{.status.conditions[?(@.type==\"RepositoriesDeleted\")].message}'");
+    return code == 0 ? out : std::string();
+  };
+  REQUIRE(test::eventually([&] {
+    return waiting_message("keep").find("Snapshot demo/snap-held (finalizers: example.com/hold)") != std::string::npos &&
+           waiting_message("wipe").find("Snapshot demo/snap-wipe (finalizers: example.com/hold)") != std::string::npos;
+  }));
+  CHECK_THAT(waiting_message("keep"), Catch::Contains("Repository demo/repo-keep"));
+  CHECK_FALSE(cluster.get("snapshot snap-held -n demo").at("metadata").as_object().if_contains("deletionTimestamp") ==
+              nullptr);
+  CHECK(cluster.get("repository repo-keep -n demo").at("metadata").as_object().if_contains("deletionTimestamp") ==
+        nullptr);  // not deleted while its Snapshots are there
+  CHECK(exists(cluster, "repository repo-wipe -n demo"));
+  CHECK(exists(cluster, "bs keep -n demo"));
+  CHECK(exists(cluster, "bs wipe -n demo"));
+  CHECK(test::fs::exists(cluster.root / "data/wipe/repo-wipe/data"));  // the wipe comes after the Repositories
+
+  // The other controller lets its Snapshots go: the Repositories follow, then the storages (wiped for WipeOut).
+  for (const char* held : {"snap-held", "snap-wipe"})
+    cluster.kubectl(std::string("patch snapshot ") + held +
+                    " -n demo --type=json -p '[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]'");
+  REQUIRE(test::eventually([&] { return !exists(cluster, "bs keep -n demo") && !exists(cluster, "bs wipe -n demo"); },
+                           std::chrono::seconds(60)));
+  CHECK_FALSE(exists(cluster, "repository repo-keep -n demo"));
+  CHECK_FALSE(exists(cluster, "repository repo-wipe -n demo"));
+  CHECK_FALSE(exists(cluster, "snapshot snap-held -n demo"));
+  CHECK_FALSE(test::fs::exists(cluster.root / "data/wipe/repo-wipe/data"));
+  CHECK(test::fs::exists(cluster.root / "data/keep/metadata.yaml"));  // Delete keeps the data
+  // Another storage's objects, and a Snapshot of a Repository of the same name elsewhere, stay.
+  CHECK(exists(cluster, "repository repo-other -n demo"));
+  CHECK(exists(cluster, "snapshot snap-other -n demo"));
+  CHECK(exists(cluster, "snapshot snap-not-keeps -n apps"));
+  CHECK(cluster.phase("other") == "Ready");
+
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  // Every request was allowed by deploy/base/rbac.yaml, the deletes among them.
+  CHECK(cluster.forbidden() == 0);
+  const auto stats = cluster.server.stats();
+  const auto& by_path = stats.at("requests_by_path").as_object();
+  for (const char* request : {"list /apis/storage.kubestash.com/v1alpha1/namespaces/apps/snapshots",
+                              "delete /apis/storage.kubestash.com/v1alpha1/namespaces/demo/snapshots/snap-1",
+                              "delete /apis/storage.kubestash.com/v1alpha1/namespaces/apps/repositories/repo-apps",
+                              "delete /apis/storage.kubestash.com/v1alpha1/namespaces/demo/repositories/repo-wipe"}) {
+    INFO(request << " in " << json::serialize(by_path));
+    CHECK(by_path.if_contains(request) != nullptr);
+  }
+}

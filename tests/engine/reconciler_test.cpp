@@ -406,3 +406,123 @@ TEST_CASE("a WipeOut failing transiently is retried with backoff, and reported f
                              Catch::Contains("failed before removing anything"));
   CHECK(rig.world.get({"demo", "cloud"})->deleting);  // kept: its data may still be there
 }
+
+namespace {
+
+// The offline world, plus Repositories and Snapshots that use the storage, as KubeWorld reports them:
+// `still_there` is what each call of delete_dependents leaves (or `failure`, when set); `calls`
+// records the order of the deletion's steps.
+struct WithDependents final : ReconcileTarget {
+  OfflineWorld& world;
+  std::vector<std::string> still_there;
+  std::optional<TargetError> failure;
+  std::vector<std::string> calls;
+  int status_writes = 0;
+  explicit WithDependents(OfflineWorld& w) : world(w) {}
+  std::optional<Lookup> get(const ObjectKey& key) override { return world.get(key); }
+  boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey key) override {
+    co_return co_await world.secret(std::move(key));
+  }
+  boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& o) override {
+    co_return co_await world.ensure_finalizer(o);
+  }
+  boost::asio::awaitable<TargetResult<Ok>> write_status(const kube::BackupStorage& o,
+                                                        kube::BackupStorageStatus st) override {
+    ++status_writes;
+    co_return co_await world.write_status(o, std::move(st));
+  }
+  boost::asio::awaitable<TargetResult<Dependents>> delete_dependents(const kube::BackupStorage&) override {
+    calls.push_back("delete_dependents");
+    if (failure) co_return *failure;
+    co_return Dependents{still_there};
+  }
+  boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& o) override {
+    calls.push_back("deletion_done");
+    co_return co_await world.deletion_done(o);
+  }
+  const LocationIndex& locations() const override { return world.locations(); }
+};
+
+}  // namespace
+
+TEST_CASE("deletion waits for the storage's Repositories and Snapshots to go, then wipes and lets it go") {
+  Rig rig("dependents");
+  rig.apply(test::local_storage("wiped", "/data/wiped", "WipeOut") + "---\n" +
+            test::local_storage("kept", "/data/kept", "Delete"));
+  CHECK(rig.reconcile("wiped").ready);
+  CHECK(rig.reconcile("kept").ready);
+  test::write_file(rig.dir / "root/data/wiped/snap-1", "backup");
+  WithDependents target(rig.world);
+  Reconciler reconciler(target, rig.backends, rig.facts, rig.fp, ReconcilerOptions{"v9.9.9"});
+  auto attempt = [&](const std::string& name) {
+    auto f = boost::asio::co_spawn(rig.io, reconciler.reconcile({"demo", name}), boost::asio::use_future);
+    rig.io.restart();
+    rig.io.run();
+    return f.get();
+  };
+  auto condition = [&](const std::string& name) -> std::optional<kube::Condition> {
+    auto found = rig.world.get({"demo", name});
+    REQUIRE(found);
+    const auto* c = kube::find_condition(found->object.status.conditions, kube::kConditionRepositoriesDeleted);
+    return c ? std::optional<kube::Condition>(*c) : std::nullopt;
+  };
+
+  for (const std::string name : {"wiped", "kept"}) {
+    INFO(name);
+    target.calls.clear();
+    target.still_there = {"Snapshot demo/snap-1 (finalizers: kubestash.com/cleanup)",
+                          "Repository demo/repo (after its Snapshots)"};
+    rig.world.storage_removed({"demo", name});
+    auto waiting = attempt(name);
+    CHECK(waiting.kind == Outcome::Transient);  // retried with backoff, never in a busy loop
+    CHECK_THAT(waiting.error, Catch::Contains("waiting for 2 objects"));
+    auto c = condition(name);
+    REQUIRE(c);
+    CHECK(c->status == "False");
+    CHECK(c->reason == "WaitingForRepositories");
+    CHECK_THAT(c->message, Catch::Contains("Snapshot demo/snap-1 (finalizers: kubestash.com/cleanup)") &&
+                               Catch::Contains("Repository demo/repo"));
+    CHECK(rig.world.get({"demo", name})->deleting);  // kept, with its finalizer
+    if (name == "wiped") CHECK(test::fs::exists(rig.dir / "root/data/wiped/snap-1"));  // not wiped while they are there
+    CHECK(target.calls == std::vector<std::string>{"delete_dependents"});
+
+    // Still waiting for the same ones: the status is not written again.
+    int writes = target.status_writes;
+    CHECK(attempt(name).kind == Outcome::Transient);
+    CHECK(target.status_writes == writes);
+
+    // All gone: the policy is applied and the object goes.
+    target.still_there.clear();
+    CHECK(attempt(name).kind == Outcome::Done);
+    CHECK_FALSE(rig.world.get({"demo", name}));
+    CHECK(target.calls.back() == "deletion_done");
+  }
+  CHECK_FALSE(test::fs::exists(rig.dir / "root/data/wiped/snap-1"));  // WipeOut, after its Repositories
+  CHECK(test::fs::exists(rig.dir / "root/data/kept/metadata.yaml"));  // Delete keeps the data
+}
+
+TEST_CASE("deletion: Repositories that cannot be deleted keep the storage and its data, and say why") {
+  Rig rig("dependents-fail");
+  rig.apply(test::local_storage("wiped", "/data/wiped", "WipeOut"));
+  CHECK(rig.reconcile("wiped").ready);
+  WithDependents target(rig.world);
+  target.failure = TargetError{"deleting Repository demo/repo: forbidden (HTTP 403); the controller's ClusterRole "
+                               "needs delete on repositories.storage.kubestash.com",
+                               false};
+  Reconciler reconciler(target, rig.backends, rig.facts, rig.fp, ReconcilerOptions{"v9.9.9"});
+  rig.world.storage_removed({"demo", "wiped"});
+  auto f = boost::asio::co_spawn(rig.io, reconciler.reconcile({"demo", "wiped"}), boost::asio::use_future);
+  rig.io.restart();
+  rig.io.run();
+  auto out = f.get();
+  CHECK(out.kind == Outcome::Permanent);
+  auto found = rig.world.get({"demo", "wiped"});
+  REQUIRE(found);
+  CHECK(found->deleting);
+  const auto* c = kube::find_condition(found->object.status.conditions, kube::kConditionRepositoriesDeleted);
+  REQUIRE(c);
+  CHECK(c->reason == "RepositoryDeletionFailed");
+  CHECK_THAT(c->message, Catch::Contains("needs delete on repositories.storage.kubestash.com"));
+  CHECK(test::fs::exists(rig.dir / "root/data/wiped/metadata.yaml"));
+  CHECK(target.calls == std::vector<std::string>{"delete_dependents"});
+}
