@@ -177,6 +177,16 @@ const Child* Family<Child>::find(LabelValues values) const {
   return it == children_.end() ? nullptr : it->second.get();
 }
 
+template <class Child>
+bool Family<Child>::remove(LabelValues values) {
+  check_arity(values);
+  std::lock_guard lock(mutex_);
+  auto it = children_.find(values);
+  if (it == children_.end()) return false;
+  children_.erase(it);
+  return true;
+}
+
 template class Family<CounterChild>;
 template class Family<GaugeChild>;
 template class Family<HistogramChild>;

@@ -10,7 +10,8 @@
 //  - Label values and help texts are escaped as the format requires (\\, \" and \n).
 //  - Updates are safe from any thread: a child's value is atomic, and a family's mutex is held only
 //    to find or create the child for a label set. `with()` returns a reference that stays valid for
-//    the registry's life, for hot paths that want to skip the lookup.
+//    the registry's life (unless `remove()` deletes that label set), for hot paths that want to skip
+//    the lookup.
 //  - A family with label names shows no samples until a label set is first used (as client_golang's
 //    *Vec types); a family without labels shows its one sample (0) from the start.
 // Programming errors (a bad metric or label name, a name registered twice, the wrong number of
@@ -94,6 +95,11 @@ class Family : public FamilyBase {
   Child& with(LabelValues values);
   // The child for these label values if it was used, else null (never creates one).
   const Child* find(LabelValues values) const;
+  // Deletes the series of these label values (client_golang's DeleteLabelValues), for families
+  // whose label sets come and go (one per object): it is no longer exposed, and a later with()
+  // starts it afresh at zero. True when it existed. A reference with() returned for that label set
+  // must not be used afterwards.
+  bool remove(LabelValues values);
 
  protected:
   using FamilyBase::FamilyBase;

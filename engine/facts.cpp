@@ -23,6 +23,11 @@ void FactBook::record(persistence::InitFact fact) {
   facts_[key] = std::move(fact);
 }
 
+const persistence::InitFact* FactBook::find(const ObjectKey& key) const {
+  auto it = facts_.find(key);
+  return it == facts_.end() ? nullptr : &it->second;
+}
+
 void FactBook::forget(const ObjectKey& key) {
   if (facts_.erase(key) && store_) store_->erase_fact(key.namespace_, key.name);
 }

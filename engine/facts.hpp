@@ -22,6 +22,8 @@ class FactBook {
                const std::string& fingerprint) const;
   void record(persistence::InitFact fact);
   void forget(const ObjectKey& key);
+  // The record for the storage, or null.
+  const persistence::InitFact* find(const ObjectKey& key) const;
   std::size_t size() const { return facts_.size(); }
 
  private:

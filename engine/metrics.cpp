@@ -2,6 +2,10 @@
 
 #include <string>
 
+#include "engine/facts.hpp"
+#include "engine/object_cache.hpp"
+#include "kube/conditions.hpp"
+
 namespace stowage::engine {
 
 namespace {
@@ -93,7 +97,19 @@ Metrics::Metrics(metrics::Registry& r)
                                                "The longest the reactor was kept from running ready work since the "
                                                "process started, in seconds.")),
       backupstorages(r.gauge("stowage_backupstorages", "BackupStorages known to the controller, by status phase.",
-                             {"phase"})) {}
+                             {"phase"})),
+      backupstorage_ready(r.gauge("stowage_backupstorage_ready",
+                                  "Whether the BackupStorage's phase is Ready (1) or not (0).",
+                                  {"namespace", "name", "provider"})),
+      backupstorage_last_initialized_timestamp_seconds(
+          r.gauge("stowage_backupstorage_last_initialized_timestamp_seconds",
+                  "Unix time the BackupStorage's backend was last found initialized (metadata.yaml written or in "
+                  "place).",
+                  {"namespace", "name", "provider"})),
+      backupstorage_wipeout_failed(r.gauge("stowage_backupstorage_wipeout_failed",
+                                           "Whether the BackupStorage's WipeOut failed and keeps it from being "
+                                           "deleted (1) or not (0).",
+                                           {"namespace", "name", "provider"})) {}
 
 void Metrics::controller_started(std::string_view controller, int max_concurrent) {
   for (auto result : {ReconcileResult::Success, ReconcileResult::Error, ReconcileResult::Requeue,
@@ -128,6 +144,46 @@ void Metrics::event_loop_sampled(std::chrono::duration<double> late) {
   event_loop_lag_seconds.set(seconds);
   event_loop_lag_distribution_seconds.observe(seconds);
   event_loop_longest_stall_seconds.with({}).set_max(seconds);
+}
+
+void Metrics::storages_observed(const std::vector<StorageSample>& storages) {
+  std::set<std::array<std::string, 3>> shown;
+  for (const auto& s : storages) {
+    metrics::LabelValues labels{s.namespace_, s.name, s.provider};
+    backupstorage_ready.set(labels, s.ready ? 1 : 0);
+    backupstorage_wipeout_failed.set(labels, s.wipeout_failed ? 1 : 0);
+    if (s.last_initialized)
+      backupstorage_last_initialized_timestamp_seconds.set(labels, *s.last_initialized);
+    else
+      backupstorage_last_initialized_timestamp_seconds.remove(labels);
+    shown.insert({s.namespace_, s.name, s.provider});
+  }
+  for (const auto& gone : storage_series_) {
+    if (shown.count(gone)) continue;
+    metrics::LabelValues labels{gone[0], gone[1], gone[2]};
+    backupstorage_ready.remove(labels);
+    backupstorage_wipeout_failed.remove(labels);
+    backupstorage_last_initialized_timestamp_seconds.remove(labels);
+  }
+  storage_series_ = std::move(shown);
+}
+
+std::vector<StorageSample> storage_samples(const ObjectCache& cache, const FactBook& facts) {
+  std::vector<StorageSample> out;
+  out.reserve(cache.storages().size());
+  for (const auto& [key, s] : cache.storages()) {
+    StorageSample sample;
+    sample.namespace_ = key.namespace_;
+    sample.name = key.name;
+    sample.provider = s.spec.storage.provider;
+    sample.ready = s.status.phase == kube::kPhaseReady;
+    if (const auto* fact = facts.find(key); fact && fact->uid == s.metadata.uid)
+      sample.last_initialized = static_cast<double>(fact->initialized_ms) / 1000.0;
+    const auto* wipe = kube::find_condition(s.status.conditions, kube::kConditionWipeOut);
+    sample.wipeout_failed = wipe && wipe->status == "False" && wipe->reason == kube::kReasonWipeOutFailed;
+    out.push_back(std::move(sample));
+  }
+  return out;
 }
 
 }  // namespace stowage::engine

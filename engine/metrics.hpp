@@ -11,9 +11,13 @@
 //   metrics.reconcile_total.inc({"backupstorage", "success"});
 //   auto timer = metrics.reconcile_time_seconds.start_timer({"backupstorage"});  // observes when destroyed
 //   metrics.reconcile_finished("backupstorage", ReconcileResult::Error, elapsed);  // total+errors+time at once
+#include <array>
 #include <chrono>
 #include <optional>
+#include <set>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/metrics.hpp"
 
@@ -27,6 +31,21 @@ enum class ReconcileResult {
   RequeueAfter,  // succeeded but asked to run again after a delay (Result.RequeueAfter)
 };
 std::string_view result_label(ReconcileResult result);  // "success" | "error" | "requeue" | "requeue_after"
+
+class FactBook;
+class ObjectCache;
+
+// One storage as the per-storage families show it.
+struct StorageSample {
+  std::string namespace_, name, provider;
+  bool ready = false;
+  std::optional<double> last_initialized;  // unix seconds; nullopt while this process has no record of it
+  bool wipeout_failed = false;
+};
+
+// The storages of `cache` (every storage the source still has, those being deleted included), with
+// the time `facts` records each (its current uid) as last found initialized.
+std::vector<StorageSample> storage_samples(const ObjectCache& cache, const FactBook& facts);
 
 struct Metrics {
   explicit Metrics(metrics::Registry& registry);
@@ -86,6 +105,17 @@ struct Metrics {
   // {phase}: BackupStorages known, by status phase ("Ready" | "NotReady"). Set every phase on
   // each recount (0 included), so an emptied phase reads 0 rather than its last count.
   metrics::Gauge& backupstorages;
+  // Per storage, {namespace, name, provider}: one series each while the storage is known, removed when
+  // it goes (deleted, or no longer watched) or changes provider; so at most one per storage.
+  // 1 while the storage's phase is Ready, else 0.
+  metrics::Gauge& backupstorage_ready;
+  // The unix time this process last found the storage's backend initialized (metadata.yaml written,
+  // found in place, or revalidated); absent while it has no such record (since the state directory was
+  // made, or for this uid).
+  metrics::Gauge& backupstorage_last_initialized_timestamp_seconds;
+  // 1 while the storage's WipeOut condition is False with reason WipeOutFailed (a wipe that failed and
+  // keeps the object), else 0.
+  metrics::Gauge& backupstorage_wipeout_failed;
 
   // ---- helpers that keep related families consistent -----------------------------------------
   // Creates the zero series controller-runtime creates when a controller starts (reconcile_total
@@ -100,6 +130,12 @@ struct Metrics {
                              std::chrono::duration<double> took);
   // One LagMonitor sample: the last-sample gauge, the histogram and the longest stall.
   void event_loop_sampled(std::chrono::duration<double> late);
+  // Sets the per-storage families to exactly `storages`: the series of every storage not among them
+  // are removed. Call from one thread (the reactor's gauge refresh).
+  void storages_observed(const std::vector<StorageSample>& storages);
+
+ private:
+  std::set<std::array<std::string, 3>> storage_series_;  // the label sets shown now
 };
 
 }  // namespace stowage::engine

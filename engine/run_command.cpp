@@ -162,6 +162,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
     for (const auto& [_, s] : hooks.cache().storages()) (s.status.phase == "Ready" ? ready : not_ready) += 1;
     rt.metrics.backupstorages.set({"Ready"}, ready);
     rt.metrics.backupstorages.set({"NotReady"}, not_ready);
+    rt.metrics.storages_observed(storage_samples(hooks.cache(), rt.facts));
     gauges.expires_after(std::chrono::seconds(1));
     gauges.async_wait([&](boost::system::error_code ec) {
       if (!ec) refresh();

@@ -152,6 +152,26 @@ TEST_CASE("gauges go up, down, and keep a maximum") {
   CHECK(longest.value() == 2);
 }
 
+TEST_CASE("a removed series is no longer exposed, and an emptied family shows nothing") {
+  metrics::Registry r;
+  auto& ready = r.gauge("ready", "Per object.", {"namespace", "name"});
+  ready.set({"demo", "a"}, 1);
+  ready.set({"demo", "b"}, 0);
+  CHECK(ready.remove({"demo", "a"}));
+  CHECK_FALSE(ready.remove({"demo", "a"}));  // already gone
+  CHECK_FALSE(ready.remove({"demo", "never"}));
+  CHECK(r.expose() == "# HELP ready Per object.\n# TYPE ready gauge\nready{namespace=\"demo\",name=\"b\"} 0\n");
+  CHECK(ready.remove({"demo", "b"}));
+  CHECK(r.expose().empty());
+  ready.set({"demo", "a"}, 1);  // comes back afresh
+  CHECK(ready.value({"demo", "a"}) == 1);
+  CHECK_THROWS_AS(ready.remove({"demo"}), std::invalid_argument);
+  auto& total = r.counter("seen_total", "Counted.", {"name"});
+  total.inc({"x"}, 3);
+  CHECK(total.remove({"x"}));
+  CHECK(total.value({"x"}) == 0);
+}
+
 TEST_CASE("misuse is a programming error and throws") {
   metrics::Registry r;
   CHECK_THROWS_AS(r.counter("bad-name", "x"), std::invalid_argument);

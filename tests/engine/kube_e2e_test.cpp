@@ -500,6 +500,20 @@ TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz")
   CHECK(test::eventually([&] {
     return gauge("workqueue_longest_running_processor_seconds") == 0 && gauge("workqueue_unfinished_work_seconds") == 0;
   }));
+  // One series per storage in the per-storage families; a deleted storage's go with it.
+  auto metrics_text = [&] { return test_support::plain_http(metrics_port, "GET", "/metrics").second; };
+  const std::string m1_labels = "{namespace=\"demo\",name=\"m1\",provider=\"local\"}";
+  CHECK(test::eventually([&] {
+    std::string text = metrics_text();
+    return text.find("stowage_backupstorage_ready" + m1_labels + " 1\n") != std::string::npos &&
+           text.find("stowage_backupstorage_wipeout_failed" + m1_labels + " 0\n") != std::string::npos &&
+           text.find("stowage_backupstorage_last_initialized_timestamp_seconds" + m1_labels + " 1") != std::string::npos;
+  }));
+  CHECK(metrics_text().find("stowage_backupstorage_ready{namespace=\"demo\",name=\"m0\",provider=\"local\"} 1\n") !=
+        std::string::npos);
+  cluster.kubectl("delete bs m1 -n demo --timeout=30s");
+  CHECK(test::eventually([&] { return metrics_text().find("name=\"m1\"") == std::string::npos; }));
+  CHECK(metrics_text().find("name=\"m0\"") != std::string::npos);
   std::tie(status, body) = test_support::plain_http(metrics_port, "GET", "/metrics");
   test::write_file(cluster.dir / "metrics.txt", body);
   std::string cmd = "promtool check metrics < '" + (cluster.dir / "metrics.txt").string() + "' > '" +

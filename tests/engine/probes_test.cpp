@@ -31,8 +31,11 @@
 
 #include "common/http_client.hpp"
 #include "common/metrics.hpp"
+#include "engine/facts.hpp"
 #include "engine/metrics.hpp"
+#include "engine/object_cache.hpp"
 #include "engine/probes.hpp"
+#include "kube/conditions.hpp"
 #include "engine/support.hpp"
 
 using namespace stowage;
@@ -158,6 +161,8 @@ void populate(engine::Metrics& m) {
   m.event_loop_sampled(1ms);
   m.backupstorages.set({"Ready"}, 2);
   m.backupstorages.set({"NotReady"}, 1);
+  m.storages_observed({{"demo", "s3-a", "s3", true, 1767225600.5, false},
+                       {"demo", "odd \"name\"", "local", false, std::nullopt, true}});
 }
 
 const std::vector<std::string> kFamilies = {
@@ -182,6 +187,9 @@ const std::vector<std::string> kFamilies = {
     "stowage_event_loop_lag_distribution_seconds",
     "stowage_event_loop_longest_stall_seconds",
     "stowage_backupstorages",
+    "stowage_backupstorage_ready",
+    "stowage_backupstorage_last_initialized_timestamp_seconds",
+    "stowage_backupstorage_wipeout_failed",
 };
 
 std::string lower(std::string s) {
@@ -253,6 +261,87 @@ TEST_CASE("metrics: every family is served and the real promtool check metrics a
   INFO(lint);
   CHECK(rc == 0);
   CHECK(lint.empty());
+}
+
+namespace {
+
+kube::BackupStorage storage_for_metrics(const std::string& ns, const std::string& name, const std::string& provider,
+                                        const std::string& phase) {
+  kube::BackupStorage s;
+  s.metadata.namespace_ = ns;
+  s.metadata.name = name;
+  s.metadata.uid = "uid-" + name;
+  s.spec.storage.provider = provider;
+  s.status.phase = phase;
+  return s;
+}
+
+// The metrics text checked by the real promtool; its complaints, or "" when it accepts it.
+std::string promtool_complaints(const std::string& text, const test::fs::path& dir) {
+  test::write_file(dir / "metrics.txt", text);
+  auto [lint, rc] = shell("promtool check metrics < " + (dir / "metrics.txt").string());
+  return rc == 0 && lint.empty() ? "" : "rc " + std::to_string(rc) + ": " + lint;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: one series per storage for ready, last initialized and wipeout failed, gone with the storage") {
+  auto dir = test::temp_dir("probes-storage-series");
+  REQUIRE(have("promtool"));
+  metrics::Registry registry;
+  engine::Metrics m(registry);
+  engine::ObjectCache cache;
+  engine::FactBook facts(nullptr, {});
+  cache.upsert(storage_for_metrics("demo", "ready", "s3", "Ready"));
+  auto failing = storage_for_metrics("demo", "wiping", "local", "Ready");
+  kube::Condition wipe;
+  wipe.type = kube::kConditionWipeOut;
+  wipe.status = "False";
+  wipe.reason = kube::kReasonWipeOutFailed;
+  failing.status.conditions.push_back(wipe);
+  cache.upsert(failing);
+  cache.upsert(storage_for_metrics("apps", "never", "gcs", "NotReady"));
+  facts.record({"demo", "ready", "uid-ready", 1, "id", "fp", 1767225600500});
+  facts.record({"demo", "wiping", "uid-earlier-storage", 1, "id", "fp", 1000});  // another uid: not this one's
+
+  m.storages_observed(engine::storage_samples(cache, facts));
+  std::string text = registry.expose();
+  INFO(text);
+  for (const char* line :
+       {"stowage_backupstorage_ready{namespace=\"demo\",name=\"ready\",provider=\"s3\"} 1\n",
+        "stowage_backupstorage_ready{namespace=\"apps\",name=\"never\",provider=\"gcs\"} 0\n",
+        "stowage_backupstorage_ready{namespace=\"demo\",name=\"wiping\",provider=\"local\"} 1\n",
+        "stowage_backupstorage_last_initialized_timestamp_seconds{namespace=\"demo\",name=\"ready\",provider=\"s3\"} "
+        "1.7672256005e+09\n",  // Go's 'g' formatting, as client_golang prints it
+        "stowage_backupstorage_wipeout_failed{namespace=\"demo\",name=\"wiping\",provider=\"local\"} 1\n",
+        "stowage_backupstorage_wipeout_failed{namespace=\"demo\",name=\"ready\",provider=\"s3\"} 0\n",
+        "# TYPE stowage_backupstorage_last_initialized_timestamp_seconds gauge\n"}) {
+    INFO(line);
+    CHECK(text.find(line) != std::string::npos);
+  }
+  // No record for this uid: no timestamp series (never a misleading 0 or another storage's time).
+  CHECK(text.find("last_initialized_timestamp_seconds{namespace=\"apps\"") == std::string::npos);
+  CHECK(text.find("last_initialized_timestamp_seconds{namespace=\"demo\",name=\"wiping\"") == std::string::npos);
+  CHECK(promtool_complaints(text, dir).empty());
+
+  // One storage deleted, one changing provider: their old series go, the new provider's appears.
+  cache.erase_storage({"demo", "wiping"});
+  cache.upsert(storage_for_metrics("apps", "never", "azure", "NotReady"));
+  m.storages_observed(engine::storage_samples(cache, facts));
+  text = registry.expose();
+  CHECK(text.find("name=\"wiping\"") == std::string::npos);
+  CHECK(text.find("provider=\"gcs\"") == std::string::npos);
+  CHECK(text.find("stowage_backupstorage_ready{namespace=\"apps\",name=\"never\",provider=\"azure\"} 0\n") !=
+        std::string::npos);
+  CHECK(promtool_complaints(text, dir).empty());
+
+  // None left: the families show nothing at all, and the text is still valid.
+  cache.erase_storage({"demo", "ready"});
+  cache.erase_storage({"apps", "never"});
+  m.storages_observed(engine::storage_samples(cache, facts));
+  text = registry.expose();
+  CHECK(text.find("stowage_backupstorage_") == std::string::npos);
+  CHECK(promtool_complaints(text, dir).empty());
 }
 
 TEST_CASE("probes: healthz answers ok and readyz gives the engine's reason until it is ready") {
