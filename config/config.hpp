@@ -54,6 +54,7 @@ struct Config {
   Millis retry_cap{300000};                           // reconcile.retry-cap
   Millis permanent_retry{600000};                     // reconcile.permanent-retry
   Millis revalidate_period{600000};                   // reconcile.revalidate-period: 0 = never
+  int max_interrupted = 5;                            // reconcile.max-interrupted
   Millis commit_interval{5};                          // store.commit-interval
   std::string synchronous = "full";                   // store.synchronous: full | normal
   Millis shutdown_grace{10000};                       // shutdown.grace-period

@@ -210,6 +210,10 @@ std::vector<Setting> make_table() {
       {"reconcile.revalidate-period", "--revalidate-period",
        "How often a Ready storage's backend is checked again (a revoked key or a deleted bucket turns it NotReady); 0 never",
        Duration{&Config::revalidate_period, kZeroAllowed}},
+      {"reconcile.max-interrupted", "--reconcile-max-interrupted",
+       "Attempts in a row that the process's end (a crash, kill -9) cut short, after which a storage is parked: "
+       "retried only every reconcile.permanent-retry until an attempt finishes",
+       Integer{&Config::max_interrupted, 1, 1000}},
       {"store.commit-interval", "--commit-interval",
        "How long state writes are grouped before one commit; 0 commits on the next reactor turn",
        Duration{&Config::commit_interval, kZeroAllowed}},

@@ -17,12 +17,11 @@ constexpr std::string_view kName = "backupstorage";  // controller and work-queu
 }
 
 Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
-                       ControllerOptions options, persistence::WorkQueue::Clock clock, Metrics* metrics)
+                       ControllerOptions options, Metrics* metrics)
     : executor_(executor),
       queue_(queue),
       reconciler_(reconciler),
       options_(options),
-      clock_(std::move(clock)),
       backoff_(options.retry_base, options.retry_cap),
       timer_(std::make_unique<Timer>(executor)),
       unfinished_timer_(std::make_unique<Timer>(executor)),
@@ -39,7 +38,10 @@ Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQ
 Controller::~Controller() { queue_.on_added(nullptr); }
 
 void Controller::start() {
-  if (metrics_) metrics_->controller_started(kName, options_.workers);
+  if (metrics_) {
+    metrics_->controller_started(kName, options_.workers);
+    metrics_->workqueue_parked_items.set({kName}, static_cast<double>(parked_.size()));
+  }
   running_ = true;
   pump();
 }
@@ -58,6 +60,30 @@ std::chrono::milliseconds Controller::retry_delay(const Outcome& outcome, int at
   return backoff_.next(attempts);
 }
 
+void Controller::restore(const std::vector<persistence::QueueRow>& rows) {
+  queue_.restore(rows, [this](const persistence::QueueRow& row) { return interrupted_delay(row); });
+}
+
+std::chrono::milliseconds Controller::interrupted_delay(const persistence::QueueRow& row) {
+  if (row.interrupted < options_.max_interrupted) {
+    // The same backoff as a failed attempt after the failures before this one.
+    Outcome interrupted;
+    interrupted.kind = Outcome::Transient;
+    auto delay = retry_delay(interrupted, row.attempts - 1);
+    spdlog::warn("{}: the previous process ended while reconciling it ({} of {} interrupted attempts in a row "
+                 "before it is parked); retry in {} ms",
+                 row.key.object_name(), row.interrupted, options_.max_interrupted, delay.count());
+    return delay;
+  }
+  parked_.insert(row.key.str());
+  if (metrics_) metrics_->workqueue_parked_items.set({kName}, static_cast<double>(parked_.size()));
+  spdlog::error("{}: parked: the process ended {} times in a row while reconciling it (reconcile.max-interrupted "
+                "is {}); it is retried only every {} ms (reconcile.permanent-retry) until an attempt finishes. "
+                "Look for the cause (out of memory, a crash) in the previous process's log and report it",
+                row.key.object_name(), row.interrupted, options_.max_interrupted, options_.permanent_retry.count());
+  return options_.permanent_retry;
+}
+
 // Claims due items up to the concurrency limit, then sleeps until the next one is due.
 void Controller::pump() {
   pump_posted_ = false;
@@ -65,20 +91,19 @@ void Controller::pump() {
   while (in_flight_ < static_cast<std::size_t>(options_.workers)) {
     auto item = queue_.claim();
     if (!item) break;
-    if (metrics_ && item->next_attempt_ms > 0)
-      metrics_->workqueue_queue_duration_seconds.observe(
-          {kName}, std::max<std::int64_t>(0, clock_() - item->next_attempt_ms) / 1000.0);
+    if (metrics_)
+      metrics_->workqueue_queue_duration_seconds.observe({kName},
+                                                         std::max<std::int64_t>(0, item->overdue.count()) / 1000.0);
     run(std::move(*item));
   }
-  if (metrics_) metrics_->workqueue_depth.set({kName}, static_cast<double>(queue_.due_by(clock_())));
+  if (metrics_) metrics_->workqueue_depth.set({kName}, static_cast<double>(queue_.due()));
   arm_timer();
 }
 
 void Controller::arm_timer() {
-  auto due = queue_.next_due();
-  if (!due || in_flight_ >= static_cast<std::size_t>(options_.workers)) return;
-  auto wait = std::chrono::milliseconds(std::max<std::int64_t>(0, *due - clock_()));
-  timer_->t.expires_after(wait);
+  auto wait = queue_.next_due_in();
+  if (!wait || in_flight_ >= static_cast<std::size_t>(options_.workers)) return;
+  timer_->t.expires_after(*wait);
   timer_->t.async_wait([this](boost::system::error_code ec) {
     if (!ec) pump();
   });
@@ -144,15 +169,17 @@ void Controller::arm_unfinished_work_timer() {
 
 void Controller::finish(const persistence::QueueRow& item, const Outcome& outcome) {
   --in_flight_;
+  if (parked_.erase(item.key.str()) && metrics_)  // an attempt ended without ending the process
+    metrics_->workqueue_parked_items.set({kName}, static_cast<double>(parked_.size()));
   if (outcome.kind == Outcome::Done) {
     if (outcome.ready && options_.revalidate_period.count() > 0)
-      queue_.complete_after(item.key, clock_() + options_.revalidate_period.count(), kRevalidateReason);
+      queue_.complete_after(item.key, options_.revalidate_period, kRevalidateReason);
     else
       queue_.complete(item.key);
   } else {
     auto delay = retry_delay(outcome, item.attempts);
     spdlog::debug("{}: retry in {} ms: {}", item.key.object_name(), delay.count(), outcome.error);
-    queue_.fail(item.key, outcome.error, clock_() + delay.count());
+    queue_.fail(item.key, outcome.error, delay);
   }
   if (observer_) observer_(item.key, outcome);
   if (running_) {

@@ -5,6 +5,11 @@
 //    Permanent -> retried after permanent-retry (any change to the object or its Secret re-runs
 //    it at once), Done -> forgotten until something changes, or (Ready, with a revalidate period)
 //    checked again after that period;
+//  - an item the previous process was running when it ended (crash, kill -9) is retried with the
+//    Transient backoff; after `max_interrupted` such attempts in a row it is parked: an error log
+//    naming the storage, the stowage_workqueue_parked_items gauge, and retries only every
+//    permanent-retry until an attempt ends (success or failure) without the process ending;
+//  - the schedule is monotonic (the queue's steady clock): a wall-clock step moves no retry;
 //  - stop(): no new work is claimed; drained() completes when in-flight reconciles have finished.
 // Nothing runs before the source has delivered its first listing (start() is called after it).
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +18,8 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "common/backoff.hpp"
 #include "engine/metrics.hpp"
@@ -29,6 +36,8 @@ struct ControllerOptions {
   // A Ready storage is queued again this long after its last reconcile, with the reason
   // kRevalidateReason, and its backend is then checked even though nothing changed. 0 = never.
   std::chrono::milliseconds revalidate_period{0};
+  // Consecutive attempts cut short by the process's end after which an item is parked.
+  int max_interrupted = 5;
 };
 
 inline constexpr const char* kRevalidateReason = "revalidate";
@@ -39,8 +48,12 @@ class Controller {
 
   // metrics may be null; otherwise the reconcile and work-queue families are kept up to date.
   Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
-             ControllerOptions options, persistence::WorkQueue::Clock clock, Metrics* metrics = nullptr);
+             ControllerOptions options, Metrics* metrics = nullptr);
   ~Controller();
+
+  // Start-up: hands the rows the previous process left to the queue, applying the error policy to
+  // those it was running when it ended (see above). Before start().
+  void restore(const std::vector<persistence::QueueRow>& rows);
 
   void start();
   void stop();
@@ -52,6 +65,10 @@ class Controller {
 
   // The delay the error policy picks for an outcome after `attempts` earlier failures.
   std::chrono::milliseconds retry_delay(const Outcome& outcome, int attempts);
+  // The delay for an item found interrupted at start (`row` counts the interruption); parks it at
+  // max_interrupted.
+  std::chrono::milliseconds interrupted_delay(const persistence::QueueRow& row);
+  std::size_t parked() const { return parked_.size(); }
 
  private:
   void pump();
@@ -68,12 +85,12 @@ class Controller {
   persistence::WorkQueue& queue_;
   Reconciler& reconciler_;
   ControllerOptions options_;
-  persistence::WorkQueue::Clock clock_;
   FullJitterBackoff backoff_;
   std::unique_ptr<Timer> timer_;
   std::unique_ptr<Timer> unfinished_timer_;
   bool unfinished_timer_armed_ = false;
   std::multiset<std::chrono::steady_clock::time_point> processing_;  // start times of reconciles in flight
+  std::set<std::string> parked_;  // QueueKey::str() of the parked items
   std::size_t in_flight_ = 0;
   std::uint64_t reconciles_ = 0;
   bool running_ = false;

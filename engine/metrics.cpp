@@ -70,6 +70,11 @@ Metrics::Metrics(metrics::Registry& r)
       workqueue_longest_running_processor_seconds(
           r.gauge("workqueue_longest_running_processor_seconds",
                   "How many seconds has the longest running processor for workqueue been running.", {"name"})),
+      workqueue_parked_items(r.gauge("stowage_workqueue_parked_items",
+                                     "Work items parked because the process ended while reconciling them "
+                                     "reconcile.max-interrupted times in a row; retried every "
+                                     "reconcile.permanent-retry.",
+                                     {"name"})),
       rest_client_requests_total(r.counter("rest_client_requests_total",
                                            "Number of HTTP requests, partitioned by status code, method, and host.",
                                            {"code", "method", "host"})),

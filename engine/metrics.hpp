@@ -80,6 +80,9 @@ struct Metrics {
   metrics::Gauge& workqueue_unfinished_work_seconds;
   // {name}: seconds the longest-running in-flight key has been processed; refreshed with the above.
   metrics::Gauge& workqueue_longest_running_processor_seconds;
+  // {name}: items parked after reconcile.max-interrupted attempts in a row that the process's end
+  // cut short (a crash loop); they are retried only every reconcile.permanent-retry. Alert on > 0.
+  metrics::Gauge& workqueue_parked_items;
 
   // ---- client-go REST client (the Kubernetes API) ---------------------------------------------
   // {code, method, host}: one per request; code = the HTTP status ("200") or "<error>" when no

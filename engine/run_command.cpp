@@ -157,7 +157,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
   std::function<void()> refresh = [&] {
     rt.metrics.event_loop_longest_stall_seconds.set(std::chrono::duration<double>(rt.lag.longest()).count());
     rt.metrics.event_loop_lag_seconds.set(std::chrono::duration<double>(rt.lag.percentile(99)).count());
-    rt.metrics.workqueue_depth.set({"backupstorage"}, static_cast<double>(rt.queue.due_by(wall_now_ms())));
+    rt.metrics.workqueue_depth.set({"backupstorage"}, static_cast<double>(rt.queue.due()));
     double ready = 0, not_ready = 0;
     for (const auto& [_, s] : hooks.cache().storages()) (s.status.phase == "Ready" ? ready : not_ready) += 1;
     rt.metrics.backupstorages.set({"Ready"}, ready);
@@ -218,7 +218,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
 }
 
 void restore_queue(Runtime& rt) {
-  rt.queue.restore(rt.store->load_queue());
+  rt.controller.restore(rt.store->load_queue());
   if (rt.queue.size() > 0) spdlog::info("replaying {} work items left from the previous run", rt.queue.size());
 }
 

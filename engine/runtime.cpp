@@ -205,7 +205,8 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                        : nullptr),
       reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version, &metrics}),
       controller(io.get_executor(), queue, reconciler,
-                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period}, wall_now_ms,
+                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period,
+                                   c.max_interrupted},
                  &metrics),
       lag(io.get_executor()) {}
 

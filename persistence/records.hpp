@@ -27,6 +27,7 @@ struct QueueRow {
   std::int64_t next_attempt_ms = 0;  // wall clock, Unix milliseconds
   std::string last_error;       // secret-free message of the last failure
   ItemState state = ItemState::Pending;
+  int interrupted = 0;          // consecutive attempts cut short by the process's end (crash, kill -9)
 };
 
 // "This storage was initialized at T for (uid, generation, backend identity, credential fingerprint)":

@@ -53,6 +53,10 @@ CREATE TABLE kube_objects (
 CREATE TABLE kube_checkpoints (
   resource TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, resource_version TEXT NOT NULL) WITHOUT ROWID;
 )sql",
+    // Consecutive attempts interrupted by the process's end (poison items back off, then are parked).
+    R"sql(
+ALTER TABLE queue ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == StateStore::kSchemaVersion);
 
@@ -159,8 +163,8 @@ struct Batch {
 struct WriteStatements {
   explicit WriteStatements(sqlite3* db)
       : put_queue(db,
-                  "INSERT OR REPLACE INTO queue(kind,namespace,name,reason,attempts,next_attempt_ms,last_error,state) "
-                  "VALUES(?,?,?,?,?,?,?,?)"),
+                  "INSERT OR REPLACE INTO queue(kind,namespace,name,reason,attempts,next_attempt_ms,last_error,state,"
+                  "interrupted) VALUES(?,?,?,?,?,?,?,?,?)"),
         del_queue(db, "DELETE FROM queue WHERE kind=? AND namespace=? AND name=?"),
         put_fact(db,
                  "INSERT OR REPLACE INTO initialized(namespace,name,uid,generation,backend_identity,"
@@ -185,7 +189,7 @@ struct WriteStatements {
       }
       put_queue.bind(1, k.kind).bind(2, k.namespace_).bind(3, k.name).bind(4, row->reason);
       put_queue.bind(5, std::int64_t{row->attempts}).bind(6, row->next_attempt_ms).bind(7, row->last_error);
-      put_queue.bind(8, std::string(state_name(row->state))).run();
+      put_queue.bind(8, std::string(state_name(row->state))).bind(9, std::int64_t{row->interrupted}).run();
     }
     for (auto& [k, f] : b.facts) {
       if (!f) {
@@ -474,11 +478,12 @@ Result<std::unique_ptr<StateStore>, std::string> StateStore::open(const fs::path
 std::vector<QueueRow> StateStore::load_queue() {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
-         "SELECT kind,namespace,name,reason,attempts,next_attempt_ms,last_error,state FROM queue");
+         "SELECT kind,namespace,name,reason,attempts,next_attempt_ms,last_error,state,interrupted FROM queue");
   std::vector<QueueRow> out;
   while (s.step()) {
     QueueRow r{{s.text(0), s.text(1), s.text(2)}, s.text(3), static_cast<int>(s.integer(4)), s.integer(5),
-               s.text(6), s.text(7) == "processing" ? ItemState::Processing : ItemState::Pending};
+               s.text(6), s.text(7) == "processing" ? ItemState::Processing : ItemState::Pending,
+               static_cast<int>(s.integer(8))};
     out.push_back(std::move(r));
   }
   return out;

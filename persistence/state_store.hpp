@@ -39,7 +39,7 @@ struct StoreStats {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) <state_dir>/state.db for the controller. Blocking: call before the
   // reactor runs. Error: a message naming the file and what to do.

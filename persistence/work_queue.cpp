@@ -1,31 +1,81 @@
 #include "persistence/work_queue.hpp"
 
+#include <algorithm>
+
 #include "persistence/state_store.hpp"
 
 namespace stowage::persistence {
 
-WorkQueue::WorkQueue(StateStore* store, Clock clock) : store_(store), clock_(std::move(clock)) {}
+namespace {
+// A journaled due time further than this from the wall clock's now (a corrupt row, a clock far
+// off) is taken as this far: the conversion to the steady clock must not overflow.
+constexpr std::int64_t kLongestShiftMs = std::int64_t{10} * 366 * 24 * 3600 * 1000;
+}  // namespace
+
+// ---- Schedule ---------------------------------------------------------------------------------
+
+WorkQueue::Schedule::Entries::iterator WorkQueue::Schedule::insert(SteadyTime at, std::string id) {
+  auto it = entries_.emplace(at, std::move(id));  // after any equal ones: the boundary stays valid
+  if (at <= seen_)
+    ++due_;
+  else if (boundary_ == entries_.end() || at < boundary_->first)
+    boundary_ = it;
+  return it;
+}
+
+void WorkQueue::Schedule::erase(Entries::iterator it) {
+  if (it->first <= seen_)
+    --due_;
+  else if (it == boundary_)
+    boundary_ = std::next(it);
+  entries_.erase(it);
+}
+
+std::size_t WorkQueue::Schedule::due_at(SteadyTime now) const {
+  if (now <= seen_) return due_;
+  seen_ = now;
+  for (; boundary_ != entries_.end() && boundary_->first <= seen_; ++boundary_) ++due_;
+  return due_;
+}
+
+// ---- WorkQueue --------------------------------------------------------------------------------
+
+WorkQueue::WorkQueue(StateStore* store, Clock wall_clock, SteadyClock steady_clock)
+    : store_(store), wall_(std::move(wall_clock)), steady_(std::move(steady_clock)) {}
 
 WorkQueue::Item* WorkQueue::find(const QueueKey& key) {
   auto it = items_.find(key.str());
   return it == items_.end() ? nullptr : &it->second;
 }
 
-void WorkQueue::journal(const Item& item) {
+WorkQueue::SteadyTime WorkQueue::after_now(Millis after) const { return steady_() + std::max(after, Millis(0)); }
+
+WorkQueue::SteadyTime WorkQueue::steady_of(std::int64_t wall_ms) const {
+  std::int64_t now = wall_();
+  return steady_() + Millis(std::clamp(wall_ms, now - kLongestShiftMs, now + kLongestShiftMs) - now);
+}
+
+std::int64_t WorkQueue::wall_of(SteadyTime t) const {
+  return wall_() + std::chrono::duration_cast<Millis>(t - steady_()).count();
+}
+
+// The journal holds the due time as wall-clock Unix ms, computed when written.
+void WorkQueue::journal(Item& item) {
+  item.row.next_attempt_ms = wall_of(item.due);
   if (store_) store_->put(item.row);
 }
 
-void WorkQueue::schedule(Item& item, std::int64_t at_ms) {
+void WorkQueue::schedule(Item& item, SteadyTime at) {
   unschedule(item);
   item.row.state = ItemState::Pending;
-  item.row.next_attempt_ms = at_ms;
-  item.due_it = due_.emplace(at_ms, item.row.key.str());
+  item.due = at;
+  item.due_it = schedule_.insert(at, item.row.key.str());
   item.scheduled = true;
 }
 
 void WorkQueue::unschedule(Item& item) {
   if (!item.scheduled) return;
-  due_.erase(item.due_it);
+  schedule_.erase(item.due_it);
   item.scheduled = false;
 }
 
@@ -37,30 +87,32 @@ void WorkQueue::forget(const std::string& id) {
   items_.erase(it);
 }
 
-void WorkQueue::restore(const std::vector<QueueRow>& rows) {
+void WorkQueue::restore(const std::vector<QueueRow>& rows, const InterruptedPolicy& retry_interrupted) {
   for (const auto& row : rows) {
-    Item item(row);
-    if (row.state == ItemState::Processing) {
-      // The process died while this ran: count it as a failed attempt and run it again now.
-      item.row.attempts += 1;
-      item.row.next_attempt_ms = std::min(item.row.next_attempt_ms, clock_());
-      item.row.last_error = "interrupted: the process stopped while this item was being processed";
-    }
-    auto [it, inserted] = items_.emplace(row.key.str(), std::move(item));
+    auto [it, inserted] = items_.emplace(row.key.str(), Item(row));
     if (!inserted) continue;
-    schedule(it->second, it->second.row.next_attempt_ms);
-    journal(it->second);
+    Item& item = it->second;
+    SteadyTime due = steady_of(row.next_attempt_ms);
+    if (row.state == ItemState::Processing) {
+      // The process ended while this ran: a failed attempt, and one more interrupted in a row.
+      item.row.attempts += 1;
+      item.row.interrupted += 1;
+      item.row.reason = "interrupted";
+      item.row.last_error = "interrupted: the process stopped while this item was being processed";
+      due = after_now(retry_interrupted(item.row));
+    }
+    schedule(item, due);
+    journal(item);
   }
-  if (!due_.empty() && on_added_) on_added_();
+  if (!schedule_.empty() && on_added_) on_added_();
 }
 
-void WorkQueue::add(const QueueKey& key, const std::string& reason, std::int64_t at_ms) {
-  std::int64_t now = clock_();
-  if (at_ms < now) at_ms = now;
+void WorkQueue::add(const QueueKey& key, const std::string& reason, Millis after) {
+  SteadyTime at = after_now(after);
   Item* item = find(key);
   if (!item) {
-    auto [it, _] = items_.emplace(key.str(), Item(QueueRow{key, reason, 0, at_ms, "", ItemState::Pending}));
-    schedule(it->second, at_ms);
+    auto [it, _] = items_.emplace(key.str(), Item(QueueRow{key, reason, 0, 0, "", ItemState::Pending}));
+    schedule(it->second, at);
     journal(it->second);
     if (on_added_) on_added_();
     return;
@@ -70,23 +122,28 @@ void WorkQueue::add(const QueueKey& key, const std::string& reason, std::int64_t
     item->row.reason = reason;
     return;
   }
-  if (at_ms < item->row.next_attempt_ms) {  // earliest deadline wins
+  // Earliest due time wins, except over the backoff of an item whose last attempt was interrupted.
+  if (at < item->due && item->row.interrupted == 0) {
     item->row.reason = reason;
-    schedule(*item, at_ms);
+    schedule(*item, at);
     journal(*item);
     if (on_added_) on_added_();
   }
 }
 
-std::optional<QueueRow> WorkQueue::claim() {
-  if (due_.empty() || due_.begin()->first > clock_()) return std::nullopt;
-  Item& item = items_.at(due_.begin()->second);
+std::optional<WorkQueue::Claimed> WorkQueue::claim() {
+  if (schedule_.empty()) return std::nullopt;
+  SteadyTime now = steady_();
+  if (schedule_.first().first > now) return std::nullopt;
+  Item& item = items_.at(schedule_.first().second);
   unschedule(item);
   item.row.state = ItemState::Processing;
   item.dirty = false;
   ++processing_;
   journal(item);
-  return item.row;
+  Claimed claimed{item.row};
+  claimed.overdue = std::chrono::duration_cast<Millis>(now - item.due);
+  return claimed;
 }
 
 void WorkQueue::complete(const QueueKey& key) {
@@ -98,39 +155,42 @@ void WorkQueue::complete(const QueueKey& key) {
     return;
   }
   item->row.attempts = 0;
+  item->row.interrupted = 0;
   item->row.last_error.clear();
-  schedule(*item, clock_());
+  schedule(*item, steady_());
   journal(*item);
   if (on_added_) on_added_();
 }
 
-void WorkQueue::complete_after(const QueueKey& key, std::int64_t at_ms, const std::string& reason) {
+void WorkQueue::complete_after(const QueueKey& key, Millis after, const std::string& reason) {
   Item* item = find(key);
   if (!item || item->row.state != ItemState::Processing) return;
   --processing_;
   item->row.attempts = 0;
+  item->row.interrupted = 0;
   item->row.last_error.clear();
   item->row.reason = reason;
-  schedule(*item, item->dirty ? clock_() : at_ms);
+  schedule(*item, item->dirty ? steady_() : after_now(after));
   journal(*item);
   if (on_added_) on_added_();
 }
 
-void WorkQueue::fail(const QueueKey& key, const std::string& error, std::int64_t retry_at_ms) {
+void WorkQueue::fail(const QueueKey& key, const std::string& error, Millis retry_after) {
   Item* item = find(key);
   if (!item || item->row.state != ItemState::Processing) return;
   --processing_;
   item->row.attempts += 1;
+  item->row.interrupted = 0;  // this attempt ended: the process survived it
   item->row.last_error = error;
   item->row.reason = "retry";
-  schedule(*item, item->dirty ? clock_() : retry_at_ms);
+  schedule(*item, item->dirty ? steady_() : after_now(retry_after));
   journal(*item);
   if (on_added_) on_added_();
 }
 
-std::optional<std::int64_t> WorkQueue::next_due() const {
-  if (due_.empty()) return std::nullopt;
-  return due_.begin()->first;
+std::optional<std::chrono::steady_clock::duration> WorkQueue::next_due_in() const {
+  if (schedule_.empty()) return std::nullopt;
+  return std::max(schedule_.first().first - steady_(), std::chrono::steady_clock::duration::zero());
 }
 
 std::optional<QueueRow> WorkQueue::get(const QueueKey& key) const {

@@ -68,7 +68,7 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
   CHECK(file_error("log:\n  level: info\nreconcile:\n  workers: 4\n\n\n  wrokers: 3\n") ==
         "config.yaml:7:3: unknown setting \"reconcile.wrokers\", did you mean \"reconcile.workers\"? (known: "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
-        "reconcile.revalidate-period)");
+        "reconcile.revalidate-period, reconcile.max-interrupted)");
   CHECK(file_error("reconcle:\n  workers: 3\n")
             .starts_with("config.yaml:1:1: unknown setting \"reconcle\", did you mean \"reconcile\"? (known: "
                          "state-dir, log.format, "));
@@ -84,7 +84,7 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "local.io-threads, "
         "local.volume-mode, local.job-image, "
         "reconcile.workers, reconcile.retry-base, reconcile.retry-cap, reconcile.permanent-retry, "
-        "reconcile.revalidate-period, "
+        "reconcile.revalidate-period, reconcile.max-interrupted, "
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
         "backends.connect-timeout, backends.request-timeout, backends.max-connections, "
         "ambient-credentials.namespaces, kube.kubeconfig, kube.max-kubeconfig-size, "

@@ -158,3 +158,11 @@ TEST_CASE("load() without a map reads the process environment") {
   ::unsetenv("STOWAGE_RECONCILE_WORKERS");
   CHECK(workers == 7);
 }
+
+TEST_CASE("reconcile.max-interrupted is 5 by default, set by flag or variable, from 1 to 1000") {
+  CHECK(load_with({}).max_interrupted == 5);
+  CHECK(load_with({"--reconcile-max-interrupted", "2"}).max_interrupted == 2);
+  CHECK(load_with({}, {{"STOWAGE_RECONCILE_MAX_INTERRUPTED", "9"}}).max_interrupted == 9);
+  CHECK(load_error({"--reconcile-max-interrupted", "0"}) ==
+        "flag --reconcile-max-interrupted: expected an integer between 1 and 1000, got \"0\"");
+}

@@ -22,7 +22,7 @@ bool same_settings(const Config& a, const Config& b) {
          a.local_io_threads == b.local_io_threads &&
          a.local_volume_mode == b.local_volume_mode && a.volume_job_image == b.volume_job_image && a.workers == b.workers && a.retry_base == b.retry_base &&
          a.retry_cap == b.retry_cap && a.permanent_retry == b.permanent_retry &&
-         a.revalidate_period == b.revalidate_period &&
+         a.revalidate_period == b.revalidate_period && a.max_interrupted == b.max_interrupted &&
          a.commit_interval == b.commit_interval && a.synchronous == b.synchronous &&
          a.shutdown_grace == b.shutdown_grace && a.operator_version == b.operator_version &&
          a.gcs_endpoint == b.gcs_endpoint && a.backend_connect_timeout == b.backend_connect_timeout &&
@@ -74,6 +74,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  retry-cap: 5m\n"
         "  permanent-retry: 10m\n"
         "  revalidate-period: 10m\n"
+        "  max-interrupted: 5\n"
         "store:\n"
         "  commit-interval: 5ms\n"
         "  synchronous: full\n"
@@ -157,6 +158,8 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "2h45m",
                                     "--revalidate-period",
                                     "0",
+                                    "--reconcile-max-interrupted",
+                                    "2",
                                     "--commit-interval",
                                     "0",
                                     "--store-synchronous",

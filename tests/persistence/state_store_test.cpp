@@ -20,6 +20,8 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
+void test_write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
 std::unique_ptr<StateStore> open_store(const fs::path& dir, boost::asio::io_context& io, int commit_ms = 5) {
   auto r = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(commit_ms), true});
   REQUIRE(r.ok());
@@ -176,4 +178,120 @@ TEST_CASE("the Kubernetes cache rows and checkpoints survive a reopen, and a cle
   CHECK(checkpoints[0].resource == "backupstorages");
   CHECK(checkpoints[0].scope == "https://api:6443");
   CHECK(checkpoints[0].resource_version == "11");
+}
+
+TEST_CASE("a queue row's count of interrupted attempts survives a reopen") {
+  auto dir = temp_dir("interrupted");
+  {
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+    store->put(QueueRow{{"BackupStorage", "demo", "a"}, "interrupted", 4, 42, "interrupted", ItemState::Pending, 3});
+    store->flush_blocking();
+  }
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  auto rows = store->load_queue();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].attempts == 4);
+  CHECK(rows[0].interrupted == 3);
+}
+
+TEST_CASE("a state.db of the previous schema (2) opens and keeps its queue, with no interruption counted") {
+  auto dir = temp_dir("schema2");
+  // Schema 2 exactly as the previous stowage created it, with one row in flight.
+  const std::string v2 = R"sql(
+CREATE TABLE queue (
+  kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+  reason TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL,
+  last_error TEXT NOT NULL, state TEXT NOT NULL,
+  PRIMARY KEY (kind, namespace, name)) WITHOUT ROWID;
+CREATE TABLE initialized (
+  namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, generation INTEGER NOT NULL,
+  backend_identity TEXT NOT NULL, credential_fingerprint TEXT NOT NULL, initialized_ms INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)) WITHOUT ROWID;
+CREATE TABLE objects (
+  namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, generation INTEGER NOT NULL,
+  spec_hash TEXT NOT NULL, source TEXT NOT NULL, creation_timestamp TEXT NOT NULL,
+  object_json TEXT NOT NULL, status_json TEXT NOT NULL, deleting INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)) WITHOUT ROWID;
+CREATE TABLE kube_objects (
+  resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+  resource_version TEXT NOT NULL, object_json TEXT NOT NULL,
+  PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID;
+CREATE TABLE kube_checkpoints (
+  resource TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, resource_version TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO queue VALUES('BackupStorage','demo','a','added',2,1700000000000,'timeout','processing');
+INSERT INTO initialized VALUES('demo','a','uid-1',1,'local:/x','fp',99);
+PRAGMA user_version=2;
+)sql";
+  test_write(dir / "v2.sql", v2);
+  REQUIRE(std::system(("sqlite3 " + (dir / "state.db").string() + " < " + (dir / "v2.sql").string()).c_str()) == 0);
+  fs::remove(dir / "v2.sql");
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  auto rows = store->load_queue();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].key.name == "a");
+  CHECK(rows[0].attempts == 2);
+  CHECK(rows[0].state == ItemState::Processing);
+  CHECK(rows[0].interrupted == 0);
+  CHECK(store->load_facts().size() == 1);
+  // Nothing was moved aside: the file was migrated, not rebuilt.
+  for (auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("corrupt") == std::string::npos);
+  // And the migrated table takes the new column.
+  store->put(QueueRow{{"BackupStorage", "demo", "a"}, "interrupted", 3, 5, "x", ItemState::Pending, 1});
+  store->flush_blocking();
+  CHECK(store->load_queue()[0].interrupted == 1);
+}
+
+TEST_CASE("an item in flight when the process dies comes back from disk backed off, its interruptions counted") {
+  auto dir = temp_dir("poison");
+  std::int64_t wall = 1'700'000'000'000;
+  auto steady = std::chrono::steady_clock::time_point(std::chrono::hours(1));
+  auto wall_clock = [&] { return wall; };
+  auto steady_clock = [&] { return steady; };
+  {
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+    WorkQueue q(store.get(), wall_clock, steady_clock);
+    q.add({"BackupStorage", "demo", "poison"}, "added");
+    REQUIRE(q.claim());
+    store->flush_blocking();  // the claim is durable, then the process "dies": nothing completes
+  }
+  for (int start = 1; start <= 3; ++start) {
+    INFO("start " << start);
+    boost::asio::io_context io;
+    auto store = open_store(dir, io);
+    WorkQueue q(store.get(), wall_clock, steady_clock);
+    std::vector<int> seen;
+    q.restore(store->load_queue(), [&](const QueueRow& row) {
+      seen.push_back(row.interrupted);
+      return std::chrono::milliseconds(1000 << row.interrupted);
+    });
+    REQUIRE(seen == std::vector<int>{start});
+    CHECK_FALSE(q.claim());  // not due at once
+    store->flush_blocking();
+    auto rows = store->load_queue();
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].state == ItemState::Pending);
+    CHECK(rows[0].interrupted == start);
+    CHECK(rows[0].attempts == start);
+    CHECK(rows[0].next_attempt_ms == wall + (1000 << start));
+    wall += 1000 << start;
+    steady += std::chrono::milliseconds(1000 << start);
+    REQUIRE(q.claim());  // runs once due, and the process "dies" again
+    store->flush_blocking();
+  }
+  // An attempt that finishes ends the streak, on disk too.
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  WorkQueue q(store.get(), wall_clock, steady_clock);
+  q.restore(store->load_queue(), [](const QueueRow&) { return std::chrono::milliseconds(0); });
+  REQUIRE(q.claim());
+  q.fail({"BackupStorage", "demo", "poison"}, "timeout", std::chrono::milliseconds(5000));
+  store->flush_blocking();
+  auto rows = store->load_queue();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].interrupted == 0);
+  CHECK(rows[0].attempts == 5);
 }
