@@ -3,7 +3,12 @@
 // client) use, on the caller's reactor (Boost.Beast + OpenSSL):
 //  - per-origin keep-alive pools, bounded by a connection limit (the storage's maxConnections);
 //    a request that finds every connection busy waits for one;
-//  - timeouts on connect, TLS handshake and the whole request/response exchange;
+//  - timeouts on connect, TLS handshake and the whole request/response exchange (send(): one
+//    deadline from the first byte written to the last byte of the body read, so a body that stalls
+//    half-way fails with Kind::Timeout too); stream(): the idle timeout between two reads;
+//  - TCP keepalive on every connection (ClientOptions::keepalive), to the origin or to the proxy:
+//    a peer that vanished without a FIN or RST (a half-open connection) makes the socket fail after
+//    idle + interval x count (60 s by default) even while nothing is being sent;
 //  - TLS verification on by default against the system roots, or against `ca_pem` alone when it is
 //    given (KubeStash's CA_CERT_DATA replaces the roots), or off when `insecure` is set; SNI sent;
 //  - plain http:// allowed (MinIO inside a cluster);
@@ -125,12 +130,22 @@ struct HttpError {
 
 using HttpResult = Result<Response, HttpError>;
 
+// TCP keepalive (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT): after `idle` without
+// traffic the kernel sends a probe every `interval`; `count` unanswered probes fail the connection.
+struct TcpKeepAlive {
+  bool enabled = true;
+  std::chrono::seconds idle{30};
+  std::chrono::seconds interval{10};
+  int count = 3;
+};
+
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10000};  // TCP connect; through a proxy, also the CONNECT exchange
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds request_timeout{30000};
   std::size_t default_max_connections = 16;
   std::size_t max_body_bytes = 64u << 20;
+  TcpKeepAlive keepalive;  // on every connection this client opens
   // When set, a request whose TlsSettings name no proxy takes the one these environment variables
   // pick for its origin (ProxyEnvironment::from_process() in the product; unset in most tests).
   std::shared_ptr<const ProxyEnvironment> environment_proxies;

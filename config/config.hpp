@@ -74,6 +74,8 @@ struct Config {
   std::string kube_namespace;                         // kube.namespace: empty = all namespaces
   int kube_qps = 20;                                  // kube.qps: client-side rate limit (controller-runtime's)
   int kube_burst = 30;                                // kube.burst
+  // kube.watch-idle-timeout: a watch silent this long (no event, no bookmark) is opened again
+  Millis kube_watch_idle_timeout{90000};
   std::string metrics_bind_address = "0";             // metrics.bind-address: "0" = off
   std::string health_bind_address = "0";              // health.bind-address: "0" = off
   bool leader_elect = false;                          // leader-election.enabled

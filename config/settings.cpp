@@ -250,6 +250,10 @@ std::vector<Setting> make_table() {
        Integer{&Config::kube_qps, 0, 100000}},
       {"kube.burst", "--kube-api-burst", "Requests to the API server that may go at once above kube.qps",
        Integer{&Config::kube_burst, 1, 100000}},
+      {"kube.watch-idle-timeout", "--watch-idle-timeout",
+       "A watch on which nothing arrives for this long (no event, no bookmark: the API server sends one about "
+       "every minute) is taken for a stalled connection and opened again from its last resourceVersion",
+       Duration{&Config::kube_watch_idle_timeout, Millis{1000}}},
       {"metrics.bind-address", "--metrics-bind-address",
        "Where /metrics is served (Prometheus text), e.g. :8080 or 127.0.0.1:8080; 0 disables it",
        Text<std::string>{&Config::metrics_bind_address, "ADDRESS", false}},

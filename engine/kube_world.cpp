@@ -79,11 +79,13 @@ bool job_serves_storage(const json::value& job, const std::string& storage_uid) 
 // 409 Conflict and 422 from a failed `test`: the object moved on since the cache saw it.
 bool moved_on(const kube::ApiError& e) { return e.http_status == 409 || e.http_status == 422; }
 
-kube::InformerOptions informer_options(std::string name, std::string path, std::uint64_t seed) {
+kube::InformerOptions informer_options(std::string name, std::string path, std::uint64_t seed,
+                                       std::chrono::milliseconds watch_idle_timeout) {
   kube::InformerOptions o;
   o.name = std::move(name);
   o.path = std::move(path);
   o.reflector.seed = seed;
+  o.reflector.watch_idle_timeout = watch_idle_timeout;
   return o;
 }
 
@@ -129,9 +131,10 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
   secret_handlers.synced = [this] { check_synced(); };
   secret_handlers.checkpoint = persist_checkpoint(kSecrets);
 
-  auto storage_options = informer_options("backupstorages", storages_path(options_.namespace_), options_.seed);
+  auto storage_options = informer_options("backupstorages", storages_path(options_.namespace_), options_.seed,
+                                          options_.watch_idle_timeout);
   auto secret_options = informer_options("secrets (metadata only)", secrets_path(options_.namespace_),
-                                         options_.seed + 1);
+                                         options_.seed + 1, options_.watch_idle_timeout);
   secret_options.list_accept = kube::kAcceptPartialMetadataList;
   secret_options.watch_accept = kube::kAcceptPartialMetadata;
 
@@ -199,12 +202,14 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api
     auto job_options = informer_options("volume jobs", options_.namespace_.empty()
                                                            ? std::string("/apis/batch/v1/jobs")
                                                            : "/apis/batch/v1/namespaces/" + options_.namespace_ + "/jobs",
-                                        options_.seed + 3);
+                                        options_.seed + 3, options_.watch_idle_timeout);
     job_options.label_selector = std::string(kVolumeJobSelector);
     job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
   }
   repository_informer_ = std::make_unique<kube::Informer>(
-      executor_, api_, informer_options("repositories", repositories_path(options_.namespace_), options_.seed + 2),
+      executor_, api_,
+      informer_options("repositories", repositories_path(options_.namespace_), options_.seed + 2,
+                       options_.watch_idle_timeout),
       std::move(repo_handlers));
   storages_resumed_ = !storage_options.reflector.resume_resource_version.empty();
   secrets_resumed_ = !secret_options.reflector.resume_resource_version.empty();

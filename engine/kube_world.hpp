@@ -70,6 +70,8 @@ struct KubeWorldOptions {
   std::filesystem::path local_root = "/";
   // A failed cleaner Job is run again once it has been failed this long (the permanent retry period).
   std::chrono::milliseconds failed_cleanup_retry{600000};
+  // Every informer's watch is opened again once nothing has arrived on it for this long.
+  std::chrono::milliseconds watch_idle_timeout{90000};
 };
 
 class KubeWorld final : public ReconcileTarget {

@@ -329,6 +329,7 @@ int run_kubernetes(const config::Config& config) {
                            client.value().server.to_string() + " namespace=" + config.kube_namespace, std::nullopt};
   options.local_root = config.local_root;
   options.failed_cleanup_retry = config.permanent_retry;
+  options.watch_idle_timeout = config.kube_watch_idle_timeout;
   if (*volume_mode == "job") {
     VolumeJobSettings jobs;
     jobs.image = config.volume_job_image;

@@ -422,7 +422,16 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
       e.message = call.verb + " " + call.path + ": broken watch stream: " + stream_error->to_string();
       co_return e;
     }
-    if (!result.ok()) co_return transport_error(call.verb, call.path, result.error());
+    if (!result.ok()) {
+      ApiError e = transport_error(call.verb, call.path, result.error());
+      // Past a 2xx head only the idle timeout bounds a read (http::Client::stream).
+      if (success && result.error().kind == http::HttpError::Kind::Timeout) {
+        e.watch_idle = true;
+        e.message = call.verb + " " + call.path + ": no byte for " + std::to_string(idle.count()) +
+                    " ms (idle timeout); the connection was closed";
+      }
+      co_return e;
+    }
     if (!success) {
       if (head.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
       co_return status_error(call, head);

@@ -21,7 +21,8 @@
 //   on the reactor without blocking it, as client-go's rest client does.
 // - A watch hands each event to the callback as soon as it has arrived, ends with Ok when the server
 //   ends the body cleanly (timeoutSeconds) or the callback returns false; a broken stream is an
-//   ApiError of kind Stream.
+//   ApiError of kind Stream; a body silent for the idle timeout is closed and reported as a
+//   Transport error with watch_idle set.
 //
 // Assumes: paths are API paths ("/api/v1/namespaces/ns/configmaps/x"), already encoded; the
 // server's path prefix (ServerUrl::path) is put in front of them here. One reactor thread uses an
@@ -69,6 +70,9 @@ struct ApiError {
   std::string message;  // "list /api/v1/namespaces/ns/secrets: ..." (never a credential)
   std::optional<std::chrono::seconds> retry_after;  // Retry-After or details.retryAfterSeconds
   bool transport_transient = false;  // Transport only: whether the failure may pass (not a TLS one)
+  // Transport only: a watch that the server had answered (2xx) sent no byte for its idle timeout
+  // (WatchOptions::idle_timeout): a stalled or half-open connection, which this client closed.
+  bool watch_idle = false;
   // Credentials only: whether the plugin may succeed later (it failed, was killed or timed out) or
   // needs a person (not found, not executable, needs a terminal, output of the wrong shape).
   bool credentials_transient = false;

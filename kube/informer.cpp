@@ -234,6 +234,9 @@ void Informer::start() {
           co_return;
         } else if (result.ok()) {
           actions = st->machine.on_watch_ended();
+        } else if (result.error().watch_idle) {
+          ++stats_.idle_timeouts;
+          actions = st->machine.on_idle_timeout();
         } else if (result.error().kind == ApiError::Kind::Stream) {
           actions = st->machine.on_watch_stream_error(WatchStreamError{0, result.error().message});
         } else {
@@ -242,7 +245,8 @@ void Informer::start() {
       } else if (auto* wait = std::get_if<Wait>(&action)) {
         ++stats_.failures;
         last_error_ = wait->reason;
-        spdlog::warn("{}: {}; next attempt in {} ms", options_.name, wait->reason, wait->duration.count());
+        spdlog::log(wait->routine ? spdlog::level::info : spdlog::level::warn, "{}: {}; next attempt in {} ms",
+                    options_.name, wait->reason, wait->duration.count());
         st->timer.expires_after(wait->duration);
         auto [ec] = co_await st->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
         (void)ec;

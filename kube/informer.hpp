@@ -13,6 +13,9 @@
 // - Every failure is logged (warn) with what failed and when the next attempt is, then waited out
 //   as the machine says (client-go's backoff, Retry-After); the informer never gives up before
 //   stop(). A garbage or truncated watch body makes it relist; nothing crashes.
+// - A watch that sends no byte for options.reflector.watch_idle_timeout (a stalled, half-open
+//   connection: a bookmark would have come) is closed and opened again from the last
+//   resourceVersion, logged at info with how long it was silent and counted in stats().idle_timeouts.
 // - Memory: the informer keeps one key and one resourceVersion per object; the objects themselves
 //   live in the handlers' store (the engine's cache), so each is held once.
 //
@@ -63,6 +66,7 @@ struct InformerStats {
   std::uint64_t watches = 0;       // watch requests
   std::uint64_t events = 0;        // watch events received (bookmarks included)
   std::uint64_t failures = 0;      // Waits
+  std::uint64_t idle_timeouts = 0; // watches given up after no byte for the idle timeout
   std::uint64_t upserts = 0, removals = 0;
 };
 

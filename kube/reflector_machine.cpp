@@ -36,6 +36,12 @@ std::string describe(const RequestFailure& failure) {
   return status.empty() ? out : out + " (" + status + ")";
 }
 
+// "90 s", "2500 ms": how long a watch was silent, for the log.
+std::string describe(Millis d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
+
 // A server's delay in seconds as Millis, capped at a day before the conversion so that a huge value
 // (the Status's retryAfterSeconds is any int64 the server sends) cannot overflow; fail() caps it
 // further at retry_after_cap.
@@ -219,7 +225,13 @@ ReflectorActions ReflectorMachine::on_watch_stream_error(const WatchStreamError&
 
 ReflectorActions ReflectorMachine::on_idle_timeout() {
   if (phase_ != Phase::Watching) return ignore();
-  return fail(Next::Rewatch, std::nullopt, "the watch went idle (a half-open connection?)");
+  ReflectorActions actions =
+      fail(Next::Rewatch, std::nullopt,
+           "no byte on the watch for " + describe(watch_idle_) +
+               " (no event, no bookmark: a stalled or half-open connection); watching again from resourceVersion " +
+               (last_rv_.empty() ? std::string("\"\"") : last_rv_));
+  std::get<Wait>(actions.front()).routine = true;
+  return actions;
 }
 
 ReflectorActions ReflectorMachine::on_timer() {
@@ -241,7 +253,9 @@ ReflectorActions ReflectorMachine::watch() {
   watch_events_ = 0;
   const auto min = options_.min_watch_timeout.count();
   const std::int64_t timeout = min + static_cast<std::int64_t>(rng_() % static_cast<std::uint64_t>(min));
-  const Millis idle = std::chrono::seconds(timeout) + options_.idle_timeout_margin;
+  const Millis bound = std::chrono::seconds(timeout) + options_.idle_timeout_margin;
+  const Millis idle = options_.watch_idle_timeout > Millis(0) ? std::min(options_.watch_idle_timeout, bound) : bound;
+  watch_idle_ = idle;
   return one(WatchRequest{last_rv_, timeout, true, idle});
 }
 

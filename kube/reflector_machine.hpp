@@ -33,7 +33,11 @@
 // - BOOKMARK only moves the resourceVersion. A clean end of the stream re-watches from the last one.
 // - Expired/TooLarge, as an HTTP status or an ERROR event: relist with rv "" after the delay.
 // - 429, 5xx, transport errors, an idle timeout, and a watch that ends within 1 s without any event:
-//   re-watch from the last resourceVersion after the delay. Other failures of a watch (400, 401,
+//   re-watch from the last resourceVersion after the delay.
+// - The idle timeout: a watch asks for bookmarks, so a healthy one hears from the API server about
+//   once a minute even when nothing changes; no byte for watch_idle_timeout (90 s) means a stalled,
+//   half-open connection (a hung server or load balancer), given up then rather than at
+//   timeoutSeconds. The Wait that follows is `routine` (logged at info): the silence was the failure. Other failures of a watch (400, 401,
 //   403, 404, ... or garbage in the stream): relist after the delay (404 may mean the CRD was
 //   re-created, so the cache is rebuilt). A failed list is restarted from its first page.
 // - The delay: the server's Retry-After when given (capped at 30 s), else the backoff: base 800 ms,
@@ -70,7 +74,10 @@ using Millis = std::chrono::milliseconds;
 struct ReflectorOptions {
   std::int64_t page_size = 500;
   std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds is drawn from [min, 2 x min)
-  std::chrono::seconds idle_timeout_margin{5};  // idle timeout = timeoutSeconds + margin
+  // Give a watch up when no byte (an event or a bookmark) arrives for this long; never longer than
+  // timeoutSeconds + idle_timeout_margin. 0: timeoutSeconds + idle_timeout_margin alone.
+  Millis watch_idle_timeout{90'000};
+  std::chrono::seconds idle_timeout_margin{5};
   Millis short_watch{1000};                     // a watch closing sooner without events is a failure
   Millis backoff_initial{800};
   Millis backoff_cap{30'000};
@@ -99,6 +106,7 @@ struct WatchRequest {
 struct Wait {  // then call on_timer()
   Millis duration{0};
   std::string reason;  // the failure, for the log: "watch failed: HTTP 503 (ServiceUnavailable)"
+  bool routine = false;  // expected now and then and healed by the retry (an idle watch): info, not warn
   bool operator==(const Wait&) const = default;
 };
 
@@ -162,7 +170,7 @@ class ReflectorMachine {
   ReflectorActions on_watch_ended();  // the body ended cleanly (EOF between events)
   ReflectorActions on_watch_failed(const RequestFailure& failure);
   ReflectorActions on_watch_stream_error(const WatchStreamError& error);  // garbage or a truncated body
-  ReflectorActions on_idle_timeout();
+  ReflectorActions on_idle_timeout();  // no byte for the WatchRequest's idle_timeout
   ReflectorActions on_timer();
 
   Phase phase() const { return phase_; }
@@ -205,6 +213,7 @@ class ReflectorMachine {
   // The watch in flight.
   std::chrono::steady_clock::time_point watch_started_at_{};
   std::uint64_t watch_events_ = 0;
+  Millis watch_idle_{0};  // the idle timeout it was asked with
 
   // What on_timer() starts.
   Next after_wait_ = Next::Relist;

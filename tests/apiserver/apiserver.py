@@ -49,6 +49,9 @@ Test controls (no token needed; faults apply to resource requests, not to discov
        clear_faults   disarm all faults and release stalled watches
        compact        drop the event history and every list snapshot (old watches/continues -> 410)
        close_watches  end every open watch cleanly (EOF)
+       stall_open_watches  every watch open now goes silent with its socket open (a hung load
+                      balancer): no events, no bookmarks, no EOF, until the client closes it or
+                      clear_faults releases it (then the server closes it); later watches are served
        reset_stats
        create         {"objects": [...]} create many objects at once (benchmark seeding)
        set            {"bookmark_interval": S, "watch_timeout": S, "token": T}
@@ -107,6 +110,7 @@ class State:
         self.watch_timeout = args.watch_timeout
         self.verbose = args.verbose
         self.close_generation = 0
+        self.stall_generation = 0   # stall_open_watches bumps it: watches opened before it go silent
         self.address = ""
 
 
@@ -564,6 +568,9 @@ class Handler(BaseHTTPRequestHandler):
         if action == "close_watches":
             state.close_generation += 1
             return state.store.wake_watchers()
+        if action == "stall_open_watches":
+            state.stall_generation += 1
+            return state.store.wake_watchers()
         if action == "reset_stats":
             return state.stats.reset()
         if action == "create":
@@ -595,6 +602,7 @@ class WatchStream:
         self.state = handler.state
         self.include_object = handler.query.get("includeObject", "Metadata")
         self.table_headers_sent = False
+        self.stall_generation = self.state.stall_generation  # stalled once stall_open_watches moves it
 
     # ---- encoding
 
@@ -644,6 +652,8 @@ class WatchStream:
     # ---- sending
 
     def send(self, lines):
+        if self.state.stall_generation != self.stall_generation:
+            self.stall()
         fault = self.state.faults.take(("stall_watch", "drop_watch", "garbage_watch"), self.handler.url_path,
                                        "watch", "GET")
         if fault and fault["kind"] == "stall_watch":
@@ -682,6 +692,8 @@ class WatchStream:
         seen_rv, close_generation = start_rv, state.close_generation
         next_bookmark = time.monotonic() + state.bookmark_interval
         while True:
+            if state.stall_generation != self.stall_generation:
+                self.stall()
             now = time.monotonic()
             if now >= deadline or state.close_generation != close_generation:
                 break

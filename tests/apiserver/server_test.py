@@ -429,6 +429,29 @@ class ServerTest(unittest.TestCase):
             pass
         watch.close()
 
+    def test_stall_open_watches(self):
+        rv = self.create("a")["metadata"]["resourceVersion"]
+        path = f"{storages(self.ns)}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true"
+        old = self.c.watch(path)
+        self.assertEqual(old.next_event()["type"], "BOOKMARK")  # healthy: a bookmark every 0.3 s
+        self.server.control(action="stall_open_watches")
+        self.create("b")
+        heard = []
+        with self.assertRaises(OSError):  # socket.timeout: silence, and no EOF either
+            for _ in range(3):
+                heard.append(old.next_event(timeout=1.0))
+        # At most one bookmark that was already on its way when the stall began; never "b".
+        self.assertLessEqual(len(heard), 1, heard)
+        self.assertTrue(all(e is not None and e["type"] == "BOOKMARK" for e in heard), heard)
+        new = self.c.watch(path)  # a watch opened after the stall is served
+        event = new.next_event()
+        self.assertEqual((event["type"], event["object"]["metadata"]["name"]), ("ADDED", "b"))
+        self.server.control(action="clear_faults")  # releases the stalled one: the server closes it
+        sock = old.connection.sock
+        self.assertEqual(select.select([sock], [], [], 3.0)[0], [sock])
+        new.close()
+        old.close()
+
     def test_close_watches_and_stats(self):
         before = self.server.stats()
         watch = self.c.watch(f"{storages(self.ns)}?watch=1&resourceVersion=0")

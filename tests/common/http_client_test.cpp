@@ -1,11 +1,18 @@
 // The HTTP client against a real HTTP/1.1 server (tests/servers/http_test_server.py) on loopback:
-// keep-alive pooling, the connection bound, TLS verification modes, timeouts.
+// keep-alive pooling, the connection bound, TLS verification modes, timeouts, TCP keepalive.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "common/http_client.hpp"
 #include "support/http_test_server.hpp"
@@ -19,6 +26,34 @@ using TestServer = test_support::HttpTestServer;
 
 namespace {
 fs::path temp(const std::string& name) { return test_support::temp_dir(name); }
+
+// The keepalive options of one of this process's TCP sockets.
+struct KeepAliveSeen {
+  int on = 0, idle = 0, interval = 0, count = 0;
+  bool operator==(const KeepAliveSeen&) const = default;
+};
+
+int socket_option(int fd, int level, int name) {
+  int value = -1;
+  socklen_t size = sizeof value;
+  return ::getsockopt(fd, level, name, &value, &size) == 0 ? value : -1;
+}
+
+// Every socket of this process connected to 127.0.0.1:`port` (the client's side: the test server
+// is another process), read through /proc/self/fd.
+std::vector<KeepAliveSeen> sockets_connected_to(int port) {
+  std::vector<KeepAliveSeen> out;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(entry.path().filename().string());
+    sockaddr_in peer{};
+    socklen_t size = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) != 0 || peer.sin_family != AF_INET) continue;
+    if (ntohs(peer.sin_port) != port || socket_option(fd, SOL_SOCKET, SO_TYPE) != SOCK_STREAM) continue;
+    out.push_back({socket_option(fd, SOL_SOCKET, SO_KEEPALIVE), socket_option(fd, IPPROTO_TCP, TCP_KEEPIDLE),
+                   socket_option(fd, IPPROTO_TCP, TCP_KEEPINTVL), socket_option(fd, IPPROTO_TCP, TCP_KEEPCNT)});
+  }
+  return out;
+}
 }  // namespace
 
 TEST_CASE("URLs parse with defaults and clear errors") {
@@ -288,4 +323,53 @@ TEST_CASE("endpoint and proxy URLs with a control character or a space are refus
   auto proxy = http::Proxy::parse("http://user:pa\r\nss@proxy:3128");
   REQUIRE_FALSE(proxy.ok());
   CHECK(proxy.error() == "proxy URL contains a control character (at byte 14)");
+}
+
+// A peer that vanishes without a FIN or RST (a half-open connection) is only found by the kernel's
+// keepalive probes while nobody writes: every connection has them, pooled ones and streams alike.
+TEST_CASE("every connection has TCP keepalive: 30 s idle, probes every 10 s, 3 of them by default") {
+  auto dir = temp("keepalive");
+  TestServer server(dir);
+  const int port = std::stoi(server.url().port);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  REQUIRE(run(io, client.send(server.url(), {}, get("/echo"))).ok());
+  // The connection now waits in the pool.
+  CHECK(sockets_connected_to(port) == std::vector<KeepAliveSeen>{{1, 30, 10, 3}});
+
+  http::ClientOptions options;
+  options.keepalive.idle = std::chrono::seconds(7);
+  options.keepalive.interval = std::chrono::seconds(2);
+  options.keepalive.count = 4;
+  http::Client tuned(io.get_executor(), options);
+  std::vector<KeepAliveSeen> while_streaming;
+  auto on_head = [](const http::Response&) {};
+  auto on_data = [&](std::string_view) {
+    while_streaming = sockets_connected_to(port);
+    return false;
+  };
+  REQUIRE(run(io, tuned.stream(server.url(), {}, get("/stall"), on_head, on_data, std::chrono::seconds(5))).ok());
+  // The first client's pooled connection, and the stream's own.
+  std::sort(while_streaming.begin(), while_streaming.end(),
+            [](const KeepAliveSeen& a, const KeepAliveSeen& b) { return a.idle < b.idle; });
+  CHECK(while_streaming == std::vector<KeepAliveSeen>{{1, 7, 2, 4}, {1, 30, 10, 3}});
+}
+
+// What the backends rely on: send()'s request timeout is one deadline for the whole exchange, so
+// an answer whose body stops half-way fails as a timeout rather than hanging.
+TEST_CASE("a response whose body stalls half-way fails with a timeout within the request timeout") {
+  auto dir = temp("stalled-body");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::ClientOptions options;
+  options.request_timeout = std::chrono::milliseconds(400);
+  http::Client client(io.get_executor(), options);
+  const auto started = std::chrono::steady_clock::now();
+  auto stalled = run(io, client.send(server.url(), {}, get("/stall")));  // headers, one chunk, then silence
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(stalled.ok());
+  CHECK(stalled.error().kind == http::HttpError::Kind::Timeout);
+  CHECK(stalled.error().transient());
+  CHECK(took >= std::chrono::milliseconds(350));
+  CHECK(took < std::chrono::seconds(3));
 }

@@ -88,7 +88,7 @@ TEST_CASE("an unknown key is reported at its position, with the closest known ke
         "store.commit-interval, store.synchronous, shutdown.grace-period, operator-version, gcs.endpoint, "
         "backends.connect-timeout, backends.request-timeout, backends.max-connections, "
         "ambient-credentials.namespaces, kube.kubeconfig, kube.max-kubeconfig-size, "
-        "kube.context, kube.namespace, kube.qps, kube.burst, metrics.bind-address, health.bind-address, "
+        "kube.context, kube.namespace, kube.qps, kube.burst, kube.watch-idle-timeout, metrics.bind-address, health.bind-address, "
         "leader-election.enabled, leader-election.id, leader-election.namespace, leader-election.lease-duration, "
         "leader-election.renew-deadline, leader-election.retry-period)");
 }

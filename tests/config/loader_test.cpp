@@ -110,6 +110,14 @@ TEST_CASE("durations must be positive, except the commit interval") {
   CHECK(load_with({}, {{"STOWAGE_STORE_COMMIT_INTERVAL", "0s"}}).commit_interval == milliseconds(0));
 }
 
+TEST_CASE("the watch idle timeout is 90 s by default and at least a second") {
+  CHECK(load_with({}).kube_watch_idle_timeout == milliseconds(90'000));
+  CHECK(load_with({"--watch-idle-timeout", "3s"}).kube_watch_idle_timeout == milliseconds(3000));
+  CHECK(load_with({}, {{"STOWAGE_KUBE_WATCH_IDLE_TIMEOUT", "2m"}}).kube_watch_idle_timeout == milliseconds(120'000));
+  CHECK(load_error({"--watch-idle-timeout", "500ms"}) ==
+        "flag --watch-idle-timeout: expected a duration of at least 1s, got \"500ms\"");
+}
+
 TEST_CASE("sizes are bytes or a binary suffix, within the setting's range") {
   const Config defaults = load_with({});
   CHECK(defaults.manifests_max_file_size == 4u << 20);

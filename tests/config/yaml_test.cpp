@@ -31,6 +31,7 @@ bool same_settings(const Config& a, const Config& b) {
          a.ambient_credentials_namespaces == b.ambient_credentials_namespaces && a.kubeconfig == b.kubeconfig &&
          a.kube_context == b.kube_context && a.kube_namespace == b.kube_namespace &&
          a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
+         a.kube_watch_idle_timeout == b.kube_watch_idle_timeout &&
          a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&
          a.leader_elect == b.leader_elect && a.leader_election_id == b.leader_election_id &&
          a.leader_election_namespace == b.leader_election_namespace &&
@@ -96,6 +97,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  namespace: \"\"\n"
         "  qps: 20\n"
         "  burst: 30\n"
+        "  watch-idle-timeout: 1m30s\n"
         "metrics:\n"
         "  bind-address: 0\n"
         "health:\n"
@@ -180,6 +182,8 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "0",
                                     "--kube-api-burst",
                                     "1",
+                                    "--watch-idle-timeout",
+                                    "2.5s",
                                     "--metrics-bind-address",
                                     "[::1]:9090",
                                     "--health-probe-bind-address",

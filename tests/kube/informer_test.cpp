@@ -264,3 +264,32 @@ TEST_CASE("stop ends an idle watch at once") {
   h.io.run_for(std::chrono::seconds(5));  // returns early only when nothing is left to run
   CHECK(std::chrono::steady_clock::now() - stopped < std::chrono::seconds(2));
 }
+
+TEST_CASE("a watch that goes silent is opened again from its resourceVersion after the idle timeout") {
+  Harness h("idle");
+  h.create("before", 1);
+  // Bookmarks every 100 ms, as a real server's every minute: a healthy watch is never idle for 600 ms.
+  h.server.control({{"action", "set"}, {"bookmark_interval", 0.1}});
+  auto options = Harness::fast_options();
+  options.reflector.watch_idle_timeout = std::chrono::milliseconds(600);  // timeoutSeconds stays 300..599 s
+  kube::Informer informer(h.io.get_executor(), h.api, options, h.handlers());
+  informer.start();
+  REQUIRE(h.run_until([&] { return informer.synced(); }));
+  h.run_until([] { return false; }, std::chrono::milliseconds(1500));
+  CHECK(informer.stats().idle_timeouts == 0);  // the bookmarks kept it alive
+  CHECK(informer.stats().failures == 0);
+
+  h.server.control({{"action", "stall_open_watches"}});
+  h.server.control({{"action", "reset_stats"}});
+  h.create("during", 2);
+  const auto stalled_at = std::chrono::steady_clock::now();
+  REQUIRE(h.run_until([&] { return h.view.count("ns1/during") == 1; }, std::chrono::seconds(10)));
+  CHECK(std::chrono::steady_clock::now() - stalled_at >= std::chrono::milliseconds(500));  // not before the timeout
+  CHECK(informer.stats().idle_timeouts == 1);
+  CHECK(informer.stats().relists == 0);
+  // Re-established from the last resourceVersion: one new watch, no list.
+  auto by_verb = h.server.stats().at("requests_by_verb").as_object();
+  CHECK(by_verb.if_contains("list") == nullptr);
+  CHECK(by_verb.at("watch").to_number<int>() == 1);
+  h.server.control({{"action", "clear_faults"}});
+}

@@ -123,10 +123,10 @@ struct Harness {
     return o;
   }
 
-  // The next Watch the machine should ask for (takes one draw).
+  // The next Watch the machine should ask for (takes one draw): idle timeout 90 s by default.
   WatchRequest expected_watch(const std::string& rv) {
     std::int64_t t = draws.timeout();
-    return WatchRequest{rv, t, true, std::chrono::seconds(t) + 5s};
+    return WatchRequest{rv, t, true, 90s};
   }
 
   // List from "0" in one page and open the watch, as every test starts.
@@ -214,7 +214,7 @@ TEST_CASE("reflector: a clean end re-watches at once from the last resourceVersi
   CHECK(h.machine.on_watch_ended() == ReflectorActions{h.expected_watch("11")});
 }
 
-TEST_CASE("reflector: watch timeouts are drawn from 300 to 599 s and the idle timeout adds 5 s") {
+TEST_CASE("reflector: watch timeouts are drawn from 300 to 599 s, the idle timeout is 90 s") {
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     Harness h(Harness::seeded(seed));
     REQUIRE(h.machine.start().size() == 1);
@@ -222,9 +222,28 @@ TEST_CASE("reflector: watch timeouts are drawn from 300 to 599 s and the idle ti
     const auto& watch = std::get<WatchRequest>(got.back());
     CHECK(watch.timeout_seconds >= 300);
     CHECK(watch.timeout_seconds < 600);
-    CHECK(watch.idle_timeout == std::chrono::seconds(watch.timeout_seconds) + 5s);
+    CHECK(watch.idle_timeout == 90s);
     CHECK(watch.allow_watch_bookmarks);
   }
+}
+
+TEST_CASE("reflector: the idle timeout never outlasts timeoutSeconds plus the margin, 0 means that bound") {
+  ReflectorOptions o = Harness::seeded(3);
+  o.min_watch_timeout = 10s;  // timeoutSeconds in [10, 20)
+  o.watch_idle_timeout = 60s;
+  Harness longer(o);
+  REQUIRE(longer.machine.start().size() == 1);
+  auto watch = std::get<WatchRequest>(longer.machine.on_list_page(page({}, "1")).back());
+  CHECK(watch.idle_timeout == std::chrono::seconds(watch.timeout_seconds) + 5s);
+  o.watch_idle_timeout = 0s;
+  Harness off(o);
+  REQUIRE(off.machine.start().size() == 1);
+  watch = std::get<WatchRequest>(off.machine.on_list_page(page({}, "1")).back());
+  CHECK(watch.idle_timeout == std::chrono::seconds(watch.timeout_seconds) + 5s);
+  o.watch_idle_timeout = 3s;
+  Harness short_idle(o);
+  REQUIRE(short_idle.machine.start().size() == 1);
+  CHECK(std::get<WatchRequest>(short_idle.machine.on_list_page(page({}, "1")).back()).idle_timeout == 3s);
 }
 
 TEST_CASE("reflector: the documented draws for seed 42") {
@@ -439,18 +458,28 @@ TEST_CASE("reflector: a watch that ends within 1 s without events counts as an e
   CHECK(h.machine.on_watch_ended() == ReflectorActions{h.expected_watch("11")});
 }
 
-TEST_CASE("reflector: an idle timeout gives the watch up and re-watches after the backoff") {
+TEST_CASE("reflector: an idle timeout gives the watch up and re-watches from the last resourceVersion") {
   Harness h;
   REQUIRE(h.machine.start().size() == 1);
   ReflectorActions synced = h.machine.on_list_page(page({}, "10"));
   const WatchRequest watch = std::get<WatchRequest>(synced.back());
   CHECK(watch == h.expected_watch("10"));
-  CHECK(watch.idle_timeout == std::chrono::seconds(watch.timeout_seconds) + 5s);
+  CHECK(watch.idle_timeout == 90s);
   CHECK(h.machine.on_watch_opened().empty());
   CHECK(h.machine.on_watch_event(event(WatchEventType::Added, "a", "11")).size() == 2);
+  CHECK(h.machine.on_watch_event(bookmark("12")) == ReflectorActions{Checkpoint{"12"}});
   h.now += watch.idle_timeout;
-  CHECK(wait_of(h.machine.on_idle_timeout(), "idle") == h.draws.jitter(800ms));
-  CHECK(h.machine.on_timer() == ReflectorActions{h.expected_watch("11")});
+  ReflectorActions idle = h.machine.on_idle_timeout();
+  CHECK(wait_of(idle, "no byte on the watch for 90 s") == h.draws.jitter(800ms));
+  const Wait& wait = std::get<Wait>(idle.front());
+  CHECK(wait.routine);  // logged at info: the silence was the failure, and the retry heals it
+  CHECK_THAT(wait.reason, Catch::Contains("stalled or half-open") && Catch::Contains("resourceVersion 12"));
+  // Not a relist: the watch resumes where the last bookmark left it.
+  CHECK(h.machine.on_timer() == ReflectorActions{h.expected_watch("12")});
+  // Other failures stay warnings.
+  const ReflectorActions failed = h.machine.on_watch_failed(http(503));
+  REQUIRE(failed.size() == 1);
+  CHECK_FALSE(std::get<Wait>(failed.front()).routine);
 }
 
 TEST_CASE("reflector: inputs that do not fit the state are ignored") {
