@@ -60,7 +60,7 @@ TEST_CASE("under umask 000 the state directory is 0700, its files and the log fi
   Env env("umask", "deep/er/state");  // two missing parents
   auto child = env.run(0);
   REQUIRE(test::eventually([&] { return env.ready(); }));
-  INFO(test::read_file(env.log));
+  LAZY_INFO(test::read_file(env.log));
   CHECK(permissions(env.state) == 0700);
   CHECK(permissions(env.dir / "deep") == 0755);
   CHECK(permissions(env.dir / "deep/er") == 0755);

@@ -68,7 +68,7 @@ TEST_CASE("run against an API server: kubectl-made storages go Ready, Secret cha
   cluster.apply("objects", test::local_storage("local", "/data/k1") + "---\n" + s3_secret(creds, creds.secret_access_key) +
                                "---\n" + s3_storage("s3", moto.endpoint(), "/backup/s3"));
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("local") == "Ready" && cluster.phase("s3") == "Ready"; }));
   // kubectl wait sees the conditions as it would on a real cluster.
   cluster.kubectl("wait --for=condition=BackendInitialized bs/s3 bs/local -n demo --timeout=10s");
@@ -174,7 +174,7 @@ TEST_CASE("re-validation: a deleted bucket or a revoked key turns a Ready S3 sto
   cluster.apply("objects", s3_secret(creds, creds.secret_access_key) + "---\n" +
                                s3_storage("kept", moto.endpoint(), "/k") + "---\n" + doomed);
   auto child = cluster.start("run", {"--revalidate-period", "1s"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("kept") == "Ready" && cluster.phase("gone") == "Ready"; }));
   auto initialized = [&](const std::string& bs) {
     json::value object = cluster.get("bs " + bs + " -n demo");
@@ -209,7 +209,7 @@ TEST_CASE("run against an API server survives watch faults, and a restart resume
   for (int i = 0; i < 20; ++i) storages += test::local_storage("s" + std::to_string(i), "/data/f" + std::to_string(i)) + "---\n";
   cluster.apply("first", storages);
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto all_ready = [&](int n) {
     auto [code, out] = cluster.server.kubectl("get bs -n demo -o json");
     if (code != 0) return false;
@@ -300,7 +300,7 @@ TEST_CASE("run against an API server survives watch faults, and a restart resume
   cluster.kubectl("delete bs s1 -n demo --wait=false");
   cluster.server.control({{"action", "reset_stats"}});
   auto third = cluster.start("third");
-  INFO(cluster.log("third"));
+  LAZY_INFO(cluster.log("third"));
   REQUIRE(test::eventually([&] { return test::fs::exists(cluster.root / "data/moved/metadata.yaml"); }));
   REQUIRE(test::eventually([&] { return cluster.server.kubectl("get bs s1 -n demo").first != 0; }));
   auto third_paths = cluster.server.stats().at("requests_by_path").as_object();
@@ -405,7 +405,7 @@ TEST_CASE("two controllers with --leader-elect: one leads, a kill -9 hands over,
   bool a_leads = leads("a");
   auto& leader = a_leads ? a : b;
   std::string standby_log = a_leads ? "b" : "a";
-  INFO(cluster.log("a") << "\n----\n" << cluster.log("b"));
+  LAZY_INFO(cluster.log("a") << "\n----\n" << cluster.log("b"));
   REQUIRE(test::eventually([&] { return test::fs::exists(cluster.root / "data/l4/metadata.yaml"); }));
   auto lease = cluster.get("lease stowage-leader -n demo");
   CHECK(json::value_to<std::string>(lease.at("spec").at("holderIdentity")).find('_') != std::string::npos);
@@ -448,7 +448,7 @@ TEST_CASE("run takes HTTPS_PROXY as client-go does: the API server is reached th
   ::setenv("HTTPS_PROXY", ("127.0.0.1:" + std::to_string(proxy.port())).c_str(), 1);  // no scheme: http://
   auto child = cluster.start("run");
   ::unsetenv("HTTPS_PROXY");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("p0") == "Ready"; }));
   auto stats = proxy.stats();
   CHECK(stats.tunnels >= 1);
@@ -466,7 +466,7 @@ TEST_CASE("run serves /metrics that promtool accepts, and /healthz and /readyz")
   auto child = cluster.start("run", {"--metrics-bind-address", "127.0.0.1:" + std::to_string(metrics_port),
                                      "--health-probe-bind-address", "127.0.0.1:" + std::to_string(probe_port),
                                      "--leader-elect"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("m0") == "Ready"; }));
   REQUIRE(test::eventually([&] { return test_support::plain_http(probe_port, "GET", "/readyz").first == 200; }));
   CHECK(test_support::plain_http(probe_port, "GET", "/healthz").first == 200);
@@ -537,7 +537,7 @@ TEST_CASE("Repositories that use a storage appear in its status with KubeStash's
   cluster.kubectl(R"(patch repositories ra -n demo --subresource=status --type=merge -p '{"status":{"size":"1.500 MiB"}}')");
   cluster.kubectl(R"(patch repositories rb -n demo --subresource=status --type=merge -p '{"status":{"size":"512 B"}}')");
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto total = [&] {
     auto [code, out] = cluster.server.kubectl("get bs r0 -n demo -o jsonpath={.status.totalSize}");
     return code == 0 ? out : "";
@@ -561,7 +561,7 @@ TEST_CASE("local volumes through initializer Jobs: the test plays the kubelet, t
   Cluster cluster("volume-job");
   cluster.apply("v0", test::local_storage("v0", "/data/v0"));
   auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto job_of = [&](const std::string& storage) -> std::optional<json::value> {
     auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
     if (code != 0) return std::nullopt;
@@ -711,7 +711,7 @@ TEST_CASE("the lifecycle in a cluster for Azure and GCS: Ready, a broken key, fi
                                                ", container: kube-e2e, prefix: /az, secretName: azure-creds}", "WipeOut") +
                     "---\n" + storage("gc", "gcs", "{bucket: stowage, prefix: gc, secretName: gcs-creds}", "Delete"));
   auto child = cluster.start("run", {"--gcs-endpoint", gcs.endpoint()});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("az") == "Ready" && cluster.phase("gc") == "Ready"; }));
   CHECK(azurite.get_blob("kube-e2e", "az/metadata.yaml").first == 200);
   CHECK(gcs.object("stowage", "gc/metadata.yaml").has_value());
@@ -745,7 +745,7 @@ TEST_CASE("local volumes against an API server: Jobs by default, direct writes o
   cluster.apply("d0", test::local_storage("d0", "/data/d0"));
   // No mode given: an initializer Job, and the controller writes nothing into its own filesystem.
   auto child = cluster.start("run", {"--local-volume-mode", "auto"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] {
     auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=d0 -o name");
     return code == 0 && out.find("job.batch/init-d0") != std::string::npos;
@@ -773,7 +773,7 @@ TEST_CASE("cleaner Jobs keep nested storages, a refused wipe lets the object go,
   Cluster cluster("cleaner-jobs");
   auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test",
                                      "--permanent-retry", "3s"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto jobs_of = [&](const std::string& storage) {
     auto [code, out] = cluster.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
     return code == 0 ? json::parse(out).at("items").as_array() : json::array();
@@ -966,7 +966,7 @@ TEST_CASE("ambient credentials: the controller's own AWS keys and metadata token
   };
   {
     auto child = cluster.start("run", with({"--ambient-credentials-namespaces", "trusted"}));
-    INFO(cluster.log("run"));
+    LAZY_INFO(cluster.log("run"));
     REQUIRE(test::eventually([&] {
       return phase("trusted", "s3-own") == "Ready" && phase("trusted", "gcs-own") == "Ready" &&
              phase("demo", "s3-own") == "NotReady" && phase("demo", "gcs-own") == "NotReady" &&
@@ -1016,7 +1016,7 @@ TEST_CASE("ambient credentials: the controller's own AWS keys and metadata token
   // "*": every namespace may; the refused storages are checked again and go Ready.
   {
     auto child = cluster.start("run-all", with({"--ambient-credentials-namespaces", "*"}));
-    INFO(cluster.log("run-all"));
+    LAZY_INFO(cluster.log("run-all"));
     REQUIRE(test::eventually([&] { return phase("demo", "s3-own") == "Ready" && phase("demo", "gcs-own") == "Ready"; }));
     CHECK(moto.get_object("kube-e2e", "own/demo/metadata.yaml").has_value());
     CHECK(gcs.object("stowage", "own-demo/metadata.yaml").has_value());
@@ -1050,7 +1050,7 @@ TEST_CASE("volume Jobs: an LD_PRELOAD in runtimeSettings leaves the storage NotR
              "      - {name: LD_PRELOAD, value: /safe/data/x.so}\n";
   cluster.apply("objects", preload + "---\n" + test::local_storage("plain", "/data/plain"));
   auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto jobs_of = [&](const std::string& storage) {
     return cluster.get("jobs -n demo -l kubestash.com/invoker-name=" + storage).at("items").as_array();
   };

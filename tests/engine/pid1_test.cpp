@@ -132,7 +132,7 @@ TEST_CASE("as PID 1, the orphans an exec plugin leaves are reaped and its creden
   auto child = spawn_as_pid1(run_args(cluster, kubeconfig), cluster.dir / "run.out", cluster.dir / "run.log");
   const auto log = cluster.dir / "run.log";
   REQUIRE(test::eventually([&] { return cluster.phase("a") == "Ready"; }));
-  INFO(test::read_file(log));
+  LAZY_INFO(test::read_file(log));
   const pid_t init = init_of(child.pid);
   REQUIRE(init > 0);
   CHECK_THAT(test::read_file(log), Catch::Contains("running as PID 1"));
@@ -216,7 +216,7 @@ TEST_CASE("SIGTERM while the first listing waits for a slow exec plugin ends the
   child.signal(SIGTERM);
   const auto sent = std::chrono::steady_clock::now();
   const int code = child.wait(std::chrono::seconds(20));
-  INFO(test::read_file(cluster.dir / "run.log"));
+  LAZY_INFO(test::read_file(cluster.dir / "run.log"));
   CHECK(code == 0);
   CHECK(std::chrono::steady_clock::now() - sent < std::chrono::seconds(3));
   // The plugin (it appended its pid) went with it: killed and reaped, not left sleeping.

@@ -136,7 +136,7 @@ TEST_CASE("rbac e2e: the service account of deploy/base/rbac.yaml can do everyth
   cluster.kubectl(R"(patch repositories repo -n demo --subresource=status --type=merge -p '{"status":{"size":"512 B"}}')");
 
   auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   INFO("denials: " << cluster.denials());
 
   // A cloud storage with its Secret: Ready, with the Repository in its status.
@@ -225,7 +225,7 @@ TEST_CASE("rbac e2e: a ClusterRole without create on events is named in the log,
                                        ""));
   cluster.apply("storage", local_storage("local"));
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("local") == "Ready"; }));
   REQUIRE(test::eventually([&] { return cluster.log("run").find("Events cannot be written") != std::string::npos; }));
   std::string log = cluster.log("run");
@@ -248,7 +248,7 @@ TEST_CASE("rbac e2e: without list and watch on secrets the controller says so, a
                                        "    resources: [\"secrets\"]\n    verbs: [\"get\"]\n"));
   cluster.apply("storage", local_storage("local"));
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return test::count_of(cluster.dir / "run.log", "list failed: list /api/v1/secrets: forbidden") >= 1; }));
   std::string log = cluster.log("run");
   CHECK_THAT(log, Catch::Contains("forbidden (HTTP 403"));
@@ -272,7 +272,7 @@ TEST_CASE("rbac e2e: without update on backupstorages/finalizers the initializer
                                        ""));
   cluster.apply("storage", local_storage("local"));
   auto child = cluster.start("run", {"--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   std::string message;
   REQUIRE(test::eventually([&] {
     auto [code, out] = cluster.server.kubectl(
@@ -328,7 +328,7 @@ TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their
                     snapshot_yaml("snap-other", "demo", "repo-other") + "---\n" +
                     snapshot_yaml("snap-not-keeps", "apps", "repo-keep"));
   auto child = cluster.start("run");
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   INFO("denials: " << cluster.denials());
   REQUIRE(test::eventually([&] {
     return cluster.phase("keep") == "Ready" && cluster.phase("wipe") == "Ready" && cluster.phase("other") == "Ready";

@@ -154,7 +154,7 @@ TEST_CASE("in a cluster too: the status, the Event, the log and state.db name th
   const auto kubeconfig = cluster.server.write_kubeconfig("demo");  // kubectl's too
   cluster.apply("hostile", h.manifests(server.port));
   auto child = cluster.run(kubeconfig, "run", "trace", {});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   auto messages = [&] {
     std::string out;
     for (const char* bs : {"s3i", "azi"}) {

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/lazy_info.hpp"
+
 namespace test {
 
 namespace fs = std::filesystem;

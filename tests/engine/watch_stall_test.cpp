@@ -27,7 +27,7 @@ TEST_CASE("every watch stalled with its connection open: a storage created meanw
   auto kubeconfig = cluster.server.write_kubeconfig("demo");
   cluster.apply("before", test::local_storage("before", "/data/before"));
   auto child = cluster.run(kubeconfig, "run", "debug", {"--watch-idle-timeout", "3s"});
-  INFO(cluster.log("run"));
+  LAZY_INFO(cluster.log("run"));
   REQUIRE(test::eventually([&] { return cluster.phase("before") == "Ready"; }));
 
   cluster.server.control({{"action", "stall_open_watches"}});
