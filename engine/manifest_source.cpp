@@ -325,6 +325,16 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     known_waiting.clear();
   }
 
+  // Every scan's co_spawn ends here: an exception (from a scan, or from the sink) ends the source's
+  // watching; it is reported, and the process exits by the liveness policy instead of std::terminate.
+  std::function<void(std::exception_ptr)> completion() {
+    auto report = common::loop_completion("manifest source " + options.dir.string(),
+                                          [self = shared_from_this()] { return self->stopped; }, options.liveness);
+    return [report = std::move(report)](std::exception_ptr ep) {
+      if (ep) report(ep);  // a scan that returns is one round of the loop, not its end
+    };
+  }
+
   asio::awaitable<void> scan_and_apply() {
     auto self = shared_from_this();
     scanning = true;
@@ -419,9 +429,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     debounce.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       self->debounce_armed = false;
       if (ec || self->stopped) return;
-      asio::co_spawn(self->executor, self->scan_and_apply(), [](std::exception_ptr ep) {
-        if (ep) std::rethrow_exception(ep);
-      });
+      asio::co_spawn(self->executor, self->scan_and_apply(), self->completion());
     });
   }
 
@@ -478,9 +486,7 @@ void ManifestSource::start(std::function<void()> on_synced) {
   impl_->on_synced = std::move(on_synced);
   impl_->started_at = Clock::now();
   impl_->start_inotify();
-  asio::co_spawn(impl_->executor, impl_->scan_and_apply(), [](std::exception_ptr ep) {
-    if (ep) std::rethrow_exception(ep);
-  });
+  asio::co_spawn(impl_->executor, impl_->scan_and_apply(), impl_->completion());
 }
 
 void ManifestSource::stop() {

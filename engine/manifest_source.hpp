@@ -20,6 +20,9 @@
 // through the same grace, counted from start().
 //
 // The sink hears synced() after the first scan's objects and before any removal.
+//
+// An exception from a scan or from the sink ends the watching: it is reported to options.liveness
+// ("manifest source DIR stopped: an exception: ..."), never rethrown into the reactor.
 #include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
@@ -28,6 +31,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/liveness.hpp"
 #include "engine/manifests.hpp"
 #include "engine/target.hpp"
 
@@ -50,6 +54,8 @@ struct ManifestSourceOptions {
   // What reading the folder may cost. A file stopped by a budget fails like any other failing file,
   // and while any file is over a budget no absence counts: nothing is removed.
   ManifestBudgets budgets{};
+  // Where an exception that ends the watching is reported (the process's registry when null).
+  common::Liveness* liveness = nullptr;
 };
 
 class ManifestSource {

@@ -16,6 +16,7 @@
 #include <charconv>
 #include <map>
 
+#include "common/liveness.hpp"
 #include "common/metrics.hpp"
 
 namespace stowage::engine {
@@ -308,8 +309,18 @@ void serve_metrics(HttpServer& server, const metrics::Registry& registry) {
   });
 }
 
-void serve_probes(HttpServer& server, ReadinessCheck ready) {
-  server.route("/healthz", [] { return HttpResponse{200, "text/plain; charset=utf-8", "ok"}; });
+std::optional<std::string> process_liveness() {
+  const auto& liveness = common::Liveness::process();
+  if (liveness.healthy()) return std::nullopt;
+  return liveness.describe();
+}
+
+void serve_probes(HttpServer& server, ReadinessCheck ready, HealthCheck healthy) {
+  server.route("/healthz", [healthy = std::move(healthy)] {
+    std::optional<std::string> problem = healthy ? healthy() : std::nullopt;
+    if (!problem) return HttpResponse{200, "text/plain; charset=utf-8", "ok"};
+    return HttpResponse{500, "text/plain; charset=utf-8", "unhealthy: " + *problem};
+  });
   server.route("/readyz", [ready = std::move(ready)] {
     std::optional<std::string> reason = ready ? ready() : std::nullopt;
     if (!reason) return HttpResponse{200, "text/plain; charset=utf-8", "ok"};

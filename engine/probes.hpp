@@ -3,7 +3,8 @@
 //  - the metrics listener (--metrics-bind-address, default ":8080"): GET /metrics, the registry in
 //    the Prometheus text format 0.0.4;
 //  - the probe listener (--health-probe-bind-address, default ":8081"): GET /healthz, 200 "ok"
-//    (answering at all proves the reactor turns: the handler runs on it), and GET /readyz, 200 "ok"
+//    (answering at all proves the reactor turns: the handler runs on it) or 500 naming the
+//    long-running loops that have stopped and why (the liveness check), and GET /readyz, 200 "ok"
 //    or 503 with the engine's plain-text reason ("caches not synced: ...").
 // Every other path answers 404, every method but GET and HEAD 405.
 //
@@ -103,7 +104,13 @@ using ReadinessCheck = std::function<std::optional<std::string>()>;
 
 // GET /metrics: `registry` (which must outlive the server) in the text format 0.0.4.
 void serve_metrics(HttpServer& server, const metrics::Registry& registry);
+// The engine's answer to /healthz: nullopt when healthy, else what stopped (plain text, one line).
+using HealthCheck = std::function<std::optional<std::string>()>;
+
+// What the process's liveness registry (common/liveness.hpp) says: the default HealthCheck.
+std::optional<std::string> process_liveness();
+
 // GET /healthz and GET /readyz.
-void serve_probes(HttpServer& server, ReadinessCheck ready);
+void serve_probes(HttpServer& server, ReadinessCheck ready, HealthCheck healthy = process_liveness);
 
 }  // namespace stowage::engine

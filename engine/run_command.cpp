@@ -18,6 +18,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 
+#include "common/liveness.hpp"
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/probes.hpp"
@@ -186,19 +187,12 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
     else
       last();
   };
-  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
-    if (ec) return;
-    if (stopping) {
-      spdlog::warn("second signal: stopping now; unfinished work is replayed at the next start");
-      rt.io.stop();
-      return;
-    }
+  // A signal and a loop that died (the liveness policy, both modes) stop alike: the source stops,
+  // the reconciles in flight get the grace period, and what is left is replayed at the next start.
+  auto begin_stop = [&] {
     stopping = true;
-    spdlog::info("signal {}: finishing {} reconciles in flight (up to {} ms), then stopping", sig,
-                 rt.controller.in_flight(), config.shutdown_grace.count());
     hooks.stop_source();
     rt.controller.stop();
-    signals.async_wait(on_signal);
     if (rt.controller.idle()) return finish();
     rt.controller.on_idle(finish);
     grace.expires_after(config.shutdown_grace);
@@ -209,9 +203,30 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
       finish();
     });
   };
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (stopping) {
+      spdlog::warn("second signal: stopping now; unfinished work is replayed at the next start");
+      rt.io.stop();
+      return;
+    }
+    spdlog::info("signal {}: finishing {} reconciles in flight (up to {} ms), then stopping", sig,
+                 rt.controller.in_flight(), config.shutdown_grace.count());
+    signals.async_wait(on_signal);
+    begin_stop();
+  };
+  common::Liveness::process().on_first_end(rt.io.get_executor(), [&](const common::LoopEnd& first) {
+    exit_code = 1;
+    if (stopping) return;
+    spdlog::info("{} stopped: finishing {} reconciles in flight (up to {} ms), then exiting with code 1 so that "
+                 "the process is restarted",
+                 first.loop, rt.controller.in_flight(), config.shutdown_grace.count());
+    begin_stop();
+  });
   signals.async_wait(on_signal);
   held.release();
   rt.io.run();
+  common::Liveness::process().on_first_end(rt.io.get_executor(), nullptr);  // its captures end here
   rt.store->flush_blocking();
   spdlog::info("stopped; longest reactor stall {} ms", rt.lag.longest().count() / 1000.0);
   return exit_code;

@@ -48,6 +48,8 @@ struct Informer::State {
   bool alive = true;     // false once the informer is destroyed
   bool stopping = false;
   bool started = false;
+  bool dead = false;       // the loop ended outside stop(): synced() is false from then on
+  std::string ended_because;  // why the loop returned by itself, for the liveness report
 };
 
 Informer::Informer(boost::asio::any_io_executor executor, ApiClient& api, InformerOptions options,
@@ -72,7 +74,7 @@ const std::string* Informer::find(const std::string& namespace_, const std::stri
   return it == index_.end() ? nullptr : &it->second;
 }
 
-bool Informer::synced() const { return state_->machine.synced(); }
+bool Informer::synced() const { return state_->machine.synced() && !state_->dead; }
 
 const std::string& Informer::resource_version() const { return state_->machine.resource_version(); }
 
@@ -168,7 +170,7 @@ void Informer::start() {
       }
       if (!st->alive || st->stopping) co_return;
       if (!next) {
-        spdlog::error("{}: the reflector has nothing to do next (a bug); stopping this informer", options_.name);
+        st->ended_because = "the reflector has nothing to do next (a bug)";
         co_return;
       }
       ReflectorAction action = std::move(*next);
@@ -253,21 +255,18 @@ void Informer::start() {
         if (!st->alive || st->stopping) co_return;
         actions = st->machine.on_timer();
       } else {
-        spdlog::error("{}: unexpected reflector action (a bug); stopping this informer", options_.name);
+        st->ended_because = "an unexpected reflector action (a bug)";
         co_return;
       }
     }
   };
-  auto done = [name = options_.name, st](std::exception_ptr ep) {
-    if (!ep) return;
-    try {
-      std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-      if (st->stopping && e.code() == boost::asio::error::operation_aborted) return;  // stop() cancelled it
-      spdlog::error("{}: informer stopped by an internal error: {}", name, e.what());
-    } catch (const std::exception& e) {
-      spdlog::error("{}: informer stopped by an internal error: {}", name, e.what());
-    }
+  // Whatever ends the loop, an exception from a handler included, is caught here, in one place.
+  auto stopped = [st] { return !st->alive || st->stopping; };
+  auto report = common::loop_completion(options_.name + " informer", stopped, options_.liveness,
+                                        [st] { return st->ended_because; });
+  auto done = [st, stopped, report = std::move(report)](std::exception_ptr ep) {
+    st->dead = !stopped();
+    report(ep);
   };
   boost::asio::co_spawn(executor_, run, boost::asio::bind_cancellation_slot(state_->cancel.slot(), done));
 }

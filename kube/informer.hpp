@@ -13,6 +13,9 @@
 // - Every failure is logged (warn) with what failed and when the next attempt is, then waited out
 //   as the machine says (client-go's backoff, Retry-After); the informer never gives up before
 //   stop(). A garbage or truncated watch body makes it relist; nothing crashes.
+// - Should its loop end anyway outside stop() (an exception from a handler, a reflector bug), the
+//   end is reported to options.liveness ("<name> informer"; null: the process's registry), which
+//   makes the process unhealthy; synced() turns false then.
 // - A watch that sends no byte for options.reflector.watch_idle_timeout (a stalled, half-open
 //   connection: a bookmark would have come) is closed and opened again from the last
 //   resourceVersion, logged at info with how long it was silent and counted in stats().idle_timeouts.
@@ -32,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/liveness.hpp"
 #include "kube/reflector_machine.hpp"
 
 namespace stowage::kube {
@@ -50,6 +54,7 @@ struct InformerOptions {
   std::string label_selector;
   std::string field_selector;
   ReflectorOptions reflector;
+  common::Liveness* liveness = nullptr;  // where the loop's end is reported; null: Liveness::process()
 };
 
 struct InformerHandlers {

@@ -407,16 +407,13 @@ void LeaderElector::start() {
   i.started = true;
   spdlog::info("{}: campaigning as {} (lease {} ms, renew deadline {} ms, retry {} ms)", i.label, i.options.identity,
                i.options.lease_duration.count(), i.options.renew_deadline.count(), i.options.retry_period.count());
-  asio::co_spawn(i.executor, Impl::run(impl_), [label = i.label](std::exception_ptr ep) {
-    if (!ep) return;
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      spdlog::error("{}: the election loop stopped by an internal error: {}", label, e.what());
-    } catch (...) {
-      spdlog::error("{}: the election loop stopped by an internal error", label);
-    }
-  });
+  std::weak_ptr<Impl> weak = impl_;
+  auto stopped = [weak] {
+    auto self = weak.lock();
+    return !self || !self->alive || self->stopping;
+  };
+  asio::co_spawn(i.executor, Impl::run(impl_),
+                 common::loop_completion(i.label + " loop", std::move(stopped), i.options.liveness));
 }
 
 void LeaderElector::stop() {

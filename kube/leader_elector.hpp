@@ -33,6 +33,8 @@
 //   on_stopped_leading and campaigns again: client-go's Run returns and the binary exits; here the
 //   owner decides in on_stopped_leading — stop(), exit the process, or let the elector campaign.
 //   Leader-only work must be stopped when on_stopped_leading returns.
+// - Should the loop end anyway outside stop() (an exception), the end is reported to
+//   options.liveness ("leader election NS/NAME loop"), which makes the process unhealthy.
 // - Failures of GET/POST/PUT never end the loop: each is logged (warn, with the ApiClient's message,
 //   which names the verb and path and never a credential); a 409 (another candidate was first) at
 //   debug; a 403 at error once per episode of failures, with the RBAC rule to grant, then at debug.
@@ -54,6 +56,7 @@
 #include <optional>
 #include <string>
 
+#include "common/liveness.hpp"
 #include "common/result.hpp"
 #include "common/time_format.hpp"
 #include "kube/api_client.hpp"
@@ -69,6 +72,7 @@ struct LeaderElectionOptions {
   std::chrono::milliseconds retry_period{2000};
   bool release_on_cancel = true;  // stop() releases the lease when the last record names us
   std::uint64_t seed = 0;         // for the retry jitter; 0 = random
+  common::Liveness* liveness = nullptr;  // where the loop's end outside stop() is reported; null: the process's
 };
 
 // client-go's rules: lease_duration > renew_deadline > 1.2 x retry_period, retry_period > 0,

@@ -13,12 +13,14 @@
 
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <tuple>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "common/liveness.hpp"
 #include "common/time_format.hpp"
 
 namespace stowage::persistence {
@@ -337,12 +339,30 @@ struct StateStore::Impl {
   std::deque<Submitted> pending;
   std::uint64_t writer_committed = 0;
   bool stopping = false;
+  std::string writer_dead;  // why the writer thread ended outside stop(); "" while it runs
   StoreStats stats;
   std::thread writer;
 
   void start() {
     timer = std::make_unique<boost::asio::steady_timer>(reactor);
-    writer = std::thread([this] { writer_loop(); });
+    writer = std::thread([this] { run_writer(); });
+  }
+
+  // The writer's one exit besides stop(): an exception (a statement that cannot be prepared, such as
+  // a table missing from a damaged file) is reported to liveness and releases every waiter, since
+  // nothing will commit any more; the process then exits by the liveness policy.
+  void run_writer() {
+    try {
+      writer_loop();
+      return;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(m);
+      writer_dead = "an exception: " + std::string(e.what());
+    }
+    cv.notify_all();
+    common::Liveness& liveness = options.liveness ? *options.liveness : common::Liveness::process();
+    liveness.report("state store writer (" + file.string() + ")", writer_dead);
+    boost::asio::post(reactor, [this] { committed(std::numeric_limits<std::uint64_t>::max()); });
   }
 
   void touched() {
@@ -433,6 +453,11 @@ struct StateStore::Impl {
                     file.string(), batch.size(), attempt + 1, err);
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+  }
+
+  bool writer_died() {
+    std::lock_guard lock(m);
+    return !writer_dead.empty();
   }
 
   void stop() {
@@ -566,7 +591,7 @@ void StateStore::clear_kube(const std::string& resource) {
 void StateStore::when_durable(std::function<void()> done) {
   auto& i = *impl_;
   std::uint64_t target = i.current.empty() ? i.submitted_seq : i.submitted_seq + 1;
-  if (target <= i.committed_seq) {
+  if (target <= i.committed_seq || i.writer_died()) {
     boost::asio::post(i.reactor, std::move(done));
     return;
   }
@@ -577,7 +602,7 @@ void StateStore::flush_blocking() {
   auto& i = *impl_;
   i.submit();
   std::unique_lock lock(i.m);
-  i.cv.wait(lock, [&] { return i.writer_committed >= i.submitted_seq; });
+  i.cv.wait(lock, [&] { return i.writer_committed >= i.submitted_seq || !i.writer_dead.empty(); });
 }
 
 StoreStats StateStore::stats() const {

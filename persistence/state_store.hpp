@@ -10,6 +10,8 @@
 //    batch collapse into the last. Batches commit in order; a failed commit is retried, never dropped.
 //  - A write is durable once its batch has committed (synchronous=FULL by default: also across a
 //    power cut; NORMAL: across a process crash). `when_durable` tells when that has happened.
+//  - A writer thread that dies (an exception) is reported to StoreOptions::liveness, never ends in
+//    std::terminate; waiters are released then, since nothing will commit any more.
 // Assumes: the put/erase/when_durable calls all come from the one reactor thread.
 #include <boost/asio/any_io_executor.hpp>
 
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/liveness.hpp"
 #include "common/result.hpp"
 #include "persistence/records.hpp"
 
@@ -29,6 +32,9 @@ namespace stowage::persistence {
 struct StoreOptions {
   std::chrono::milliseconds commit_interval{5};
   bool synchronous_full = true;
+  // Where the writer thread's death is reported (null: the process's registry). After it, waiters
+  // are released and flush_blocking returns: nothing commits any more.
+  common::Liveness* liveness = nullptr;
 };
 
 struct StoreStats {

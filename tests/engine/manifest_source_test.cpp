@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <stdexcept>
 
 #include "engine/manifest_source.hpp"
 #include "support.hpp"
@@ -353,4 +354,46 @@ TEST_CASE("links looping back into the folder: the first scan ends at once and e
   test::write_file(dir / "t.yaml", test::local_storage("t", "/data/t"));
   REQUIRE(run_until(r.io, [&] { return r.sink.storages.count("demo/t") > 0; }));
   CHECK(r.sink.upserts == 2);
+}
+
+namespace {
+// A sink that cannot take the storage named "poison" (an exception, as a bug in the engine would throw).
+struct ThrowingSink final : SourceSink {
+  std::vector<std::string> storages;
+  int synced_calls = 0;
+  void storage_upserted(kube::BackupStorage s) override {
+    if (s.metadata.name == "poison") throw std::runtime_error("the sink cannot take demo/poison");
+    storages.push_back(s.metadata.name);
+  }
+  void storage_removed(const ObjectKey&) override {}
+  void secret_upserted(kube::Secret) override {}
+  void secret_removed(const ObjectKey&) override {}
+  void synced() override { ++synced_calls; }
+};
+}  // namespace
+
+TEST_CASE("an exception from the sink ends the manifest source through liveness, not std::terminate") {
+  auto dir = test::temp_dir("ms-throws");
+  test::write_file(dir / "a.yaml", test::local_storage("a", "/data/a"));
+  boost::asio::io_context io;
+  boost::asio::thread_pool pool{1};
+  ThrowingSink sink;
+  common::Liveness liveness;
+  ManifestSourceOptions options{dir, 10ms, 50ms, false, 0ms};
+  options.liveness = &liveness;
+  ManifestSource source(io.get_executor(), pool, options, sink);
+  source.start([] {});
+  REQUIRE(run_until(io, [&] { return sink.synced_calls == 1; }));
+  CHECK(liveness.healthy());
+
+  test::write_file(dir / "poison.yaml", test::local_storage("poison", "/data/p"));
+  REQUIRE(run_until(io, [&] { return !liveness.healthy(); }));  // before: std::terminate, the test process aborted
+  auto ended = liveness.ended();
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].loop == "manifest source " + dir.string());
+  CHECK(ended[0].reason == "an exception: the sink cannot take demo/poison");
+  source.stop();
+  run_for(io, 100ms);
+  CHECK(liveness.ended().size() == 1);
+  pool.join();
 }

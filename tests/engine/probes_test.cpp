@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/http_client.hpp"
+#include "common/liveness.hpp"
 #include "common/metrics.hpp"
 #include "engine/facts.hpp"
 #include "engine/metrics.hpp"
@@ -369,6 +370,30 @@ TEST_CASE("probes: healthz answers ok and readyz gives the engine's reason until
   REQUIRE(ready.ok());
   CHECK(ready.value().status == 200);
   CHECK(ready.value().body == "ok");
+}
+
+TEST_CASE("probes: healthz fails with 500 naming the loops that stopped and why") {
+  common::Liveness liveness;
+  asio::io_context io;
+  engine::HttpServer server(io.get_executor(), std::string(engine::kHealthProbeBindAddressFlag));
+  engine::serve_probes(server, {}, [&]() -> std::optional<std::string> {
+    if (liveness.healthy()) return std::nullopt;
+    return liveness.describe();
+  });
+  REQUIRE(server.start("127.0.0.1:0").ok());
+  ReactorThread reactor(io);
+
+  auto healthy = fetch(server.port(), "GET", "/healthz");
+  REQUIRE(healthy.ok());
+  CHECK(healthy.value().status == 200);
+  liveness.report("backupstorages informer", "an exception: boom");
+  auto unhealthy = fetch(server.port(), "GET", "/healthz");
+  REQUIRE(unhealthy.ok());
+  CHECK(unhealthy.value().status == 500);
+  CHECK(unhealthy.value().body == "unhealthy: backupstorages informer stopped: an exception: boom");
+  auto ready = fetch(server.port(), "GET", "/readyz");  // readiness is the engine's own question
+  REQUIRE(ready.ok());
+  CHECK(ready.value().status == 200);
 }
 
 TEST_CASE("probes: unknown paths answer 404, other methods 405, a failing handler 500, HEAD no body") {

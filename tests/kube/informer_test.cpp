@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <stdexcept>
 
 #include "common/http_client.hpp"
 #include "kube/api_client.hpp"
@@ -292,4 +293,54 @@ TEST_CASE("a watch that goes silent is opened again from its resourceVersion aft
   CHECK(by_verb.if_contains("list") == nullptr);
   CHECK(by_verb.at("watch").to_number<int>() == 1);
   h.server.control({{"action", "clear_faults"}});
+}
+
+TEST_CASE("an informer whose handler throws reports its end to liveness, and is no longer synced") {
+  Harness h("handler-throws");
+  h.create("cm-1", 1);
+  common::Liveness liveness;
+  auto options = Harness::fast_options();
+  options.liveness = &liveness;
+  auto handlers = h.handlers();
+  auto record = handlers.upserted;
+  handlers.upserted = [&](json::value o) {
+    if (meta(o, "name") == "poison") throw std::runtime_error("cannot handle configmap poison");
+    record(std::move(o));
+  };
+  kube::Informer informer(h.io.get_executor(), h.api, options, std::move(handlers));
+  informer.start();
+  REQUIRE(h.run_until([&] { return informer.synced(); }));
+  CHECK(liveness.healthy());
+
+  h.write("create", "poison", 2);  // reaches the handler through the watch
+  REQUIRE(h.run_until([&] { return !liveness.healthy(); }));
+  auto ended = liveness.ended();
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].loop == "configmaps informer");
+  CHECK(ended[0].reason == "an exception: cannot handle configmap poison");
+  CHECK_FALSE(informer.synced());  // readiness sees it too: the cache no longer follows the server
+  informer.stop();
+}
+
+TEST_CASE("an informer stopped, or destroyed, reports nothing to liveness") {
+  Harness h("stop-quiet");
+  h.create("cm-1", 1);
+  common::Liveness liveness;
+  auto options = Harness::fast_options();
+  options.liveness = &liveness;
+  {
+    kube::Informer informer(h.io.get_executor(), h.api, options, h.handlers());
+    informer.start();
+    REQUIRE(h.run_until([&] { return informer.synced(); }));
+    informer.stop();
+    h.run_until([] { return false; }, std::chrono::milliseconds(300));
+    CHECK(informer.synced());
+  }
+  {
+    kube::Informer destroyed(h.io.get_executor(), h.api, options, h.handlers());
+    destroyed.start();
+    h.run_until([] { return false; }, std::chrono::milliseconds(100));
+  }
+  h.run_until([] { return false; }, std::chrono::milliseconds(300));  // its coroutine ends meanwhile
+  CHECK(liveness.healthy());
 }

@@ -295,3 +295,41 @@ TEST_CASE("an item in flight when the process dies comes back from disk backed o
   CHECK(rows[0].interrupted == 0);
   CHECK(rows[0].attempts == 5);
 }
+
+TEST_CASE("a writer thread that dies is reported to liveness and releases the waiters, never std::terminate") {
+  auto dir = temp_dir("writer-dies");
+  {
+    boost::asio::io_context io;
+    open_store(dir, io);
+  }
+  // A damaged file: the schema version says 3 but a table is missing, so the writer's statements
+  // cannot be prepared (integrity_check passes; the start-up reads used here do not touch it).
+  REQUIRE(std::system(("sqlite3 " + (dir / "state.db").string() + " 'DROP TABLE kube_checkpoints'").c_str()) == 0);
+  boost::asio::io_context io;
+  stowage::common::Liveness liveness;
+  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true, &liveness});
+  REQUIRE(r.ok());
+  auto store = std::move(r.value());
+  CHECK(store->load_queue().empty());
+  store->put(QueueRow{{"BackupStorage", "demo", "a"}, "added", 0, 1, "", ItemState::Pending});
+  bool released = false;
+  store->when_durable([&] { released = true; });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!released && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  CHECK(released);
+  REQUIRE_FALSE(liveness.healthy());
+  auto ended = liveness.ended();
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].loop == "state store writer (" + (dir / "state.db").string() + ")");
+  CHECK_THAT(ended[0].reason, Catch::Contains("no such table: kube_checkpoints"));
+  bool later = false;
+  store->put(QueueRow{{"BackupStorage", "demo", "b"}, "added", 0, 1, "", ItemState::Pending});
+  store->when_durable([&] { later = true; });
+  io.restart();
+  io.run_for(std::chrono::milliseconds(100));
+  CHECK(later);
+  store->flush_blocking();  // returns: nothing will commit any more
+}
