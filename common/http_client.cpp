@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <netinet/in.h>
@@ -21,9 +22,12 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
+#include <list>
 #include <map>
 #include <optional>
+#include <stdexcept>
+
+#include <boost/system/system_error.hpp>
 
 #include "common/crypto.hpp"
 #include "common/header_values.hpp"
@@ -62,17 +66,78 @@ struct Connection {
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 };
 
+// A kept-alive connection waiting in its pool for the next request, and since when.
+struct IdleConnection {
+  std::unique_ptr<Connection> connection;
+  std::chrono::steady_clock::time_point since;
+};
+
+struct Waiter;
+
+// The connections to one origin with one TLS identity and proxy. Invariants: `leased` slots are
+// each held by one Slot (a request); every waiter and slot belongs to a request counted in `users`;
+// so a pool with no user and no idle connection holds nothing, and is evicted.
 struct Pool {
+  std::string key;                        // Client::Impl::pools' key: a SHA-256 digest (pool_key)
   Url origin;
-  TlsSettings settings;
+  TlsSettings settings;                   // server name, verify flag and proxy; no PEM text (see make_pool)
   std::optional<Proxy> proxy;             // the parsed settings.proxy_url; none = direct
   std::string where;                      // what errors name: the origin, and the proxy if any
   std::shared_ptr<ssl::context> context;  // null for http://
   std::optional<HttpError> unusable;      // a bad CA bundle or proxy URL: every request fails with it
-  std::vector<std::unique_ptr<Connection>> idle;
-  std::size_t open = 0;
-  std::deque<std::shared_ptr<asio::steady_timer>> waiters;
+  std::vector<IdleConnection> idle;       // oldest first
+  std::size_t leased = 0;                 // slots held by requests (a connection in use, or being opened)
+  std::size_t users = 0;                  // requests (send or stream) in progress on this pool
+  std::list<Waiter*> waiters;             // requests waiting for a slot, first come first served
 };
+
+// A request's place in its pool's queue for a slot: the reactor's condition variable (a timer at
+// time_point::max() that wake_one() cancels). However the request leaves the queue (with a slot,
+// cancelled, or its frame destroyed), the destructor takes it out, and passes a wake-up it got but
+// did not use on to the next waiter: a slot is never left free while others wait for it.
+struct Waiter {
+  Waiter(Pool& p, const asio::any_io_executor& executor)
+      : pool(p), timer(executor, asio::steady_timer::time_point::max()) {}
+  ~Waiter();
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+
+  // Queues (at the front when it was woken before but a new request took the slot first) and
+  // waits to be woken. A cancellation of the request throws operation_aborted, as any cancelled
+  // co_await does.
+  asio::awaitable<void> wait();
+  void used() { woken = false; }  // the slot it was woken for is taken
+
+  Pool& pool;
+  asio::steady_timer timer;
+  std::list<Waiter*>::iterator position;
+  bool queued = false;
+  bool woken = false;  // wake_one() chose it: a slot may be free
+};
+
+void wake_one(Pool& pool) {
+  if (pool.waiters.empty()) return;
+  Waiter* next = pool.waiters.front();
+  pool.waiters.pop_front();
+  next->queued = false;
+  next->woken = true;
+  next->timer.cancel();
+}
+
+Waiter::~Waiter() {
+  if (queued)
+    pool.waiters.erase(position);
+  else if (woken)
+    wake_one(pool);
+}
+
+asio::awaitable<void> Waiter::wait() {
+  position = pool.waiters.insert(woken ? pool.waiters.begin() : pool.waiters.end(), this);
+  queued = true;
+  woken = false;
+  co_await timer.async_wait(kTuple);  // operation_aborted both when woken and when cancelled
+  if (!woken) throw boost::system::system_error(asio::error::operation_aborted, "waiting for a connection");
+}
 
 HttpError error(HttpError::Kind kind, std::string message) { return HttpError{kind, std::move(message)}; }
 
@@ -138,6 +203,34 @@ std::shared_ptr<ssl::context> make_context(const TlsSettings& s, std::string& er
     if (ec) err = "cannot load the system's trusted certificates: " + ec.message();
   }
   return ctx;
+}
+
+// The pool key: a SHA-256 (OpenSSL EVP) of everything that decides whether a connection may carry
+// a request: the origin, the verify flag, the server name, the CA bundle, the client certificate
+// and key, and the proxy URL (its password too: a tunnel is authorised once, when it is opened).
+// Each field goes in after its length, so two different identities never feed the digest the same
+// bytes, and a rotated certificate is a new pool rather than a chance collision with the old one.
+// Only the digest is kept: the key holds no key material, certificate or proxy password.
+std::string pool_key(const Url& origin, const TlsSettings& tls, const std::string& proxy) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("OpenSSL cannot compute SHA-256 (out of memory, or no default provider)");
+  auto field = [&](std::string_view value) {
+    std::array<unsigned char, 8> length{};
+    for (std::size_t i = 0; i < length.size(); ++i) length[i] = static_cast<unsigned char>(value.size() >> (8 * i));
+    EVP_DigestUpdate(ctx.get(), length.data(), length.size());
+    EVP_DigestUpdate(ctx.get(), value.data(), value.size());
+  };
+  for (std::string_view part : {std::string_view(origin.scheme), std::string_view(origin.host),
+                                std::string_view(origin.port), std::string_view(tls.insecure ? "insecure" : "verify"),
+                                std::string_view(tls.server_name), std::string_view(tls.ca_pem),
+                                std::string_view(tls.client_cert_pem), std::string_view(tls.client_key_pem),
+                                std::string_view(proxy)})
+    field(part);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest.data(), &size);
+  return crypto::hex(std::string_view(reinterpret_cast<const char*>(digest.data()), size));
 }
 
 // "host:port" with IPv6 hosts bracketed: a CONNECT target and a proxy's name in messages.
@@ -324,34 +417,131 @@ std::string form_decode(std::string_view s) { return decode(s, true); }
 struct Client::Impl : std::enable_shared_from_this<Impl> {
   asio::any_io_executor executor;
   ClientOptions options;
-  std::map<std::string, std::unique_ptr<Pool>> pools;
-  Stats stats;
+  std::map<std::string, std::unique_ptr<Pool>> pools;  // by pool_key
+  Stats stats;  // the counters; Client::stats() counts the rest
+  // When the oldest idle connection of any pool reaches the idle timeout: close_idle_connections()
+  // does nothing before then.
+  std::chrono::steady_clock::time_point next_idle_expiry = std::chrono::steady_clock::time_point::max();
 
   std::map<std::string, std::string> environment_choice;  // origin -> the environment's proxy ("" = none)
+  static constexpr std::size_t kEnvironmentChoices = 1024;  // a bound: virtual-hosted buckets are origins too
 
   // The proxy the environment picks for an origin (ClientOptions::environment_proxies), worked out
   // once per origin rather than on every request.
   const std::string& environment_proxy(const Url& origin) {
+    if (environment_choice.size() >= kEnvironmentChoices && !environment_choice.count(origin.origin()))
+      environment_choice.clear();
     auto [it, fresh] = environment_choice.try_emplace(origin.origin());
     if (fresh) it->second = options.environment_proxies->proxy_for(origin);
     return it->second;
   }
 
-  Pool& pool_for(const Url& origin, const TlsSettings& tls) {
+  // ---- Pools and their lifetimes: the guarantees in the module comment rest on these three
+  // guards, which give back what a request holds however it ends (returned, failed, cancelled,
+  // thrown through, or its frame destroyed) — and on Waiter above.
+
+  // A request's hold on its pool (Pool::users). The last user to leave a pool without an idle
+  // connection evicts it; so does close_idle_connections() when it closes the last one.
+  class PoolUse {
+   public:
+    PoolUse(Impl& impl, Pool& pool) : impl_(impl), pool(pool) { ++pool.users; }
+    ~PoolUse() {
+      --pool.users;
+      impl_.evict_if_empty(pool);
+    }
+    PoolUse(const PoolUse&) = delete;
+    PoolUse& operator=(const PoolUse&) = delete;
+
+   private:
+    Impl& impl_;
+
+   public:
+    Pool& pool;
+  };
+
+  // One of a pool's slots (see acquire()), with its connection once there is one. The destructor
+  // gives it back: the connection to the idle list when keep() was called, else closed; then the
+  // next waiter is woken.
+  class Slot {
+   public:
+    Slot(Impl& impl, Pool& pool, std::unique_ptr<Connection> c = nullptr)
+        : impl_(&impl), pool_(&pool), connection(std::move(c)) {
+      ++pool.leased;
+    }
+    Slot(Slot&& other) noexcept
+        : impl_(other.impl_),
+          pool_(other.pool_),
+          held_(std::exchange(other.held_, false)),
+          reusable_(other.reusable_),
+          connection(std::move(other.connection)) {}
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (held_) impl_->give_back(*pool_, std::move(connection), reusable_);
+    }
+    void keep() { reusable_ = true; }  // the exchange ended cleanly and the server keeps the connection open
+
+   private:
+    Impl* impl_;
+    Pool* pool_;
+    bool held_ = true;
+    bool reusable_ = false;
+
+   public:
+    std::unique_ptr<Connection> connection;
+  };
+
+  PoolUse use_pool(const Url& origin, const TlsSettings& tls) {
     const bool from_environment = tls.proxy_url.empty() && options.environment_proxies;
     const std::string& proxy = from_environment ? environment_proxy(origin) : tls.proxy_url;
-    std::hash<std::string> h;
-    // The proxy URL goes in whole (credentials too: a tunnel is authorised once, when it is opened).
-    std::string key = origin.origin() + "|" + (tls.insecure ? "insecure" : "verify") + "|" + tls.server_name + "|" +
-                      std::to_string(h(tls.ca_pem)) + "|" + std::to_string(h(tls.client_cert_pem)) + "|" +
-                      std::to_string(h(tls.client_key_pem)) + "|" + proxy;
+    std::string key = pool_key(origin, tls, proxy);
     auto& slot = pools[key];
     if (!slot) {
       TlsSettings settings = tls;
       settings.proxy_url = proxy;
       slot = make_pool(origin, settings);
+      slot->key = std::move(key);
     }
-    return *slot;
+    return PoolUse(*this, *slot);
+  }
+
+  void evict_if_empty(Pool& pool) {
+    if (pool.users != 0 || !pool.idle.empty()) return;
+    auto it = pools.find(pool.key);
+    if (it != pools.end() && it->second.get() == &pool) pools.erase(it);
+  }
+
+  void give_back(Pool& pool, std::unique_ptr<Connection> connection, bool reusable) {
+    --pool.leased;
+    if (reusable && connection) {
+      connection->buffer.clear();
+      const auto now = std::chrono::steady_clock::now();
+      pool.idle.push_back({std::move(connection), now});
+      next_idle_expiry = std::min(next_idle_expiry, now + options.idle_connection_timeout);
+    }
+    wake_one(pool);
+  }  // a connection not kept is closed here
+
+  // Closes the connections idle for ClientOptions::idle_connection_timeout, and evicts the pools
+  // that leaves empty. Run on every request, before each slot is taken and on every read of a
+  // stream (a watch hears a bookmark about once a minute): O(1) until an idle connection is due.
+  void close_idle_connections() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_idle_expiry) return;
+    next_idle_expiry = std::chrono::steady_clock::time_point::max();
+    for (auto it = pools.begin(); it != pools.end();) {
+      Pool& pool = *it->second;
+      auto fresh = std::find_if(pool.idle.begin(), pool.idle.end(), [&](const IdleConnection& c) {
+        return c.since + options.idle_connection_timeout > now;
+      });
+      stats.idle_connections_closed += static_cast<std::uint64_t>(fresh - pool.idle.begin());
+      pool.idle.erase(pool.idle.begin(), fresh);
+      if (!pool.idle.empty())
+        next_idle_expiry = std::min(next_idle_expiry, pool.idle.front().since + options.idle_connection_timeout);
+      if (pool.users == 0 && pool.idle.empty())
+        it = pools.erase(it);
+      else
+        ++it;
+    }
   }
 
   static std::unique_ptr<Pool> make_pool(const Url& origin, const TlsSettings& tls) {
@@ -373,6 +563,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       pool->context = make_context(tls, context_error);
       if (!context_error.empty()) pool->unusable = error(HttpError::Kind::Tls, context_error);
     }
+    // The context holds what the PEM texts gave it: the pool keeps no copy of a key.
+    pool->settings.ca_pem.clear();
+    pool->settings.client_cert_pem.clear();
+    pool->settings.client_key_pem.clear();
     return pool;
   }
 
@@ -489,44 +683,30 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     co_return std::move(conn);
   }
 
-  // A connection from the pool, waiting while `limit` connections are busy.
-  asio::awaitable<Result<std::unique_ptr<Connection>, HttpError>> acquire(Pool& pool, std::size_t limit) {
+  // A slot in the pool: its most recently used idle connection, else a new connection while fewer
+  // than `limit` slots are leased, else a place in the queue until a slot is given back. A
+  // cancelled wait throws operation_aborted and leaves nothing behind (see Waiter).
+  asio::awaitable<Result<Slot, HttpError>> acquire(Pool& pool, std::size_t limit) {
+    std::optional<Waiter> waiter;
     for (;;) {
-      if (!pool.idle.empty()) {
-        auto conn = std::move(pool.idle.back());
-        pool.idle.pop_back();
-        conn->reused = true;
-        co_return std::move(conn);
-      }
-      if (pool.open < limit) {
-        ++pool.open;
-        auto opened = co_await open(pool);
-        if (!opened.ok()) {
-          --pool.open;
-          wake_one(pool);
-        }
-        co_return std::move(opened);
-      }
-      auto timer = std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
-      pool.waiters.push_back(timer);
-      co_await timer->async_wait(kTuple);  // woken by cancel() in wake_one
+      close_idle_connections();
+      if (!pool.idle.empty() || pool.leased < limit) break;
+      if (!waiter) waiter.emplace(pool, executor);
+      co_await waiter->wait();
     }
-  }
-
-  void wake_one(Pool& pool) {
-    if (pool.waiters.empty()) return;
-    pool.waiters.front()->cancel();
-    pool.waiters.pop_front();
-  }
-
-  void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
-    if (reusable) {
-      conn->buffer.clear();
-      pool.idle.push_back(std::move(conn));
-    } else {
-      --pool.open;
+    if (waiter) waiter->used();  // no co_await since the check above: the slot is still free
+    if (!pool.idle.empty()) {
+      auto connection = std::move(pool.idle.back().connection);
+      pool.idle.pop_back();
+      connection->reused = true;
+      Slot reused(*this, pool, std::move(connection));
+      co_return std::move(reused);
     }
-    wake_one(pool);
+    Slot fresh(*this, pool);
+    auto opened = co_await open(pool);
+    if (!opened.ok()) co_return opened.error();  // ~Slot gives the slot back
+    fresh.connection = std::move(opened.value());
+    co_return std::move(fresh);
   }
 
   static bhttp::request<bhttp::string_body> build(const Url& o, const Request& r) {
@@ -572,6 +752,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       auto [ec, n] = co_await bhttp::async_read_some(s, conn.buffer, parser, kTuple);
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) co_return ec;
+      close_idle_connections();
       std::size_t got = buf.size() - parser.get().body().size;
       if (got > 0 && !on_data(std::string_view(buf.data(), got))) co_return error_code{};
     }
@@ -627,12 +808,23 @@ Client::Client(asio::any_io_executor executor, ClientOptions options) : impl_(st
 
 Client::~Client() = default;
 
-Client::Stats Client::stats() const { return impl_->stats; }
+Client::Stats Client::stats() const {
+  Stats out = impl_->stats;
+  out.pools = impl_->pools.size();
+  for (const auto& [key, pool] : impl_->pools) {
+    out.idle_connections += pool->idle.size();
+    out.leased_connections += pool->leased;
+    out.waiters += pool->waiters.size();
+  }
+  return out;
+}
 
 asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request request, std::size_t max_connections) {
   if (auto refused = unsafe_request(origin, request)) co_return *refused;
-  auto impl = impl_;  // keeps the pools alive for the whole exchange
-  Pool& pool = impl->pool_for(origin, tls);
+  auto impl = impl_;  // keeps the pools alive for the whole exchange (declared first: destroyed last)
+  impl->close_idle_connections();
+  Impl::PoolUse use = impl->use_pool(origin, tls);
+  Pool& pool = use.pool;
   if (pool.unusable) co_return *pool.unusable;
   std::size_t limit = max_connections ? max_connections : impl->options.default_max_connections;
   ++impl->stats.requests;
@@ -641,15 +833,14 @@ asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request re
   for (int attempt = 0;; ++attempt) {
     auto acquired = co_await impl->acquire(pool, limit);
     if (!acquired.ok()) co_return acquired.error();
-    auto conn = std::move(acquired.value());
-    bool reused = conn->reused;
-    auto result = co_await impl->exchange(*conn, origin, request);
+    Impl::Slot slot = std::move(acquired.value());
+    const bool reused = slot.connection->reused;
+    auto result = co_await impl->exchange(*slot.connection, origin, request);
     if (result.ok()) {
-      bool keep = result.value().second;
-      impl->release(pool, std::move(conn), keep);
+      if (result.value().second) slot.keep();
       co_return std::move(result.value().first);
     }
-    impl->release(pool, std::move(conn), false);
+    // From here the slot's connection is closed when `slot` goes (end of this iteration, or return).
     const auto& ec = result.error();
     bool stale = ec == asio::error::connection_reset || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
                  ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
@@ -664,7 +855,9 @@ asio::awaitable<Result<Ok, HttpError>> Client::stream(Url origin, TlsSettings tl
                                                       std::chrono::milliseconds idle_timeout) {
   if (auto refused = unsafe_request(origin, request)) co_return *refused;
   auto impl = impl_;
-  Pool& pool = impl->pool_for(origin, tls);
+  impl->close_idle_connections();
+  Impl::PoolUse use = impl->use_pool(origin, tls);  // the pool (its TLS context) outlives the stream
+  Pool& pool = use.pool;
   if (pool.unusable) co_return *pool.unusable;
   ++impl->stats.requests;
   auto opened = co_await impl->open(pool);  // never pooled (nor is its tunnel): a watch holds it for long

@@ -2,7 +2,21 @@
 // http::Client — the asynchronous HTTP(S) client the cloud backends (and next the Kubernetes
 // client) use, on the caller's reactor (Boost.Beast + OpenSSL):
 //  - per-origin keep-alive pools, bounded by a connection limit (the storage's maxConnections);
-//    a request that finds every connection busy waits for one;
+//    a request that finds every connection busy waits for one, in turn;
+//  - bounded pools: a pool is keyed by a SHA-256 digest of its origin and whole TLS identity (CA
+//    bundle, client certificate and key, verify flag, server name, proxy URL), so the key holds no
+//    secret and two identities never share a connection. A connection idle for
+//    ClientOptions::idle_connection_timeout (90 s) is closed, and a pool with no connection and no
+//    request is evicted (a rotated client certificate, or one pool per bucket with virtual-hosted
+//    addressing, leaves nothing behind). The client starts no timer of its own, so an io_context
+//    with nothing else to do still returns from run(): idle connections are closed by a sweep at
+//    every request and every read of a stream, so one may outlive its 90 s while the client is not
+//    used at all;
+//  - whatever ends a request (its result, an error, an exception, or a cancellation through its
+//    cancellation slot — a terminal one, as Asio's awaitables filter by default), its slot and its
+//    place in the queue are given back. A request cancelled while it waits for a slot ends with
+//    Asio's operation_aborted exception, as any cancelled co_await does; one cancelled during the
+//    exchange ends with an error value and its connection is closed;
 //  - timeouts on connect, TLS handshake and the whole request/response exchange (send(): one
 //    deadline from the first byte written to the last byte of the body read, so a body that stalls
 //    half-way fails with Kind::Timeout too); stream(): the idle timeout between two reads;
@@ -146,6 +160,9 @@ struct ClientOptions {
   std::size_t default_max_connections = 16;
   std::size_t max_body_bytes = 64u << 20;
   TcpKeepAlive keepalive;  // on every connection this client opens
+  // A pooled connection unused this long is closed (see the module comment for when exactly).
+  // 90 s is the IdleConnTimeout of Go's http.DefaultTransport.
+  std::chrono::milliseconds idle_connection_timeout{90000};
   // When set, a request whose TlsSettings name no proxy takes the one these environment variables
   // pick for its origin (ProxyEnvironment::from_process() in the product; unset in most tests).
   std::shared_ptr<const ProxyEnvironment> environment_proxies;
@@ -173,9 +190,17 @@ class Client {
                                                        std::function<bool(std::string_view data)> on_data,
                                                        std::chrono::milliseconds idle_timeout);
 
+  // What the client holds, for tests and diagnostics (read-only).
   struct Stats {
+    // Counters since the client was made.
     std::uint64_t connections_opened = 0;
     std::uint64_t requests = 0;
+    std::uint64_t idle_connections_closed = 0;  // by the idle timeout
+    // At the time of the call. Streams' connections are their own, in no pool count.
+    std::size_t pools = 0;
+    std::size_t idle_connections = 0;
+    std::size_t leased_connections = 0;  // slots held by requests (a connection in use or being opened)
+    std::size_t waiters = 0;             // requests waiting for a slot
   };
   Stats stats() const;
 

@@ -1,10 +1,13 @@
 // The HTTP client against a real HTTP/1.1 server (tests/servers/http_test_server.py) on loopback:
-// keep-alive pooling, the connection bound, TLS verification modes, timeouts, TCP keepalive.
+// keep-alive pooling, the connection bound, TLS verification modes, timeouts, TCP keepalive, and
+// the pools' bounds (leases given back on cancellation, idle connections closed, pools evicted).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -12,6 +15,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "common/http_client.hpp"
@@ -372,4 +376,187 @@ TEST_CASE("a response whose body stalls half-way fails with a timeout within the
   CHECK(stalled.error().transient());
   CHECK(took >= std::chrono::milliseconds(350));
   CHECK(took < std::chrono::seconds(3));
+}
+
+namespace {
+// Runs `io` until `done()` holds or `limit` has passed; says whether it holds.
+template <class Predicate>
+bool run_until(boost::asio::io_context& io, Predicate done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  io.restart();
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.run_one_for(std::chrono::milliseconds(20));
+    if (io.stopped()) io.restart();
+  }
+  return done();
+}
+}  // namespace
+
+// Pool slots and places in the queue are leases: a request that leaves however it leaves (here a
+// terminal cancellation, as the controller sends its reconciles at shutdown) gives them back. A
+// leaked waiter would swallow the wake-up of a slot given back later, and the requests behind it
+// would wait for ever.
+TEST_CASE("a thousand requests cancelled while they wait leave no waiter behind and every slot usable") {
+  auto dir = temp("cancel");
+  TestServer server(dir);
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  constexpr std::size_t kSlots = 3;
+  constexpr int kCancelled = 1000;
+
+  // kSlots slow requests hold every slot; the first is cancelled half-way through its exchange.
+  int held_ok = 0, held_failed = 0;
+  boost::asio::cancellation_signal cancel_holder;
+  for (std::size_t i = 0; i < kSlots; ++i) {
+    auto done = [&](std::exception_ptr e, http::HttpResult r) { (!e && r.ok() ? held_ok : held_failed)++; };
+    auto request = client.send(server.url(), {}, get("/slow/400"), kSlots);
+    if (i == 0)
+      boost::asio::co_spawn(io, std::move(request), boost::asio::bind_cancellation_slot(cancel_holder.slot(), done));
+    else
+      boost::asio::co_spawn(io, std::move(request), done);
+  }
+  std::vector<std::unique_ptr<boost::asio::cancellation_signal>> cancels;
+  int aborted = 0, ended_otherwise = 0;
+  for (int i = 0; i < kCancelled; ++i) {
+    auto& signal = *cancels.emplace_back(std::make_unique<boost::asio::cancellation_signal>());
+    auto done = [&](std::exception_ptr e, http::HttpResult) {
+      try {
+        if (e) std::rethrow_exception(e);
+        ++ended_otherwise;
+      } catch (const boost::system::system_error& error) {
+        (error.code() == boost::asio::error::operation_aborted ? aborted : ended_otherwise)++;
+      }
+    };
+    boost::asio::co_spawn(io, client.send(server.url(), {}, get("/echo"), kSlots),
+                          boost::asio::bind_cancellation_slot(signal.slot(), done));
+  }
+  REQUIRE(run_until(io, [&] { return client.stats().waiters == kCancelled; }, std::chrono::seconds(5)));
+  CHECK(client.stats().leased_connections == kSlots);
+  for (auto& signal : cancels) signal->emit(boost::asio::cancellation_type::terminal);
+  REQUIRE(run_until(io, [&] { return aborted + ended_otherwise == kCancelled; }, std::chrono::seconds(5)));
+  CHECK(aborted == kCancelled);
+  CHECK(client.stats().waiters == 0);
+  cancel_holder.emit(boost::asio::cancellation_type::terminal);
+  REQUIRE(run_until(io, [&] { return held_ok + held_failed == static_cast<int>(kSlots); }, std::chrono::seconds(5)));
+  CHECK(held_failed == 1);  // the cancelled holder: its connection closed, its slot given back
+  auto after = client.stats();
+  CHECK(after.waiters == 0);
+  CHECK(after.leased_connections == 0);
+  CHECK(after.idle_connections == kSlots - 1);
+  CHECK(after.pools == 1);
+
+  // Twice as many requests as slots: kSlots of them at once, the others as slots come back.
+  const auto opened_before = after.connections_opened;
+  int served = 0;
+  for (std::size_t i = 0; i < 2 * kSlots; ++i)
+    boost::asio::co_spawn(io, client.send(server.url(), {}, get("/slow/200"), kSlots),
+                          [&](std::exception_ptr e, http::HttpResult r) { served += !e && r.ok() ? 1 : 0; });
+  auto all_placed = [&] { return client.stats().leased_connections == kSlots && client.stats().waiters == kSlots; };
+  REQUIRE(run_until(io, all_placed, std::chrono::seconds(5)));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(run_until(io, [&] { return served == static_cast<int>(2 * kSlots); }, std::chrono::seconds(10)));
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
+  CHECK(client.stats().connections_opened == opened_before + 1);  // for the slot the cancelled holder gave back
+  CHECK(client.stats().waiters == 0);
+  CHECK(client.stats().leased_connections == 0);
+}
+
+// Idle connections are closed by a sweep that every request and every read of a stream runs (the
+// client starts no timer: see http_client.hpp); a pool left with nothing is evicted.
+TEST_CASE("a connection idle for the idle timeout is closed and its empty pool evicted") {
+  auto dir = temp("idle");
+  TestServer first(dir), second(dir / "second");
+  const int first_port = std::stoi(first.url().port), second_port = std::stoi(second.url().port);
+  boost::asio::io_context io;
+  http::ClientOptions options;
+  options.idle_connection_timeout = std::chrono::milliseconds(300);
+  http::Client client(io.get_executor(), options);
+  CHECK(http::ClientOptions{}.idle_connection_timeout == std::chrono::seconds(90));
+
+  REQUIRE(run(io, client.send(first.url(), {}, get("/echo"))).ok());
+  REQUIRE(run(io, client.send(first.url(), {}, get("/echo"))).ok());  // well within the idle time: reused
+  CHECK(client.stats().connections_opened == 1);
+  CHECK(client.stats().pools == 1);
+  CHECK(sockets_connected_to(first_port).size() == 1);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  REQUIRE(run(io, client.send(second.url(), {}, get("/echo"))).ok());
+  auto stats = client.stats();
+  CHECK(stats.idle_connections_closed == 1);
+  CHECK(stats.pools == 1);  // the second server's; the first's was evicted
+  CHECK(stats.idle_connections == 1);
+  CHECK(sockets_connected_to(first_port).empty());
+  CHECK(sockets_connected_to(second_port).size() == 1);
+
+  // A long stream sweeps as it reads: both idle connections go while it runs; once it ends, its
+  // pool has nothing left either.
+  std::size_t pools_while_streaming = 0;
+  auto on_head = [](const http::Response&) {};
+  auto on_data = [&](std::string_view) {
+    pools_while_streaming = client.stats().pools;
+    return true;
+  };
+  REQUIRE(run(io, client.send(first.url(), {}, get("/echo"))).ok());
+  REQUIRE(run(io, client.stream(second.url(), {}, get("/stream/6/150"), on_head, on_data, std::chrono::seconds(5)))
+              .ok());
+  CHECK(pools_while_streaming == 1);  // the stream's own
+  stats = client.stats();
+  CHECK(stats.idle_connections_closed == 3);
+  CHECK(stats.pools == 0);
+  CHECK(stats.idle_connections == 0);
+  CHECK(sockets_connected_to(first_port).empty());
+  CHECK(sockets_connected_to(second_port).empty());
+}
+
+// The pool key is a digest of the whole TLS identity: equal texts share a pool (and its
+// connections), another client certificate (an exec plugin's rotated one) never does, and the
+// pool of a certificate no longer used goes once its connection has been idle for the idle time.
+TEST_CASE("pools: one per TLS identity, shared by equal identities, and a rotated certificate's pool goes") {
+  auto dir = temp("identity");
+  auto certs = test_support::make_certificates(dir / "certs");
+  TestServer server(dir, &certs, true);
+  const auto [cert, key] = certs.client_cert_and_key();
+  const auto [rotated_cert, rotated_key] = certs.client_cert_and_key();  // a new key pair
+  REQUIRE(rotated_key != key);
+  boost::asio::io_context io;
+  http::ClientOptions options;
+  options.idle_connection_timeout = std::chrono::milliseconds(500);
+  http::Client client(io.get_executor(), options);
+  auto url = server.url("https");
+  const int port = server.port;
+
+  REQUIRE(run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, "", cert, key}, get("/echo"))).ok());
+  // The same identity from other strings: the same pool, the same connection.
+  REQUIRE(run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, "", std::string(cert.data(), cert.size()),
+                                                     std::string(key.data(), key.size())},
+                              get("/echo")))
+              .ok());
+  CHECK(client.stats().pools == 1);
+  CHECK(client.stats().connections_opened == 1);
+
+  const http::TlsSettings rotated{certs.ca_pem(), false, "", rotated_cert, rotated_key};
+  REQUIRE(run(io, client.send(url, rotated, get("/echo"))).ok());
+  CHECK(client.stats().pools == 2);
+  CHECK(client.stats().connections_opened == 2);
+  // The verify flag and the server name are part of the identity too.
+  REQUIRE(run(io, client.send(url, http::TlsSettings{certs.ca_pem(), true, "", rotated_cert, rotated_key},
+                              get("/echo")))
+              .ok());
+  REQUIRE(run(io, client.send(url, http::TlsSettings{certs.ca_pem(), false, "127.0.0.1", rotated_cert, rotated_key},
+                              get("/echo")))
+              .ok());
+  CHECK(client.stats().pools == 4);
+  CHECK(client.stats().connections_opened == 4);
+
+  // Only the rotated identity stays in use: every other pool goes with its idle connection.
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    REQUIRE(run(io, client.send(url, rotated, get("/echo"))).ok());
+  }
+  auto stats = client.stats();
+  CHECK(stats.pools == 1);
+  CHECK(stats.idle_connections == 1);
+  CHECK(stats.idle_connections_closed == 3);
+  CHECK(stats.connections_opened == 4);  // the rotated identity's connection was kept in use throughout
+  CHECK(sockets_connected_to(port).size() == 1);
 }
