@@ -6,7 +6,6 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -21,8 +20,6 @@ namespace stowage::kube {
 namespace json = boost::json;
 
 namespace {
-
-constexpr std::size_t kReplaceSlice = 256;
 
 
 std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
@@ -85,11 +82,10 @@ void Informer::stop() {
   if (state_->started) state_->cancel.emit(boost::asio::cancellation_type::terminal);
 }
 
-// Applies one store action; false for the request or wait the caller performs next. (A relist's
-// ReplaceStore is applied by the run loop, which yields between slices.)
+// Applies one store action; false for the request or wait the caller performs next.
 bool Informer::apply(ReflectorAction& action) {
-  if (std::holds_alternative<ReplaceStore>(action)) {
-    spdlog::error("{}: a relist outside the run loop (a bug); ignored", options_.name);
+  if (auto* r = std::get_if<ReplaceStore>(&action)) {
+    replace(*r);
   } else if (auto* e = std::get_if<ApplyEvent>(&action)) {
     apply_event(*e);
   } else if (std::holds_alternative<Synced>(action)) {
@@ -103,37 +99,37 @@ bool Informer::apply(ReflectorAction& action) {
   return true;
 }
 
-// The items go to the handlers in slices, with a turn of the reactor between two slices: a list of
-// 10,000 objects handed over in one go stalled everything else for a third of a second.
-boost::asio::awaitable<void> Informer::replace(ReplaceStore& replace, std::shared_ptr<State> st) {
+// A relist, swapped in as kube-rs's store does at InitDone: the differences against the index are
+// found first, off to the side; then the new index is swapped in and every difference, upserts and
+// removals alike, goes to the handlers within this one reactor turn. No other work runs in between,
+// so no reader of the handlers' store sees part of the old world and part of the new. The price is
+// one stall of the reactor as long as the handlers take for all the changes.
+void Informer::replace(ReplaceStore& replace) {
   if (had_full_list_) ++stats_.relists;
   had_full_list_ = true;
   std::unordered_map<std::string, std::string> fresh;
   fresh.reserve(replace.items.size());
-  std::size_t handed = 0;
+  std::vector<json::value*> changed;
   for (auto& item : replace.items) {
-    std::string ns = metadata_text(item, "namespace"), name = metadata_text(item, "name");
+    std::string key = key_of(metadata_text(item, "namespace"), metadata_text(item, "name"));
     std::string rv = metadata_text(item, "resourceVersion");
-    std::string key = key_of(ns, name);
     auto old = index_.find(key);
-    bool changed = old == index_.end() || old->second != rv || rv.empty();
-    fresh[key] = rv;
-    if (changed) {
-      ++stats_.upserts;
-      if (handlers_.upserted) handlers_.upserted(std::move(item));
-      if (++handed % kReplaceSlice == 0) {
-        co_await boost::asio::post(executor_, boost::asio::use_awaitable);
-        if (!st->alive) co_return;
-      }
-    }
+    if (old == index_.end() || old->second != rv || rv.empty()) changed.push_back(&item);
+    fresh[std::move(key)] = std::move(rv);
   }
-  for (const auto& [key, rv] : index_) {
-    if (fresh.count(key)) continue;
+  std::vector<std::string> gone;
+  for (const auto& [key, rv] : index_)
+    if (!fresh.count(key)) gone.push_back(key);
+  index_ = std::move(fresh);
+  for (json::value* item : changed) {
+    ++stats_.upserts;
+    if (handlers_.upserted) handlers_.upserted(std::move(*item));
+  }
+  for (const auto& key : gone) {
     auto slash = key.find('/');
     ++stats_.removals;
     if (handlers_.removed) handlers_.removed(key.substr(0, slash), key.substr(slash + 1), json::value());
   }
-  index_ = std::move(fresh);
 }
 
 void Informer::apply_event(ApplyEvent& event) {
@@ -159,13 +155,9 @@ void Informer::start() {
     for (;;) {
       if (!st->alive || st->stopping) co_return;
       ReflectorAction* next = nullptr;
-      // A relist's store replacement yields to the reactor between slices; the rest is applied at once.
+      // Store actions (a relist's replacement included) are applied at once, in this turn.
       for (auto& action : actions) {
-        if (auto* r = std::get_if<ReplaceStore>(&action)) {
-          co_await replace(*r, st);
-        } else if (!apply(action)) {
-          next = &action;
-        }
+        if (!apply(action)) next = &action;
         if (!st->alive) co_return;
       }
       if (!st->alive || st->stopping) co_return;

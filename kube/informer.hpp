@@ -9,7 +9,11 @@
 //   null); `synced` once, when a complete state has been delivered; `checkpoint` with each
 //   resourceVersion worth persisting for a resume.
 // - A relist delivers only differences: objects whose resourceVersion did not change are not handed
-//   over again, and objects that vanished while the watch was down come as `removed`.
+//   over again, and objects that vanished while the watch was down come as `removed`. All of them,
+//   upserts and removals, go to the handlers in one reactor turn, after the informer's own index is
+//   swapped (kube-rs's store swaps at InitDone): no other work on the reactor ever sees the
+//   handlers' store half old and half new. The cost is one reactor stall of the handlers' time for
+//   the whole difference.
 // - Every failure is logged (warn) with what failed and when the next attempt is, then waited out
 //   as the machine says (client-go's backoff, Retry-After); the informer never gives up before
 //   stop(). A garbage or truncated watch body makes it relist; nothing crashes.
@@ -101,7 +105,7 @@ class Informer {
  private:
   struct State;
   bool apply(ReflectorAction& action);
-  boost::asio::awaitable<void> replace(ReplaceStore& replace, std::shared_ptr<State> st);
+  void replace(ReplaceStore& replace);
   void apply_event(ApplyEvent& event);
 
   boost::asio::any_io_executor executor_;
