@@ -560,3 +560,26 @@ TEST_CASE("pools: one per TLS identity, shared by equal identities, and a rotate
   CHECK(stats.connections_opened == 4);  // the rotated identity's connection was kept in use throughout
   CHECK(sockets_connected_to(port).size() == 1);
 }
+
+// The product's shutdown may end with the io_context destroyed while requests are still suspended
+// in it (Runtime destroys its http::Client first, then the io_context): their frames are destroyed
+// then, and each gives back what it held, so nothing is left for the client to close later.
+TEST_CASE("requests destroyed with their io_context give back their slots, places in the queue and pools") {
+  auto dir = temp("destroyed");
+  TestServer server(dir);
+  auto io = std::make_unique<boost::asio::io_context>();
+  http::Client client(io->get_executor());
+  for (int i = 0; i < 5; ++i)
+    boost::asio::co_spawn(*io, client.send(server.url(), {}, get("/slow/3000"), 2),
+                          [](std::exception_ptr, http::HttpResult) {});
+  auto placed = [&] { return client.stats().leased_connections == 2 && client.stats().waiters == 3; };
+  REQUIRE(run_until(*io, placed, std::chrono::seconds(5)));
+  run_until(*io, [] { return false; }, std::chrono::milliseconds(300));  // both requests are on the wire
+  CHECK(client.stats().connections_opened == 2);
+  io.reset();
+  const auto stats = client.stats();
+  CHECK(stats.leased_connections == 0);
+  CHECK(stats.waiters == 0);
+  CHECK(stats.idle_connections == 0);
+  CHECK(stats.pools == 0);
+}
