@@ -6,6 +6,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -21,6 +22,7 @@ namespace json = boost::json;
 
 namespace {
 
+constexpr std::size_t kFillSlice = 256;  // items of a first fill handed over per reactor turn
 
 std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
@@ -132,6 +134,29 @@ void Informer::replace(ReplaceStore& replace) {
   }
 }
 
+bool Informer::first_fill() const {
+  return !had_full_list_ && index_.empty() && options_.reflector.resume_resource_version.empty();
+}
+
+// The first list of an informer that does not resume replaces nothing (the store is empty), and no
+// one may take the store as complete before the Synced that follows it. So its items go over in
+// slices, with a turn of the reactor between two: 10,000 objects handed over in one go stalled
+// everything else for 120 to 350 ms.
+boost::asio::awaitable<void> Informer::fill(ReplaceStore& list, std::shared_ptr<State> st) {
+  had_full_list_ = true;
+  std::size_t handed = 0;
+  for (auto& item : list.items) {
+    index_[key_of(metadata_text(item, "namespace"), metadata_text(item, "name"))] =
+        metadata_text(item, "resourceVersion");
+    ++stats_.upserts;
+    if (handlers_.upserted) handlers_.upserted(std::move(item));
+    if (++handed % kFillSlice == 0) {
+      co_await boost::asio::post(executor_, boost::asio::use_awaitable);
+      if (!st->alive) co_return;
+    }
+  }
+}
+
 void Informer::apply_event(ApplyEvent& event) {
   std::string ns = metadata_text(event.object, "namespace"), name = metadata_text(event.object, "name");
   std::string key = key_of(ns, name);
@@ -155,9 +180,13 @@ void Informer::start() {
     for (;;) {
       if (!st->alive || st->stopping) co_return;
       ReflectorAction* next = nullptr;
-      // Store actions (a relist's replacement included) are applied at once, in this turn.
+      // Store actions are applied at once, in this turn; only a first fill goes in slices.
       for (auto& action : actions) {
-        if (!apply(action)) next = &action;
+        if (auto* r = std::get_if<ReplaceStore>(&action); r && first_fill()) {
+          co_await fill(*r, st);
+        } else if (!apply(action)) {
+          next = &action;
+        }
         if (!st->alive) co_return;
       }
       if (!st->alive || st->stopping) co_return;
