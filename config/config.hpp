@@ -57,6 +57,9 @@ struct Config {
   int max_interrupted = 5;                            // reconcile.max-interrupted
   Millis commit_interval{5};                          // store.commit-interval
   std::string synchronous = "full";                   // store.synchronous: full | normal
+  // store.max-pending-bytes: writes waiting for the store's writer (a full or failing disk) above
+  // which no new work is claimed and /readyz fails, until the writer catches up
+  std::uint64_t store_max_pending_bytes = 64u << 20;
   Millis shutdown_grace{10000};                       // shutdown.grace-period
   std::string operator_version = "v0.1.0";            // operator-version (written into metadata.yaml)
   std::string gcs_endpoint;                           // gcs.endpoint: empty = https://storage.googleapis.com

@@ -219,6 +219,10 @@ std::vector<Setting> make_table() {
        Duration{&Config::commit_interval, kZeroAllowed}},
       {"store.synchronous", "--store-synchronous", "SQLite synchronous mode for state.db",
        Choice{&Config::synchronous, {"full", "normal"}}},
+      {"store.max-pending-bytes", "--store-max-pending-bytes",
+       "State writes waiting to be committed (the disk is full or failing) above which no new work is claimed and "
+       "/readyz fails, until the writer catches up",
+       Size{&Config::store_max_pending_bytes, 1024, kMaxBudgetBytes}},
       {"shutdown.grace-period", "--shutdown-grace-period",
        "How long running reconciles may take to finish after SIGTERM", Duration{&Config::shutdown_grace, kPositive}},
       {"operator-version", "--operator-version", "operatorVersion written into each new metadata.yaml",

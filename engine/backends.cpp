@@ -259,6 +259,7 @@ Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(cons
     opts.create_directory = st.local->volume_type == "hostPath";
     opts.root = local_.root;
     opts.protected_paths = local_.protected_paths;
+    opts.stop = local_.stop;
     return std::unique_ptr<storage::Backend>(std::make_unique<storage::LocalBackend>(pool_, std::move(opts)));
   }
   if (st.provider == "s3" || st.provider == "gcs" || st.provider == "azure") {

@@ -3,6 +3,7 @@
 // clear, permanent reason why it cannot: provider missing or unknown, its section missing, the
 // Secret without the keys KubeStash requires, a local volume without a usable path, a storage
 // without a Secret that may not use the controller's own identity (AmbientCredentialsPolicy).
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -65,6 +66,8 @@ struct LocalSettings {
   std::filesystem::path root = "/";  // local.root: every local path is resolved beneath it
   // Never wiped, nor anything that holds them or lies inside them: the state directory, the manifest folder.
   std::vector<std::filesystem::path> protected_paths;
+  // Raised when the process stops: local wipes end between entries (storage::LocalBackendOptions::stop).
+  std::shared_ptr<const std::atomic<bool>> stop = nullptr;
 };
 
 class BackendFactory {

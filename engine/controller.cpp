@@ -1,5 +1,6 @@
 #include "engine/controller.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -55,6 +56,27 @@ void Controller::stop() {
 
 bool Controller::idle() const { return in_flight_ == 0; }
 
+void Controller::cancel_in_flight() {
+  running_ = false;
+  cancelling_ = true;
+  if (!cancels_.empty())
+    spdlog::warn("cancelling {} reconciles in flight; their items run again at the next start", cancels_.size());
+  // Emitting never completes a reconcile inline (Asio posts completions), so cancels_ stays intact here.
+  for (auto& [serial, signal] : cancels_) signal->emit(boost::asio::cancellation_type::terminal);
+}
+
+// Asks the gate; logs when claiming pauses and when it resumes.
+bool Controller::gate_closed() {
+  std::optional<std::string> why = claim_gate_ ? claim_gate_() : std::nullopt;
+  if (why && !paused_)
+    spdlog::warn("not claiming new work: {}; reconciles in flight finish, and claiming resumes when this clears",
+                 *why);
+  else if (!why && paused_)
+    spdlog::info("claiming work again (it was paused: {})", *paused_);
+  paused_ = std::move(why);
+  return paused_.has_value();
+}
+
 std::chrono::milliseconds Controller::retry_delay(const Outcome& outcome, int attempts) {
   if (outcome.kind == Outcome::Permanent) return options_.permanent_retry;
   return backoff_.next(attempts);
@@ -88,6 +110,13 @@ std::chrono::milliseconds Controller::interrupted_delay(const persistence::Queue
 void Controller::pump() {
   pump_posted_ = false;
   if (!running_) return;
+  if (gate_closed()) {
+    timer_->t.expires_after(kGateRecheck);
+    timer_->t.async_wait([this](boost::system::error_code ec) {
+      if (!ec) pump();
+    });
+    return;
+  }
   while (in_flight_ < static_cast<std::size_t>(options_.workers)) {
     auto item = queue_.claim();
     if (!item) break;
@@ -119,31 +148,48 @@ void Controller::run(persistence::QueueRow item) {
   auto slot = processing_.insert(started);
   if (metrics_) arm_unfinished_work_timer();
   ReconcileRequest request{item.reason == kRevalidateReason, item.attempts};
+  const std::uint64_t serial = reconciles_;
+  auto& cancel = *cancels_.emplace(serial, std::make_unique<boost::asio::cancellation_signal>()).first->second;
+  auto done = [this, item = std::move(item), started, slot, serial](std::exception_ptr ep, Outcome outcome) {
+    cancels_.erase(serial);
+    processing_.erase(slot);
+    if (ep && cancelling_) {
+      outcome = {Outcome::Transient, "cancelled: the process is stopping", false};
+    } else if (ep) {
+      // A bug, not a backend failure: keep the item, back off, say so loudly.
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        outcome = {Outcome::Transient, std::string("internal error: ") + e.what(), false};
+      }
+      spdlog::error("{}: reconcile threw: {}", item.key.object_name(), outcome.error);
+    }
+    if (metrics_) {
+      auto took = std::chrono::steady_clock::now() - started;
+      metrics_->active_workers.dec({kName});
+      metrics_->workqueue_work_duration_seconds.observe(
+          {kName}, std::chrono::duration<double>(took).count());
+      metrics_->reconcile_finished(
+          kName, outcome.kind == Outcome::Done ? ReconcileResult::Success : ReconcileResult::Error,
+          took);
+      if (outcome.kind != Outcome::Done) metrics_->workqueue_retries_total.inc({kName});
+      refresh_unfinished_work();
+    }
+    if (cancelling_)
+      release(item);
+    else
+      finish(item, outcome);
+  };
   boost::asio::co_spawn(executor_, reconciler_.reconcile(key, request),
-                        [this, item = std::move(item), started, slot](std::exception_ptr ep, Outcome outcome) {
-                          processing_.erase(slot);
-                          if (ep) {
-                            // A bug, not a backend failure: keep the item, back off, say so loudly.
-                            try {
-                              std::rethrow_exception(ep);
-                            } catch (const std::exception& e) {
-                              outcome = {Outcome::Transient, std::string("internal error: ") + e.what(), false};
-                            }
-                            spdlog::error("{}: reconcile threw: {}", item.key.object_name(), outcome.error);
-                          }
-                          if (metrics_) {
-                            auto took = std::chrono::steady_clock::now() - started;
-                            metrics_->active_workers.dec({kName});
-                            metrics_->workqueue_work_duration_seconds.observe(
-                                {kName}, std::chrono::duration<double>(took).count());
-                            metrics_->reconcile_finished(
-                                kName, outcome.kind == Outcome::Done ? ReconcileResult::Success : ReconcileResult::Error,
-                                took);
-                            if (outcome.kind != Outcome::Done) metrics_->workqueue_retries_total.inc({kName});
-                            refresh_unfinished_work();
-                          }
-                          finish(item, outcome);
-                        });
+                        boost::asio::bind_cancellation_slot(cancel.slot(), std::move(done)));
+}
+
+// A reconcile cut short by cancel_in_flight(): its item goes back to the queue as it was.
+void Controller::release(const persistence::QueueRow& item) {
+  --in_flight_;
+  queue_.release(item.key);
+  spdlog::info("{}: reconcile cut short by the stop; it runs again at the next start", item.key.object_name());
+  if (in_flight_ == 0 && on_idle_) on_idle_();
 }
 
 void Controller::refresh_unfinished_work() {

@@ -11,12 +11,21 @@
 //    permanent-retry until an attempt ends (success or failure) without the process ending;
 //  - the schedule is monotonic (the queue's steady clock): a wall-clock step moves no retry;
 //  - stop(): no new work is claimed; drained() completes when in-flight reconciles have finished.
+//    cancel_in_flight() (the grace period is over) emits a terminal cancellation to every reconcile
+//    in flight (each is co_spawned with its own cancellation slot): each ends at its next await and
+//    its item is released to the queue, due at once at the next start, no attempt counted;
+//  - backpressure: while the claim gate names a reason (the state store's writer is behind), no new
+//    work is claimed (reconciles in flight finish); it is asked again every kGateRecheck, and
+//    claiming resumes once it names none.
 // Nothing runs before the source has delivered its first listing (start() is called after it).
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -57,6 +66,14 @@ class Controller {
 
   void start();
   void stop();
+  // Terminal cancellation of every reconcile in flight (see above). Reactor thread.
+  void cancel_in_flight();
+  // `why_not` returns why no work may be claimed now, or nullopt. Null: always claim.
+  using ClaimGate = std::function<std::optional<std::string>()>;
+  void set_claim_gate(ClaimGate why_not) { claim_gate_ = std::move(why_not); }
+  // Why claiming is paused now (the gate's last answer), or nullopt.
+  const std::optional<std::string>& paused() const { return paused_; }
+  static constexpr std::chrono::milliseconds kGateRecheck{200};
   bool idle() const;  // nothing in flight
   std::size_t in_flight() const { return in_flight_; }
   std::uint64_t reconciles() const { return reconciles_; }
@@ -75,6 +92,8 @@ class Controller {
   void arm_timer();
   void run(persistence::QueueRow item);
   void finish(const persistence::QueueRow& item, const Outcome& outcome);
+  void release(const persistence::QueueRow& item);
+  bool gate_closed();
   // workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds from the
   // reconciles in flight; refreshed every 500 ms while any runs (as client-go does), 0 when none.
   void refresh_unfinished_work();
@@ -91,6 +110,11 @@ class Controller {
   bool unfinished_timer_armed_ = false;
   std::multiset<std::chrono::steady_clock::time_point> processing_;  // start times of reconciles in flight
   std::set<std::string> parked_;  // QueueKey::str() of the parked items
+  // One cancellation signal per reconcile in flight, by a serial number; emitted by cancel_in_flight().
+  std::map<std::uint64_t, std::unique_ptr<boost::asio::cancellation_signal>> cancels_;
+  bool cancelling_ = false;
+  ClaimGate claim_gate_;
+  std::optional<std::string> paused_;
   std::size_t in_flight_ = 0;
   std::uint64_t reconciles_ = 0;
   bool running_ = false;

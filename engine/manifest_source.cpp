@@ -12,6 +12,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <optional>
 #include <set>
 #include <type_traits>
@@ -212,6 +213,8 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   asio::posix::stream_descriptor inotify;
   std::function<void()> on_synced;
   bool stopped = false;
+  // stop()'s word to a scan running on the pool: it ends between files, and its result is dropped.
+  std::atomic<bool> stop_scan{false};
   bool synced = false;
   bool scanning = false;
   bool rescan_wanted = false;
@@ -246,6 +249,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
       if (auto it = files.find(p); it != files.end()) budget.spend(cost_of(it->second));
     std::string over_budget;  // the first file a budget stopped
     for (const auto& p : listing.files) {
+      if (stop_scan.load(std::memory_order_relaxed)) return d;  // stopping: nothing of it is applied
       auto entry = entry_for(p, clock.stable, budget);
       if (!entry) continue;
       add_to_snapshot(snap, entry->contents);
@@ -491,6 +495,7 @@ void ManifestSource::start(std::function<void()> on_synced) {
 
 void ManifestSource::stop() {
   impl_->stopped = true;
+  impl_->stop_scan = true;
   impl_->debounce.cancel();
   impl_->poll.cancel();
   impl_->removal.cancel();

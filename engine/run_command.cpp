@@ -115,6 +115,15 @@ struct ServeHooks {
   std::function<void(std::function<void()> done)> before_exit;
 };
 
+// /readyz fails while the state store's writer is store.max-pending-bytes behind (no new work is
+// claimed then), whatever the source says.
+ReadinessCheck unless_store_behind(Runtime& rt, ReadinessCheck source_ready) {
+  return [&rt, source_ready = std::move(source_ready)]() -> std::optional<std::string> {
+    if (auto behind = rt.store_backlog()) return "not taking new work: " + *behind;
+    return source_ready();
+  };
+}
+
 // Starts the /metrics and /healthz,/readyz listeners the configuration asks for; false (after
 // logging why) when one cannot listen.
 bool start_listeners(Runtime& rt, const config::Config& config, const ServeHooks& hooks,
@@ -130,7 +139,7 @@ bool start_listeners(Runtime& rt, const config::Config& config, const ServeHooks
     if (flag == kMetricsBindAddressFlag)
       serve_metrics(*server, rt.registry);
     else
-      serve_probes(*server, hooks.readiness);
+      serve_probes(*server, unless_store_behind(rt, hooks.readiness));
     auto started = server->start(address);
     if (!started.ok()) {
       spdlog::error("{}", started.error());
@@ -142,6 +151,39 @@ bool start_listeners(Runtime& rt, const config::Config& config, const ServeHooks
   };
   return listen(metrics_server, kMetricsBindAddressFlag, config.metrics_bind_address) &&
          listen(probe_server, kHealthProbeBindAddressFlag, config.health_bind_address);
+}
+
+// The stop's time limits: after the grace period the reconciles still in flight are cancelled and
+// get kCancelWait to end; the store then gets kDurableWait to confirm its last commit on the
+// reactor, and after the reactor the rest of the time up to kStopSlack past the grace period
+// (less kExitMargin) to flush; past it, what is not committed is abandoned (replayed at the next
+// start). A watchdog thread ends the process at grace + kStopSlack whatever still hangs.
+constexpr std::chrono::milliseconds kCancelWait{300}, kDurableWait{700}, kStopSlack{2000}, kExitMargin{400};
+
+std::chrono::steady_clock::time_point arm_exit_deadline(std::chrono::milliseconds grace) {
+  auto deadline = std::chrono::steady_clock::now() + grace + kStopSlack - std::chrono::milliseconds(100);
+  std::thread([deadline, grace] {
+    std::this_thread::sleep_until(deadline);
+    spdlog::error("the stop has taken longer than shutdown.grace-period ({} ms) + {} ms: exiting now; unfinished "
+                  "work is replayed at the next start",
+                  grace.count(), kStopSlack.count());
+    spdlog::default_logger()->flush();
+    ::_exit(1);
+  }).detach();
+  return deadline;
+}
+
+// After the reactor: the store's last writes, up to the exit deadline; abandoned past it (false).
+bool flush_state(Runtime& rt, std::optional<std::chrono::steady_clock::time_point> exit_deadline,
+                 std::chrono::milliseconds grace) {
+  auto limit = grace;
+  if (exit_deadline)
+    limit = std::max(std::chrono::milliseconds(0),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(*exit_deadline - kExitMargin -
+                                                                           std::chrono::steady_clock::now()));
+  if (rt.store->flush_within(limit)) return true;
+  rt.store->abandon();
+  return false;
 }
 
 // Runs the reactor until SIGINT/SIGTERM: then stops the source, lets the reconciles in flight
@@ -172,7 +214,8 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
   refresh();
 
   boost::asio::signal_set signals(rt.io, SIGINT, SIGTERM);
-  boost::asio::steady_timer grace(rt.io);
+  boost::asio::steady_timer grace(rt.io), durable(rt.io);
+  std::optional<std::chrono::steady_clock::time_point> exit_deadline;  // set when the stop begins
   bool stopping = false, finishing = false;
   auto finish = [&] {
     if (finishing) return;
@@ -181,7 +224,16 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
     gauges.cancel();
     if (metrics_server) metrics_server->stop();
     if (probe_server) probe_server->stop();
-    auto last = [&] { rt.store->when_durable([&] { rt.io.stop(); }); };
+    auto last = [&] {
+      rt.store->when_durable([&] { rt.io.stop(); });
+      durable.expires_after(kDurableWait);  // a failing disk must not hold the reactor
+      durable.async_wait([&](boost::system::error_code ec) {
+        if (ec) return;
+        spdlog::warn("the state store has not confirmed its last commit within {} ms; stopping anyway",
+                     kDurableWait.count());
+        rt.io.stop();
+      });
+    };
     if (hooks.before_exit)
       hooks.before_exit(last);
     else
@@ -191,6 +243,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
   // the reconciles in flight get the grace period, and what is left is replayed at the next start.
   auto begin_stop = [&] {
     stopping = true;
+    exit_deadline = arm_exit_deadline(config.shutdown_grace);
     hooks.stop_source();
     rt.controller.stop();
     if (rt.controller.idle()) return finish();
@@ -200,7 +253,11 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
       if (e) return;
       spdlog::warn("grace period over with {} reconciles in flight; they are replayed at the next start",
                    rt.controller.in_flight());
-      finish();
+      rt.cancel_work();  // each ends at its next await; the last one to end calls finish (on_idle)
+      grace.expires_after(kCancelWait);
+      grace.async_wait([&](boost::system::error_code cancelled) {
+        if (!cancelled) finish();
+      });
     });
   };
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
@@ -227,7 +284,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
   held.release();
   rt.io.run();
   common::Liveness::process().on_first_end(rt.io.get_executor(), nullptr);  // its captures end here
-  rt.store->flush_blocking();
+  if (!flush_state(rt, exit_deadline, config.shutdown_grace)) exit_code = 1;
   spdlog::info("stopped; longest reactor stall {} ms", rt.lag.longest().count() / 1000.0);
   return exit_code;
 }

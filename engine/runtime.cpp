@@ -81,9 +81,10 @@ http::ClientOptions http_options(const config::Config& c) {
 }
 
 // The state directory and the manifest folder are never wiped, whatever a storage's path says.
-LocalSettings local_settings(const config::Config& c) {
+LocalSettings local_settings(const config::Config& c, std::shared_ptr<const std::atomic<bool>> stop) {
   LocalSettings local;
   local.root = c.local_root;
+  local.stop = std::move(stop);
   for (const auto& dir : {c.state_dir, c.manifests}) {
     if (dir.empty()) continue;
     std::error_code ec;
@@ -193,7 +194,7 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       queue(store.get(), wall_now_ms),
       facts(store.get(), store->load_facts()),
       http(io.get_executor(), http_options(c)),
-      backends(pool, local_settings(c), http, cloud_settings(c, offline_source.has_value())),
+      backends(pool, local_settings(c, pool_stop), http, cloud_settings(c, offline_source.has_value())),
       offline(offline_source ? std::make_unique<OfflineWorld>(store.get(), store->load_objects(),
                                                               std::move(offline_source->source_id), queue,
                                                               offline_source->deletions,
@@ -208,7 +209,23 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
                  ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period,
                                    c.max_interrupted},
                  &metrics),
-      lag(io.get_executor()) {}
+      lag(io.get_executor()),
+      max_pending_bytes_(c.store_max_pending_bytes) {
+  controller.set_claim_gate([this] { return store_backlog(); });
+}
+
+void Runtime::cancel_work() {
+  controller.cancel_in_flight();
+  pool_stop->store(true);
+}
+
+std::optional<std::string> Runtime::store_backlog() const {
+  const std::uint64_t behind = store->uncommitted_bytes();
+  if (behind <= max_pending_bytes_) return std::nullopt;
+  return "the state store " + store->path().string() + " is " + std::to_string(behind) +
+         " bytes behind (store.max-pending-bytes is " + std::to_string(max_pending_bytes_) +
+         "): its commits are failing or slow (a full or failing disk?); see the store's error log";
+}
 
 ReconcileTarget& Runtime::target() {
   if (offline) return *offline;
@@ -219,8 +236,10 @@ Runtime::~Runtime() {
   controller.stop();
   if (kube) kube->stop();
   lag.stop();
-  store->flush_blocking();
+  pool_stop->store(true);  // the reactor has stopped: nothing awaits the pool's results any more
   pool.join();
+  // Bounded: serve() has flushed (or abandoned) already; elsewhere a failing disk must not hang the exit.
+  if (!store->flush_within(std::chrono::seconds(1))) store->abandon();
 }
 
 }  // namespace stowage::engine

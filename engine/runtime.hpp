@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -70,6 +71,8 @@ class Runtime {
 
   boost::asio::io_context io{1};
   boost::asio::thread_pool pool;
+  // Set by cancel_work(): long work on the pool (local wipes) checks it between entries and ends early.
+  std::shared_ptr<std::atomic<bool>> pool_stop = std::make_shared<std::atomic<bool>>(false);
   metrics::Registry registry;
   Metrics metrics{registry};
   StateDirLock lock;
@@ -90,10 +93,17 @@ class Runtime {
 
   OfflineWorld& world() { return *offline; }
 
+  // The grace period is over: cancels every reconcile in flight (terminal) and raises pool_stop.
+  // Their items are replayed at the next start. Reactor thread.
+  void cancel_work();
+  // Why no new work should be claimed now (the store's writer is store.max-pending-bytes behind), or nullopt.
+  std::optional<std::string> store_backlog() const;
+
  private:
   Runtime(const config::Config& config, std::optional<OfflineSource> offline_source,
           std::optional<KubernetesSource> kube_source);
   ReconcileTarget& target();
+  std::uint64_t max_pending_bytes_;
 };
 
 }  // namespace stowage::engine

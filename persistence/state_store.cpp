@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <limits>
@@ -123,6 +124,28 @@ class Stmt {
  private:
   sqlite3_stmt* stmt_ = nullptr;
 };
+
+// What one written row holds, roughly (its text plus a fixed cost): the unit of store.max-pending-bytes.
+constexpr std::uint64_t kRowOverhead = 64;
+std::uint64_t row_bytes(const QueueRow& r) {
+  return kRowOverhead + r.key.kind.size() + r.key.namespace_.size() + r.key.name.size() + r.reason.size() +
+         r.last_error.size();
+}
+std::uint64_t row_bytes(const InitFact& f) {
+  return kRowOverhead + f.namespace_.size() + f.name.size() + f.uid.size() + f.backend_identity.size() +
+         f.credential_fingerprint.size();
+}
+std::uint64_t row_bytes(const ObjectRecord& o) {
+  return kRowOverhead + o.namespace_.size() + o.name.size() + o.uid.size() + o.spec_hash.size() + o.source.size() +
+         o.creation_timestamp.size() + o.object_json.size() + o.status_json.size();
+}
+std::uint64_t row_bytes(const KubeObjectRecord& o) {
+  return kRowOverhead + o.resource.size() + o.namespace_.size() + o.name.size() + o.resource_version.size() +
+         o.object_json.size();
+}
+std::uint64_t row_bytes(const KubeCheckpoint& c) {
+  return kRowOverhead + c.resource.size() + c.scope.size() + c.resource_version.size();
+}
 
 const char* state_name(ItemState s) { return s == ItemState::Processing ? "processing" : "pending"; }
 
@@ -322,6 +345,7 @@ struct StateStore::Impl {
 
   // Reactor side.
   Batch current;
+  std::uint64_t current_bytes = 0;  // written into `current` (each write counted, collapsed or not)
   bool flush_scheduled = false;
   std::uint64_t submitted_seq = 0;
   std::uint64_t committed_seq = 0;  // as last seen on the reactor
@@ -335,10 +359,15 @@ struct StateStore::Impl {
     std::uint64_t seq;
     Batch batch;
     boost::asio::any_io_executor tracked;  // keeps the reactor running until the commit is reported
+    std::uint64_t bytes = 0;
   };
   std::deque<Submitted> pending;
   std::uint64_t writer_committed = 0;
   bool stopping = false;
+  bool abandoned = false;  // abandon(): the writer gives up what it has not committed
+  std::string last_error;  // the last failed commit's error, "" once one succeeds
+  // Written on the reactor and not yet committed (the sum of row_bytes): store.max-pending-bytes.
+  std::atomic<std::uint64_t> uncommitted_bytes{0};
   std::string writer_dead;  // why the writer thread ended outside stop(); "" while it runs
   StoreStats stats;
   std::thread writer;
@@ -365,7 +394,9 @@ struct StateStore::Impl {
     boost::asio::post(reactor, [this] { committed(std::numeric_limits<std::uint64_t>::max()); });
   }
 
-  void touched() {
+  void touched(std::uint64_t bytes) {
+    current_bytes += bytes;
+    uncommitted_bytes.fetch_add(bytes, std::memory_order_relaxed);
     if (flush_scheduled) return;
     flush_scheduled = true;
     if (options.commit_interval.count() == 0) {
@@ -381,8 +412,10 @@ struct StateStore::Impl {
     if (current.empty()) return;
     std::lock_guard lock(m);
     pending.push_back(Submitted{++submitted_seq, std::move(current),
-                                boost::asio::prefer(reactor, boost::asio::execution::outstanding_work.tracked)});
+                                boost::asio::prefer(reactor, boost::asio::execution::outstanding_work.tracked),
+                                current_bytes});
     current = Batch{};
+    current_bytes = 0;
     cv.notify_one();
   }
 
@@ -410,6 +443,8 @@ struct StateStore::Impl {
       Batch batch = std::move(taken.front().batch);
       for (std::size_t i = 1; i < taken.size(); ++i) batch.merge(std::move(taken[i].batch));
       std::uint64_t last = taken.back().seq;
+      std::uint64_t bytes = 0;
+      for (const auto& t : taken) bytes += t.bytes;
       boost::asio::any_io_executor tracked = std::move(taken.back().tracked);
       taken.clear();
       std::lock_guard db_lock(db_mutex);
@@ -417,7 +452,8 @@ struct StateStore::Impl {
         owned = std::make_unique<WriteStatements>(db->get());
         stmts = owned.get();
       }
-      commit_until_done(*stmts, batch);
+      if (!commit_until_done(*stmts, batch)) return;  // abandoned: SQLite keeps what was committed before
+      uncommitted_bytes.fetch_sub(bytes, std::memory_order_relaxed);
       {
         std::lock_guard lock(m);
         writer_committed = last;
@@ -427,8 +463,9 @@ struct StateStore::Impl {
     }
   }
 
-  // A failed commit (disk full, I/O error) is retried until it succeeds: queued work is never dropped.
-  void commit_until_done(WriteStatements& stmts, const Batch& batch) {
+  // A failed commit (disk full, I/O error) is retried until it succeeds (true), or until abandon()
+  // (false): queued work is never dropped while the process runs.
+  bool commit_until_done(WriteStatements& stmts, const Batch& batch) {
     for (int attempt = 0;; ++attempt) {
       auto t0 = std::chrono::steady_clock::now();
       std::string err = db->exec("BEGIN IMMEDIATE");
@@ -446,12 +483,17 @@ struct StateStore::Impl {
         ++stats.transactions;
         stats.rows_written += batch.size();
         stats.longest_commit = std::max(stats.longest_commit, took);
-        return;
+        last_error.clear();
+        return true;
       }
+      if (sqlite3_errcode(db->get()) == SQLITE_FULL)
+        err = "disk full (" + err + "): free space on the filesystem holding " + file.parent_path().string();
       db->exec("ROLLBACK");
       spdlog::error("state store {}: commit of {} changes failed (attempt {}): {}; retrying in 1s",
                     file.string(), batch.size(), attempt + 1, err);
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::unique_lock lock(m);
+      last_error = err;
+      if (cv.wait_for(lock, std::chrono::seconds(1), [&] { return abandoned; })) return false;
     }
   }
 
@@ -473,7 +515,7 @@ struct StateStore::Impl {
 StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 StateStore::~StateStore() {
-  flush_blocking();
+  if (!impl_->abandoned) flush_blocking();
   impl_->stop();
 }
 
@@ -531,27 +573,27 @@ std::vector<ObjectRecord> StateStore::load_objects() {
 
 void StateStore::put(const QueueRow& row) {
   impl_->current.queue[row.key] = row;
-  impl_->touched();
+  impl_->touched(row_bytes(row));
 }
 void StateStore::erase_queue(const QueueKey& key) {
   impl_->current.queue[key] = std::nullopt;
-  impl_->touched();
+  impl_->touched(kRowOverhead);
 }
 void StateStore::put(const InitFact& fact) {
   impl_->current.facts[{fact.namespace_, fact.name}] = fact;
-  impl_->touched();
+  impl_->touched(row_bytes(fact));
 }
 void StateStore::erase_fact(const std::string& ns, const std::string& name) {
   impl_->current.facts[{ns, name}] = std::nullopt;
-  impl_->touched();
+  impl_->touched(kRowOverhead);
 }
 void StateStore::put(const ObjectRecord& record) {
   impl_->current.objects[{record.namespace_, record.name}] = record;
-  impl_->touched();
+  impl_->touched(row_bytes(record));
 }
 void StateStore::erase_object(const std::string& ns, const std::string& name) {
   impl_->current.objects[{ns, name}] = std::nullopt;
-  impl_->touched();
+  impl_->touched(kRowOverhead);
 }
 
 std::vector<KubeObjectRecord> StateStore::load_kube_objects() {
@@ -573,19 +615,19 @@ std::vector<KubeCheckpoint> StateStore::load_kube_checkpoints() {
 
 void StateStore::put(const KubeObjectRecord& record) {
   impl_->current.kube_objects[{record.resource, record.namespace_, record.name}] = record;
-  impl_->touched();
+  impl_->touched(row_bytes(record));
 }
 void StateStore::erase_kube_object(const std::string& resource, const std::string& ns, const std::string& name) {
   impl_->current.kube_objects[{resource, ns, name}] = std::nullopt;
-  impl_->touched();
+  impl_->touched(kRowOverhead);
 }
 void StateStore::put(const KubeCheckpoint& checkpoint) {
   impl_->current.kube_checkpoints[checkpoint.resource] = checkpoint;
-  impl_->touched();
+  impl_->touched(row_bytes(checkpoint));
 }
 void StateStore::clear_kube(const std::string& resource) {
   impl_->current.clear_kube(resource);
-  impl_->touched();
+  impl_->touched(kRowOverhead);
 }
 
 void StateStore::when_durable(std::function<void()> done) {
@@ -603,6 +645,34 @@ void StateStore::flush_blocking() {
   i.submit();
   std::unique_lock lock(i.m);
   i.cv.wait(lock, [&] { return i.writer_committed >= i.submitted_seq || !i.writer_dead.empty(); });
+}
+
+bool StateStore::flush_within(std::chrono::milliseconds limit) {
+  auto& i = *impl_;
+  i.submit();
+  std::unique_lock lock(i.m);
+  i.cv.wait_for(lock, limit,
+                [&] { return i.writer_committed >= i.submitted_seq || i.abandoned || !i.writer_dead.empty(); });
+  return i.writer_committed >= i.submitted_seq;
+}
+
+void StateStore::abandon() {
+  auto& i = *impl_;
+  std::string why;
+  {
+    std::lock_guard lock(i.m);
+    if (i.abandoned || i.writer_committed >= i.submitted_seq) return;
+    i.abandoned = true;
+    why = i.last_error;
+  }
+  i.cv.notify_all();
+  spdlog::error("state store {}: about {} bytes of changes were not committed before the stop{}; the work they "
+                "record is done again at the next start (the queue rows still in the file say where each item was)",
+                i.file.string(), i.uncommitted_bytes.load(), why.empty() ? "" : " (the last commit failed: " + why + ")");
+}
+
+std::uint64_t StateStore::uncommitted_bytes() const {
+  return impl_->uncommitted_bytes.load(std::memory_order_relaxed);
 }
 
 StoreStats StateStore::stats() const {

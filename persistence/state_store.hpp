@@ -8,6 +8,9 @@
 //    in one transaction every `commit_interval` (or on the next reactor turn when it is 0) by a
 //    dedicated writer thread, so SQLite never stalls the reactor. Several writes to one row in a
 //    batch collapse into the last. Batches commit in order; a failed commit is retried, never dropped.
+//  - Shutdown is bounded: flush_within() waits at most a given time and abandon() gives up what is
+//    left (see there), so a failing disk never holds the process past its stop deadline.
+//  - uncommitted_bytes() tells how far the writer is behind (the engine's backpressure).
 //  - A write is durable once its batch has committed (synchronous=FULL by default: also across a
 //    power cut; NORMAL: across a process crash). `when_durable` tells when that has happened.
 //  - A writer thread that dies (an exception) is reported to StoreOptions::liveness, never ends in
@@ -80,6 +83,16 @@ class StateStore {
   void when_durable(std::function<void()> done);
   // Blocks until every write so far has committed (shutdown path, after the reactor stopped).
   void flush_blocking();
+  // The same, for at most `limit`: true when everything committed. Any thread but the writer's.
+  bool flush_within(std::chrono::milliseconds limit);
+  // Gives up the writes not committed yet (the stop deadline passed while commits fail, e.g. disk
+  // full): the writer stops retrying, an error log names the file and the last error, and the
+  // destructor no longer waits. What SQLite holds stays consistent (each batch is one transaction),
+  // and the queue rows it holds say what to replay at the next start. After the reactor stopped.
+  void abandon();
+  // Bytes written (put/erase, counted per call) and not committed yet: in `current`, waiting for
+  // the writer, or in the commit it is retrying. Any thread.
+  std::uint64_t uncommitted_bytes() const;
 
   StoreStats stats() const;
   const std::filesystem::path& path() const;

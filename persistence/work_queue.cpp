@@ -188,6 +188,15 @@ void WorkQueue::fail(const QueueKey& key, const std::string& error, Millis retry
   if (on_added_) on_added_();
 }
 
+void WorkQueue::release(const QueueKey& key) {
+  Item* item = find(key);
+  if (!item || item->row.state != ItemState::Processing) return;
+  --processing_;
+  schedule(*item, steady_());
+  journal(*item);
+  if (on_added_) on_added_();
+}
+
 std::optional<std::chrono::steady_clock::duration> WorkQueue::next_due_in() const {
   if (schedule_.empty()) return std::nullopt;
   return std::max(schedule_.first().first - steady_(), std::chrono::steady_clock::duration::zero());

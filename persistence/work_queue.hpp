@@ -69,6 +69,11 @@ class WorkQueue {
   // Failed: attempts + 1, retried `retry_after` from now (or at once if it was added meanwhile).
   void fail(const QueueKey& key, const std::string& error, Millis retry_after);
 
+  // Cut short by the process's own stop (a cancelled reconcile at the end of the grace period):
+  // pending again, due now, with its attempts and interrupted count as they were before the claim,
+  // so that the next start runs it at once and an orderly stop never counts towards parking it.
+  void release(const QueueKey& key);
+
   // How long until the earliest pending item is due (zero when one is due already); nullopt when
   // none is pending.
   std::optional<std::chrono::steady_clock::duration> next_due_in() const;

@@ -4,6 +4,7 @@
 // CSPRNG) becomes a transient IOError value: nothing is thrown across the module seam.
 #include "storage/local_backend.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -53,7 +54,11 @@ asio::awaitable<R> on_pool(asio::thread_pool& pool, Work work) {
   auto task = [work = std::move(work)]() mutable -> asio::awaitable<std::optional<R>> {
     co_return guarded<R>(work);
   };
-  std::optional<R> result = co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
+  // No cancellation reaches the task on the pool: Asio 1.26's co_spawn then throws from its own
+  // entry point on the pool thread (std::terminate). A cancelled caller waits for the step to end
+  // (local wipes end at once once the stop flag is up) and is cancelled at its next await.
+  auto unforwarded = asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable);
+  std::optional<R> result = co_await asio::co_spawn(pool, std::move(task), std::move(unforwarded));
   co_return std::move(*result);
 }
 

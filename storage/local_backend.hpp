@@ -16,9 +16,12 @@
 // wipe() refuses the never-wipe set (/, the root, system directories, the protected paths), and
 // anything without a valid metadata.yaml of its own; it never follows a symlink or crosses into
 // another filesystem, leaves nested storages and plan.keep alone, and removes metadata.yaml last.
-// It runs in steps on the pool, awaiting the progress hook between them.
+// It runs in steps on the pool, awaiting the progress hook between them; `stop` or a cancellation of
+// the awaiting coroutine ends it between entries (a transient "Stopped" error: nothing is half-done,
+// and a later wipe goes on where this one stopped).
 #include <boost/asio/any_io_executor.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -43,6 +46,9 @@ struct LocalBackendOptions {
   std::vector<std::filesystem::path> protected_paths;
   // How long one step of a wipe runs on the I/O pool before the progress hook is awaited.
   std::chrono::milliseconds wipe_step{500};
+  // Set when the process is shutting down: a wipe checks it between entries and ends at once with a
+  // transient "Stopped" error (the storage's next reconcile, at the next start, finishes it). Null: never.
+  std::shared_ptr<const std::atomic<bool>> stop;
 };
 
 class LocalBackend final : public Backend {

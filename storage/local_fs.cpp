@@ -770,6 +770,15 @@ bool Wipe::step(std::chrono::milliseconds budget) {
   }
   const auto deadline = std::chrono::steady_clock::now() + budget;
   for (std::size_t n = 1; !s.walked(); ++n) {
+    if (s.options.stop && s.options.stop->load(std::memory_order_relaxed)) {
+      s.report.error = BackendError{true, "Stopped",
+                                    "wipe of " + s.options.directory.string() + " stopped after " +
+                                        std::to_string(s.report.removed) +
+                                        " files: the process is shutting down; it goes on at the next start",
+                                    std::nullopt};
+      s.frames.clear();
+      return s.finished = true;
+    }
     if (auto advanced = s.advance(); !advanced) {
       s.report.error = std::move(advanced.error());
       s.frames.clear();

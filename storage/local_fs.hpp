@@ -61,7 +61,8 @@ BackendResult<std::size_t> remove_stale_temps(const LocalBackendOptions& options
 //     where statx says so), a sub-directory holding a valid BackendMeta metadata.yaml, each plan
 //     entry, and the directories on the way to them. The directory itself stays (it may be the mount
 //     point). Its metadata.yaml goes last, and only when everything else went without an error.
-//  `removed` counts regular files. The first error stops the wipe; nothing is retried here.
+//  `removed` counts regular files. The first error stops the wipe; nothing is retried here. So does
+//  `options.stop` once set (checked before every entry): a transient "Stopped" error.
 class Wipe {
  public:
   Wipe(const LocalBackendOptions& options, WipePlan plan);

@@ -79,6 +79,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "store:\n"
         "  commit-interval: 5ms\n"
         "  synchronous: full\n"
+        "  max-pending-bytes: 64Mi\n"
         "shutdown:\n"
         "  grace-period: 10s\n"
         "operator-version: v0.1.0\n"

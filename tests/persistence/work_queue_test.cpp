@@ -283,3 +283,33 @@ TEST_CASE("on_added fires when work becomes pending") {
   q.complete(key("a"));
   CHECK(woken == 2);
 }
+
+TEST_CASE("release hands a claimed item back due at once, counting no attempt and no interruption") {
+  FakeClocks clock;
+  auto q = clock.make();
+  Policy policy;
+  q.restore({QueueRow{key("a"), "added", 2, clock.wall - 10, "boom", ItemState::Pending, 1}}, policy.fn());
+  auto claimed = q.claim();
+  REQUIRE(claimed);
+  CHECK(q.processing() == 1);
+  q.release(key("a"));
+  CHECK(q.processing() == 0);
+  auto row = q.get(key("a"));
+  REQUIRE(row);
+  CHECK(row->state == ItemState::Pending);
+  CHECK(row->attempts == 2);
+  CHECK(row->interrupted == 1);
+  CHECK(row->next_attempt_ms == clock.wall);
+  // Due now: claimed again at once (the next start would run it first).
+  auto again = q.claim();
+  REQUIRE(again);
+  CHECK(again->key == key("a"));
+  q.complete(key("a"));
+  // Releasing what is not being processed changes nothing.
+  q.add(key("b"), "added", 1000ms);
+  q.release(key("b"));
+  q.release(key("missing"));
+  CHECK(q.processing() == 0);
+  CHECK(q.size() == 1);
+  CHECK(q.get(key("b"))->next_attempt_ms == clock.wall + 1000);
+}
