@@ -409,7 +409,7 @@ TEST_CASE("a thousand requests cancelled while they wait leave no waiter behind 
   boost::asio::cancellation_signal cancel_holder;
   for (std::size_t i = 0; i < kSlots; ++i) {
     auto done = [&](std::exception_ptr e, http::HttpResult r) { (!e && r.ok() ? held_ok : held_failed)++; };
-    auto request = client.send(server.url(), {}, get("/slow/400"), kSlots);
+    auto request = client.send(server.url(), {}, get("/slow/1500"), kSlots);
     if (i == 0)
       boost::asio::co_spawn(io, std::move(request), boost::asio::bind_cancellation_slot(cancel_holder.slot(), done));
     else
@@ -469,7 +469,7 @@ TEST_CASE("a connection idle for the idle timeout is closed and its empty pool e
   const int first_port = std::stoi(first.url().port), second_port = std::stoi(second.url().port);
   boost::asio::io_context io;
   http::ClientOptions options;
-  options.idle_connection_timeout = std::chrono::milliseconds(300);
+  options.idle_connection_timeout = std::chrono::milliseconds(500);
   http::Client client(io.get_executor(), options);
   CHECK(http::ClientOptions{}.idle_connection_timeout == std::chrono::seconds(90));
 
@@ -479,7 +479,7 @@ TEST_CASE("a connection idle for the idle timeout is closed and its empty pool e
   CHECK(client.stats().pools == 1);
   CHECK(sockets_connected_to(first_port).size() == 1);
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
   REQUIRE(run(io, client.send(second.url(), {}, get("/echo"))).ok());
   auto stats = client.stats();
   CHECK(stats.idle_connections_closed == 1);
@@ -497,7 +497,7 @@ TEST_CASE("a connection idle for the idle timeout is closed and its empty pool e
     return true;
   };
   REQUIRE(run(io, client.send(first.url(), {}, get("/echo"))).ok());
-  REQUIRE(run(io, client.stream(second.url(), {}, get("/stream/6/150"), on_head, on_data, std::chrono::seconds(5)))
+  REQUIRE(run(io, client.stream(second.url(), {}, get("/stream/8/150"), on_head, on_data, std::chrono::seconds(5)))
               .ok());
   CHECK(pools_while_streaming == 1);  // the stream's own
   stats = client.stats();
@@ -549,7 +549,7 @@ TEST_CASE("pools: one per TLS identity, shared by equal identities, and a rotate
   CHECK(client.stats().connections_opened == 4);
 
   // Only the rotated identity stays in use: every other pool goes with its idle connection.
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     REQUIRE(run(io, client.send(url, rotated, get("/echo"))).ok());
   }
