@@ -16,7 +16,8 @@
 //    cancellation slot — a terminal one, as Asio's awaitables filter by default), its slot and its
 //    place in the queue are given back. A request cancelled while it waits for a slot ends with
 //    Asio's operation_aborted exception, as any cancelled co_await does; one cancelled during the
-//    exchange ends with an error value and its connection is closed;
+//    exchange ends with the aborted operation's error value (or that exception, when the
+//    cancellation lands between two operations), and its connection is closed;
 //  - timeouts on connect, TLS handshake and the whole request/response exchange (send(): one
 //    deadline from the first byte written to the last byte of the body read, so a body that stalls
 //    half-way fails with Kind::Timeout too); stream(): the idle timeout between two reads;
