@@ -135,11 +135,17 @@ TEST_CASE("shutdown: SIGTERM during wipes of 100,000 files each exits within gra
     auto child = test::Child::spawn(args, dir / "out", dir / "err");
     REQUIRE(test::eventually(all_initialized));
     for (int i = 0; i < kStorages; ++i) make_files(data / ("big" + std::to_string(i)) / "repo", 100'000);
-    auto progress_before = test::count_of(log, "WipeOut in progress");
     test::fs::remove(manifests / "big.yaml");
-    // The wipe is under way (its first step has reported progress): stop it now.
-    REQUIRE(test::eventually([&] { return test::count_of(log, "WipeOut in progress") > progress_before; },
-                             std::chrono::seconds(30)));
+    // The wipes are under way (a first directory of 1,000 files has gone): stop them now.
+    auto a_directory_gone = [&] {
+      for (int i = 0; i < kStorages; ++i) {
+        std::error_code ec;
+        auto it = test::fs::directory_iterator(data / ("big" + std::to_string(i)) / "repo", ec);
+        if (!ec && std::distance(it, test::fs::directory_iterator()) < 100) return true;
+      }
+      return false;
+    };
+    REQUIRE(test::eventually(a_directory_gone, std::chrono::seconds(30)));
     child.signal(SIGTERM);
     std::chrono::milliseconds took{};
     int code = wait_timed(child, std::chrono::seconds(20), took);
@@ -149,16 +155,17 @@ TEST_CASE("shutdown: SIGTERM during wipes of 100,000 files each exits within gra
     CHECK(took < std::chrono::milliseconds(3000));
     auto left = files_under(data);
     INFO(left << " files left");
-    if (left == 0) {
-      WARN("the wipes finished before the grace period ran out: this machine deletes faster than assumed");
-    } else {
-      CHECK(test::count_of(log, "reconcile cut short by the stop") > 0);
-      CHECK(test::count_of(log, "the stop has taken longer") == 0);  // the watchdog was not needed
-    }
+    // Cut short: at the fastest rate measured here (about 170,000 files a second on the one I/O
+    // thread) about 220,000 of the 400,000 files go before the grace period and the cancellation end.
+    CHECK(left > 0);
+    CHECK(test::count_of(log, "reconcile cut short by the stop") == kStorages);
+    CHECK(test::count_of(log, "the stop has taken longer") == 0);  // the watchdog was not needed
   }
-  // The next start finishes the wipes: the files go, and so do the storages.
+  // The next start finishes the wipes: the files go, and so do the storages. The items were handed
+  // back by the stop, so they run at once, not as attempts the process's end cut short (backoff).
   auto child = test::Child::spawn(args, dir / "out2", dir / "err2");
   CHECK(test::eventually([&] { return files_under(data) == 0; }, std::chrono::seconds(60)));
+  CHECK(test::count_of(log, "the previous process ended while reconciling it") == 0);
   CHECK(test::eventually([&] {
     auto get = test::run({"get", "bs", "-n", "demo", "--state-dir", state.string()}, dir);
     return get.code == 0 && get.out.find("big") == std::string::npos;
