@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "persistence/fingerprint.hpp"
 #include "persistence/state_store.hpp"
@@ -332,4 +333,37 @@ TEST_CASE("a writer thread that dies is reported to liveness and releases the wa
   io.run_for(std::chrono::milliseconds(100));
   CHECK(later);
   store->flush_blocking();  // returns: nothing will commit any more
+}
+
+TEST_CASE("writes not committed are counted until the writer catches up, and flush_within gives up at its limit") {
+  auto dir = temp_dir("behind");
+  boost::asio::io_context io;
+  auto store = open_store(dir, io);
+  CHECK(store->uncommitted_bytes() == 0);
+  // Another connection holds the write lock for 2 s: the writer's BEGIN IMMEDIATE waits, then fails
+  // and is retried (the store's busy timeout is 5 s), as with a failing disk.
+  auto held = dir / "held";
+  REQUIRE(std::system(("(sqlite3 " + (dir / "state.db").string() + " 'BEGIN IMMEDIATE;' \".shell touch " +
+                       held.string() + "\" '.shell sleep 2' 'COMMIT;' &)")
+                          .c_str()) == 0);
+  for (int i = 0; i < 100 && !fs::exists(held); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(fs::exists(held));
+  const ObjectRecord record{"demo", "a", "uid-1", 1, "h", "/m", "2025-01-01T00:00:00Z", std::string(1000, 'x'), "{}", false};
+  store->put(record);
+  store->erase_queue({"BackupStorage", "demo", "gone"});
+  const auto behind = store->uncommitted_bytes();
+  CHECK(behind >= 1000);  // the row's text and a fixed cost per write
+  io.run_for(std::chrono::milliseconds(100));  // submitted to the writer, which is waiting for the lock
+  CHECK(store->uncommitted_bytes() == behind);
+  auto started = std::chrono::steady_clock::now();
+  CHECK_FALSE(store->flush_within(std::chrono::milliseconds(300)));
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  // The lock goes: the commit succeeds and nothing is behind any more.
+  bool durable = false;
+  store->when_durable([&] { durable = true; });
+  for (int i = 0; i < 100 && !durable; ++i) io.run_for(std::chrono::milliseconds(100));
+  CHECK(durable);
+  CHECK(store->uncommitted_bytes() == 0);
+  CHECK(store->flush_within(std::chrono::milliseconds(100)));
+  CHECK(store->load_objects().size() == 1);
 }
