@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "kube/json_path.hpp"
-#include "kube/api_client.hpp"
+#include "kube/api.hpp"
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
 #include "kube/repository.hpp"
@@ -91,7 +91,7 @@ kube::InformerOptions informer_options(std::string name, std::string path, std::
 
 }  // namespace
 
-KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
+KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, persistence::WorkQueue& queue,
                      persistence::StateStore* store, KubeWorldOptions options)
     : executor_(executor),
       api_(api),

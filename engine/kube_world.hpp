@@ -43,7 +43,7 @@
 #include "engine/target.hpp"
 
 namespace stowage::kube {
-class ApiClient;
+class Api;
 class EventRecorder;
 class Informer;
 struct ApiError;
@@ -77,7 +77,7 @@ struct KubeWorldOptions {
 class KubeWorld final : public ReconcileTarget {
  public:
   // `store` may be null (nothing is persisted or resumed). Reads the store: call before the reactor runs.
-  KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
+  KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, persistence::WorkQueue& queue,
             persistence::StateStore* store, KubeWorldOptions options);
   ~KubeWorld() override;
 
@@ -132,7 +132,7 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<std::vector<boost::json::value>>> snapshots_in(std::string ns);
 
   boost::asio::any_io_executor executor_;
-  kube::ApiClient& api_;
+  kube::Api& api_;
   persistence::WorkQueue& queue_;
   persistence::StateStore* store_;
   KubeWorldOptions options_;
