@@ -23,7 +23,9 @@
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
-//    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone".
+//    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone". A written
+//    status and an added finalizer enter the cache at once, from the server's answer: a re-run
+//    before the watch event comes back does not write them again.
 // Everything runs on the reactor; failures are TargetErrors that say whether a retry may help.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/json/value.hpp>
@@ -116,6 +118,8 @@ class KubeWorld final : public ReconcileTarget {
   void secret_changed(const std::string& ns, const std::string& name, const std::string& why);
   void enqueue(const ObjectKey& key, const std::string& reason);
   void check_synced();
+  // After a status write: the cached object (same uid as `answer`, the server's reply) takes its status.
+  void remember_status(const ObjectKey& key, const boost::json::value& answer);
   // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
   std::map<std::string, std::string> restore();
   // Deletes the Job under `job_key` whose uid is `uid` (a precondition: a Job created meanwhile under

@@ -234,6 +234,48 @@ TEST_CASE("ensure_finalizer: an object that moved on (422 from the test, 409) is
   }
 }
 
+TEST_CASE("write_status merge-patches /status, and the cache holds the written status before the event comes back") {
+  Rig rig("status-cache");
+  rig.api.put(kStorages, local_storage("s1"));
+  rig.start();
+  rig.api.hold_watches(true);
+
+  auto status = ready_status("1.5 GiB");
+  REQUIRE(rig.run(rig.world->write_status(rig.cached(), status)).ok());
+  REQUIRE(rig.api.count("patch", kStatusPath) == 1);
+  CHECK(rig.api.requests().back().content_type == kube::kMergePatch);
+  CHECK(rig.api.object(kPath)->at("status").at("phase") == "Ready");
+  // Read by the next reconcile at once: the same status is not written again.
+  CHECK(kube::status_to_json(rig.cached().status) == kube::status_to_json(status));
+
+  // A field the next status leaves out is nulled, as the cache's copy of the object says it is there.
+  auto next = ready_status();
+  next.phase = kube::kPhaseNotReady;
+  REQUIRE(rig.run(rig.world->write_status(rig.cached(), next)).ok());
+  CHECK(rig.api.requests().back().body.at("status").at("totalSize").is_null());
+  CHECK_FALSE(rig.api.object(kPath)->at("status").as_object().contains("totalSize"));
+  CHECK(kube::status_to_json(rig.cached().status) == kube::status_to_json(next));
+}
+
+TEST_CASE("a reconcile run again before its status event comes back writes no status and no Event again") {
+  Rig rig("rerun");
+  rig.api.put(kStorages, local_storage("s1"));
+  rig.start();
+  Reconciling reconciling(rig);
+  const std::string events = "/apis/events.k8s.io/v1/namespaces/demo/events";
+
+  rig.api.hold_watches(true);  // the API server's events come late
+  auto first = rig.run(reconciling.reconciler.reconcile(kKey, {}));
+  CHECK(first.ready);
+  CHECK(rig.api.count("patch", kStatusPath) == 1);
+  CHECK(rig.api.count("create", events) == 1);  // BackendInitializationSucceeded
+
+  auto second = rig.run(reconciling.reconciler.reconcile(kKey, {}));
+  CHECK(second.ready);
+  CHECK(rig.api.count("patch", kStatusPath) == 1);
+  CHECK(rig.api.count("create", events) + rig.api.count_under("patch", events) == 1);
+}
+
 TEST_CASE("write_status: a storage gone meanwhile is no error, other failures say whether to retry") {
   Rig rig("status-errors");
   rig.api.put(kStorages, local_storage("s1"));
@@ -255,6 +297,20 @@ TEST_CASE("write_status: a storage gone meanwhile is no error, other failures sa
     CHECK_FALSE(result.error().transient);
     CHECK(rig.cached().status.phase.empty());  // nothing written, nothing cached
   }
+}
+
+TEST_CASE("write_status: the answer of another storage that took the name does not enter the cache") {
+  Rig rig("status-uid");
+  rig.api.put(kStorages, local_storage("s1"));
+  rig.start();
+  rig.api.hold_watches(true);
+  auto seen = rig.cached();
+  rig.api.erase(kPath);
+  rig.api.put(kStorages, local_storage("s1"));  // a new uid under the same name, not seen yet
+  REQUIRE(rig.api.object(kPath)->at("metadata").at("uid") != json::value(seen.metadata.uid));
+  REQUIRE(rig.run(rig.world->write_status(seen, ready_status())).ok());
+  CHECK(rig.cached().metadata.uid == seen.metadata.uid);
+  CHECK(rig.cached().status.phase.empty());
 }
 
 TEST_CASE("deletion_done removes the cleanup finalizer at its index, guarded by a test, and the last one lets the object go") {
