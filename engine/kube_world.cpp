@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "kube/json_path.hpp"
-#include "kube/api_client.hpp"
+#include "kube/api.hpp"
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
 #include "kube/repository.hpp"
@@ -91,7 +91,7 @@ kube::InformerOptions informer_options(std::string name, std::string path, std::
 
 }  // namespace
 
-KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
+KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, persistence::WorkQueue& queue,
                      persistence::StateStore* store, KubeWorldOptions options)
     : executor_(executor),
       api_(api),
@@ -628,7 +628,25 @@ boost::asio::awaitable<TargetResult<Ok>> KubeWorld::write_status(const kube::Bac
     if (patched.error().http_status == 404) co_return Ok{};  // gone meanwhile: nothing to report on
     co_return TargetError{"writing the status: " + patched.error().message, patched.error().transient()};
   }
+  remember_status(key, patched.value());
   co_return Ok{};
+}
+
+// Keeps the cache's status in step with a status write at once, as ensure_finalizer does for the
+// finalizers: a re-run before the watch event comes back then finds its status written (no second
+// PATCH, no second Event), and the next write nulls what this one wrote (it reads `raw`). Only for
+// the object the cache holds: by now the name may hold another storage (another uid).
+void KubeWorld::remember_status(const ObjectKey& key, const json::value& answer) {
+  const kube::BackupStorage* cached = cache_.storage(key);
+  if (!cached || cached->metadata.uid != metadata_text(answer, "uid")) return;
+  const json::value* status = kube::value_at(answer, {"status"});
+  json::value written = status && !status->is_null() ? *status : json::value(json::object());
+  auto parsed = kube::parse_status(written);
+  if (!parsed.ok()) return;  // the watch event brings whatever the server holds
+  kube::BackupStorage copy = *cached;
+  copy.status = std::move(parsed.value());
+  if (auto* raw = copy.raw.if_object()) (*raw)["status"] = std::move(written);
+  cache_.upsert(std::move(copy));
 }
 
 boost::asio::awaitable<TargetResult<Ok>> KubeWorld::deletion_done(const kube::BackupStorage& object) {

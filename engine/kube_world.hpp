@@ -23,7 +23,9 @@
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
-//    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone".
+//    (409/422 mean the object moved on: retried with the newer one), 404 taken as "gone". A written
+//    status and an added finalizer enter the cache at once, from the server's answer: a re-run
+//    before the watch event comes back does not write them again.
 // Everything runs on the reactor; failures are TargetErrors that say whether a retry may help.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/json/value.hpp>
@@ -43,7 +45,7 @@
 #include "engine/target.hpp"
 
 namespace stowage::kube {
-class ApiClient;
+class Api;
 class EventRecorder;
 class Informer;
 struct ApiError;
@@ -77,7 +79,7 @@ struct KubeWorldOptions {
 class KubeWorld final : public ReconcileTarget {
  public:
   // `store` may be null (nothing is persisted or resumed). Reads the store: call before the reactor runs.
-  KubeWorld(boost::asio::any_io_executor executor, kube::ApiClient& api, persistence::WorkQueue& queue,
+  KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, persistence::WorkQueue& queue,
             persistence::StateStore* store, KubeWorldOptions options);
   ~KubeWorld() override;
 
@@ -116,6 +118,8 @@ class KubeWorld final : public ReconcileTarget {
   void secret_changed(const std::string& ns, const std::string& name, const std::string& why);
   void enqueue(const ObjectKey& key, const std::string& reason);
   void check_synced();
+  // After a status write: the cached object (same uid as `answer`, the server's reply) takes its status.
+  void remember_status(const ObjectKey& key, const boost::json::value& answer);
   // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
   std::map<std::string, std::string> restore();
   // Deletes the Job under `job_key` whose uid is `uid` (a precondition: a Job created meanwhile under
@@ -132,7 +136,7 @@ class KubeWorld final : public ReconcileTarget {
   boost::asio::awaitable<TargetResult<std::vector<boost::json::value>>> snapshots_in(std::string ns);
 
   boost::asio::any_io_executor executor_;
-  kube::ApiClient& api_;
+  kube::Api& api_;
   persistence::WorkQueue& queue_;
   persistence::StateStore* store_;
   KubeWorldOptions options_;

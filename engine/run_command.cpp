@@ -23,6 +23,7 @@
 #include "engine/manifest_source.hpp"
 #include "engine/probes.hpp"
 #include "engine/runtime.hpp"
+#include "kube/api_client.hpp"
 #include "kube/leader_elector.hpp"
 
 namespace stowage::engine {

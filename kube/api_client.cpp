@@ -83,19 +83,6 @@ std::string first_line(std::string_view text, std::size_t limit = 200) {
 
 }  // namespace
 
-bool ApiError::transient() const {
-  switch (kind) {
-    case Kind::Transport: return transport_transient;
-    case Kind::Stream: return true;
-    case Kind::Decode: return false;
-    case Kind::Credentials: return credentials_transient;
-    case Kind::Status:
-      return http_status == 408 || http_status == 429 || http_status == 500 || http_status == 502 ||
-             http_status == 503 || http_status == 504;
-  }
-  return false;
-}
-
 // One run of the exec plugin. The request that starts it runs it; the others wait on `done`, a
 // timer at max() that is cancelled to wake them all (the reactor's condition variable).
 struct ApiClient::ExecRun {

@@ -1,6 +1,6 @@
 #pragma once
-// ApiClient — the Kubernetes REST client: get, list (one page), create, replace (PUT), patch, delete and watch
-// against the API server a ClientConfig names, over http::Client.
+// ApiClient — the Kubernetes REST client: kube::Api (get, list (one page), create, replace (PUT), patch,
+// delete and watch) against the API server a ClientConfig names, over http::Client.
 //
 // Guarantees:
 // - Errors are values (ApiError) that name the verb and the path; a 401 says the credentials were
@@ -43,6 +43,7 @@
 
 #include "common/http_client.hpp"
 #include "common/result.hpp"
+#include "kube/api.hpp"
 #include "kube/client_config.hpp"
 #include "kube/exec_credential.hpp"
 #include "kube/exec_plugin.hpp"
@@ -51,56 +52,7 @@
 
 namespace stowage::kube {
 
-inline constexpr const char* kMergePatch = "application/merge-patch+json";
-inline constexpr const char* kJsonPatch = "application/json-patch+json";
-
-struct ApiError {
-  enum class Kind {
-    Transport,  // no HTTP answer: resolve/connect/TLS/timeout/reset (http_status 0)
-    Status,     // the server answered with a non-2xx status (status holds its Status, if any)
-    Stream,     // a watch body that is not a stream of events (WatchStreamSplitter's error)
-    Decode,     // a 2xx answer whose body is not JSON
-    // No credential to send: the exec plugin failed (message: ExecPluginError's, after the verb and
-    // path); no request was sent (http_status 0).
-    Credentials,
-  };
-  Kind kind = Kind::Transport;
-  int http_status = 0;  // 0 for a transport error
-  ApiStatus status;     // the server's Status (empty when the body was not one)
-  std::string message;  // "list /api/v1/namespaces/ns/secrets: ..." (never a credential)
-  std::optional<std::chrono::seconds> retry_after;  // Retry-After or details.retryAfterSeconds
-  bool transport_transient = false;  // Transport only: whether the failure may pass (not a TLS one)
-  // Transport only: a watch that the server had answered (2xx) sent no byte for its idle timeout
-  // (WatchOptions::idle_timeout): a stalled or half-open connection, which this client closed.
-  bool watch_idle = false;
-  // Credentials only: whether the plugin may succeed later (it failed, was killed or timed out) or
-  // needs a person (not found, not executable, needs a terminal, output of the wrong shape).
-  bool credentials_transient = false;
-
-  // Worth retrying as is: transient transport failures, 408/429/500/502/503/504, broken watch
-  // streams, transient plugin failures.
-  bool transient() const;
-};
-
-struct ListOptions {
-  std::int64_t limit = 0;            // 0 = no limit
-  std::string continue_token;        // from the previous page's metadata.continue
-  std::string resource_version;      // "" = most recent
-  std::string label_selector;
-  std::string field_selector;
-  std::string accept;                // "" = application/json
-};
-
-struct WatchOptions {
-  std::string resource_version;      // "" = start at the most recent
-  std::int64_t timeout_seconds = 0;  // 0 = the server's default
-  bool allow_bookmarks = false;
-  std::string label_selector;
-  std::string field_selector;
-  std::string accept;                // "" = application/json
-  // Longest silence between two reads; 0 = timeout_seconds + 30 s, or 5 minutes without one.
-  std::chrono::milliseconds idle_timeout{0};
-};
+// ApiError, ListOptions and WatchOptions: kube/api.hpp.
 
 struct ApiClientOptions {
   // The client-side rate limit: controller-runtime's defaults, qps 20 and burst 30 (client-go's own
@@ -115,7 +67,7 @@ struct ApiClientOptions {
       on_request;
 };
 
-class ApiClient {
+class ApiClient final : public Api {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
@@ -124,27 +76,24 @@ class ApiClient {
   ApiClient(http::Client& http, ClientConfig config, ApiClientOptions options = {},
             Clock clock = [] { return std::chrono::steady_clock::now(); });
   ApiClient(http::Client& http, ClientConfig config, Clock clock);
-  ~ApiClient();
+  ~ApiClient() override;
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;
 
-  template <class T>
-  using Awaitable = boost::asio::awaitable<Result<T, ApiError>>;
-
-  Awaitable<boost::json::value> get(std::string path);
+  Awaitable<boost::json::value> get(std::string path) override;
   // The parsed body of one page (a *List object; metadata.continue says whether more follow).
-  Awaitable<boost::json::value> list(std::string path, ListOptions options = {});
-  Awaitable<boost::json::value> create(std::string collection_path, boost::json::value object);
+  Awaitable<boost::json::value> list(std::string path, ListOptions options = {}) override;
+  Awaitable<boost::json::value> create(std::string collection_path, boost::json::value object) override;
   // PUT (the "update" verb): the object replaces the stored one whole. With metadata.resourceVersion
   // set, a stale one is a 409 Conflict (optimistic concurrency, as client-go's Update).
-  Awaitable<boost::json::value> replace(std::string path, boost::json::value object);
+  Awaitable<boost::json::value> replace(std::string path, boost::json::value object) override;
   // content_type: kMergePatch or kJsonPatch (or application/strategic-merge-patch+json).
-  Awaitable<boost::json::value> patch(std::string path, std::string content_type, boost::json::value body);
+  Awaitable<boost::json::value> patch(std::string path, std::string content_type, boost::json::value body) override;
   // The server's answer: the object (finalizers pending) or a Status. delete_options, when not
   // null, is a meta/v1 DeleteOptions body (e.g. {"preconditions":{"uid":...}}: a 409 if the object
   // by that name is no longer the one meant).
-  Awaitable<boost::json::value> remove(std::string path, boost::json::value delete_options = nullptr);
-  Awaitable<Ok> watch(std::string path, WatchOptions options, std::function<bool(WatchEvent)> on_event);
+  Awaitable<boost::json::value> remove(std::string path, boost::json::value delete_options = nullptr) override;
+  Awaitable<Ok> watch(std::string path, WatchOptions options, std::function<bool(WatchEvent)> on_event) override;
 
   const ClientConfig& config() const { return config_; }
   const ApiClientOptions& options() const { return options_; }

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "common/backoff.hpp"
-#include "kube/api_client.hpp"
+#include "kube/api.hpp"
 
 namespace stowage::kube {
 
@@ -158,7 +158,7 @@ std::string truncate_utf8(std::string_view text, std::size_t max_bytes) {
 }
 
 struct EventRecorder::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::any_io_executor ex, ApiClient& client, EventRecorderOptions opts)
+  Impl(asio::any_io_executor ex, Api& client, EventRecorderOptions opts)
       : executor(std::move(ex)),
         api(client),
         options(std::move(opts)),
@@ -176,7 +176,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::any_io_executor executor;
-  ApiClient& api;
+  Api& api;
   EventRecorderOptions options;
   FullJitterBackoff backoff;  // drain loop only
   asio::steady_timer wake;         // the idle drain loop waits on it; cancel() wakes it
@@ -520,7 +520,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-EventRecorder::EventRecorder(asio::any_io_executor executor, ApiClient& api, EventRecorderOptions options)
+EventRecorder::EventRecorder(asio::any_io_executor executor, Api& api, EventRecorderOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), api, std::move(options))) {
   std::weak_ptr<Impl> weak = impl_;
   asio::co_spawn(impl_->executor, Impl::drain(impl_), [weak](std::exception_ptr ep) {

@@ -3,7 +3,7 @@
 // aggregating repeats into series as client-go's tools/events does (event_broadcaster.go).
 //
 // Flow: record() files the occurrence under its isomorphism key and returns at once; one coroutine
-// on the recorder's executor drains a bounded FIFO of pending writes through ApiClient:
+// on the recorder's executor drains a bounded FIFO of pending writes through kube::Api:
 //   first occurrence              -> POST the Event (name "<regarding.name>.<hex unix nanoseconds>")
 //   repeat within `series_window` -> merge-PATCH {"series": {"count": N, "lastObservedTime": T}}
 //   repeat after a quiet window   -> a new Event (a new series)
@@ -27,7 +27,7 @@
 //   answered 404 (the Event expired or was deleted) re-creates the Event with its series, as client-go.
 // - Logs name the Event and its reason, never the note nor any credential.
 //
-// Assumes: the executor is single-threaded (the project's one reactor); the ApiClient outlives every
+// Assumes: the executor is single-threaded (the project's one reactor); the Api outlives every
 // write, i.e. stays alive until the executor's context has stopped running. Destroying the recorder
 // (or stop()) abandons what is still queued: call async_flush() first for a clean shutdown.
 #include <boost/asio/any_io_executor.hpp>
@@ -46,7 +46,7 @@
 
 namespace stowage::kube {
 
-class ApiClient;
+class Api;
 
 // The object an Event is about (core/v1 ObjectReference without fieldPath).
 struct ObjectReference {
@@ -87,7 +87,7 @@ struct EventRecorderStats {
 
 class EventRecorder {
  public:
-  EventRecorder(boost::asio::any_io_executor executor, ApiClient& api, EventRecorderOptions options = {});
+  EventRecorder(boost::asio::any_io_executor executor, Api& api, EventRecorderOptions options = {});
   ~EventRecorder();
   EventRecorder(const EventRecorder&) = delete;
   EventRecorder& operator=(const EventRecorder&) = delete;

@@ -14,7 +14,7 @@
 
 #include <optional>
 
-#include "kube/api_client.hpp"
+#include "kube/api.hpp"
 
 namespace stowage::kube {
 
@@ -51,7 +51,7 @@ struct Informer::State {
   std::string ended_because;  // why the loop returned by itself, for the liveness report
 };
 
-Informer::Informer(boost::asio::any_io_executor executor, ApiClient& api, InformerOptions options,
+Informer::Informer(boost::asio::any_io_executor executor, Api& api, InformerOptions options,
                    InformerHandlers handlers)
     : executor_(executor),
       api_(api),

@@ -1,6 +1,6 @@
 #pragma once
 // Informer — one resource's reflector running on the reactor: ReflectorMachine (the rules) +
-// ApiClient (list pages, the watch stream and its splitter) + a timer, feeding handlers.
+// Api (list pages and the watch: ApiClient in the process, a fake in tests) + a timer, feeding handlers.
 //
 // Guarantees:
 // - Handlers run on the reactor, in the order the server produced the changes, one at a time:
@@ -28,7 +28,7 @@
 // - Memory: the informer keeps one key and one resourceVersion per object; the objects themselves
 //   live in the handlers' store (the engine's cache), so each is held once.
 //
-// Assumes: the ApiClient outlives the informer's requests; destroying the informer (or stop())
+// Assumes: the Api outlives the informer's requests; destroying the informer (or stop())
 // makes its coroutine end at its next step without touching the informer again.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -46,7 +46,7 @@
 
 namespace stowage::kube {
 
-class ApiClient;
+class Api;
 
 inline constexpr const char* kAcceptPartialMetadataList =
     "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
@@ -83,7 +83,7 @@ struct InformerStats {
 
 class Informer {
  public:
-  Informer(boost::asio::any_io_executor executor, ApiClient& api, InformerOptions options, InformerHandlers handlers);
+  Informer(boost::asio::any_io_executor executor, Api& api, InformerOptions options, InformerHandlers handlers);
   ~Informer();
   Informer(const Informer&) = delete;
   Informer& operator=(const Informer&) = delete;
@@ -113,7 +113,7 @@ class Informer {
   void apply_event(ApplyEvent& event);
 
   boost::asio::any_io_executor executor_;
-  ApiClient& api_;
+  Api& api_;
   InformerOptions options_;
   InformerHandlers handlers_;
   std::shared_ptr<State> state_;

@@ -86,7 +86,7 @@ std::string default_leader_identity() {
 struct LeaderElector::Impl : std::enable_shared_from_this<Impl> {
   enum class Outcome { Acquired, HeldByOther, Failed };
 
-  Impl(asio::any_io_executor ex, ApiClient& client, LeaderElectionOptions o, LeaderCallbacks cb,
+  Impl(asio::any_io_executor ex, Api& client, LeaderElectionOptions o, LeaderCallbacks cb,
        LeaderElectionClocks c)
       : executor(ex),
         api(client),
@@ -101,7 +101,7 @@ struct LeaderElector::Impl : std::enable_shared_from_this<Impl> {
         rng(options.seed != 0 ? options.seed : std::random_device{}()) {}
 
   asio::any_io_executor executor;
-  ApiClient& api;
+  Api& api;
   const LeaderElectionOptions options;
   LeaderCallbacks callbacks;
   LeaderElectionClocks clocks;
@@ -385,7 +385,7 @@ struct LeaderElector::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-LeaderElector::LeaderElector(asio::any_io_executor executor, ApiClient& api, LeaderElectionOptions options,
+LeaderElector::LeaderElector(asio::any_io_executor executor, Api& api, LeaderElectionOptions options,
                              LeaderCallbacks callbacks, LeaderElectionClocks clocks) {
   if (options.identity.empty()) options.identity = default_leader_identity();
   if (auto problem = validate(options)) throw std::invalid_argument(*problem);

@@ -35,7 +35,7 @@
 //   Leader-only work must be stopped when on_stopped_leading returns.
 // - Should the loop end anyway outside stop() (an exception), the end is reported to
 //   options.liveness ("leader election NS/NAME loop"), which makes the process unhealthy.
-// - Failures of GET/POST/PUT never end the loop: each is logged (warn, with the ApiClient's message,
+// - Failures of GET/POST/PUT never end the loop: each is logged (warn, with the Api's message,
 //   which names the verb and path and never a credential); a 409 (another candidate was first) at
 //   debug; a 403 at error once per episode of failures, with the RBAC rule to grant, then at debug.
 // - Release (stop() with release_on_cancel, or async_release()): when the last observed record names
@@ -44,7 +44,7 @@
 //   retried while it still names us. Other candidates then take over at their next attempt.
 //
 // Assumes: one single-threaded reactor runs the elector (is_leader() alone may be read from any
-// thread); the ApiClient outlives the elector's requests (keep the reactor running until they
+// thread); the Api outlives the elector's requests (keep the reactor running until they
 // end); callbacks run on the reactor and may call stop() but must not destroy the elector.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -59,7 +59,7 @@
 #include "common/liveness.hpp"
 #include "common/result.hpp"
 #include "common/time_format.hpp"
-#include "kube/api_client.hpp"
+#include "kube/api.hpp"
 
 namespace stowage::kube {
 
@@ -110,7 +110,7 @@ struct LeaderElectionStatus {
 class LeaderElector {
  public:
   // Throws std::invalid_argument when validate(options) fails (check configuration with validate()).
-  LeaderElector(boost::asio::any_io_executor executor, ApiClient& api, LeaderElectionOptions options,
+  LeaderElector(boost::asio::any_io_executor executor, Api& api, LeaderElectionOptions options,
                 LeaderCallbacks callbacks, LeaderElectionClocks clocks = {});
   // Ends campaigning without releasing and without callbacks (a request in flight is abandoned).
   ~LeaderElector();
