@@ -154,13 +154,13 @@ void Controller::run(persistence::QueueRow item) {
     cancels_.erase(serial);
     processing_.erase(slot);
     if (ep && cancelling_) {
-      outcome = {Outcome::Transient, "cancelled: the process is stopping", false};
+      outcome = Outcome::transient("cancelled: the process is stopping");
     } else if (ep) {
       // A bug, not a backend failure: keep the item, back off, say so loudly.
       try {
         std::rethrow_exception(ep);
       } catch (const std::exception& e) {
-        outcome = {Outcome::Transient, std::string("internal error: ") + e.what(), false};
+        outcome = Outcome::transient(std::string("internal error: ") + e.what());
       }
       spdlog::error("{}: reconcile threw: {}", item.key.object_name(), outcome.error);
     }
@@ -218,8 +218,8 @@ void Controller::finish(const persistence::QueueRow& item, const Outcome& outcom
   if (parked_.erase(item.key.str()) && metrics_)  // an attempt ended without ending the process
     metrics_->workqueue_parked_items.set({kName}, static_cast<double>(parked_.size()));
   if (outcome.kind == Outcome::Done) {
-    if (outcome.ready && options_.revalidate_period.count() > 0)
-      queue_.complete_after(item.key, options_.revalidate_period, kRevalidateReason);
+    if (outcome.requeue_after)
+      queue_.complete_after(item.key, *outcome.requeue_after, kRevalidateReason);
     else
       queue_.complete(item.key);
   } else {

@@ -3,8 +3,9 @@
 //  - at most `workers` reconciles at once, never two for one key (the queue guarantees it);
 //  - the error policy: Transient -> full-jitter backoff (retry-base doubling to retry-cap),
 //    Permanent -> retried after permanent-retry (any change to the object or its Secret re-runs
-//    it at once), Done -> forgotten until something changes, or (Ready, with a revalidate period)
-//    checked again after that period;
+//    it at once), Done -> forgotten until something changes, or, when the outcome says
+//    requeue_after (a Ready storage with a revalidate period), queued again after that long with
+//    kRevalidateReason (its backend is then checked even though nothing changed);
 //  - an item the previous process was running when it ended (crash, kill -9) is retried with the
 //    Transient backoff; after `max_interrupted` such attempts in a row it is parked: an error log
 //    naming the storage, the stowage_workqueue_parked_items gauge, and retries only every
@@ -42,9 +43,6 @@ struct ControllerOptions {
   std::chrono::milliseconds retry_base{1000};
   std::chrono::milliseconds retry_cap{300000};
   std::chrono::milliseconds permanent_retry{600000};
-  // A Ready storage is queued again this long after its last reconcile, with the reason
-  // kRevalidateReason, and its backend is then checked even though nothing changed. 0 = never.
-  std::chrono::milliseconds revalidate_period{0};
   // Consecutive attempts cut short by the process's end after which an item is parked.
   int max_interrupted = 5;
 };

@@ -24,10 +24,12 @@ kube::Condition condition(std::string_view type, bool ok, std::string_view reaso
 }
 
 Outcome failed(const storage::BackendError& e) {
-  return {e.transient ? Outcome::Transient : Outcome::Permanent, e.message, false};
+  return e.transient ? Outcome::transient(e.message) : Outcome::permanent(e.message);
 }
 
-Outcome target_failed(const TargetError& e) { return {e.transient ? Outcome::Transient : Outcome::Permanent, e.message, false}; }
+Outcome target_failed(const TargetError& e) {
+  return e.transient ? Outcome::transient(e.message) : Outcome::permanent(e.message);
+}
 
 bool same_status(const kube::BackupStorageStatus& a, const kube::BackupStorageStatus& b) {
   return kube::status_to_json(a) == kube::status_to_json(b);
@@ -43,11 +45,16 @@ Reconciler::Reconciler(ReconcileTarget& target, const BackendFactory& backends, 
       options_(std::move(options)),
       now_(std::move(now)) {}
 
+Outcome Reconciler::ready() const {
+  if (options_.revalidate_period.count() > 0) return Outcome::done_after(options_.revalidate_period);
+  return Outcome::done();
+}
+
 boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRequest request) {
   auto found = target_.get(key);
   if (!found) {
     facts_.forget(key);  // gone (or never ours): nothing left to clean up
-    co_return Outcome{};
+    co_return Outcome::done();
   }
   if (found->deleting) co_return co_await remove(found->object, request.attempts);
 
@@ -73,7 +80,7 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRe
                         condition(kube::kConditionBackendInitialized, false, kube::kReasonBackendInitializationFailed,
                                   msg, gen),
                         now);
-    Outcome out{Outcome::Permanent, msg, false};
+    Outcome out = Outcome::permanent(msg);
     co_return co_await publish(s, std::move(status), std::move(out));
   }
 
@@ -103,7 +110,7 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRe
                                       kube::kReasonBackendInitializationFailed,
                                       "cannot initialize the backend: " + msg, gen),
                             now);
-      Outcome out{Outcome::Permanent, msg, false};
+      Outcome out = Outcome::permanent(msg);
       co_return co_await publish(s, std::move(status), std::move(out));
     }
     kube::set_condition(status.conditions,
@@ -125,7 +132,7 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRe
                         condition(kube::kConditionBackendInitialized, false, kube::kReasonStorageLocationConflict,
                                   msg, gen),
                         now);
-    Outcome out{Outcome::Permanent, msg, false};  // the other's changes queue this one again
+    Outcome out = Outcome::permanent(msg);  // the other's changes queue this one again
     co_return co_await publish(s, std::move(status), std::move(out));
   }
 
@@ -149,7 +156,7 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
   auto made = backends_.make(s, secret);
   if (!made.ok()) {
     set_failed(made.error());
-    co_return Outcome{Outcome::Permanent, made.error(), false};
+    co_return Outcome::permanent(made.error());
   }
   auto& backend = *made.value();
   std::string fingerprint = fingerprinter_.fingerprint(secret ? secret->data : std::map<std::string, std::string>{});
@@ -180,19 +187,19 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
       if (o.state == JobOutcome::Running) {
         spdlog::debug("{}: waiting for the initializer Job {}{}", key.str(), name,
                       o.message.empty() ? "" : " (" + o.message + ")");
-        co_return Outcome{Outcome::Done, "", false};  // the Job's own events queue the storage again
+        co_return Outcome::done();  // the Job's own events queue the storage again
       }
       if (o.state == JobOutcome::Failed) {
         std::string msg = "the initializer Job " + key.namespace_ + "/" + name + " failed (" + o.reason + ")" +
                           (o.message.empty() ? "" : ": " + o.message);
         set_failed(msg);
-        co_return Outcome{Outcome::Permanent, msg, false};
+        co_return Outcome::permanent(msg);
       }
       spdlog::info("{}: initialized by Job {}{}", key.str(), name, o.message.empty() ? "" : ": " + o.message);
       remember();
     }
     set_initialized();
-    co_return Outcome{Outcome::Done, "", true};
+    co_return ready();
   }
 
   if (revalidate || !facts_.matches(key, s.metadata.uid, gen, identity, fingerprint)) {
@@ -209,7 +216,7 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
       std::string msg = "existing " + backend.metadata_location() + " is not a valid BackendMeta (" +
                         state.value().invalid_reason + "); it was left untouched: fix or remove it";
       set_failed(msg);
-      co_return Outcome{Outcome::Permanent, msg, false};
+      co_return Outcome::permanent(msg);
     }
     if (!state.value().exists) {
       storage::BackendMeta meta{rfc3339(now_()), options_.operator_version};
@@ -239,7 +246,7 @@ boost::asio::awaitable<Outcome> Reconciler::initialize(const kube::BackupStorage
     remember();
   }
   set_initialized();
-  co_return Outcome{Outcome::Done, "", true};
+  co_return ready();
 }
 
 boost::asio::awaitable<Outcome> Reconciler::publish(const kube::BackupStorage& s, kube::BackupStorageStatus status,
@@ -359,7 +366,7 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& ob
 
   switch (w.kind) {
     case Wipe::Running:
-      co_return Outcome{Outcome::Done, "", false};  // the Job's own events queue the storage again
+      co_return Outcome::done();  // the Job's own events queue the storage again
     case Wipe::Done: {
       std::string note = w.message.empty() ? "removed " + std::to_string(w.removed) + " files from " + w.where
                                            : w.message;
@@ -387,7 +394,7 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& ob
     case Wipe::Failed:
       break;
   }
-  if (w.transient && attempts + 1 < kWipeTransientLimit) co_return Outcome{Outcome::Transient, w.message, false};
+  if (w.transient && attempts + 1 < kWipeTransientLimit) co_return Outcome::transient(w.message);
   std::string msg = "WipeOut of " + w.where +
                     (w.removed > 0 ? " stopped after removing " + std::to_string(w.removed) + " files (partial)"
                                    : " failed before removing anything") +
@@ -397,7 +404,7 @@ boost::asio::awaitable<Outcome> Reconciler::remove(const kube::BackupStorage& ob
   spdlog::warn("{}: {}", key.str(), msg);
   co_await wipe_condition(s, kube::kReasonWipeOutFailed, msg);
   target_.event(s, true, std::string(kube::kReasonWipeOutFailed), "Delete", msg);
-  co_return Outcome{Outcome::Permanent, msg, false};
+  co_return Outcome::permanent(msg);
 }
 
 boost::asio::awaitable<std::optional<Outcome>> Reconciler::delete_dependents(kube::BackupStorage& s) {
@@ -431,7 +438,7 @@ boost::asio::awaitable<std::optional<Outcome>> Reconciler::delete_dependents(kub
               (waiting.size() == 1 ? " object" : " objects") + " that use this storage to be deleted: " + named +
               ". Their finalizers belong to other controllers (KubeStash's); remove one by hand only if its "
               "controller is gone";
-    out = Outcome{Outcome::Transient, message, false};  // backoff; a Repository's removal queues it at once
+    out = Outcome::transient(message);  // backoff; a Repository's removal queues it at once
   }
   kube::BackupStorageStatus status = s.status;
   kube::set_condition(status.conditions,
@@ -552,7 +559,7 @@ boost::asio::awaitable<Outcome> Reconciler::deletion_done(const kube::BackupStor
   auto done = co_await target_.deletion_done(s);
   if (!done.ok()) co_return target_failed(done.error());
   facts_.forget(key_of(s));
-  co_return Outcome{};
+  co_return Outcome::done();
 }
 
 }  // namespace stowage::engine

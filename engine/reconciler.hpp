@@ -49,7 +49,15 @@ struct Outcome {
   };
   Kind kind = Done;
   std::string error;  // secret-free, for the queue row and logs
-  bool ready = false;
+  // Done only: when to come back although nothing changed (a Ready storage's backend is checked
+  // again then: the item returns with kRevalidateReason); nullopt = not until something changes.
+  // Transient and Permanent are rescheduled by the controller's error policy.
+  std::optional<std::chrono::milliseconds> requeue_after;
+
+  static Outcome done() { return {}; }
+  static Outcome done_after(std::chrono::milliseconds delay) { return {Done, {}, delay}; }
+  static Outcome transient(std::string error) { return {Transient, std::move(error), std::nullopt}; }
+  static Outcome permanent(std::string error) { return {Permanent, std::move(error), std::nullopt}; }
 };
 
 struct Metrics;
@@ -66,6 +74,8 @@ inline constexpr int kWipeTransientLimit = 5;
 struct ReconcilerOptions {
   std::string operator_version = "v0.1.0";
   Metrics* metrics = nullptr;  // backend uploads and request latency, when set
+  // A storage found Ready is checked again this long after (Outcome::requeue_after); 0 = never.
+  std::chrono::milliseconds revalidate_period{0};
 };
 
 class Reconciler {
@@ -80,6 +90,8 @@ class Reconciler {
 
  private:
   struct Wipe;
+  // Done for a storage found Ready: back after options_.revalidate_period (if any).
+  Outcome ready() const;
   boost::asio::awaitable<Outcome> initialize(const kube::BackupStorage& s, const kube::Secret* secret,
                                              kube::BackupStorageStatus& status, bool revalidate);
   boost::asio::awaitable<Outcome> remove(const kube::BackupStorage& object, int attempts);

@@ -204,10 +204,9 @@ Runtime::Runtime(const config::Config& c, std::optional<OfflineSource> offline_s
       kube(kube_source ? std::make_unique<KubeWorld>(io.get_executor(), *api, queue, store.get(),
                                                            std::move(kube_source->options))
                        : nullptr),
-      reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version, &metrics}),
+      reconciler(target(), backends, facts, fingerprinter, ReconcilerOptions{c.operator_version, &metrics, c.revalidate_period}),
       controller(io.get_executor(), queue, reconciler,
-                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.revalidate_period,
-                                   c.max_interrupted},
+                 ControllerOptions{c.workers, c.retry_base, c.retry_cap, c.permanent_retry, c.max_interrupted},
                  &metrics),
       lag(io.get_executor()),
       max_pending_bytes_(c.store_max_pending_bytes) {

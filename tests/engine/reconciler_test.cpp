@@ -5,6 +5,7 @@
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <set>
 
 #include "engine/backends.hpp"
@@ -22,6 +23,11 @@ using namespace stowage::engine;
 
 namespace {
 
+constexpr std::chrono::milliseconds kRevalidate = std::chrono::minutes(10);
+
+// Settled and Ready: the outcome asks to come back after the revalidate period.
+bool ready(const Outcome& out) { return out.kind == Outcome::Done && out.requeue_after == kRevalidate; }
+
 struct Rig {
   test::fs::path dir;
   boost::asio::io_context io;
@@ -34,11 +40,11 @@ struct Rig {
   persistence::Fingerprinter fp;
   Reconciler reconciler;
 
-  explicit Rig(const std::string& name)
+  explicit Rig(const std::string& name, std::chrono::milliseconds revalidate = kRevalidate)
       : dir(test::temp_dir(name)),
         backends(pool, LocalSettings{dir / "root", {}}, http, CloudSettings{}),
         fp(persistence::Fingerprinter::load_or_create(dir).value()),
-        reconciler(world, backends, facts, fp, ReconcilerOptions{"v9.9.9"}) {
+        reconciler(world, backends, facts, fp, ReconcilerOptions{"v9.9.9", nullptr, revalidate}) {
     test::fs::create_directories(dir / "root");  // local.root exists: it is the administrator's
   }
   ~Rig() { pool.join(); }
@@ -106,7 +112,7 @@ TEST_CASE("a local storage is initialized: metadata.yaml written and both rules 
   rig.apply(test::local_storage("local", "/data/one"));
   auto out = rig.reconcile("local");
   CHECK(out.kind == Outcome::Done);
-  CHECK(out.ready);
+  CHECK(ready(out));
   auto file = rig.dir / "root/data/one/metadata.yaml";
   REQUIRE(test::fs::exists(file));
   std::string text = test::read_file(file);
@@ -144,7 +150,7 @@ TEST_CASE("an existing metadata.yaml is kept, and an invalid one is reported and
                    "\"2020-01-01T00:00:00Z\"\noperatorVersion: v0.0.1\n");
   test::write_file(rig.dir / "root/data/bad/metadata.yaml", "hello: [\n");
   rig.apply(test::local_storage("keep", "/data/keep") + "---\n" + test::local_storage("bad", "/data/bad"));
-  CHECK(rig.reconcile("keep").ready);
+  CHECK(ready(rig.reconcile("keep")));
   CHECK_THAT(test::read_file(rig.dir / "root/data/keep/metadata.yaml"), Catch::Contains("2020-01-01T00:00:00Z"));
   auto out = rig.reconcile("bad");
   CHECK(out.kind == Outcome::Permanent);
@@ -262,7 +268,7 @@ TEST_CASE("overlap: the younger of two nested storages is never initialized, and
   Rig rig("overlap");
   rig.apply(local_at("old", "/data/x", "WipeOut", "2026-01-01T00:00:01Z") + "---\n" +
             local_at("young", "/data/x/inner", "Delete", "2026-01-01T00:00:02Z"));
-  CHECK(rig.reconcile("old").ready);
+  CHECK(ready(rig.reconcile("old")));
   auto out = rig.reconcile("young");
   CHECK(out.kind == Outcome::Permanent);
   CHECK_FALSE(test::fs::exists(rig.dir / "root/data/x/inner/metadata.yaml"));
@@ -285,7 +291,7 @@ TEST_CASE("overlap: the younger of two nested storages is never initialized, and
   CHECK_FALSE(test::fs::exists(rig.dir / "root/data/x/metadata.yaml"));
   CHECK(test::read_file(rig.dir / "root/data/x/inner/keep-me") == "young's data");
   CHECK(rig.queued().count("young"));
-  CHECK(rig.reconcile("young").ready);
+  CHECK(ready(rig.reconcile("young")));
   CHECK(test::fs::exists(rig.dir / "root/data/x/inner/metadata.yaml"));
 }
 
@@ -294,8 +300,8 @@ TEST_CASE("WipeOut deletes nothing where an older storage shares the location or
   rig.apply(local_at("first", "/data/shared", "Delete", "2026-01-01T00:00:01Z") + "---\n" +
             local_at("second", "/data/shared", "WipeOut", "2026-01-01T00:00:02Z") + "---\n" +
             local_at("foreign", "/data/foreign", "WipeOut", "2026-01-01T00:00:03Z"));
-  CHECK(rig.reconcile("first").ready);
-  CHECK_FALSE(rig.reconcile("second").ready);
+  CHECK(ready(rig.reconcile("first")));
+  CHECK_FALSE(ready(rig.reconcile("second")));
   test::write_file(rig.dir / "root/data/shared/snap-1", "first's backup");
 
   // The younger one at the same place: deleted without touching the older one's data.
@@ -322,7 +328,7 @@ TEST_CASE("WipeOut deletes nothing where an older storage shares the location or
 TEST_CASE("a WipeOut that fails keeps the object, reports WipeOut=False with what to do, and succeeds later") {
   Rig rig("wipe-fails");
   rig.apply(test::local_storage("stuck", "/data/p/stuck", "WipeOut"));
-  CHECK(rig.reconcile("stuck").ready);
+  CHECK(ready(rig.reconcile("stuck")));
   // A path component turns into a file: the wipe cannot reach the directory (ENOTDIR, permanent).
   test::fs::remove_all(rig.dir / "root/data/p");
   test::write_file(rig.dir / "root/data/p", "a file in the way");
@@ -449,8 +455,8 @@ TEST_CASE("deletion waits for the storage's Repositories and Snapshots to go, th
   Rig rig("dependents");
   rig.apply(test::local_storage("wiped", "/data/wiped", "WipeOut") + "---\n" +
             test::local_storage("kept", "/data/kept", "Delete"));
-  CHECK(rig.reconcile("wiped").ready);
-  CHECK(rig.reconcile("kept").ready);
+  CHECK(ready(rig.reconcile("wiped")));
+  CHECK(ready(rig.reconcile("kept")));
   test::write_file(rig.dir / "root/data/wiped/snap-1", "backup");
   WithDependents target(rig.world);
   Reconciler reconciler(target, rig.backends, rig.facts, rig.fp, ReconcilerOptions{"v9.9.9"});
@@ -504,7 +510,7 @@ TEST_CASE("deletion waits for the storage's Repositories and Snapshots to go, th
 TEST_CASE("deletion: Repositories that cannot be deleted keep the storage and its data, and say why") {
   Rig rig("dependents-fail");
   rig.apply(test::local_storage("wiped", "/data/wiped", "WipeOut"));
-  CHECK(rig.reconcile("wiped").ready);
+  CHECK(ready(rig.reconcile("wiped")));
   WithDependents target(rig.world);
   target.failure = TargetError{"deleting Repository demo/repo: forbidden (HTTP 403); the controller's ClusterRole "
                                "needs delete on repositories.storage.kubestash.com",
@@ -525,4 +531,35 @@ TEST_CASE("deletion: Repositories that cannot be deleted keep the storage and it
   CHECK_THAT(c->message, Catch::Contains("needs delete on repositories.storage.kubestash.com"));
   CHECK(test::fs::exists(rig.dir / "root/data/wiped/metadata.yaml"));
   CHECK(target.calls == std::vector<std::string>{"delete_dependents"});
+}
+
+TEST_CASE("the outcome says when to come back: a Ready storage after the revalidate period, nothing else") {
+  SECTION("Ready, with a period: back after it") {
+    Rig rig("requeue-ready");
+    rig.apply(test::local_storage("local", "/data/one"));
+    auto out = rig.reconcile("local");
+    CHECK(out.kind == Outcome::Done);
+    REQUIRE(out.requeue_after);
+    CHECK(*out.requeue_after == kRevalidate);
+  }
+  SECTION("Ready, with revalidation off: not until something changes") {
+    Rig rig("requeue-off", std::chrono::milliseconds(0));
+    rig.apply(test::local_storage("local", "/data/one"));
+    auto out = rig.reconcile("local");
+    CHECK(out.kind == Outcome::Done);
+    CHECK_FALSE(out.requeue_after);
+  }
+  SECTION("a failure: the controller's error policy decides, not the outcome") {
+    Rig rig("requeue-failed");
+    rig.apply(s3("cloud", "missing"));  // its Secret does not exist
+    auto out = rig.reconcile("cloud");
+    CHECK(out.kind == Outcome::Permanent);
+    CHECK_FALSE(out.requeue_after);
+  }
+  SECTION("gone: nothing to come back for") {
+    Rig rig("requeue-gone");
+    auto out = rig.reconcile("nobody");
+    CHECK(out.kind == Outcome::Done);
+    CHECK_FALSE(out.requeue_after);
+  }
 }
