@@ -111,9 +111,12 @@ TEST_CASE("a storage whose reconcile is killed again and again backs off and is 
     std::int64_t spawned = wall_ms();
     auto child = test::Child::spawn(args, dir / "out", dir / "err");
     std::optional<Row> restored;
+    // Restored as pending with one more interruption; on a loaded machine the poll may first see it
+    // already claimed again (a short jittered delay): the claim keeps the count and the due time.
     REQUIRE(test::eventually([&] {
       restored = queue_row(db);
-      return restored && restored->state == "pending" && restored->interrupted == interrupted;
+      return restored && (restored->state == "pending" || restored->state == "processing") &&
+             restored->interrupted == interrupted;
     }));
     std::int64_t seen = wall_ms();
     CHECK(restored->attempts == interrupted);
