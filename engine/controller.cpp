@@ -17,7 +17,7 @@ namespace {
 constexpr std::string_view kName = "backupstorage";  // controller and work-queue name in metrics
 }
 
-Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
+Controller::Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, KeyReconciler& reconciler,
                        ControllerOptions options, Metrics* metrics)
     : executor_(executor),
       queue_(queue),

@@ -33,7 +33,7 @@
 
 #include "common/backoff.hpp"
 #include "engine/metrics.hpp"
-#include "engine/reconciler.hpp"
+#include "engine/key_reconciler.hpp"
 #include "persistence/work_queue.hpp"
 
 namespace stowage::engine {
@@ -54,7 +54,7 @@ class Controller {
   using Observer = std::function<void(const persistence::QueueKey&, const Outcome&)>;
 
   // metrics may be null; otherwise the reconcile and work-queue families are kept up to date.
-  Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, Reconciler& reconciler,
+  Controller(boost::asio::any_io_executor executor, persistence::WorkQueue& queue, KeyReconciler& reconciler,
              ControllerOptions options, Metrics* metrics = nullptr);
   ~Controller();
 
@@ -100,7 +100,7 @@ class Controller {
   struct Timer;
   boost::asio::any_io_executor executor_;
   persistence::WorkQueue& queue_;
-  Reconciler& reconciler_;
+  KeyReconciler& reconciler_;
   ControllerOptions options_;
   FullJitterBackoff backoff_;
   std::unique_ptr<Timer> timer_;

@@ -36,36 +36,13 @@
 
 #include "engine/backends.hpp"
 #include "engine/facts.hpp"
+#include "engine/key_reconciler.hpp"
 #include "engine/target.hpp"
 #include "persistence/fingerprint.hpp"
 
 namespace stowage::engine {
 
-struct Outcome {
-  enum Kind {
-    Done,       // settled; nothing to do until something changes
-    Transient,  // failed, worth retrying soon (backoff)
-    Permanent,  // failed in a way only a change can fix (long delay, still re-checked)
-  };
-  Kind kind = Done;
-  std::string error;  // secret-free, for the queue row and logs
-  // Done only: when to come back although nothing changed (a Ready storage's backend is checked
-  // again then: the item returns with kRevalidateReason); nullopt = not until something changes.
-  // Transient and Permanent are rescheduled by the controller's error policy.
-  std::optional<std::chrono::milliseconds> requeue_after;
-
-  static Outcome done() { return {}; }
-  static Outcome done_after(std::chrono::milliseconds delay) { return {Done, {}, delay}; }
-  static Outcome transient(std::string error) { return {Transient, std::move(error), std::nullopt}; }
-  static Outcome permanent(std::string error) { return {Permanent, std::move(error), std::nullopt}; }
-};
-
 struct Metrics;
-
-struct ReconcileRequest {
-  bool revalidate = false;  // check the backend even when the state store says it is initialized
-  int attempts = 0;         // failed attempts of this key so far (the queue's count)
-};
 
 // Transient wipe failures in a row after which the WipeOut condition reports the failure and the
 // wipe moves to the permanent schedule.
@@ -78,7 +55,7 @@ struct ReconcilerOptions {
   std::chrono::milliseconds revalidate_period{0};
 };
 
-class Reconciler {
+class Reconciler : public KeyReconciler {
  public:
   using WallNow = std::function<std::chrono::system_clock::time_point()>;
 
@@ -86,7 +63,7 @@ class Reconciler {
              const persistence::Fingerprinter& fingerprinter, ReconcilerOptions options,
              WallNow now = [] { return std::chrono::system_clock::now(); });
 
-  boost::asio::awaitable<Outcome> reconcile(ObjectKey key, ReconcileRequest request = {});
+  boost::asio::awaitable<Outcome> reconcile(ObjectKey key, ReconcileRequest request = {}) override;
 
  private:
   struct Wipe;

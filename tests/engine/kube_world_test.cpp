@@ -266,12 +266,12 @@ TEST_CASE("a reconcile run again before its status event comes back writes no st
 
   rig.api.hold_watches(true);  // the API server's events come late
   auto first = rig.run(reconciling.reconciler.reconcile(kKey, {}));
-  CHECK(first.ready);
+  CHECK(first.kind == Outcome::Done);
   CHECK(rig.api.count("patch", kStatusPath) == 1);
   CHECK(rig.api.count("create", events) == 1);  // BackendInitializationSucceeded
 
   auto second = rig.run(reconciling.reconciler.reconcile(kKey, {}));
-  CHECK(second.ready);
+  CHECK(second.kind == Outcome::Done);
   CHECK(rig.api.count("patch", kStatusPath) == 1);
   CHECK(rig.api.count("create", events) + rig.api.count_under("patch", events) == 1);
 }
@@ -370,7 +370,7 @@ TEST_CASE("a storage deleted and created again under its name is followed by its
   rig.api.put(kStorages, local_storage("s1"));
   rig.start();
   Reconciling reconciling(rig);
-  REQUIRE(rig.run(reconciling.reconciler.reconcile(kKey, {})).ready);
+  REQUIRE(rig.run(reconciling.reconciler.reconcile(kKey, {})).kind == Outcome::Done);
   std::string old_uid = rig.cached().metadata.uid;
   rig.queued();
 
@@ -387,7 +387,7 @@ TEST_CASE("a storage deleted and created again under its name is followed by its
 
   // The newcomer gets its own finalizer and status: nothing is taken over from the storage that went.
   std::size_t finalizer_patches = rig.api.count("patch", kPath), status_patches = rig.api.count("patch", kStatusPath);
-  REQUIRE(rig.run(reconciling.reconciler.reconcile(kKey, {})).ready);
+  REQUIRE(rig.run(reconciling.reconciler.reconcile(kKey, {})).kind == Outcome::Done);
   CHECK(rig.api.count("patch", kPath) == finalizer_patches + 1);
   CHECK(rig.api.count("patch", kStatusPath) == status_patches + 1);
   CHECK(finalizers_of(rig.api.object(kPath)) == json::array{kCleanupFinalizer});
