@@ -164,7 +164,7 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
     rt.store->when_durable([&] { rt.io.stop(); });
   };
   rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
-    if (o.ready) {
+    if (o.kind == engine::Outcome::Done && o.requeue_after) {  // Ready: back after the revalidate period
       ready.insert(k.str());
     } else {
       ++failures;

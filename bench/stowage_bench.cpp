@@ -149,7 +149,8 @@ double engine_e2e(int storages, config::Config cfg) {
   std::set<std::string> ready;
   double load_secs = 0;
   rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
-    if (o.ready) ready.insert(k.str());
+    // Ready: settled, and back after the revalidate period (on by default).
+    if (o.kind == engine::Outcome::Done && o.requeue_after) ready.insert(k.str());
     if (static_cast<int>(ready.size()) == storages) {
       source.stop();
       rt.controller.stop();
