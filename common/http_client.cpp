@@ -31,6 +31,7 @@
 
 #include "common/crypto.hpp"
 #include "common/header_values.hpp"
+#include "common/url.hpp"
 
 namespace stowage::http {
 
@@ -275,36 +276,25 @@ std::optional<HttpError> unsafe_request(const Url& origin, const Request& r) {
 // ---- Url, Response, encoding -------------------------------------------------------------------
 
 Result<Url, std::string> Url::parse(std::string_view text) {
-  // Checked first, and then never quoted: such an "endpoint" may be anything pasted by mistake.
-  if (auto p = check_request_line_part(text)) return "endpoint " + p.describe();
+  // common/url.hpp checks for control characters and spaces first, and no message quotes the text:
+  // such an "endpoint" may be anything pasted by mistake, and one with user info or a query holds
+  // a credential (a password, a SAS signature).
+  auto parsed = url::parse(text, "https");
+  if (!parsed) return "endpoint " + parsed.error();
+  const url::Parts& p = parsed.value();
+  if (p.scheme != "http" && p.scheme != "https")
+    return "endpoint has the scheme \"" + p.scheme + "\", which is not supported: write http:// or https://";
+  // A credential here would travel in no header, but show in every error naming the endpoint.
+  if (p.has_userinfo)
+    return std::string("endpoint has a user name or password before '@': put credentials in the storage's Secret");
+  // A query would be signed (S3) or dropped silently (every other caller appends its own target).
+  if (p.has_query || p.has_fragment)
+    return std::string("endpoint has a query or fragment ('?' or '#'): write SCHEME://HOST[:PORT][/PATH]");
   Url u;
-  std::string_view rest = text;
-  if (auto p = rest.find("://"); p != std::string_view::npos) {
-    u.scheme = lower(rest.substr(0, p));
-    rest.remove_prefix(p + 3);
-  } else {
-    u.scheme = "https";
-  }
-  if (u.scheme != "http" && u.scheme != "https")
-    return "endpoint \"" + std::string(text) + "\" must start with http:// or https://";
-  auto slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  u.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (authority.empty()) return "endpoint \"" + std::string(text) + "\" has no host";
-  if (authority.front() == '[') {  // [IPv6]:port
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return "endpoint \"" + std::string(text) + "\" has an unclosed '['";
-    u.host = std::string(authority.substr(1, close - 1));
-    if (close + 1 < authority.size() && authority[close + 1] == ':') u.port = std::string(authority.substr(close + 2));
-  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-    u.host = std::string(authority.substr(0, colon));
-    u.port = std::string(authority.substr(colon + 1));
-  } else {
-    u.host = std::string(authority);
-  }
-  if (u.port.empty()) u.port = u.scheme == "https" ? "443" : "80";
-  if (u.port.find_first_not_of("0123456789") != std::string::npos)
-    return "endpoint \"" + std::string(text) + "\" has a bad port \"" + u.port + "\"";
+  u.scheme = p.scheme;
+  u.host = p.host;
+  u.port = std::to_string(p.port_or_default());
+  u.path = p.path.empty() ? "/" : p.path;
   return u;
 }
 
@@ -319,43 +309,21 @@ std::string Url::origin() const {
   return scheme + "://" + h + ":" + port;
 }
 
-Result<Proxy, std::string> Proxy::parse(std::string_view url) {
-  // No message below quotes the URL or a part of it: it may hold a password.
-  if (auto p = check_request_line_part(url)) return "proxy URL " + p.describe();
-  auto sep = url.find("://");
-  std::string scheme = sep == std::string_view::npos ? std::string() : lower(url.substr(0, sep));
-  if (scheme.empty() || scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+.-") != std::string::npos)
-    return std::string("proxy URL has no scheme: write http://HOST:PORT");
-  if (scheme != "http") return "proxy scheme " + scheme + " is not supported; use an http:// proxy";
-  std::string_view authority = url.substr(sep + 3);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  Proxy p;
-  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
-    std::string_view userinfo = authority.substr(0, at);
-    authority.remove_prefix(at + 1);
-    auto colon = userinfo.find(':');
-    p.username = percent_decode(userinfo.substr(0, colon));
-    if (colon != std::string_view::npos) p.password = percent_decode(userinfo.substr(colon + 1));
-    p.has_credentials = true;
-  }
-  std::string_view port;
-  if (!authority.empty() && authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::string("proxy URL has an unclosed '['");
-    p.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty() && after.front() != ':') return std::string("proxy URL has text after its IPv6 address");
-    port = after.empty() ? after : after.substr(1);
-  } else {
-    auto colon = authority.rfind(':');
-    p.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  if (p.host.empty()) return std::string("proxy URL has no host");
-  p.port = port.empty() ? "80" : std::string(port);
-  if (p.port.size() > 5 || p.port.find_first_not_of("0123456789") != std::string::npos || std::stoi(p.port) == 0 ||
-      std::stoi(p.port) > 65535)
-    return std::string("proxy URL has a bad port: write http://HOST:PORT");
+Result<Proxy, std::string> Proxy::parse(std::string_view text) {
+  // No message below quotes the URL or a part of it (common/url.hpp names a scheme or a numeric
+  // port at most): it may hold a password.
+  if (auto p = check_request_line_part(text)) return "proxy URL " + p.describe();
+  if (!url::has_scheme(text)) return std::string("proxy URL has no scheme: write http://HOST:PORT");
+  auto parsed = url::parse(text, "");
+  if (!parsed) return "proxy URL " + parsed.error();
+  const url::Parts& u = parsed.value();
+  if (u.scheme != "http") return "proxy scheme " + u.scheme + " is not supported; use an http:// proxy";
+  Proxy p;  // a path, query or fragment means nothing to a proxy: ignored
+  p.host = u.host;
+  p.port = std::to_string(u.port_or_default());
+  p.username = u.user;
+  p.password = u.password;
+  p.has_credentials = u.has_userinfo;
   return p;
 }
 

@@ -71,14 +71,17 @@ struct Url {
   std::string port;    // always set ("443"/"80" by default)
   std::string path;    // "/..." as given (may be empty: "/")
 
-  // Parses "https://host[:port][/path]"; a URL without a scheme is taken as https.
+  // Parses "https://host[:port][/path]" (common/url.hpp); a URL without a scheme is taken as https.
+  // Refused, with a message that never quotes the text: another scheme, user info (a credential),
+  // a query or fragment, a port outside 1..65535 or a ':' without one, control characters, spaces.
   static Result<Url, std::string> parse(std::string_view text);
   std::string origin() const;           // "https://host:port"
   std::string host_header() const;      // "host" or "host:port" when the port is not the default
 };
 
-// An HTTP proxy, from a URL "http://[user:password@]host[:port]" (port 80 by default; a path is
-// ignored, user and password are percent-decoded). Any other scheme is refused with
+// An HTTP proxy, from a URL "http://[user:password@]host[:port]" (common/url.hpp; port 80 by
+// default; a path, query or fragment is ignored, user and password are percent-decoded, so a '@'
+// in a password is written %40). Any other scheme is refused with
 // "proxy scheme X is not supported; use an http:// proxy". Error texts never quote the URL (it may
 // hold a password).
 struct Proxy {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/http_client.hpp"
+#include "common/url.hpp"
 
 namespace stowage::http {
 namespace {
@@ -146,7 +147,7 @@ ProxyEnvironment ProxyEnvironment::from_process() {
 }
 
 std::string ProxyEnvironment::as_url(const std::string& value) {
-  return value.find("://") == std::string::npos ? "http://" + value : value;
+  return url::has_scheme(value) ? value : "http://" + value;
 }
 
 std::string ProxyEnvironment::proxy_for(const Url& origin) const {

@@ -6,6 +6,7 @@
 #include "storage/azure_backend.hpp"
 #include "storage/gcs_backend.hpp"
 #include "common/http_client.hpp"
+#include "common/url.hpp"
 #include "storage/local_backend.hpp"
 #include "storage/s3_backend.hpp"
 
@@ -175,7 +176,7 @@ BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, cons
     o.endpoint = cloud_.gcs_endpoint;
   } else if (!cloud_.storage_emulator_host.empty()) {
     const auto& h = cloud_.storage_emulator_host;
-    o.endpoint = h.find("://") == std::string::npos ? "http://" + h : h;
+    o.endpoint = url::has_scheme(h) ? h : "http://" + h;
     o.emulator = true;
   }
   // Without a key the backend asks the metadata server for the controller's own token; an emulator

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/url.hpp"
 #include "engine/backends.hpp"
 #include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
@@ -30,19 +31,25 @@ std::string trim_slashes(std::string text) {
   return text;
 }
 
-// The store an S3 endpoint names: "aws" for AWS (any region: bucket names are global there),
-// else host[:port][/path] without the scheme.
-std::string s3_store(const std::string& endpoint) {
-  std::string rest = endpoint;
-  if (auto scheme = rest.find("://"); scheme != std::string::npos) rest = rest.substr(scheme + 3);
-  rest = trim_slashes(rest);
-  if (rest.empty()) return "aws";
-  std::size_t slash = rest.find('/');
-  std::string host = lower(rest.substr(0, slash));
-  std::string path = slash == std::string::npos ? "" : "/" + trim_slashes(rest.substr(slash));
-  std::string bare = host.substr(0, host.rfind(':') == std::string::npos ? host.size() : host.rfind(':'));
-  if (bare == "amazonaws.com" || bare.ends_with(".amazonaws.com")) return "aws";
-  return host + (path == "/" ? "" : path);
+// The store an S3 endpoint names: "aws" for AWS (any region: bucket names are global there), else
+// host[:port][/path] as common/url.hpp splits it (http::Url::parse reads endpoints the same way),
+// the host in lower case. Neither the scheme nor a web port (80, 443) is compared: a server that
+// answers http and https serves the same buckets, so "https://MinIO:443/", "http://minio" and
+// "minio" are one store (wrongly calling two stores one only reports a conflict; the reverse could
+// let a wipe delete another storage's backups). Nothing when the endpoint is unusable (the backend
+// refuses it too, so that storage never holds data).
+std::optional<std::string> s3_store(const std::string& endpoint) {
+  if (endpoint.empty()) return "aws";
+  auto parsed = url::parse(endpoint, "https");
+  if (!parsed || parsed.value().has_userinfo || parsed.value().has_query || parsed.value().has_fragment)
+    return std::nullopt;
+  const url::Parts& u = parsed.value();
+  const std::string host = lower(u.host);
+  if (host == "amazonaws.com" || host.ends_with(".amazonaws.com")) return "aws";
+  const bool web_port = u.port == 0 || u.port == 80 || u.port == 443;
+  const std::string path = trim_slashes(u.path);
+  return (u.ipv6 ? "[" + host + "]" : host) + (web_port ? "" : ":" + std::to_string(u.port)) +
+         (path.empty() ? "" : "/" + path);
 }
 
 std::string text_at(const boost::json::object& volume, const char* source, const char* field) {
@@ -98,10 +105,11 @@ std::optional<StorageLocation> location_of(const kube::BackupStorage& s, const L
   if (st.provider == "s3" && st.s3) {
     std::string bucket = trim_slashes(st.s3->bucket);
     if (bucket.empty()) return std::nullopt;
-    std::string store = s3_store(st.s3->endpoint);
+    std::optional<std::string> store = s3_store(st.s3->endpoint);
+    if (!store) return std::nullopt;
     std::string path = cleaned(st.s3->prefix);
-    std::string at = store == "aws" ? "AWS" : trim_slashes(st.s3->endpoint);
-    return StorageLocation{"s3:" + store + "/" + bucket, path,
+    std::string at = *store == "aws" ? "AWS" : trim_slashes(st.s3->endpoint);
+    return StorageLocation{"s3:" + *store + "/" + bucket, path,
                            "S3 bucket `" + bucket + "` prefix `" + path + "` at " + at};
   }
   if (st.provider == "gcs" && st.gcs) {

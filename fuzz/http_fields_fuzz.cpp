@@ -1,12 +1,13 @@
 // The small text fields that come from outside over HTTP or from a tenant's spec: the Retry-After and
 // x-amz-retry-after headers (storage/retry), endpoint and proxy URLs (common/http_client: a
-// storage's `endpoint`, a kubeconfig's `server` and `proxy-url`), NO_PROXY matching, percent-decoding
+// storage's `endpoint`, a kubeconfig's `server` and `proxy-url`, all split by common/url), NO_PROXY matching, percent-decoding
 // (S3 keys with encoding-type=url) and RFC 3339 times (API objects, exec credentials). The whole
 // input goes to each. Never throws; a server's requested delay is never negative.
 #include <chrono>
 
 #include "common/http_client.hpp"
 #include "common/time_format.hpp"
+#include "common/url.hpp"
 #include "fuzz/fuzz_support.hpp"
 #include "storage/retry.hpp"
 
@@ -20,8 +21,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto delay = storage::retry_after(response);
     if (delay) fuzz::require(delay->count() >= 0, "a negative Retry-After delay");
   }
+  // The one URL parser (common/url.hpp) behind every endpoint, proxy and kubeconfig server.
+  for (const char* default_scheme : {"https", ""}) {
+    auto parts = url::parse(text, default_scheme);
+    if (!parts) continue;
+    fuzz::require(!parts.value().host.empty(), "a parsed URL without a host");
+    (void)parts.value().port_or_default();
+    (void)parts.value().bracketed_host();
+  }
   auto url = http::Url::parse(text);
   if (url) {
+    fuzz::require(url.value().port != "0" && url.value().port.size() <= 5, "an endpoint port out of range");
     (void)url.value().origin();
     (void)url.value().host_header();
     http::ProxyEnvironment environment;

@@ -25,6 +25,7 @@
 
 #include "common/crypto.hpp"
 #include "common/header_values.hpp"
+#include "common/url.hpp"
 #include "kube/yaml_json.hpp"
 
 extern char** environ;
@@ -59,13 +60,6 @@ std::string trim(std::string_view s) {
   std::size_t begin = s.find_first_not_of(kSpace);
   if (begin == s.npos) return {};
   return std::string(s.substr(begin, s.find_last_not_of(kSpace) - begin + 1));
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,56 +171,25 @@ std::optional<std::uint16_t> parse_port(std::string_view s) {
   return static_cast<std::uint16_t>(value);
 }
 
-struct Authority {
-  std::string host;
-  std::string port;  // as written; "" when absent
-};
-
-// "host", "host:port", "[v6]", "[v6]:port". The problem in words on failure.
-Result<Authority, std::string> split_authority(std::string_view a) {
-  if (a.find('@') != a.npos)
-    return std::string("must not contain a user name or password: put credentials under users[].user");
-  Authority out;
-  if (!a.empty() && a.front() == '[') {
-    std::size_t close = a.find(']');
-    if (close == a.npos) return std::string("has an IPv6 address without the closing ']'");
-    out.host = std::string(a.substr(1, close - 1));
-    std::string_view rest = a.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':') return std::string("has text after the IPv6 address");
-    if (!rest.empty()) out.port = std::string(rest.substr(1));
-  } else {
-    std::size_t colon = a.find(':');
-    if (colon != a.npos && a.find(':', colon + 1) != a.npos)
-      return std::string("has an IPv6 address without brackets: write https://[ADDRESS]:PORT");
-    out.host = std::string(a.substr(0, colon));
-    if (colon != a.npos) out.port = std::string(a.substr(colon + 1));
-  }
-  if (out.host.empty()) return std::string("has no host");
-  return out;
-}
-
-// proxy-url: http, https or socks5 with a host (client-go's parseProxyURL).
-std::optional<std::string> proxy_url_problem(std::string_view url) {
-  std::size_t sep = url.find("://");
-  if (sep == url.npos) return "is not a URL: write http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT";
-  std::string scheme = lower(url.substr(0, sep));
+// proxy-url: http, https or socks5 with a host (client-go's parseProxyURL), split by common/url.hpp.
+// The problem names the scheme at most: the URL may hold a password.
+std::optional<std::string> proxy_url_problem(std::string_view text) {
+  if (!url::has_scheme(text) && !http::check_request_line_part(text))
+    return "is not a URL: write http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT";
+  auto parsed = url::parse(text, "");
+  if (!parsed) return parsed.error();
+  const std::string& scheme = parsed.value().scheme;
   if (scheme != "http" && scheme != "https" && scheme != "socks5")
     return "has the scheme " + in_quotes(scheme) + ", which is not supported: use http, https or socks5";
-  std::string_view authority = url.substr(sep + 3);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  if (std::size_t at = authority.rfind('@'); at != authority.npos) authority.remove_prefix(at + 1);
-  if (authority.empty() || authority.front() == ':') return std::string("has no host");
   return std::nullopt;
 }
 
-// scheme://host:port of a URL, without user information or path (for describe()).
-std::string redacted_url(std::string_view url) {
-  std::size_t sep = url.find("://");
-  if (sep == url.npos) return "(unparsable URL)";
-  std::string_view authority = url.substr(sep + 3);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  if (std::size_t at = authority.rfind('@'); at != authority.npos) authority.remove_prefix(at + 1);
-  return std::string(url.substr(0, sep + 3)) + std::string(authority);
+// scheme://host[:port] of a URL, without user information or path (for describe()).
+std::string redacted_url(std::string_view text) {
+  auto parsed = url::parse(text, "");
+  if (!parsed) return "(unparsable URL)";
+  const url::Parts& u = parsed.value();
+  return u.scheme + "://" + u.bracketed_host() + (u.port != 0 ? ":" + std::to_string(u.port) : std::string());
 }
 
 bool is_dns1123_label(std::string_view s) {
@@ -262,35 +225,22 @@ std::string ServerUrl::host_header() const {
 std::string ServerUrl::to_string() const { return scheme + "://" + host_header() + path; }
 
 Result<ServerUrl, std::string> parse_server_url(std::string_view text, bool default_tls) {
-  if (text.empty()) return std::string("is empty");
-  ServerUrl url;
-  std::string_view rest;
-  const std::size_t sep = text.find("://");
-  if (sep == text.npos) {  // client-go accepts "host:port" and picks the scheme from the TLS settings
-    url.scheme = default_tls ? "https" : "http";
-    rest = text;
-  } else {
-    url.scheme = lower(text.substr(0, sep));
-    if (url.scheme != "https" && url.scheme != "http")
-      return "has the scheme " + in_quotes(url.scheme) + ", which is not supported: write https://HOST:PORT";
-    rest = text.substr(sep + 3);
-  }
-  const std::size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
-  auto authority = split_authority(rest.substr(0, authority_end));
-  if (!authority) return authority.error();
-  std::string_view path = rest.substr(authority_end);
-  path = path.substr(0, path.find_first_of("?#"));
+  // client-go accepts "host:port" and picks the scheme from the TLS settings.
+  auto parsed = url::parse(text, default_tls ? "https" : "http");
+  if (!parsed) return parsed.error();
+  const url::Parts& u = parsed.value();
+  if (u.scheme != "https" && u.scheme != "http")
+    return "has the scheme " + in_quotes(u.scheme) + ", which is not supported: write https://HOST:PORT";
+  if (u.has_userinfo) return std::string("must not contain a user name or password: put credentials under users[].user");
+  std::string_view path = u.path;  // a query and a fragment are dropped, as client-go drops them
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  if (sep == text.npos && !path.empty()) return std::string("is neither a URL nor a HOST:PORT pair");
-  url.host = authority.value().host;
+  if (!u.scheme_given && !path.empty()) return std::string("is neither a URL nor a HOST:PORT pair");
+  ServerUrl url;
+  url.scheme = u.scheme;
+  url.host = u.host;
+  url.port = u.port_or_default();
+  url.port_explicit = u.port != 0;
   url.path = std::string(path);
-  url.port = url.is_https() ? 443 : 80;
-  if (!authority.value().port.empty()) {
-    auto port = parse_port(authority.value().port);
-    if (!port) return "has the port " + in_quotes(authority.value().port) + ", which is not a number from 1 to 65535";
-    url.port = *port;
-    url.port_explicit = true;
-  }
   return url;
 }
 

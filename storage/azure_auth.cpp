@@ -11,6 +11,7 @@
 
 #include "common/crypto.hpp"
 #include "common/header_values.hpp"
+#include "common/url.hpp"
 
 namespace stowage::storage::azure {
 namespace {
@@ -327,15 +328,18 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
 
   if (settings.count("blobendpoint")) {
     std::string endpoint = get("blobendpoint");
-    std::string lowered = lower(endpoint);
-    if (lowered.rfind("http://", 0) != 0 && lowered.rfind("https://", 0) != 0)
+    // Split as every endpoint is (common/url.hpp); no message quotes it.
+    auto parsed = url::parse(endpoint, "");
+    const bool web = parsed && (parsed.value().scheme == "http" || parsed.value().scheme == "https");
+    if (!url::has_scheme(endpoint) || (parsed && !web))
       return key + " setting BlobEndpoint must start with http:// or https://";
-    if (endpoint.find_first_of("?#") != std::string::npos)
+    if (!parsed) return key + " setting BlobEndpoint " + parsed.error();
+    if (parsed.value().has_query || parsed.value().has_fragment)
       return key +
              " setting BlobEndpoint must not carry a query string (put a SAS token in SharedAccessSignature)";
+    if (parsed.value().has_userinfo)
+      return key + " setting BlobEndpoint must not carry a user name or password (put the key in AccountKey)";
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-    if (endpoint.size() <= lowered.find("://") + 3)
-      return key + " setting BlobEndpoint has no host";
     cs.blob_endpoint = std::move(endpoint);
     return cs;
   }

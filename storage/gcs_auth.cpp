@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/crypto.hpp"
+#include "common/url.hpp"
 
 namespace stowage::storage::gcs {
 namespace json = boost::json;
@@ -109,7 +110,10 @@ Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view 
     if (!bad && name == "token_uri") bad = http::check_request_line_part(*value);  // a URL: no space either
     if (bad) return key_error("field `" + std::string(name) + "` " + bad.describe());
   }
-  if (key.token_uri.rfind("https://", 0) != 0 && key.token_uri.rfind("http://", 0) != 0)
+  // Split as every endpoint is (common/url.hpp: schemes in any case); the message never quotes it.
+  auto token_uri = url::parse(key.token_uri, "");
+  if (!token_uri) return key_error("field `token_uri` " + token_uri.error());
+  if (token_uri.value().scheme != "https" && token_uri.value().scheme != "http")
     return key_error("field `token_uri` is not an http(s) URL");
   Pkey pkey = load_private_key(key.private_key);
   if (!pkey || EVP_PKEY_get_base_id(pkey.get()) != EVP_PKEY_RSA)

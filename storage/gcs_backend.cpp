@@ -21,6 +21,7 @@
 #include <functional>
 #include <utility>
 
+#include "common/url.hpp"
 #include "storage/gcs_auth.hpp"
 #include "storage/metadata.hpp"
 #include "storage/object_wipe.hpp"
@@ -73,7 +74,7 @@ GcsBackend::GcsBackend(http::Client& client, GcsOptions options, gcs::TokenRegis
     : client_(client), options_(std::move(options)) {
   endpoint_ = options_.endpoint.empty() ? std::string(kGcsDefaultEndpoint) : options_.endpoint;
   // STORAGE_EMULATOR_HOST is conventionally "host:port": Google's libraries then speak plain http.
-  if (options_.emulator && endpoint_.find("://") == std::string::npos) endpoint_ = "http://" + endpoint_;
+  if (options_.emulator && !url::has_scheme(endpoint_)) endpoint_ = "http://" + endpoint_;
   while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
   key_ = metadata_key(options_.prefix);
   dir_ = key_.substr(0, key_.size() - kMetadataFile.size());
@@ -122,9 +123,12 @@ std::string GcsBackend::object_path(const std::string& name) const {
 // The token endpoint gets the storage endpoint's TLS settings (a private CA, insecureTLS) only
 // when it is the same server; Google's own token URI is verified against the system roots.
 http::TlsSettings GcsBackend::token_tls() const {
-  auto url = http::Url::parse(tokens_->token_uri());
-  if (url && origin_ && url.value().origin() == origin_->origin()) return options_.tls;
-  return {};
+  auto url = url::parse(tokens_->token_uri(), "");  // a token_uri may carry a query (see gcs_token.cpp)
+  if (!url || !origin_) return {};
+  const url::Parts& u = url.value();
+  const bool same = u.scheme == origin_->scheme && u.host == origin_->host &&
+                    std::to_string(u.port_or_default()) == origin_->port;
+  return same ? options_.tls : http::TlsSettings{};
 }
 
 asio::awaitable<BackendResult<std::string>> GcsBackend::access_token() {

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "common/crypto.hpp"
+#include "common/url.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage::gcs {
@@ -62,6 +63,26 @@ BackendError error(bool transient, std::string code, std::string message,
 // answered and would answer the same; never cached, never quoted.
 BackendError unusable_token(const std::string& source, const http::ValueProblem& problem) {
   return error(false, "InvalidAccessToken", source + " returned an access_token that " + problem.describe());
+}
+
+struct TokenEndpoint {
+  http::Url origin;
+  std::string target;  // path and query
+};
+
+// The key's token_uri, split by the one URL parser. Unlike a storage endpoint it keeps its query:
+// RFC 6749 (3.2) lets a token endpoint URI carry one. User info and a fragment are refused.
+Result<TokenEndpoint, std::string> token_endpoint(std::string_view token_uri) {
+  auto parsed = url::parse(token_uri, "");
+  if (!parsed) return parsed.error();
+  const url::Parts& p = parsed.value();
+  if (p.scheme != "https" && p.scheme != "http") return std::string("it is not an http(s) URL");
+  if (p.has_userinfo) return std::string("it has a user name or password before '@'");
+  if (p.has_fragment) return std::string("it has a fragment ('#')");
+  TokenEndpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path},
+                    {}};
+  out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
+  return out;
 }
 
 }  // namespace
@@ -181,7 +202,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
                                                                                RetryPolicy retry) {
   const ServiceAccountKey& key = *key_;
   const std::string context = "GCS token exchange at " + key.token_uri;
-  auto url = http::Url::parse(key.token_uri);
+  auto url = token_endpoint(key.token_uri);
   if (!url)
     co_return error(false, "InvalidServiceAccountKey",
                     "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not a valid URL (" + url.error() + ")");
@@ -189,7 +210,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   if (!jwt)
     co_return error(false, "InvalidServiceAccountKey", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: " + jwt.error().message);
 
-  std::string target = url.value().path.empty() ? "/" : url.value().path;
+  std::string target = url.value().target;
   std::function<http::Request()> make_request = [target, body = token_request_body(jwt.value())] {
     http::Request request;
     request.method = "POST";
@@ -199,7 +220,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
     return request;
   };
   // Issuing a token twice is harmless, so the exchange is retried like an idempotent request.
-  auto sent = co_await send_with_retries(client, url.value(), tls, std::move(make_request), true, 0, retry);
+  auto sent = co_await send_with_retries(client, url.value().origin, tls, std::move(make_request), true, 0, retry);
   if (!sent) co_return transport_error(sent.error(), context);
   const http::Response& response = sent.value();
 

@@ -58,6 +58,28 @@ TEST_CASE("locations: S3 endpoints, buckets and prefixes are compared as the sto
   CHECK_FALSE(location_of(storage("x", s3("", "p"), kT1), settings));
 }
 
+TEST_CASE("locations: S3 endpoints are read by the endpoint parser: default ports, IPv6, unusable endpoints") {
+  LocationSettings settings;
+  auto space = [&](const std::string& endpoint) {
+    auto at = location_of(storage("x", s3("b", "p", endpoint), kT1), settings);
+    return at ? at->space : std::string("(none)");
+  };
+  // One store however its web port and scheme are written (a reverse proxy serves both).
+  CHECK(space("https://minio.example") == "s3:minio.example/b");
+  CHECK(space("https://minio.example:443") == "s3:minio.example/b");
+  CHECK(space("HTTP://MinIO.example:80/") == "s3:minio.example/b");
+  CHECK(space("minio.example") == "s3:minio.example/b");
+  // Other ports are other servers; a path is part of the store.
+  CHECK(space("http://minio.example:9000") == "s3:minio.example:9000/b");
+  CHECK(space("http://minio.example:9000/tenant-a/") == "s3:minio.example:9000/tenant-a/b");
+  CHECK(space("https://[FD00::1]:9000") == "s3:[fd00::1]:9000/b");
+  CHECK(space("https://S3.eu-west-1.amazonaws.com:443") == "s3:aws/b");
+  // An endpoint the backend refuses holds no data, so it overlaps nothing (and no label shows a password).
+  CHECK(space("https://admin:secret@minio.example") == "(none)");
+  CHECK(space("https://minio.example:99999") == "(none)");
+  CHECK(space("https://minio.example/?sig=x") == "(none)");
+}
+
 TEST_CASE("locations: GCS, Azure and local volumes") {
   LocationSettings direct{"/srv/volumes", false};
   LocationSettings jobs{"/srv/volumes", true};

@@ -406,7 +406,15 @@ TEST_CASE("server URLs: schemes, ports, IPv6, path prefixes, client-go's host:po
       {"https://:6443", "has no host"},
       {"https://h:0", "has the port \"0\", which is not a number from 1 to 65535"},
       {"https://h:65536", "has the port \"65536\", which is not a number from 1 to 65535"},
-      {"https://h:https", "has the port \"https\", which is not a number from 1 to 65535"},
+      // Not quoted: "user:password" written without "@host" reads as a host and a port.
+      {"https://h:https", "has a port that is not a number from 1 to 65535"},
+      {"https://h:99999", "has the port \"99999\", which is not a number from 1 to 65535"},
+      {"https://h:", "has ':' but no port after it: write HOST:PORT, or leave out the ':'"},
+      {"10.0.0.1:", "has ':' but no port after it: write HOST:PORT, or leave out the ':'"},
+      {"https://h\r\nX-Injected: yes", "contains a control character (at byte 9)"},
+      {"https://h /k8s", "contains a space (at byte 9)"},
+      {"https://[fd00::g]", "has a bracketed host that is not an IPv6 address"},
+      {"https://api.exa%6dple", "has a host name with characters other than letters, digits, '-', '.' and '_'"},
       {"https://fd00::1:6443", "has an IPv6 address without brackets: write https://[ADDRESS]:PORT"},
       {"https://[fd00::1", "has an IPv6 address without the closing ']'"},
       {"https://[fd00::1]x", "has text after the IPv6 address"},
@@ -1040,6 +1048,12 @@ TEST_CASE("errors in the cluster") {
        "clusters[0].cluster.proxy-url is not a URL: write http://HOST:PORT, https://HOST:PORT or "
        "socks5://HOST:PORT"},
       {kServer + "    proxy-url: http://user:pw@:3128\n", "clusters[0].cluster.proxy-url has no host"},
+      {kServer + "    proxy-url: http://user:pw@proxy:99999\n",
+       "clusters[0].cluster.proxy-url has the port \"99999\", which is not a number from 1 to 65535"},
+      {kServer + "    proxy-url: \"socks5://proxy:\"\n",
+       "clusters[0].cluster.proxy-url has ':' but no port after it: write HOST:PORT, or leave out the ':'"},
+      {kServer + "    proxy-url: http://fd00::1:3128\n",
+       "clusters[0].cluster.proxy-url has an IPv6 address without brackets: write http://[ADDRESS]:PORT"},
   };
   for (const Row& row : rows) {
     std::string path = dir.write("config", kubeconfig(row.cluster, kToken));

@@ -262,6 +262,18 @@ TEST_CASE("azure connection string: errors name the bad part and never echo the 
   CHECK(error_of("BlobEndpoint=127.0.0.1:10000").find("BlobEndpoint must start with http") != std::string::npos);
   CHECK(error_of("BlobEndpoint=https://a.blob.core.windows.net?sv=1&sig=x").find("query string") !=
         std::string::npos);
+  // BlobEndpoint is read by the endpoint parser: a port in range, a host, no credentials; none of it quoted.
+  CHECK(error_of("BlobEndpoint=http://127.0.0.1:99999/acct") ==
+        "AZURE_STORAGE_CONNECTION_STRING setting BlobEndpoint has the port \"99999\", which is not a number from 1 "
+        "to 65535");
+  CHECK(error_of("BlobEndpoint=https://:443/acct") ==
+        "AZURE_STORAGE_CONNECTION_STRING setting BlobEndpoint has no host");
+  std::string with_user = error_of("BlobEndpoint=https://acct:s3cr3t@acct.blob.core.windows.net");
+  CHECK(with_user.find("must not carry a user name or password") != std::string::npos);
+  CHECK(with_user.find("s3cr3t") == std::string::npos);
+  CHECK(parse_connection_string("BlobEndpoint=HTTP://127.0.0.1:10000/acct;AccountName=acct;AccountKey=" +
+                                std::string(kDevelopmentKey))
+            .ok());
   CHECK(error_of("DefaultEndpointsProtocol=https").find("BlobEndpoint or AccountName") != std::string::npos);
   CHECK(error_of("UseDevelopmentStorage=false").find("must be `true`") != std::string::npos);
   CHECK(error_of("UseDevelopmentStorage=true;AccountName=x").find("cannot be combined") != std::string::npos);

@@ -149,6 +149,13 @@ TEST_CASE("gcs auth: a bad key file is refused with the field named and the key 
   o = key_object(pem);
   o["token_uri"] = "ftp://example.com/token";
   CHECK(parse_error(key_json(o)) == "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not an http(s) URL");
+  // token_uri is read by the endpoint parser: a scheme in any case, a port in range.
+  o["token_uri"] = "HTTPS://oauth2.example:8443/token";
+  CHECK(parse_service_account_key(key_json(o)).ok());
+  o["token_uri"] = "https://oauth2.example:99999/token";
+  CHECK(parse_error(key_json(o)) ==
+        "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` has the port \"99999\", which is not a number from 1 to "
+        "65535");
 
   SECTION("a private key that does not load is named, not shown") {
     std::string broken = pem;
