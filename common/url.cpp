@@ -102,7 +102,19 @@ Result<Parts, std::string> parse(std::string_view text, std::string_view default
   parts.scheme_given = has_scheme(text);
   if (!parts.scheme_given && default_scheme.empty())
     return std::string("has no scheme: write SCHEME://HOST[:PORT]");
-  const std::string full = parts.scheme_given ? std::string(text) : std::string(default_scheme) + "://" + std::string(text);
+  std::string full = parts.scheme_given ? std::string(text) : std::string(default_scheme) + "://" + std::string(text);
+  {
+    // Go's net/url (client-go, kubectl, the cloud SDKs) ends the user info at the authority's last
+    // '@', so a password may hold a raw '@' ("http://user:p@ss@proxy:3128"); RFC 3986 does not allow
+    // it there. Encoded here, all but the last, so that the same texts work as with kubectl.
+    const std::size_t start = full.find("://") + 3;
+    std::size_t end = full.find_first_of("/?#", start);
+    if (end == std::string::npos) end = full.size();
+    const std::size_t last = end > start ? full.rfind('@', end - 1) : std::string::npos;
+    if (last != std::string::npos && last >= start)
+      for (std::size_t i = last; i-- > start;)
+        if (full[i] == '@') full.replace(i, 1, "%40");
+  }
   const std::string_view after_scheme = std::string_view(full).substr(full.find("://") + 3);
 
   auto parsed = boost::urls::parse_uri(full);

@@ -151,3 +151,24 @@ TEST_CASE("the shared parser reports user info, query and the scheme's default p
   REQUIRE_FALSE(url::parse("minio.example:9000", "").ok());
   CHECK(url::parse("minio.example:9000", "").error() == "has no scheme: write SCHEME://HOST[:PORT]");
 }
+
+TEST_CASE("a password with a raw '@' reads as Go's net/url reads it: the user info ends at the last '@'") {
+  // kubectl and client-go accept "http://user:p@ss@proxy:3128" (Go takes the authority's last '@'),
+  // so a kubeconfig's proxy-url or an HTTPS_PROXY that works with them works here too.
+  auto proxy = http::Proxy::parse("http://user:p@ss@w@rd@proxy.example:3128/");
+  REQUIRE(proxy.ok());
+  CHECK(proxy.value().host == "proxy.example");
+  CHECK(proxy.value().port == "3128");
+  CHECK(proxy.value().username == "user");
+  CHECK(proxy.value().password == "p@ss@w@rd");
+  // An '@' after the authority (in a path or query) is not user info.
+  auto path_at = url::parse("http://proxy.example:3128/a@b?c=d@e", "");
+  REQUIRE(path_at.ok());
+  CHECK_FALSE(path_at.value().has_userinfo);
+  CHECK(path_at.value().host == "proxy.example");
+  CHECK(path_at.value().path == "/a@b");
+  // An endpoint still refuses user info, however many '@' it has.
+  auto endpoint = http::Url::parse("https://a@b@minio.example");
+  REQUIRE_FALSE(endpoint.ok());
+  CHECK(endpoint.error().find("a@b") == std::string::npos);
+}
