@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <optional>
 #include <set>
 
+#include "common/liveness.hpp"
 #include "engine/commands.hpp"
 #include "engine/manifests.hpp"
 #include "engine/runtime.hpp"
@@ -67,9 +69,28 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
     timed_out = true;
     done();
   });
+  // A loop that dies (the state store's writer: nothing could be recorded, and `done` would wait
+  // for a commit that never comes) ends the command at once with exit code 1, naming it.
+  std::optional<common::LoopEnd> died;
+  common::Liveness::process().on_first_end(rt.io.get_executor(), [&](const common::LoopEnd& first) {
+    died = first;
+    rt.controller.stop();
+    deadline.cancel();
+    rt.cancel_work();
+    rt.io.stop();
+  });
   rt.controller.start();
   rt.io.run();
-  rt.store->flush_blocking();
+  common::Liveness::process().on_first_end(rt.io.get_executor(), nullptr);  // its captures end here
+  if (died) {
+    std::fprintf(stderr, "error: %s stopped (%s): nothing more could be done or recorded\n", died->loop.c_str(),
+                 died->reason.c_str());
+    return 1;
+  }
+  const bool recorded = rt.store->flush_within(config.shutdown_grace);
+  if (!recorded)
+    std::fprintf(stderr, "error: the state store could not record the results within %lld ms\n",
+                 static_cast<long long>(config.shutdown_grace.count()));
 
   bool all_ready = true;
   for (const auto& [key, _] : snap.storages) {
@@ -80,7 +101,7 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
   }
   if (timed_out) std::fprintf(stderr, "error: gave up after %lld ms with storages still retrying\n",
                               static_cast<long long>(timeout.count()));
-  return all_ready && !bad_input ? 0 : 1;
+  return all_ready && !bad_input && recorded ? 0 : 1;
 }
 
 }  // namespace stowage::engine

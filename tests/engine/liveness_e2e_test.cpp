@@ -100,3 +100,34 @@ TEST_CASE("a state store writer that dies offline fails /healthz naming it and t
   CHECK(test::count_of(log, "grace period over with 1 reconciles in flight") == 1);
   CHECK(test::count_of(log, "liveness-test-key") == 0);
 }
+
+TEST_CASE("stowage init with a state store writer that dies exits 1 at once, naming it, instead of waiting forever") {
+  auto dir = test::temp_dir("liveness-init");
+  auto state = dir / "state";
+  std::filesystem::create_directories(dir / "empty");
+  {
+    auto first = test::Child::spawn({"run", "--manifests", (dir / "empty").string(), "--state-dir", state.string()},
+                                    dir / "first.out", dir / "first.err");
+    REQUIRE(test::eventually([&] { return test::count_of(dir / "first.err", "manifests loaded") == 1; }));
+    first.signal(SIGTERM);
+    REQUIRE(first.wait(20s) == 0);
+  }
+  REQUIRE(std::system(("sqlite3 " + (state / "state.db").string() + " 'DROP TABLE kube_checkpoints'").c_str()) == 0);
+
+  SilentEndpoint s3;
+  test::write_file(dir / "slow.yaml", hanging_s3_storage(s3.url()));
+  const auto started = std::chrono::steady_clock::now();
+  auto child = test::Child::spawn({"init", "-f", (dir / "slow.yaml").string(), "--state-dir", state.string(),
+                                   "--commit-interval", "300ms", "--timeout", "10m", "--backend-request-timeout",
+                                   "10m"},
+                                  dir / "init.out", dir / "init.err");
+  LAZY_INFO(test::read_file(dir / "init.err"));
+  // Before, the command waited for a commit that never came: past its own --timeout, forever.
+  int code = child.wait(60s);
+  CHECK(code == 1);
+  CHECK(std::chrono::steady_clock::now() - started < 60s);
+  CHECK(test::count_of(dir / "init.err", "error: state store writer (" + (state / "state.db").string() +
+                                             ") stopped (an exception: ") == 1);
+  CHECK(test::count_of(dir / "init.err", "no such table: kube_checkpoints") >= 1);
+  CHECK(test::count_of(dir / "init.err", "liveness-test-key") == 0);
+}
