@@ -19,7 +19,8 @@
 //    each DELETE with the object's uid as a precondition; an object held by finalizers is not
 //    deleted again, only waited for.
 //  - Volume Jobs (with local.volume-mode=job): the Jobs carrying kVolumeJobSelector's labels are
-//    watched; a change queues the storage their invoker labels name.
+//    watched and handed to VolumeJobs (engine/volume_jobs.hpp), which creates, reads and retires
+//    them; a change queues the storage their invoker labels name.
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
@@ -35,7 +36,6 @@
 
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +57,8 @@ class WorkQueue;
 }
 
 namespace stowage::engine {
+
+class VolumeJobs;
 
 inline constexpr const char* kCleanupFinalizer = "kubestash.com/cleanup";
 
@@ -122,10 +124,6 @@ class KubeWorld final : public ReconcileTarget {
   void remember_status(const ObjectKey& key, const boost::json::value& answer);
   // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
   std::map<std::string, std::string> restore();
-  // Deletes the Job under `job_key` whose uid is `uid` (a precondition: a Job created meanwhile under
-  // the name is never the one deleted) and forgets it, so that a new one can be created.
-  boost::asio::awaitable<TargetResult<Ok>> retire_job(const ObjectKey& job_key, const std::string& uid,
-                                                      const std::string& why);
   // Deletes one Repository or Snapshot (`resource`: its plural) by name with its uid as a
   // precondition: nullopt once it is gone (or the name now holds another object), else how it is
   // named in a RepositoriesDeleted message, with the finalizers that hold it.
@@ -146,8 +144,7 @@ class KubeWorld final : public ReconcileTarget {
   std::unique_ptr<kube::Informer> secrets_;
   std::unique_ptr<kube::Informer> repository_informer_;
   std::unique_ptr<kube::Informer> job_informer_;  // only with volume Jobs
-  std::map<ObjectKey, boost::json::value> jobs_;   // the volume Jobs, by namespace/name
-  std::set<std::string> retired_job_uids_;         // Jobs we deleted whose DELETED event is still to come
+  std::unique_ptr<VolumeJobs> volume_jobs_;       // only with volume Jobs
   std::unique_ptr<kube::EventRecorder> events_;
   RepositoryIndex repositories_;
   std::function<void()> on_synced_;
