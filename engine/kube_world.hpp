@@ -17,7 +17,7 @@
 //  - Deleting a storage deletes its Repositories (from that index) and their Snapshots (listed in
 //    the Repository's namespace and matched on spec.repository only then: no Snapshot is cached),
 //    each DELETE with the object's uid as a precondition; an object held by finalizers is not
-//    deleted again, only waited for.
+//    deleted again, only waited for (DependentDeleter, engine/dependent_deleter.hpp).
 //  - Volume Jobs (with local.volume-mode=job): the Jobs carrying kVolumeJobSelector's labels are
 //    watched and handed to VolumeJobs (engine/volume_jobs.hpp), which creates, reads and retires
 //    them; a change queues the storage their invoker labels name.
@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dependent_deleter.hpp"
 #include "engine/object_cache.hpp"
 #include "engine/target.hpp"
 
@@ -124,14 +125,6 @@ class KubeWorld final : public ReconcileTarget {
   void remember_status(const ObjectKey& key, const boost::json::value& answer);
   // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
   std::map<std::string, std::string> restore();
-  // Deletes one Repository or Snapshot (`resource`: its plural) by name with its uid as a
-  // precondition: nullopt once it is gone (or the name now holds another object), else how it is
-  // named in a RepositoriesDeleted message, with the finalizers that hold it.
-  boost::asio::awaitable<TargetResult<std::optional<std::string>>> delete_dependent(std::string resource,
-                                                                                   ObjectKey key, std::string uid);
-  // The Snapshots of namespace `ns`, listed page by page; only a storage's deletion lists them, so
-  // none are cached.
-  boost::asio::awaitable<TargetResult<std::vector<boost::json::value>>> snapshots_in(std::string ns);
 
   boost::asio::any_io_executor executor_;
   kube::Api& api_;
@@ -147,6 +140,7 @@ class KubeWorld final : public ReconcileTarget {
   std::unique_ptr<VolumeJobs> volume_jobs_;       // only with volume Jobs
   std::unique_ptr<kube::EventRecorder> events_;
   RepositoryIndex repositories_;
+  DependentDeleter dependents_;  // over repositories_
   std::function<void()> on_synced_;
   bool synced_reported_ = false;
 
