@@ -12,7 +12,6 @@
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
 #include "kube/repository.hpp"
-#include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
 
 namespace stowage::engine {
@@ -22,8 +21,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr const char* kKind = "BackupStorage";
-constexpr const char* kStorages = "backupstorages";
-constexpr const char* kSecrets = "secrets";
+constexpr const char* kStorages = KubeCacheMirror::kStorages;
+constexpr const char* kSecrets = KubeCacheMirror::kSecrets;
 constexpr const char* kGroupVersion = "/apis/storage.kubestash.com/v1alpha1";
 
 std::string storages_path(const std::string& ns) {
@@ -71,23 +70,17 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
     : executor_(executor),
       api_(api),
       queue_(queue),
-      store_(store),
       options_(std::move(options)),
+      mirror_(store, options_.scope),
       dependents_(api_, repositories_),
       locations_(LocationSettings{options_.local_root, options_.volume_jobs.has_value()}) {
-  auto persist_checkpoint = [this](const char* resource) {
-    return [this, resource](const std::string& rv) {
-      if (store_) store_->put(persistence::KubeCheckpoint{resource, options_.scope, rv});
-    };
-  };
-
   kube::InformerHandlers storage_handlers;
   storage_handlers.upserted = [this](json::value o) { storage_upserted(std::move(o)); };
   storage_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     storage_removed(ns, name);
   };
   storage_handlers.synced = [this] { check_synced(); };
-  storage_handlers.checkpoint = persist_checkpoint(kStorages);
+  storage_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kStorages, rv); };
 
   kube::InformerHandlers secret_handlers;
   secret_handlers.upserted = [this](json::value o) {
@@ -96,16 +89,16 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
     ObjectKey key{ns, name};
     auto cached = secret_data_.find(key);
     if (cached != secret_data_.end() && cached->second.resource_version != rv) secret_data_.erase(cached);
-    if (store_) store_->put(persistence::KubeObjectRecord{kSecrets, ns, name, rv, ""});
+    mirror_.secret_upserted(ns, name, rv);
     secret_changed(ns, name, "changed");
   };
   secret_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     secret_data_.erase({ns, name});
-    if (store_) store_->erase_kube_object(kSecrets, ns, name);
+    mirror_.removed(kSecrets, ns, name);
     secret_changed(ns, name, "deleted");
   };
   secret_handlers.synced = [this] { check_synced(); };
-  secret_handlers.checkpoint = persist_checkpoint(kSecrets);
+  secret_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kSecrets, rv); };
 
   auto storage_options = informer_options("backupstorages", storages_path(options_.namespace_), options_.seed,
                                           options_.watch_idle_timeout);
@@ -114,20 +107,9 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
   secret_options.list_accept = kube::kAcceptPartialMetadataList;
   secret_options.watch_accept = kube::kAcceptPartialMetadata;
 
-  std::vector<persistence::KubeObjectRecord> rows;
-  if (store_) {
-    for (const auto& c : store_->load_kube_checkpoints()) {
-      bool ours = c.scope == options_.scope && !c.resource_version.empty();
-      if (c.resource == kStorages && ours) storage_options.reflector.resume_resource_version = c.resource_version;
-      if (c.resource == kSecrets && ours) secret_options.reflector.resume_resource_version = c.resource_version;
-    }
-    for (const char* resource : {kStorages, kSecrets}) {
-      bool resuming = std::string(resource) == kStorages ? !storage_options.reflector.resume_resource_version.empty()
-                                                         : !secret_options.reflector.resume_resource_version.empty();
-      if (!resuming) store_->clear_kube(resource);  // another scope's, or incomplete: list afresh
-    }
-    rows = store_->load_kube_objects();
-  }
+  auto restored = mirror_.load();
+  storage_options.reflector.resume_resource_version = restored.storages.resource_version;
+  secret_options.reflector.resume_resource_version = restored.secrets.resource_version;
   // Room for every storage turning Ready at once (10,000 in the benchmark) without dropping Events.
   kube::EventRecorderOptions event_options;
   event_options.queue_capacity = 32768;
@@ -177,20 +159,17 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
   storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
   secrets_ = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
 
-  for (auto& row : rows) {
-    if (row.resource == kSecrets && secrets_resumed_) {
-      secrets_->seed(row.namespace_, row.name, row.resource_version);
-      ++stats_.restored_secrets;
-    } else if (row.resource == kStorages && storages_resumed_) {
-      boost::system::error_code ec;
-      json::value object = json::parse(row.object_json, ec);
-      if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
-      storages_->seed(row.namespace_, row.name, row.resource_version);
-      restoring_ = true;
-      storage_upserted(std::move(object));
-      restoring_ = false;
-      ++stats_.restored_storages;
-    }
+  // The restored objects enter the caches as the informers' own would, neither persisted again nor queued.
+  for (auto& secret : restored.secrets.objects) {
+    secrets_->seed(secret.namespace_, secret.name, secret.resource_version);
+    ++stats_.restored_secrets;
+  }
+  for (auto& storage : restored.storages.objects) {
+    storages_->seed(storage.namespace_, storage.name, storage.resource_version);
+    restoring_ = true;
+    storage_upserted(std::move(storage.object));
+    restoring_ = false;
+    ++stats_.restored_storages;
   }
   if (storages_resumed_ || secrets_resumed_)
     spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
@@ -252,11 +231,7 @@ void KubeWorld::enqueue(const ObjectKey& key, const std::string& reason) {
 }
 
 void KubeWorld::storage_upserted(json::value object) {
-  if (store_ && !restoring_) {
-    std::string ns = metadata_text(object, "namespace"), name = metadata_text(object, "name");
-    store_->put(persistence::KubeObjectRecord{kStorages, ns, name, metadata_text(object, "resourceVersion"),
-                                              json::serialize(object)});
-  }
+  if (!restoring_) mirror_.storage_upserted(object);
   auto parsed = kube::parse_backup_storage(object);
   if (!parsed.ok()) {
     auto meta = kube::parse_object_meta(object.is_object() && object.as_object().contains("metadata")
@@ -300,7 +275,7 @@ void KubeWorld::storage_removed(const std::string& ns, const std::string& name) 
   ObjectKey key{ns, name};
   cache_.erase_storage(key);
   invalid_.erase(key);
-  if (store_) store_->erase_kube_object(kStorages, ns, name);
+  mirror_.removed(kStorages, ns, name);
   enqueue(key, "deleted");
   for (const auto& other : locations_.erase(key)) enqueue(other, "the location of " + key.str() + " changed");
 }

@@ -8,9 +8,10 @@
 //    storage uses) tells which Secrets exist and when they change; the data of a Secret a storage
 //    references is fetched with one GET and kept until its resourceVersion moves.
 //  - Both informers' objects (BackupStorage JSON; only the resourceVersion of a Secret) and their
-//    resourceVersions are kept in the state store: a restart restores the caches, takes them as
-//    synced at once and resumes both watches where they stopped; the changes made meanwhile arrive as
-//    events (or, when the server has compacted that far, a relist reports them).
+//    resourceVersions are kept in the state store (KubeCacheMirror, engine/kube_cache_mirror.hpp): a
+//    restart restores the caches, takes them as synced at once and resumes both watches where they
+//    stopped; the changes made meanwhile arrive as events (or, when the server has compacted that
+//    far, a relist reports them).
 //  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
 //    they reference; a change queues the storages it touches, whose status.repositories and
 //    status.totalSize are recomputed (the Repository cache is not persisted: it is listed at start).
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "engine/dependent_deleter.hpp"
+#include "engine/kube_cache_mirror.hpp"
 #include "engine/object_cache.hpp"
 #include "engine/target.hpp"
 
@@ -123,14 +125,12 @@ class KubeWorld final : public ReconcileTarget {
   void check_synced();
   // After a status write: the cached object (same uid as `answer`, the server's reply) takes its status.
   void remember_status(const ObjectKey& key, const boost::json::value& answer);
-  // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
-  std::map<std::string, std::string> restore();
 
   boost::asio::any_io_executor executor_;
   kube::Api& api_;
   persistence::WorkQueue& queue_;
-  persistence::StateStore* store_;
   KubeWorldOptions options_;
+  KubeCacheMirror mirror_;  // the informers' caches in the state store
   bool storages_resumed_ = false, secrets_resumed_ = false;
   bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
   std::unique_ptr<kube::Informer> storages_;
