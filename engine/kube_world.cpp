@@ -1,19 +1,17 @@
 #include "engine/kube_world.hpp"
 
-#include "common/time_format.hpp"
-
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "engine/volume_jobs.hpp"
 #include "kube/json_path.hpp"
 #include "kube/api.hpp"
 #include "kube/event_recorder.hpp"
 #include "kube/informer.hpp"
 #include "kube/repository.hpp"
-#include "persistence/state_store.hpp"
 #include "persistence/work_queue.hpp"
 
 namespace stowage::engine {
@@ -23,8 +21,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr const char* kKind = "BackupStorage";
-constexpr const char* kStorages = "backupstorages";
-constexpr const char* kSecrets = "secrets";
+constexpr const char* kStorages = KubeCacheMirror::kStorages;
+constexpr const char* kSecrets = KubeCacheMirror::kSecrets;
 constexpr const char* kGroupVersion = "/apis/storage.kubestash.com/v1alpha1";
 
 std::string storages_path(const std::string& ns) {
@@ -42,25 +40,6 @@ std::string repositories_path(const std::string& ns) {
                     : std::string(kGroupVersion) + "/namespaces/" + ns + "/repositories";
 }
 std::string secret_path(const ObjectKey& key) { return "/api/v1/namespaces/" + key.namespace_ + "/secrets/" + key.name; }
-// A Repository or Snapshot (by its plural) in its namespace.
-std::string kubestash_object_path(const std::string& plural, const ObjectKey& key) {
-  return std::string(kGroupVersion) + "/namespaces/" + key.namespace_ + "/" + plural + "/" + key.name;
-}
-
-// How a Repository or Snapshot still there is named while the storage waits for it.
-std::string waiting_for(const std::string& plural, const ObjectKey& key, const json::value& object) {
-  std::string kind = plural == "snapshots" ? "Snapshot" : "Repository";
-  std::string finalizers;
-  if (const auto* list = kube::value_at(object, {"metadata", "finalizers"}); list && list->is_array())
-    for (const auto& f : list->as_array())
-      if (f.is_string()) finalizers += (finalizers.empty() ? "" : ", ") + std::string(f.as_string());
-  return kind + " " + key.str() + (finalizers.empty() ? "" : " (finalizers: " + finalizers + ")");
-}
-
-bool has_finalizers(const json::value& object) {
-  const auto* list = kube::value_at(object, {"metadata", "finalizers"});
-  return list && list->is_array() && !list->as_array().empty();
-}
 
 ObjectKey key_of(const kube::BackupStorage& s) { return {s.metadata.namespace_, s.metadata.name}; }
 
@@ -70,11 +49,6 @@ bool has_finalizer(const kube::BackupStorage& s) {
 }
 
 using kube::metadata_text;
-
-// Whether a volume Job was made for this very storage (its uid label), not an earlier one of the name.
-bool job_serves_storage(const json::value& job, const std::string& storage_uid) {
-  return kube::string_at(job, {"metadata", "labels", kLabelStorageUid}) == storage_uid;
-}
 
 // 409 Conflict and 422 from a failed `test`: the object moved on since the cache saw it.
 bool moved_on(const kube::ApiError& e) { return e.http_status == 409 || e.http_status == 422; }
@@ -96,22 +70,17 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
     : executor_(executor),
       api_(api),
       queue_(queue),
-      store_(store),
       options_(std::move(options)),
+      mirror_(store, options_.scope),
+      dependents_(api_, repositories_),
       locations_(LocationSettings{options_.local_root, options_.volume_jobs.has_value()}) {
-  auto persist_checkpoint = [this](const char* resource) {
-    return [this, resource](const std::string& rv) {
-      if (store_) store_->put(persistence::KubeCheckpoint{resource, options_.scope, rv});
-    };
-  };
-
   kube::InformerHandlers storage_handlers;
   storage_handlers.upserted = [this](json::value o) { storage_upserted(std::move(o)); };
   storage_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     storage_removed(ns, name);
   };
   storage_handlers.synced = [this] { check_synced(); };
-  storage_handlers.checkpoint = persist_checkpoint(kStorages);
+  storage_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kStorages, rv); };
 
   kube::InformerHandlers secret_handlers;
   secret_handlers.upserted = [this](json::value o) {
@@ -120,16 +89,16 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
     ObjectKey key{ns, name};
     auto cached = secret_data_.find(key);
     if (cached != secret_data_.end() && cached->second.resource_version != rv) secret_data_.erase(cached);
-    if (store_) store_->put(persistence::KubeObjectRecord{kSecrets, ns, name, rv, ""});
+    mirror_.secret_upserted(ns, name, rv);
     secret_changed(ns, name, "changed");
   };
   secret_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
     secret_data_.erase({ns, name});
-    if (store_) store_->erase_kube_object(kSecrets, ns, name);
+    mirror_.removed(kSecrets, ns, name);
     secret_changed(ns, name, "deleted");
   };
   secret_handlers.synced = [this] { check_synced(); };
-  secret_handlers.checkpoint = persist_checkpoint(kSecrets);
+  secret_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kSecrets, rv); };
 
   auto storage_options = informer_options("backupstorages", storages_path(options_.namespace_), options_.seed,
                                           options_.watch_idle_timeout);
@@ -138,20 +107,9 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
   secret_options.list_accept = kube::kAcceptPartialMetadataList;
   secret_options.watch_accept = kube::kAcceptPartialMetadata;
 
-  std::vector<persistence::KubeObjectRecord> rows;
-  if (store_) {
-    for (const auto& c : store_->load_kube_checkpoints()) {
-      bool ours = c.scope == options_.scope && !c.resource_version.empty();
-      if (c.resource == kStorages && ours) storage_options.reflector.resume_resource_version = c.resource_version;
-      if (c.resource == kSecrets && ours) secret_options.reflector.resume_resource_version = c.resource_version;
-    }
-    for (const char* resource : {kStorages, kSecrets}) {
-      bool resuming = std::string(resource) == kStorages ? !storage_options.reflector.resume_resource_version.empty()
-                                                         : !secret_options.reflector.resume_resource_version.empty();
-      if (!resuming) store_->clear_kube(resource);  // another scope's, or incomplete: list afresh
-    }
-    rows = store_->load_kube_objects();
-  }
+  auto restored = mirror_.load();
+  storage_options.reflector.resume_resource_version = restored.storages.resource_version;
+  secret_options.reflector.resume_resource_version = restored.secrets.resource_version;
   // Room for every storage turning Ready at once (10,000 in the benchmark) without dropping Events.
   kube::EventRecorderOptions event_options;
   event_options.queue_capacity = 32768;
@@ -175,36 +133,21 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
   };
   repo_handlers.synced = [this] { check_synced(); };
   if (options_.volume_jobs) {
+    VolumeJobsOptions job_options{*options_.volume_jobs, options_.failed_cleanup_retry};
+    volume_jobs_ = std::make_unique<VolumeJobs>(
+        api_, std::move(job_options), [this](const ObjectKey& storage, const std::string& why) { enqueue(storage, why); });
     kube::InformerHandlers job_handlers;
-    auto storage_of = [](const json::value& job) -> std::optional<ObjectKey> {
-      std::string ns = kube::string_at(job, {"metadata", "labels", kLabelInvokerNamespace});
-      std::string name = kube::string_at(job, {"metadata", "labels", kLabelInvokerName});
-      if (ns.empty() || name.empty()) return std::nullopt;
-      return ObjectKey{std::move(ns), std::move(name)};
-    };
-    job_handlers.upserted = [this, storage_of](json::value o) {
-      if (retired_job_uids_.count(metadata_text(o, "uid"))) return;  // deleted by us; a late event
-      ObjectKey job{metadata_text(o, "namespace"), metadata_text(o, "name")};
-      auto storage = storage_of(o);
-      jobs_[job] = std::move(o);
-      if (storage) enqueue(*storage, "job " + job.str() + " changed");
-    };
-    job_handlers.removed = [this, storage_of](const std::string& ns, const std::string& name, json::value last) {
-      // Only the Job that went: the name may already hold its successor (created by us meanwhile).
-      std::string uid = last.is_object() ? metadata_text(last, "uid") : std::string();
-      retired_job_uids_.erase(uid);
-      auto cached = jobs_.find({ns, name});
-      if (cached != jobs_.end() && (uid.empty() || metadata_text(cached->second, "uid") == uid)) jobs_.erase(cached);
-      if (last.is_object())
-        if (auto storage = storage_of(last)) enqueue(*storage, "job " + ns + "/" + name + " deleted");
+    job_handlers.upserted = [this](json::value o) { volume_jobs_->job_upserted(std::move(o)); };
+    job_handlers.removed = [this](const std::string& ns, const std::string& name, json::value last) {
+      volume_jobs_->job_removed(ns, name, last);
     };
     job_handlers.synced = [this] { check_synced(); };
-    auto job_options = informer_options("volume jobs", options_.namespace_.empty()
+    auto job_informer = informer_options("volume jobs", options_.namespace_.empty()
                                                            ? std::string("/apis/batch/v1/jobs")
                                                            : "/apis/batch/v1/namespaces/" + options_.namespace_ + "/jobs",
                                         options_.seed + 3, options_.watch_idle_timeout);
-    job_options.label_selector = std::string(kVolumeJobSelector);
-    job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
+    job_informer.label_selector = std::string(kVolumeJobSelector);
+    job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_informer), std::move(job_handlers));
   }
   repository_informer_ = std::make_unique<kube::Informer>(
       executor_, api_,
@@ -216,20 +159,17 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
   storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
   secrets_ = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
 
-  for (auto& row : rows) {
-    if (row.resource == kSecrets && secrets_resumed_) {
-      secrets_->seed(row.namespace_, row.name, row.resource_version);
-      ++stats_.restored_secrets;
-    } else if (row.resource == kStorages && storages_resumed_) {
-      boost::system::error_code ec;
-      json::value object = json::parse(row.object_json, ec);
-      if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
-      storages_->seed(row.namespace_, row.name, row.resource_version);
-      restoring_ = true;
-      storage_upserted(std::move(object));
-      restoring_ = false;
-      ++stats_.restored_storages;
-    }
+  // The restored objects enter the caches as the informers' own would, neither persisted again nor queued.
+  for (auto& secret : restored.secrets.objects) {
+    secrets_->seed(secret.namespace_, secret.name, secret.resource_version);
+    ++stats_.restored_secrets;
+  }
+  for (auto& storage : restored.storages.objects) {
+    storages_->seed(storage.namespace_, storage.name, storage.resource_version);
+    restoring_ = true;
+    storage_upserted(std::move(storage.object));
+    restoring_ = false;
+    ++stats_.restored_storages;
   }
   if (storages_resumed_ || secrets_resumed_)
     spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
@@ -291,11 +231,7 @@ void KubeWorld::enqueue(const ObjectKey& key, const std::string& reason) {
 }
 
 void KubeWorld::storage_upserted(json::value object) {
-  if (store_ && !restoring_) {
-    std::string ns = metadata_text(object, "namespace"), name = metadata_text(object, "name");
-    store_->put(persistence::KubeObjectRecord{kStorages, ns, name, metadata_text(object, "resourceVersion"),
-                                              json::serialize(object)});
-  }
+  if (!restoring_) mirror_.storage_upserted(object);
   auto parsed = kube::parse_backup_storage(object);
   if (!parsed.ok()) {
     auto meta = kube::parse_object_meta(object.is_object() && object.as_object().contains("metadata")
@@ -339,7 +275,7 @@ void KubeWorld::storage_removed(const std::string& ns, const std::string& name) 
   ObjectKey key{ns, name};
   cache_.erase_storage(key);
   invalid_.erase(key);
-  if (store_) store_->erase_kube_object(kStorages, ns, name);
+  mirror_.removed(kStorages, ns, name);
   enqueue(key, "deleted");
   for (const auto& other : locations_.erase(key)) enqueue(other, "the location of " + key.str() + " changed");
 }
@@ -349,182 +285,14 @@ void KubeWorld::secret_changed(const std::string& ns, const std::string& name, c
   for (const auto& s : cache_.storages_using_secret(secret)) enqueue(s, "secret " + secret.str() + " " + why);
 }
 
-boost::asio::awaitable<TargetResult<Ok>> KubeWorld::retire_job(const ObjectKey& job_key, const std::string& uid,
-                                                               const std::string& why) {
-  std::string item = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs/" + job_key.name +
-                     "?propagationPolicy=Background";
-  json::value options{{"preconditions", {{"uid", uid}}}};
-  auto removed = co_await api_.remove(std::move(item), std::move(options));
-  if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
-    co_return TargetError{"deleting the volume Job " + job_key.str() + ": " + removed.error().message,
-                          removed.error().transient()};
-  if (removed.ok()) spdlog::info("deleted the volume Job {}, {}", job_key.str(), why);
-  // Late watch events of the deleted Job are ignored, so they cannot stand in for a new one.
-  if (!uid.empty()) retired_job_uids_.insert(uid);
-  if (auto cached = jobs_.find(job_key); cached != jobs_.end() && metadata_text(cached->second, "uid") == uid)
-    jobs_.erase(cached);
-  co_return Ok{};
-}
-
 boost::asio::awaitable<TargetResult<Dependents>> KubeWorld::delete_dependents(const kube::BackupStorage& object) {
-  Dependents left;
-  // A copy: the index changes (Repository events) while this coroutine awaits.
-  auto repositories = repositories_.repositories_using(key_of(object));
-  std::map<std::string, std::vector<json::value>> snapshots_by_namespace;  // one listing per namespace
-  for (const auto& repo : repositories) {
-    auto listed = snapshots_by_namespace.find(repo.key.namespace_);
-    if (listed == snapshots_by_namespace.end()) {
-      auto snapshots = co_await snapshots_in(repo.key.namespace_);
-      if (!snapshots.ok()) co_return snapshots.error();
-      listed = snapshots_by_namespace.emplace(repo.key.namespace_, std::move(snapshots.value())).first;
-    }
-    std::vector<json::value> mine;
-    for (const auto& snapshot : listed->second)
-      if (kube::string_at(snapshot, {"spec", "repository"}) == repo.key.name) mine.push_back(snapshot);
-    bool snapshots_left = false;
-    for (const auto& snapshot : mine) {
-      ObjectKey key{repo.key.namespace_, metadata_text(snapshot, "name")};
-      if (!metadata_text(snapshot, "deletionTimestamp").empty()) {  // already deleted: held by its finalizers
-        left.waiting.push_back(waiting_for("snapshots", key, snapshot));
-        snapshots_left = true;
-        continue;
-      }
-      auto gone = co_await delete_dependent("snapshots", key, metadata_text(snapshot, "uid"));
-      if (!gone.ok()) co_return gone.error();
-      if (gone.value()) {
-        left.waiting.push_back(*gone.value());
-        snapshots_left = true;
-      }
-    }
-    if (snapshots_left) {  // a Repository goes after its Snapshots
-      left.waiting.push_back("Repository " + repo.key.str() + " (after its Snapshots)");
-      continue;
-    }
-    auto gone = co_await delete_dependent("repositories", repo.key, repo.uid);
-    if (!gone.ok()) co_return gone.error();
-    if (gone.value()) left.waiting.push_back(*gone.value());
-  }
-  co_return left;
-}
-
-boost::asio::awaitable<TargetResult<std::optional<std::string>>> KubeWorld::delete_dependent(std::string resource,
-                                                                                            ObjectKey key,
-                                                                                            std::string uid) {
-  std::string path = kubestash_object_path(resource, key);
-  json::value options = uid.empty() ? json::value(nullptr) : json::value{{"preconditions", {{"uid", uid}}}};
-  auto removed = co_await api_.remove(std::move(path), std::move(options));
-  if (!removed.ok()) {
-    const auto& e = removed.error();
-    // 404: gone already. 409: the name holds another object now (a precondition failed): not this storage's.
-    if (e.http_status == 404 || e.http_status == 409) co_return std::optional<std::string>();
-    std::string hint = e.http_status == 403 ? "; the controller's ClusterRole needs delete on " + resource +
-                                                  ".storage.kubestash.com"
-                                            : "";
-    co_return TargetError{"deleting " + waiting_for(resource, key, nullptr) + ": " + e.message + hint, e.transient()};
-  }
-  // The answer is the object while finalizers hold it, else the last state or a Status (gone).
-  if (removed.value().is_object() && has_finalizers(removed.value())) {
-    spdlog::debug("deleting {}: held by its finalizers", waiting_for(resource, key, removed.value()));
-    co_return std::optional<std::string>(waiting_for(resource, key, removed.value()));
-  }
-  spdlog::info("deleted {}, which used a BackupStorage being deleted", waiting_for(resource, key, nullptr));
-  co_return std::optional<std::string>();
-}
-
-boost::asio::awaitable<TargetResult<std::vector<json::value>>> KubeWorld::snapshots_in(std::string ns) {
-  std::vector<json::value> out;
-  std::string continue_token;
-  do {
-    kube::ListOptions options;
-    options.limit = 500;
-    options.continue_token = continue_token;
-    std::string path = std::string(kGroupVersion) + "/namespaces/" + ns + "/snapshots";
-    auto page = co_await api_.list(std::move(path), std::move(options));
-    if (!page.ok()) {
-      const auto& e = page.error();
-      std::string hint = e.http_status == 403 ? "; the controller's ClusterRole needs list on "
-                                                "snapshots.storage.kubestash.com"
-                                              : "";
-      co_return TargetError{"listing the Snapshots in namespace " + ns + ": " + e.message + hint,
-                            e.transient()};
-    }
-    continue_token = kube::string_at(page.value(), {"metadata", "continue"});
-    if (const auto* items = kube::value_at(page.value(), {"items"}); items && items->is_array())
-      for (const auto& item : items->as_array()) out.push_back(item);
-  } while (!continue_token.empty());
-  co_return out;
+  co_return co_await dependents_.delete_for(key_of(object));
 }
 
 boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
                                                                       VolumeJobKind kind, std::vector<std::string> keep) {
-  // The Job cache (jobs_) is changed by the Job informer whenever this coroutine awaits: no iterator
-  // into it is held across a co_await; entries are looked up again by key.
-  ObjectKey storage = key_of(object);
-  ObjectKey job_key{storage.namespace_, volume_job_name(object, kind)};
-  std::string jobs = "/apis/batch/v1/namespaces/" + job_key.namespace_ + "/jobs";
-  std::optional<json::value> job;
-  if (auto cached = jobs_.find(job_key); cached != jobs_.end()) job = cached->second;
-  if (job && kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid)) {
-    // cleanup-<name> is KubeStash's fixed name: a Job left by an earlier storage of the same name
-    // (another uid) is not this one's. Delete that very Job and start afresh.
-    auto retired = co_await retire_job(job_key, metadata_text(*job, "uid"), "left by an earlier storage of the same name");
-    if (!retired.ok()) co_return retired.error();
-    job.reset();
-  }
-  if (job && kind == VolumeJobKind::Cleanup) {
-    // A failed wipe is retried on the permanent schedule: once the Job has been failed that long, it
-    // is replaced by a new run (the failure stays reported on the storage meanwhile).
-    JobOutcome seen = job_outcome(*job);
-    auto failed_at = parse_rfc3339(seen.finished_at.empty() ? metadata_text(*job, "creationTimestamp") : seen.finished_at);
-    if (seen.state == JobOutcome::Failed && failed_at &&
-        WallClock::now() - *failed_at >= options_.failed_cleanup_retry) {
-      auto retired = co_await retire_job(job_key, metadata_text(*job, "uid"), "to retry the failed wipe");
-      if (!retired.ok()) co_return retired.error();
-      job.reset();
-    }
-  }
-  if (!job) {
-    VolumeJobSettings settings = *options_.volume_jobs;
-    settings.wipe_keep = std::move(keep);
-    auto built = build_volume_job(object, kind, settings);
-    if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};
-    for (const auto& ignored : built.value().ignored_settings)
-      spdlog::warn("{}: {} is not applied to volume Jobs", storage.str(), ignored);
-    json::value body = built.value().job;
-    std::string path = jobs;
-    auto created = co_await api_.create(std::move(path), std::move(body));
-    if (created.ok()) {
-      spdlog::info("{}: created the {} Job {}", storage.str(), kind == VolumeJobKind::Initialize ? "initializer" : "cleaner",
-                   job_key.str());
-      jobs_[job_key] = std::move(created.value());
-      co_return JobOutcome{};
-    }
-    if (created.error().http_status != 409)
-      co_return TargetError{"creating the volume Job " + job_key.str() + ": " + created.error().message,
-                            created.error().transient()};
-    std::string item = jobs + "/" + job_key.name;
-    auto got = co_await api_.get(std::move(item));
-    if (!got.ok()) co_return TargetError{"reading the volume Job " + job_key.str() + ": " + got.error().message, true};
-    job = std::move(got.value());
-    if (kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid))
-      co_return TargetError{"the volume Job " + job_key.str() + " of an earlier storage of the same name is still being deleted",
-                            true};
-    jobs_.insert_or_assign(job_key, *job);
-  }
-  JobOutcome outcome = job_outcome(*job);
-  if (outcome.state == JobOutcome::Failed) {
-    // The pods' termination messages say why; a cluster (or test server) without pods leaves the Job's.
-    kube::ListOptions lo;
-    lo.label_selector = "batch.kubernetes.io/job-name=" + job_key.name;
-    std::string pods = "/api/v1/namespaces/" + job_key.namespace_ + "/pods";
-    auto listed = co_await api_.list(std::move(pods), std::move(lo));
-    if (listed.ok())
-      outcome = job_outcome(*job, listed.value());
-    else  // the Job's own reason stands; the pods' termination messages would say more
-      spdlog::warn("{}: cannot list the pods of Job {} for their termination messages: {}", storage.str(),
-                   job_key.str(), listed.error().message);
-  }
-  co_return outcome;
+  if (!volume_jobs_) co_return TargetError{"volume Jobs are not enabled (local.volume-mode is not job)", false};
+  co_return co_await volume_jobs_->run(object, kind, std::move(keep));
 }
 
 std::optional<Lookup> KubeWorld::get(const ObjectKey& key) {

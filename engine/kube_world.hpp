@@ -8,18 +8,20 @@
 //    storage uses) tells which Secrets exist and when they change; the data of a Secret a storage
 //    references is fetched with one GET and kept until its resourceVersion moves.
 //  - Both informers' objects (BackupStorage JSON; only the resourceVersion of a Secret) and their
-//    resourceVersions are kept in the state store: a restart restores the caches, takes them as
-//    synced at once and resumes both watches where they stopped; the changes made meanwhile arrive as
-//    events (or, when the server has compacted that far, a relist reports them).
+//    resourceVersions are kept in the state store (KubeCacheMirror, engine/kube_cache_mirror.hpp): a
+//    restart restores the caches, takes them as synced at once and resumes both watches where they
+//    stopped; the changes made meanwhile arrive as events (or, when the server has compacted that
+//    far, a relist reports them).
 //  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
 //    they reference; a change queues the storages it touches, whose status.repositories and
 //    status.totalSize are recomputed (the Repository cache is not persisted: it is listed at start).
 //  - Deleting a storage deletes its Repositories (from that index) and their Snapshots (listed in
 //    the Repository's namespace and matched on spec.repository only then: no Snapshot is cached),
 //    each DELETE with the object's uid as a precondition; an object held by finalizers is not
-//    deleted again, only waited for.
+//    deleted again, only waited for (DependentDeleter, engine/dependent_deleter.hpp).
 //  - Volume Jobs (with local.volume-mode=job): the Jobs carrying kVolumeJobSelector's labels are
-//    watched; a change queues the storage their invoker labels name.
+//    watched and handed to VolumeJobs (engine/volume_jobs.hpp), which creates, reads and retires
+//    them; a change queues the storage their invoker labels name.
 //  - Events (events.k8s.io/v1) for state changes, with repeats aggregated into a series.
 //  - Writes as KubeStash makes them: status by merge patch of /status (fields that disappeared are
 //    nulled), the finalizer kubestash.com/cleanup added and removed by JSON patch guarded by `test`
@@ -35,12 +37,13 @@
 
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/dependent_deleter.hpp"
+#include "engine/kube_cache_mirror.hpp"
 #include "engine/object_cache.hpp"
 #include "engine/target.hpp"
 
@@ -57,6 +60,8 @@ class WorkQueue;
 }
 
 namespace stowage::engine {
+
+class VolumeJobs;
 
 inline constexpr const char* kCleanupFinalizer = "kubestash.com/cleanup";
 
@@ -120,36 +125,22 @@ class KubeWorld final : public ReconcileTarget {
   void check_synced();
   // After a status write: the cached object (same uid as `answer`, the server's reply) takes its status.
   void remember_status(const ObjectKey& key, const boost::json::value& answer);
-  // Restores the caches of this scope from the store; returns the resourceVersions to resume from.
-  std::map<std::string, std::string> restore();
-  // Deletes the Job under `job_key` whose uid is `uid` (a precondition: a Job created meanwhile under
-  // the name is never the one deleted) and forgets it, so that a new one can be created.
-  boost::asio::awaitable<TargetResult<Ok>> retire_job(const ObjectKey& job_key, const std::string& uid,
-                                                      const std::string& why);
-  // Deletes one Repository or Snapshot (`resource`: its plural) by name with its uid as a
-  // precondition: nullopt once it is gone (or the name now holds another object), else how it is
-  // named in a RepositoriesDeleted message, with the finalizers that hold it.
-  boost::asio::awaitable<TargetResult<std::optional<std::string>>> delete_dependent(std::string resource,
-                                                                                   ObjectKey key, std::string uid);
-  // The Snapshots of namespace `ns`, listed page by page; only a storage's deletion lists them, so
-  // none are cached.
-  boost::asio::awaitable<TargetResult<std::vector<boost::json::value>>> snapshots_in(std::string ns);
 
   boost::asio::any_io_executor executor_;
   kube::Api& api_;
   persistence::WorkQueue& queue_;
-  persistence::StateStore* store_;
   KubeWorldOptions options_;
+  KubeCacheMirror mirror_;  // the informers' caches in the state store
   bool storages_resumed_ = false, secrets_resumed_ = false;
   bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
   std::unique_ptr<kube::Informer> storages_;
   std::unique_ptr<kube::Informer> secrets_;
   std::unique_ptr<kube::Informer> repository_informer_;
   std::unique_ptr<kube::Informer> job_informer_;  // only with volume Jobs
-  std::map<ObjectKey, boost::json::value> jobs_;   // the volume Jobs, by namespace/name
-  std::set<std::string> retired_job_uids_;         // Jobs we deleted whose DELETED event is still to come
+  std::unique_ptr<VolumeJobs> volume_jobs_;       // only with volume Jobs
   std::unique_ptr<kube::EventRecorder> events_;
   RepositoryIndex repositories_;
+  DependentDeleter dependents_;  // over repositories_
   std::function<void()> on_synced_;
   bool synced_reported_ = false;
 

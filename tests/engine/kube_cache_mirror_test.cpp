@@ -1,0 +1,144 @@
+// KubeCacheMirror — the informers' caches in a real state store (SQLite in a temp folder), across
+// "restarts" (the store closed and opened again): what a run wrote the next resumes; another scope's
+// cache or an incomplete one is cleared and listed afresh; a row that does not parse is left out.
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "engine/kube_cache_mirror.hpp"
+#include "persistence/records.hpp"
+#include "persistence/state_store.hpp"
+#include "support.hpp"
+
+using namespace stowage;
+using namespace stowage::engine;
+namespace json = boost::json;
+
+namespace {
+
+constexpr const char* kScope = "https://api.example:6443 ns=";
+
+json::value storage(const std::string& name, const std::string& rv) {
+  return json::object{{"apiVersion", "storage.kubestash.com/v1alpha1"},
+                      {"kind", "BackupStorage"},
+                      {"metadata", {{"name", name}, {"namespace", "demo"}, {"uid", "uid-" + name}, {"resourceVersion", rv}}},
+                      {"spec", {{"deletionPolicy", "Delete"}}}};
+}
+
+// One run of the controller: the store opened, `work` done with a mirror of `scope`, every write
+// committed, the store closed. Returns what the mirror loaded at the start.
+KubeCacheMirror::Loaded session(const test::fs::path& dir, const std::string& scope,
+                                const std::function<void(KubeCacheMirror&, persistence::StateStore&)>& work = {}) {
+  boost::asio::io_context io;
+  auto opened = persistence::StateStore::open(dir, io.get_executor(), persistence::StoreOptions{});
+  REQUIRE(opened.ok());
+  auto store = std::move(opened.value());
+  KubeCacheMirror mirror(store.get(), scope);
+  auto loaded = mirror.load();
+  if (work) work(mirror, *store);
+  bool durable = false;
+  store->when_durable([&] { durable = true; });
+  io.run_for(std::chrono::seconds(5));
+  REQUIRE(durable);
+  return loaded;
+}
+
+}  // namespace
+
+TEST_CASE("KubeCacheMirror: what one run wrote, the next resumes from: objects, Secret versions and checkpoints") {
+  auto dir = test::temp_dir("mirror-resume");
+  auto first = session(dir, kScope, [](KubeCacheMirror& m, persistence::StateStore&) {
+    m.storage_upserted(storage("s1", "101"));
+    m.storage_upserted(storage("s2", "102"));
+    m.removed(KubeCacheMirror::kStorages, "demo", "s2");
+    m.storage_upserted(storage("s1", "103"));  // the newer version wins
+    m.secret_upserted("demo", "creds", "104");
+    m.checkpoint(KubeCacheMirror::kStorages, "105");
+    m.checkpoint(KubeCacheMirror::kSecrets, "106");
+  });
+  CHECK_FALSE(first.storages.resumed());  // a fresh store: list
+  CHECK_FALSE(first.secrets.resumed());
+
+  auto second = session(dir, kScope);
+  REQUIRE(second.storages.resumed());
+  CHECK(second.storages.resource_version == "105");
+  REQUIRE(second.storages.objects.size() == 1);
+  const auto& s1 = second.storages.objects[0];
+  CHECK((s1.namespace_ == "demo" && s1.name == "s1" && s1.resource_version == "103"));
+  CHECK(s1.object == storage("s1", "103"));
+  REQUIRE(second.secrets.resumed());
+  CHECK(second.secrets.resource_version == "106");
+  REQUIRE(second.secrets.objects.size() == 1);
+  CHECK(second.secrets.objects[0].name == "creds");
+  CHECK(second.secrets.objects[0].resource_version == "104");
+  CHECK(second.secrets.objects[0].object.is_null());  // a Secret's data is never stored
+}
+
+TEST_CASE("KubeCacheMirror: another scope's cache is neither resumed nor kept") {
+  auto dir = test::temp_dir("mirror-scope");
+  session(dir, kScope, [](KubeCacheMirror& m, persistence::StateStore&) {
+    m.storage_upserted(storage("s1", "101"));
+    m.secret_upserted("demo", "creds", "102");
+    m.checkpoint(KubeCacheMirror::kStorages, "103");
+    m.checkpoint(KubeCacheMirror::kSecrets, "104");
+  });
+  auto other = session(dir, "https://other.example:6443 ns=");
+  CHECK_FALSE(other.storages.resumed());
+  CHECK(other.storages.objects.empty());
+  CHECK_FALSE(other.secrets.resumed());
+  CHECK(other.secrets.objects.empty());
+  // Cleared, not just skipped: the first scope lists afresh too.
+  auto back = session(dir, kScope);
+  CHECK_FALSE(back.storages.resumed());
+  CHECK(back.storages.objects.empty());
+  CHECK_FALSE(back.secrets.resumed());
+}
+
+TEST_CASE("KubeCacheMirror: a resource whose listing never completed is cleared, while the other resumes") {
+  auto dir = test::temp_dir("mirror-incomplete");
+  session(dir, kScope, [](KubeCacheMirror& m, persistence::StateStore&) {
+    m.storage_upserted(storage("s1", "101"));
+    m.checkpoint(KubeCacheMirror::kStorages, "102");
+    m.secret_upserted("demo", "creds", "103");  // no Secret checkpoint: the listing was cut short
+    m.checkpoint(KubeCacheMirror::kSecrets, "");
+  });
+  auto second = session(dir, kScope, [](KubeCacheMirror& m, persistence::StateStore&) {
+    m.checkpoint(KubeCacheMirror::kSecrets, "104");  // this run's listing of Secrets completes, empty
+  });
+  CHECK(second.storages.resumed());
+  CHECK(second.storages.objects.size() == 1);
+  CHECK_FALSE(second.secrets.resumed());
+  CHECK(second.secrets.objects.empty());
+  auto third = session(dir, kScope);
+  CHECK(third.secrets.resumed());
+  CHECK(third.secrets.objects.empty());  // the incomplete run's row went with the clear
+}
+
+TEST_CASE("KubeCacheMirror: a stored BackupStorage that does not parse is left out of a resume") {
+  auto dir = test::temp_dir("mirror-bad-row");
+  session(dir, kScope, [](KubeCacheMirror& m, persistence::StateStore& store) {
+    m.storage_upserted(storage("s1", "101"));
+    store.put(persistence::KubeObjectRecord{KubeCacheMirror::kStorages, "demo", "broken", "102", "{\"metadata\":"});
+    m.checkpoint(KubeCacheMirror::kStorages, "103");
+  });
+  auto second = session(dir, kScope);
+  REQUIRE(second.storages.objects.size() == 1);
+  CHECK(second.storages.objects[0].name == "s1");
+}
+
+TEST_CASE("KubeCacheMirror without a store persists and resumes nothing") {
+  KubeCacheMirror mirror(nullptr, kScope);
+  mirror.storage_upserted(storage("s1", "101"));
+  mirror.secret_upserted("demo", "creds", "102");
+  mirror.checkpoint(KubeCacheMirror::kStorages, "103");
+  mirror.removed(KubeCacheMirror::kSecrets, "demo", "creds");
+  auto loaded = mirror.load();
+  CHECK_FALSE(loaded.storages.resumed());
+  CHECK(loaded.storages.objects.empty());
+  CHECK_FALSE(loaded.secrets.resumed());
+}
