@@ -49,12 +49,9 @@ std::string hanging_s3_storage(const std::string& endpoint) {
          endpoint + ", bucket: b, secretName: s3-creds}\n  deletionPolicy: Delete\n";
 }
 
-}  // namespace
-
-TEST_CASE("a state store writer that dies offline fails /healthz naming it and the process exits 1 after the grace period") {
-  auto dir = test::temp_dir("liveness-writer");
-  auto state = dir / "state";
-  // A store of the current schema (made by a run on an empty folder), then damaged.
+// A store of the current schema in `state` (made by a run on an empty folder), then damaged: the
+// writer's first commit fails.
+void damage_store(const std::filesystem::path& dir, const std::filesystem::path& state) {
   std::filesystem::create_directories(dir / "empty");
   {
     auto first = test::Child::spawn({"run", "--manifests", (dir / "empty").string(), "--state-dir", state.string()},
@@ -64,6 +61,14 @@ TEST_CASE("a state store writer that dies offline fails /healthz naming it and t
     REQUIRE(first.wait(20s) == 0);
   }
   REQUIRE(std::system(("sqlite3 " + (state / "state.db").string() + " 'DROP TABLE kube_checkpoints'").c_str()) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a state store writer that dies offline fails /healthz naming it and the process exits 1 after the grace period") {
+  auto dir = test::temp_dir("liveness-writer");
+  auto state = dir / "state";
+  damage_store(dir, state);
 
   SilentEndpoint s3;
   test::write_file(dir / "manifests/slow.yaml", hanging_s3_storage(s3.url()));
@@ -104,15 +109,7 @@ TEST_CASE("a state store writer that dies offline fails /healthz naming it and t
 TEST_CASE("stowage init with a state store writer that dies exits 1 at once, naming it, instead of waiting forever") {
   auto dir = test::temp_dir("liveness-init");
   auto state = dir / "state";
-  std::filesystem::create_directories(dir / "empty");
-  {
-    auto first = test::Child::spawn({"run", "--manifests", (dir / "empty").string(), "--state-dir", state.string()},
-                                    dir / "first.out", dir / "first.err");
-    REQUIRE(test::eventually([&] { return test::count_of(dir / "first.err", "manifests loaded") == 1; }));
-    first.signal(SIGTERM);
-    REQUIRE(first.wait(20s) == 0);
-  }
-  REQUIRE(std::system(("sqlite3 " + (state / "state.db").string() + " 'DROP TABLE kube_checkpoints'").c_str()) == 0);
+  damage_store(dir, state);
 
   SilentEndpoint s3;
   test::write_file(dir / "slow.yaml", hanging_s3_storage(s3.url()));
