@@ -311,9 +311,9 @@ std::string Url::origin() const {
 
 Result<Proxy, std::string> Proxy::parse(std::string_view text) {
   // No message below quotes the URL or a part of it (common/url.hpp names a scheme or a numeric
-  // port at most): it may hold a password.
-  if (auto p = check_request_line_part(text)) return "proxy URL " + p.describe();
-  if (!url::has_scheme(text)) return std::string("proxy URL has no scheme: write http://HOST:PORT");
+  // port at most, and checks for control characters first): it may hold a password.
+  if (!url::has_scheme(text) && !check_request_line_part(text))
+    return std::string("proxy URL has no scheme: write http://HOST:PORT");
   auto parsed = url::parse(text, "");
   if (!parsed) return "proxy URL " + parsed.error();
   const url::Parts& u = parsed.value();

@@ -80,8 +80,9 @@ struct Url {
 };
 
 // An HTTP proxy, from a URL "http://[user:password@]host[:port]" (common/url.hpp; port 80 by
-// default; a path, query or fragment is ignored, user and password are percent-decoded, so a '@'
-// in a password is written %40). Any other scheme is refused with
+// default; a path, query or fragment is ignored, user and password are percent-decoded; a raw '@'
+// in a password is taken as Go's net/url takes it: the last '@' ends the user info). Any other
+// scheme is refused with
 // "proxy scheme X is not supported; use an http:// proxy". Error texts never quote the URL (it may
 // hold a password).
 struct Proxy {
