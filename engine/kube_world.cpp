@@ -41,7 +41,6 @@ std::string repositories_path(const std::string& ns) {
 }
 std::string secret_path(const ObjectKey& key) { return "/api/v1/namespaces/" + key.namespace_ + "/secrets/" + key.name; }
 
-ObjectKey key_of(const kube::BackupStorage& s) { return {s.metadata.namespace_, s.metadata.name}; }
 
 bool has_finalizer(const kube::BackupStorage& s) {
   const auto& f = s.metadata.finalizers;

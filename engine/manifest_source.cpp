@@ -45,8 +45,6 @@ std::optional<FileVersion> version_of(const fs::path& file) {
   return FileVersion{std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size, st.st_ino};
 }
 
-ObjectKey key_of(const kube::ObjectMeta& meta) { return {meta.namespace_, meta.name}; }
-
 struct CachedFile {
   FileVersion version;
   FileContents contents;  // what the file stands for now: while it fails, its kept objects included

@@ -2,10 +2,6 @@
 
 namespace stowage::engine {
 
-namespace {
-ObjectKey key_of(const kube::ObjectMeta& m) { return {m.namespace_, m.name}; }
-}  // namespace
-
 void ObjectCache::unindex(const kube::BackupStorage& storage) {
   auto secret = storage.spec.storage.secret_name();
   if (secret.empty()) return;

@@ -19,6 +19,10 @@ struct ObjectKey {
   std::string str() const { return namespace_ + "/" + name; }
 };
 
+// The key of an object (its namespace and name).
+inline ObjectKey key_of(const kube::ObjectMeta& meta) { return {meta.namespace_, meta.name}; }
+inline ObjectKey key_of(const kube::BackupStorage& storage) { return key_of(storage.metadata); }
+
 class ObjectCache {
  public:
   void upsert(kube::BackupStorage storage);

@@ -10,7 +10,6 @@
 namespace stowage::engine {
 
 namespace {
-ObjectKey key_of(const kube::BackupStorage& s) { return {s.metadata.namespace_, s.metadata.name}; }
 
 kube::Condition condition(std::string_view type, bool ok, std::string_view reason, std::string message,
                           std::int64_t generation) {

@@ -10,8 +10,6 @@
 namespace stowage::engine {
 namespace {
 
-ObjectKey key_of(const kube::Repository& repo) { return {repo.metadata.namespace_, repo.metadata.name}; }
-
 ObjectKey storage_of(const kube::Repository& repo) {
   auto ref = repo.storage();
   return {ref.namespace_, ref.name};
@@ -21,14 +19,14 @@ ObjectKey storage_of(const kube::Repository& repo) {
 
 std::vector<ObjectKey> RepositoryIndex::storages_affected(const kube::Repository& repo) const {
   std::vector<ObjectKey> out{storage_of(repo)};
-  if (auto it = entries_.find(key_of(repo)); it != entries_.end() && it->second.storage != out.front())
+  if (auto it = entries_.find(key_of(repo.metadata)); it != entries_.end() && it->second.storage != out.front())
     out.push_back(it->second.storage);
   std::sort(out.begin(), out.end());
   return out;
 }
 
 std::vector<ObjectKey> RepositoryIndex::upsert(const kube::Repository& repo) {
-  ObjectKey key = key_of(repo);
+  ObjectKey key = key_of(repo.metadata);
   Entry next{storage_of(repo), repo.spec.path, repo.status.size, repo.metadata.uid};
   auto it = entries_.find(key);
   if (it != entries_.end() && it->second.shows_same(next)) {

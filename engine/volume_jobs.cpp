@@ -15,8 +15,6 @@ using kube::metadata_text;
 
 namespace {
 
-ObjectKey key_of(const kube::BackupStorage& s) { return {s.metadata.namespace_, s.metadata.name}; }
-
 // Whether a volume Job was made for this very storage (its uid label), not an earlier one of the name.
 bool job_serves_storage(const json::value& job, const std::string& storage_uid) {
   return kube::string_at(job, {"metadata", "labels", kLabelStorageUid}) == storage_uid;
