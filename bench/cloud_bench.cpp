@@ -35,6 +35,7 @@
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
+#include "kube/conditions.hpp"
 #include "storage/azure_backend.hpp"
 #include "storage/gcs_backend.hpp"
 #include "storage/metadata.hpp"
@@ -164,7 +165,7 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
     rt.store->when_durable([&] { rt.io.stop(); });
   };
   rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
-    if (o.kind == engine::Outcome::Done && o.requeue_after) {  // Ready: back after the revalidate period
+    if (auto found = rt.world().get({k.namespace_, k.name}); found && found->object.status.phase == kube::kPhaseReady) {
       ready.insert(k.str());
     } else {
       ++failures;

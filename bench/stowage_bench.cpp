@@ -21,6 +21,7 @@
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
+#include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
 #include <spdlog/spdlog.h>
 
@@ -148,9 +149,9 @@ double engine_e2e(int storages, config::Config cfg) {
                                 rt.world());
   std::set<std::string> ready;
   double load_secs = 0;
-  rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
-    // Ready: settled, and back after the revalidate period (on by default).
-    if (o.kind == engine::Outcome::Done && o.requeue_after) ready.insert(k.str());
+  rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome&) {
+    if (auto found = rt.world().get({k.namespace_, k.name}); found && found->object.status.phase == kube::kPhaseReady)
+      ready.insert(k.str());
     if (static_cast<int>(ready.size()) == storages) {
       source.stop();
       rt.controller.stop();
