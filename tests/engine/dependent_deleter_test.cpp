@@ -17,6 +17,7 @@
 #include "kube/api.hpp"
 #include "kube/repository.hpp"
 #include "support/fake_api.hpp"
+#include "support/run_awaitable.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -66,15 +67,7 @@ struct Rig {
   }
 
   TargetResult<Dependents> round(const ObjectKey& storage = kStorage) {
-    std::optional<TargetResult<Dependents>> result;
-    boost::asio::co_spawn(io, deleter.delete_for(storage), [&](std::exception_ptr e, TargetResult<Dependents> value) {
-      if (e) std::rethrow_exception(e);
-      result.emplace(std::move(value));
-    });
-    io.restart();
-    io.run_for(std::chrono::seconds(5));
-    REQUIRE(result);
-    return std::move(*result);
+    return test_support::run_awaitable(io, deleter.delete_for(storage));
   }
 
   // The bodies of the DELETE requests on `path`.

@@ -16,6 +16,7 @@
 #include "engine/volume_jobs.hpp"
 #include "kube/api.hpp"
 #include "support/fake_api.hpp"
+#include "support/run_awaitable.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -78,15 +79,7 @@ struct Rig {
 
   template <class T>
   T run(boost::asio::awaitable<T> work) {
-    std::optional<T> result;
-    boost::asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
-      if (e) std::rethrow_exception(e);
-      result.emplace(std::move(value));
-    });
-    io.restart();
-    io.run_for(std::chrono::seconds(5));
-    REQUIRE(result);
-    return std::move(*result);
+    return test_support::run_awaitable(io, std::move(work));
   }
 
   TargetResult<JobOutcome> run_job(const kube::BackupStorage& s, VolumeJobKind kind, std::vector<std::string> keep = {}) {

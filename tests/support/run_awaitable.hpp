@@ -1,0 +1,31 @@
+#pragma once
+// Runs one coroutine to completion on a test's io_context: what a unit test of a reactor component
+// does to call one of its awaitable operations. Whatever the coroutine throws is rethrown here.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <utility>
+
+namespace test_support {
+
+// Runs `io` until it has no work left or `limit` passes; fails the test if `work` has not finished.
+template <class T>
+T run_awaitable(boost::asio::io_context& io, boost::asio::awaitable<T> work,
+                std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  std::optional<T> result;
+  boost::asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
+    if (e) std::rethrow_exception(e);
+    result.emplace(std::move(value));
+  });
+  io.restart();
+  io.run_for(limit);
+  REQUIRE(result);
+  return std::move(*result);
+}
+
+}  // namespace test_support
