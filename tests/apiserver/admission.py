@@ -50,7 +50,8 @@ Outcomes, with the real server's Status objects:
 Not modelled: reinvocationPolicy IfNeeded (each mutating webhook is called once), matchPolicy Equivalent
 across versions (every kind here has one version), matchConditions (a configuration with them is refused),
 client credentials for webhooks, audit annotations; the deletes a namespace deletion makes of what it holds
-are internal here and call no webhook; ValidatingAdmissionPolicy.
+are internal here and call no webhook; ValidatingAdmissionPolicy. A create of a name that exists is
+refused (409 AlreadyExists) before the validating webhooks are asked; a real server asks them first.
 """
 import base64
 import copy
@@ -734,17 +735,17 @@ class Admission:
         store = self.store
         if not self.active(r):
             return store.create(r, namespace, body, dry_run)
-        store._check_type(r, body)
+        store.check_type(r, body)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
-        store._check_scope(r, namespace, meta)
+        store.check_scope(r, namespace, meta)
         if r.namespaced:
             meta["namespace"] = namespace
         attrs = Attributes("CREATE", r, "", namespace or "", meta.get("name") or "", obj, None, dry_run,
                            self._options("CreateOptions", dry_run, ctx))
         self.mutate(attrs, ctx)
         mutated = attrs.obj
-        store._check_type(r, mutated)
+        store.check_type(r, mutated)
         preview = store.create(r, namespace, mutated, dry_run=True)
         attrs.obj = preview
         self.validate(attrs, ctx)
@@ -755,7 +756,7 @@ class Admission:
     def update(self, r, namespace, name, body, subresource, ctx, dry_run=False):
         if not self.active(r):
             return self.store.update(r, namespace, name, body, subresource, dry_run)
-        self.store._check_type(r, body)
+        self.store.check_type(r, body)
         pinned = bool((body.get("metadata") or {}).get("resourceVersion"))
         return self._admitted_update(r, namespace, name, subresource, ctx, dry_run,
                                      lambda: (self.store.get(r, namespace, name), copy.deepcopy(body), pinned))
@@ -784,7 +785,7 @@ class Admission:
                                dry_run, self._options("UpdateOptions", dry_run, ctx))
             self.mutate(attrs, ctx)
             mutated = attrs.obj
-            store._check_type(r, mutated)
+            store.check_type(r, mutated)
             mutated.setdefault("metadata", {})["resourceVersion"] = client_rv or old["metadata"]["resourceVersion"]
             attrs.obj = store.update(r, namespace, name, mutated, subresource, dry_run=True)
             self.validate(attrs, ctx)

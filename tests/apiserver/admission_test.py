@@ -427,6 +427,13 @@ class AdmissionTest(unittest.TestCase):
                                                 "unknown authority", "fail")
         self.assertEqual(body["message"], expected)
         self.assertEqual(body["details"]["causes"], [{"message": expected[len("Internal error occurred: "):]}])
+        garbage = self.hook("garbage", "garbage", objectSelector={"matchLabels": {"p": "garbage"}})
+        garbage["clientConfig"]["caBundle"] = b64(b"not a certificate")
+        self.validating(garbage, name=f"{self.name}-garbage")
+        status, body = self.c.request("POST", self.storages(), storage("s", labels={"p": "garbage"}))
+        self.assertEqual((status, body["message"]), (500, (
+            f'Internal error occurred: failed calling webhook "garbage.{self.name}.stowage.test": could not get REST '
+            "client: unable to load root certificates: unable to parse bytes as PEM block")))
         before = self.server.stats()["admission"].get("failed_open", 0)
         self.create("s")  # only the Ignore webhook applies
         self.assertEqual(self.server.stats()["admission"]["failed_open"], before + 1)

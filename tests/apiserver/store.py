@@ -204,7 +204,7 @@ class Store:
     # ------------------------------------------------------------------------------------------ checks
 
     @staticmethod
-    def _check_type(r, body):
+    def check_type(r, body):
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
         if not body.get("kind"):
@@ -216,7 +216,7 @@ class Store:
             raise bad_request("metadata must be an object")
 
     @staticmethod
-    def _check_scope(r, namespace, meta):
+    def check_scope(r, namespace, meta):
         if r.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
@@ -376,10 +376,10 @@ class Store:
     # ------------------------------------------------------------------------------------------ writes
 
     def create(self, r, namespace, body, dry_run=False):
-        self._check_type(r, body)
+        self.check_type(r, body)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
-        self._check_scope(r, namespace, meta)
+        self.check_scope(r, namespace, meta)
         if meta.get("resourceVersion"):
             raise ApiError(500, "InternalError", "resourceVersion should not be set on objects to be created")
         with self.cond:
@@ -421,11 +421,11 @@ class Store:
         self._commit(self.namespaces, ("", namespace), obj, "ADDED", None, False)
 
     def update(self, r, namespace, name, body, subresource=None, dry_run=False):
-        self._check_type(r, body)
+        self.check_type(r, body)
         meta = body.get("metadata") or {}
         if meta.get("name") != name:
             raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
-        self._check_scope(r, namespace, dict(meta))
+        self.check_scope(r, namespace, dict(meta))
         with self.cond:
             old = self._current(r, namespace, name)
             if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
@@ -463,7 +463,7 @@ class Store:
         if patched_meta.get("name") != name:
             raise bad_request(f"the name of the object ({patched_meta.get('name')}) does not match the name on the "
                               f"URL ({name})")
-        self._check_type(r, patched)
+        self.check_type(r, patched)
         return old, patched
 
     def patch(self, r, namespace, name, content_type, raw, subresource=None, dry_run=False):
