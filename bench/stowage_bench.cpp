@@ -21,6 +21,7 @@
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
+#include "persistence/sqlite_state_store.hpp"
 #include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
 #include <spdlog/spdlog.h>
@@ -46,7 +47,7 @@ fs::path scratch(const std::string& name) {
 double queue_rate(int items, engine::LagMonitor*& lag_out, std::unique_ptr<engine::LagMonitor>& keep) {
   auto dir = scratch("queue");
   boost::asio::io_context io;
-  auto store = persistence::StateStore::open(dir, io.get_executor(), {std::chrono::milliseconds(5), true});
+  auto store = persistence::SqliteStateStore::open(dir, io.get_executor(), {std::chrono::milliseconds(5), true});
   persistence::WorkQueue q(store.value().get(), [] { return std::int64_t{0}; });
   keep = std::make_unique<engine::LagMonitor>(io.get_executor(), std::chrono::milliseconds(1));
   lag_out = keep.get();

@@ -1,6 +1,7 @@
 #include "engine/runtime.hpp"
 
 #include "kube/api_client.hpp"
+#include "persistence/sqlite_state_store.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,7 @@ namespace stowage::engine {
 namespace {
 std::unique_ptr<persistence::StateStore> open_store(const config::Config& c, boost::asio::io_context& io) {
   persistence::StoreOptions o{c.commit_interval, c.synchronous == "full"};
-  auto r = persistence::StateStore::open(c.state_dir, io.get_executor(), o);
+  auto r = persistence::SqliteStateStore::open(c.state_dir, io.get_executor(), o);
   if (!r.ok()) throw StartupError(r.error());
   return std::move(r.value());
 }
