@@ -202,7 +202,7 @@ TEST_CASE("KubeSource: a restart restores the caches from the store and resumes 
   CHECK(rig.source->stats().restored_storages == 2);
 }
 
-TEST_CASE("KubeSource: a watch answered 410 Expired relists; a storage deleted meanwhile leaves the cache and is queued") {
+TEST_CASE("KubeSource: a watch answered 410 Expired relists, and a storage deleted meanwhile leaves the cache and is queued") {
   Rig rig("expired");
   rig.api.put(kStorages, local_storage("s1"));
   rig.api.put(kStorages, local_storage("s2"));
@@ -261,7 +261,7 @@ TEST_CASE("KubeSource: a storage deleted and created again under its name, seen 
   rig.api.hold_watches(false);
 }
 
-TEST_CASE("KubeSource: a change of status alone is not queued; a spec change, or our finalizer taken off, is") {
+TEST_CASE("KubeSource: a change of status alone is not queued, but a spec change or our finalizer taken off is") {
   Rig rig("changes");
   rig.api.put(kStorages, local_storage("s1"));
   rig.start();
