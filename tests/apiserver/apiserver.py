@@ -23,6 +23,7 @@ Kinds: core/v1 namespaces (also created implicitly by the first object in a name
 configmaps, serviceaccounts, pods; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs
 (no job controller: tests write job status themselves); apps/v1 deployments (no controller either);
 rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
+admissionregistration.k8s.io/v1 mutating- and validatingwebhookconfigurations (stored, not called);
 storage.kubestash.com/v1alpha1 backupstorages, repositories and snapshots.
 Verbs: get, list (label/field selectors, limit/continue), watch, create (generateName), update,
 patch (merge, JSON patch, strategic merge for built-in kinds only, server-side apply approximated as

@@ -103,6 +103,12 @@ RESOURCES = [
     # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
+    # Stored only here (the admission branch makes the test API server call them).
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
+             "MutatingWebhookConfiguration", False, categories=("api-extensions",), has_generation=True),
+    Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+             "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", False,
+             categories=("api-extensions",), has_generation=True),
     Resource("storage.kubestash.com", "v1alpha1", "backupstorages", "backupstorage", "BackupStorage", True,
              ("bs",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Provider", "string", ".spec.storage.provider"),
