@@ -298,7 +298,7 @@ TEST_CASE("webhook certs: a serving certificate past 2/3 of its life is renewed 
   CHECK(rig.api.count("update", kSecretPath) == 1);
 }
 
-TEST_CASE("webhook certs: a CA past 2/3 of its life is renewed; the old CA stays trusted in ca.crt and caBundle") {
+TEST_CASE("webhook certs: a CA past 2/3 of its life is renewed, and the old CA stays trusted in ca.crt and caBundle") {
   Rig rig("renew-ca");
   rig.put_configurations();
   auto made_7_years_ago = rig.options("a");
@@ -410,7 +410,7 @@ TEST_CASE("webhook certs: a certificate not for the Service's names is replaced 
   rig.check_valid_set("a");
 }
 
-TEST_CASE("webhook certs: a configuration applied later gets the CA at the next pass; caBundles already right are left alone") {
+TEST_CASE("webhook certs: a configuration applied later gets the CA at the next pass, and caBundles already right are left alone") {
   Rig rig("later");
   rig.pass_ok(rig.options("a"));  // no configuration yet: no error
   CHECK_THAT(rig.logs.all(), Catch::Contains("MutatingWebhookConfiguration stowage is not there (yet)"));
