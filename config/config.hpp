@@ -81,6 +81,8 @@ struct Config {
   Millis kube_watch_idle_timeout{90000};
   std::string metrics_bind_address = "0";             // metrics.bind-address: "0" = off
   std::string health_bind_address = "0";              // health.bind-address: "0" = off
+  std::string webhook_bind_address = "0";             // webhook.bind-address: "0" = off (Kubernetes mode)
+  std::filesystem::path webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";  // webhook.cert-dir
   bool leader_elect = false;                          // leader-election.enabled
   std::string leader_election_id = "stowage-leader";  // leader-election.id (the Lease's name)
   std::string leader_election_namespace;              // leader-election.namespace: "" = the pod's

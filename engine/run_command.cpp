@@ -23,6 +23,9 @@
 #include "engine/manifest_source.hpp"
 #include "engine/probes.hpp"
 #include "engine/runtime.hpp"
+#include "engine/serving_certificate.hpp"
+#include "engine/webhook.hpp"
+#include "kube/admission_review.hpp"
 #include "kube/api_client.hpp"
 #include "kube/leader_elector.hpp"
 
@@ -114,6 +117,8 @@ struct ServeHooks {
   std::function<const ObjectCache&()> cache;
   // Runs last before the process stops (releasing a Lease); calls `done` when finished.
   std::function<void(std::function<void()> done)> before_exit;
+  // Stops the listeners the source started itself (the admission webhook), with the others.
+  std::function<void()> stop_listeners;
 };
 
 // /readyz fails while the state store's writer is store.max-pending-bytes behind (no new work is
@@ -225,6 +230,7 @@ int serve(Runtime& rt, const config::Config& config, HeldStopSignals& held, cons
     gauges.cancel();
     if (metrics_server) metrics_server->stop();
     if (probe_server) probe_server->stop();
+    if (hooks.stop_listeners) hooks.stop_listeners();
     auto last = [&] {
       rt.store->when_durable([&] { rt.io.stop(); });
       durable.expires_after(kDurableWait);  // a failing disk must not hold the reactor
@@ -297,6 +303,9 @@ void restore_queue(Runtime& rt) {
 
 int run_offline(const config::Config& config) {
   HeldStopSignals held;
+  if (config.webhook_bind_address != "0" && !config.webhook_bind_address.empty())
+    spdlog::warn("{} is ignored in the offline mode: the admission webhook is for an API server",
+                 kWebhookBindAddressFlag);
   fs::path dir = fs::absolute(config.manifests).lexically_normal();
   if (std::error_code ec; !fs::is_directory(dir, ec)) {
     spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
@@ -350,6 +359,53 @@ std::optional<std::string> kubernetes_volume_mode(const config::Config& config) 
     return std::nullopt;
   }
   return std::string("direct");
+}
+
+// The admission webhook's listener and certificate, when --webhook-bind-address asks for them.
+struct Webhook {
+  std::unique_ptr<ServingCertificate> certificate;
+  std::unique_ptr<HttpServer> server;
+
+  // Why /readyz must fail ("" when it need not): no certificate has loaded yet.
+  std::string problem() const {
+    if (!certificate || certificate->current()) return "";
+    return "the admission webhook has no serving certificate yet: " + certificate->problem();
+  }
+  void stop() {
+    if (server) server->stop();
+    if (certificate) certificate->stop();
+  }
+};
+
+// Starts the webhook when the configuration asks for it; false (after logging why) when it cannot listen.
+bool start_webhook(Runtime& rt, const config::Config& config, Webhook& webhook) {
+  auto parsed = parse_bind_address(config.webhook_bind_address, kWebhookBindAddressFlag);
+  if (!parsed.ok()) {
+    spdlog::error("{}", parsed.error());
+    return false;
+  }
+  if (!parsed.value()) return true;  // "0": off
+  webhook.certificate = std::make_unique<ServingCertificate>(rt.io.get_executor(), rt.pool.get_executor(),
+                                                             config.webhook_cert_dir);
+  (void)webhook.certificate->load();  // a failure is logged; the watch picks the files up once they are there
+  webhook.certificate->start();
+  HttpServerOptions options;
+  options.max_body_bytes = kube::kMaxAdmissionReviewBytes;
+  options.max_connections = 32;
+  options.tls = [certificate = webhook.certificate.get()] { return certificate->current(); };
+  webhook.server = std::make_unique<HttpServer>(rt.io.get_executor(), std::string(kWebhookBindAddressFlag), options);
+  serve_webhooks(*webhook.server, [&rt]() -> std::optional<AdmissionCaches> {
+    if (!rt.kube->synced()) return std::nullopt;
+    return AdmissionCaches{rt.kube->cache(), rt.kube->locations()};
+  });
+  auto started = webhook.server->start(config.webhook_bind_address);
+  if (!started.ok()) {
+    spdlog::error("{}", started.error());
+    return false;
+  }
+  spdlog::info("serving the BackupStorage admission webhook over HTTPS on port {} ({}), certificate from {}",
+               webhook.server->port(), kWebhookBindAddressFlag, config.webhook_cert_dir.string());
+  return true;
 }
 
 // Against an API server the process's own cloud identity is lent only to the namespaces named (the
@@ -463,13 +519,18 @@ int run_kubernetes(const config::Config& config) {
   });
   if (elector) elector->start();
 
+  Webhook webhook;
+  if (!start_webhook(rt, config, webhook)) return 1;
+
   ServeHooks hooks;
   hooks.stop_source = [&] { rt.kube->stop(); };
   hooks.readiness = [&]() -> std::optional<std::string> {
+    if (auto why = webhook.problem(); !why.empty()) return why;
     if (rt.kube->synced()) return std::nullopt;  // a synced standby is ready too: it stands by correctly
     std::string why = rt.kube->problem();
     return "caches not synced" + (why.empty() ? std::string() : ": " + why);
   };
+  hooks.stop_listeners = [&] { webhook.stop(); };
   hooks.cache = [&]() -> const ObjectCache& { return rt.kube->cache(); };
   if (elector) {
     hooks.before_exit = [&](std::function<void()> done) {
