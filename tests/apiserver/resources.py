@@ -82,6 +82,7 @@ RESOURCES = [
              columns=(Column("Status", "string", ".status.phase", "The phase of the pod"),
                       Column("Node", "string", ".spec.nodeName", "The node the pod runs on", priority=1)),
              field_labels=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy", "status.phase")),
+    Resource("", "v1", "services", "service", "Service", True, ("svc",), ("all",), status=True),
     Resource("apps", "v1", "deployments", "deployment", "Deployment", True, ("deploy",), ("all",), status=True,
              has_generation=True,
              columns=(Column("Up-to-date", "integer", ".status.updatedReplicas"),
@@ -103,6 +104,12 @@ RESOURCES = [
     # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
+    # Stored only here (the admission branch makes the test API server call them).
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
+             "MutatingWebhookConfiguration", False, categories=("api-extensions",), has_generation=True),
+    Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+             "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", False,
+             categories=("api-extensions",), has_generation=True),
     Resource("storage.kubestash.com", "v1alpha1", "backupstorages", "backupstorage", "BackupStorage", True,
              ("bs",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Provider", "string", ".spec.storage.provider"),
