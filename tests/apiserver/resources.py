@@ -23,6 +23,7 @@ class Column:
     json_path: str
     description: str = ""
     priority: int = 0
+    count: bool = False  # the cell is the length of the list at json_path (kubectl's WEBHOOKS column)
 
 
 @dataclass(frozen=True, eq=False)  # identity hash: resources key the store's dicts
@@ -104,12 +105,16 @@ RESOURCES = [
     # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
-    # Stored only here (the admission branch makes the test API server call them).
+    # Served and enforced: admission.py calls the webhooks they name on every write.
     Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
-             "MutatingWebhookConfiguration", False, categories=("api-extensions",), has_generation=True),
+             "MutatingWebhookConfiguration", False, categories=("api-extensions",), has_generation=True,
+             columns=(Column("Webhooks", "integer", ".webhooks", "Webhooks indicates the number of webhooks in "
+                             "the configuration.", count=True),)),
     Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
              "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", False,
-             categories=("api-extensions",), has_generation=True),
+             categories=("api-extensions",), has_generation=True,
+             columns=(Column("Webhooks", "integer", ".webhooks", "Webhooks indicates the number of webhooks in "
+                             "the configuration.", count=True),)),
     Resource("storage.kubestash.com", "v1alpha1", "backupstorages", "backupstorage", "BackupStorage", True,
              ("bs",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Provider", "string", ".spec.storage.provider"),
@@ -319,6 +324,13 @@ def _lookup(obj, json_path):
     return value
 
 
+def _cell(obj, column):
+    value = _lookup(obj, column.json_path)
+    if column.count:
+        return len(value) if isinstance(value, list) else 0
+    return value
+
+
 def _age(obj, now):
     stamp = obj.get("metadata", {}).get("creationTimestamp")
     if not stamp:
@@ -343,7 +355,7 @@ def table(r, items, list_meta, include_object="Metadata", headers=True):
     rows = []
     for obj in items:
         cells = [obj.get("metadata", {}).get("name", "")]
-        cells += [_lookup(obj, c.json_path) for c in r.columns]
+        cells += [_cell(obj, c) for c in r.columns]
         cells.append(_age(obj, now))
         row = {"cells": cells}
         if include_object == "Object":
