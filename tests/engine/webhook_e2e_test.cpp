@@ -3,7 +3,9 @@
 // posts AdmissionReviews and verifies the server against the CA. A second default storage is
 // refused with KubeStash's message, the defaults come back as a JSONPatch, and replacing the files
 // in the cert dir (another CA's certificate) makes the server present the new certificate to new
-// connections.
+// connections. Then the same through the test API server's admission: kubectl apply is refused
+// with `admission webhook "vbackupstorage.kb.io" denied the request: <KubeStash's message>`, the
+// defaults are in the stored object, and the controller's own finalizer removal passes the webhook.
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
@@ -150,4 +152,66 @@ TEST_CASE("webhook e2e: HTTPS from the cert dir, KubeStash's refusal, the defaul
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
   // The webhook never logs the key.
   CHECK(cluster.log("run").find("PRIVATE KEY") == std::string::npos);
+}
+
+namespace {
+
+// Both webhook configurations of deploy/base/webhook.yaml, calling `url` (the test's address) with `ca`.
+std::string configurations(int port, const test_support::TestCertificates& ca) {
+  const std::string bundle = stowage::crypto::base64_encode(ca.ca_pem());
+  auto one = [&](const char* kind, const char* name, const char* path) {
+    return std::string("apiVersion: admissionregistration.k8s.io/v1\nkind: ") + kind +
+           "\nmetadata: {name: stowage}\nwebhooks:\n- name: " + name +
+           "\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n"
+           "  clientConfig:\n    url: https://127.0.0.1:" + std::to_string(port) + path + "\n    caBundle: " + bundle +
+           "\n  rules:\n  - {apiGroups: [storage.kubestash.com], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], "
+           "resources: [backupstorages], scope: Namespaced}\n";
+  };
+  return one("MutatingWebhookConfiguration", "mbackupstorage.kb.io", kMutate) + "---\n" +
+         one("ValidatingWebhookConfiguration", "vbackupstorage.kb.io", kValidate);
+}
+
+}  // namespace
+
+TEST_CASE("webhook e2e: kubectl apply through the API server's admission: refused, defaulted, and deletions pass") {
+  kube_e2e::KubeCluster cluster("kube-webhook-apply", "webhook-token-do-not-log", {});
+  auto kubeconfig = cluster.server.write_kubeconfig("demo");
+  auto ca = test_support::make_certificates(cluster.dir / "ca");
+  const auto cert_dir = cluster.dir / "webhook-certs";
+  install(ca, cert_dir);
+  cluster.apply("first", test::local_storage("first", "/data/first") + "  default: true\n");
+
+  const int webhook_port = test_support::free_port(), probe_port = test_support::free_port();
+  auto child = cluster.run(kubeconfig, "run", "debug",
+                           {"--webhook-bind-address", "127.0.0.1:" + std::to_string(webhook_port), "--webhook-cert-dir",
+                            cert_dir.string(), "--health-probe-bind-address", "127.0.0.1:" + std::to_string(probe_port)});
+  LAZY_INFO(cluster.log("run"));
+  REQUIRE(test::eventually([&] { return cluster.phase("first") == "Ready"; }));
+  cluster.apply("webhooks", configurations(webhook_port, ca));
+
+  // A second default storage: kubectl prints KubeStash's refusal.
+  auto file = cluster.dir / "second.yaml";
+  test::write_file(file, test::local_storage("second", "/data/second") + "  default: true\n");
+  auto [code, out] = cluster.server.kubectl("apply -f '" + file.string() + "'");
+  INFO(out);
+  CHECK(code != 0);
+  CHECK_THAT(out, Catch::Contains("admission webhook \"vbackupstorage.kb.io\" denied the request: multiple default "
+                                  "BackupStorages are not allowed within the same namespace"));
+  // Inside the first one's directory: stowage's own refusal, naming it.
+  test::write_file(file, test::local_storage("nested", "/data/first/team-b"));
+  std::tie(code, out) = cluster.server.kubectl("apply -f '" + file.string() + "'");
+  CHECK(code != 0);
+  CHECK_THAT(out, Catch::Contains("lies inside the location of BackupStorage demo/first"));
+  // Allowed, with KubeStash's default in the stored object; the controller makes it Ready.
+  cluster.apply("third", test::local_storage("third", "/data/third"));
+  CHECK(cluster.kubectl("get bs third -n demo -o jsonpath={.spec.usagePolicy.allowedNamespaces.from}") == "Same");
+  REQUIRE(test::eventually([&] { return cluster.phase("third") == "Ready"; }));
+  // Deleting goes through the webhook too (the finalizer's removal is an UPDATE): it finishes.
+  cluster.kubectl("delete bs third first -n demo --timeout=30s");
+  auto [left, listing] = cluster.server.kubectl("get bs -n demo -o name");
+  CHECK(left == 0);
+  CHECK(listing.empty());
+
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
 }
