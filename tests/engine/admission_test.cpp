@@ -155,7 +155,7 @@ TEST_CASE("admission: a second default storage in a namespace is refused with Ku
   CHECK(validate_update(second, storage("second", s3("b2", "p")), two.view()) == std::string(kMultipleDefaults));
 }
 
-TEST_CASE("admission: from Selector without a selector is refused with KubeStash's message; an empty one passes") {
+TEST_CASE("admission: from Selector without a selector is refused with KubeStash's message, an empty one passes") {
   Caches caches;
   auto policy = [](const std::string& allowed) { return s3("b", "p", "us-east-1", ", usagePolicy: {allowedNamespaces: " + allowed + "}"); };
   CHECK(validate_create(storage("a", policy("{from: Selector}")), caches.view()) ==
@@ -271,7 +271,7 @@ TEST_CASE("admission: local paths are absolute and without '..'") {
   CHECK(refused("{mountPath: /safe/data, subPath: team-a, nfs: {server: nfs.example, path: /exports}}").empty());
 }
 
-TEST_CASE("admission: an update that leaves spec.storage alone is judged by KubeStash's rules only; a deleting storage passes") {
+TEST_CASE("admission: an update that leaves spec.storage alone is judged by KubeStash's rules only, a deleting storage passes") {
   // Two nested storages accepted before the webhook existed: either may still have its labels changed.
   auto outer = storage("outer", s3("b", "backup"));
   auto inner = storage("inner", s3("b", "backup/x"));
