@@ -81,6 +81,7 @@ struct Config {
   Millis kube_watch_idle_timeout{90000};
   std::string metrics_bind_address = "0";             // metrics.bind-address: "0" = off
   std::string health_bind_address = "0";              // health.bind-address: "0" = off
+  std::string webhook_bind_address = "0";             // webhook.bind-address: "0" = off (Kubernetes mode)
   std::filesystem::path webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";  // webhook.cert-dir
   bool webhook_cert_self_signed = false;              // webhook.cert-self-signed: a CA and certificate of our own
   std::string webhook_service = "stowage-webhook";    // webhook.service: the Service the API server calls

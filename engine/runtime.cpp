@@ -532,6 +532,7 @@ void Runtime::finish() {
   r.gauges.cancel();
   if (r.metrics_server) r.metrics_server->stop();
   if (r.probe_server) r.probe_server->stop();
+  if (r.hooks.stop_listeners) r.hooks.stop_listeners();
   auto last = [this] {
     parts_->store->when_durable([this] { parts_->io.stop(); });
     running_->durable.expires_after(kDurableWait);  // a failing disk must not hold the reactor

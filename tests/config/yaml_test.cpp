@@ -33,6 +33,7 @@ bool same_settings(const Config& a, const Config& b) {
          a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
          a.kube_watch_idle_timeout == b.kube_watch_idle_timeout &&
          a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&
+         a.webhook_bind_address == b.webhook_bind_address && a.webhook_cert_dir == b.webhook_cert_dir &&
          a.leader_elect == b.leader_elect && a.leader_election_id == b.leader_election_id &&
          a.leader_election_namespace == b.leader_election_namespace &&
          a.leader_lease_duration == b.leader_lease_duration && a.leader_renew_deadline == b.leader_renew_deadline &&
@@ -109,6 +110,7 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "health:\n"
         "  bind-address: 0\n"
         "webhook:\n"
+        "  bind-address: 0\n"
         "  cert-dir: /tmp/k8s-webhook-server/serving-certs\n"
         "  cert-self-signed: false\n"
         "  service: stowage-webhook\n"
@@ -202,6 +204,10 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "[::1]:9090",
                                     "--health-probe-bind-address",
                                     ":8081",
+                                    "--webhook-bind-address",
+                                    ":9443",
+                                    "--webhook-cert-dir",
+                                    "/run/webhook certs",
                                     "--leader-elect",
                                     "--leader-election-id",
                                     "x",

@@ -47,7 +47,8 @@ TEST_CASE("kustomize: kubectl kustomize renders deploy/base with every namespace
   for (const char* expected : {"Namespace/stowage-system", "ServiceAccount/stowage", "ClusterRole/stowage",
                                "ClusterRoleBinding/stowage", "Role/stowage-leader-election",
                                "RoleBinding/stowage-leader-election", "Deployment/stowage",
-                               "Service/stowage-metrics", "PodDisruptionBudget/stowage"})
+                               "Service/stowage-metrics", "PodDisruptionBudget/stowage", "Service/stowage-webhook",
+                               "MutatingWebhookConfiguration/stowage", "ValidatingWebhookConfiguration/stowage"})
     CHECK(by_name.count(expected) == 1);
   // The CRDs go out exactly as written: kustomize's namespace does not touch cluster-scoped objects.
   for (const char* name : kCrdNames) {
@@ -62,6 +63,80 @@ TEST_CASE("kustomize: kubectl kustomize renders deploy/base with every namespace
   for (const char* binding : {"ClusterRoleBinding/stowage", "RoleBinding/stowage-leader-election"}) {
     INFO(binding);
     CHECK(by_name[binding].at("subjects").at(0).at("namespace") == "stowage-system");
+  }
+}
+
+namespace {
+
+// The value of `--name=VALUE` among the container's args ("" when absent).
+std::string arg_value(const json::object& container, const std::string& name) {
+  for (const auto& arg : container.at("args").as_array()) {
+    std::string text(arg.as_string());
+    if (text.starts_with(name + "=")) return text.substr(name.size() + 1);
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("kustomize: the admission webhooks reach the Deployment's webhook port with KubeStash's paths and rules") {
+  auto dir = test_support::fresh_temp_dir("kustomize-webhook");
+  auto rendered = render_base(dir);
+  std::map<std::string, json::object> by_name;
+  for (const auto& o : rendered.objects) by_name[kind_and_name(o)] = o;
+  REQUIRE(by_name.count("Deployment/stowage") == 1);
+  const auto& pod = by_name["Deployment/stowage"].at("spec").at("template").at("spec").as_object();
+  const auto& container = pod.at("containers").at(0).as_object();
+  // The container serves the webhook on 9443 from the mounted certificate.
+  CHECK(arg_value(container, "--webhook-bind-address") == ":9443");
+  const std::string cert_dir = arg_value(container, "--webhook-cert-dir");
+  CHECK_FALSE(cert_dir.empty());
+  bool port_named = false;
+  for (const auto& port : container.at("ports").as_array())
+    port_named = port_named || (port.at("name") == "webhook" && port.at("containerPort") == 9443);
+  CHECK(port_named);
+  std::string volume;
+  for (const auto& mount : container.at("volumeMounts").as_array())
+    if (mount.at("mountPath") == cert_dir.c_str()) volume = std::string(mount.at("name").as_string());
+  REQUIRE_FALSE(volume.empty());
+  // The base makes its certificate itself (--webhook-cert-self-signed writes the files): a writable
+  // emptyDir; deploy/overlays/cert-manager mounts cert-manager's Secret there instead.
+  bool writable_volume = false;
+  for (const auto& v : pod.at("volumes").as_array())
+    writable_volume = writable_volume || (v.at("name") == volume.c_str() && v.as_object().contains("emptyDir"));
+  CHECK(writable_volume);
+  // The Service selects the pods and targets that port.
+  REQUIRE(by_name.count("Service/stowage-webhook") == 1);
+  const auto& service = by_name["Service/stowage-webhook"].at("spec").as_object();
+  CHECK(service.at("selector") == by_name["Deployment/stowage"].at("spec").at("selector").at("matchLabels"));
+  CHECK(service.at("ports").at(0).at("targetPort") == "webhook");
+  const auto service_port = service.at("ports").at(0).at("port");
+
+  const std::pair<const char*, const char*> configurations[] = {
+      {"MutatingWebhookConfiguration/stowage", "/mutate-storage-kubestash-com-v1alpha1-backupstorage"},
+      {"ValidatingWebhookConfiguration/stowage", "/validate-storage-kubestash-com-v1alpha1-backupstorage"}};
+  for (const auto& [name, path] : configurations) {
+    INFO(name);
+    REQUIRE(by_name.count(name) == 1);
+    const auto& webhooks = by_name[name].at("webhooks").as_array();
+    REQUIRE(webhooks.size() == 1);
+    const auto& hook = webhooks.at(0).as_object();
+    CHECK(hook.at("admissionReviewVersions") == json::array{"v1"});
+    CHECK(hook.at("sideEffects") == "None");
+    CHECK(hook.at("failurePolicy") == "Fail");
+    // The handler answers from its caches in milliseconds; the API server allows 1 to 30 s.
+    CHECK(hook.at("timeoutSeconds").as_int64() >= 1);
+    CHECK(hook.at("timeoutSeconds").as_int64() <= 10);
+    const auto& svc = hook.at("clientConfig").at("service").as_object();
+    CHECK(svc.at("name") == "stowage-webhook");
+    CHECK(svc.at("namespace") == "stowage-system");
+    CHECK(svc.at("path") == path);
+    CHECK(svc.at("port") == service_port);
+    const auto& rule = hook.at("rules").at(0).as_object();
+    CHECK(rule.at("apiGroups") == json::array{"storage.kubestash.com"});
+    CHECK(rule.at("apiVersions") == json::array{"v1alpha1"});
+    CHECK(rule.at("operations") == json::array{"CREATE", "UPDATE"});
+    CHECK(rule.at("resources") == json::array{"backupstorages"});  // not backupstorages/status
   }
 }
 

@@ -399,12 +399,18 @@ TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their
 
 TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --namespace demo, and grants nothing elsewhere") {
   RbacCluster cluster("namespaced");
-  // The overlay as a user applies it: the base's ClusterRole bound in demo only, no ClusterRoleBinding.
+  // The overlay as a user applies it: the base's ClusterRole bound in demo only; the one ClusterRoleBinding
+  // left is the webhook configurations' (cluster-scoped objects: overlays_test.cpp checks its rules).
   std::string rendered = cluster.kubectl("kustomize '" STOWAGE_SOURCE_DIR "/deploy/overlays/namespaced'");
   REQUIRE(rendered.find("kind: RoleBinding") != std::string::npos);
-  REQUIRE(rendered.find("kind: ClusterRoleBinding") == std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage\n") == std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage-webhook-certs\n") != std::string::npos);
   REQUIRE(rendered.find("--namespace=demo") != std::string::npos);
   cluster.apply("namespaced", rendered);
+  // This test is about RBAC; admission through stowage's webhook is webhook_e2e_test.cpp's. Without a
+  // webhook served here, its configurations (failurePolicy Fail) would refuse every storage.
+  cluster.kubectl("delete mutatingwebhookconfiguration stowage");
+  cluster.kubectl("delete validatingwebhookconfiguration stowage");
   cluster.kubectl("create namespace other");
   cluster.apply("storages", test::local_storage("mine", "/data/mine", "Delete") + "---\n" +
                                 test::local_storage("theirs", "/data/theirs", "Delete", "other"));
