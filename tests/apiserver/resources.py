@@ -83,10 +83,14 @@ RESOURCES = [
              columns=(Column("Status", "string", ".status.phase", "The phase of the pod"),
                       Column("Node", "string", ".spec.nodeName", "The node the pod runs on", priority=1)),
              field_labels=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy", "status.phase")),
+    Resource("", "v1", "services", "service", "Service", True, ("svc",), ("all",), status=True,
+             columns=(Column("Type", "string", ".spec.type"), Column("Cluster-IP", "string", ".spec.clusterIP"))),
     Resource("apps", "v1", "deployments", "deployment", "Deployment", True, ("deploy",), ("all",), status=True,
              has_generation=True,
              columns=(Column("Up-to-date", "integer", ".status.updatedReplicas"),
                       Column("Available", "integer", ".status.availableReplicas"))),
+    Resource("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", True, ("pdb",),
+             status=True, has_generation=True),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", False),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True,
@@ -100,8 +104,8 @@ RESOURCES = [
              columns=(Column("Holder", "string", ".spec.holderIdentity", "The holder of the lease"),)),
     Resource("batch", "v1", "jobs", "job", "Job", True, categories=("all",), status=True,
              field_labels=("status.successful",), has_generation=True),
-    # Stored only (kubectl apply of deploy/base): the kinds this server serves are the ones listed here,
-    # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
+    # A stored CRD's kinds are served from then on (serve_crd), unless listed here; schemas are neither
+    # checked nor enforced.
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
     # Served and enforced: admission.py calls the webhooks they name on every write.
@@ -130,7 +134,9 @@ RESOURCES = [
              columns=(Column("Repository", "string", ".spec.repository"), Column("Phase", "string", ".status.phase"))),
 ]
 
-GROUP_VERSIONS = sorted({r.group_version for r in RESOURCES})
+
+def group_versions():
+    return sorted({r.group_version for r in RESOURCES})
 
 
 def resources_of(group_version):
@@ -142,6 +148,33 @@ def find(group_version, plural):
         if r.group_version == group_version and r.plural == plural:
             return r
     return None
+
+
+def serve_crd(crd):
+    """The kinds of a stored CustomResourceDefinition's served versions, served from now on unless this
+    server already serves them (as it does storage.kubestash.com). Returns the Resources added. A deleted
+    CRD's kinds stay served."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+    if not (isinstance(group, str) and isinstance(plural, str) and isinstance(kind, str)):
+        return []
+    added = []
+    for v in spec.get("versions") or []:
+        if not isinstance(v, dict) or not v.get("served", True) or not isinstance(v.get("name"), str):
+            continue
+        if find(f"{group}/{v['name']}", plural):
+            continue
+        columns = tuple(Column(c["name"], c.get("type", "string"), c["jsonPath"], c.get("description", ""),
+                               c.get("priority", 0))
+                        for c in v.get("additionalPrinterColumns") or [] if c.get("name") and c.get("jsonPath"))
+        r = Resource(group, v["name"], plural, names.get("singular") or kind.lower(), kind,
+                     spec.get("scope") == "Namespaced", tuple(names.get("shortNames") or ()),
+                     tuple(names.get("categories") or ()), status="status" in (v.get("subresources") or {}),
+                     custom=True, columns=columns)
+        RESOURCES.append(r)
+        added.append(r)
+    return added
 
 
 def by_kind(api_version, kind):
@@ -216,7 +249,7 @@ def _openapi_hash(group_version):
 
 def openapi_index():
     return {"paths": {_openapi_key(gv): {"serverRelativeURL": f"/openapi/v3/{_openapi_key(gv)}?hash={_openapi_hash(gv)}"}
-                      for gv in GROUP_VERSIONS}}
+                      for gv in group_versions()}}
 
 
 def _schema_name(r):
@@ -265,7 +298,7 @@ def openapi_document(group_version):
 
 
 def openapi_for_path(key):
-    for gv in GROUP_VERSIONS:
+    for gv in group_versions():
         if _openapi_key(gv) == key:
             return openapi_document(gv)
     return None

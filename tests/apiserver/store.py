@@ -180,6 +180,9 @@ class Store:
             self.objects[r].pop(key, None)
         else:
             self.objects[r][key] = new
+            if r.plural == "customresourcedefinitions":
+                for served in resources.serve_crd(new):
+                    self.objects[served] = {}
         self.history.append(Event(self.rv, r, type_, new, old))
         if len(self.history) > self.max_history + max(1, self.max_history // 10):
             drop = len(self.history) - self.max_history

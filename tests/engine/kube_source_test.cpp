@@ -12,7 +12,7 @@
 
 #include "engine/kube_source.hpp"
 #include "kube/api.hpp"
-#include "persistence/state_store.hpp"
+#include "persistence/sqlite_state_store.hpp"
 #include "persistence/work_queue.hpp"
 #include "support.hpp"
 #include "support/fake_api.hpp"
@@ -95,7 +95,7 @@ struct Rig {
   ~Rig() { shut_down(); }
 
   void open_store() {
-    auto opened = persistence::StateStore::open(dir / "state", io.get_executor(), persistence::StoreOptions{});
+    auto opened = persistence::SqliteStateStore::open(dir / "state", io.get_executor(), persistence::StoreOptions{});
     REQUIRE(opened.ok());
     store = std::move(opened.value());
   }
