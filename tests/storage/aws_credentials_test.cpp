@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <future>
 #include <set>
+#include <thread>
 
 #include "storage/aws_credentials.hpp"
 #include "storage/s3_backend.hpp"
@@ -473,4 +475,67 @@ TEST_CASE("aws s3: temporary credentials S3 refuses are named by source, dropped
   INFO((second.ok() ? std::string() : second.error().message));
   REQUIRE(second.ok());
   CHECK(*calls == 2);
+}
+
+TEST_CASE("aws web identity: 100 storages share one exchange, and 4-second credentials are refreshed at half-life") {
+  using namespace test_support;
+  testing::TempDir dir;
+  MotoServer moto;
+  moto.make_bucket("shared-bucket");
+  const auto token_file = dir.path() / "token";
+  testing::write_file(token_file, "shared-token");
+  AwsIdentityServer sts(moto, dir.path(), {"sts", token_file, 4});
+
+  boost::asio::io_context io;
+  boost::asio::thread_pool files(1);
+  http::Client client(io.get_executor());
+  SourceSettings source;
+  source.name = "web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)";
+  source.web_identity = WebIdentitySettings{MotoServer::role_arn(), token_file.string(), "", sts.url()};
+  auto provider = std::make_shared<CachingProvider>(source.name, make_fetcher(source, client, files.get_executor()));
+  std::vector<std::unique_ptr<S3Backend>> storages;
+  for (int i = 0; i < 100; ++i) {
+    S3Options o;
+    o.endpoint = moto.endpoint();
+    o.bucket = "shared-bucket";
+    o.prefix = "s" + std::to_string(i);
+    o.max_connections = 4;
+    o.credential_provider = provider;
+    storages.push_back(std::make_unique<S3Backend>(client, o));
+  }
+  auto read_all = [&] {
+    std::vector<std::future<std::optional<BackendResult<MetadataState>>>> reads;
+    for (auto& s : storages) reads.push_back(spawn(io, s->read_metadata()));
+    io.restart();
+    io.run();
+    int ok = 0;
+    for (auto& r : reads) ok += (*r.get()).ok() ? 1 : 0;
+    return ok;
+  };
+  CHECK(read_all() == 100);
+  CHECK(sts.exchanges() == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // past half of the announced 4 s
+  CHECK(read_all() == 100);
+  CHECK(sts.exchanges() == 2);
+  CHECK(provider->fetches() == 2);
+}
+
+TEST_CASE("aws instance metadata: a server that never answers ends after the timeout, naming the hop limit") {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  boost::asio::ip::tcp::socket held(io);
+  silent.async_accept(held, [](boost::system::error_code) {});  // accepts, reads nothing, answers nothing
+  http::Client client(io.get_executor());
+  SourceSettings source;
+  source.name = "instance metadata (IMDSv2)";
+  source.instance_metadata = InstanceMetadataSettings{"http://127.0.0.1:" + std::to_string(silent.local_endpoint().port())};
+  CachingProvider provider(source.name, make_fetcher(source, client, io.get_executor()));
+  const auto started = std::chrono::steady_clock::now();
+  auto r = run(io, provider.credentials());
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().transient);
+  CHECK_THAT(r.error().message, Catch::Contains("instance metadata (IMDSv2)") && Catch::Contains("hop limit"));
+  CHECK(took >= kImdsTimeout);
+  CHECK(took < kImdsTimeout + std::chrono::seconds(5));
 }
