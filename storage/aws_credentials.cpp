@@ -14,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -80,7 +79,8 @@ Result<Endpoint, std::string> endpoint_of(std::string_view text) {
 // server have echoed it.
 std::string server_words(std::string text, const std::string& secret) {
   if (!secret.empty())
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret)) text.replace(at, secret.size(), "<token>");
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret))
+      text.replace(at, secret.size(), "<token>");
   for (char& c : text)
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   if (text.size() > 300) text = text.substr(0, 300) + "...";
@@ -113,35 +113,35 @@ class BrokenFetcher final : public CredentialFetcher {
 
 class WebIdentityFetcher final : public CredentialFetcher {
  public:
-  WebIdentityFetcher(WebIdentitySettings settings, http::Client& client, asio::any_io_executor files,
-                     RetryPolicy retry)
+  WebIdentityFetcher(WebIdentitySettings settings, http::Client& client, asio::any_io_executor files, RetryPolicy retry)
       : s_(std::move(settings)), client_(client), files_(std::move(files)), retry_(retry) {}
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.sts_endpoint);
     if (!where)
-      co_return error(false, "InvalidStsEndpoint", "the STS endpoint (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) " +
-                                                       where.error());
+      co_return error(false, "InvalidStsEndpoint",
+                      "the STS endpoint (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) " + where.error());
     auto token = co_await read_token_file(files_, s_.token_file, "the web identity token file");
     if (!token) co_return error(false, "WebIdentityTokenUnreadable", token.error().message);
     std::string session = s_.session_name;
     if (session.empty())
-      session = "stowage-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                                WallClock::now().time_since_epoch()).count());
+      session =
+          "stowage-" +
+          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(WallClock::now().time_since_epoch()).count());
     const std::string context = "STS AssumeRoleWithWebIdentity at " + where.value().origin.origin();
     std::function<http::Request()> make_request = [target = where.value().target,
-                                                   body = web_identity_request_body(s_.role_arn, session,
-                                                                                    token.value())] {
+                                                   body =
+                                                       web_identity_request_body(s_.role_arn, session, token.value())] {
       http::Request request;
       request.method = "POST";
       request.target = target;
-      request.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
-                         {"Accept", "text/xml"}};
+      request.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}, {"Accept", "text/xml"}};
       request.body = body;
       return request;
     };
     const http::TlsSettings tls;
-    auto sent = co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
+    auto sent =
+        co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
     if (!sent) co_return gcs::transport_error(sent.error(), context);
     const http::Response& response = sent.value();
     if (response.status >= 200 && response.status < 300) {
@@ -150,10 +150,11 @@ class WebIdentityFetcher final : public CredentialFetcher {
       co_return std::move(reply.value());
     }
     auto sts = parse_sts_error(response.body);
-    std::string code = sts && !sts->code.empty() ? server_words(sts->code, token.value()) : "HTTP " + std::to_string(response.status);
+    std::string code =
+        sts && !sts->code.empty() ? server_words(sts->code, token.value()) : "HTTP " + std::to_string(response.status);
     std::string said = sts && !sts->message.empty() ? ": " + server_words(sts->message, token.value()) : "";
-    bool transient = transient_status(response.status) || code == "IDPCommunicationError" ||
-                     code.rfind("Throttling", 0) == 0;
+    bool transient =
+        transient_status(response.status) || code == "IDPCommunicationError" || code.rfind("Throttling", 0) == 0;
     co_return error(transient, transient ? "StsUnavailable" : "StsRefused",
                     context + " refused role " + s_.role_arn + " (" + code + said +
                         "): check the role's trust policy for this service account and the token file");
@@ -175,7 +176,8 @@ class ContainerFetcher final : public CredentialFetcher {
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.url);
-    if (!where) co_return error(false, "InvalidContainerCredentialsUri", "the container credentials URI " + where.error());
+    if (!where)
+      co_return error(false, "InvalidContainerCredentialsUri", "the container credentials URI " + where.error());
     std::string authorization = s_.authorization;
     if (!s_.authorization_file.empty()) {
       auto read = co_await read_token_file(files_, s_.authorization_file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
@@ -193,7 +195,8 @@ class ContainerFetcher final : public CredentialFetcher {
       return request;
     };
     const http::TlsSettings tls;
-    auto sent = co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
+    auto sent =
+        co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
     if (!sent) co_return gcs::transport_error(sent.error(), context);
     const http::Response& response = sent.value();
     if (response.status >= 200 && response.status < 300) {
@@ -225,24 +228,23 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.endpoint);
-    if (!where)
-      co_return error(false, "InvalidImdsEndpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT " + where.error());
+    if (!where) co_return error(false, "InvalidImdsEndpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT " + where.error());
     const http::Url origin = where.value().origin;
     std::string base = where.value().origin.path;
     while (!base.empty() && base.back() == '/') base.pop_back();
     const std::string context = "instance metadata at " + origin.origin();
 
-    auto token = co_await send(origin, request("PUT", base + "/latest/api/token",
-                                               {"X-aws-ec2-metadata-token-ttl-seconds", "21600"}));
+    auto token = co_await send(
+        origin, request("PUT", base + "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds", "21600"}));
     if (!token) {
       BackendError e = gcs::transport_error(token.error(), context + ": no session token");
-      e.message += " (from a pod, the instance's metadata hop limit must be 2 or more: "
-                   "aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2; "
-                   "or set AWS_EC2_METADATA_DISABLED=true and use another identity)";
+      e.message +=
+          " (from a pod, the instance's metadata hop limit must be 2 or more: "
+          "aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2; "
+          "or set AWS_EC2_METADATA_DISABLED=true and use another identity)";
       co_return e;
     }
-    if (token.value().status != 200)
-      co_return refused(context + " refused a session token", token.value().status);
+    if (token.value().status != 200) co_return refused(context + " refused a session token", token.value().status);
     const std::string session = token.value().body;
     if (auto bad = http::check_header_value(session, 4096); bad || session.empty())
       co_return error(true, "ImdsBadReply", context + ": the session token is not a usable header value");
@@ -255,10 +257,11 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     const std::string role = first_role(roles.value().body);
     if (role.empty() || role.find('/') != std::string::npos || http::check_header_value(role, 256))
       co_return error(false, "ImdsNoRole", context + ": the instance has no usable IAM role name");
-    auto creds = co_await send(origin, request("GET", roles_path + http::uri_encode(role, false),
-                                               {"X-aws-ec2-metadata-token", session}));
+    auto creds = co_await send(
+        origin, request("GET", roles_path + http::uri_encode(role, false), {"X-aws-ec2-metadata-token", session}));
     if (!creds) co_return gcs::transport_error(creds.error(), context);
-    if (creds.value().status != 200) co_return refused(context + " refused the role's credentials", creds.value().status);
+    if (creds.value().status != 200)
+      co_return refused(context + " refused the role's credentials", creds.value().status);
     auto reply = parse_credentials_json(creds.value().body);
     if (!reply) co_return error(true, "ImdsBadReply", context + ": " + reply.error());
     co_return std::move(reply.value());
@@ -325,7 +328,9 @@ struct CachingProvider::RefreshGuard {
 
 CachingProvider::CachingProvider(std::string source_name, std::unique_ptr<CredentialFetcher> fetcher,
                                  std::function<WallClock::time_point()> now)
-    : name_(std::move(source_name)), fetcher_(std::move(fetcher)), now_(std::move(now)),
+    : name_(std::move(source_name)),
+      fetcher_(std::move(fetcher)),
+      now_(std::move(now)),
       state_(std::make_shared<State>()) {}
 
 CachingProvider::~CachingProvider() = default;
@@ -378,8 +383,9 @@ asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() {
         const auto now = now_();
         if (fetched && fetched.value().expiration && *fetched.value().expiration <= now) {
           outcome = error(false, "AwsCredentialsExpired",
-                          "AWS credentials from " + name_ + ": the source handed out credentials that have already "
-                                                            "expired (check this machine's clock)");
+                          "AWS credentials from " + name_ +
+                              ": the source handed out credentials that have already "
+                              "expired (check this machine's clock)");
         } else if (fetched) {
           st.cached = fetched.value();
           if (fetched.value().expiration) st.refresh_at = refresh_time(now, *fetched.value().expiration);
@@ -416,8 +422,7 @@ CachingProvider::RefreshGuard::~RefreshGuard() {
     state->last_outcome = std::move(outcome);
     waiters.swap(state->waiters);
   }
-  for (auto& w : waiters)
-    asio::post(w->executor, [w] { w->timer.expires_at(SteadyClock::time_point::min()); });
+  for (auto& w : waiters) asio::post(w->executor, [w] { w->timer.expires_at(SteadyClock::time_point::min()); });
 }
 
 std::unique_ptr<CredentialFetcher> make_fetcher(const SourceSettings& source, http::Client& client,
@@ -429,8 +434,8 @@ std::unique_ptr<CredentialFetcher> make_fetcher(const SourceSettings& source, ht
   return std::make_unique<StaticFetcher>(source.static_keys);
 }
 
-std::shared_ptr<CredentialProvider> make_provider(const Chain& chain, http::Client& client,
-                                                  asio::any_io_executor files, RetryPolicy retry) {
+std::shared_ptr<CredentialProvider> make_provider(const Chain& chain, http::Client& client, asio::any_io_executor files,
+                                                  RetryPolicy retry) {
   const SourceSettings* active = chain.active();
   if (!active) return nullptr;
   return std::make_shared<CachingProvider>(active->name, make_fetcher(*active, client, std::move(files), retry));

@@ -22,7 +22,6 @@
 // waiters are woken on their own executors.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>

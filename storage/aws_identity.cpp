@@ -1,14 +1,13 @@
 // The AWS credential chain's pure parts: see aws_identity.hpp.
 #include "storage/aws_identity.hpp"
 
-#include <boost/json.hpp>
-#include <pugixml.hpp>
-
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <pugixml.hpp>
 #include <sstream>
 #include <system_error>
 
@@ -60,13 +59,29 @@ std::optional<std::string> read_whole(const std::string& path, std::vector<std::
   return text.str();
 }
 
-const char* kVariables[] = {
-    "HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS",
-    "AWS_STS_REGIONAL_ENDPOINTS", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_DISABLED",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"};
+const char* kVariables[] = {"HOME",
+                            "AWS_ACCESS_KEY_ID",
+                            "AWS_SECRET_ACCESS_KEY",
+                            "AWS_SESSION_TOKEN",
+                            "AWS_PROFILE",
+                            "AWS_DEFAULT_PROFILE",
+                            "AWS_SHARED_CREDENTIALS_FILE",
+                            "AWS_CONFIG_FILE",
+                            "AWS_REGION",
+                            "AWS_DEFAULT_REGION",
+                            "AWS_ROLE_ARN",
+                            "AWS_WEB_IDENTITY_TOKEN_FILE",
+                            "AWS_ROLE_SESSION_NAME",
+                            "AWS_ENDPOINT_URL",
+                            "AWS_ENDPOINT_URL_STS",
+                            "AWS_STS_REGIONAL_ENDPOINTS",
+                            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                            "AWS_EC2_METADATA_DISABLED",
+                            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                            "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"};
 
 std::string credentials_path(const Environment& env) {
   if (auto p = env.get("AWS_SHARED_CREDENTIALS_FILE"); !p.empty()) return p;
@@ -135,9 +150,8 @@ std::optional<SourceSettings> profile_source(const Environment& env) {
   const std::string role = value_of(*settings, "role_arn");
   const std::string token_file = value_of(*settings, "web_identity_token_file");
   if (!role.empty() && !token_file.empty()) {
-    source.web_identity =
-        WebIdentitySettings{role, token_file, value_of(*settings, "role_session_name"),
-                            sts_endpoint(env, value_of(*settings, "region"))};
+    source.web_identity = WebIdentitySettings{role, token_file, value_of(*settings, "role_session_name"),
+                                              sts_endpoint(env, value_of(*settings, "region"))};
     return source;
   }
   if (!role.empty()) {

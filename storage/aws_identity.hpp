@@ -43,11 +43,11 @@ struct TimedCredentials {
 // A snapshot of the variables the chain reads and the two shared files' contents (read once, at
 // start: they are small, and the chain is decided then). Tests build one by hand.
 struct Environment {
-  std::map<std::string, std::string> variables;     // AWS_* and HOME; an absent one reads as ""
-  std::optional<std::string> credentials_file;      // contents, when the file exists
+  std::map<std::string, std::string> variables;  // AWS_* and HOME; an absent one reads as ""
+  std::optional<std::string> credentials_file;   // contents, when the file exists
   std::optional<std::string> config_file;
   std::string credentials_file_path, config_file_path;  // for messages
-  std::vector<std::string> file_problems;           // a file that exists but cannot be read
+  std::vector<std::string> file_problems;               // a file that exists but cannot be read
 
   std::string get(const std::string& name) const;
   // The process's own: getenv, and the files read here (blocking, once, before the reactor runs).
@@ -80,7 +80,7 @@ struct SourceSettings {
   // A source that is configured but cannot work ("AWS_PROFILE names profile `x`, which neither file
   // has"): it is still the chosen one, and every storage that would use it says this.
   std::string broken;
-  s3::Credentials static_keys;  // Environment, and Profile with keys
+  s3::Credentials static_keys;                      // Environment, and Profile with keys
   std::optional<WebIdentitySettings> web_identity;  // WebIdentity, and Profile with role_arn
   std::optional<ContainerSettings> container;
   std::optional<InstanceMetadataSettings> instance_metadata;
@@ -111,8 +111,7 @@ std::string sts_endpoint(const Environment& env, const std::string& profile_regi
 
 // The form body (Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=..&RoleSessionName=..
 // &WebIdentityToken=..).
-std::string web_identity_request_body(std::string_view role_arn, std::string_view session_name,
-                                      std::string_view token);
+std::string web_identity_request_body(std::string_view role_arn, std::string_view session_name, std::string_view token);
 
 // <AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>: all four fields
 // required, Expiration RFC 3339. The error names the missing element.

@@ -362,7 +362,8 @@ BackendError S3Backend::error_from(const Call& call, const http::Response& respo
   } else if (code == "InvalidAccessKeyId") {
     e.message = "access key id not known to " + endpoint + ": " + check_credential("AWS_ACCESS_KEY_ID") + id;
   } else if (code == "InvalidToken" || code == "ExpiredToken" || code == "TokenRefreshRequired") {
-    e.message = "session token rejected by " + endpoint + " (" + code + "): " + check_credential("AWS_SESSION_TOKEN") + id;
+    e.message =
+        "session token rejected by " + endpoint + " (" + code + "): " + check_credential("AWS_SESSION_TOKEN") + id;
   } else if (code == "AccessDenied" || code == "AllAccessDisabled" || code == "Forbidden") {
     e.message = "access denied to " + bucket + " at " + endpoint + " for " + call.operation +
                 ": the credentials need " + call.permission + " on it" + id;

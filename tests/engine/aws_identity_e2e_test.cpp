@@ -18,13 +18,28 @@ using test_support::MotoServer;
 
 // Every variable the chain reads, unset unless a test sets it: the test machine's own AWS setup
 // never leaks in.
-const char* kChainVariables[] = {
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_SESSION_NAME", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_STS_REGIONAL_ENDPOINTS",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_EC2_METADATA_DISABLED", "AWS_REGION", "AWS_DEFAULT_REGION"};
+const char* kChainVariables[] = {"AWS_ACCESS_KEY_ID",
+                                 "AWS_SECRET_ACCESS_KEY",
+                                 "AWS_SESSION_TOKEN",
+                                 "AWS_PROFILE",
+                                 "AWS_DEFAULT_PROFILE",
+                                 "AWS_SHARED_CREDENTIALS_FILE",
+                                 "AWS_CONFIG_FILE",
+                                 "AWS_ROLE_ARN",
+                                 "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                 "AWS_ROLE_SESSION_NAME",
+                                 "AWS_ENDPOINT_URL",
+                                 "AWS_ENDPOINT_URL_STS",
+                                 "AWS_STS_REGIONAL_ENDPOINTS",
+                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                                 "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                 "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+                                 "AWS_EC2_METADATA_DISABLED",
+                                 "AWS_REGION",
+                                 "AWS_DEFAULT_REGION"};
 
 struct Rig {
   test::fs::path dir = test::temp_dir("aws-identity");
@@ -55,7 +70,9 @@ struct Rig {
                      dir, std::chrono::seconds(120));
   }
 
-  bool initialized(const std::string& name) const { return moto.get_object("aws-identity", name + "/metadata.yaml").has_value(); }
+  bool initialized(const std::string& name) const {
+    return moto.get_object("aws-identity", name + "/metadata.yaml").has_value();
+  }
 };
 
 }  // namespace
@@ -145,9 +162,9 @@ TEST_CASE("aws identity e2e: shared files: a config profile with a web identity 
   test::write_file(config, "[default]\nregion = us-east-1\n\n[profile backup]\nrole_arn = " + MotoServer::role_arn() +
                                "\nweb_identity_token_file = " + token.string() + "\nrole_session_name = stowage-e2e\n");
 
-  auto ok = rig.init("profile", {{"AWS_CONFIG_FILE", config.string()},
-                                 {"AWS_PROFILE", "backup"},
-                                 {"AWS_ENDPOINT_URL_STS", sts.url()}});
+  auto ok =
+      rig.init("profile",
+               {{"AWS_CONFIG_FILE", config.string()}, {"AWS_PROFILE", "backup"}, {"AWS_ENDPOINT_URL_STS", sts.url()}});
   INFO(ok.out << ok.err);
   CHECK(ok.code == 0);
   CHECK_THAT(ok.out, Catch::Contains("demo/profile\tReady"));
@@ -157,9 +174,8 @@ TEST_CASE("aws identity e2e: shared files: a config profile with a web identity 
 
   // The default profile of ~/.aws/credentials ($HOME is the test folder) with the IAM user's keys.
   const auto& c = rig.moto.credentials();
-  test::write_file(rig.dir / ".aws" / "credentials",
-                   "[default]\naws_access_key_id = " + c.access_key_id + "\naws_secret_access_key = " +
-                       c.secret_access_key + "\n");
+  test::write_file(rig.dir / ".aws" / "credentials", "[default]\naws_access_key_id = " + c.access_key_id +
+                                                         "\naws_secret_access_key = " + c.secret_access_key + "\n");
   auto keys = rig.init("profile-keys", {});
   INFO(keys.out << keys.err);
   CHECK(keys.code == 0);

@@ -4,22 +4,21 @@
 // errors that name the source and never the token. The sources themselves, against servers that
 // check what they receive, are in tests/engine/aws_identity_e2e_test.cpp (through the binary) and at
 // the end of this file (web identity, against the test STS and moto).
-#include <catch2/catch.hpp>
+#include "storage/aws_credentials.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <future>
 #include <set>
 #include <thread>
 
-#include "storage/aws_credentials.hpp"
-#include "storage/s3_backend.hpp"
 #include "storage/metadata.hpp"
+#include "storage/s3_backend.hpp"
 #include "support/aws_identity_server.hpp"
 #include "support/moto_server.hpp"
 #include "test_support.hpp"
@@ -94,8 +93,9 @@ TEST_CASE("aws chain: shared files: AWS_PROFILE, the config file's [profile x], 
   env.config_file =
       "# comment\n[default]\nregion = eu-west-1\n[profile  team]\nregion=eu-central-1\n"
       "aws_access_key_id = AKIACONFIG\naws_secret_access_key = configsecret\ns3 =\n  addressing_style = path\n";
-  env.credentials_file = "[team]\naws_access_key_id=AKIACRED\naws_secret_access_key=credsecret\n"
-                         "aws_session_token = tok\n";
+  env.credentials_file =
+      "[team]\naws_access_key_id=AKIACRED\naws_secret_access_key=credsecret\n"
+      "aws_session_token = tok\n";
   Chain chain = discover_chain(env);
   REQUIRE(chain.active());
   CHECK(chain.active()->kind == SourceKind::Profile);
@@ -108,8 +108,9 @@ TEST_CASE("aws chain: shared files: AWS_PROFILE, the config file's [profile x], 
   CHECK(discover_chain(env).active()->static_keys.access_key_id == "AKIACONFIG");
 
   SECTION("a profile with role_arn and web_identity_token_file is a web identity, with the profile's region") {
-    env.config_file = "[profile team]\nrole_arn = arn:aws:iam::1:role/r\nweb_identity_token_file = /t\n"
-                      "role_session_name = s1\nregion = eu-north-1\n";
+    env.config_file =
+        "[profile team]\nrole_arn = arn:aws:iam::1:role/r\nweb_identity_token_file = /t\n"
+        "role_session_name = s1\nregion = eu-north-1\n";
     Chain c = discover_chain(env);
     REQUIRE(c.active()->web_identity);
     CHECK(c.active()->web_identity->role_arn == "arn:aws:iam::1:role/r");
@@ -210,8 +211,9 @@ TEST_CASE("aws identity: the STS reply, its errors, and the credentials JSON") {
   CHECK_FALSE(parse_credentials_json(R"({"AccessKeyId":1})").ok());
   CHECK_FALSE(parse_credentials_json("[]").ok());
 
-  CHECK(web_identity_request_body("arn:a", "s", "a.b+c") ==
-        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aa&RoleSessionName=s&WebIdentityToken=a.b%2Bc");
+  CHECK(
+      web_identity_request_body("arn:a", "s", "a.b+c") ==
+      "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aa&RoleSessionName=s&WebIdentityToken=a.b%2Bc");
 }
 
 // ---- The cache ----
@@ -326,8 +328,7 @@ TEST_CASE("aws cache: 100 waiting storages, one exchange, one outcome") {
     };
     failing->delay = std::chrono::milliseconds(50);
     auto failing_calls = failing->calls;
-    CachingProvider refused("web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)", std::move(failing),
-                            clock.fn());
+    CachingProvider refused("web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)", std::move(failing), clock.fn());
     std::vector<std::future<std::optional<BackendResult<s3::Credentials>>>> all;
     for (int i = 0; i < 100; ++i) all.push_back(spawn(io, refused.credentials()));
     io.restart();
@@ -424,7 +425,8 @@ TEST_CASE("aws web identity: the token file is re-read for every exchange, and S
   S3Options o;
   o.endpoint = moto.endpoint();
   o.bucket = "wi-bucket";
-  o.credential_provider = std::make_shared<CachingProvider>(source.name, make_fetcher(source, client, files.get_executor()));
+  o.credential_provider =
+      std::make_shared<CachingProvider>(source.name, make_fetcher(source, client, files.get_executor()));
   S3Backend backend(client, o);
   auto created = run(io, backend.create_metadata(render_metadata({"2025-04-21T12:29:15Z", "v0.1.0"})));
   REQUIRE(created.ok());
@@ -464,8 +466,8 @@ TEST_CASE("aws s3: temporary credentials S3 refuses are named by source, dropped
   o.endpoint = moto.endpoint();
   o.bucket = "refused-bucket";
   o.retry.max_attempts = 1;
-  o.credential_provider = std::make_shared<CachingProvider>("container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)",
-                                                            std::move(f));
+  o.credential_provider =
+      std::make_shared<CachingProvider>("container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)", std::move(f));
   S3Backend backend(client, o);
   auto first = run(io, backend.read_metadata());
   REQUIRE_FALSE(first.ok());
@@ -528,7 +530,8 @@ TEST_CASE("aws instance metadata: a server that never answers ends after the tim
   http::Client client(io.get_executor());
   SourceSettings source;
   source.name = "instance metadata (IMDSv2)";
-  source.instance_metadata = InstanceMetadataSettings{"http://127.0.0.1:" + std::to_string(silent.local_endpoint().port())};
+  source.instance_metadata =
+      InstanceMetadataSettings{"http://127.0.0.1:" + std::to_string(silent.local_endpoint().port())};
   CachingProvider provider(source.name, make_fetcher(source, client, io.get_executor()));
   const auto started = std::chrono::steady_clock::now();
   auto r = run(io, provider.credentials());

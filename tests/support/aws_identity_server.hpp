@@ -5,7 +5,6 @@
 // credentials it obtained from `moto`'s signed AssumeRole, so moto verifies key, secret and session
 // token on every S3 request signed with them.
 #include <boost/json.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -17,9 +16,9 @@
 namespace test_support {
 
 struct AwsIdentityServerOptions {
-  std::string mode;                    // "sts", "container", "imds"
-  std::filesystem::path token_file;    // sts: the expected web identity token; container: the Authorization value
-  int lifetime_seconds = 3600;         // the Expiration it announces, from now
+  std::string mode;                      // "sts", "container", "imds"
+  std::filesystem::path token_file;      // sts: the expected web identity token; container: the Authorization value
+  int lifetime_seconds = 3600;           // the Expiration it announces, from now
   std::string path = "/v1/credentials";  // container
 };
 
@@ -28,11 +27,16 @@ class AwsIdentityServer {
   AwsIdentityServer(const MotoServer& moto, const std::filesystem::path& dir, AwsIdentityServerOptions options)
       : port_(free_port()), log_(dir / ("aws-" + options.mode + ".log")) {
     auto [key, secret] = moto.admin_credentials();
-    std::vector<std::string> argv{"python3",
-                                  std::string(STOWAGE_SOURCE_DIR) + "/tests/servers/aws_identity_server.py",
-                                  "--mode", options.mode, "--port", std::to_string(port_), "--moto", moto.endpoint(),
-                                  "--key-id", key, "--secret", secret, "--role-arn", MotoServer::role_arn(),
-                                  "--lifetime", std::to_string(options.lifetime_seconds), "--path", options.path};
+    std::vector<std::string> argv{
+        "python3",    std::string(STOWAGE_SOURCE_DIR) + "/tests/servers/aws_identity_server.py",
+        "--mode",     options.mode,
+        "--port",     std::to_string(port_),
+        "--moto",     moto.endpoint(),
+        "--key-id",   key,
+        "--secret",   secret,
+        "--role-arn", MotoServer::role_arn(),
+        "--lifetime", std::to_string(options.lifetime_seconds),
+        "--path",     options.path};
     if (!options.token_file.empty()) argv.insert(argv.end(), {"--token-file", options.token_file.string()});
     server_ = Server::start(stopped_with_parent(argv), log_);
     server_.wait_for_port(port_, log_);
