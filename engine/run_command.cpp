@@ -19,6 +19,7 @@
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
+#include "engine/webhook_certs.hpp"
 #include "kube/api_client.hpp"
 #include "kube/leader_elector.hpp"
 
@@ -216,7 +217,14 @@ int run_kubernetes(const config::Config& config) {
     jobs.operator_version = config.operator_version;
     options.volume_jobs = jobs;
   }
+  const std::string context_namespace = client.value().namespace_;
   Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
+  // --webhook-cert-self-signed: every replica, leading or not, keeps its webhook's certificates.
+  auto webhook_certs = start_webhook_certs(config, rt.io().get_executor(), rt.api(), context_namespace);
+  if (!webhook_certs.ok()) {
+    spdlog::error("{}", webhook_certs.error());
+    return 2;
+  }
 
   // Reconciling starts once the caches are synced and, with --leader-elect, while this process leads.
   bool synced = false, leading = !config.leader_elect, shutting_down = false;

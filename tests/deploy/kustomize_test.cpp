@@ -95,3 +95,122 @@ TEST_CASE("kustomize: the rendered base applies with kubectl apply --server-side
   CHECK(code == 0);
   CHECK(out == "1");  // two in deploy/overlays/ha
 }
+
+namespace {
+
+const std::string kCertDir = "/tmp/k8s-webhook-server/serving-certs";  // --webhook-cert-dir's default
+
+const json::object& only(const Rendered& r, const std::string& kind, const std::string& name) {
+  const json::object* found = nullptr;
+  for (const auto& o : r.objects)
+    if (kind_and_name(o) == kind + "/" + name) {
+      REQUIRE(found == nullptr);
+      found = &o;
+    }
+  INFO(kind << "/" << name);
+  REQUIRE(found);
+  return *found;
+}
+
+const json::object& container_of(const json::object& deployment) {
+  return deployment.at("spec").at("template").at("spec").at("containers").at(0).as_object();
+}
+
+std::string env_of(const json::object& container, const std::string& name) {
+  if (const auto* env = container.if_contains("env"))
+    for (const auto& e : env->as_array())
+      if (e.at("name") == name.c_str()) return std::string(e.at("value").as_string());
+  return "";
+}
+
+// The volume mounted at the cert dir.
+const json::object& cert_dir_volume(const json::object& deployment) {
+  std::string volume;
+  for (const auto& m : container_of(deployment).at("volumeMounts").as_array())
+    if (m.at("mountPath") == kCertDir.c_str()) volume = std::string(m.at("name").as_string());
+  INFO("no volume mounted at " << kCertDir);
+  REQUIRE_FALSE(volume.empty());
+  for (const auto& v : deployment.at("spec").at("template").at("spec").at("volumes").as_array())
+    if (v.at("name") == volume.c_str()) return v.as_object();
+  FAIL("no volume " << volume);
+  throw;
+}
+
+const char* const kStandInConfigurations = R"(# Stand-ins for a base without webhook configurations yet.
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: stowage}
+webhooks:
+  - name: mutate.stowage.dev
+    clientConfig: {service: {name: stowage-webhook, namespace: stowage-system, path: /mutate}}
+    sideEffects: None
+    admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: stowage}
+webhooks:
+  - name: validate.stowage.dev
+    clientConfig: {service: {name: stowage-webhook, namespace: stowage-system, path: /validate}}
+    sideEffects: None
+    admissionReviewVersions: [v1]
+)";
+
+}  // namespace
+
+TEST_CASE("kustomize: the base makes the webhook's certificates itself, with the RBAC that needs") {
+  auto dir = test_support::fresh_temp_dir("kustomize-self-signed");
+  auto rendered = render(kBase, dir);
+  const auto& deployment = only(rendered, "Deployment", "stowage");
+  CHECK(env_of(container_of(deployment), "STOWAGE_WEBHOOK_CERT_SELF_SIGNED") == "true");
+  CHECK(cert_dir_volume(deployment).contains("emptyDir"));  // written by the process
+  for (const char* name : {"Role/stowage-webhook-certs", "RoleBinding/stowage-webhook-certs",
+                           "ClusterRole/stowage-webhook-certs", "ClusterRoleBinding/stowage-webhook-certs"}) {
+    bool found = false;
+    for (const auto& o : rendered.objects) found = found || kind_and_name(o) == name;
+    CHECK(found);
+  }
+}
+
+TEST_CASE("kustomize: deploy/overlays/cert-manager takes the certificate from cert-manager and injects its CA") {
+  auto dir = test_support::fresh_temp_dir("kustomize-cert-manager");
+  // A copy of deploy/, with stand-in webhook configurations if its base has none (yet).
+  auto copy = dir / "deploy";
+  std::filesystem::copy(std::string(STOWAGE_SOURCE_DIR) + "/deploy", copy, std::filesystem::copy_options::recursive);
+  bool has_configurations = false;
+  for (const auto& o : render(copy / "base", dir).objects)
+    has_configurations = has_configurations || o.at("kind") == "ValidatingWebhookConfiguration";
+  if (!has_configurations) {
+    std::ofstream(copy / "base" / "stand-in-webhooks.yaml") << kStandInConfigurations;
+    std::ofstream(copy / "base" / "kustomization.yaml", std::ios::app) << "  - stand-in-webhooks.yaml\n";
+  }
+  auto rendered = render(copy / "overlays" / "cert-manager", dir);
+
+  const auto& certificate = only(rendered, "Certificate", "stowage-webhook");
+  CHECK(certificate.at("metadata").at("namespace") == "stowage-system");
+  const auto& spec = certificate.at("spec").as_object();
+  CHECK(spec.at("dnsNames") == json::array{"stowage-webhook.stowage-system.svc",
+                                           "stowage-webhook.stowage-system.svc.cluster.local"});
+  const auto& issuer = only(rendered, "Issuer", std::string(spec.at("issuerRef").at("name").as_string()));
+  CHECK(issuer.at("spec").as_object().contains("selfSigned"));
+
+  // The process makes no certificate and reads cert-manager's Secret, read-only.
+  const auto& deployment = only(rendered, "Deployment", "stowage");
+  CHECK(env_of(container_of(deployment), "STOWAGE_WEBHOOK_CERT_SELF_SIGNED") == "false");
+  const auto& volume = cert_dir_volume(deployment);
+  CHECK_FALSE(volume.contains("emptyDir"));
+  CHECK(volume.at("secret").at("secretName") == spec.at("secretName"));
+  for (const auto& m : container_of(deployment).at("volumeMounts").as_array())
+    if (m.at("mountPath") == kCertDir.c_str()) CHECK(m.at("readOnly") == true);
+
+  // cainjector writes the CA into every webhook configuration.
+  int configurations = 0;
+  for (const auto& o : rendered.objects) {
+    std::string kind(o.at("kind").as_string());
+    if (kind != "MutatingWebhookConfiguration" && kind != "ValidatingWebhookConfiguration") continue;
+    ++configurations;
+    INFO(kind_and_name(o));
+    CHECK(o.at("metadata").at("annotations").at("cert-manager.io/inject-ca-from") == "stowage-system/stowage-webhook");
+  }
+  CHECK(configurations >= 2);
+}
