@@ -9,6 +9,17 @@ namespace stowage {
 
 struct Ok {};
 
+// The error side of a Result, like std::unexpected. Err("literal") deduces const char*, which
+// converts to whatever error type the Result holds.
+template <class E>
+struct Err {
+  // A constructor, not an aggregate: clang 14 (the fuzz build) has no Err(x) for aggregates (P0960).
+  explicit Err(E e) : error(std::move(e)) {}
+  E error;
+};
+template <class E>
+Err(E) -> Err<E>;
+
 template <class T, class E>
 class Result {
  public:
@@ -16,6 +27,11 @@ class Result {
   Result() requires std::is_default_constructible_v<E> : v_(std::in_place_index<1>) {}
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
   Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit by design
+  // Convertible, not merely constructible: an aggregate error type is constructible from its first
+  // member (C++20 parenthesized init), so Err(true) would otherwise make a BackendError.
+  template <class G>
+    requires std::is_convertible_v<G&&, E>
+  Result(Err<G> e) : v_(std::in_place_index<1>, std::move(e.error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
