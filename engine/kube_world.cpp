@@ -290,7 +290,7 @@ boost::asio::awaitable<TargetResult<Dependents>> KubeWorld::delete_dependents(co
 
 boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
                                                                       VolumeJobKind kind, std::vector<std::string> keep) {
-  if (!volume_jobs_) co_return TargetError{"volume Jobs are not enabled (local.volume-mode is not job)", false};
+  if (!volume_jobs_) co_return Err(TargetError{"volume Jobs are not enabled (local.volume-mode is not job)", false});
   co_return co_await volume_jobs_->run(object, kind, std::move(keep));
 }
 
@@ -326,11 +326,11 @@ boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeWorld::sec
       secret_data_.erase(key);
       co_return std::optional<kube::Secret>();
     }
-    co_return TargetError{"reading secret " + key.str() + ": " + got.error().message, got.error().transient()};
+    co_return Err(TargetError{"reading secret " + key.str() + ": " + got.error().message, got.error().transient()});
   }
   auto parsed = kube::parse_secret(got.value());
   if (!parsed.ok())
-    co_return TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false};
+    co_return Err(TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false});
   kube::Secret secret = std::move(parsed.value());
   secret_data_[key] = CachedSecret{secret.metadata.resource_version, secret};
   co_return std::optional<kube::Secret>(std::move(secret));
@@ -357,11 +357,11 @@ boost::asio::awaitable<TargetResult<Ok>> KubeWorld::ensure_finalizer(const kube:
   if (!patched.ok()) {
     const auto& e = patched.error();
     if (moved_on(e))
-      co_return TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
-                                " was being added; retrying with the newer object",
-                            true};
-    co_return TargetError{"adding the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message,
-                          e.transient() || e.http_status == 404};
+      co_return Err(TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
+                                    " was being added; retrying with the newer object",
+                                true});
+    co_return Err(TargetError{"adding the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message,
+                              e.transient() || e.http_status == 404});
   }
   // Keep the cache's finalizers in step at once, so a quick re-run does not add it twice.
   if (auto fresh = kube::parse_backup_storage(patched.value()); fresh.ok()) {
@@ -393,7 +393,7 @@ boost::asio::awaitable<TargetResult<Ok>> KubeWorld::write_status(const kube::Bac
   auto patched = co_await api_.patch(std::move(path), kube::kMergePatch, std::move(body));
   if (!patched.ok()) {
     if (patched.error().http_status == 404) co_return Ok{};  // gone meanwhile: nothing to report on
-    co_return TargetError{"writing the status: " + patched.error().message, patched.error().transient()};
+    co_return Err(TargetError{"writing the status: " + patched.error().message, patched.error().transient()});
   }
   remember_status(key, patched.value());
   co_return Ok{};
@@ -433,10 +433,11 @@ boost::asio::awaitable<TargetResult<Ok>> KubeWorld::deletion_done(const kube::Ba
     const auto& e = patched.error();
     if (e.http_status == 404) co_return Ok{};
     if (moved_on(e))
-      co_return TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
-                                " was being removed; retrying with the newer object",
-                            true};
-    co_return TargetError{"removing the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message, e.transient()};
+      co_return Err(TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
+                                    " was being removed; retrying with the newer object",
+                                true});
+    co_return Err(
+        TargetError{"removing the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message, e.transient()});
   }
   spdlog::debug("{}: finalizer {} removed", key.str(), kCleanupFinalizer);
   co_return Ok{};
