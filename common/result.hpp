@@ -1,6 +1,11 @@
 #pragma once
 // A small value-or-error type (std::expected is C++23). Errors are values at module seams:
 // no exceptions cross from storage/, persistence/ or kube/ into engine/.
+//
+// Shaped like std::expected: a value converts implicitly (`return path;`), an error only through Err
+// (`return Err("no such file");`, `co_return Err(std::move(error));`). Anything else that converts to
+// the error type is refused, so a Result<std::filesystem::path, std::string> made from a std::string or
+// a literal does not compile, rather than quietly becoming a path (a value of type T itself is fine).
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -26,7 +31,9 @@ class Result {
   // Asio's co_spawn needs a default-constructible value type; a default Result is an empty error.
   Result() requires std::is_default_constructible_v<E> : v_(std::in_place_index<1>) {}
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
-  Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit by design
+  template <class U>
+    requires(std::is_convertible_v<U&&, E> && !std::is_same_v<std::remove_cvref_t<U>, T>)
+  Result(U&&) = delete;  // not a T but converts to E: wrap an error in Err, convert a value to T first
   // Convertible, not merely constructible: an aggregate error type is constructible from its first
   // member (C++20 parenthesized init), so Err(true) would otherwise make a BackendError.
   template <class G>
