@@ -151,20 +151,20 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
   CpuMark cpu;
   auto t0 = Clock::now();
   engine::Runtime rt(cfg, engine::OfflineSource{cfg.manifests.string(), true});
-  engine::ManifestSource source(rt.io.get_executor(), rt.pool,
+  engine::ManifestSource source(rt.io().get_executor(), rt.pool(),
                                 {cfg.manifests, cfg.manifests_debounce, cfg.manifests_poll_interval, false}, rt.world());
   std::set<std::string> ready;
   std::uint64_t failures = 0;
   std::string first_error;
-  asio::steady_timer limit(rt.io, kEngineLimit);
+  asio::steady_timer limit(rt.io(), kEngineLimit);
   auto finish = [&] {
     limit.cancel();
     source.stop();
-    rt.controller.stop();
-    rt.lag.stop();
-    rt.store->when_durable([&] { rt.io.stop(); });
+    rt.controller().stop();
+    rt.lag().stop();
+    rt.store().when_durable([&] { rt.io().stop(); });
   };
-  rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
+  rt.controller().on_outcome([&](const persistence::QueueKey& k, const engine::Outcome& o) {
     if (auto found = rt.world().get({k.namespace_, k.name}); found && found->object.status.phase == kube::kPhaseReady) {
       ready.insert(k.str());
     } else {
@@ -181,15 +181,15 @@ EngineResult engine_run(const Provider& p, int n, const std::string& tag) {
   });
   source.start([&] {
     r.load_secs = seconds_since(t0);
-    rt.controller.start();
+    rt.controller().start();
   });
-  rt.lag.start();
-  rt.io.run();
+  rt.lag().start();
+  rt.io().run();
   r.secs = seconds_since(t0);
   r.rate = n / r.secs;
-  r.stall_ms = rt.lag.longest().count() / 1000.0;
-  r.p99_ms = rt.lag.percentile(99).count() / 1000.0;
-  auto stats = rt.http.stats();
+  r.stall_ms = rt.lag().longest().count() / 1000.0;
+  r.p99_ms = rt.lag().percentile(99).count() / 1000.0;
+  auto stats = rt.http().stats();
   r.requests = stats.requests;
   r.connections = stats.connections_opened;
   if (!r.complete)

@@ -4,6 +4,7 @@
 //  2. 10,000 local storages from manifests to Ready through the whole engine, vs. a plain loop doing
 //     only the filesystem work (mkdir, write, fsync, rename, fsync dir) for the same files.
 // Both report the reactor's longest stall and p99 lag while they ran.
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -21,6 +22,7 @@
 #include "engine/lag_monitor.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/runtime.hpp"
+#include "persistence/sqlite_state_store.hpp"
 #include "kube/conditions.hpp"
 #include "storage/metadata.hpp"
 #include <spdlog/spdlog.h>
@@ -46,7 +48,7 @@ fs::path scratch(const std::string& name) {
 double queue_rate(int items, engine::LagMonitor*& lag_out, std::unique_ptr<engine::LagMonitor>& keep) {
   auto dir = scratch("queue");
   boost::asio::io_context io;
-  auto store = persistence::StateStore::open(dir, io.get_executor(), {std::chrono::milliseconds(5), true});
+  auto store = persistence::SqliteStateStore::open(dir, io.get_executor(), {std::chrono::milliseconds(5), true});
   persistence::WorkQueue q(store.value().get(), [] { return std::int64_t{0}; });
   keep = std::make_unique<engine::LagMonitor>(io.get_executor(), std::chrono::milliseconds(1));
   lag_out = keep.get();
@@ -144,32 +146,32 @@ double engine_e2e(int storages, config::Config cfg) {
   cfg.manifests = dir / "manifests";
   auto t0 = Clock::now();
   engine::Runtime rt(cfg, engine::OfflineSource{cfg.manifests.string(), true});
-  engine::ManifestSource source(rt.io.get_executor(), rt.pool, {cfg.manifests, cfg.manifests_debounce,
+  engine::ManifestSource source(rt.io().get_executor(), rt.pool(), {cfg.manifests, cfg.manifests_debounce,
                                                                 cfg.manifests_poll_interval, false},
                                 rt.world());
   std::set<std::string> ready;
   double load_secs = 0;
-  rt.controller.on_outcome([&](const persistence::QueueKey& k, const engine::Outcome&) {
+  rt.controller().on_outcome([&](const persistence::QueueKey& k, const engine::Outcome&) {
     if (auto found = rt.world().get({k.namespace_, k.name}); found && found->object.status.phase == kube::kPhaseReady)
       ready.insert(k.str());
     if (static_cast<int>(ready.size()) == storages) {
       source.stop();
-      rt.controller.stop();
-      rt.lag.stop();
-      rt.store->when_durable([&] { rt.io.stop(); });
+      rt.controller().stop();
+      rt.lag().stop();
+      rt.store().when_durable([&] { rt.io().stop(); });
     }
   });
   source.start([&] {
     load_secs = seconds_since(t0);
-    rt.controller.start();
+    rt.controller().start();
   });
-  rt.lag.start();
-  rt.io.run();
+  rt.lag().start();
+  rt.io().run();
   double secs = seconds_since(t0);
   std::printf("  engine: %d storages Ready in %.2f s = %.0f storages/s (manifests loaded after %.2f s); "
               "reactor longest stall %.1f ms, p99 lag %.1f ms\n",
-              storages, secs, storages / secs, load_secs, rt.lag.longest().count() / 1000.0,
-              rt.lag.percentile(99).count() / 1000.0);
+              storages, secs, storages / secs, load_secs, rt.lag().longest().count() / 1000.0,
+              rt.lag().percentile(99).count() / 1000.0);
   return secs;
 }
 

@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "engine/kube_paths.hpp"
 #include "engine/repositories.hpp"
 #include "kube/api.hpp"
 #include "kube/json_path.hpp"
@@ -15,13 +16,6 @@ namespace json = boost::json;
 using kube::metadata_text;
 
 namespace {
-
-constexpr const char* kGroupVersion = "/apis/storage.kubestash.com/v1alpha1";
-
-// A Repository or Snapshot (by its plural) in its namespace.
-std::string kubestash_object_path(const std::string& plural, const ObjectKey& key) {
-  return std::string(kGroupVersion) + "/namespaces/" + key.namespace_ + "/" + plural + "/" + key.name;
-}
 
 // How a Repository or Snapshot still there is named while the storage waits for it.
 std::string waiting_for(const std::string& plural, const ObjectKey& key, const json::value& object) {
@@ -116,7 +110,7 @@ boost::asio::awaitable<TargetResult<std::vector<json::value>>> DependentDeleter:
     kube::ListOptions options;
     options.limit = 500;
     options.continue_token = continue_token;
-    std::string path = std::string(kGroupVersion) + "/namespaces/" + ns + "/snapshots";
+    std::string path = kubestash_collection_path("snapshots", ns);
     auto page = co_await api_.list(std::move(path), std::move(options));
     if (!page.ok()) {
       const auto& e = page.error();

@@ -8,7 +8,7 @@
 #include "engine/commands.hpp"
 #include "kube/model.hpp"
 #include "kube/yaml_json.hpp"
-#include "persistence/state_store.hpp"
+#include "persistence/sqlite_state_store.hpp"
 
 namespace stowage::engine {
 

@@ -1,4 +1,5 @@
 // `stowage init -f FILE...`: one-shot initialization of the storages in some manifests.
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
@@ -53,13 +54,13 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
     rt.world().storage_upserted(s.object);
   }
   bool timed_out = false;
-  boost::asio::steady_timer deadline(rt.io);
+  boost::asio::steady_timer deadline(rt.io());
   auto done = [&] {
-    rt.controller.stop();
+    rt.controller().stop();
     deadline.cancel();
-    rt.store->when_durable([&] { rt.io.stop(); });
+    rt.store().when_durable([&] { rt.io().stop(); });
   };
-  rt.controller.on_outcome([&](const persistence::QueueKey& key, const Outcome& o) {
+  rt.controller().on_outcome([&](const persistence::QueueKey& key, const Outcome& o) {
     if (o.kind != Outcome::Transient) waiting.erase(key.str());  // settled: Ready, or failed for good
     if (waiting.empty()) done();
   });
@@ -72,22 +73,22 @@ int init_command(const config::Config& config, const std::vector<std::filesystem
   // A loop that dies (the state store's writer: nothing could be recorded, and `done` would wait
   // for a commit that never comes) ends the command at once with exit code 1, naming it.
   std::optional<common::LoopEnd> died;
-  common::Liveness::process().on_first_end(rt.io.get_executor(), [&](const common::LoopEnd& first) {
+  common::Liveness::process().on_first_end(rt.io().get_executor(), [&](const common::LoopEnd& first) {
     died = first;
-    rt.controller.stop();
+    rt.controller().stop();
     deadline.cancel();
     rt.cancel_work();
-    rt.io.stop();
+    rt.io().stop();
   });
-  rt.controller.start();
-  rt.io.run();
-  common::Liveness::process().on_first_end(rt.io.get_executor(), nullptr);  // its captures end here
+  rt.controller().start();
+  rt.io().run();
+  common::Liveness::process().on_first_end(rt.io().get_executor(), nullptr);  // its captures end here
   if (died) {
     std::fprintf(stderr, "error: %s stopped (%s): nothing more could be done or recorded\n", died->loop.c_str(),
                  died->reason.c_str());
     return 1;
   }
-  const bool recorded = rt.store->flush_within(config.shutdown_grace);
+  const bool recorded = rt.store().flush_within(config.shutdown_grace);
   if (!recorded)
     std::fprintf(stderr, "error: the state store could not record the results within %lld ms\n",
                  static_cast<long long>(config.shutdown_grace.count()));

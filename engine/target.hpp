@@ -3,7 +3,8 @@
 //  SourceSink: what a source (the manifest folder) tells the engine.
 //  ReconcileTarget: what the reconciler reads (the newest object, its Secret) and where its results
 //  go (the finalizer, status, the end of a deletion). OfflineWorld implements both for the offline
-//  mode; KubeWorld implements ReconcileTarget against the API server (its informers are its source).
+//  mode; KubeWorld implements ReconcileTarget against the API server (reads from KubeSource, writes
+//  through KubeTarget).
 // Reads of the object are synchronous (a local cache); everything that may talk to an API server
 // is a coroutine whose failure says whether it is worth retrying.
 #include <boost/asio/awaitable.hpp>

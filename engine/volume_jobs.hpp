@@ -3,7 +3,7 @@
 // against the API server: which Job a storage has, creating it, reading its outcome, retiring it.
 // The Jobs themselves are built by engine/volume_job.hpp (pure); this class does the I/O.
 //
-// Flow: the Job informer (owned by the source, KubeWorld) hands every Job carrying kVolumeJobSelector's
+// Flow: the Job informer (owned by the source, KubeSource) hands every Job carrying kVolumeJobSelector's
 // labels to job_upserted()/job_removed(); `on_change` then names the storage (from the invoker labels)
 // to queue. A reconcile asks run() for the Job of a kind: it is created once (a 409 reads the Job that
 // won the race), and its outcome is read from the cached Job (for a failed one, with its pods'

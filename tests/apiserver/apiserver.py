@@ -3,7 +3,7 @@
 
     apiserver.py [--port 0] [--port-file F] [--cert C --key K] [--token T] [--token-user TOKEN=USER ...]
                  [--basic-auth USER:PASSWORD ...] [--client-ca CA] [--authorize-rbac [--enforce-owner-references]]
-                 [--bookmark-interval S]
+                 [--webhook-service NAMESPACE/NAME[:PORT]=HOST:PORT ...] [--bookmark-interval S]
                  [--watch-timeout S] [--history N] [--rv0-unpaged] [--keep-running] [--verbose]
 
 Listens on 127.0.0.1 only, HTTP or (with --cert/--key) HTTPS, HTTP/1.1 with keep-alive. With any of
@@ -19,10 +19,16 @@ the OwnerReferencesPermissionEnforcement admission plugin's checks. Discovery, O
 `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`) are open to every
 authenticated user.
 
+Admission: every write goes through the admission webhooks the stored Mutating/ValidatingWebhookConfigurations
+name (admission.py): AdmissionReview over TLS verified against their caBundle, failurePolicy, timeoutSeconds,
+rules and selectors as a real server honours them. A clientConfig.service is reached at the address
+--webhook-service maps it to (a test-only stand-in for cluster DNS); webhook warnings become Warning headers.
+
 Kinds: core/v1 namespaces (also created implicitly by the first object in a namespace), secrets,
 configmaps, serviceaccounts, pods; events.k8s.io/v1 events; coordination.k8s.io/v1 leases; batch/v1 jobs
 (no job controller: tests write job status themselves); apps/v1 deployments (no controller either);
 rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
+admissionregistration.k8s.io/v1 mutatingwebhookconfigurations, validatingwebhookconfigurations;
 storage.kubestash.com/v1alpha1 backupstorages, repositories and snapshots.
 Verbs: get, list (label/field selectors, limit/continue), watch, create (generateName), update,
 patch (merge, JSON patch, strategic merge for built-in kinds only, server-side apply approximated as
@@ -54,7 +60,8 @@ Test controls (no token needed; faults apply to resource requests, not to discov
                       clear_faults releases it (then the server closes it); later watches are served
        reset_stats
        create         {"objects": [...]} create many objects at once (benchmark seeding)
-       set            {"bookmark_interval": S, "watch_timeout": S, "token": T}
+       set            {"bookmark_interval": S, "watch_timeout": S, "token": T,
+                       "webhook_services": ["NAMESPACE/NAME[:PORT]=HOST:PORT", ...]}
 """
 import argparse
 import gc
@@ -71,6 +78,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import admission as admission_module  # noqa: E402
 import auth  # noqa: E402
 import faults as faults_module  # noqa: E402
 import label_selectors  # noqa: E402
@@ -105,6 +113,7 @@ class State:
         self.token = args.token
         self.authenticator = auth.Authenticator(args.token, args.token_user, args.basic_auth, bool(args.client_ca))
         self.authorizer = rbac.Authorizer(self.store, resources) if args.authorize_rbac else None
+        self.admission = admission_module.Admission(self.store, self.stats, args.webhook_service)
         self.enforce_owner_references = args.enforce_owner_references
         self.bookmark_interval = args.bookmark_interval
         self.watch_timeout = args.watch_timeout
@@ -143,6 +152,7 @@ class Handler(BaseHTTPRequestHandler):
         self.url_path = url.path
         self.query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         self.streaming = False
+        self.warnings = []  # admission webhooks' warnings: Warning headers on the response
         try:
             self.body = self.read_body()
             if self.url_path.startswith("/__"):
@@ -208,6 +218,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        for text in self.warnings:  # k8s.io/apiserver/pkg/warning: 299 - "text", quoted-string escapes
+            quoted = text.replace("\\", "\\\\").replace('"', '\\"').encode("latin-1", "replace").decode("latin-1")
+            self.send_header("Warning", f'299 - "{quoted}"')
         # One write for headers and body (flush_headers joins the buffer): no Nagle delay between them.
         self._headers_buffer.append(b"\r\n")
         self._headers_buffer.append(body)
@@ -361,7 +374,7 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "create" and r.namespaced and namespace is None:
             raise ApiError(405, "MethodNotAllowed", "create needs a namespace in the path")
         dry_run = self.query.get("dryRun") == "All"
-        store = self.state.store
+        store, admission = self.state.store, self.state.admission
         if verb == "get":
             return self.send_view(r, store.get(r, namespace, name))
         if verb == "list":
@@ -369,16 +382,21 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "watch":
             return self.serve_watch(r, namespace)
         if verb == "create":
-            return self.send_json(201, store.create(r, namespace, self.json_body(), dry_run))
+            return self.send_json(201, admission.create(r, namespace, self.json_body(), self.admission_context(),
+                                                        dry_run))
         if verb == "update":
-            return self.send_json(200, store.update(r, namespace, name, self.json_body(), subresource, dry_run))
+            return self.send_json(200, admission.update(r, namespace, name, self.json_body(), subresource,
+                                                        self.admission_context(), dry_run))
         if verb == "patch":
-            existed = (namespace or "", name) in store.objects[r]
-            obj = store.patch(r, namespace, name, self.headers.get("Content-Type"), self.body, subresource, dry_run)
-            return self.send_json(200 if existed else 201, obj)
+            obj, created = admission.patch(r, namespace, name, self.headers.get("Content-Type"), self.body,
+                                           subresource, self.admission_context(), dry_run)
+            return self.send_json(201 if created else 200, obj)
         if verb == "delete":
             return self.serve_delete(r, namespace, name, dry_run)
         return self.serve_delete_collection(r, namespace, dry_run)
+
+    def admission_context(self):
+        return admission_module.Context(self.user, self.query.get("fieldManager"), self.warnings)
 
     def authorize(self, r, namespace, name, subresource, verb):
         """--authorize-rbac: a 403 Status (counted in the stats) unless RBAC grants the request.
@@ -492,7 +510,7 @@ class Handler(BaseHTTPRequestHandler):
     def serve_delete(self, r, namespace, name, dry_run):
         options = self.delete_options()
         dry_run = dry_run or "All" in (options.get("dryRun") or [])
-        obj, gone = self.state.store.delete(r, namespace, name, options, dry_run)
+        obj, gone = self.state.admission.delete(r, namespace, name, options, self.admission_context(), dry_run)
         if gone and not r.custom:
             return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                         "details": {"name": name, "group": r.group, "kind": r.plural,
@@ -502,7 +520,8 @@ class Handler(BaseHTTPRequestHandler):
     def serve_delete_collection(self, r, namespace, dry_run):
         options = self.delete_options()
         dry_run = dry_run or "All" in (options.get("dryRun") or [])
-        items = self.state.store.delete_collection(r, self.make_filter(r, namespace), options, dry_run)
+        items = self.state.admission.delete_collection(r, self.make_filter(r, namespace), options,
+                                                       self.admission_context(), dry_run)
         self.send_json(200, {"kind": r.list_kind, "apiVersion": r.api_version,
                              "metadata": {"resourceVersion": str(self.state.store.current_rv())}, "items": items})
 
@@ -576,6 +595,8 @@ class Handler(BaseHTTPRequestHandler):
         if action == "create":
             return self.bulk_create(spec.get("objects") or [])
         if action == "set":
+            for spec_text in spec.get("webhook_services") or []:
+                state.admission.map_service(spec_text)
             for key in ("bookmark_interval", "watch_timeout", "token"):
                 if key in spec:
                     setattr(state, key, spec[key])
@@ -752,6 +773,10 @@ def main():
     p.add_argument("--enforce-owner-references", action="store_true",
                    help="with --authorize-rbac: the OwnerReferencesPermissionEnforcement admission plugin "
                         "(blockOwnerDeletion needs update on the owner's finalizers)")
+    p.add_argument("--webhook-service", action="append", default=[], metavar="NAMESPACE/NAME[:PORT]=HOST:PORT",
+                   help="admission webhooks: send calls for this service (port 443 unless given) to HOST:PORT, "
+                        "verifying the certificate for NAME.NAMESPACE.svc (repeatable; test-only stand-in for "
+                        "cluster DNS)")
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between BOOKMARK events")
     p.add_argument("--watch-timeout", type=float, default=1800.0, help="watch length when timeoutSeconds is unset")
     p.add_argument("--history", type=int, default=100000, help="events kept for watches to resume from")
@@ -768,6 +793,8 @@ def main():
         p.error("--client-ca needs HTTPS (--cert and --key)")
     try:
         auth.Authenticator(args.token, args.token_user, args.basic_auth)
+        for spec in args.webhook_service:
+            admission_module.Admission.parse_service(spec)
     except ValueError as e:
         p.error(str(e))
 

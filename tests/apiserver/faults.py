@@ -91,6 +91,7 @@ class Stats:
             self.unauthorized = 0
             self.forbidden = 0
             self.denials = []  # the first MAX_DENIALS 403 messages, for a test to show
+            self.admission = Counter()  # webhook calls, denials, patches, failed_open, failed_closed
 
     def request(self, verb, path):
         with self.lock:
@@ -100,6 +101,10 @@ class Stats:
     def add(self, name, amount=1):
         with self.lock:
             setattr(self, name, getattr(self, name) + amount)
+
+    def admission_event(self, name):
+        with self.lock:
+            self.admission[name] += 1
 
     def deny(self, message):
         with self.lock:
@@ -117,4 +122,5 @@ class Stats:
                     "responses_by_code": dict(self.by_code), "list_continues": self.list_continues,
                     "list_pages_with_continue": self.list_pages_with_continue,
                     "watch_connections": self.watch_connections, "active_watches": self.active_watches,
-                    "unauthorized": self.unauthorized, "forbidden": self.forbidden, "denials": list(self.denials)}
+                    "unauthorized": self.unauthorized, "forbidden": self.forbidden, "denials": list(self.denials),
+                    "admission": dict(self.admission)}

@@ -7,6 +7,10 @@ Label selector grammar (k8s.io/apimachinery/pkg/labels): comma-separated require
 Field selectors: comma-separated `field=v`, `field==v`, `field!=v`; `\\,` `\\=` `\\\\` escape. Which
 fields a resource supports is the caller's business (see resources.py): an unknown field is an
 error there, as on a real server.
+
+A metav1.LabelSelector object (`matchLabels`, `matchExpressions` with In, NotIn, Exists and
+DoesNotExist), as webhook configurations carry, converts to the same requirements with
+`from_label_selector`; `{}` or null selects everything.
 """
 
 
@@ -93,6 +97,44 @@ def labels_match(requirements, labels):
                 return False
     return True
 
+
+SELECTOR_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def label_selector_errors(selector, path):
+    """metav1validation.ValidateLabelSelector's messages for a LabelSelector object: [(field, detail)]."""
+    if selector is None:
+        return []
+    if not isinstance(selector, dict):
+        return [(path, "Invalid value: must be an object")]
+    errors = []
+    for i, expression in enumerate(selector.get("matchExpressions") or []):
+        field = f"{path}.matchExpressions[{i}]"
+        if not isinstance(expression, dict):
+            errors.append((field, "Invalid value: must be an object"))
+            continue
+        operator, values = expression.get("operator"), expression.get("values") or []
+        if operator in ("In", "NotIn") and not values:
+            errors.append((f"{field}.values", "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
+        elif operator in ("Exists", "DoesNotExist") and values:
+            errors.append((f"{field}.values",
+                           "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+        elif operator not in SELECTOR_OPERATORS:
+            errors.append((f"{field}.operator", f'Invalid value: "{operator}": not a valid selector operator'))
+        if not expression.get("key"):
+            errors.append((f"{field}.key", "Invalid value: \"\": name part must be non-empty"))
+    return errors
+
+
+def from_label_selector(selector):
+    """The (key, op, value) requirements of a LabelSelector object (valid: see label_selector_errors)."""
+    selector = selector or {}
+    requirements = [(key, "=", value) for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        op = SELECTOR_OPERATORS[expression["operator"]]
+        values = frozenset(expression.get("values") or []) if op in ("in", "notin") else None
+        requirements.append((expression["key"], op, values))
+    return requirements
 
 def _split_escaped(text, separator):
     parts, current, i = [], [], 0

@@ -23,6 +23,7 @@ class Column:
     json_path: str
     description: str = ""
     priority: int = 0
+    count: bool = False  # the cell is the length of the list at json_path (kubectl's WEBHOOKS column)
 
 
 @dataclass(frozen=True, eq=False)  # identity hash: resources key the store's dicts
@@ -82,10 +83,14 @@ RESOURCES = [
              columns=(Column("Status", "string", ".status.phase", "The phase of the pod"),
                       Column("Node", "string", ".spec.nodeName", "The node the pod runs on", priority=1)),
              field_labels=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy", "status.phase")),
+    Resource("", "v1", "services", "service", "Service", True, ("svc",), ("all",), status=True,
+             columns=(Column("Type", "string", ".spec.type"), Column("Cluster-IP", "string", ".spec.clusterIP"))),
     Resource("apps", "v1", "deployments", "deployment", "Deployment", True, ("deploy",), ("all",), status=True,
              has_generation=True,
              columns=(Column("Up-to-date", "integer", ".status.updatedReplicas"),
                       Column("Available", "integer", ".status.availableReplicas"))),
+    Resource("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", True, ("pdb",),
+             status=True, has_generation=True),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", False),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True,
@@ -99,10 +104,20 @@ RESOURCES = [
              columns=(Column("Holder", "string", ".spec.holderIdentity", "The holder of the lease"),)),
     Resource("batch", "v1", "jobs", "job", "Job", True, categories=("all",), status=True,
              field_labels=("status.successful",), has_generation=True),
-    # Stored only (kubectl apply of deploy/base): the kinds this server serves are the ones listed here,
-    # whatever CustomResourceDefinitions it holds, and their schemas are neither checked nor enforced.
+    # A stored CRD's kinds are served from then on (serve_crd), unless listed here; schemas are neither
+    # checked nor enforced.
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), status=True, has_generation=True),
+    # Served and enforced: admission.py calls the webhooks they name on every write.
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
+             "MutatingWebhookConfiguration", False, categories=("api-extensions",), has_generation=True,
+             columns=(Column("Webhooks", "integer", ".webhooks", "Webhooks indicates the number of webhooks in "
+                             "the configuration.", count=True),)),
+    Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+             "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", False,
+             categories=("api-extensions",), has_generation=True,
+             columns=(Column("Webhooks", "integer", ".webhooks", "Webhooks indicates the number of webhooks in "
+                             "the configuration.", count=True),)),
     Resource("storage.kubestash.com", "v1alpha1", "backupstorages", "backupstorage", "BackupStorage", True,
              ("bs",), KUBESTASH_CATEGORIES, status=True, custom=True,
              columns=(Column("Provider", "string", ".spec.storage.provider"),
@@ -119,7 +134,9 @@ RESOURCES = [
              columns=(Column("Repository", "string", ".spec.repository"), Column("Phase", "string", ".status.phase"))),
 ]
 
-GROUP_VERSIONS = sorted({r.group_version for r in RESOURCES})
+
+def group_versions():
+    return sorted({r.group_version for r in RESOURCES})
 
 
 def resources_of(group_version):
@@ -131,6 +148,33 @@ def find(group_version, plural):
         if r.group_version == group_version and r.plural == plural:
             return r
     return None
+
+
+def serve_crd(crd):
+    """The kinds of a stored CustomResourceDefinition's served versions, served from now on unless this
+    server already serves them (as it does storage.kubestash.com). Returns the Resources added. A deleted
+    CRD's kinds stay served."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+    if not (isinstance(group, str) and isinstance(plural, str) and isinstance(kind, str)):
+        return []
+    added = []
+    for v in spec.get("versions") or []:
+        if not isinstance(v, dict) or not v.get("served", True) or not isinstance(v.get("name"), str):
+            continue
+        if find(f"{group}/{v['name']}", plural):
+            continue
+        columns = tuple(Column(c["name"], c.get("type", "string"), c["jsonPath"], c.get("description", ""),
+                               c.get("priority", 0))
+                        for c in v.get("additionalPrinterColumns") or [] if c.get("name") and c.get("jsonPath"))
+        r = Resource(group, v["name"], plural, names.get("singular") or kind.lower(), kind,
+                     spec.get("scope") == "Namespaced", tuple(names.get("shortNames") or ()),
+                     tuple(names.get("categories") or ()), status="status" in (v.get("subresources") or {}),
+                     custom=True, columns=columns)
+        RESOURCES.append(r)
+        added.append(r)
+    return added
 
 
 def by_kind(api_version, kind):
@@ -205,7 +249,7 @@ def _openapi_hash(group_version):
 
 def openapi_index():
     return {"paths": {_openapi_key(gv): {"serverRelativeURL": f"/openapi/v3/{_openapi_key(gv)}?hash={_openapi_hash(gv)}"}
-                      for gv in GROUP_VERSIONS}}
+                      for gv in group_versions()}}
 
 
 def _schema_name(r):
@@ -254,7 +298,7 @@ def openapi_document(group_version):
 
 
 def openapi_for_path(key):
-    for gv in GROUP_VERSIONS:
+    for gv in group_versions():
         if _openapi_key(gv) == key:
             return openapi_document(gv)
     return None
@@ -312,6 +356,13 @@ def _lookup(obj, json_path):
     return value
 
 
+def _cell(obj, column):
+    value = _lookup(obj, column.json_path)
+    if column.count:
+        return len(value) if isinstance(value, list) else 0
+    return value
+
+
 def _age(obj, now):
     stamp = obj.get("metadata", {}).get("creationTimestamp")
     if not stamp:
@@ -336,7 +387,7 @@ def table(r, items, list_meta, include_object="Metadata", headers=True):
     rows = []
     for obj in items:
         cells = [obj.get("metadata", {}).get("name", "")]
-        cells += [_lookup(obj, c.json_path) for c in r.columns]
+        cells += [_cell(obj, c) for c in r.columns]
         cells.append(_age(obj, now))
         row = {"cells": cells}
         if include_object == "Object":

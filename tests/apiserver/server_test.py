@@ -80,6 +80,29 @@ class ServerTest(unittest.TestCase):
                      "/apis/batch/v1", "/openapi/v3"):
             self.assertEqual(self.c.request("GET", path)[0], 200, path)
 
+    def test_stored_crd_kinds_are_served(self):
+        widgets = f"/apis/example.test/v1/namespaces/{self.ns}/widgets"
+        self.assertEqual(self.c.request("GET", widgets)[0], 404)
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.example.test"},
+               "spec": {"group": "example.test", "scope": "Namespaced",
+                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                        "versions": [{"name": "v1", "served": True, "storage": True,
+                                      "schema": {"openAPIV3Schema": {"type": "object"}}},
+                                     {"name": "v0", "served": False, "storage": False}]}}
+        status, body = self.c.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        self.assertEqual(status, 201, body)
+        status, body = self.c.request("GET", "/apis/example.test/v1")
+        self.assertEqual(status, 200, body)
+        self.assertEqual([(r["name"], r["kind"], r["namespaced"], r["shortNames"]) for r in body["resources"]],
+                         [("widgets", "Widget", True, ["wd"])])
+        self.assertEqual(self.c.request("GET", "/apis/example.test/v0")[0], 404)  # not served
+        self.assertIn("apis/example.test/v1", self.c.request("GET", "/openapi/v3")[1]["paths"])
+        widget = {"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+        self.assertEqual(self.c.request("POST", widgets, widget)[0], 201)
+        status, body = self.c.request("GET", widgets + "/w")
+        self.assertEqual((status, body["spec"], body["metadata"]["generation"]), (200, {"size": 1}, 1))
+
     def test_create_fields_and_errors(self):
         status, obj = self.c.request("POST", storages(self.ns), {**storage(""), "metadata": {"generateName": "gen-"}})
         self.assertEqual(status, 201)

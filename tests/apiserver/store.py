@@ -18,8 +18,9 @@ Guarantees
   until its finalizers are empty, then it is removed with a DELETED event; no finalizer may be added
   while deleting (422).
 
-Not modelled: admission webhooks, schema validation, defaulting beyond Secrets and Namespaces,
-garbage collection (ownerReferences, propagationPolicy), managedFields, server-side apply conflicts.
+Admission webhooks are admission.py's business: it calls them, then writes here. Not modelled: schema
+validation, defaulting beyond Secrets, Namespaces and webhook configurations, garbage collection
+(ownerReferences, propagationPolicy), managedFields, server-side apply conflicts.
 """
 import base64
 import bisect
@@ -52,8 +53,10 @@ class ApiError(Exception):
         self.details, self.retry_after = details, retry_after
 
     def status(self):
-        result = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                  "message": self.message, "reason": self.reason, "code": self.code}
+        result = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message}
+        if self.reason:  # omitempty: kubectl prints "Error from server (REASON): ..." only when there is one
+            result["reason"] = self.reason
+        result["code"] = self.code
         details = dict(self.details or {})
         if self.retry_after is not None:
             details["retryAfterSeconds"] = int(self.retry_after)
@@ -177,6 +180,9 @@ class Store:
             self.objects[r].pop(key, None)
         else:
             self.objects[r][key] = new
+            if r.plural == "customresourcedefinitions":
+                for served in resources.serve_crd(new):
+                    self.objects[served] = {}
         self.history.append(Event(self.rv, r, type_, new, old))
         if len(self.history) > self.max_history + max(1, self.max_history // 10):
             drop = len(self.history) - self.max_history
@@ -201,7 +207,7 @@ class Store:
     # ------------------------------------------------------------------------------------------ checks
 
     @staticmethod
-    def _check_type(r, body):
+    def check_type(r, body):
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
         if not body.get("kind"):
@@ -213,7 +219,7 @@ class Store:
             raise bad_request("metadata must be an object")
 
     @staticmethod
-    def _check_scope(r, namespace, meta):
+    def check_scope(r, namespace, meta):
         if r.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
@@ -246,6 +252,9 @@ class Store:
             if data:
                 obj["data"] = data
             obj["type"] = obj.get("type") or "Opaque"
+        if r.group == "admissionregistration.k8s.io":
+            import admission  # here, not at the top: admission.py imports this module
+            admission.normalize_configuration(r, obj)
         if r.kind == "Namespace":
             meta = obj["metadata"]
             meta["labels"] = dict(meta.get("labels") or {}, **{"kubernetes.io/metadata.name": meta["name"]})
@@ -370,10 +379,10 @@ class Store:
     # ------------------------------------------------------------------------------------------ writes
 
     def create(self, r, namespace, body, dry_run=False):
-        self._check_type(r, body)
+        self.check_type(r, body)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
-        self._check_scope(r, namespace, meta)
+        self.check_scope(r, namespace, meta)
         if meta.get("resourceVersion"):
             raise ApiError(500, "InternalError", "resourceVersion should not be set on objects to be created")
         with self.cond:
@@ -415,40 +424,57 @@ class Store:
         self._commit(self.namespaces, ("", namespace), obj, "ADDED", None, False)
 
     def update(self, r, namespace, name, body, subresource=None, dry_run=False):
-        self._check_type(r, body)
+        self.check_type(r, body)
         meta = body.get("metadata") or {}
         if meta.get("name") != name:
             raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
-        self._check_scope(r, namespace, dict(meta))
+        self.check_scope(r, namespace, dict(meta))
         with self.cond:
             old = self._current(r, namespace, name)
             if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise conflict(r, name)
             return self._write(r, namespace, name, old, body, subresource, dry_run)
 
-    def patch(self, r, namespace, name, content_type, raw, subresource=None, dry_run=False):
-        content_type = (content_type or "").split(";")[0].strip()
+    @staticmethod
+    def decode_patch(content_type, raw):
+        """(media type without parameters, the patch document) of a PATCH request; 400 if it is not JSON."""
         try:
-            document = json.loads(raw or b"null")
+            return (content_type or "").split(";")[0].strip(), json.loads(raw or b"null")
         except ValueError as e:
             raise bad_request(f"error decoding patch: {e}")
+
+    def patch_creates(self, r, namespace, name, content_type, subresource):
+        """Whether this PATCH is a server-side apply that creates the object (a 404 for a subresource)."""
         with self.cond:
-            if content_type == "application/apply-patch+yaml" and (namespace or "", name) not in self.objects[r]:
-                if subresource:
-                    raise not_found(r, name)
-                return self.create(r, namespace, document, dry_run)
+            if content_type != "application/apply-patch+yaml" or (namespace or "", name) in self.objects[r]:
+                return False
+        if subresource:
+            raise not_found(r, name)
+        return True
+
+    def patched(self, r, namespace, name, content_type, document):
+        """(the stored object, what the patch makes of it), after the checks a patch gets before it is written."""
+        with self.cond:
             old = self._current(r, namespace, name)
-            patched = self._apply_patch(r, name, old, content_type, document)
-            if not isinstance(patched, dict):
-                raise patch_failed("the patched object is not a JSON object")
-            patched_meta = patched.get("metadata") or {}
-            if patched_meta.get("resourceVersion") != old["metadata"]["resourceVersion"]:
-                if patched_meta.get("resourceVersion"):
-                    raise conflict(r, name)
-            if patched_meta.get("name") != name:
-                raise bad_request(f"the name of the object ({patched_meta.get('name')}) does not match the name on the "
-                                  f"URL ({name})")
-            self._check_type(r, patched)
+        patched = self._apply_patch(r, name, old, content_type, document)
+        if not isinstance(patched, dict):
+            raise patch_failed("the patched object is not a JSON object")
+        patched_meta = patched.get("metadata") or {}
+        if patched_meta.get("resourceVersion") != old["metadata"]["resourceVersion"]:
+            if patched_meta.get("resourceVersion"):
+                raise conflict(r, name)
+        if patched_meta.get("name") != name:
+            raise bad_request(f"the name of the object ({patched_meta.get('name')}) does not match the name on the "
+                              f"URL ({name})")
+        self.check_type(r, patched)
+        return old, patched
+
+    def patch(self, r, namespace, name, content_type, raw, subresource=None, dry_run=False):
+        content_type, document = self.decode_patch(content_type, raw)
+        with self.cond:
+            if self.patch_creates(r, namespace, name, content_type, subresource):
+                return self.create(r, namespace, document, dry_run)
+            old, patched = self.patched(r, namespace, name, content_type, document)
             return self._write(r, namespace, name, old, patched, subresource, dry_run)
 
     @staticmethod

@@ -51,6 +51,21 @@ def make_client_certificate(directory, name, ca_crt, ca_key, common_name, organi
     return crt, key
 
 
+def make_server_certificate(directory, name, ca_crt, ca_key, dns_names=(), ips=()):
+    """A serving certificate for dns_names and ips signed by the CA (cert, key paths)."""
+    key, csr, crt = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "crt"))
+    ext = os.path.join(directory, f"{name}.ext")
+    names = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{i}" for i in ips])
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={(dns_names or ips)[0]}")
+    run("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "1",
+        "-extfile", ext)
+    return crt, key
+
+
 def make_ca(directory, name):
     """Another self-signed CA (cert, key paths): certificates it signs are foreign to the server."""
     key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")

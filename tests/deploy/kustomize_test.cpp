@@ -1,92 +1,33 @@
 // deploy/base as a user gets it: rendered by the real kubectl's kustomize (no warning printed), every
 // namespaced object in stowage-system, the CRDs exactly as their files, and the rendered stream applied
 // with `kubectl apply --server-side` to the test API server twice (create, then a no-op re-apply), the
-// stored CRDs equal to what was applied. The test API server stores CustomResourceDefinitions but does
-// not act on them (the storage.kubestash.com kinds it serves are its own); crds_test.cpp checks their
-// schemas. kubectl must be on PATH: without it these tests fail, they do not skip.
+// stored CRDs equal to what was applied. The test API server serves the storage.kubestash.com kinds as
+// its own built-ins, whatever CRDs are stored; crds_test.cpp checks their schemas. overlays_test.cpp
+// does the same for deploy/overlays and checks every pod template against Pod Security "restricted". kubectl must be on PATH: without it these tests fail, they do not skip.
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
-#include <cctype>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <string>
-#include <sys/wait.h>
 
-#include "kube/yaml_json.hpp"
+#include "deploy/kustomize.hpp"
 #include "support/api_server.hpp"
 
 namespace json = boost::json;
+using namespace deploy_test;
 
 namespace {
 
-const std::string kBase = std::string(STOWAGE_SOURCE_DIR) + "/deploy/base";
 const std::set<std::string> kClusterScopedKinds{"Namespace", "CustomResourceDefinition", "ClusterRole",
                                                 "ClusterRoleBinding", "MutatingWebhookConfiguration",
                                                 "ValidatingWebhookConfiguration", "PriorityClass"};
 const char* const kCrdNames[] = {"backupstorages.storage.kubestash.com", "repositories.storage.kubestash.com",
                                  "snapshots.storage.kubestash.com"};
 
-struct Output {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// `command` through the shell, its standard output and error kept apart.
-Output run(const std::string& command, const std::filesystem::path& err_file) {
-  Output result;
-  FILE* pipe = ::popen((command + " 2>'" + err_file.string() + "'").c_str(), "r");
-  REQUIRE(pipe);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) result.out.append(buf, n);
-  int status = ::pclose(pipe);
-  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.err = read_text(err_file);
-  return result;
-}
-
-struct Rendered {
-  std::string text;
-  std::vector<json::object> objects;
-};
-
-Rendered render_base(const std::filesystem::path& dir) {
-  auto result = run("kubectl kustomize '" + kBase + "'", dir / "kustomize.err");
-  INFO("kubectl kustomize deploy/base exited " << result.code << "\n" << result.err);
-  REQUIRE(result.code == 0);
-  CHECK(result.err.empty());
-  auto docs = stowage::kube::parse_yaml_documents(result.out);
-  INFO((docs.ok() ? "" : docs.error().message));
-  REQUIRE(docs.ok());
-  Rendered rendered{result.out, {}};
-  for (auto& doc : docs.value()) rendered.objects.push_back(doc.value.as_object());
-  return rendered;
-}
-
-std::string kind_and_name(const json::object& o) {
-  return std::string(o.at("kind").as_string()) + "/" + std::string(o.at("metadata").at("name").as_string());
-}
-
-// What `kubectl apply --server-side` prints for `o`: "deployment.apps/stowage serverside-applied".
-std::string applied_line(const json::object& o) {
-  std::string kind(o.at("kind").as_string()), api_version(o.at("apiVersion").as_string());
-  for (auto& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto slash = api_version.find('/');
-  std::string group = slash == std::string::npos ? "" : "." + api_version.substr(0, slash);
-  return kind + group + "/" + std::string(o.at("metadata").at("name").as_string()) + " serverside-applied";
-}
+Rendered render_base(const std::filesystem::path& dir) { return render(kBase, dir); }
 
 }  // namespace
 
@@ -105,7 +46,8 @@ TEST_CASE("kustomize: kubectl kustomize renders deploy/base with every namespace
   }
   for (const char* expected : {"Namespace/stowage-system", "ServiceAccount/stowage", "ClusterRole/stowage",
                                "ClusterRoleBinding/stowage", "Role/stowage-leader-election",
-                               "RoleBinding/stowage-leader-election", "Deployment/stowage"})
+                               "RoleBinding/stowage-leader-election", "Deployment/stowage",
+                               "Service/stowage-metrics", "PodDisruptionBudget/stowage"})
     CHECK(by_name.count(expected) == 1);
   // The CRDs go out exactly as written: kustomize's namespace does not touch cluster-scoped objects.
   for (const char* name : kCrdNames) {
@@ -151,5 +93,5 @@ TEST_CASE("kustomize: the rendered base applies with kubectl apply --server-side
   }
   auto [code, out] = server.kubectl("get deployment stowage -n stowage-system -o jsonpath={.spec.replicas}");
   CHECK(code == 0);
-  CHECK(out == "2");
+  CHECK(out == "1");  // two in deploy/overlays/ha
 }

@@ -12,7 +12,7 @@
 
 #include "engine/kube_cache_mirror.hpp"
 #include "persistence/records.hpp"
-#include "persistence/state_store.hpp"
+#include "persistence/sqlite_state_store.hpp"
 #include "support.hpp"
 
 using namespace stowage;
@@ -35,7 +35,7 @@ json::value storage(const std::string& name, const std::string& rv) {
 KubeCacheMirror::Loaded session(const test::fs::path& dir, const std::string& scope,
                                 const std::function<void(KubeCacheMirror&, persistence::StateStore&)>& work = {}) {
   boost::asio::io_context io;
-  auto opened = persistence::StateStore::open(dir, io.get_executor(), persistence::StoreOptions{});
+  auto opened = persistence::SqliteStateStore::open(dir, io.get_executor(), persistence::StoreOptions{});
   REQUIRE(opened.ok());
   auto store = std::move(opened.value());
   KubeCacheMirror mirror(store.get(), scope);

@@ -396,3 +396,35 @@ TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their
     CHECK(by_path.if_contains(request) != nullptr);
   }
 }
+
+TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --namespace demo, and grants nothing elsewhere") {
+  RbacCluster cluster("namespaced");
+  // The overlay as a user applies it: the base's ClusterRole bound in demo only, no ClusterRoleBinding.
+  std::string rendered = cluster.kubectl("kustomize '" STOWAGE_SOURCE_DIR "/deploy/overlays/namespaced'");
+  REQUIRE(rendered.find("kind: RoleBinding") != std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRoleBinding") == std::string::npos);
+  REQUIRE(rendered.find("--namespace=demo") != std::string::npos);
+  cluster.apply("namespaced", rendered);
+  cluster.kubectl("create namespace other");
+  cluster.apply("storages", test::local_storage("mine", "/data/mine", "Delete") + "---\n" +
+                                test::local_storage("theirs", "/data/theirs", "Delete", "other"));
+
+  auto child = cluster.start("run", {"--namespace", "demo", "--local-volume-mode", "job", "--volume-job-image",
+                                     "stowage:test"});
+  LAZY_INFO(cluster.log("run"));
+  INFO("denials: " << cluster.denials());
+  REQUIRE(test::eventually([&] { return job_of(cluster, "mine").has_value(); }));
+  finish_job(cluster, text(job_of(cluster, "mine")->at("metadata").at("name")), true);
+  REQUIRE(test::eventually([&] { return cluster.phase("mine") == "Ready"; }));
+  REQUIRE(test::eventually([&] { return has_event(cluster, "mine", "Normal", "BackendInitializationSucceeded"); }));
+  CHECK_FALSE(text(cluster.get("lease stowage-leader -n stowage-system").at("spec").at("holderIdentity")).empty());
+
+  child.signal(SIGTERM);
+  CHECK(child.wait(std::chrono::seconds(20)) == 0);
+  // The storage in another namespace was never seen, and nothing the controller asked for was refused.
+  CHECK(cluster.kubectl("get bs theirs -n other -o jsonpath={.status.phase}").empty());
+  CHECK(cluster.forbidden() == 0);
+  auto [code, out] = cluster.server.kubectl_with(cluster.sa_kubeconfig, "get secrets -n other");
+  CHECK(code != 0);
+  CHECK_THAT(out, Catch::Contains("cannot list resource \"secrets\""));
+}

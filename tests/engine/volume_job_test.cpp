@@ -20,6 +20,7 @@
 #include "storage/metadata.hpp"
 #include "support.hpp"
 #include "support/api_server.hpp"
+#include "support/pod_security.hpp"
 
 namespace json = boost::json;
 using namespace stowage::engine;
@@ -397,6 +398,30 @@ TEST_CASE("volume job: Pod Security restricted defaults, and the securityContext
           json::parse(R"({"capabilities": {"add": ["CAP_SYS_ADMIN"]}})"));
     CHECK(container_sc(R"({"container": {"securityContext": {"privileged": false}}})").at("allowPrivilegeEscalation") == false);
   }
+}
+
+TEST_CASE("volume job: the pods pass Pod Security restricted but for a volume type the storage chooses") {
+  // support/pod_security.hpp is the check deploy/overlays' pod templates pass (tests/deploy/overlays_test.cpp).
+  auto violations = [](const VolumeJob& j) {
+    return test_support::restricted_violations(pod_spec(j).as_object(),
+                                               at(j.job, {"spec", "template", "metadata"}).as_object());
+  };
+  const char* kPvc = R"({"storage": {"provider": "local", "local": {"mountPath": "/safe/data",
+                         "persistentVolumeClaim": {"claimName": "storage-pvc"}}}, "deletionPolicy": "WipeOut",
+                         "runtimeSettings": {"pod": {"podAnnotations": {"a": "b"}, "securityContext": {"fsGroup": 65534}},
+                                             "container": {"resources": {"limits": {"memory": "64Mi"}}}}})";
+  for (auto kind : {VolumeJobKind::Initialize, VolumeJobKind::Cleanup}) {
+    auto j = build(storage_from(kPvc), kind);
+    INFO(json::serialize(j.job));
+    CHECK(violations(j).empty());
+    // hostPath (KubeStash's example) and NFS volumes are the user's choice; nothing else is refused.
+    CHECK(violations(build(storage_from(kHostPathSpec), kind)) ==
+          std::vector<std::string>{"volume storage: type hostPath is not allowed"});
+  }
+  // runtimeSettings can ask for root; then the pod is no longer restricted, as Pod Security would say.
+  CHECK_FALSE(violations(build(with_runtime(R"({"container": {"securityContext": {"runAsUser": 0}}})"),
+                               VolumeJobKind::Initialize))
+                  .empty());
 }
 
 TEST_CASE("volume job: LD_*, STOWAGE_* and other code-loading variables, and envFrom, are refused naming the field") {

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "persistence/fingerprint.hpp"
-#include "persistence/state_store.hpp"
+#include "persistence/sqlite_state_store.hpp"
 
 using namespace stowage::persistence;
 namespace fs = std::filesystem;
@@ -104,13 +104,13 @@ TEST_CASE("state.db and its -wal and -shm are 0600 under umask 000, also when le
   {
     OpenUmask open;
     boost::asio::io_context io;
-    auto store = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true});
+    auto store = SqliteStateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true});
     REQUIRE(store.ok());
     check_modes();  // WAL mode: both companions exist while the store is open
     // Companions made wider by someone else (SQLite itself only fixes the mode of an empty one):
     // the next open makes them 0600 again.
     for (const char* name : {"state.db-wal", "state.db-shm"}) ::chmod((dir / name).c_str(), 0644);
-    auto reopened = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true});
+    auto reopened = SqliteStateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true});
     REQUIRE(reopened.ok());
     check_modes();
   }

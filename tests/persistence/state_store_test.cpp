@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "persistence/fingerprint.hpp"
-#include "persistence/state_store.hpp"
+#include "persistence/sqlite_state_store.hpp"
 #include "persistence/work_queue.hpp"
 
 using namespace stowage::persistence;
@@ -23,8 +23,8 @@ fs::path temp_dir(const std::string& name) {
 
 void test_write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
-std::unique_ptr<StateStore> open_store(const fs::path& dir, boost::asio::io_context& io, int commit_ms = 5) {
-  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(commit_ms), true});
+std::unique_ptr<SqliteStateStore> open_store(const fs::path& dir, boost::asio::io_context& io, int commit_ms = 5) {
+  auto r = SqliteStateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(commit_ms), true});
   REQUIRE(r.ok());
   return std::move(r.value());
 }
@@ -97,7 +97,7 @@ TEST_CASE("a store written by a newer schema is refused with a clear message") {
   }
   REQUIRE(std::system(("sqlite3 " + (dir / "state.db").string() + " 'PRAGMA user_version=99'").c_str()) == 0);
   boost::asio::io_context io;
-  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{});
+  auto r = SqliteStateStore::open(dir, io.get_executor(), StoreOptions{});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.error(), Catch::Contains("newer stowage"));
 }
@@ -308,7 +308,7 @@ TEST_CASE("a writer thread that dies is reported to liveness and releases the wa
   REQUIRE(std::system(("sqlite3 " + (dir / "state.db").string() + " 'DROP TABLE kube_checkpoints'").c_str()) == 0);
   boost::asio::io_context io;
   stowage::common::Liveness liveness;
-  auto r = StateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true, &liveness});
+  auto r = SqliteStateStore::open(dir, io.get_executor(), StoreOptions{std::chrono::milliseconds(5), true, &liveness});
   REQUIRE(r.ok());
   auto store = std::move(r.value());
   CHECK(store->load_queue().empty());

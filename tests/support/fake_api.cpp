@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <stdexcept>
 
 #include "common/time_format.hpp"
@@ -16,6 +17,7 @@ namespace test_support {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+using stowage::Err;
 using stowage::kube::ApiError;
 using stowage::kube::WatchEvent;
 using stowage::kube::WatchEventType;
@@ -261,7 +263,7 @@ std::string FakeApi::Ref::item_path() const {
 }
 
 FakeApi::FakeApi(asio::any_io_executor executor)
-    : executor_(std::move(executor)), wake_(executor_, asio::steady_timer::time_point::max()) {}
+    : executor_(std::move(executor)) {}
 
 ApiError FakeApi::status_error(int http_status, std::string message) {
   ApiError e;
@@ -308,8 +310,8 @@ std::optional<FakeApi::Ref> FakeApi::parse(std::string_view path) const {
 }
 
 std::optional<ApiError> FakeApi::begin(const char* verb, const std::string& path, json::value body,
-                                       std::string content_type) {
-  requests_.push_back(Request{verb, path, std::move(content_type), std::move(body)});
+                                       std::string content_type, std::string resource_version) {
+  requests_.push_back(Request{verb, path, std::move(content_type), std::move(body), std::move(resource_version)});
   auto queued = failures_.find({verb, std::string(without_query(path))});
   if (queued == failures_.end() || queued->second.empty()) return std::nullopt;
   ApiError e = std::move(queued->second.front());
@@ -341,12 +343,28 @@ std::size_t FakeApi::count_under(std::string_view verb, std::string_view prefix)
 
 void FakeApi::hold_watches(bool hold) {
   held_ = hold;
-  if (!hold) wake_.cancel();
+  if (!hold) wake();
 }
 
 void FakeApi::end_watches() {
   ++watch_epoch_;
-  wake_.cancel();
+  wake();
+}
+
+void FakeApi::bookmark() {
+  ++bookmark_epoch_;
+  wake();
+}
+
+void FakeApi::compact() { compacted_ = resource_version_; }  // open watches keep their place in the log
+
+void FakeApi::stall_watches() {
+  ++stall_epoch_;
+  wake();
+}
+
+void FakeApi::wake() {
+  for (auto* timer : sleeping_) timer->cancel();
 }
 
 const json::value* FakeApi::object(std::string_view path) const {
@@ -358,7 +376,7 @@ const json::value* FakeApi::object(std::string_view path) const {
 
 void FakeApi::log(const Ref& ref, WatchEventType type, const json::value& object) {
   log_.push_back(Logged{ref, type, object, resource_version_});
-  wake_.cancel();
+  wake();
 }
 
 json::value FakeApi::store(const Ref& ref, const json::value* old, json::value next) {
@@ -447,7 +465,7 @@ FakeApi::Awaitable<json::value> FakeApi::get(std::string path) {
 }
 
 FakeApi::Awaitable<json::value> FakeApi::list(std::string path, stowage::kube::ListOptions options) {
-  auto failed = begin("list", path, nullptr);
+  auto failed = begin("list", path, nullptr, "", options.resource_version);
   co_await turn();
   if (failed) co_return Err(*failed);
   auto ref = parse(path);
@@ -601,7 +619,7 @@ FakeApi::Awaitable<json::value> FakeApi::remove(std::string path, json::value de
 
 FakeApi::Awaitable<stowage::Ok> FakeApi::watch(std::string path, stowage::kube::WatchOptions options,
                                               std::function<bool(WatchEvent)> on_event) {
-  auto failed = begin("watch", path, nullptr);
+  auto failed = begin("watch", path, nullptr, "", options.resource_version);
   co_await turn();
   if (failed) co_return Err(*failed);
   auto ref = parse(path);
@@ -613,16 +631,38 @@ FakeApi::Awaitable<stowage::Ok> FakeApi::watch(std::string path, stowage::kube::
   if (!options.field_selector.empty())
     co_return Err(status_error(400, "watch " + path + ": FakeApi does not support field selectors"));
   std::uint64_t after = options.resource_version.empty() ? resource_version_ : std::stoull(options.resource_version);
+  if (after < compacted_) {
+    // As the API server answers: HTTP 200, then one ERROR event holding the Status, then the end.
+    std::string message = "too old resource version: " + std::to_string(after) + " (" + std::to_string(compacted_) + ")";
+    json::value status = json::object{{"kind", "Status"},       {"apiVersion", "v1"},  {"metadata", json::object()},
+                                      {"status", "Failure"},    {"message", message}, {"reason", "Expired"},
+                                      {"code", 410}};
+    WatchEvent event;
+    event.type = WatchEventType::Error;
+    event.status = stowage::kube::parse_api_status(status);
+    event.object = std::move(status);
+    on_event(std::move(event));
+    co_return stowage::Ok{};
+  }
   std::size_t cursor = 0;
   while (cursor < log_.size() && log_[cursor].resource_version <= after) ++cursor;
-  std::uint64_t epoch = watch_epoch_;
+  const std::uint64_t epoch = watch_epoch_, stall_epoch = stall_epoch_;
+  std::uint64_t bookmarks_seen = bookmark_epoch_;
+  asio::steady_timer sleep(co_await asio::this_coro::executor);
   ++open_watches_;
+  sleeping_.insert(&sleep);
   struct Closing {
-    std::size_t& open;
-    ~Closing() { --open; }
-  } closing{open_watches_};
+    FakeApi& api;
+    asio::steady_timer* sleep;
+    ~Closing() {
+      --api.open_watches_;
+      api.sleeping_.erase(sleep);
+    }
+  } closing{*this, &sleep};
+  auto last_byte = std::chrono::steady_clock::now();
   for (;;) {
-    while (!held_ && cursor < log_.size()) {
+    bool stalled = stall_epoch != stall_epoch_;
+    while (!stalled && !held_ && cursor < log_.size()) {
       Logged change = log_[cursor++];
       const Ref& r = change.ref;
       if (r.prefix != ref->prefix || r.resource != ref->resource ||
@@ -632,13 +672,40 @@ FakeApi::Awaitable<stowage::Ok> FakeApi::watch(std::string path, stowage::kube::
       event.type = change.type;
       event.resource_version = std::to_string(change.resource_version);
       event.object = metadata_only(options.accept) ? partial_metadata(change.object) : std::move(change.object);
+      last_byte = std::chrono::steady_clock::now();
       if (!on_event(std::move(event))) co_return stowage::Ok{};
     }
-    if (epoch != watch_epoch_) co_return stowage::Ok{};
+    if (!stalled && !held_ && bookmarks_seen != bookmark_epoch_) {
+      bookmarks_seen = bookmark_epoch_;
+      if (options.allow_bookmarks) {
+        WatchEvent event;
+        event.type = WatchEventType::Bookmark;
+        event.resource_version = std::to_string(resource_version_);
+        event.object = json::object{{"metadata", {{"resourceVersion", event.resource_version}}}};
+        last_byte = std::chrono::steady_clock::now();
+        if (!on_event(std::move(event))) co_return stowage::Ok{};
+      }
+    }
+    if (!stalled && epoch != watch_epoch_) co_return stowage::Ok{};
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) co_return stowage::Ok{};
-    auto [ec] = co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
-    (void)ec;  // woken by a change, a release, end_watches() or a cancellation: the loop says which
+    auto deadline = std::chrono::steady_clock::time_point::max();
+    if (options.idle_timeout > std::chrono::milliseconds(0)) {
+      deadline = last_byte + options.idle_timeout;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        // As ApiClient ends a watch whose connection went silent.
+        ApiError idle;
+        idle.kind = ApiError::Kind::Transport;
+        idle.transport_transient = true;
+        idle.watch_idle = true;
+        idle.message = "watch " + path + ": no byte for " + std::to_string(options.idle_timeout.count()) +
+                       " ms (idle timeout); the connection was closed";
+        co_return Err(idle);
+      }
+    }
+    sleep.expires_at(deadline);
+    auto [ec] = co_await sleep.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)ec;  // woken by a change, a release, end_watches(), a bookmark, the deadline or a cancellation
   }
 }
 

@@ -19,9 +19,15 @@
 //   object itself leave `status` as it was, and create drops it.
 // - watch: events of the collection after the given resourceVersion, in order, from a log of every
 //   change; it waits for more until the callback returns false, end_watches() is called, or the
-//   awaiting coroutine is cancelled (then it ends with Ok). No bookmarks, no timeouts, no 410.
+//   awaiting coroutine is cancelled (then it ends with Ok). bookmark() sends a BOOKMARK (only
+//   metadata.resourceVersion) to the watches that asked for them. After compact(), a watch from a
+//   resourceVersion older than the compaction is answered as the API server does: HTTP 200 and one
+//   ERROR event holding a 410 Expired Status ("too old resource version: X (Y)"), then the end.
+//   Like ApiClient, a watch that delivers nothing (event or bookmark) for WatchOptions::idle_timeout
+//   (when not 0) ends with a Transport error with watch_idle set; stall_watches() makes the watches
+//   open now go silent with their connection open (a hung server or load balancer). No timeoutSeconds.
 // For tests: every request is recorded (verb as ApiClient names it: get, list, create, update, patch,
-// delete, watch; the path as asked; the body); fail_next() makes the next request of a verb on a path
+// delete, watch; the path as asked; the body; the resourceVersion a list or watch asked for); fail_next() makes the next request of a verb on a path
 // fail with a given ApiError; hold_watches() keeps changes from reaching watchers (a watch event still
 // on its way) until released; put() and erase() change objects as another client would, unrecorded.
 //
@@ -35,6 +41,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +58,7 @@ class FakeApi final : public stowage::kube::Api {
     std::string path;          // as asked, query included
     std::string content_type;  // patch only
     boost::json::value body;   // create, update and patch: the body; delete: the options; else null
+    std::string resource_version;  // list and watch: the resourceVersion asked for ("" = the latest)
   };
 
   explicit FakeApi(boost::asio::any_io_executor executor);
@@ -81,6 +89,15 @@ class FakeApi final : public stowage::kube::Api {
   // Ends every open watch with Ok (its owner watches again from its last resourceVersion).
   void end_watches();
   std::size_t open_watches() const { return open_watches_; }
+  // Sends a BOOKMARK at the current resourceVersion to every open watch that asked for bookmarks and
+  // is neither held nor stalled (the API server sends one about every minute).
+  void bookmark();
+  // Forgets the change log up to now, as etcd's compaction does: a watch from an older
+  // resourceVersion is then answered with 410 Expired. A list is answered as before.
+  void compact();
+  // The watches open now send nothing more and never end by themselves (no event, no bookmark, not
+  // even end_watches()): only their idle timeout or a cancellation ends them. Later watches work.
+  void stall_watches();
 
   Awaitable<boost::json::value> get(std::string path) override;
   Awaitable<boost::json::value> list(std::string path, stowage::kube::ListOptions options = {}) override;
@@ -109,7 +126,9 @@ class FakeApi final : public stowage::kube::Api {
 
   // Records the request; returns the error injected for it, if any.
   std::optional<Error> begin(const char* verb, const std::string& path, boost::json::value body,
-                             std::string content_type = "");
+                             std::string content_type = "", std::string resource_version = "");
+  // Wakes every waiting watch (a change, a release, end_watches(), a bookmark, a stall).
+  void wake();
   static boost::asio::awaitable<void> turn();
   std::optional<Ref> parse(std::string_view path) const;
   // Stores `next` at ref (a new object when `old` is null): bumps resourceVersion and generation,
@@ -119,7 +138,7 @@ class FakeApi final : public stowage::kube::Api {
   void log(const Ref& ref, stowage::kube::WatchEventType type, const boost::json::value& object);
 
   boost::asio::any_io_executor executor_;
-  boost::asio::steady_timer wake_;  // at max(): cancel() wakes every waiting watch
+  std::set<boost::asio::steady_timer*> sleeping_;  // each waiting watch's timer: cancel() wakes it
   std::map<std::string, boost::json::value> objects_;  // by item path
   std::map<std::string, Ref> refs_;                     // item path -> its parts
   std::vector<Logged> log_;
@@ -128,7 +147,8 @@ class FakeApi final : public stowage::kube::Api {
   std::map<std::pair<std::string, std::string>, std::deque<Error>> failures_;
   std::vector<Request> requests_;
   bool held_ = false;
-  std::uint64_t watch_epoch_ = 0;
+  std::uint64_t compacted_ = 0;  // watches from an older resourceVersion get 410
+  std::uint64_t watch_epoch_ = 0, bookmark_epoch_ = 0, stall_epoch_ = 0;
   std::size_t open_watches_ = 0;
 };
 

@@ -1,5 +1,5 @@
-// The SQLite state store: schema, integrity check, and the group-commit writer thread.
-#include "persistence/state_store.hpp"
+// SqliteStateStore: schema, integrity check, and the group-commit writer thread.
+#include "persistence/sqlite_state_store.hpp"
 
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
@@ -61,7 +61,7 @@ CREATE TABLE kube_checkpoints (
 ALTER TABLE queue ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
-static_assert(std::size(kMigrations) == StateStore::kSchemaVersion);
+static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion);
 
 class Db {
  public:
@@ -296,10 +296,10 @@ std::string migrate(Db& db) {
   Stmt v(db.get(), "PRAGMA user_version");
   v.step();
   auto version = v.integer(0);
-  if (version > StateStore::kSchemaVersion)
+  if (version > SqliteStateStore::kSchemaVersion)
     return "was written by a newer stowage (schema " + std::to_string(version) + ", this one knows " +
-           std::to_string(StateStore::kSchemaVersion) + "): run that version, or use a new --state-dir";
-  for (auto i = version; i < StateStore::kSchemaVersion; ++i) {
+           std::to_string(SqliteStateStore::kSchemaVersion) + "): run that version, or use a new --state-dir";
+  for (auto i = version; i < SqliteStateStore::kSchemaVersion; ++i) {
     std::string sql = std::string("BEGIN;") + kMigrations[i] + "PRAGMA user_version=" + std::to_string(i + 1) +
                       ";COMMIT;";
     if (auto e = db.exec(sql.c_str()); !e.empty()) {
@@ -336,7 +336,7 @@ std::vector<ObjectRecord> select_objects(sqlite3* db) {
 
 }  // namespace
 
-struct StateStore::Impl {
+struct SqliteStateStore::Impl {
   fs::path file;
   boost::asio::any_io_executor reactor;
   StoreOptions options;
@@ -512,14 +512,14 @@ struct StateStore::Impl {
   }
 };
 
-StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStateStore::SqliteStateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-StateStore::~StateStore() {
+SqliteStateStore::~SqliteStateStore() {
   if (!impl_->abandoned) flush_blocking();
   impl_->stop();
 }
 
-Result<std::unique_ptr<StateStore>, std::string> StateStore::open(const fs::path& state_dir,
+Result<std::unique_ptr<SqliteStateStore>, std::string> SqliteStateStore::open(const fs::path& state_dir,
                                                                   boost::asio::any_io_executor reactor,
                                                                   StoreOptions options) {
   std::error_code ec;
@@ -540,10 +540,10 @@ Result<std::unique_ptr<StateStore>, std::string> StateStore::open(const fs::path
   if (err.empty()) err = migrate(*impl->db);
   if (!err.empty()) return Err("state store " + impl->file.string() + ": " + err);
   impl->start();
-  return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
+  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(impl)));
 }
 
-std::vector<QueueRow> StateStore::load_queue() {
+std::vector<QueueRow> SqliteStateStore::load_queue() {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
          "SELECT kind,namespace,name,reason,attempts,next_attempt_ms,last_error,state,interrupted FROM queue");
@@ -557,7 +557,7 @@ std::vector<QueueRow> StateStore::load_queue() {
   return out;
 }
 
-std::vector<InitFact> StateStore::load_facts() {
+std::vector<InitFact> SqliteStateStore::load_facts() {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
          "SELECT namespace,name,uid,generation,backend_identity,credential_fingerprint,initialized_ms FROM initialized");
@@ -567,37 +567,37 @@ std::vector<InitFact> StateStore::load_facts() {
   return out;
 }
 
-std::vector<ObjectRecord> StateStore::load_objects() {
+std::vector<ObjectRecord> SqliteStateStore::load_objects() {
   std::lock_guard lock(impl_->db_mutex);
   return select_objects(impl_->db->get());
 }
 
-void StateStore::put(const QueueRow& row) {
+void SqliteStateStore::put(const QueueRow& row) {
   impl_->current.queue[row.key] = row;
   impl_->touched(row_bytes(row));
 }
-void StateStore::erase_queue(const QueueKey& key) {
+void SqliteStateStore::erase_queue(const QueueKey& key) {
   impl_->current.queue[key] = std::nullopt;
   impl_->touched(kRowOverhead);
 }
-void StateStore::put(const InitFact& fact) {
+void SqliteStateStore::put(const InitFact& fact) {
   impl_->current.facts[{fact.namespace_, fact.name}] = fact;
   impl_->touched(row_bytes(fact));
 }
-void StateStore::erase_fact(const std::string& ns, const std::string& name) {
+void SqliteStateStore::erase_fact(const std::string& ns, const std::string& name) {
   impl_->current.facts[{ns, name}] = std::nullopt;
   impl_->touched(kRowOverhead);
 }
-void StateStore::put(const ObjectRecord& record) {
+void SqliteStateStore::put(const ObjectRecord& record) {
   impl_->current.objects[{record.namespace_, record.name}] = record;
   impl_->touched(row_bytes(record));
 }
-void StateStore::erase_object(const std::string& ns, const std::string& name) {
+void SqliteStateStore::erase_object(const std::string& ns, const std::string& name) {
   impl_->current.objects[{ns, name}] = std::nullopt;
   impl_->touched(kRowOverhead);
 }
 
-std::vector<KubeObjectRecord> StateStore::load_kube_objects() {
+std::vector<KubeObjectRecord> SqliteStateStore::load_kube_objects() {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
          "SELECT resource,namespace,name,resource_version,object_json FROM kube_objects ORDER BY resource,namespace,name");
@@ -606,7 +606,7 @@ std::vector<KubeObjectRecord> StateStore::load_kube_objects() {
   return out;
 }
 
-std::vector<KubeCheckpoint> StateStore::load_kube_checkpoints() {
+std::vector<KubeCheckpoint> SqliteStateStore::load_kube_checkpoints() {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(), "SELECT resource,scope,resource_version FROM kube_checkpoints ORDER BY resource");
   std::vector<KubeCheckpoint> out;
@@ -614,24 +614,24 @@ std::vector<KubeCheckpoint> StateStore::load_kube_checkpoints() {
   return out;
 }
 
-void StateStore::put(const KubeObjectRecord& record) {
+void SqliteStateStore::put(const KubeObjectRecord& record) {
   impl_->current.kube_objects[{record.resource, record.namespace_, record.name}] = record;
   impl_->touched(row_bytes(record));
 }
-void StateStore::erase_kube_object(const std::string& resource, const std::string& ns, const std::string& name) {
+void SqliteStateStore::erase_kube_object(const std::string& resource, const std::string& ns, const std::string& name) {
   impl_->current.kube_objects[{resource, ns, name}] = std::nullopt;
   impl_->touched(kRowOverhead);
 }
-void StateStore::put(const KubeCheckpoint& checkpoint) {
+void SqliteStateStore::put(const KubeCheckpoint& checkpoint) {
   impl_->current.kube_checkpoints[checkpoint.resource] = checkpoint;
   impl_->touched(row_bytes(checkpoint));
 }
-void StateStore::clear_kube(const std::string& resource) {
+void SqliteStateStore::clear_kube(const std::string& resource) {
   impl_->current.clear_kube(resource);
   impl_->touched(kRowOverhead);
 }
 
-void StateStore::when_durable(std::function<void()> done) {
+void SqliteStateStore::when_durable(std::function<void()> done) {
   auto& i = *impl_;
   std::uint64_t target = i.current.empty() ? i.submitted_seq : i.submitted_seq + 1;
   if (target <= i.committed_seq || i.writer_died()) {
@@ -641,14 +641,14 @@ void StateStore::when_durable(std::function<void()> done) {
   i.waiters.emplace(target, std::move(done));
 }
 
-void StateStore::flush_blocking() {
+void SqliteStateStore::flush_blocking() {
   auto& i = *impl_;
   i.submit();
   std::unique_lock lock(i.m);
   i.cv.wait(lock, [&] { return i.writer_committed >= i.submitted_seq || !i.writer_dead.empty(); });
 }
 
-bool StateStore::flush_within(std::chrono::milliseconds limit) {
+bool SqliteStateStore::flush_within(std::chrono::milliseconds limit) {
   auto& i = *impl_;
   i.submit();
   std::unique_lock lock(i.m);
@@ -657,7 +657,7 @@ bool StateStore::flush_within(std::chrono::milliseconds limit) {
   return i.writer_committed >= i.submitted_seq;
 }
 
-void StateStore::abandon() {
+void SqliteStateStore::abandon() {
   auto& i = *impl_;
   std::string why;
   {
@@ -672,16 +672,16 @@ void StateStore::abandon() {
                 i.file.string(), i.uncommitted_bytes.load(), why.empty() ? "" : " (the last commit failed: " + why + ")");
 }
 
-std::uint64_t StateStore::uncommitted_bytes() const {
+std::uint64_t SqliteStateStore::uncommitted_bytes() const {
   return impl_->uncommitted_bytes.load(std::memory_order_relaxed);
 }
 
-StoreStats StateStore::stats() const {
+StoreStats SqliteStateStore::stats() const {
   std::lock_guard lock(impl_->m);
   return impl_->stats;
 }
 
-const fs::path& StateStore::path() const { return impl_->file; }
+const fs::path& SqliteStateStore::path() const { return impl_->file; }
 
 Result<std::vector<ObjectRecord>, std::string> read_objects(const fs::path& state_dir) {
   fs::path file = state_dir / "state.db";

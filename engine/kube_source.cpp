@@ -1,0 +1,333 @@
+#include "engine/kube_source.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "engine/kube_paths.hpp"
+#include "engine/volume_jobs.hpp"
+#include "kube/api.hpp"
+#include "kube/informer.hpp"
+#include "kube/json_path.hpp"
+#include "kube/repository.hpp"
+#include "persistence/work_queue.hpp"
+
+namespace stowage::engine {
+
+namespace json = boost::json;
+using kube::metadata_text;
+
+namespace {
+
+constexpr const char* kKind = "BackupStorage";
+constexpr const char* kStorages = KubeCacheMirror::kStorages;
+constexpr const char* kSecrets = KubeCacheMirror::kSecrets;
+
+kube::InformerOptions informer_options(std::string name, std::string path, std::uint64_t seed,
+                                       std::chrono::milliseconds watch_idle_timeout) {
+  kube::InformerOptions o;
+  o.name = std::move(name);
+  o.path = std::move(path);
+  o.reflector.seed = seed;
+  o.reflector.watch_idle_timeout = watch_idle_timeout;
+  return o;
+}
+
+}  // namespace
+
+bool has_cleanup_finalizer(const kube::BackupStorage& storage) {
+  const auto& f = storage.metadata.finalizers;
+  return std::find(f.begin(), f.end(), kCleanupFinalizer) != f.end();
+}
+
+KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, persistence::WorkQueue& queue,
+                       persistence::StateStore* store, KubeSourceOptions options, VolumeJobs* jobs)
+    : executor_(executor),
+      api_(api),
+      queue_(queue),
+      options_(std::move(options)),
+      mirror_(store, options_.scope),
+      locations_(options_.locations) {
+  const std::string& ns = options_.namespace_;
+  auto restored = mirror_.load();
+  storages_resumed_ = restored.storages.resumed();
+  secrets_resumed_ = restored.secrets.resumed();
+
+  kube::InformerHandlers storage_handlers;
+  storage_handlers.upserted = [this](json::value o) { storage_upserted(std::move(o)); };
+  storage_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
+    storage_removed(ns, name);
+  };
+  storage_handlers.synced = [this] { check_synced(); };
+  storage_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kStorages, rv); };
+  auto storage_options = informer_options("backupstorages", kubestash_collection_path("backupstorages", ns),
+                                          options_.seed, options_.watch_idle_timeout);
+  storage_options.reflector.resume_resource_version = restored.storages.resource_version;
+  storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
+
+  kube::InformerHandlers secret_handlers;
+  secret_handlers.upserted = [this](json::value o) { secret_upserted(o); };
+  secret_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
+    secret_removed(ns, name);
+  };
+  secret_handlers.synced = [this] { check_synced(); };
+  secret_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kSecrets, rv); };
+  auto secret_options = informer_options("secrets (metadata only)", collection_path("/api/v1", "secrets", ns),
+                                         options_.seed + 1, options_.watch_idle_timeout);
+  secret_options.list_accept = kube::kAcceptPartialMetadataList;
+  secret_options.watch_accept = kube::kAcceptPartialMetadata;
+  secret_options.reflector.resume_resource_version = restored.secrets.resource_version;
+  secrets_ = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
+
+  kube::InformerHandlers repo_handlers;
+  repo_handlers.upserted = [this](json::value o) { repository_upserted(o); };
+  repo_handlers.removed = [this](const std::string& ns, const std::string& name, json::value) {
+    for (const auto& k : repositories_.remove({ns, name})) enqueue(k, "repository " + ns + "/" + name + " deleted");
+  };
+  repo_handlers.synced = [this] { check_synced(); };
+  repository_informer_ = std::make_unique<kube::Informer>(
+      executor_, api_,
+      informer_options("repositories", kubestash_collection_path("repositories", ns), options_.seed + 2,
+                       options_.watch_idle_timeout),
+      std::move(repo_handlers));
+
+  if (jobs) {
+    kube::InformerHandlers job_handlers;
+    job_handlers.upserted = [jobs](json::value o) { jobs->job_upserted(std::move(o)); };
+    job_handlers.removed = [jobs](const std::string& ns, const std::string& name, json::value last) {
+      jobs->job_removed(ns, name, last);
+    };
+    job_handlers.synced = [this] { check_synced(); };
+    auto job_options = informer_options("volume jobs", collection_path("/apis/batch/v1", "jobs", ns), options_.seed + 3,
+                                        options_.watch_idle_timeout);
+    job_options.label_selector = std::string(kVolumeJobSelector);
+    job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
+  }
+  restore(std::move(restored));
+}
+
+KubeSource::~KubeSource() = default;
+
+// The restored objects enter the caches as the informers' own would, neither persisted again nor queued.
+void KubeSource::restore(KubeCacheMirror::Loaded restored) {
+  for (auto& secret : restored.secrets.objects) {
+    secrets_->seed(secret.namespace_, secret.name, secret.resource_version);
+    ++stats_.restored_secrets;
+  }
+  for (auto& storage : restored.storages.objects) {
+    storages_->seed(storage.namespace_, storage.name, storage.resource_version);
+    restoring_ = true;
+    storage_upserted(std::move(storage.object));
+    restoring_ = false;
+    ++stats_.restored_storages;
+  }
+  if (storages_resumed_ || secrets_resumed_)
+    spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
+                 stats_.restored_storages, stats_.restored_secrets);
+}
+
+void KubeSource::start(std::function<void()> on_synced) {
+  on_synced_ = std::move(on_synced);
+  storages_->start();
+  secrets_->start();
+  repository_informer_->start();
+  if (job_informer_) job_informer_->start();
+  // Restored caches are complete as of their resourceVersions: reconciling may start at once.
+  if (storages_resumed_ || secrets_resumed_) boost::asio::post(executor_, [this] { check_synced(); });
+}
+
+void KubeSource::stop() {
+  storages_->stop();
+  secrets_->stop();
+  repository_informer_->stop();
+  if (job_informer_) job_informer_->stop();
+}
+
+bool KubeSource::synced() const {
+  return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced()) &&
+         repository_informer_->synced() && (!job_informer_ || job_informer_->synced());
+}
+
+std::string KubeSource::problem() const {
+  std::string out;
+  for (const auto* i : {storages_.get(), secrets_.get(), repository_informer_.get()}) {
+    if (i->synced() || i->last_error().empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += i->last_error();
+  }
+  return out;
+}
+
+void KubeSource::check_synced() {
+  if (synced_reported_ || !synced()) return;
+  synced_reported_ = true;
+  if (on_synced_) on_synced_();
+}
+
+void KubeSource::enqueue(const ObjectKey& key, const std::string& reason) {
+  queue_.add({kKind, key.namespace_, key.name}, reason);
+}
+
+void KubeSource::storage_upserted(json::value object) {
+  if (!restoring_) mirror_.storage_upserted(object);
+  auto parsed = kube::parse_backup_storage(object);
+  if (!parsed.ok()) {
+    storage_invalid(object, parsed.error().to_string());
+    return;
+  }
+  kube::BackupStorage s = std::move(parsed.value());
+  ObjectKey key = key_of(s);
+  bool was_invalid = invalid_.erase(key) > 0;
+  const kube::BackupStorage* old = cache_.storage(key);
+  bool changed = !old || was_invalid || old->metadata.uid != s.metadata.uid ||
+                 old->metadata.generation != s.metadata.generation ||
+                 old->metadata.deletion_timestamp != s.metadata.deletion_timestamp ||
+                 (has_cleanup_finalizer(*old) && !has_cleanup_finalizer(s));
+  std::string reason = !old ? "added" : "changed";
+  auto overlapping = locations_.put(s);
+  cache_.upsert(std::move(s));
+  if (restoring_) return;
+  if (changed) enqueue(key, reason);
+  for (const auto& other : overlapping) enqueue(other, "the location of " + key.str() + " changed");
+}
+
+// An object that cannot be read: kept apart with what could be read and the problem, queued (the
+// reconciler reports it). Its entry in the LocationIndex stays: its data has not moved.
+void KubeSource::storage_invalid(const json::value& object, std::string problem) {
+  auto meta = kube::parse_object_meta(object.is_object() && object.as_object().contains("metadata")
+                                          ? object.as_object().at("metadata")
+                                          : json::value());
+  if (!meta.ok() || meta.value().name.empty()) {
+    spdlog::error("backupstorages: an object without a readable name was skipped: {}", problem);
+    return;
+  }
+  Invalid bad;
+  bad.partial.metadata = std::move(meta.value());
+  bad.partial.raw = object;
+  if (const auto* status = object.as_object().if_contains("status")) {
+    if (auto st = kube::parse_status(*status); st.ok()) bad.partial.status = std::move(st.value());
+  }
+  bad.problem = std::move(problem);
+  ObjectKey key = key_of(bad.partial);
+  spdlog::warn("{}: cannot be read: {}", key.str(), bad.problem);
+  cache_.erase_storage(key);
+  invalid_[key] = std::move(bad);
+  if (!restoring_) enqueue(key, "invalid object");
+}
+
+void KubeSource::storage_removed(const std::string& ns, const std::string& name) {
+  ObjectKey key{ns, name};
+  cache_.erase_storage(key);
+  invalid_.erase(key);
+  mirror_.removed(kStorages, ns, name);
+  enqueue(key, "deleted");
+  for (const auto& other : locations_.erase(key)) enqueue(other, "the location of " + key.str() + " changed");
+}
+
+void KubeSource::secret_upserted(const json::value& object) {
+  ObjectKey key{metadata_text(object, "namespace"), metadata_text(object, "name")};
+  std::string rv = metadata_text(object, "resourceVersion");
+  auto cached = secret_data_.find(key);
+  if (cached != secret_data_.end() && cached->second.resource_version != rv) secret_data_.erase(cached);
+  mirror_.secret_upserted(key.namespace_, key.name, rv);
+  secret_changed(key, "changed");
+}
+
+void KubeSource::secret_removed(const std::string& ns, const std::string& name) {
+  secret_data_.erase({ns, name});
+  mirror_.removed(kSecrets, ns, name);
+  secret_changed({ns, name}, "deleted");
+}
+
+void KubeSource::secret_changed(const ObjectKey& secret, const std::string& why) {
+  for (const auto& s : cache_.storages_using_secret(secret)) enqueue(s, "secret " + secret.str() + " " + why);
+}
+
+void KubeSource::repository_upserted(const json::value& object) {
+  std::string ns = metadata_text(object, "namespace"), name = metadata_text(object, "name");
+  auto repo = kube::parse_repository(object);
+  std::vector<ObjectKey> touched;
+  if (repo.ok()) {
+    touched = repositories_.upsert(repo.value());
+  } else {
+    spdlog::warn("repository {}/{} cannot be read ({}); left out of its storage's status", ns, name,
+                 repo.error().to_string());
+    touched = repositories_.remove({ns, name});
+  }
+  for (const auto& k : touched) enqueue(k, "repository " + ns + "/" + name + " changed");
+}
+
+std::optional<Lookup> KubeSource::get(const ObjectKey& key) const {
+  if (auto bad = invalid_.find(key); bad != invalid_.end()) {
+    const auto& s = bad->second.partial;
+    bool deleting = !s.metadata.deletion_timestamp.empty();
+    if (deleting && !has_cleanup_finalizer(s)) return std::nullopt;
+    return Lookup{s, deleting, deleting ? "" : bad->second.problem};
+  }
+  const kube::BackupStorage* s = cache_.storage(key);
+  if (!s) return std::nullopt;
+  if (!s->metadata.deletion_timestamp.empty()) {
+    if (!has_cleanup_finalizer(*s)) return std::nullopt;  // not ours to clean up (as KubeStash: no finalizer, no cleanup)
+    return Lookup{*s, true, ""};
+  }
+  return Lookup{*s, false, ""};
+}
+
+boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeSource::secret(ObjectKey key) {
+  const std::string* known_rv = secrets_->find(key.namespace_, key.name);
+  if (auto cached = secret_data_.find(key); cached != secret_data_.end()) {
+    if (known_rv && *known_rv == cached->second.resource_version)
+      co_return std::optional<kube::Secret>(cached->second.secret);
+  }
+  if (!known_rv && secrets_->synced()) co_return std::optional<kube::Secret>();  // not in the cluster
+
+  ++stats_.secret_gets;
+  std::string path = secret_path(key);
+  auto got = co_await api_.get(std::move(path));
+  if (!got.ok()) {
+    if (got.error().http_status == 404) {
+      secret_data_.erase(key);
+      co_return std::optional<kube::Secret>();
+    }
+    co_return Err(TargetError{"reading secret " + key.str() + ": " + got.error().message, got.error().transient()});
+  }
+  auto parsed = kube::parse_secret(got.value());
+  if (!parsed.ok())
+    co_return Err(TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false});
+  kube::Secret secret = std::move(parsed.value());
+  secret_data_[key] = CachedSecret{secret.metadata.resource_version, secret};
+  co_return std::optional<kube::Secret>(std::move(secret));
+}
+
+// Keeps the cache's finalizers in step with a finalizer write at once, so a quick re-run does not
+// add it twice.
+void KubeSource::finalizers_written(const ObjectKey& key, const json::value& answer) {
+  auto fresh = kube::parse_backup_storage(answer);
+  if (!fresh.ok()) return;
+  const kube::BackupStorage* cached = cache_.storage(key);
+  if (!cached || cached->metadata.uid != fresh.value().metadata.uid) return;
+  auto copy = *cached;
+  copy.metadata.finalizers = fresh.value().metadata.finalizers;
+  cache_.upsert(std::move(copy));
+}
+
+// Keeps the cache's status in step with a status write at once: a re-run before the watch event
+// comes back then finds its status written (no second PATCH, no second Event), and the next write
+// nulls what this one wrote (it reads `raw`). Only for the object the cache holds: by now the name
+// may hold another storage (another uid).
+void KubeSource::status_written(const ObjectKey& key, const json::value& answer) {
+  const kube::BackupStorage* cached = cache_.storage(key);
+  if (!cached || cached->metadata.uid != metadata_text(answer, "uid")) return;
+  const json::value* status = kube::value_at(answer, {"status"});
+  json::value written = status && !status->is_null() ? *status : json::value(json::object());
+  auto parsed = kube::parse_status(written);
+  if (!parsed.ok()) return;  // the watch event brings whatever the server holds
+  kube::BackupStorage copy = *cached;
+  copy.status = std::move(parsed.value());
+  if (auto* raw = copy.raw.if_object()) (*raw)["status"] = std::move(written);
+  cache_.upsert(std::move(copy));
+}
+
+}  // namespace stowage::engine
