@@ -8,7 +8,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?=
 
-.PHONY: deps configure build test test-asan fuzz demo bench clean
+.PHONY: deps configure build test test-asan fuzz demo bench image test-image clean
 
 deps:
 	@.ci/install-deps
@@ -34,6 +34,16 @@ fuzz: deps
 	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then cmake -S . -B $(FUZZ_BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_CXX_COMPILER=clang++ -DSTOWAGE_FUZZ=ON; fi
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target stowage_fuzzers
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) fuzz/run.sh $(FUZZ_BUILD)
+
+# stowage's OCI image, from Debian's packages, without a registry (image/build says what it holds):
+# $(BUILD)/image/stowage-<version>.tar (docker-archive, stowage:<version>) and $(BUILD)/image/oci.
+image: configure
+	cmake --build $(BUILD) -j $(JOBS) --target stowage
+	image/build $(BUILD)
+
+# The image run as a cluster runs it (tests/image/test-image); `make test` runs it too (ctest "image: ...").
+test-image: image
+	tests/image/test-image $(BUILD)
 
 # The offline mode on the shipped example: a local storage goes Ready and metadata.yaml appears.
 demo: build

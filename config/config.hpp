@@ -81,6 +81,14 @@ struct Config {
   Millis kube_watch_idle_timeout{90000};
   std::string metrics_bind_address = "0";             // metrics.bind-address: "0" = off
   std::string health_bind_address = "0";              // health.bind-address: "0" = off
+  std::string webhook_bind_address = "0";             // webhook.bind-address: "0" = off (Kubernetes mode)
+  std::filesystem::path webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";  // webhook.cert-dir
+  bool webhook_cert_self_signed = false;              // webhook.cert-self-signed: a CA and certificate of our own
+  std::string webhook_service = "stowage-webhook";    // webhook.service: the Service the API server calls
+  std::string webhook_service_namespace;              // webhook.service-namespace: "" = the pod's
+  std::string webhook_cert_secret = "stowage-webhook-cert";  // webhook.cert-secret (self-signed mode)
+  std::string webhook_mutating_configuration = "stowage";    // webhook.mutating-configuration: "" = none
+  std::string webhook_validating_configuration = "stowage";  // webhook.validating-configuration: "" = none
   bool leader_elect = false;                          // leader-election.enabled
   std::string leader_election_id = "stowage-leader";  // leader-election.id (the Lease's name)
   std::string leader_election_namespace;              // leader-election.namespace: "" = the pod's

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include <boost/asio/thread_pool.hpp>
+
+#include "storage/aws_credentials.hpp"
 #include "storage/azure_backend.hpp"
 #include "storage/gcs_backend.hpp"
 #include "common/http_client.hpp"
@@ -111,15 +114,17 @@ CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::siz
   c.storage_emulator_host = env("STORAGE_EMULATOR_HOST");
   c.gce_metadata_host = env("GCE_METADATA_HOST");
   c.max_connections = max_connections;
-  c.aws_access_key_id = env("AWS_ACCESS_KEY_ID");
-  c.aws_secret_access_key = env("AWS_SECRET_ACCESS_KEY");
-  c.aws_session_token = env("AWS_SESSION_TOKEN");
+  c.aws_chain = storage::aws::discover_chain(storage::aws::Environment::from_process());
   return c;
 }
 
 BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, LocalSettings local, http::Client& http,
                                CloudSettings cloud)
-    : pool_(io_pool), local_(std::move(local)), http_(http), cloud_(std::move(cloud)) {
+    : pool_(io_pool),
+      local_(std::move(local)),
+      http_(http),
+      cloud_(std::move(cloud)),
+      aws_identity_(storage::aws::make_provider(cloud_.aws_chain, http_, pool_.get_executor())) {
   std::error_code ec;
   fs::path root = fs::absolute(local_.root, ec);
   local_.root = (ec ? local_.root : root).lexically_normal();
@@ -149,15 +154,13 @@ BackendFactory::Made BackendFactory::make_s3(const kube::BackupStorage& s, const
     return Err(named_secret_missing(s, spec.secret_name));
   } else if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) {
     return Err(refused);
-  } else if (!cloud_.aws_access_key_id.empty() && !cloud_.aws_secret_access_key.empty()) {
-    o.access_key_id = cloud_.aws_access_key_id;  // credential-less: the controller's own identity
-    o.secret_access_key = cloud_.aws_secret_access_key;
-    o.session_token = cloud_.aws_session_token;
+  } else if (aws_identity_) {
+    o.credential_provider = aws_identity_;  // credential-less: the controller's own identity
   } else {
     return Err(std::string(
-        "spec.storage.s3.secretName is empty and the controller has no AWS credentials of its own: set secretName, "
-        "or give the controller AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (IRSA web identity and instance "
-        "metadata are not supported yet)"));
+        "spec.storage.s3.secretName is empty and the controller has no AWS identity of its own: set secretName, "
+        "or give the controller one (environment keys, a shared credentials profile, IRSA web identity, container "
+        "credentials; instance metadata is off: AWS_EC2_METADATA_DISABLED)"));
   }
   return Made(std::make_unique<storage::S3Backend>(http_, std::move(o)));
 }

@@ -11,6 +11,7 @@
 
 #include "common/result.hpp"
 #include "kube/model.hpp"
+#include "storage/aws_identity.hpp"
 #include "storage/backend.hpp"
 
 namespace boost::asio {
@@ -19,6 +20,10 @@ class thread_pool;
 
 namespace stowage::http {
 class Client;
+}
+
+namespace stowage::storage::aws {
+class CredentialProvider;
 }
 
 namespace stowage::engine {
@@ -49,8 +54,9 @@ struct CloudSettings {
   std::string storage_emulator_host;  // STORAGE_EMULATOR_HOST (GCS emulator convention: no authentication)
   std::string gce_metadata_host;      // GCE_METADATA_HOST
   std::size_t max_connections = 16;   // when a storage's maxConnections is 0
-  // Credential-less S3: the controller's own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
-  std::string aws_access_key_id, aws_secret_access_key, aws_session_token;
+  // Credential-less S3: the AWS default chain's sources found in the environment (environment keys,
+  // shared files, web identity, container credentials, instance metadata); the first is used.
+  storage::aws::Chain aws_chain;
   AmbientCredentialsPolicy ambient;  // who may use those and the metadata server; default: nobody
 
   static CloudSettings from_environment(std::string gcs_endpoint, std::size_t max_connections);
@@ -94,6 +100,7 @@ class BackendFactory {
   LocalSettings local_;
   http::Client& http_;
   CloudSettings cloud_;
+  std::shared_ptr<storage::aws::CredentialProvider> aws_identity_;  // null: the chain found no source
 };
 
 }  // namespace stowage::engine

@@ -225,19 +225,36 @@ std::vector<Overlap> LocationIndex::overlaps(const ObjectKey& key) const {
   if (self == entries_.end()) return out;
   const Entry& me = self->second;
   for (const auto& other_key : overlapping(me.where, key)) {
-    const Entry& other = entries_.at(other_key);
-    Overlap o;
-    o.other = other_key;
-    o.nesting = other.where.path == me.where.path ? Nesting::Same
-                : holds(me.where.path, other.where.path) ? Nesting::Inside
-                                                         : Nesting::Holds;
-    o.other_is_older = std::tie(other.age, other_key) < std::tie(me.age, key);
-    o.other_label = other.where.label;
+    Overlap o = overlap(me.where, other_key);
+    o.other_is_older = std::tie(entries_.at(other_key).age, other_key) < std::tie(me.age, key);
     out.push_back(std::move(o));
   }
   std::sort(out.begin(), out.end(), [&](const Overlap& a, const Overlap& b) {
     return std::tie(entries_.at(a.other).age, a.other) < std::tie(entries_.at(b.other).age, b.other);
   });
+  return out;
+}
+
+Overlap LocationIndex::overlap(const StorageLocation& where, const ObjectKey& other_key) const {
+  const Entry& other = entries_.at(other_key);
+  Overlap o;
+  o.other = other_key;
+  o.nesting = other.where.path == where.path     ? Nesting::Same
+              : holds(where.path, other.where.path) ? Nesting::Inside
+                                                    : Nesting::Holds;
+  o.other_label = other.where.label;
+  return o;
+}
+
+std::vector<Overlap> LocationIndex::overlaps_with(const kube::BackupStorage& candidate) const {
+  std::vector<Overlap> out;
+  std::optional<StorageLocation> where = location_of(candidate, settings_);
+  if (!where) return out;
+  for (const auto& other_key : overlapping(*where, key_of(candidate))) {
+    Overlap o = overlap(*where, other_key);
+    o.other_is_older = true;
+    out.push_back(std::move(o));
+  }
   return out;
 }
 

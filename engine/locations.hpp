@@ -70,6 +70,10 @@ class LocationIndex {
   std::optional<Overlap> conflict(const ObjectKey& key) const;
   // The storage's own location, as recorded.
   const StorageLocation* location(const ObjectKey& key) const;
+  // Every storage recorded (other than one of the candidate's namespace and name) that would overlap
+  // `candidate` were it put, by key; `other_is_older` is true for all (they exist already). For the
+  // admission webhook: it judges an object the index does not have yet, or has in an older version.
+  std::vector<Overlap> overlaps_with(const kube::BackupStorage& candidate) const;
 
   const LocationSettings& settings() const { return settings_; }
   std::size_t size() const { return entries_.size(); }
@@ -88,6 +92,8 @@ class LocationIndex {
   using Path = std::map<std::string, std::set<ObjectKey>>;  // path -> storages there
   void unlink(const ObjectKey& key, const Entry& entry);
   std::vector<ObjectKey> overlapping(const StorageLocation& where, const ObjectKey& except) const;
+  // How the recorded `other` relates to a storage at `where`.
+  Overlap overlap(const StorageLocation& where, const ObjectKey& other) const;
 
   LocationSettings settings_;
   std::map<ObjectKey, Entry> entries_;

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -97,6 +98,7 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   tcp::acceptor acceptor;
   std::map<std::string, std::function<HttpResponse()>, std::less<>> routes;
+  std::map<std::string, std::function<HttpResponse(std::string_view)>, std::less<>> post_routes;
   std::map<std::uint64_t, beast::tcp_stream*> connections;  // open ones, for stop()
   std::uint64_t next_connection = 0;
   std::uint16_t port = 0;
@@ -110,22 +112,34 @@ struct HttpServer::Impl {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
     auto route = routes.find(path);
-    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+    auto post_route = post_routes.find(path);
+    const char* allow = "GET, HEAD";
+    // A handler's bug costs one answer, not the connection.
+    auto guarded = [&](std::string_view name, auto&& call) {
+      try {
+        answer = call();
+      } catch (const std::exception& e) {
+        spdlog::error("{}: the handler of {} failed: {}", flag, name, e.what());
+        answer = {500, "text/plain; charset=utf-8", "internal error\n"};
+      }
+    };
+    if (post_route != post_routes.end()) {
+      allow = "POST";
+      if (req.method() != bhttp::verb::post)
+        answer = {405, "text/plain; charset=utf-8", "method not allowed: only POST\n"};
+      else
+        guarded(post_route->first, [&] { return post_route->second(req.body()); });
+    } else if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
       answer = {405, "text/plain; charset=utf-8", "method not allowed: only GET and HEAD\n"};
     } else if (route == routes.end()) {
       answer = {404, "text/plain; charset=utf-8", "not found\n"};
     } else {
-      try {
-        answer = route->second();
-      } catch (const std::exception& e) {  // a handler's bug costs one answer, not the connection
-        spdlog::error("{}: the handler of {} failed: {}", flag, route->first, e.what());
-        answer = {500, "text/plain; charset=utf-8", "internal error\n"};
-      }
+      guarded(route->first, [&] { return route->second(); });
     }
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(answer.status), req.version()};
     res.set(bhttp::field::content_type, answer.content_type);
     res.set(bhttp::field::cache_control, "no-store");
-    if (answer.status == 405) res.set(bhttp::field::allow, "GET, HEAD");
+    if (answer.status == 405) res.set(bhttp::field::allow, allow);
     res.body() = std::move(answer.body);
     res.prepare_payload();
     if (req.method() == bhttp::verb::head) res.body().clear();  // Content-Length stays the GET's
@@ -145,59 +159,95 @@ struct HttpServer::Impl {
   // After a refusal, before closing: reads what the client is still sending, for a moment and up
   // to a bound. Closing with unread bytes makes the kernel send a reset, which can destroy the
   // refusal before the client reads it (Go's net/http lingers for the same reason).
-  static asio::awaitable<void> drain(beast::tcp_stream& stream) {
+  template <class Stream>
+  static asio::awaitable<void> drain(Stream& stream) {
     error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+    tcp.socket().shutdown(tcp::socket::shutdown_send, ignored);
     std::array<char, 16384> scratch;
-    stream.expires_after(std::chrono::seconds(1));
+    tcp.expires_after(std::chrono::seconds(1));
     for (std::size_t drained = 0; drained < (256u << 10);) {
-      auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
+      auto [ec, n] = co_await tcp.async_read_some(asio::buffer(scratch), kTuple);
       if (ec) break;
       drained += n;
     }
   }
 
+  template <class Stream>
+  static asio::awaitable<void> serve_requests(std::shared_ptr<Impl> impl, Stream& stream);
   static asio::awaitable<void> serve_connection(std::shared_ptr<Impl> impl, tcp::socket socket);
+  static asio::awaitable<void> serve_tls_connection(std::shared_ptr<Impl> impl, tcp::socket socket,
+                                                    std::shared_ptr<asio::ssl::context> context);
   static asio::awaitable<void> accept_connections(std::shared_ptr<Impl> impl);
 };
 
-// One connection's whole life: read a request (within the read timeout), answer it, repeat while
-// the client keeps the connection alive.
-asio::awaitable<void> HttpServer::Impl::serve_connection(std::shared_ptr<Impl> impl, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  const std::uint64_t id = impl->next_connection++;
-  impl->connections.emplace(id, &stream);
-  struct Forget {
-    Impl& impl;
-    std::uint64_t id;
-    ~Forget() { impl.connections.erase(id); }
-  } forget{*impl, id};
+// Keeps a connection in `connections` (for stop()) for as long as it lives.
+struct ConnectionEntry {
+  std::map<std::uint64_t, beast::tcp_stream*>& connections;
+  std::uint64_t id;
+  ConnectionEntry(std::map<std::uint64_t, beast::tcp_stream*>& all, std::uint64_t next, beast::tcp_stream& stream)
+      : connections(all), id(next) {
+    connections.emplace(id, &stream);
+  }
+  ~ConnectionEntry() { connections.erase(id); }
+};
 
+// One connection's requests: read a request (within the read timeout), answer it, repeat while the
+// client keeps the connection alive.
+template <class Stream>
+asio::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<Impl> impl, Stream& stream) {
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(impl->options.max_header_bytes));
     parser.body_limit(impl->options.max_body_bytes);
-    stream.expires_after(impl->options.read_timeout);
+    tcp.expires_after(impl->options.read_timeout);
     auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     if (rec) {
       if (is_parse_error(rec)) {
         auto res = refusal(status_for_parse_error(rec));
-        stream.expires_after(impl->options.write_timeout);
+        tcp.expires_after(impl->options.write_timeout);
         auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
         if (wec) spdlog::debug("{}: answering a malformed request failed: {}", impl->flag, wec.message());
         co_await drain(stream);
       }
-      break;  // end of stream, timeout (the stream is closed already), reset, or stop()
+      co_return;  // end of stream, timeout (the stream is closed already), reset, or stop()
     }
     auto res = impl->respond(parser.get());
     const bool keep_alive = res.keep_alive();
-    stream.expires_after(impl->options.write_timeout);
+    tcp.expires_after(impl->options.write_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
-    if (wec || !keep_alive) break;
+    if (wec || !keep_alive) co_return;
   }
+}
+
+asio::awaitable<void> HttpServer::Impl::serve_connection(std::shared_ptr<Impl> impl, tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  ConnectionEntry entry(impl->connections, impl->next_connection++, stream);
+  co_await serve_requests(impl, stream);
   error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// The same over TLS: the handshake within the read timeout, then the requests, then close_notify
+// (within the write timeout; a client that has gone already makes it fail, which is fine).
+asio::awaitable<void> HttpServer::Impl::serve_tls_connection(std::shared_ptr<Impl> impl, tcp::socket socket,
+                                                             std::shared_ptr<asio::ssl::context> context) {
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *context);
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  ConnectionEntry entry(impl->connections, impl->next_connection++, tcp);
+  tcp.expires_after(impl->options.read_timeout);
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  if (hec) {
+    spdlog::debug("{}: TLS handshake failed: {}", impl->flag, hec.message());
+    co_return;
+  }
+  co_await serve_requests(impl, stream);
+  if (!tcp.socket().is_open()) co_return;
+  tcp.expires_after(impl->options.write_timeout);
+  auto [sec] = co_await stream.async_shutdown(kTuple);
+  (void)sec;
 }
 
 asio::awaitable<void> HttpServer::Impl::accept_connections(std::shared_ptr<Impl> impl) {
@@ -219,14 +269,26 @@ asio::awaitable<void> HttpServer::Impl::accept_connections(std::shared_ptr<Impl>
       continue;
     }
     const std::string flag = impl->flag;
-    asio::co_spawn(impl->executor, serve_connection(impl, std::move(socket)), [flag](std::exception_ptr e) {
+    auto on_end = [flag](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
         spdlog::error("{}: a connection failed: {}", flag, ex.what());
       }
-    });
+    };
+    if (!impl->options.tls) {
+      asio::co_spawn(impl->executor, serve_connection(impl, std::move(socket)), on_end);
+      continue;
+    }
+    std::shared_ptr<asio::ssl::context> context = impl->options.tls();
+    if (!context) {
+      spdlog::debug("{}: no serving certificate yet, closing a connection", impl->flag);
+      error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    asio::co_spawn(impl->executor, serve_tls_connection(impl, std::move(socket), std::move(context)), on_end);
   }
 }
 
@@ -237,6 +299,10 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::route(std::string path, std::function<HttpResponse()> handler) {
   impl_->routes[std::move(path)] = std::move(handler);
+}
+
+void HttpServer::route_post(std::string path, std::function<HttpResponse(std::string_view body)> handler) {
+  impl_->post_routes[std::move(path)] = std::move(handler);
 }
 
 Result<Ok, std::string> HttpServer::start(std::string_view address) {

@@ -6,7 +6,9 @@
 //    (answering at all proves the reactor turns: the handler runs on it) or 500 naming the
 //    long-running loops that have stopped and why (the liveness check), and GET /readyz, 200 "ok"
 //    or 503 with the engine's plain-text reason ("caches not synced: ...").
-// Every other path answers 404, every method but GET and HEAD 405.
+// Every other path answers 404, every method but GET and HEAD 405. The same server also carries the
+// admission webhook (engine/webhook.hpp): POST routes, and TLS with a certificate that may change
+// while it runs (each new connection takes the one current when it is accepted).
 //
 // Guarantees: one coroutine per connection, never a blocking call on the reactor; HTTP/1.1
 // keep-alive; a request must arrive whole within the read timeout (which is also the keep-alive
@@ -38,6 +40,9 @@
 namespace stowage::metrics {
 class Registry;
 }
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace stowage::engine {
 
@@ -65,6 +70,9 @@ struct HttpServerOptions {
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 4096;  // GET and HEAD need none; a little is tolerated
   std::size_t max_connections = 64;
+  // Set: every connection is TLS (the handshake within read_timeout), served with the context this
+  // returns when the connection is accepted; nullptr closes the connection at once (no certificate yet).
+  std::function<std::shared_ptr<boost::asio::ssl::context>()> tls;
 };
 
 struct HttpResponse {
@@ -83,6 +91,9 @@ class HttpServer {
 
   // Serves GET and HEAD of exactly `path` (a query string is ignored) with `handler`, on the reactor.
   void route(std::string path, std::function<HttpResponse()> handler);
+  // Serves POST of exactly `path` with `handler`, given the request body (within max_body_bytes);
+  // other methods on that path answer 405.
+  void route_post(std::string path, std::function<HttpResponse(std::string_view body)> handler);
 
   // Parses `address` and starts listening; "0" leaves the server off and is Ok. A failure is a
   // value naming the address and the flag: "cannot listen on 127.0.0.1:8080 (--metrics-bind-address):

@@ -2,6 +2,7 @@
 // Kubernetes API server (a kubeconfig, or in-cluster).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,12 @@
 
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
+#include "engine/probes.hpp"
 #include "engine/runtime.hpp"
+#include "engine/serving_certificate.hpp"
+#include "engine/webhook.hpp"
+#include "engine/webhook_certs.hpp"
+#include "kube/admission_review.hpp"
 #include "kube/api_client.hpp"
 #include "kube/leader_elector.hpp"
 
@@ -103,6 +109,9 @@ class HeldStopSignals {
 
 int run_offline(const config::Config& config) {
   HeldStopSignals held;
+  if (config.webhook_bind_address != "0" && !config.webhook_bind_address.empty())
+    spdlog::warn("{} is ignored in the offline mode: the admission webhook is for an API server",
+                 kWebhookBindAddressFlag);
   fs::path dir = fs::absolute(config.manifests).lexically_normal();
   if (std::error_code ec; !fs::is_directory(dir, ec)) {
     spdlog::error("manifest folder {} does not exist or is not a directory: create it or fix --manifests",
@@ -157,6 +166,53 @@ std::optional<std::string> kubernetes_volume_mode(const config::Config& config) 
     return std::nullopt;
   }
   return std::string("direct");
+}
+
+// The admission webhook's listener and certificate, when --webhook-bind-address asks for them.
+struct Webhook {
+  std::unique_ptr<ServingCertificate> certificate;
+  std::unique_ptr<HttpServer> server;
+
+  // Why /readyz must fail ("" when it need not): no certificate has loaded yet.
+  std::string problem() const {
+    if (!certificate || certificate->current()) return "";
+    return "the admission webhook has no serving certificate yet: " + certificate->problem();
+  }
+  void stop() {
+    if (server) server->stop();
+    if (certificate) certificate->stop();
+  }
+};
+
+// Starts the webhook when the configuration asks for it; false (after logging why) when it cannot listen.
+bool start_webhook(Runtime& rt, const config::Config& config, Webhook& webhook) {
+  auto parsed = parse_bind_address(config.webhook_bind_address, kWebhookBindAddressFlag);
+  if (!parsed.ok()) {
+    spdlog::error("{}", parsed.error());
+    return false;
+  }
+  if (!parsed.value()) return true;  // "0": off
+  webhook.certificate = std::make_unique<ServingCertificate>(rt.io().get_executor(), rt.pool().get_executor(),
+                                                             config.webhook_cert_dir);
+  (void)webhook.certificate->load();  // a failure is logged; the watch picks the files up once they are there
+  webhook.certificate->start();
+  HttpServerOptions options;
+  options.max_body_bytes = kube::kMaxAdmissionReviewBytes;
+  options.max_connections = 32;
+  options.tls = [certificate = webhook.certificate.get()] { return certificate->current(); };
+  webhook.server = std::make_unique<HttpServer>(rt.io().get_executor(), std::string(kWebhookBindAddressFlag), options);
+  serve_webhooks(*webhook.server, [&rt]() -> std::optional<AdmissionCaches> {
+    if (!rt.kube().synced()) return std::nullopt;
+    return AdmissionCaches{rt.kube().cache(), rt.kube().locations()};
+  });
+  auto started = webhook.server->start(config.webhook_bind_address);
+  if (!started.ok()) {
+    spdlog::error("{}", started.error());
+    return false;
+  }
+  spdlog::info("serving the BackupStorage admission webhook over HTTPS on port {} ({}), certificate from {}",
+               webhook.server->port(), kWebhookBindAddressFlag, config.webhook_cert_dir.string());
+  return true;
 }
 
 // Against an API server the process's own cloud identity is lent only to the namespaces named (the
@@ -216,7 +272,14 @@ int run_kubernetes(const config::Config& config) {
     jobs.operator_version = config.operator_version;
     options.volume_jobs = jobs;
   }
+  const std::string context_namespace = client.value().namespace_;
   Runtime rt(config, KubernetesSource{std::move(client.value()), std::move(options)});
+  // --webhook-cert-self-signed: every replica, leading or not, keeps its webhook's certificates.
+  auto webhook_certs = start_webhook_certs(config, rt.io().get_executor(), rt.api(), context_namespace);
+  if (!webhook_certs.ok()) {
+    spdlog::error("{}", webhook_certs.error());
+    return 2;
+  }
 
   // Reconciling starts once the caches are synced and, with --leader-elect, while this process leads.
   bool synced = false, leading = !config.leader_elect, shutting_down = false;
@@ -257,6 +320,9 @@ int run_kubernetes(const config::Config& config) {
     elector = std::make_unique<kube::LeaderElector>(rt.io().get_executor(), rt.api(), lo, std::move(callbacks));
     spdlog::info("leader election on Lease {}/{} as {}", lease_namespace, lo.name, elector->identity());
   }
+  Webhook webhook;
+  if (!start_webhook(rt, config, webhook)) return 1;
+
   RunHooks hooks;
   hooks.start_source = [&] {
     rt.kube().start([&] {
@@ -269,12 +335,14 @@ int run_kubernetes(const config::Config& config) {
   };
   hooks.stop_source = [&] { rt.kube().stop(); };
   hooks.readiness = [&]() -> std::optional<std::string> {
+    if (auto why = webhook.problem(); !why.empty()) return why;
     if (rt.kube().synced()) return std::nullopt;  // a synced standby is ready too: it stands by correctly
     std::string why = rt.kube().problem();
     return "caches not synced" + (why.empty() ? std::string() : ": " + why);
   };
   hooks.cache = [&]() -> const ObjectCache& { return rt.kube().cache(); };
   hooks.stop_signals_handled = [&] { held.release(); };
+  hooks.stop_listeners = [&] { webhook.stop(); };
   if (elector) {
     hooks.before_exit = [&](std::function<void()> done) {
       shutting_down = true;

@@ -117,6 +117,20 @@ LocalSettings local_settings(const config::Config& c, std::shared_ptr<const std:
   return local;
 }
 
+// Which AWS identity sources the environment configures, by name only (never a key or a path's
+// content): the first is what S3 storages without a secretName use.
+void log_aws_identity(const storage::aws::Chain& chain) {
+  for (const auto& warning : chain.warnings) spdlog::warn("AWS identity: {}", warning);
+  if (!chain.active()) {
+    spdlog::info("AWS identity: no source found (S3 storages without a secretName stay NotReady)");
+    return;
+  }
+  std::string names;
+  for (const auto& name : chain.names()) names += (names.empty() ? "" : "; ") + name;
+  spdlog::info("AWS identity sources found: {}; S3 storages without a secretName use {}", names,
+               chain.active()->name);
+}
+
 // The offline modes' user is the operator, who gives the process its credentials for their own
 // manifests: every namespace may use them. Against an API server, anyone who may create a
 // BackupStorage picks its namespace: only those the operator named may (see AmbientCredentialsPolicy).
@@ -124,6 +138,7 @@ CloudSettings cloud_settings(const config::Config& c, bool offline) {
   auto cloud = CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections));
   cloud.ambient = offline ? AmbientCredentialsPolicy::everyone()
                           : AmbientCredentialsPolicy::only(c.ambient_credentials_namespaces);
+  log_aws_identity(cloud.aws_chain);
   return cloud;
 }
 
@@ -532,6 +547,7 @@ void Runtime::finish() {
   r.gauges.cancel();
   if (r.metrics_server) r.metrics_server->stop();
   if (r.probe_server) r.probe_server->stop();
+  if (r.hooks.stop_listeners) r.hooks.stop_listeners();
   auto last = [this] {
     parts_->store->when_durable([this] { parts_->io.stop(); });
     running_->durable.expires_after(kDurableWait);  // a failing disk must not hold the reactor

@@ -117,6 +117,8 @@ struct RunHooks {
   std::function<void(std::function<void()> done)> before_exit;
   // run() handles SIGINT/SIGTERM from here on (start order, step 5). Optional.
   std::function<void()> stop_signals_handled;
+  // Stops the listeners the mode started itself (the admission webhook), with the others. Optional.
+  std::function<void()> stop_listeners;
 };
 
 class Runtime {

@@ -283,10 +283,17 @@ std::string S3Backend::target(const Call& call, const Place& where) const {
 asio::awaitable<Result<http::Response, BackendError>> S3Backend::execute(const Call& call) {
   // The credentials become header values (see s3_signer.hpp): one that would inject a header or
   // could never be sent stops every call, naming the key and a position, never the value.
+  if (options_.credential_provider) {
+    auto keys = co_await options_.credential_provider->credentials();
+    if (!keys) co_return Err(std::move(keys.error()));
+    credentials_ = std::move(keys.value());
+  }
   if (auto bad = s3::credentials_problem(credentials_))
     co_return Err(BackendError{false, "InvalidCredentials",
                                "S3 credentials: " + bad->to_string() +
-                                   ": fix the value in the storage's Secret (or the controller's environment)",
+                                   (options_.credential_provider
+                                        ? " in what " + options_.credential_provider->source_name() + " returned"
+                                        : ": fix the value in the storage's Secret (or the controller's environment)"),
                                std::nullopt});
   if (!options_.endpoint.empty()) {
     if (auto url = http::Url::parse(options_.endpoint); !url.ok())
@@ -327,6 +334,12 @@ asio::awaitable<Result<http::Response, BackendError>> S3Backend::execute(const C
   }
 }
 
+std::string S3Backend::check_credential(const std::string& variable) const {
+  if (!options_.credential_provider) return "check " + variable;
+  return "the credentials from " + options_.credential_provider->source_name() +
+         " were refused; they are fetched again at the next attempt";
+}
+
 BackendError S3Backend::error_from(const Call& call, const http::Response& response) const {
   const auto body = s3::parse_error(response.body);
   BackendError e;
@@ -337,15 +350,20 @@ BackendError S3Backend::error_from(const Call& call, const http::Response& respo
   const std::string bucket = "S3 bucket `" + options_.bucket + "`";
   const std::string endpoint = endpoint_label();
   const std::string& code = e.code;
+  if (options_.credential_provider && (code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" ||
+                                       code == "InvalidToken" || code == "ExpiredToken" ||
+                                       code == "TokenRefreshRequired"))
+    options_.credential_provider->rejected(credentials_);
 
   if (code == "NoSuchBucket") {
     e.message = bucket + " does not exist at endpoint `" + endpoint + "`" + id;
   } else if (code == "SignatureDoesNotMatch") {
-    e.message = "signature rejected by " + endpoint + ": check AWS_SECRET_ACCESS_KEY" + id;
+    e.message = "signature rejected by " + endpoint + ": " + check_credential("AWS_SECRET_ACCESS_KEY") + id;
   } else if (code == "InvalidAccessKeyId") {
-    e.message = "access key id not known to " + endpoint + ": check AWS_ACCESS_KEY_ID" + id;
+    e.message = "access key id not known to " + endpoint + ": " + check_credential("AWS_ACCESS_KEY_ID") + id;
   } else if (code == "InvalidToken" || code == "ExpiredToken" || code == "TokenRefreshRequired") {
-    e.message = "session token rejected by " + endpoint + " (" + code + "): check AWS_SESSION_TOKEN" + id;
+    e.message =
+        "session token rejected by " + endpoint + " (" + code + "): " + check_credential("AWS_SESSION_TOKEN") + id;
   } else if (code == "AccessDenied" || code == "AllAccessDisabled" || code == "Forbidden") {
     e.message = "access denied to " + bucket + " at " + endpoint + " for " + call.operation +
                 ": the credentials need " + call.permission + " on it" + id;

@@ -30,10 +30,12 @@
 // learnt at run time are plain members.
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "storage/aws_credentials.hpp"
 #include "storage/backend.hpp"
 #include "common/http_client.hpp"
 #include "storage/object_wipe.hpp"
@@ -46,6 +48,9 @@ struct S3Options {
   std::string endpoint;  // "" = AWS; "https://minio.example:9000"; used as given otherwise
   std::string bucket, prefix, region;
   std::string access_key_id, secret_access_key, session_token;
+  // The controller's own identity instead of the keys above (a storage without a secretName): asked
+  // before every call, told when S3 refuses what it gave (see aws_credentials.hpp).
+  std::shared_ptr<aws::CredentialProvider> credential_provider;
   http::TlsSettings tls;
   std::size_t max_connections = 0;  // 0 = the client's default
 
@@ -97,6 +102,7 @@ class S3Backend final : public Backend, private ObjectStore {
   boost::asio::awaitable<Result<http::Response, BackendError>> execute(const Call& call);
   BackendError error_from(const Call& call, const http::Response& response) const;
   BackendError error_from(const Call& call, const http::HttpError& error) const;
+  std::string check_credential(const std::string& variable) const;  // "check AWS_SECRET_ACCESS_KEY", or the source
 
   boost::asio::awaitable<BackendResult<Ok>> diagnose_forbidden(const Call& call);
   boost::asio::awaitable<Result<std::vector<std::string>, BackendError>> list_page(const std::string& list_prefix,

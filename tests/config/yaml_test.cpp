@@ -33,10 +33,16 @@ bool same_settings(const Config& a, const Config& b) {
          a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
          a.kube_watch_idle_timeout == b.kube_watch_idle_timeout &&
          a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&
+         a.webhook_bind_address == b.webhook_bind_address && a.webhook_cert_dir == b.webhook_cert_dir &&
          a.leader_elect == b.leader_elect && a.leader_election_id == b.leader_election_id &&
          a.leader_election_namespace == b.leader_election_namespace &&
          a.leader_lease_duration == b.leader_lease_duration && a.leader_renew_deadline == b.leader_renew_deadline &&
-         a.leader_retry_period == b.leader_retry_period;
+         a.leader_retry_period == b.leader_retry_period && a.webhook_cert_dir == b.webhook_cert_dir &&
+         a.webhook_cert_self_signed == b.webhook_cert_self_signed && a.webhook_service == b.webhook_service &&
+         a.webhook_service_namespace == b.webhook_service_namespace &&
+         a.webhook_cert_secret == b.webhook_cert_secret &&
+         a.webhook_mutating_configuration == b.webhook_mutating_configuration &&
+         a.webhook_validating_configuration == b.webhook_validating_configuration;
 }
 
 Config reload(const Config& config) {
@@ -103,6 +109,15 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "  bind-address: 0\n"
         "health:\n"
         "  bind-address: 0\n"
+        "webhook:\n"
+        "  bind-address: 0\n"
+        "  cert-dir: /tmp/k8s-webhook-server/serving-certs\n"
+        "  cert-self-signed: false\n"
+        "  service: stowage-webhook\n"
+        "  service-namespace: \"\"\n"
+        "  cert-secret: stowage-webhook-cert\n"
+        "  mutating-configuration: stowage\n"
+        "  validating-configuration: stowage\n"
         "leader-election:\n"
         "  enabled: false\n"
         "  id: stowage-leader\n"
@@ -189,6 +204,10 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "[::1]:9090",
                                     "--health-probe-bind-address",
                                     ":8081",
+                                    "--webhook-bind-address",
+                                    ":9443",
+                                    "--webhook-cert-dir",
+                                    "/run/webhook certs",
                                     "--leader-elect",
                                     "--leader-election-id",
                                     "x",
@@ -199,7 +218,22 @@ TEST_CASE("a configuration with every setting changed round-trips") {
                                     "--leader-elect-renew-deadline",
                                     "20s",
                                     "--leader-elect-retry-period",
-                                    "4s"});
+                                    "4s",
+                                    "--webhook-cert-dir",
+                                    "/run/certs",
+                                    "--webhook-cert-self-signed",
+                                    "--webhook-service",
+                                    "hook",
+                                    "--webhook-service-namespace",
+                                    "ops",
+                                    "--webhook-cert-secret",
+                                    "hook-tls",
+                                    "--webhook-mutating-configuration",
+                                    "",
+                                    "--webhook-validating-configuration",
+                                    "v"});
+  CHECK(changed.webhook_cert_self_signed);
+  CHECK(changed.webhook_mutating_configuration.empty());
   CHECK(changed.leader_elect);
   CHECK(changed.manifests == "null");
   CHECK(changed.manifests_poll_interval == milliseconds(3'600'001));

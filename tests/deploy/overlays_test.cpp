@@ -262,7 +262,8 @@ TEST_CASE("overlays: ha runs two replicas on two nodes with leader election, one
   CHECK(pdb.at("spec").at("selector").at("matchLabels") == pod_labels);
 }
 
-TEST_CASE("overlays: namespaced serves the one namespace named in watched-namespace.yaml, with no cluster-wide binding") {
+TEST_CASE("overlays: namespaced serves the one namespace named in watched-namespace.yaml, with no cluster-wide binding "
+          "but the webhook configurations'") {
   auto dir = test_support::fresh_temp_dir("overlays-namespaced");
   // A user's copy of deploy/ with another namespace named, once.
   fs::copy(kDeploy, dir / "deploy", fs::copy_options::recursive);
@@ -278,18 +279,29 @@ TEST_CASE("overlays: namespaced serves the one namespace named in watched-namesp
     auto rendered = render(kustomization, dir);
     auto named = by_kind_and_name(rendered.objects);
     CHECK(contains(args_of(named.at("Deployment/stowage")), "--namespace=" + ns));
-    // The only grants: the ClusterRole's rules through a RoleBinding in that namespace, and the Lease's Role.
+    // The only grants: the ClusterRole's rules through a RoleBinding in that namespace, the Lease's and the
+    // webhook certificate Secret's Roles, and (cluster-wide, as those objects are cluster-scoped) get/patch of
+    // stowage's own two webhook configurations, nothing else.
     std::vector<std::string> bindings;
     for (const auto& o : rendered.objects) {
       CHECK(o.at("kind") != "ConfigMap");  // watched-namespace.yaml is local-config: not applied
-      CHECK(o.at("kind") != "ClusterRoleBinding");
+      if (o.at("kind") == "ClusterRoleBinding") {
+        CHECK(o.at("metadata").at("name") == "stowage-webhook-certs");
+        CHECK(o.at("roleRef").at("name") == "stowage-webhook-certs");
+      }
+      if (o.at("kind") == "ClusterRole" && o.at("metadata").at("name") == "stowage-webhook-certs")
+        for (const auto& rule : o.at("rules").as_array()) {
+          CHECK(rule.at("apiGroups") == json::array{"admissionregistration.k8s.io"});
+          CHECK(rule.at("resourceNames") == json::array{"stowage"});
+        }
       if (o.at("kind") == "RoleBinding")
         bindings.push_back(text_of(o.at("metadata").at("namespace")) + "/" + text_of(o.at("metadata").at("name")) +
                            " -> " + text_of(o.at("roleRef").at("kind")) + "/" + text_of(o.at("roleRef").at("name")));
       CHECK(json::serialize(o).find("WATCHED-NAMESPACE") == std::string::npos);
     }
     std::vector<std::string> expected{ns + "/stowage -> ClusterRole/stowage",
-                                      "stowage-system/stowage-leader-election -> Role/stowage-leader-election"};
+                                      "stowage-system/stowage-leader-election -> Role/stowage-leader-election",
+                                      "stowage-system/stowage-webhook-certs -> Role/stowage-webhook-certs"};
     std::sort(bindings.begin(), bindings.end());
     std::sort(expected.begin(), expected.end());
     CHECK(bindings == expected);

@@ -7,6 +7,7 @@
 #include "common/crypto.hpp"
 #include "common/time_format.hpp"
 #include "support.hpp"
+#include "scoped_environment.hpp"
 #include "kube_cluster.hpp"
 #include "support/api_server.hpp"
 #include "support/connect_proxy.hpp"
@@ -879,33 +880,7 @@ TEST_CASE("cleaner Jobs keep nested storages, a refused wipe lets the object go,
 
 namespace {
 
-// Sets environment variables for the processes the test starts, and puts the old values back.
-class ScopedEnvironment {
- public:
-  explicit ScopedEnvironment(std::vector<std::pair<std::string, std::string>> values) {
-    for (auto& [name, value] : values) {
-      const char* old = std::getenv(name.c_str());
-      saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-      if (value.empty())
-        ::unsetenv(name.c_str());
-      else
-        ::setenv(name.c_str(), value.c_str(), 1);
-    }
-  }
-  ~ScopedEnvironment() {
-    for (const auto& [name, value] : saved_) {
-      if (value)
-        ::setenv(name.c_str(), value->c_str(), 1);
-      else
-        ::unsetenv(name.c_str());
-    }
-  }
-  ScopedEnvironment(const ScopedEnvironment&) = delete;
-  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-};
+using test::ScopedEnvironment;  // scoped_environment.hpp
 
 std::string bare_storage(const std::string& ns, const std::string& name, const std::string& provider,
                          const std::string& section, const std::string& policy = "Delete") {

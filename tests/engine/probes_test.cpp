@@ -430,6 +430,44 @@ TEST_CASE("probes: unknown paths answer 404, other methods 405, a failing handle
   CHECK(head.value().body.empty());
 }
 
+TEST_CASE("http server: a POST route gets the body, other methods on it 405 naming POST, its limit 413") {
+  asio::io_context io;
+  engine::HttpServerOptions options;
+  options.max_body_bytes = 1000;
+  engine::HttpServer server(io.get_executor(), "--webhook-bind-address", options);
+  server.route_post("/echo", [](std::string_view body) {
+    return engine::HttpResponse{200, "application/json", "got " + std::string(body)};
+  });
+  REQUIRE(server.start("127.0.0.1:0").ok());
+  ReactorThread reactor(io);
+
+  asio::io_context client_io;
+  http::Client client(client_io.get_executor());
+  auto origin = http::Url::parse("http://127.0.0.1:" + std::to_string(server.port())).value();
+  auto send = [&](const std::string& method, const std::string& body) {
+    auto future = asio::co_spawn(client_io, client.send(origin, {}, http::Request{method, "/echo", {}, body}),
+                                 asio::use_future);
+    client_io.restart();
+    client_io.run();
+    return future.get();
+  };
+  auto echoed = send("POST", "{\"a\":1}");
+  REQUIRE(echoed.ok());
+  CHECK(echoed.value().status == 200);
+  CHECK(echoed.value().body == "got {\"a\":1}");
+  CHECK(echoed.value().header("content-type") == "application/json");
+  for (std::string method : {"GET", "PUT", "HEAD"}) {
+    INFO(method);
+    auto refused = send(method, "");
+    REQUIRE(refused.ok());
+    CHECK(refused.value().status == 405);
+    CHECK(refused.value().header("allow") == "POST");
+  }
+  RawClient big(server.port());
+  big.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'b'));
+  CHECK(big.read_to_close().starts_with("HTTP/1.1 413 "));
+}
+
 TEST_CASE("probes: one keep-alive connection serves many requests") {
   asio::io_context io;
   engine::HttpServer server(io.get_executor(), "--health-probe-bind-address");

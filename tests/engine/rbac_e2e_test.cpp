@@ -399,12 +399,18 @@ TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their
 
 TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --namespace demo, and grants nothing elsewhere") {
   RbacCluster cluster("namespaced");
-  // The overlay as a user applies it: the base's ClusterRole bound in demo only, no ClusterRoleBinding.
+  // The overlay as a user applies it: the base's ClusterRole bound in demo only; the one ClusterRoleBinding
+  // left is the webhook configurations' (cluster-scoped objects: overlays_test.cpp checks its rules).
   std::string rendered = cluster.kubectl("kustomize '" STOWAGE_SOURCE_DIR "/deploy/overlays/namespaced'");
   REQUIRE(rendered.find("kind: RoleBinding") != std::string::npos);
-  REQUIRE(rendered.find("kind: ClusterRoleBinding") == std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage\n") == std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage-webhook-certs\n") != std::string::npos);
   REQUIRE(rendered.find("--namespace=demo") != std::string::npos);
   cluster.apply("namespaced", rendered);
+  // This test is about RBAC; admission through stowage's webhook is webhook_e2e_test.cpp's. Without a
+  // webhook served here, its configurations (failurePolicy Fail) would refuse every storage.
+  cluster.kubectl("delete mutatingwebhookconfiguration stowage");
+  cluster.kubectl("delete validatingwebhookconfiguration stowage");
   cluster.kubectl("create namespace other");
   cluster.apply("storages", test::local_storage("mine", "/data/mine", "Delete") + "---\n" +
                                 test::local_storage("theirs", "/data/theirs", "Delete", "other"));
@@ -427,4 +433,97 @@ TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --name
   auto [code, out] = cluster.server.kubectl_with(cluster.sa_kubeconfig, "get secrets -n other");
   CHECK(code != 0);
   CHECK_THAT(out, Catch::Contains("cannot list resource \"secrets\""));
+}
+
+namespace {
+
+const char* const kWebhookConfigurations = R"(apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: stowage}
+webhooks:
+  - name: mutate.backupstorage.stowage.dev
+    clientConfig: {service: {name: stowage-webhook, namespace: stowage-system, path: /mutate}}
+    sideEffects: None
+    admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: stowage}
+webhooks:
+  - name: validate.backupstorage.stowage.dev
+    clientConfig: {service: {name: stowage-webhook, namespace: stowage-system, path: /validate}}
+    sideEffects: None
+    admissionReviewVersions: [v1]
+  - name: validate-2.backupstorage.stowage.dev
+    clientConfig: {service: {name: stowage-webhook, namespace: stowage-system, path: /validate}}
+    sideEffects: None
+    admissionReviewVersions: [v1]
+)";
+
+// The caBundle of every webhook of a configuration, as kubectl's jsonpath prints them.
+std::string ca_bundles(const RbacCluster& c, const std::string& kind) {
+  auto [code, out] = c.server.kubectl("get " + kind + " stowage -o jsonpath={.webhooks[*].clientConfig.caBundle}");
+  return code == 0 ? out : "";
+}
+
+}  // namespace
+
+TEST_CASE("rbac e2e: --webhook-cert-self-signed as the service account makes the Secret and the files and writes both "
+          "caBundles") {
+  RbacCluster cluster("webhook-certs");
+  cluster.kubectl("apply -f '" + kRbacYaml + "'");
+  cluster.apply("webhooks", kWebhookConfigurations);
+  const auto cert_dir = cluster.dir / "certs";
+
+  // Without the flag, nothing of it happens.
+  {
+    auto child = cluster.start("plain");
+    REQUIRE(test::eventually([&] { return cluster.log("plain").find("caches synced") != std::string::npos; }));
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+    CHECK(cluster.server.kubectl("get secret stowage-webhook-cert -n stowage-system").first != 0);
+    CHECK(ca_bundles(cluster, "mutatingwebhookconfiguration").empty());
+  }
+
+  std::string ca;
+  for (const char* run : {"first", "second"}) {
+    INFO(run << " run; denials: " << cluster.denials());
+    auto child = cluster.start(run, {"--webhook-cert-self-signed", "--webhook-cert-dir", cert_dir.string()});
+    LAZY_INFO(cluster.log(run));
+    std::string secret_ca;
+    REQUIRE(test::eventually([&] {
+      auto [code, out] = cluster.server.kubectl(
+          "get secret stowage-webhook-cert -n stowage-system -o jsonpath='{.data.ca\\.crt}'");
+      secret_ca = code == 0 ? out : "";
+      return !secret_ca.empty() && ca_bundles(cluster, "mutatingwebhookconfiguration") == secret_ca &&
+             ca_bundles(cluster, "validatingwebhookconfiguration") == secret_ca + " " + secret_ca;
+    }));
+    if (ca.empty()) ca = secret_ca;
+    CHECK(secret_ca == ca);  // the second run reuses the first's CA
+    CHECK(cluster.get("secret stowage-webhook-cert -n stowage-system").at("type") == "kubernetes.io/tls");
+    auto [code, crt] =
+        cluster.server.kubectl("get secret stowage-webhook-cert -n stowage-system -o jsonpath='{.data.tls\\.crt}'");
+    REQUIRE(code == 0);
+    REQUIRE(test::eventually([&] { return test::fs::exists(cert_dir / "tls.crt"); }));
+    CHECK(b64(test::read_file(cert_dir / "tls.crt")) == crt);
+    CHECK((test::fs::status(cert_dir / "tls.key").permissions() & test::fs::perms::all) ==
+          (test::fs::perms::owner_read | test::fs::perms::owner_write));
+    child.signal(SIGTERM);
+    CHECK(child.wait(std::chrono::seconds(20)) == 0);
+    std::string log = cluster.log(run);
+    CHECK(log.find("PRIVATE KEY") == std::string::npos);
+    CHECK(log.find("sa-token-do-not-log") == std::string::npos);
+  }
+  // Every request allowed by deploy/base/rbac.yaml: the create, the reads, the patches.
+  CHECK(cluster.forbidden() == 0);
+  const auto stats = cluster.server.stats();
+  const auto& by_path = stats.at("requests_by_path").as_object();
+  for (const char* request :
+       {"create /api/v1/namespaces/stowage-system/secrets",
+        "get /api/v1/namespaces/stowage-system/secrets/stowage-webhook-cert",
+        "patch /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/stowage",
+        "patch /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/stowage"}) {
+    INFO(request << " in " << json::serialize(by_path));
+    CHECK(by_path.if_contains(request) != nullptr);
+  }
 }

@@ -39,9 +39,12 @@ ALL = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 })
+# moto (auth on) checks the caller against the trust policy's principals literally: the administrator
+# is named so that tests/servers/aws_identity_server.py may assume the role with its key.
 TRUST = json.dumps({
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+    "Statement": [{"Effect": "Allow",
+                   "Principal": {"AWS": ["arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:user/admin"]},
                    "Action": "sts:AssumeRole"}],
 })
 

@@ -108,6 +108,10 @@ class MotoServer {
     return (options_.tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
   }
   const MotoCredentials& credentials() const { return credentials_; }
+  // The IAM administrator (policy "*"): may call sts:AssumeRole, which the stowage user may not.
+  std::pair<std::string, std::string> admin_credentials() const { return {admin_key_id_, admin_secret_}; }
+  // The role setup created (s3:* on everything), which the administrator may assume.
+  static std::string role_arn() { return "arn:aws:iam::123456789012:role/stowage-role"; }
   std::string ca_pem() const { return certificates_ ? certificates_->ca_pem() : std::string(); }
   const std::filesystem::path& log() const { return log_; }
 

@@ -1,0 +1,99 @@
+#include "engine/webhook.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "engine/admission_defaults.hpp"
+#include "engine/probes.hpp"
+#include "kube/admission_review.hpp"
+
+namespace stowage::engine {
+
+namespace {
+
+constexpr std::string_view kGroup = "storage.kubestash.com";
+constexpr std::string_view kResource = "backupstorages";
+
+// Whether the request is one this webhook judges: CREATE or UPDATE of a BackupStorage itself.
+bool judged(const kube::AdmissionRequest& request) {
+  return (request.operation == "CREATE" || request.operation == "UPDATE") && request.group == kGroup &&
+         request.resource == kResource && request.sub_resource.empty();
+}
+
+// The object of the request as a BackupStorage, in the request's namespace (the object itself may
+// leave it out) and under the request's name (empty with generateName).
+kube::ParseResult<kube::BackupStorage> storage_of(const boost::json::value& object,
+                                                  const kube::AdmissionRequest& request, std::string_view which) {
+  if (!object.is_object()) return Err(kube::ParseError{std::string(which), "missing: the request carries no object"});
+  auto parsed = kube::parse_backup_storage(object);
+  if (!parsed.ok()) {
+    auto e = parsed.error();
+    e.path = e.path.empty() ? std::string(which) : std::string(which) + "." + e.path;
+    return Err(e);
+  }
+  if (!request.namespace_.empty()) parsed.value().metadata.namespace_ = request.namespace_;
+  if (parsed.value().metadata.name.empty()) parsed.value().metadata.name = request.name;
+  return parsed;
+}
+
+std::string who(const kube::AdmissionRequest& request) {
+  return request.namespace_ + "/" + (request.name.empty() ? "(generated name)" : request.name);
+}
+
+kube::AdmissionVerdict validate(const kube::AdmissionRequest& request, const std::optional<AdmissionCaches>& caches) {
+  if (!judged(request)) return kube::AdmissionVerdict::allow();
+  auto storage = storage_of(request.object, request, "request.object");
+  if (!storage.ok()) return kube::AdmissionVerdict::bad_request("cannot read the BackupStorage: " + storage.error().to_string());
+  if (!caches)
+    return kube::AdmissionVerdict{false, 503, "ServiceUnavailable",
+                                  "stowage's caches of BackupStorages have not synced yet: try again in a moment", {}, {}};
+  std::optional<std::string> refused;
+  if (request.operation == "CREATE") {
+    refused = validate_create(storage.value(), *caches);
+  } else {
+    auto old = storage_of(request.old_object, request, "request.oldObject");
+    if (!old.ok()) return kube::AdmissionVerdict::bad_request("cannot read the BackupStorage: " + old.error().to_string());
+    refused = validate_update(storage.value(), old.value(), *caches);
+  }
+  if (!refused) return kube::AdmissionVerdict::allow();
+  spdlog::info("webhook: refusing {} of BackupStorage {}: {}", request.operation, who(request), *refused);
+  return kube::AdmissionVerdict::deny(std::move(*refused));
+}
+
+}  // namespace
+
+std::string mutate_review(std::string_view body) {
+  auto request = kube::parse_admission_review(body);
+  if (!request.ok()) {
+    spdlog::warn("webhook: a request to {} is not an AdmissionReview v1: {}", kMutatePath, request.error().to_string());
+    return kube::admission_response("", kube::AdmissionVerdict::bad_request(request.error().to_string()));
+  }
+  const auto& r = request.value();
+  auto verdict = kube::AdmissionVerdict::allow();
+  if (judged(r) && r.object.is_object()) {
+    verdict.patch = backup_storage_defaults(r.object);
+    if (!verdict.patch.empty())
+      spdlog::debug("webhook: defaults for BackupStorage {}: {} operations", who(r), verdict.patch.size());
+  }
+  return kube::admission_response(r.uid, verdict);
+}
+
+std::string validate_review(std::string_view body, const std::optional<AdmissionCaches>& caches) {
+  auto request = kube::parse_admission_review(body);
+  if (!request.ok()) {
+    spdlog::warn("webhook: a request to {} is not an AdmissionReview v1: {}", kValidatePath,
+                 request.error().to_string());
+    return kube::admission_response("", kube::AdmissionVerdict::bad_request(request.error().to_string()));
+  }
+  return kube::admission_response(request.value().uid, validate(request.value(), caches));
+}
+
+void serve_webhooks(HttpServer& server, AdmissionCachesSource caches) {
+  server.route_post(std::string(kMutatePath), [](std::string_view body) {
+    return HttpResponse{200, "application/json", mutate_review(body)};
+  });
+  server.route_post(std::string(kValidatePath), [caches = std::move(caches)](std::string_view body) {
+    return HttpResponse{200, "application/json", validate_review(body, caches ? caches() : std::nullopt)};
+  });
+}
+
+}  // namespace stowage::engine
