@@ -364,7 +364,7 @@ TEST_CASE("aws cache: a failed refresh keeps keys that are still valid, and drop
   CHECK(r.error().transient);
 }
 
-TEST_CASE("aws cache: keys S3 refused are fetched again; long-lived keys are not") {
+TEST_CASE("aws cache: keys S3 refused are fetched again, long-lived keys are not") {
   FakeClock clock;
   auto f = std::make_unique<FakeFetcher>();
   f->answer = expiring(clock, std::chrono::hours(1));
