@@ -280,16 +280,16 @@ Result<Url, std::string> Url::parse(std::string_view text) {
   // such an "endpoint" may be anything pasted by mistake, and one with user info or a query holds
   // a credential (a password, a SAS signature).
   auto parsed = url::parse(text, "https");
-  if (!parsed) return "endpoint " + parsed.error();
+  if (!parsed) return Err("endpoint " + parsed.error());
   const url::Parts& p = parsed.value();
   if (p.scheme != "http" && p.scheme != "https")
-    return "endpoint has the scheme \"" + p.scheme + "\", which is not supported: write http:// or https://";
+    return Err("endpoint has the scheme \"" + p.scheme + "\", which is not supported: write http:// or https://");
   // A credential here would travel in no header, but show in every error naming the endpoint.
   if (p.has_userinfo)
-    return std::string("endpoint has a user name or password before '@': put credentials in the storage's Secret");
+    return Err("endpoint has a user name or password before '@': put credentials in the storage's Secret");
   // A query would be signed (S3) or dropped silently (every other caller appends its own target).
   if (p.has_query || p.has_fragment)
-    return std::string("endpoint has a query or fragment ('?' or '#'): write SCHEME://HOST[:PORT][/PATH]");
+    return Err("endpoint has a query or fragment ('?' or '#'): write SCHEME://HOST[:PORT][/PATH]");
   Url u;
   u.scheme = p.scheme;
   u.host = p.host;
@@ -313,11 +313,11 @@ Result<Proxy, std::string> Proxy::parse(std::string_view text) {
   // No message below quotes the URL or a part of it (common/url.hpp names a scheme or a numeric
   // port at most, and checks for control characters first): it may hold a password.
   if (!url::has_scheme(text) && !check_request_line_part(text))
-    return std::string("proxy URL has no scheme: write http://HOST:PORT");
+    return Err("proxy URL has no scheme: write http://HOST:PORT");
   auto parsed = url::parse(text, "");
-  if (!parsed) return "proxy URL " + parsed.error();
+  if (!parsed) return Err("proxy URL " + parsed.error());
   const url::Parts& u = parsed.value();
-  if (u.scheme != "http") return "proxy scheme " + u.scheme + " is not supported; use an http:// proxy";
+  if (u.scheme != "http") return Err("proxy scheme " + u.scheme + " is not supported; use an http:// proxy");
   Proxy p;  // a path, query or fragment means nothing to a proxy: ignored
   p.host = u.host;
   p.port = std::to_string(u.port_or_default());
@@ -552,21 +552,21 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
               "Basic " + crypto::base64_encode(proxy.username + ":" + proxy.password));
     sock.expires_after(options.connect_timeout);
     auto [wec, wn] = co_await bhttp::async_write(sock, req, kTuple);
-    if (wec) co_return tunnel_error(wec, proxy, target);
+    if (wec) co_return Err(tunnel_error(wec, proxy, target));
 
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::empty_body> parser;
     parser.skip(true);  // an answer to CONNECT has no body: the tunnel starts right after the header
     sock.expires_after(options.connect_timeout);
     auto [rec, rn] = co_await bhttp::async_read(sock, buffer, parser, kTuple);
-    if (rec) co_return tunnel_error(rec, proxy, target);
+    if (rec) co_return Err(tunnel_error(rec, proxy, target));
     const auto& answer = parser.get();
     const int status = static_cast<int>(answer.result_int());
     if (status / 100 == 2) {
       // Neither TLS nor HTTP lets the origin speak first: bytes here are the proxy's, not the origin's.
       if (buffer.size() != 0)
-        co_return error(HttpError::Kind::Protocol,
-                        proxy.label() + " sent data after accepting CONNECT " + target + ", before the origin spoke");
+        co_return Err(error(HttpError::Kind::Protocol, proxy.label() + " sent data after accepting CONNECT " + target +
+                                                           ", before the origin spoke"));
       co_return Ok{};
     }
     std::string reason(answer.reason().substr(0, 80));
@@ -574,18 +574,19 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (status == 407) {
       std::string hint = proxy.has_credentials ? "the user and password in the proxy URL were not accepted"
                                                : "give them in the proxy URL: http://USER:PASSWORD@HOST:PORT";
-      co_return HttpError{HttpError::Kind::Connect,
-                          proxy.label() + " requires authentication (407 Proxy Authentication Required) for CONNECT " +
-                              target + ": " + hint,
-                          true};
+      co_return Err(HttpError{HttpError::Kind::Connect,
+                              proxy.label() +
+                                  " requires authentication (407 Proxy Authentication Required) for CONNECT " + target +
+                                  ": " + hint,
+                              true});
     }
     // 502/503/504: the proxy could not reach the origin, which is worth retrying as a refused
     // connect is. Any other answer is the proxy's policy (403, 405, ...): retrying will not help.
     if (status == 502 || status == 503 || status == 504)
-      co_return error(HttpError::Kind::Connect,
-                      proxy.label() + " could not reach " + target + ": it answered CONNECT " + with_status);
-    co_return HttpError{HttpError::Kind::Connect, proxy.label() + " refused CONNECT " + target + " " + with_status,
-                        true};
+      co_return Err(error(HttpError::Kind::Connect,
+                          proxy.label() + " could not reach " + target + ": it answered CONNECT " + with_status));
+    co_return Err(
+        HttpError{HttpError::Kind::Connect, proxy.label() + " refused CONNECT " + target + " " + with_status, true});
   }
 
   static HttpError tunnel_error(const error_code& ec, const Proxy& proxy, const std::string& target) {
@@ -610,7 +611,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     const std::string peer = pool.proxy ? pool.proxy->label() + " (for " + o.origin() + ")" : o.origin();
     tcp::resolver resolver(executor);
     auto [rec, endpoints] = co_await resolver.async_resolve(host, port, kTuple);
-    if (rec) co_return classify(rec, "resolve", peer);
+    if (rec) co_return Err(classify(rec, "resolve", peer));
     auto conn = std::make_unique<Connection>();
     if (pool.context) {
       conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(executor, *pool.context);
@@ -620,12 +621,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto& sock = conn->lowest();
     sock.expires_after(options.connect_timeout);
     auto [cec, ep] = co_await sock.async_connect(endpoints, kTuple);
-    if (cec) co_return classify(cec, "connect", peer);
+    if (cec) co_return Err(classify(cec, "connect", peer));
     enable_keepalive(sock.socket(), options.keepalive);
     ++stats.connections_opened;
     if (pool.proxy) {
       auto tunnel = co_await open_tunnel(sock, *pool.proxy, o);
-      if (!tunnel.ok()) co_return tunnel.error();
+      if (!tunnel.ok()) co_return Err(tunnel.error());
     }
     if (!conn->tls) co_return std::move(conn);
 
@@ -644,9 +645,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (hec) {
       std::string problem = verify_problem(native);
       if (!problem.empty())
-        co_return error(HttpError::Kind::TlsVerify, "TLS certificate of " + pool.where + " is not trusted (" +
-                                                        problem + "): give the CA in CA_CERT_DATA, or set insecureTLS");
-      co_return classify(hec, "TLS handshake", pool.where);
+        co_return Err(error(HttpError::Kind::TlsVerify, "TLS certificate of " + pool.where + " is not trusted (" +
+                                                            problem +
+                                                            "): give the CA in CA_CERT_DATA, or set insecureTLS"));
+      co_return Err(classify(hec, "TLS handshake", pool.where));
     }
     co_return std::move(conn);
   }
@@ -672,7 +674,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     Slot fresh(*this, pool);
     auto opened = co_await open(pool);
-    if (!opened.ok()) co_return opened.error();  // ~Slot gives the slot back
+    if (!opened.ok()) co_return Err(opened.error());  // ~Slot gives the slot back
     fresh.connection = std::move(opened.value());
     co_return std::move(fresh);
   }
@@ -736,7 +738,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       ec = co_await stream_body(*conn.tls, conn, r, o, on_head, on_data, idle);
     else
       ec = co_await stream_body(*conn.plain, conn, r, o, on_head, on_data, idle);
-    if (ec) co_return ec;
+    if (ec) co_return Err(ec);
     co_return Ok{};
   }
 
@@ -750,7 +752,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       std::tie(ec, std::ignore) = co_await bhttp::async_write(*conn.tls, req, kTuple);
     else
       std::tie(ec, std::ignore) = co_await bhttp::async_write(*conn.plain, req, kTuple);
-    if (ec) co_return ec;
+    if (ec) co_return Err(ec);
 
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(options.max_body_bytes);
@@ -759,7 +761,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       std::tie(ec, std::ignore) = co_await bhttp::async_read(*conn.tls, conn.buffer, parser, kTuple);
     else
       std::tie(ec, std::ignore) = co_await bhttp::async_read(*conn.plain, conn.buffer, parser, kTuple);
-    if (ec) co_return ec;
+    if (ec) co_return Err(ec);
     auto& res = parser.get();
     Response out;
     out.status = static_cast<int>(res.result_int());
@@ -788,19 +790,19 @@ Client::Stats Client::stats() const {
 }
 
 asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request request, std::size_t max_connections) {
-  if (auto refused = unsafe_request(origin, request)) co_return *refused;
+  if (auto refused = unsafe_request(origin, request)) co_return Err(*refused);
   auto impl = impl_;  // keeps the pools alive for the whole exchange (declared first: destroyed last)
   impl->close_idle_connections();
   Impl::PoolUse use = impl->use_pool(origin, tls);
   Pool& pool = use.pool;
-  if (pool.unusable) co_return *pool.unusable;
+  if (pool.unusable) co_return Err(*pool.unusable);
   std::size_t limit = max_connections ? max_connections : impl->options.default_max_connections;
   ++impl->stats.requests;
   // A kept-alive connection may have been closed by the server meanwhile: if a reused one fails
   // before any response arrives, the request goes once more on a fresh connection.
   for (int attempt = 0;; ++attempt) {
     auto acquired = co_await impl->acquire(pool, limit);
-    if (!acquired.ok()) co_return acquired.error();
+    if (!acquired.ok()) co_return Err(acquired.error());
     Impl::Slot slot = std::move(acquired.value());
     const bool reused = slot.connection->reused;
     auto result = co_await impl->exchange(*slot.connection, origin, request);
@@ -813,7 +815,7 @@ asio::awaitable<HttpResult> Client::send(Url origin, TlsSettings tls, Request re
     bool stale = ec == asio::error::connection_reset || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
                  ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
     if (reused && stale && attempt == 0) continue;
-    co_return classify(ec, "request", pool.where);
+    co_return Err(classify(ec, "request", pool.where));
   }
 }
 
@@ -821,18 +823,18 @@ asio::awaitable<Result<Ok, HttpError>> Client::stream(Url origin, TlsSettings tl
                                                       std::function<void(const Response& head)> on_head,
                                                       std::function<bool(std::string_view data)> on_data,
                                                       std::chrono::milliseconds idle_timeout) {
-  if (auto refused = unsafe_request(origin, request)) co_return *refused;
+  if (auto refused = unsafe_request(origin, request)) co_return Err(*refused);
   auto impl = impl_;
   impl->close_idle_connections();
   Impl::PoolUse use = impl->use_pool(origin, tls);  // the pool (its TLS context) outlives the stream
   Pool& pool = use.pool;
-  if (pool.unusable) co_return *pool.unusable;
+  if (pool.unusable) co_return Err(*pool.unusable);
   ++impl->stats.requests;
   auto opened = co_await impl->open(pool);  // never pooled (nor is its tunnel): a watch holds it for long
-  if (!opened.ok()) co_return opened.error();
+  if (!opened.ok()) co_return Err(opened.error());
   auto& conn = *opened.value();
   auto result = co_await impl->stream_on(conn, origin, request, on_head, on_data, idle_timeout);
-  if (!result.ok()) co_return classify(result.error(), "watch", pool.where);
+  if (!result.ok()) co_return Err(classify(result.error(), "watch", pool.where));
   co_return Ok{};
 }
 

@@ -95,13 +95,12 @@ bool has_scheme(std::string_view text) {
 }
 
 Result<Parts, std::string> parse(std::string_view text, std::string_view default_scheme) {
-  if (text.empty()) return std::string("is empty");
+  if (text.empty()) return Err("is empty");
   // Before anything else, and then never quoted: a line break here would end a request line.
-  if (auto p = http::check_request_line_part(text)) return p.describe();
+  if (auto p = http::check_request_line_part(text)) return Err(p.describe());
   Parts parts;
   parts.scheme_given = has_scheme(text);
-  if (!parts.scheme_given && default_scheme.empty())
-    return std::string("has no scheme: write SCHEME://HOST[:PORT]");
+  if (!parts.scheme_given && default_scheme.empty()) return Err("has no scheme: write SCHEME://HOST[:PORT]");
   std::string full = parts.scheme_given ? std::string(text) : std::string(default_scheme) + "://" + std::string(text);
   {
     // Go's net/url (client-go, kubectl, the cloud SDKs) ends the user info at the authority's last
@@ -122,7 +121,7 @@ Result<Parts, std::string> parse(std::string_view text, std::string_view default
   // (path-abempty) does not allow: "https://h:80x" would be host h, port 80 and path "x", and
   // "https://fd00::1:9000" host fd00 with an empty port. Refused here as the RFC refuses them.
   const bool rootless = parsed && !parsed.value().encoded_path().empty() && !parsed.value().encoded_path().starts_with('/');
-  if (!parsed || rootless) return diagnose(lower(full.substr(0, full.find("://"))), after_scheme);
+  if (!parsed || rootless) return Err(diagnose(lower(full.substr(0, full.find("://"))), after_scheme));
   const boost::urls::url_view& u = parsed.value();
   parts.scheme = lower(u.scheme());
 
@@ -135,20 +134,20 @@ Result<Parts, std::string> parse(std::string_view text, std::string_view default
       parts.ipv6 = true;
       break;
     case boost::urls::host_type::ipvfuture:
-      return std::string("has an IP address of a future format ([v...]), which is not supported");
+      return Err("has an IP address of a future format ([v...]), which is not supported");
     case boost::urls::host_type::name:
     case boost::urls::host_type::none: {
       std::string_view host = u.encoded_host();
-      if (!std::all_of(host.begin(), host.end(), host_name_char)) return kHostProblem;
+      if (!std::all_of(host.begin(), host.end(), host_name_char)) return Err(kHostProblem);
       parts.host = std::string(host);
       break;
     }
   }
-  if (parts.host.empty()) return std::string("has no host");
+  if (parts.host.empty()) return Err("has no host");
 
   if (u.has_port()) {
     auto port = port_number(u.port());
-    if (!port) return port_problem(u.port());
+    if (!port) return Err(port_problem(u.port()));
     parts.port = *port;
   }
   if (u.has_userinfo()) {

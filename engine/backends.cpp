@@ -137,7 +137,7 @@ std::size_t BackendFactory::connections(std::int64_t from_spec) const {
 
 BackendFactory::Made BackendFactory::make_s3(const kube::BackupStorage& s, const kube::Secret* secret) const {
   const auto& spec = *s.spec.storage.s3;
-  if (trim_trailing_slashes(spec.bucket).empty()) return std::string("spec.storage.s3.bucket is required");
+  if (trim_trailing_slashes(spec.bucket).empty()) return Err("spec.storage.s3.bucket is required");
   storage::S3Options o;
   o.endpoint = trim_trailing_slashes(spec.endpoint);
   o.bucket = trim_trailing_slashes(spec.bucket);
@@ -151,23 +151,23 @@ BackendFactory::Made BackendFactory::make_s3(const kube::BackupStorage& s, const
     o.session_token = value(secret, "AWS_SESSION_TOKEN");
     o.tls.ca_pem = value(secret, "CA_CERT_DATA");
   } else if (!spec.secret_name.empty()) {
-    return named_secret_missing(s, spec.secret_name);
+    return Err(named_secret_missing(s, spec.secret_name));
   } else if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) {
-    return refused;
+    return Err(refused);
   } else if (aws_identity_) {
     o.credential_provider = aws_identity_;  // credential-less: the controller's own identity
   } else {
-    return std::string(
+    return Err(std::string(
         "spec.storage.s3.secretName is empty and the controller has no AWS identity of its own: set secretName, "
         "or give the controller one (environment keys, a shared credentials profile, IRSA web identity, container "
-        "credentials; instance metadata is off: AWS_EC2_METADATA_DISABLED)");
+        "credentials; instance metadata is off: AWS_EC2_METADATA_DISABLED)"));
   }
   return Made(std::make_unique<storage::S3Backend>(http_, std::move(o)));
 }
 
 BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, const kube::Secret* secret) const {
   const auto& spec = *s.spec.storage.gcs;
-  if (trim_trailing_slashes(spec.bucket).empty()) return std::string("spec.storage.gcs.bucket is required");
+  if (trim_trailing_slashes(spec.bucket).empty()) return Err("spec.storage.gcs.bucket is required");
   storage::GcsOptions o;
   o.bucket = trim_trailing_slashes(spec.bucket);
   o.prefix = trim_trailing_slashes(spec.prefix);
@@ -186,10 +186,10 @@ BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, cons
   // takes no credentials at all, so it lends nobody anything.
   if (!o.emulator && o.service_account_json.empty()) {
     if (secret)
-      return "storage secret " + where(*secret) +
-             ": GOOGLE_SERVICE_ACCOUNT_JSON_KEY is empty: put the service account's JSON key there";
-    if (!spec.secret_name.empty()) return named_secret_missing(s, spec.secret_name);
-    if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) return refused;
+      return Err("storage secret " + where(*secret) +
+                 ": GOOGLE_SERVICE_ACCOUNT_JSON_KEY is empty: put the service account's JSON key there");
+    if (!spec.secret_name.empty()) return Err(named_secret_missing(s, spec.secret_name));
+    if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) return Err(refused);
   }
   return Made(std::make_unique<storage::GcsBackend>(http_, std::move(o)));
 }
@@ -205,16 +205,16 @@ BackendFactory::Made BackendFactory::make_azure(const kube::BackupStorage& s, co
   o.sas_token = value(secret, "AZURE_SAS_TOKEN");
   o.connection_string = value(secret, "AZURE_STORAGE_CONNECTION_STRING");
   o.tls.ca_pem = value(secret, "CA_CERT_DATA");
-  if (o.container.empty()) return std::string("spec.storage.azure.container is required");
+  if (o.container.empty()) return Err("spec.storage.azure.container is required");
   if (o.storage_account.empty() && o.connection_string.empty())
-    return std::string("spec.storage.azure.storageAccount is required");
+    return Err("spec.storage.azure.storageAccount is required");
   // No ambient identity exists for Azure yet; workload identity, when added, goes through
   // ambient_credentials_refusal() first, as make_s3 and make_gcs do.
-  if (!secret && !spec.secret_name.empty()) return named_secret_missing(s, spec.secret_name);
+  if (!secret && !spec.secret_name.empty()) return Err(named_secret_missing(s, spec.secret_name));
   if (!secret)
-    return std::string(
+    return Err(std::string(
         "spec.storage.azure.secretName is empty: Azure workload identity is not supported yet; set secretName to a "
-        "Secret with AZURE_ACCOUNT_KEY (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)");
+        "Secret with AZURE_ACCOUNT_KEY (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)"));
   return Made(std::make_unique<storage::AzureBackend>(http_, std::move(o)));
 }
 
@@ -227,19 +227,19 @@ std::vector<std::string> BackendFactory::required_keys(const std::string& provid
 
 Result<fs::path, std::string> local_directory(const fs::path& root, const kube::LocalSpec& local) {
   if (local.volume_type.empty())
-    return std::string("spec.storage.local has no volume source: add one of hostPath, persistentVolumeClaim, nfs, ...");
+    return Err("spec.storage.local has no volume source: add one of hostPath, persistentVolumeClaim, nfs, ...");
   fs::path mount(local.mount_path);
   if (local.mount_path.empty() || !mount.is_absolute() || has_dotdot(mount))
-    return "spec.storage.local.mountPath must be an absolute path without '..', got \"" + local.mount_path + "\"";
+    return Err("spec.storage.local.mountPath must be an absolute path without '..', got \"" + local.mount_path + "\"");
   fs::path sub(local.sub_path);
   if (sub.is_absolute() || has_dotdot(sub))
-    return "spec.storage.local.subPath must be a relative path without '..', got \"" + local.sub_path + "\"";
+    return Err("spec.storage.local.subPath must be a relative path without '..', got \"" + local.sub_path + "\"");
   fs::path inside;
   if (local.volume_type == "hostPath") {
     fs::path host(local.host_path);
     if (local.host_path.empty() || !host.is_absolute() || has_dotdot(host))
-      return "spec.storage.local.hostPath.path must be an absolute path without '..', got \"" + local.host_path +
-             "\"";
+      return Err("spec.storage.local.hostPath.path must be an absolute path without '..', got \"" + local.host_path +
+                 "\"");
     inside = host.relative_path() / sub;
   } else {
     inside = mount.relative_path();  // the volume is mounted there, subPath already applied
@@ -252,12 +252,11 @@ Result<fs::path, std::string> local_directory(const fs::path& root, const kube::
 Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(const kube::BackupStorage& s,
                                                                             const kube::Secret* secret) const {
   const auto& st = s.spec.storage;
-  if (st.provider.empty())
-    return std::string("spec.storage.provider is not set: set it to one of local, s3, gcs, azure");
+  if (st.provider.empty()) return Err("spec.storage.provider is not set: set it to one of local, s3, gcs, azure");
   if (st.provider == "local") {
-    if (!st.local) return std::string("spec.storage.local is missing for provider local");
+    if (!st.local) return Err("spec.storage.local is missing for provider local");
     auto dir = local_directory(local_.root, *st.local);
-    if (!dir.ok()) return dir.error();
+    if (!dir.ok()) return Err(dir.error());
     storage::LocalBackendOptions opts;
     opts.directory = dir.value();
     opts.create_directory = st.local->volume_type == "hostPath";
@@ -269,13 +268,13 @@ Result<std::unique_ptr<storage::Backend>, std::string> BackendFactory::make(cons
   if (st.provider == "s3" || st.provider == "gcs" || st.provider == "azure") {
     bool has_section = (st.provider == "s3" && st.s3) || (st.provider == "gcs" && st.gcs) ||
                        (st.provider == "azure" && st.azure);
-    if (!has_section) return "spec.storage." + st.provider + " is missing for provider " + st.provider;
-    if (auto err = check_secret(s, secret); !err.empty()) return err;
+    if (!has_section) return Err("spec.storage." + st.provider + " is missing for provider " + st.provider);
+    if (auto err = check_secret(s, secret); !err.empty()) return Err(err);
     if (st.provider == "s3") return make_s3(s, secret);
     if (st.provider == "gcs") return make_gcs(s, secret);
     return make_azure(s, secret);
   }
-  return "spec.storage.provider \"" + st.provider + "\" is not supported: use one of local, s3, gcs, azure";
+  return Err("spec.storage.provider \"" + st.provider + "\" is not supported: use one of local, s3, gcs, azure");
 }
 
 }  // namespace stowage::engine

@@ -46,7 +46,7 @@ boost::asio::awaitable<TargetResult<Dependents>> DependentDeleter::delete_for(Ob
     auto listed = snapshots_by_namespace.find(repo.key.namespace_);
     if (listed == snapshots_by_namespace.end()) {
       auto snapshots = co_await snapshots_in(repo.key.namespace_);
-      if (!snapshots.ok()) co_return snapshots.error();
+      if (!snapshots.ok()) co_return Err(snapshots.error());
       listed = snapshots_by_namespace.emplace(repo.key.namespace_, std::move(snapshots.value())).first;
     }
     std::vector<json::value> mine;
@@ -61,7 +61,7 @@ boost::asio::awaitable<TargetResult<Dependents>> DependentDeleter::delete_for(Ob
         continue;
       }
       auto gone = co_await delete_one("snapshots", key, metadata_text(snapshot, "uid"));
-      if (!gone.ok()) co_return gone.error();
+      if (!gone.ok()) co_return Err(gone.error());
       if (gone.value()) {
         left.waiting.push_back(*gone.value());
         snapshots_left = true;
@@ -72,7 +72,7 @@ boost::asio::awaitable<TargetResult<Dependents>> DependentDeleter::delete_for(Ob
       continue;
     }
     auto gone = co_await delete_one("repositories", repo.key, repo.uid);
-    if (!gone.ok()) co_return gone.error();
+    if (!gone.ok()) co_return Err(gone.error());
     if (gone.value()) left.waiting.push_back(*gone.value());
   }
   co_return left;
@@ -91,7 +91,8 @@ boost::asio::awaitable<TargetResult<std::optional<std::string>>> DependentDelete
     std::string hint = e.http_status == 403 ? "; the controller's ClusterRole needs delete on " + resource +
                                                   ".storage.kubestash.com"
                                             : "";
-    co_return TargetError{"deleting " + waiting_for(resource, key, nullptr) + ": " + e.message + hint, e.transient()};
+    co_return Err(
+        TargetError{"deleting " + waiting_for(resource, key, nullptr) + ": " + e.message + hint, e.transient()});
   }
   // The answer is the object while finalizers hold it, else the last state or a Status (gone).
   if (removed.value().is_object() && has_finalizers(removed.value())) {
@@ -116,8 +117,7 @@ boost::asio::awaitable<TargetResult<std::vector<json::value>>> DependentDeleter:
       std::string hint = e.http_status == 403 ? "; the controller's ClusterRole needs list on "
                                                 "snapshots.storage.kubestash.com"
                                               : "";
-      co_return TargetError{"listing the Snapshots in namespace " + ns + ": " + e.message + hint,
-                            e.transient()};
+      co_return Err(TargetError{"listing the Snapshots in namespace " + ns + ": " + e.message + hint, e.transient()});
     }
     continue_token = kube::string_at(page.value(), {"metadata", "continue"});
     if (const auto* items = kube::value_at(page.value(), {"items"}); items && items->is_array())

@@ -291,11 +291,11 @@ boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeSource::se
       secret_data_.erase(key);
       co_return std::optional<kube::Secret>();
     }
-    co_return TargetError{"reading secret " + key.str() + ": " + got.error().message, got.error().transient()};
+    co_return Err(TargetError{"reading secret " + key.str() + ": " + got.error().message, got.error().transient()});
   }
   auto parsed = kube::parse_secret(got.value());
   if (!parsed.ok())
-    co_return TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false};
+    co_return Err(TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false});
   kube::Secret secret = std::move(parsed.value());
   secret_data_[key] = CachedSecret{secret.metadata.resource_version, secret};
   co_return std::optional<kube::Secret>(std::move(secret));

@@ -65,11 +65,11 @@ boost::asio::awaitable<TargetResult<Ok>> KubeTarget::ensure_finalizer(const kube
   if (!patched.ok()) {
     const auto& e = patched.error();
     if (moved_on(e))
-      co_return TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
-                                " was being added; retrying with the newer object",
-                            true};
-    co_return TargetError{"adding the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message,
-                          e.transient() || e.http_status == 404};
+      co_return Err(TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
+                                    " was being added; retrying with the newer object",
+                                true});
+    co_return Err(TargetError{"adding the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message,
+                              e.transient() || e.http_status == 404});
   }
   source_.finalizers_written(key, patched.value());
   spdlog::debug("{}: finalizer {} added", key.str(), kCleanupFinalizer);
@@ -94,7 +94,7 @@ boost::asio::awaitable<TargetResult<Ok>> KubeTarget::write_status(const kube::Ba
   auto patched = co_await api_.patch(std::move(path), kube::kMergePatch, std::move(body));
   if (!patched.ok()) {
     if (patched.error().http_status == 404) co_return Ok{};  // gone meanwhile: nothing to report on
-    co_return TargetError{"writing the status: " + patched.error().message, patched.error().transient()};
+    co_return Err(TargetError{"writing the status: " + patched.error().message, patched.error().transient()});
   }
   source_.status_written(key, patched.value());
   co_return Ok{};
@@ -117,10 +117,11 @@ boost::asio::awaitable<TargetResult<Ok>> KubeTarget::deletion_done(const kube::B
     const auto& e = patched.error();
     if (e.http_status == 404) co_return Ok{};
     if (moved_on(e))
-      co_return TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
-                                " was being removed; retrying with the newer object",
-                            true};
-    co_return TargetError{"removing the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message, e.transient()};
+      co_return Err(TargetError{key.str() + ": the finalizers changed while " + kCleanupFinalizer +
+                                    " was being removed; retrying with the newer object",
+                                true});
+    co_return Err(
+        TargetError{"removing the finalizer " + std::string(kCleanupFinalizer) + ": " + e.message, e.transient()});
   }
   spdlog::debug("{}: finalizer {} removed", key.str(), kCleanupFinalizer);
   co_return Ok{};

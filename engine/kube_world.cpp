@@ -76,7 +76,7 @@ boost::asio::awaitable<TargetResult<Dependents>> KubeWorld::delete_dependents(co
 
 boost::asio::awaitable<TargetResult<JobOutcome>> KubeWorld::volume_job(const kube::BackupStorage& object,
                                                                       VolumeJobKind kind, std::vector<std::string> keep) {
-  if (!volume_jobs_) co_return TargetError{"volume Jobs are not enabled (local.volume-mode is not job)", false};
+  if (!volume_jobs_) co_return Err(TargetError{"volume Jobs are not enabled (local.volume-mode is not job)", false});
   co_return co_await volume_jobs_->run(object, kind, std::move(keep));
 }
 

@@ -64,29 +64,28 @@ Result<std::optional<BindAddress>, std::string> parse_bind_address(std::string_v
   std::string_view port;
   if (text.front() == '[') {
     auto close = text.find(']');
-    if (close == std::string_view::npos) return usage(flag, text, "unclosed '['");
+    if (close == std::string_view::npos) return Err(usage(flag, text, "unclosed '['"));
     out.host = std::string(text.substr(1, close - 1));
-    if (close + 1 >= text.size() || text[close + 1] != ':') return usage(flag, text, "missing port");
+    if (close + 1 >= text.size() || text[close + 1] != ':') return Err(usage(flag, text, "missing port"));
     port = text.substr(close + 2);
     error_code ec;
     asio::ip::make_address_v6(out.host, ec);
-    if (ec) return usage(flag, text, "\"" + out.host + "\" is not an IPv6 address");
+    if (ec) return Err(usage(flag, text, "\"" + out.host + "\" is not an IPv6 address"));
   } else {
     auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return usage(flag, text, "missing port");
+    if (colon == std::string_view::npos) return Err(usage(flag, text, "missing port"));
     out.host = std::string(text.substr(0, colon));
     port = text.substr(colon + 1);
-    if (out.host.find(':') != std::string::npos)
-      return usage(flag, text, "an IPv6 address needs brackets");
+    if (out.host.find(':') != std::string::npos) return Err(usage(flag, text, "an IPv6 address needs brackets"));
     if (out.host == "localhost") out.host = "127.0.0.1";
     error_code ec;
     if (!out.host.empty()) asio::ip::make_address_v4(out.host, ec);
-    if (ec) return usage(flag, text, "the host must be an IP address or localhost");
+    if (ec) return Err(usage(flag, text, "the host must be an IP address or localhost"));
   }
   unsigned value = 0;
   auto [end, perr] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || perr != std::errc{} || end != port.data() + port.size() || value > 65535)
-    return usage(flag, text, "the port must be a number from 0 to 65535");
+    return Err(usage(flag, text, "the port must be a number from 0 to 65535"));
   out.port = static_cast<std::uint16_t>(value);
   return std::optional<BindAddress>(std::move(out));
 }
@@ -308,12 +307,12 @@ void HttpServer::route_post(std::string path, std::function<HttpResponse(std::st
 
 Result<Ok, std::string> HttpServer::start(std::string_view address) {
   auto parsed = parse_bind_address(address, impl_->flag);
-  if (!parsed.ok()) return parsed.error();
+  if (!parsed.ok()) return Err(parsed.error());
   if (!parsed.value()) {
     spdlog::info("{} is 0: not listening", impl_->flag);
     return Ok{};
   }
-  if (impl_->acceptor.is_open()) return impl_->flag + ": already listening";
+  if (impl_->acceptor.is_open()) return Err(impl_->flag + ": already listening");
   const BindAddress& where = *parsed.value();
   tcp::endpoint endpoint;
   bool dual_stack = where.host.empty();
@@ -337,8 +336,8 @@ Result<Ok, std::string> HttpServer::start(std::string_view address) {
   if (ec) {
     error_code ignored;
     acceptor.close(ignored);
-    return "cannot listen on " + where.text() + " (" + impl_->flag + "): " + ec.message() +
-           "; free the port or give " + impl_->flag + " another address (0 disables it)";
+    return Err("cannot listen on " + where.text() + " (" + impl_->flag + "): " + ec.message() +
+               "; free the port or give " + impl_->flag + " another address (0 disables it)");
   }
   impl_->port = acceptor.local_endpoint(ec).port();
   impl_->stopped = false;

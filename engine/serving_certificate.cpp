@@ -64,20 +64,20 @@ Result<std::shared_ptr<ssl::context>, std::string> make_context(const fs::path& 
     std::string& secret;
     ~Wipe() { OPENSSL_cleanse(secret.data(), secret.size()); }
   } wipe{key};
-  if (auto problem = read_pem(dir / "tls.crt", crt)) return *problem;
-  if (auto problem = read_pem(dir / "tls.key", key)) return *problem;
+  if (auto problem = read_pem(dir / "tls.crt", crt)) return Err(*problem);
+  if (auto problem = read_pem(dir / "tls.key", key)) return Err(*problem);
   auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   boost::system::error_code ec;
   context->use_certificate_chain(asio::buffer(crt), ec);
-  if (ec) return (dir / "tls.crt").string() + " holds no usable PEM certificate: " + ec.message();
+  if (ec) return Err((dir / "tls.crt").string() + " holds no usable PEM certificate: " + ec.message());
   context->use_private_key(asio::buffer(key), ssl::context::pem, ec);
   const std::string not_the_key = (dir / "tls.key").string() +
                                   " is not a usable PEM private key of the certificate in tls.crt (are they being "
                                   "rewritten?)";
-  if (ec) return not_the_key + ": " + ec.message();
-  if (SSL_CTX_check_private_key(context->native_handle()) != 1) return not_the_key;
+  if (ec) return Err(not_the_key + ": " + ec.message());
+  if (SSL_CTX_check_private_key(context->native_handle()) != 1) return Err(not_the_key);
   return context;
 }
 
@@ -159,7 +159,7 @@ ServingCertificate::~ServingCertificate() { stop(); }
 
 Result<Ok, std::string> ServingCertificate::load() {
   impl_->apply(Impl::attempt(impl_->dir, std::nullopt));
-  if (!impl_->context) return impl_->problem;
+  if (!impl_->context) return Err(impl_->problem);
   spdlog::info("webhook: serving certificate loaded from {}", impl_->dir.string());
   return Ok{};
 }

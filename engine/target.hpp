@@ -85,7 +85,7 @@ class ReconcileTarget {
   virtual boost::asio::awaitable<TargetResult<JobOutcome>> volume_job(const kube::BackupStorage& /*object*/,
                                                                      VolumeJobKind /*kind*/,
                                                                      std::vector<std::string> /*keep*/) {
-    co_return TargetError{"volume Jobs are not available in this mode", false};
+    co_return Err(TargetError{"volume Jobs are not available in this mode", false});
   }
   // Where every storage the source still has (being deleted included) keeps its data.
   virtual const LocationIndex& locations() const = 0;

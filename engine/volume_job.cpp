@@ -135,7 +135,7 @@ Result<json::object, VolumeJobError> read_section(const json::value& settings, s
   json::object out;
   const json::value* v = settings.is_object() ? settings.get_object().if_contains(section) : nullptr;
   if (!v || v->is_null()) return out;
-  if (!v->is_object()) return VolumeJobError{path, "expected an object"};
+  if (!v->is_object()) return Err(VolumeJobError{path, "expected an object"});
   for (const auto& kv : v->get_object()) {
     if (kv.value().is_null()) continue;
     const std::string field_path = path + "." + std::string(kv.key());
@@ -145,7 +145,7 @@ Result<json::object, VolumeJobError> read_section(const json::value& settings, s
       continue;
     }
     if (!has_shape(kv.value(), field->shape))
-      return VolumeJobError{field_path, std::string("expected ") + shape_name(field->shape)};
+      return Err(VolumeJobError{field_path, std::string("expected ") + shape_name(field->shape)});
     out[kv.key()] = kv.value();
   }
   return out;
@@ -211,12 +211,12 @@ std::optional<VolumeJobError> check_environment(const json::object& container) {
 Result<RuntimeSettings, VolumeJobError> read_runtime_settings(const json::value& settings,
                                                               std::vector<std::string>& ignored) {
   if (!settings.is_null() && !settings.is_object())
-    return VolumeJobError{"spec.runtimeSettings", "expected an object"};
+    return Err(VolumeJobError{"spec.runtimeSettings", "expected an object"});
   auto pod = read_section(settings, "pod", kPodFields, ignored);
-  if (!pod) return pod.error();
+  if (!pod) return Err(pod.error());
   auto container = read_section(settings, "container", kContainerFields, ignored);
-  if (!container) return container.error();
-  if (auto refused = check_environment(container.value())) return *refused;
+  if (!container) return Err(container.error());
+  if (auto refused = check_environment(container.value())) return Err(*refused);
   if (settings.is_object())
     for (const auto& kv : settings.get_object())
       if (kv.key() != "pod" && kv.key() != "container" && !kv.value().is_null())
@@ -240,18 +240,18 @@ bool has_dot_dot(std::string_view path) {
 Result<const kube::LocalSpec*, VolumeJobError> checked_local(const kube::BackupStorage& s) {
   const auto& local = s.spec.storage.local;
   const std::string path = "spec.storage.local";
-  if (!local) return VolumeJobError{path, "missing: a local-volume storage needs a VolumeSource and a mountPath"};
+  if (!local) return Err(VolumeJobError{path, "missing: a local-volume storage needs a VolumeSource and a mountPath"});
   if (local->volume_source.empty())
-    return VolumeJobError{path, "no volume source given: add one, e.g. hostPath, persistentVolumeClaim or nfs"};
+    return Err(VolumeJobError{path, "no volume source given: add one, e.g. hostPath, persistentVolumeClaim or nfs"});
   if (local->volume_source.size() > 1) {
     std::string names;
     for (const auto& kv : local->volume_source) names += (names.empty() ? "" : ", ") + std::string(kv.key());
-    return VolumeJobError{path, "more than one volume source given (" + names + "): give exactly one"};
+    return Err(VolumeJobError{path, "more than one volume source given (" + names + "): give exactly one"});
   }
   if (local->mount_path.empty() || local->mount_path.front() != '/')
-    return VolumeJobError{path + ".mountPath", "must be an absolute path, e.g. /safe/data"};
+    return Err(VolumeJobError{path + ".mountPath", "must be an absolute path, e.g. /safe/data"});
   if (!local->sub_path.empty() && (local->sub_path.front() == '/' || has_dot_dot(local->sub_path)))
-    return VolumeJobError{path + ".subPath", "must be a relative path without \"..\""};
+    return Err(VolumeJobError{path + ".subPath", "must be a relative path without \"..\""});
   return &*local;
 }
 
@@ -547,14 +547,14 @@ std::string volume_job_name(const kube::BackupStorage& storage, VolumeJobKind ki
 
 Result<VolumeJob, VolumeJobError> build_volume_job(const kube::BackupStorage& storage, VolumeJobKind kind,
                                                    const VolumeJobSettings& settings) {
-  if (settings.image.empty()) return VolumeJobError{"", "no image for the volume Job: configure stowage's image"};
+  if (settings.image.empty()) return Err(VolumeJobError{"", "no image for the volume Job: configure stowage's image"});
   if (storage.metadata.uid.empty())  // an object read from a file, not from the API server
-    return VolumeJobError{"metadata.uid", "missing: a Job is owned by, and labelled with, the storage's uid"};
+    return Err(VolumeJobError{"metadata.uid", "missing: a Job is owned by, and labelled with, the storage's uid"});
   auto local = checked_local(storage);
-  if (!local) return local.error();
+  if (!local) return Err(local.error());
   VolumeJob out;
   auto runtime = read_runtime_settings(storage.spec.runtime_settings, out.ignored_settings);
-  if (!runtime) return runtime.error();
+  if (!runtime) return Err(runtime.error());
 
   out.name = volume_job_name(storage, kind);
   out.namespace_ = storage.metadata.namespace_;

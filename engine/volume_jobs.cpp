@@ -63,8 +63,8 @@ boost::asio::awaitable<TargetResult<Ok>> VolumeJobs::retire(const ObjectKey& job
   json::value options{{"preconditions", {{"uid", uid}}}};
   auto removed = co_await api_.remove(std::move(item), std::move(options));
   if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
-    co_return TargetError{"deleting the volume Job " + job_key.str() + ": " + removed.error().message,
-                          removed.error().transient()};
+    co_return Err(TargetError{"deleting the volume Job " + job_key.str() + ": " + removed.error().message,
+                              removed.error().transient()});
   if (removed.ok()) spdlog::info("deleted the volume Job {}, {}", job_key.str(), why);
   // Late watch events of the deleted Job are ignored, so they cannot stand in for a new one.
   if (!uid.empty()) retired_uids_.insert(uid);
@@ -86,7 +86,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> VolumeJobs::run(const kube::Bac
     // cleanup-<name> is KubeStash's fixed name: a Job left by an earlier storage of the same name
     // (another uid) is not this one's. Delete that very Job and start afresh.
     auto retired = co_await retire(job_key, metadata_text(*job, "uid"), "left by an earlier storage of the same name");
-    if (!retired.ok()) co_return retired.error();
+    if (!retired.ok()) co_return Err(retired.error());
     job.reset();
   }
   if (job && kind == VolumeJobKind::Cleanup) {
@@ -96,7 +96,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> VolumeJobs::run(const kube::Bac
     auto failed_at = parse_rfc3339(seen.finished_at.empty() ? metadata_text(*job, "creationTimestamp") : seen.finished_at);
     if (seen.state == JobOutcome::Failed && failed_at && options_.now() - *failed_at >= options_.failed_cleanup_retry) {
       auto retired = co_await retire(job_key, metadata_text(*job, "uid"), "to retry the failed wipe");
-      if (!retired.ok()) co_return retired.error();
+      if (!retired.ok()) co_return Err(retired.error());
       job.reset();
     }
   }
@@ -104,7 +104,7 @@ boost::asio::awaitable<TargetResult<JobOutcome>> VolumeJobs::run(const kube::Bac
     VolumeJobSettings settings = options_.settings;
     settings.wipe_keep = std::move(keep);
     auto built = build_volume_job(object, kind, settings);
-    if (!built.ok()) co_return TargetError{"the volume Job cannot be built: " + built.error().to_string(), false};
+    if (!built.ok()) co_return Err(TargetError{"the volume Job cannot be built: " + built.error().to_string(), false});
     for (const auto& ignored : built.value().ignored_settings)
       spdlog::warn("{}: {} is not applied to volume Jobs", storage.str(), ignored);
     json::value body = built.value().job;
@@ -117,15 +117,16 @@ boost::asio::awaitable<TargetResult<JobOutcome>> VolumeJobs::run(const kube::Bac
       co_return JobOutcome{};
     }
     if (created.error().http_status != 409)
-      co_return TargetError{"creating the volume Job " + job_key.str() + ": " + created.error().message,
-                            created.error().transient()};
+      co_return Err(TargetError{"creating the volume Job " + job_key.str() + ": " + created.error().message,
+                                created.error().transient()});
     std::string item = jobs + "/" + job_key.name;
     auto got = co_await api_.get(std::move(item));
-    if (!got.ok()) co_return TargetError{"reading the volume Job " + job_key.str() + ": " + got.error().message, true};
+    if (!got.ok())
+      co_return Err(TargetError{"reading the volume Job " + job_key.str() + ": " + got.error().message, true});
     job = std::move(got.value());
     if (kind == VolumeJobKind::Cleanup && !job_serves_storage(*job, object.metadata.uid))
-      co_return TargetError{"the volume Job " + job_key.str() + " of an earlier storage of the same name is still being deleted",
-                            true};
+      co_return Err(TargetError{
+          "the volume Job " + job_key.str() + " of an earlier storage of the same name is still being deleted", true});
     jobs_.insert_or_assign(job_key, *job);
   }
   JobOutcome outcome = job_outcome(*job);

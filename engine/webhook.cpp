@@ -23,12 +23,12 @@ bool judged(const kube::AdmissionRequest& request) {
 // leave it out) and under the request's name (empty with generateName).
 kube::ParseResult<kube::BackupStorage> storage_of(const boost::json::value& object,
                                                   const kube::AdmissionRequest& request, std::string_view which) {
-  if (!object.is_object()) return kube::ParseError{std::string(which), "missing: the request carries no object"};
+  if (!object.is_object()) return Err(kube::ParseError{std::string(which), "missing: the request carries no object"});
   auto parsed = kube::parse_backup_storage(object);
   if (!parsed.ok()) {
     auto e = parsed.error();
     e.path = e.path.empty() ? std::string(which) : std::string(which) + "." + e.path;
-    return e;
+    return Err(e);
   }
   if (!request.namespace_.empty()) parsed.value().metadata.namespace_ = request.namespace_;
   if (parsed.value().metadata.name.empty()) parsed.value().metadata.name = request.name;

@@ -269,7 +269,7 @@ Result<Material, std::string> read_material(const json::value& secret, const std
   const json::object* data = nullptr;
   if (const auto* o = secret.if_object())
     if (const auto* d = o->if_contains("data")) data = d->if_object();
-  if (!data) return std::string("it has no data");
+  if (!data) return Err("it has no data");
   // The decoded value of data[key], or nothing after setting `problem`.
   std::string problem;
   auto field = [&](const char* key) -> std::optional<std::string> {
@@ -286,7 +286,7 @@ Result<Material, std::string> read_material(const json::value& secret, const std
   for (auto [key, out] : {std::pair{"ca.crt", &m.ca_crt}, {"ca.key", &m.ca_key}, {"tls.crt", &m.tls_crt},
                           {"tls.key", &m.tls_key}}) {
     auto value = field(key);
-    if (!value) return problem;
+    if (!value) return Err(problem);
     *out = std::move(*value);
   }
   try {
@@ -311,7 +311,7 @@ Result<Material, std::string> read_material(const json::value& secret, const std
       if (X509_check_host(cert, name.c_str(), name.size(), 0, nullptr) != 1) m.names_match = false;
     ERR_clear_error();
   } catch (const CryptoError& e) {
-    return std::string(e.what());
+    return Err(std::string(e.what()));
   }
   return m;
 }
@@ -343,7 +343,7 @@ Result<bool, std::string> write_if_changed(const fs::path& dir, const std::strin
   const fs::path target = dir / name;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return "cannot create " + dir.string() + ": " + ec.message();
+  if (ec) return Err("cannot create " + dir.string() + ": " + ec.message());
   {
     std::ifstream in(target, std::ios::binary);
     std::stringstream current;
@@ -354,7 +354,7 @@ Result<bool, std::string> write_if_changed(const fs::path& dir, const std::strin
   }
   const fs::path temporary = dir / ("." + name + ".tmp");
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return "cannot write " + temporary.string() + ": " + std::strerror(errno);
+  if (fd < 0) return Err("cannot write " + temporary.string() + ": " + std::strerror(errno));
   bool ok = ::fchmod(fd, 0600) == 0;
   for (std::size_t done = 0; ok && done < content.size();) {
     ssize_t n = ::write(fd, content.data() + done, content.size() - done);
@@ -370,7 +370,7 @@ Result<bool, std::string> write_if_changed(const fs::path& dir, const std::strin
   if (!ok || ::rename(temporary.c_str(), target.c_str()) != 0) {
     if (ok) saved = errno;
     ::unlink(temporary.c_str());
-    return "cannot write " + target.string() + ": " + std::strerror(saved);
+    return Err("cannot write " + target.string() + ": " + std::strerror(saved));
   }
   return true;
 }
@@ -435,14 +435,14 @@ struct WebhookCerts::Impl {
     const std::string collection = "/api/v1/namespaces/" + options.namespace_ + "/secrets";
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto got = co_await api.get(secret_path);
-      if (!got.ok() && got.error().http_status != 404) co_return "cannot read the Secret: " + got.error().message;
+      if (!got.ok() && got.error().http_status != 404) co_return Err("cannot read the Secret: " + got.error().message);
       Maker maker{options, names, now()};
       if (!got.ok()) {
         Material made;
         try {
           made = maker.with_new_ca(nullptr);
         } catch (const CryptoError& e) {
-          co_return std::string(e.what());
+          co_return Err(std::string(e.what()));
         }
         auto created = co_await api.create(collection, secret_object(made, options, nullptr));
         if (created.ok()) {
@@ -451,7 +451,7 @@ struct WebhookCerts::Impl {
           co_return made;
         }
         if (created.error().http_status == 409) continue;  // another replica was first: use theirs
-        co_return "cannot create the Secret: " + created.error().message;
+        co_return Err("cannot create the Secret: " + created.error().message);
       }
       const json::value& secret = got.value();
       auto current = read_material(secret, names);
@@ -476,7 +476,7 @@ struct WebhookCerts::Impl {
           co_return std::move(current.value());
         }
       } catch (const CryptoError& e) {
-        co_return std::string(e.what());
+        co_return Err(std::string(e.what()));
       }
       // A Secret's type cannot change: one of another type is deleted (this one only) and created anew.
       const json::object* object = secret.if_object();
@@ -489,7 +489,7 @@ struct WebhookCerts::Impl {
         delete_options["preconditions"] = std::move(preconditions);
         auto removed = co_await api.remove(secret_path, std::move(delete_options));
         if (!removed.ok() && removed.error().http_status != 404 && removed.error().http_status != 409)
-          co_return "cannot delete the Secret of the wrong type: " + removed.error().message;
+          co_return Err("cannot delete the Secret of the wrong type: " + removed.error().message);
         spdlog::info("{}: deleted it (its type is not {}); it is made again", label, kTlsType);
         continue;
       }
@@ -500,9 +500,9 @@ struct WebhookCerts::Impl {
         co_return next;
       }
       if (replaced.error().http_status == 409) continue;  // another replica wrote first: read theirs
-      co_return "cannot update the Secret: " + replaced.error().message;
+      co_return Err("cannot update the Secret: " + replaced.error().message);
     }
-    co_return std::string("the Secret changed under every attempt to write it; trying again later");
+    co_return Err(std::string("the Secret changed under every attempt to write it; trying again later"));
   }
 
   std::optional<std::string> write_files(const Material& m) {
@@ -576,8 +576,8 @@ struct WebhookCerts::Impl {
 
   asio::awaitable<Result<Time, std::string>> pass() {
     auto material = co_await ensure_secret();
-    if (!material.ok()) co_return material.error();
-    if (auto problem = write_files(material.value())) co_return *problem;
+    if (!material.ok()) co_return Err(material.error());
+    if (auto problem = write_files(material.value())) co_return Err(*problem);
     const std::string ca_bundle = crypto::base64_encode(material.value().ca_crt);
     std::string problems;
     for (auto [plural, kind, name] :
@@ -587,7 +587,7 @@ struct WebhookCerts::Impl {
       if (auto problem = co_await patch_configuration(plural, kind, *name, ca_bundle))
         problems += (problems.empty() ? "" : "; ") + *problem;
     }
-    if (!problems.empty()) co_return problems;
+    if (!problems.empty()) co_return Err(problems);
     co_return material.value().next_renewal();
   }
 
@@ -654,8 +654,10 @@ Result<std::unique_ptr<WebhookCerts>, std::string> start_webhook_certs(const con
   options.cert_dir = config.webhook_cert_dir;
   options.mutating_configuration = config.webhook_mutating_configuration;
   options.validating_configuration = config.webhook_validating_configuration;
-  if (auto bad = validate(options)) return "--webhook-cert-self-signed: " + *bad + " (see --webhook-service-namespace, "
-                                           "--webhook-service, --webhook-cert-secret and the configuration names)";
+  if (auto bad = validate(options))
+    return Err("--webhook-cert-self-signed: " + *bad +
+               " (see --webhook-service-namespace, "
+               "--webhook-service, --webhook-cert-secret and the configuration names)");
   auto certs = std::make_unique<WebhookCerts>(std::move(executor), api, std::move(options));
   certs->start();
   return certs;

@@ -43,27 +43,30 @@ fields::MaybeError read_group_version(const json::object& request, std::string_v
 
 ParseResult<AdmissionRequest> parse_admission_review(std::string_view body, std::size_t max_bytes) {
   if (body.size() > max_bytes)
-    return error("", "the AdmissionReview is " + std::to_string(body.size()) + " bytes, more than the limit of " +
-                         std::to_string(max_bytes));
-  if (body.empty()) return error("", "the request has no body: expected an AdmissionReview (JSON)");
+    return Err(error("", "the AdmissionReview is " + std::to_string(body.size()) + " bytes, more than the limit of " +
+                             std::to_string(max_bytes)));
+  if (body.empty()) return Err(error("", "the request has no body: expected an AdmissionReview (JSON)"));
   json::parse_options options;
   options.max_depth = kMaxAdmissionReviewDepth;
   boost::system::error_code ec;
   json::value doc = json::parse(json::string_view(body.data(), body.size()), ec, {}, options);
-  if (ec) return error("", "the body is not JSON: " + ec.message());
-  if (!doc.is_object()) return fields::type_error("", "an AdmissionReview object", doc, false);
+  if (ec) return Err(error("", "the body is not JSON: " + ec.message()));
+  if (!doc.is_object()) return Err(fields::type_error("", "an AdmissionReview object", doc, false));
   const json::object& review = doc.get_object();
 
   std::string api_version, kind;
-  if (auto e = fields::read_strings(review, "", {{"apiVersion", &api_version}, {"kind", &kind}})) return *e;
+  if (auto e = fields::read_strings(review, "", {{"apiVersion", &api_version}, {"kind", &kind}})) return Err(*e);
   if (api_version != kApiVersion)
-    return error("apiVersion", "expected " + std::string(kApiVersion) + ", got " + fields::quoted_excerpt(api_version) +
-                                   " (the webhook configuration must list admissionReviewVersions: [v1])");
-  if (kind != "AdmissionReview") return error("kind", "expected AdmissionReview, got " + fields::quoted_excerpt(kind));
+    return Err(error("apiVersion", "expected " + std::string(kApiVersion) + ", got " +
+                                       fields::quoted_excerpt(api_version) +
+                                       " (the webhook configuration must list admissionReviewVersions: [v1])"));
+  if (kind != "AdmissionReview")
+    return Err(error("kind", "expected AdmissionReview, got " + fields::quoted_excerpt(kind)));
 
   auto request_member = fields::read_object(review, "request", "");
-  if (!request_member.ok()) return request_member.error();
-  if (!request_member.value()) return error("request", "missing: an AdmissionReview sent to a webhook has a request");
+  if (!request_member.ok()) return Err(request_member.error());
+  if (!request_member.value())
+    return Err(error("request", "missing: an AdmissionReview sent to a webhook has a request"));
   const json::object& request = *request_member.value();
 
   AdmissionRequest out;
@@ -72,19 +75,20 @@ ParseResult<AdmissionRequest> parse_admission_review(std::string_view body, std:
                                                          {"subResource", &out.sub_resource},
                                                          {"name", &out.name},
                                                          {"namespace", &out.namespace_}}))
-    return *e;
-  if (out.uid.empty()) return error("request.uid", "expected a non-empty string");
+    return Err(*e);
+  if (out.uid.empty()) return Err(error("request.uid", "expected a non-empty string"));
   bool known = false;
   for (auto op : kOperations) known = known || out.operation == op;
   if (!known)
-    return error("request.operation",
-                 "expected CREATE, UPDATE, DELETE or CONNECT, got " + fields::quoted_excerpt(out.operation));
-  if (auto e = read_group_version(request, "resource", "resource", out.group, out.version, out.resource)) return *e;
+    return Err(error("request.operation",
+                     "expected CREATE, UPDATE, DELETE or CONNECT, got " + fields::quoted_excerpt(out.operation)));
+  if (auto e = read_group_version(request, "resource", "resource", out.group, out.version, out.resource))
+    return Err(*e);
   std::string ignored_group, ignored_version;
-  if (auto e = read_group_version(request, "kind", "kind", ignored_group, ignored_version, out.kind)) return *e;
-  if (auto e = fields::read_bool(request, "dryRun", "request", out.dry_run)) return *e;
-  if (auto e = read_any_object(request, "object", "request", out.object)) return *e;
-  if (auto e = read_any_object(request, "oldObject", "request", out.old_object)) return *e;
+  if (auto e = read_group_version(request, "kind", "kind", ignored_group, ignored_version, out.kind)) return Err(*e);
+  if (auto e = fields::read_bool(request, "dryRun", "request", out.dry_run)) return Err(*e);
+  if (auto e = read_any_object(request, "object", "request", out.object)) return Err(*e);
+  if (auto e = read_any_object(request, "oldObject", "request", out.old_object)) return Err(*e);
   return out;
 }
 

@@ -181,8 +181,8 @@ ApiClient::Awaitable<ExecCredential> ApiClient::exec_credential(const Call& call
       std::string command;
       ~Publish() {
         if (!run->result)
-          run->result = ExecPluginError{ExecPluginError::Kind::Failed,
-                                        "exec plugin " + command + " was abandoned midway", 0, 0};
+          run->result = Err(
+              ExecPluginError{ExecPluginError::Kind::Failed, "exec plugin " + command + " was abandoned midway", 0, 0});
         if (auto s = slot.lock(); s && s->run == run) s->run.reset();
         run->done.cancel();
       }
@@ -191,7 +191,7 @@ ApiClient::Awaitable<ExecCredential> ApiClient::exec_credential(const Call& call
     if (outcome.ok()) exec_cache_.store(outcome.value());
     run->result = std::move(outcome);
   }
-  if (!run->result->ok()) co_return credentials_error(call.verb, call.path, run->result->error());
+  if (!run->result->ok()) co_return Err(credentials_error(call.verb, call.path, run->result->error()));
   co_return run->result->value();
 }
 
@@ -201,13 +201,13 @@ ApiClient::Awaitable<ApiClient::Attempt> ApiClient::prepare(const Call& call) {
     ApiError e;
     e.kind = ApiError::Kind::Transport;
     e.message = call.verb + " " + call.path + ": cancelled while waiting for the client-side rate limiter";
-    co_return e;
+    co_return Err(e);
   }
   Attempt attempt;
   attempt.tls = tls_;
   if (config_.exec && sends_credentials()) {
     auto credential = co_await exec_credential(call);
-    if (!credential.ok()) co_return credential.error();
+    if (!credential.ok()) co_return Err(credential.error());
     attempt.credential = std::move(credential.value());
     if (!attempt.credential->client_certificate_pem.empty()) {
       attempt.tls.client_cert_pem = attempt.credential->client_certificate_pem;
@@ -278,7 +278,7 @@ ApiError transport_error(const std::string& verb, const std::string& path, const
 ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
   for (int tries = 0;; ++tries) {
     auto prepared = co_await prepare(call);
-    if (!prepared.ok()) co_return prepared.error();
+    if (!prepared.ok()) co_return Err(prepared.error());
     Attempt& attempt = prepared.value();
     auto sent_at = std::chrono::steady_clock::now();
     auto result = co_await http_.send(origin_, attempt.tls, std::move(attempt.request));
@@ -287,10 +287,10 @@ ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
       if (result.ok()) status = result.value().status;
       options_.on_request(status, call.method, std::chrono::steady_clock::now() - sent_at);
     }
-    if (!result.ok()) co_return transport_error(call.verb, call.path, result.error());
+    if (!result.ok()) co_return Err(transport_error(call.verb, call.path, result.error()));
     const http::Response& response = result.value();
     if (response.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
-    if (response.status < 200 || response.status >= 300) co_return status_error(call, response);
+    if (response.status < 200 || response.status >= 300) co_return Err(status_error(call, response));
     if (response.body.empty()) co_return json::value();
     boost::system::error_code ec;
     json::value body = json::parse(response.body, ec);
@@ -300,7 +300,7 @@ ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
       e.http_status = response.status;
       e.message = call.verb + " " + call.path + ": the answer (HTTP " + std::to_string(response.status) +
                   ", " + std::to_string(response.body.size()) + " bytes) is not JSON: " + ec.message();
-      co_return e;
+      co_return Err(e);
     }
     co_return body;
   }
@@ -365,7 +365,7 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
 
   for (int tries = 0;; ++tries) {
     auto prepared = co_await prepare(call);
-    if (!prepared.ok()) co_return prepared.error();
+    if (!prepared.ok()) co_return Err(prepared.error());
     Attempt& attempt = prepared.value();
     // Shared by the callbacks below; lives in this coroutine frame for the whole stream.
     http::Response head;
@@ -407,7 +407,7 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
       e.kind = ApiError::Kind::Stream;
       e.http_status = head.status;
       e.message = call.verb + " " + call.path + ": broken watch stream: " + stream_error->to_string();
-      co_return e;
+      co_return Err(e);
     }
     if (!result.ok()) {
       ApiError e = transport_error(call.verb, call.path, result.error());
@@ -417,18 +417,18 @@ ApiClient::Awaitable<Ok> ApiClient::watch(std::string path, WatchOptions options
         e.message = call.verb + " " + call.path + ": no byte for " + std::to_string(idle.count()) +
                     " ms (idle timeout); the connection was closed";
       }
-      co_return e;
+      co_return Err(e);
     }
     if (!success) {
       if (head.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
-      co_return status_error(call, head);
+      co_return Err(status_error(call, head));
     }
     if (auto end = splitter.finish()) {
       ApiError e;
       e.kind = ApiError::Kind::Stream;
       e.http_status = head.status;
       e.message = call.verb + " " + call.path + ": broken watch stream: " + end->to_string();
-      co_return e;
+      co_return Err(e);
     }
     co_return Ok{};
   }

@@ -78,7 +78,7 @@ Result<std::string, ReadFailure> read_file(const std::string& path, std::uint64_
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    return ReadFailure{std::error_code(err, std::generic_category()).message(), err == ENOENT};
+    return Err(ReadFailure{std::error_code(err, std::generic_category()).message(), err == ENOENT});
   }
   struct FdCloser {
     int fd;
@@ -86,20 +86,20 @@ Result<std::string, ReadFailure> read_file(const std::string& path, std::uint64_
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
-    return ReadFailure{std::error_code(EISDIR, std::generic_category()).message()};
+    return Err(ReadFailure{std::error_code(EISDIR, std::generic_category()).message()});
   const std::string too_large = "larger than " + size_text(max_size);
   if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > max_size)
-    return ReadFailure{too_large, false, true, static_cast<std::uint64_t>(st.st_size)};
+    return Err(ReadFailure{too_large, false, true, static_cast<std::uint64_t>(st.st_size)});
   std::string out;
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ReadFailure{std::error_code(errno, std::generic_category()).message()};
+    if (n < 0) return Err(ReadFailure{std::error_code(errno, std::generic_category()).message()});
     if (n == 0) return out;
     const std::uint64_t room = max_size + 1 - out.size();  // never reads a byte more than it needs to refuse
     out.append(buf, static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(n), room)));
-    if (out.size() > max_size) return ReadFailure{too_large, false, true, 0};
+    if (out.size() > max_size) return Err(ReadFailure{too_large, false, true, 0});
   }
 }
 
@@ -227,14 +227,14 @@ std::string ServerUrl::to_string() const { return scheme + "://" + host_header()
 Result<ServerUrl, std::string> parse_server_url(std::string_view text, bool default_tls) {
   // client-go accepts "host:port" and picks the scheme from the TLS settings.
   auto parsed = url::parse(text, default_tls ? "https" : "http");
-  if (!parsed) return parsed.error();
+  if (!parsed) return Err(parsed.error());
   const url::Parts& u = parsed.value();
   if (u.scheme != "https" && u.scheme != "http")
-    return "has the scheme " + in_quotes(u.scheme) + ", which is not supported: write https://HOST:PORT";
-  if (u.has_userinfo) return std::string("must not contain a user name or password: put credentials under users[].user");
+    return Err("has the scheme " + in_quotes(u.scheme) + ", which is not supported: write https://HOST:PORT");
+  if (u.has_userinfo) return Err("must not contain a user name or password: put credentials under users[].user");
   std::string_view path = u.path;  // a query and a fragment are dropped, as client-go drops them
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  if (!u.scheme_given && !path.empty()) return std::string("is neither a URL nor a HOST:PORT pair");
+  if (!u.scheme_given && !path.empty()) return Err("is neither a URL nor a HOST:PORT pair");
   ServerUrl url;
   url.scheme = u.scheme;
   url.host = u.host;
@@ -262,18 +262,18 @@ std::string client_key_pair_problem(std::string_view certificate_pem, std::strin
 
 Result<std::string, ConfigError> read_token_file(const std::string& path) {
   auto text = read_file(path);
-  if (!text) return error_at(path, "tokenFile", "cannot read: " + text.error().reason);
+  if (!text) return Err(error_at(path, "tokenFile", "cannot read: " + text.error().reason));
   std::string token = trim(text.value());
-  if (token.empty()) return error_at(path, "tokenFile", "the token file is empty");
+  if (token.empty()) return Err(error_at(path, "tokenFile", "the token file is empty"));
   if (auto bad = http::check_bearer_token(token, kMaxBearerTokenBytes)) {
     bad.position += text.value().find_first_not_of(" \t\r\n\f\v");  // a position in the file, as trim() cut it
-    return error_at(path, "tokenFile", "the token " + bad.describe());
+    return Err(error_at(path, "tokenFile", "the token " + bad.describe()));
   }
   return token;
 }
 
 Result<std::string, ConfigError> ClientConfig::read_token_file() const {
-  if (token_file.empty()) return error_at("", "tokenFile", "no token file is configured");
+  if (token_file.empty()) return Err(error_at("", "tokenFile", "no token file is configured"));
   return kube::read_token_file(token_file);
 }
 
@@ -309,12 +309,13 @@ Result<ClientConfig, ConfigError> load_in_cluster(const Environment& env, const 
   std::string host = get("KUBERNETES_SERVICE_HOST");
   const std::string port = get("KUBERNETES_SERVICE_PORT");
   if (host.empty() || port.empty())
-    return error_at("", "KUBERNETES_SERVICE_HOST",
-                    "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set");
+    return Err(
+        error_at("", "KUBERNETES_SERVICE_HOST",
+                 "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set"));
   auto port_number = parse_port(port);
   if (!port_number)
-    return error_at("", "KUBERNETES_SERVICE_PORT",
-                    "KUBERNETES_SERVICE_PORT " + in_quotes(port) + " is not a port number (1 to 65535)");
+    return Err(error_at("", "KUBERNETES_SERVICE_PORT",
+                        "KUBERNETES_SERVICE_PORT " + in_quotes(port) + " is not a port number (1 to 65535)"));
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
 
   ClientConfig config;
@@ -327,7 +328,7 @@ Result<ClientConfig, ConfigError> load_in_cluster(const Environment& env, const 
   if (!token) {
     ConfigError e = token.error();
     e.message += ": is the service account token mounted? (automountServiceAccountToken must not be false)";
-    return e;
+    return Err(e);
   }
   config.bearer_token = token.value();
 
@@ -461,7 +462,7 @@ class FileReader {
     static const json::object kEmpty;
     const json::value* v = member(o, key);
     if (!v) return &kEmpty;
-    if (!v->is_object()) return type_error(field_of(path, key), "a mapping", *v);
+    if (!v->is_object()) return Err(type_error(field_of(path, key), "a mapping", *v));
     return &v->get_object();
   }
 
@@ -492,14 +493,14 @@ Result<KubeconfigCluster, ConfigError> parse_cluster(const FileReader& r, const 
                                                      const std::string& path) {
   KubeconfigCluster c;
   std::string ca_path;
-  if (auto e = r.string(o, "server", path, c.server)) return *e;
-  if (auto e = r.string(o, "certificate-authority", path, ca_path)) return *e;
-  if (auto e = r.base64(o, "certificate-authority-data", path, c.certificate_authority_data)) return *e;
-  if (auto e = r.boolean(o, "insecure-skip-tls-verify", path, c.insecure_skip_tls_verify)) return *e;
-  if (auto e = r.string(o, "tls-server-name", path, c.tls_server_name)) return *e;
-  if (auto e = r.string(o, "proxy-url", path, c.proxy_url)) return *e;
-  if (auto e = r.boolean(o, "disable-compression", path, c.disable_compression)) return *e;
-  if (auto e = parse_cluster_extensions(r, o, path, c)) return *e;
+  if (auto e = r.string(o, "server", path, c.server)) return Err(*e);
+  if (auto e = r.string(o, "certificate-authority", path, ca_path)) return Err(*e);
+  if (auto e = r.base64(o, "certificate-authority-data", path, c.certificate_authority_data)) return Err(*e);
+  if (auto e = r.boolean(o, "insecure-skip-tls-verify", path, c.insecure_skip_tls_verify)) return Err(*e);
+  if (auto e = r.string(o, "tls-server-name", path, c.tls_server_name)) return Err(*e);
+  if (auto e = r.string(o, "proxy-url", path, c.proxy_url)) return Err(*e);
+  if (auto e = r.boolean(o, "disable-compression", path, c.disable_compression)) return Err(*e);
+  if (auto e = parse_cluster_extensions(r, o, path, c)) return Err(*e);
   c.certificate_authority = r.resolve(ca_path);
   return c;
 }
@@ -524,13 +525,13 @@ MaybeError parse_exec_env(const FileReader& r, const json::object& o, const std:
 Result<ExecConfig, ConfigError> parse_exec(const FileReader& r, const json::object& o, const std::string& path) {
   ExecConfig x;
   x.interactive_mode.clear();
-  if (auto e = r.string(o, "apiVersion", path, x.api_version)) return *e;
-  if (auto e = r.string(o, "command", path, x.command)) return *e;
-  if (auto e = r.string_list(o, "args", path, x.args)) return *e;
-  if (auto e = parse_exec_env(r, o, path, x.env)) return *e;
-  if (auto e = r.string(o, "interactiveMode", path, x.interactive_mode)) return *e;
-  if (auto e = r.boolean(o, "provideClusterInfo", path, x.provide_cluster_info)) return *e;
-  if (auto e = r.string(o, "installHint", path, x.install_hint)) return *e;
+  if (auto e = r.string(o, "apiVersion", path, x.api_version)) return Err(*e);
+  if (auto e = r.string(o, "command", path, x.command)) return Err(*e);
+  if (auto e = r.string_list(o, "args", path, x.args)) return Err(*e);
+  if (auto e = parse_exec_env(r, o, path, x.env)) return Err(*e);
+  if (auto e = r.string(o, "interactiveMode", path, x.interactive_mode)) return Err(*e);
+  if (auto e = r.boolean(o, "provideClusterInfo", path, x.provide_cluster_info)) return Err(*e);
+  if (auto e = r.string(o, "installHint", path, x.install_hint)) return Err(*e);
   // client-go's v1 defaulting: v1beta1 plugins are IfAvailable unless told; v1 must say.
   if (x.interactive_mode.empty() && x.api_version == kExecApiVersionV1beta1) x.interactive_mode = "IfAvailable";
   // Only a command with a path in it is relative to the kubeconfig; a bare name is looked up in PATH.
@@ -553,28 +554,28 @@ std::string impersonation_field(const json::object& o) {
 Result<KubeconfigUser, ConfigError> parse_user(const FileReader& r, const json::object& o, const std::string& path) {
   KubeconfigUser u;
   std::string token_file, cert_path, key_path;
-  if (auto e = r.string(o, "token", path, u.token)) return *e;
-  if (auto e = r.string(o, "tokenFile", path, token_file)) return *e;
-  if (auto e = r.string(o, "client-certificate", path, cert_path)) return *e;
-  if (auto e = r.base64(o, "client-certificate-data", path, u.client_certificate_data)) return *e;
-  if (auto e = r.string(o, "client-key", path, key_path)) return *e;
-  if (auto e = r.base64(o, "client-key-data", path, u.client_key_data)) return *e;
-  if (auto e = r.string(o, "username", path, u.username)) return *e;
-  if (auto e = r.string(o, "password", path, u.password)) return *e;
+  if (auto e = r.string(o, "token", path, u.token)) return Err(*e);
+  if (auto e = r.string(o, "tokenFile", path, token_file)) return Err(*e);
+  if (auto e = r.string(o, "client-certificate", path, cert_path)) return Err(*e);
+  if (auto e = r.base64(o, "client-certificate-data", path, u.client_certificate_data)) return Err(*e);
+  if (auto e = r.string(o, "client-key", path, key_path)) return Err(*e);
+  if (auto e = r.base64(o, "client-key-data", path, u.client_key_data)) return Err(*e);
+  if (auto e = r.string(o, "username", path, u.username)) return Err(*e);
+  if (auto e = r.string(o, "password", path, u.password)) return Err(*e);
   u.token_file = r.resolve(token_file);
   u.client_certificate = r.resolve(cert_path);
   u.client_key = r.resolve(key_path);
   u.impersonation_field = impersonation_field(o);
 
   if (const json::value* provider = FileReader::member(o, "auth-provider")) {
-    if (!provider->is_object()) return r.type_error(path + ".auth-provider", "a mapping", *provider);
-    if (auto e = r.string(provider->get_object(), "name", path + ".auth-provider", u.auth_provider)) return *e;
+    if (!provider->is_object()) return Err(r.type_error(path + ".auth-provider", "a mapping", *provider));
+    if (auto e = r.string(provider->get_object(), "name", path + ".auth-provider", u.auth_provider)) return Err(*e);
     if (u.auth_provider.empty()) u.auth_provider = "(unnamed)";
   }
   if (const json::value* exec = FileReader::member(o, "exec")) {
-    if (!exec->is_object()) return r.type_error(path + ".exec", "a mapping", *exec);
+    if (!exec->is_object()) return Err(r.type_error(path + ".exec", "a mapping", *exec));
     auto parsed = parse_exec(r, exec->get_object(), path + ".exec");
-    if (!parsed) return parsed.error();
+    if (!parsed) return Err(parsed.error());
     u.exec = std::move(parsed.value());
   }
   return u;
@@ -583,9 +584,9 @@ Result<KubeconfigUser, ConfigError> parse_user(const FileReader& r, const json::
 Result<KubeconfigContext, ConfigError> parse_context(const FileReader& r, const json::object& o,
                                                      const std::string& path) {
   KubeconfigContext c;
-  if (auto e = r.string(o, "cluster", path, c.cluster)) return *e;
-  if (auto e = r.string(o, "user", path, c.user)) return *e;
-  if (auto e = r.string(o, "namespace", path, c.namespace_)) return *e;
+  if (auto e = r.string(o, "cluster", path, c.cluster)) return Err(*e);
+  if (auto e = r.string(o, "user", path, c.user)) return Err(*e);
+  if (auto e = r.string(o, "namespace", path, c.namespace_)) return Err(*e);
   return c;
 }
 
@@ -646,21 +647,21 @@ Result<Kubeconfig, ConfigError> parse_kubeconfig(std::string_view text, const st
                         : r.error("", "malformed YAML: " + docs.error().message);
     e.line = docs.error().line;
     e.column = docs.error().column;
-    return e;
+    return Err(e);
   }
   if (docs.value().empty() || docs.value()[0].value.is_null()) return config;  // empty file: nothing defined
   const json::value& root_value = docs.value()[0].value;
   if (!root_value.is_object())
-    return r.error(
-        "", "expected a mapping with clusters, users and contexts at the top level, got " + kind_name(root_value));
+    return Err(r.error(
+        "", "expected a mapping with clusters, users and contexts at the top level, got " + kind_name(root_value)));
   const json::object& root = root_value.get_object();
   // A key "foo:" with a wrong type reads "foo: expected ..." as the field is at the top level.
-  if (auto e = check_version_and_kind(r, root)) return *e;
-  if (auto e = parse_named_list(r, root, "clusters", "cluster", config.clusters, parse_cluster)) return *e;
-  if (auto e = parse_named_list(r, root, "users", "user", config.users, parse_user)) return *e;
-  if (auto e = parse_named_list(r, root, "contexts", "context", config.contexts, parse_context)) return *e;
+  if (auto e = check_version_and_kind(r, root)) return Err(*e);
+  if (auto e = parse_named_list(r, root, "clusters", "cluster", config.clusters, parse_cluster)) return Err(*e);
+  if (auto e = parse_named_list(r, root, "users", "user", config.users, parse_user)) return Err(*e);
+  if (auto e = parse_named_list(r, root, "contexts", "context", config.contexts, parse_context)) return Err(*e);
   if (const json::value* current = FileReader::member(root, "current-context")) {
-    if (!current->is_string()) return r.type_error("current-context", "a string", *current);
+    if (!current->is_string()) return Err(r.type_error("current-context", "a string", *current));
     config.current_context = std::string(current->get_string());
     if (!config.current_context.empty()) config.current_context_file = path;
   }
@@ -703,13 +704,13 @@ Result<LoadedFiles, ConfigError> load_files(const std::vector<std::string>& path
       continue;
     }
     if (!text && text.error().too_large)
-      return error_at(path, "",
-                      (text.error().size ? std::to_string(text.error().size) + " bytes, over " : "grew past ") +
-                          "kube.max-kubeconfig-size (" + size_text(budgets.max_file_size) +
-                          "): not read; if it really is the kubeconfig, raise --max-kubeconfig-size");
-    if (!text) return error_at(path, "", "cannot read: " + text.error().reason);
+      return Err(error_at(path, "",
+                          (text.error().size ? std::to_string(text.error().size) + " bytes, over " : "grew past ") +
+                              "kube.max-kubeconfig-size (" + size_text(budgets.max_file_size) +
+                              "): not read; if it really is the kubeconfig, raise --max-kubeconfig-size"));
+    if (!text) return Err(error_at(path, "", "cannot read: " + text.error().reason));
     auto config = parse_kubeconfig(text.value(), path, budgets.max_alias_expansion);
-    if (!config) return config.error();
+    if (!config) return Err(config.error());
     parsed.push_back(std::move(config.value()));
   }
   out.config = merge_kubeconfigs(parsed);
@@ -721,9 +722,9 @@ Result<LoadedFiles, ConfigError> load_files(const std::vector<std::string>& path
 Result<Kubeconfig, ConfigError> load_kubeconfig_files(const std::vector<std::string>& paths, bool must_exist,
                                                       const KubeconfigBudgets& budgets) {
   auto loaded = load_files(paths, must_exist, budgets);
-  if (!loaded) return loaded.error();
+  if (!loaded) return Err(loaded.error());
   if (loaded.value().config.files.empty())
-    return error_at("", "", "none of these kubeconfig files exists: " + join(loaded.value().missing, ", "));
+    return Err(error_at("", "", "none of these kubeconfig files exists: " + join(loaded.value().missing, ", ")));
   return std::move(loaded.value().config);
 }
 
@@ -758,18 +759,18 @@ Result<Selected, ConfigError> select_context(const Kubeconfig& config, const std
         config.contexts.empty()
             ? "no context is defined either: add one with kubectl config set-context"
             : "pass --context NAME or run kubectl config use-context NAME (defined: " + names_of(config.contexts) + ")";
-    return error_at(all_files, "current-context", "current-context is not set: " + hint);
+    return Err(error_at(all_files, "current-context", "current-context is not set: " + hint));
   }
   auto ctx = config.contexts.find(s.name);
   if (ctx == config.contexts.end()) {
     std::string defined = config.contexts.empty() ? "none is defined" : "defined: " + names_of(config.contexts);
     if (!override_name.empty())
-      return error_at(
-          all_files, "--context",
-          "context " + in_quotes(s.name) + " (from --context) is not defined in contexts (" + defined + ")");
-    return error_at(config.current_context_file, "current-context",
-                    "current-context names context " + in_quotes(s.name) + ", which is not defined in contexts (" +
-                        defined + "): run kubectl config use-context NAME");
+      return Err(
+          error_at(all_files, "--context",
+                   "context " + in_quotes(s.name) + " (from --context) is not defined in contexts (" + defined + ")"));
+    return Err(error_at(config.current_context_file, "current-context",
+                        "current-context names context " + in_quotes(s.name) + ", which is not defined in contexts (" +
+                            defined + "): run kubectl config use-context NAME"));
   }
   s.context = &ctx->second;
   const KubeconfigContext& c = ctx->second;
@@ -777,26 +778,26 @@ Result<Selected, ConfigError> select_context(const Kubeconfig& config, const std
   const std::string what = "context " + in_quotes(s.name);
   if (c.cluster.empty()) {
     std::string field = entry_path("contexts", c.origin, "context.cluster");
-    return error_at(file, field, what + " names no cluster: set " + field + " to one of the clusters");
+    return Err(error_at(file, field, what + " names no cluster: set " + field + " to one of the clusters"));
   }
   auto cluster = config.clusters.find(c.cluster);
   if (cluster == config.clusters.end())
-    return error_at(file, entry_path("contexts", c.origin, "context.cluster"),
-                    what + " names cluster " + in_quotes(c.cluster) + ", which is not defined in clusters");
+    return Err(error_at(file, entry_path("contexts", c.origin, "context.cluster"),
+                        what + " names cluster " + in_quotes(c.cluster) + ", which is not defined in clusters"));
   s.cluster = &cluster->second;
   if (!c.user.empty()) {
     auto user = config.users.find(c.user);
     if (user == config.users.end())
-      return error_at(file, entry_path("contexts", c.origin, "context.user"),
-                      what + " names user " + in_quotes(c.user) + ", which is not defined in users");
+      return Err(error_at(file, entry_path("contexts", c.origin, "context.user"),
+                          what + " names user " + in_quotes(c.user) + ", which is not defined in users"));
     s.user = &user->second;
   }
   if (!c.namespace_.empty() && !is_dns1123_label(c.namespace_)) {
     std::string field = entry_path("contexts", c.origin, "context.namespace");
-    return error_at(
-        file, field,
-        field + " " + in_quotes(c.namespace_) +
-            " is not a valid namespace name: use lower-case letters, digits and '-', at most 63 characters");
+    return Err(
+        error_at(file, field,
+                 field + " " + in_quotes(c.namespace_) +
+                     " is not a valid namespace name: use lower-case letters, digits and '-', at most 63 characters"));
   }
   return s;
 }
@@ -805,7 +806,7 @@ Result<Selected, ConfigError> select_context(const Kubeconfig& config, const std
 Result<std::string, ConfigError> read_named_file(const std::string& kubeconfig, const std::string& field,
                                                  const std::string& path) {
   auto text = read_file(path);
-  if (!text) return error_at(kubeconfig, field, field + " " + path + ": cannot read: " + text.error().reason);
+  if (!text) return Err(error_at(kubeconfig, field, field + " " + path + ": cannot read: " + text.error().reason));
   return std::move(text.value());
 }
 
@@ -1004,7 +1005,7 @@ void drop_credentials_over_http(ClientConfig& out) {
 Result<ClientConfig, ConfigError> client_config_from_kubeconfig(const Kubeconfig& config,
                                                                 const std::string& context_name) {
   auto selected = select_context(config, context_name);
-  if (!selected) return selected.error();
+  if (!selected) return Err(selected.error());
   const Selected& s = selected.value();
 
   ClientConfig out;
@@ -1013,9 +1014,9 @@ Result<ClientConfig, ConfigError> client_config_from_kubeconfig(const Kubeconfig
   out.namespace_ = s.context->namespace_.empty() ? "default" : s.context->namespace_;
   if (s.user) {
     out.user = s.context->user;
-    if (auto e = apply_user(*s.user, *s.cluster, out)) return *e;
+    if (auto e = apply_user(*s.user, *s.cluster, out)) return Err(*e);
   }
-  if (auto e = apply_cluster(*s.cluster, !out.client_certificate_pem.empty(), out)) return *e;
+  if (auto e = apply_cluster(*s.cluster, !out.client_certificate_pem.empty(), out)) return Err(*e);
   drop_credentials_over_http(out);
   return out;
 }
@@ -1052,11 +1053,11 @@ constexpr const char* kNoKubeconfig = "no kubeconfig: set --kubeconfig or KUBECO
 Result<ClientConfig, ConfigError> load_and_select(const std::vector<std::string>& paths, bool must_exist,
                                                   const LoadOptions& options) {
   auto loaded = load_files(paths, must_exist, options.budgets);
-  if (!loaded) return loaded.error();
+  if (!loaded) return Err(loaded.error());
   if (loaded.value().config.files.empty())
-    return error_at("", "KUBECONFIG",
-                    "KUBECONFIG names " + join(loaded.value().missing, ":") +
-                        ", but none of these files exists: fix KUBECONFIG or unset it");
+    return Err(error_at("", "KUBECONFIG",
+                        "KUBECONFIG names " + join(loaded.value().missing, ":") +
+                            ", but none of these files exists: fix KUBECONFIG or unset it"));
   return client_config_from_kubeconfig(loaded.value().config, options.context);
 }
 
@@ -1093,7 +1094,7 @@ Result<ClientConfig, ConfigError> load_client_config(const LoadOptions& options,
                                           "); using " + home);
     return fallback;
   }
-  if (!home_exists) return error_at("", "", kNoKubeconfig);
+  if (!home_exists) return Err(error_at("", "", kNoKubeconfig));
   return load_and_select({home}, true, options);
 }
 

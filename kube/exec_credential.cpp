@@ -38,13 +38,13 @@ ExecCredentialError plugin_error(const ExecConfig& exec, const std::string& what
 // takes both). Never quotes the output.
 Result<json::value, ExecCredentialError> decode_output(std::string_view text, const ExecConfig& exec) {
   if (text.find_first_not_of(" \t\r\n") == text.npos)
-    return plugin_error(exec, "printed nothing: it must print an ExecCredential JSON object on stdout");
+    return Err(plugin_error(exec, "printed nothing: it must print an ExecCredential JSON object on stdout"));
   boost::system::error_code ec;
   json::value value = json::parse(text, ec);
   if (!ec) return value;
   auto docs = parse_yaml_documents(text);
   if (docs && docs.value().size() == 1 && docs.value()[0].value.is_object()) return docs.value()[0].value;
-  return plugin_error(exec, "printed something that is not an ExecCredential JSON object (" + ec.message() + ")");
+  return Err(plugin_error(exec, "printed something that is not an ExecCredential JSON object (" + ec.message() + ")"));
 }
 
 // status.<key> as a string ("" when absent or null).
@@ -53,7 +53,7 @@ Result<std::string, ExecCredentialError> status_string(const json::object& statu
   auto it = status.find(key);
   if (it == status.end() || it->value().is_null()) return std::string();
   if (!it->value().is_string())
-    return plugin_error(exec, "returned status." + std::string(key) + " that is not a string");
+    return Err(plugin_error(exec, "returned status." + std::string(key) + " that is not a string"));
   return std::string(it->value().get_string());
 }
 
@@ -84,32 +84,32 @@ Result<ExecCredential, ExecCredentialError> read_status(const json::object& stat
                             {"clientKeyData", &out.client_key_pem},
                             {"expirationTimestamp", &expiration}}) {
     auto value = status_string(status, key, exec);
-    if (!value) return value.error();
+    if (!value) return Err(value.error());
     *field = std::move(value.value());
   }
   if (!out.token.empty())
     if (auto bad = http::check_bearer_token(out.token, kMaxBearerTokenBytes))
-      return plugin_error(exec, "returned a status.token that " + bad.describe());
+      return Err(plugin_error(exec, "returned a status.token that " + bad.describe()));
   const bool has_cert = !out.client_certificate_pem.empty();
   const bool has_key = !out.client_key_pem.empty();
   if (out.token.empty() && !has_cert && !has_key)
-    return plugin_error(exec,
-                        "returned neither status.token nor status.clientCertificateData and status.clientKeyData");
+    return Err(
+        plugin_error(exec, "returned neither status.token nor status.clientCertificateData and status.clientKeyData"));
   if (has_cert && !has_key)
-    return plugin_error(exec,
-                        "returned status.clientCertificateData without status.clientKeyData: it must return both");
+    return Err(
+        plugin_error(exec, "returned status.clientCertificateData without status.clientKeyData: it must return both"));
   if (has_key && !has_cert)
-    return plugin_error(exec,
-                        "returned status.clientKeyData without status.clientCertificateData: it must return both");
+    return Err(
+        plugin_error(exec, "returned status.clientKeyData without status.clientCertificateData: it must return both"));
   if (has_cert) {
     if (std::string problem = client_key_pair_problem(out.client_certificate_pem, out.client_key_pem); !problem.empty())
-      return plugin_error(exec, "returned a client certificate and key that cannot be used: " + problem);
+      return Err(plugin_error(exec, "returned a client certificate and key that cannot be used: " + problem));
   }
   if (!expiration.empty()) {
     out.expiration = parse_rfc3339(expiration);
     if (!out.expiration)
-      return plugin_error(exec, "returned " + shown("status.expirationTimestamp", expiration, kTimestampChars) +
-                                    ", which is not an RFC 3339 time such as 2025-04-21T12:29:15Z");
+      return Err(plugin_error(exec, "returned " + shown("status.expirationTimestamp", expiration, kTimestampChars) +
+                                        ", which is not an RFC 3339 time such as 2025-04-21T12:29:15Z"));
   }
   return out;
 }
@@ -133,12 +133,12 @@ Result<bool, ExecCredentialError> exec_interactive(const ExecConfig& exec, bool 
   if (exec.interactive_mode == "IfAvailable") return stdin_is_terminal;
   if (exec.interactive_mode == "Always") {
     if (stdin_is_terminal) return true;
-    return plugin_error(exec,
-                        "needs a terminal (interactiveMode: Always) but standard input is not one: configure "
-                        "the plugin to run without prompting and set interactiveMode: Never");
+    return Err(plugin_error(exec,
+                            "needs a terminal (interactiveMode: Always) but standard input is not one: configure "
+                            "the plugin to run without prompting and set interactiveMode: Never"));
   }
-  return plugin_error(exec, "has interactiveMode " + in_quotes(exec.interactive_mode) +
-                                ", which is not one of Never, IfAvailable, Always");
+  return Err(plugin_error(exec, "has interactiveMode " + in_quotes(exec.interactive_mode) +
+                                    ", which is not one of Never, IfAvailable, Always"));
 }
 
 std::string exec_info_json(const ExecConfig& exec, const ClientConfig& cluster, bool interactive) {
@@ -161,17 +161,17 @@ std::vector<ExecEnvVar> exec_environment(const ExecConfig& exec, const ClientCon
 Result<ExecCredential, ExecCredentialError> parse_exec_credential(std::string_view stdout_text,
                                                                   const ExecConfig& exec) {
   auto decoded = decode_output(stdout_text, exec);
-  if (!decoded) return decoded.error();
+  if (!decoded) return Err(decoded.error());
   if (!decoded.value().is_object())
-    return plugin_error(exec, "printed JSON that is not an object: expected an ExecCredential object");
+    return Err(plugin_error(exec, "printed JSON that is not an object: expected an ExecCredential object"));
   const json::object& root = decoded.value().get_object();
-  if (auto e = check_type(root, exec)) return *e;
+  if (auto e = check_type(root, exec)) return Err(*e);
   auto status = root.find("status");
   if (status == root.end() || status->value().is_null())
-    return plugin_error(exec,
-                        "returned no status: expected status.token, or status.clientCertificateData and "
-                        "status.clientKeyData");
-  if (!status->value().is_object()) return plugin_error(exec, "returned a status that is not an object");
+    return Err(plugin_error(exec,
+                            "returned no status: expected status.token, or status.clientCertificateData and "
+                            "status.clientKeyData"));
+  if (!status->value().is_object()) return Err(plugin_error(exec, "returned a status that is not an object"));
   return read_status(status->value().get_object(), exec);
 }
 

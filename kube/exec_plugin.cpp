@@ -115,7 +115,7 @@ struct SpawnSetup {
 Result<Spawned, ExecPluginError> spawn_plugin(const ExecConfig& exec, std::vector<std::string> env,
                                               bool interactive, bool use_pidfd) {
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return spawn_error(exec, errno);
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Err(spawn_error(exec, errno));
 
   SpawnSetup setup;
   if (!interactive) ::posix_spawn_file_actions_addopen(&setup.actions, 0, "/dev/null", O_RDONLY, 0);
@@ -160,7 +160,7 @@ Result<Spawned, ExecPluginError> spawn_plugin(const ExecConfig& exec, std::vecto
   ::close(pipe_fds[1]);
   if (rc != 0) {
     ::close(pipe_fds[0]);
-    return spawn_error(exec, rc);
+    return Err(spawn_error(exec, rc));
   }
   return Spawned{pid, pipe_fds[0], pidfd};
 }
@@ -253,25 +253,26 @@ asio::awaitable<std::optional<int>> wait_for_exit(Child& child) {
 ExecPluginResult judge(const ExecConfig& exec, const ExecPluginOptions& options, const Child& child,
                        std::optional<int> status, const std::string& output) {
   if (child.timed_out)
-    return error(Kind::TimedOut, who(exec) + " did not finish within " + duration_text(options.timeout) +
-                                     " and was killed" + (child.own_group ? " with its process group" : "") +
-                                     ": check that it can reach its identity provider without prompting");
+    return Err(error(Kind::TimedOut, who(exec) + " did not finish within " + duration_text(options.timeout) +
+                                         " and was killed" + (child.own_group ? " with its process group" : "") +
+                                         ": check that it can reach its identity provider without prompting"));
   if (child.too_large)
-    return error(Kind::OutputTooLarge, who(exec) + " printed more than " + std::to_string(options.max_output_bytes) +
-                                           " bytes on stdout and was killed: it must print one ExecCredential");
+    return Err(error(Kind::OutputTooLarge, who(exec) + " printed more than " +
+                                               std::to_string(options.max_output_bytes) +
+                                               " bytes on stdout and was killed: it must print one ExecCredential"));
   if (status && WIFEXITED(*status) && WEXITSTATUS(*status) != 0) {
     ExecPluginError e = error(Kind::Failed, who(exec) + " failed with exit code " +
                                                 std::to_string(WEXITSTATUS(*status)) + " (its messages are on stderr)");
     e.exit_code = WEXITSTATUS(*status);
-    return e;
+    return Err(e);
   }
   if (status && WIFSIGNALED(*status)) {
     ExecPluginError e = error(Kind::Killed, who(exec) + " was killed by signal " + signal_name(WTERMSIG(*status)));
     e.signal = WTERMSIG(*status);
-    return e;
+    return Err(e);
   }
   auto parsed = parse_exec_credential(output, exec);
-  if (!parsed) return error(Kind::BadOutput, parsed.error().message);
+  if (!parsed) return Err(error(Kind::BadOutput, parsed.error().message));
   return std::move(parsed.value());
 }
 
@@ -280,13 +281,13 @@ ExecPluginResult judge(const ExecConfig& exec, const ExecPluginOptions& options,
 asio::awaitable<ExecPluginResult> run_exec_plugin(ExecConfig exec, ClientConfig cluster, ExecPluginOptions options) {
   const bool terminal = options.stdin_is_terminal.value_or(::isatty(0) == 1);
   auto interactive = exec_interactive(exec, terminal);
-  if (!interactive) co_return error(Kind::Interactive, interactive.error().message);
+  if (!interactive) co_return Err(error(Kind::Interactive, interactive.error().message));
   const bool is_interactive = interactive.value();
 
   auto ex = co_await asio::this_coro::executor;
   auto spawned = spawn_plugin(exec, child_environment(exec_environment(exec, cluster, is_interactive)), is_interactive,
                               options.use_pidfd);
-  if (!spawned) co_return spawned.error();
+  if (!spawned) co_return Err(spawned.error());
   auto child = std::make_shared<Child>(ex, spawned.value(), !is_interactive);
 
   asio::steady_timer deadline(ex, options.timeout);

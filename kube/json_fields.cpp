@@ -111,7 +111,7 @@ Result<const json::object*, ParseError> read_object(const json::object& o, std::
                                                     const std::string& path) {
   const json::value* v = member(o, key);
   if (!v) return static_cast<const json::object*>(nullptr);
-  if (!v->is_object()) return type_error(join(path, key), "an object", *v);
+  if (!v->is_object()) return Err(type_error(join(path, key), "an object", *v));
   return &v->get_object();
 }
 

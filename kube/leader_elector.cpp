@@ -367,7 +367,7 @@ struct LeaderElector::Impl : std::enable_shared_from_this<Impl> {
       if (put.error().http_status != 409) {
         spdlog::warn("{}: could not release the lease: {}; others take over once it expires", self->label,
                      put.error().message);
-        co_return put.error();
+        co_return Err(put.error());
       }
       conflict = put.error();
       auto got = co_await self->api.get(self->path);
@@ -375,13 +375,13 @@ struct LeaderElector::Impl : std::enable_shared_from_this<Impl> {
       if (!got.ok()) {
         spdlog::warn("{}: could not release the lease: {}; others take over once it expires", self->label,
                      got.error().message);
-        co_return got.error();
+        co_return Err(got.error());
       }
       self->observe(std::move(got.value()), false);
     }
     spdlog::warn("{}: could not release the lease: {}; others take over once it expires", self->label,
                  conflict->message);
-    co_return *conflict;
+    co_return Err(*conflict);
   }
 };
 

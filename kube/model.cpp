@@ -121,17 +121,17 @@ ParseResult<S3Spec> parse_s3(const json::object& o, const std::string& path) {
                              {"prefix", &s.prefix},
                              {"region", &s.region},
                              {"secretName", &s.secret_name}}))
-    return *e;
-  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
-  if (auto e = read_bool(o, "insecureTLS", path, s.insecure_tls)) return *e;
+    return Err(*e);
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return Err(*e);
+  if (auto e = read_bool(o, "insecureTLS", path, s.insecure_tls)) return Err(*e);
   return s;
 }
 
 ParseResult<GcsSpec> parse_gcs(const json::object& o, const std::string& path) {
   GcsSpec s;
   if (auto e = read_strings(o, path, {{"bucket", &s.bucket}, {"prefix", &s.prefix}, {"secretName", &s.secret_name}}))
-    return *e;
-  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+    return Err(*e);
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return Err(*e);
   return s;
 }
 
@@ -142,27 +142,28 @@ ParseResult<AzureSpec> parse_azure(const json::object& o, const std::string& pat
                              {"container", &s.container},
                              {"prefix", &s.prefix},
                              {"secretName", &s.secret_name}}))
-    return *e;
-  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+    return Err(*e);
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return Err(*e);
   return s;
 }
 
 // mountPath/subPath/maxConnections are LocalSpec's own; every other member is the inline VolumeSource.
 ParseResult<LocalSpec> parse_local(const json::object& o, const std::string& path) {
   LocalSpec s;
-  if (auto e = read_string(o, "mountPath", path, s.mount_path)) return *e;
-  if (auto e = read_string(o, "subPath", path, s.sub_path)) return *e;
-  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return *e;
+  if (auto e = read_string(o, "mountPath", path, s.mount_path)) return Err(*e);
+  if (auto e = read_string(o, "subPath", path, s.sub_path)) return Err(*e);
+  if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return Err(*e);
   for (const auto& kv : o) {
     if (kv.key() == "mountPath" || kv.key() == "subPath" || kv.key() == "maxConnections" || kv.value().is_null())
       continue;
-    if (!kv.value().is_object()) return type_error(join(path, kv.key()), "an object (a volume source)", kv.value());
+    if (!kv.value().is_object())
+      return Err(type_error(join(path, kv.key()), "an object (a volume source)", kv.value()));
     if (s.volume_type.empty()) s.volume_type = std::string(kv.key());
     s.volume_source[kv.key()] = kv.value();
   }
   if (s.volume_type == "hostPath")
     if (auto e = read_string(s.volume_source["hostPath"].get_object(), "path", join(path, "hostPath"), s.host_path))
-      return *e;
+      return Err(*e);
   return s;
 }
 
@@ -180,11 +181,11 @@ MaybeError read_section(const json::object& o, std::string_view key, const std::
 
 ParseResult<StorageSpec> parse_storage(const json::object& o, const std::string& path) {
   StorageSpec s;
-  if (auto e = read_string(o, "provider", path, s.provider)) return *e;
-  if (auto e = read_section(o, "s3", path, s.s3, parse_s3)) return *e;
-  if (auto e = read_section(o, "gcs", path, s.gcs, parse_gcs)) return *e;
-  if (auto e = read_section(o, "azure", path, s.azure, parse_azure)) return *e;
-  if (auto e = read_section(o, "local", path, s.local, parse_local)) return *e;
+  if (auto e = read_string(o, "provider", path, s.provider)) return Err(*e);
+  if (auto e = read_section(o, "s3", path, s.s3, parse_s3)) return Err(*e);
+  if (auto e = read_section(o, "gcs", path, s.gcs, parse_gcs)) return Err(*e);
+  if (auto e = read_section(o, "azure", path, s.azure, parse_azure)) return Err(*e);
+  if (auto e = read_section(o, "local", path, s.local, parse_local)) return Err(*e);
   return s;
 }
 
@@ -218,20 +219,20 @@ MaybeError read_usage_policy(const json::object& spec, BackupStorageSpec& out) {
 ParseResult<BackupStorageSpec> parse_spec(const json::object& o) {
   BackupStorageSpec s;
   auto storage = read_object(o, "storage", "spec");
-  if (!storage) return storage.error();
+  if (!storage) return Err(storage.error());
   if (storage.value()) {
     auto parsed = parse_storage(*storage.value(), "spec.storage");
-    if (!parsed) return parsed.error();
+    if (!parsed) return Err(parsed.error());
     s.storage = std::move(parsed.value());
   }
-  if (auto e = read_bool(o, "default", "spec", s.is_default)) return *e;
+  if (auto e = read_bool(o, "default", "spec", s.is_default)) return Err(*e);
   bool has_policy = member(o, "deletionPolicy") != nullptr;
-  if (auto e = read_string(o, "deletionPolicy", "spec", s.deletion_policy)) return *e;
+  if (auto e = read_string(o, "deletionPolicy", "spec", s.deletion_policy)) return Err(*e);
   if (has_policy)
-    if (auto e = check_enum(s.deletion_policy, "spec.deletionPolicy", {"Delete", "WipeOut"})) return *e;
-  if (auto e = read_usage_policy(o, s)) return *e;
+    if (auto e = check_enum(s.deletion_policy, "spec.deletionPolicy", {"Delete", "WipeOut"})) return Err(*e);
+  if (auto e = read_usage_policy(o, s)) return Err(*e);
   auto runtime = read_object(o, "runtimeSettings", "spec");
-  if (!runtime) return runtime.error();
+  if (!runtime) return Err(runtime.error());
   if (runtime.value()) s.runtime_settings = *runtime.value();
   return s;
 }
@@ -244,8 +245,8 @@ ParseResult<RepositoryStatus> parse_repository(const json::object& o, const std:
   if (auto e = read_strings(
           o, path,
           {{"name", &r.name}, {"namespace", &r.namespace_}, {"path", &r.path}, {"size", &r.size}, {"error", &r.error}}))
-    return *e;
-  if (auto e = read_bool(o, "synced", path, r.synced)) return *e;
+    return Err(*e);
+  if (auto e = read_bool(o, "synced", path, r.synced)) return Err(*e);
   return r;
 }
 
@@ -258,8 +259,8 @@ ParseResult<Condition> parse_condition(const json::object& o, const std::string&
                              {"message", &c.message},
                              {"severity", &c.severity},
                              {"lastTransitionTime", &c.last_transition_time}}))
-    return *e;
-  if (auto e = read_int(o, "observedGeneration", path, c.observed_generation)) return *e;
+    return Err(*e);
+  if (auto e = read_int(o, "observedGeneration", path, c.observed_generation)) return Err(*e);
   return c;
 }
 
@@ -334,7 +335,7 @@ ParseResult<ObjectMeta> parse_object_meta(const boost::json::value& metadata) {
   ObjectMeta m;
   m.namespace_ = "default";
   if (metadata.is_null()) return m;
-  if (!metadata.is_object()) return type_error("metadata", "an object", metadata);
+  if (!metadata.is_object()) return Err(type_error("metadata", "an object", metadata));
   const auto& o = metadata.get_object();
   const std::string p = "metadata";
   if (auto e = read_strings(o, p,
@@ -344,62 +345,62 @@ ParseResult<ObjectMeta> parse_object_meta(const boost::json::value& metadata) {
                              {"resourceVersion", &m.resource_version},
                              {"creationTimestamp", &m.creation_timestamp},
                              {"deletionTimestamp", &m.deletion_timestamp}}))
-    return *e;
+    return Err(*e);
   if (m.namespace_.empty()) m.namespace_ = "default";
-  if (auto e = read_int(o, "generation", p, m.generation)) return *e;
-  if (auto e = read_string_map(o, "labels", p, m.labels)) return *e;
-  if (auto e = read_string_map(o, "annotations", p, m.annotations)) return *e;
-  if (auto e = read_string_list(o, "finalizers", p, m.finalizers)) return *e;
+  if (auto e = read_int(o, "generation", p, m.generation)) return Err(*e);
+  if (auto e = read_string_map(o, "labels", p, m.labels)) return Err(*e);
+  if (auto e = read_string_map(o, "annotations", p, m.annotations)) return Err(*e);
+  if (auto e = read_string_list(o, "finalizers", p, m.finalizers)) return Err(*e);
   return m;
 }
 
 ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object) {
-  if (auto e = check_type(object, kBackupStorageKind, kBackupStorageApiVersion)) return *e;
+  if (auto e = check_type(object, kBackupStorageKind, kBackupStorageApiVersion)) return Err(*e);
   const auto& o = object.get_object();
   BackupStorage bs;
   bs.raw = object;
   auto meta = parse_metadata_member(o);
-  if (!meta) return meta.error();
+  if (!meta) return Err(meta.error());
   bs.metadata = std::move(meta.value());
-  if (auto e = validate_identity(bs.metadata)) return *e;
+  if (auto e = validate_identity(bs.metadata)) return Err(*e);
   auto spec_object = read_object(o, "spec", "");
-  if (!spec_object) return spec_object.error();
+  if (!spec_object) return Err(spec_object.error());
   if (spec_object.value()) {
     auto spec = parse_spec(*spec_object.value());
-    if (!spec) return spec.error();
+    if (!spec) return Err(spec.error());
     bs.spec = std::move(spec.value());
   }
   if (const json::value* status = member(o, "status")) {
     auto parsed = parse_status(*status);
-    if (!parsed) return parsed.error();
+    if (!parsed) return Err(parsed.error());
     bs.status = std::move(parsed.value());
   }
   return bs;
 }
 
 ParseResult<Secret> parse_secret(const boost::json::value& object) {
-  if (auto e = check_type(object, "Secret", "v1")) return *e;
+  if (auto e = check_type(object, "Secret", "v1")) return Err(*e);
   const auto& o = object.get_object();
   Secret s;
   auto meta = parse_metadata_member(o);
-  if (!meta) return meta.error();
+  if (!meta) return Err(meta.error());
   s.metadata = std::move(meta.value());
-  if (auto e = validate_identity(s.metadata)) return *e;
-  if (auto e = read_string(o, "type", "", s.type)) return *e;
+  if (auto e = validate_identity(s.metadata)) return Err(*e);
+  if (auto e = read_string(o, "type", "", s.type)) return Err(*e);
   if (s.type.empty()) s.type = "Opaque";
-  if (auto e = read_secret_data(o, s)) return *e;
+  if (auto e = read_secret_data(o, s)) return Err(*e);
   return s;
 }
 
 ParseResult<BackupStorageStatus> parse_status(const boost::json::value& status) {
   BackupStorageStatus s;
   if (status.is_null()) return s;
-  if (!status.is_object()) return type_error("status", "an object", status);
+  if (!status.is_object()) return Err(type_error("status", "an object", status));
   const auto& o = status.get_object();
-  if (auto e = read_string(o, "phase", "status", s.phase)) return *e;
-  if (auto e = read_string(o, "totalSize", "status", s.total_size)) return *e;
-  if (auto e = read_object_list(o, "repositories", "status", s.repositories, parse_repository)) return *e;
-  if (auto e = read_object_list(o, "conditions", "status", s.conditions, parse_condition)) return *e;
+  if (auto e = read_string(o, "phase", "status", s.phase)) return Err(*e);
+  if (auto e = read_string(o, "totalSize", "status", s.total_size)) return Err(*e);
+  if (auto e = read_object_list(o, "repositories", "status", s.repositories, parse_repository)) return Err(*e);
+  if (auto e = read_object_list(o, "conditions", "status", s.conditions, parse_condition)) return Err(*e);
   return s;
 }
 

@@ -70,22 +70,22 @@ std::optional<Millis> retry_after_of(const ApiStatus& status) {
 }  // namespace
 
 ParseResult<ListPage> parse_list_page(json::value body) {
-  if (!body.is_object()) return ParseError{"", "a list response must be a JSON object"};
+  if (!body.is_object()) return Err(ParseError{"", "a list response must be a JSON object"});
   json::object& o = body.get_object();
   ListPage page;
   if (json::value* items = o.if_contains("items"); items && !items->is_null()) {
-    if (!items->is_array()) return ParseError{"items", "expected an array"};
+    if (!items->is_array()) return Err(ParseError{"items", "expected an array"});
     page.items.reserve(items->get_array().size());
     for (json::value& item : items->get_array()) page.items.push_back(std::move(item));
   }
   if (json::value* metadata = o.if_contains("metadata"); metadata && !metadata->is_null()) {
-    if (!metadata->is_object()) return ParseError{"metadata", "expected an object"};
+    if (!metadata->is_object()) return Err(ParseError{"metadata", "expected an object"});
     const std::pair<const char*, std::string*> fields[] = {{"resourceVersion", &page.resource_version},
                                                            {"continue", &page.continue_token}};
     for (auto [key, out] : fields) {
       json::value* v = metadata->get_object().if_contains(key);
       if (!v || v->is_null()) continue;
-      if (!v->is_string()) return ParseError{std::string("metadata.") + key, "expected a string"};
+      if (!v->is_string()) return Err(ParseError{std::string("metadata.") + key, "expected a string"});
       *out = std::string(v->get_string());
     }
   }

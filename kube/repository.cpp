@@ -146,27 +146,27 @@ NamespacedReference Repository::storage() const {
 }
 
 ParseResult<Repository> parse_repository(const boost::json::value& object) {
-  if (auto e = check_type(object)) return *e;
+  if (auto e = check_type(object)) return Err(*e);
   const auto& o = object.get_object();
   Repository r;
   r.raw = object;
   auto meta_it = o.find("metadata");
   auto meta = parse_object_meta(meta_it == o.end() ? json::value(nullptr) : meta_it->value());
-  if (!meta) return meta.error();
+  if (!meta) return Err(meta.error());
   r.metadata = std::move(meta.value());
-  if (r.metadata.name.empty()) return ParseError{"metadata.name", "a name is required"};
+  if (r.metadata.name.empty()) return Err(ParseError{"metadata.name", "a name is required"});
   if (auto e = with_object(o, "spec", "",
                            [&](const json::object& s, const std::string& p) { return parse_spec(s, p, r.spec); }))
-    return *e;
+    return Err(*e);
   if (auto e = with_object(o, "status", "",
                            [&](const json::object& s, const std::string& p) { return parse_status(s, p, r.status); }))
-    return *e;
+    return Err(*e);
   return r;
 }
 
 ParseResult<std::uint64_t> parse_size(std::string_view text) {
   std::size_t space = text.find(' ');
-  if (space == std::string_view::npos) return size_error(text, "a number, one space and a unit are expected");
+  if (space == std::string_view::npos) return Err(size_error(text, "a number, one space and a unit are expected"));
   std::string_view number = text.substr(0, space), unit_name = text.substr(space + 1);
   // Plain decimal: digits, optionally "." and more digits (at least one digit in all).
   std::size_t digits = 0, dots = 0;
@@ -176,21 +176,21 @@ ParseResult<std::uint64_t> parse_size(std::string_view text) {
     else if (c == '.')
       ++dots;
     else
-      return size_error(text, "the number must be plain decimal digits");
+      return Err(size_error(text, "the number must be plain decimal digits"));
   }
-  if (digits == 0 || dots > 1) return size_error(text, "the number must be plain decimal digits");
+  if (digits == 0 || dots > 1) return Err(size_error(text, "the number must be plain decimal digits"));
   const Unit* unit = nullptr;
   for (const auto& u : kUnits)
     if (u.name == unit_name) unit = &u;
-  if (!unit) return size_error(text, "unknown unit " + quoted_excerpt(unit_name));
+  if (!unit) return Err(size_error(text, "unknown unit " + quoted_excerpt(unit_name)));
   double value = 0;
   auto r = std::from_chars(number.data(), number.data() + number.size(), value, std::chars_format::fixed);
-  if (r.ec == std::errc::result_out_of_range) return size_error(text, "the number is too large");
+  if (r.ec == std::errc::result_out_of_range) return Err(size_error(text, "the number is too large"));
   if (r.ec != std::errc() || r.ptr != number.data() + number.size())
-    return size_error(text, "the number must be plain decimal digits");
+    return Err(size_error(text, "the number must be plain decimal digits"));
   double bytes = value * static_cast<double>(unit->bytes);
   // 2^64 itself is not representable in uint64: anything at or above it is out of range.
-  if (!(bytes < 18446744073709551616.0)) return size_error(text, "more than 2^64-1 bytes");
+  if (!(bytes < 18446744073709551616.0)) return Err(size_error(text, "more than 2^64-1 bytes"));
   return static_cast<std::uint64_t>(bytes);
 }
 

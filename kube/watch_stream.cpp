@@ -169,17 +169,17 @@ std::string_view to_string(StatusKind kind) {
 }
 
 Result<WatchEvent, std::string> parse_watch_event(json::value event) {
-  if (!event.is_object()) return std::string("an event must be a JSON object");
+  if (!event.is_object()) return Err("an event must be a JSON object");
   json::object& o = event.get_object();
   json::value* type = o.if_contains("type");
-  if (!type || type->is_null()) return std::string("the event has no \"type\"");
-  if (!type->is_string()) return std::string("the event's \"type\" is not a string");
+  if (!type || type->is_null()) return Err("the event has no \"type\"");
+  if (!type->is_string()) return Err("the event's \"type\" is not a string");
   std::optional<WatchEventType> parsed_type = event_type_from(type->get_string());
-  if (!parsed_type) return "unknown event type " + excerpt(type->get_string());
+  if (!parsed_type) return Err("unknown event type " + excerpt(type->get_string()));
   json::value* object = o.if_contains("object");
   if (!object || object->is_null())
-    return std::string("the ") + std::string(type->get_string()) + " event has no \"object\"";
-  if (!object->is_object()) return std::string("the event's \"object\" is not a JSON object");
+    return Err(std::string("the ") + std::string(type->get_string()) + " event has no \"object\"");
+  if (!object->is_object()) return Err("the event's \"object\" is not a JSON object");
 
   WatchEvent out;
   out.type = *parsed_type;

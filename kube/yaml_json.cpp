@@ -604,7 +604,7 @@ Result<std::vector<YamlDocument>, YamlError> parse_yaml_documents(std::string_vi
     docs.push_back(std::move(doc));
     return true;
   };
-  if (auto error = read_yaml_documents(text, limits, keep, usage)) return std::move(*error);
+  if (auto error = read_yaml_documents(text, limits, keep, usage)) return Err(std::move(*error));
   return docs;
 }
 

@@ -83,10 +83,10 @@ Result<Fingerprinter, std::string> Fingerprinter::load_or_create(const std::file
   auto file = state_dir / "fingerprint.key";
   std::string err;
   std::string key = read_key(file, err);
-  if (!err.empty()) return err;
+  if (!err.empty()) return Err(err);
   if (!key.empty()) return Fingerprinter(std::move(key));
   key = crypto::random_bytes(kKeySize);
-  if (auto failed = write_key(file, key); !failed.empty()) return failed;
+  if (auto failed = write_key(file, key); !failed.empty()) return Err(failed);
   return Fingerprinter(std::move(key));
 }
 

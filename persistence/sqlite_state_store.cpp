@@ -524,8 +524,9 @@ Result<std::unique_ptr<SqliteStateStore>, std::string> SqliteStateStore::open(co
                                                                   StoreOptions options) {
   std::error_code ec;
   fs::create_directories(state_dir, ec);
-  if (ec) return "cannot create state directory " + state_dir.string() + ": " + ec.message() +
-                 " (set --state-dir to a writable directory)";
+  if (ec)
+    return Err("cannot create state directory " + state_dir.string() + ": " + ec.message() +
+               " (set --state-dir to a writable directory)");
   auto impl = std::make_unique<Impl>();
   impl->file = state_dir / "state.db";
   impl->reactor = std::move(reactor);
@@ -537,7 +538,7 @@ Result<std::unique_ptr<SqliteStateStore>, std::string> SqliteStateStore::open(co
     err = open_checked(impl->file, options.synchronous_full, impl->db);
   }
   if (err.empty()) err = migrate(*impl->db);
-  if (!err.empty()) return "state store " + impl->file.string() + ": " + err;
+  if (!err.empty()) return Err("state store " + impl->file.string() + ": " + err);
   impl->start();
   return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(impl)));
 }
@@ -685,16 +686,16 @@ const fs::path& SqliteStateStore::path() const { return impl_->file; }
 Result<std::vector<ObjectRecord>, std::string> read_objects(const fs::path& state_dir) {
   fs::path file = state_dir / "state.db";
   if (!fs::exists(file))
-    return "no state at " + file.string() + ": run `stowage run` or `stowage init` with this --state-dir first";
+    return Err("no state at " + file.string() + ": run `stowage run` or `stowage init` with this --state-dir first");
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
   Db db(raw);
-  if (rc != SQLITE_OK) return "cannot open " + file.string() + ": " + sqlite3_errmsg(raw);
+  if (rc != SQLITE_OK) return Err("cannot open " + file.string() + ": " + sqlite3_errmsg(raw));
   sqlite3_busy_timeout(raw, 5000);
   try {
     return select_objects(raw);
   } catch (const std::exception& e) {
-    return "cannot read " + file.string() + ": " + e.what();
+    return Err("cannot read " + file.string() + ": " + e.what());
   }
 }
 

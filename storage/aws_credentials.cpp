@@ -45,14 +45,14 @@ asio::awaitable<Result<std::string, FileProblem>> read_token_file(asio::any_io_e
                                                                   std::string variable) {
   auto read = [path, variable]() -> asio::awaitable<Result<std::string, FileProblem>> {
     std::ifstream in(path, std::ios::binary);
-    if (!in) co_return FileProblem{variable + " names " + path + ", which cannot be opened"};
+    if (!in) co_return Err(FileProblem{variable + " names " + path + ", which cannot be opened"});
     std::ostringstream text;
     text << in.rdbuf();
     std::string token = text.str();
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.empty()) co_return FileProblem{variable + " names " + path + ", which is empty"};
+    if (token.empty()) co_return Err(FileProblem{variable + " names " + path + ", which is empty"});
     if (token.size() > 64 * 1024)
-      co_return FileProblem{variable + " names " + path + ", which is too large to be a token"};
+      co_return Err(FileProblem{variable + " names " + path + ", which is too large to be a token"});
     co_return token;
   };
   co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
@@ -66,10 +66,10 @@ struct Endpoint {
 
 Result<Endpoint, std::string> endpoint_of(std::string_view text) {
   auto parsed = url::parse(text, "");
-  if (!parsed) return parsed.error();
+  if (!parsed) return Err(parsed.error());
   const url::Parts& p = parsed.value();
-  if (p.scheme != "https" && p.scheme != "http") return std::string("is not an http(s) URL");
-  if (p.has_userinfo) return std::string("has a user name or password before '@'");
+  if (p.scheme != "https" && p.scheme != "http") return Err("is not an http(s) URL");
+  if (p.has_userinfo) return Err("has a user name or password before '@'");
   Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
   out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
   return out;
@@ -102,7 +102,7 @@ class BrokenFetcher final : public CredentialFetcher {
  public:
   explicit BrokenFetcher(std::string why) : why_(std::move(why)) {}
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
-    co_return error(false, "AwsIdentityMisconfigured", why_);
+    co_return Err(error(false, "AwsIdentityMisconfigured", why_));
   }
 
  private:
@@ -119,10 +119,10 @@ class WebIdentityFetcher final : public CredentialFetcher {
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.sts_endpoint);
     if (!where)
-      co_return error(false, "InvalidStsEndpoint",
-                      "the STS endpoint (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) " + where.error());
+      co_return Err(error(false, "InvalidStsEndpoint",
+                          "the STS endpoint (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) " + where.error()));
     auto token = co_await read_token_file(files_, s_.token_file, "the web identity token file");
-    if (!token) co_return error(false, "WebIdentityTokenUnreadable", token.error().message);
+    if (!token) co_return Err(error(false, "WebIdentityTokenUnreadable", token.error().message));
     std::string session = s_.session_name;
     if (session.empty())
       session =
@@ -142,11 +142,11 @@ class WebIdentityFetcher final : public CredentialFetcher {
     const http::TlsSettings tls;
     auto sent =
         co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
-    if (!sent) co_return gcs::transport_error(sent.error(), context);
+    if (!sent) co_return Err(gcs::transport_error(sent.error(), context));
     const http::Response& response = sent.value();
     if (response.status >= 200 && response.status < 300) {
       auto reply = parse_web_identity_reply(response.body);
-      if (!reply) co_return error(true, "StsBadReply", context + ": " + reply.error());
+      if (!reply) co_return Err(error(true, "StsBadReply", context + ": " + reply.error()));
       co_return std::move(reply.value());
     }
     auto sts = parse_sts_error(response.body);
@@ -155,9 +155,9 @@ class WebIdentityFetcher final : public CredentialFetcher {
     std::string said = sts && !sts->message.empty() ? ": " + server_words(sts->message, token.value()) : "";
     bool transient =
         transient_status(response.status) || code == "IDPCommunicationError" || code.rfind("Throttling", 0) == 0;
-    co_return error(transient, transient ? "StsUnavailable" : "StsRefused",
-                    context + " refused role " + s_.role_arn + " (" + code + said +
-                        "): check the role's trust policy for this service account and the token file");
+    co_return Err(error(transient, transient ? "StsUnavailable" : "StsRefused",
+                        context + " refused role " + s_.role_arn + " (" + code + said +
+                            "): check the role's trust policy for this service account and the token file"));
   }
 
  private:
@@ -177,17 +177,17 @@ class ContainerFetcher final : public CredentialFetcher {
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.url);
     if (!where)
-      co_return error(false, "InvalidContainerCredentialsUri", "the container credentials URI " + where.error());
+      co_return Err(error(false, "InvalidContainerCredentialsUri", "the container credentials URI " + where.error()));
     std::string authorization = s_.authorization;
     if (!s_.authorization_file.empty()) {
       auto read = co_await read_token_file(files_, s_.authorization_file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-      if (!read) co_return error(false, "ContainerTokenUnreadable", read.error().message);
+      if (!read) co_return Err(error(false, "ContainerTokenUnreadable", read.error().message));
       authorization = std::move(read.value());
     }
     if (auto bad = http::check_header_value(authorization, 16 * 1024))
-      co_return error(false, "InvalidContainerToken",
-                      "the container authorization token " + bad.describe() +
-                          " (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN)");
+      co_return Err(error(false, "InvalidContainerToken",
+                          "the container authorization token " + bad.describe() +
+                              " (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or AWS_CONTAINER_AUTHORIZATION_TOKEN)"));
     const std::string context = "container credentials endpoint " + where.value().origin.origin();
     std::function<http::Request()> make_request = [target = where.value().target, authorization] {
       http::Request request{"GET", target, {{"Accept", "application/json"}}, {}};
@@ -197,19 +197,20 @@ class ContainerFetcher final : public CredentialFetcher {
     const http::TlsSettings tls;
     auto sent =
         co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
-    if (!sent) co_return gcs::transport_error(sent.error(), context);
+    if (!sent) co_return Err(gcs::transport_error(sent.error(), context));
     const http::Response& response = sent.value();
     if (response.status >= 200 && response.status < 300) {
       auto reply = parse_credentials_json(response.body);
-      if (!reply) co_return error(true, "ContainerCredentialsBadReply", context + ": " + reply.error());
+      if (!reply) co_return Err(error(true, "ContainerCredentialsBadReply", context + ": " + reply.error()));
       co_return std::move(reply.value());
     }
     bool transient = transient_status(response.status);
-    co_return error(transient, transient ? "ContainerCredentialsUnavailable" : "ContainerCredentialsRefused",
-                    context + " answered HTTP " + std::to_string(response.status) +
-                        (response.status == 401 || response.status == 403
-                             ? ": check AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (or AWS_CONTAINER_AUTHORIZATION_TOKEN)"
-                             : std::string()));
+    co_return Err(
+        error(transient, transient ? "ContainerCredentialsUnavailable" : "ContainerCredentialsRefused",
+              context + " answered HTTP " + std::to_string(response.status) +
+                  (response.status == 401 || response.status == 403
+                       ? ": check AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (or AWS_CONTAINER_AUTHORIZATION_TOKEN)"
+                       : std::string())));
   }
 
  private:
@@ -228,7 +229,8 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
     auto where = endpoint_of(s_.endpoint);
-    if (!where) co_return error(false, "InvalidImdsEndpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT " + where.error());
+    if (!where)
+      co_return Err(error(false, "InvalidImdsEndpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT " + where.error()));
     const http::Url origin = where.value().origin;
     std::string base = where.value().origin.path;
     while (!base.empty() && base.back() == '/') base.pop_back();
@@ -242,28 +244,29 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
           " (from a pod, the instance's metadata hop limit must be 2 or more: "
           "aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2; "
           "or set AWS_EC2_METADATA_DISABLED=true and use another identity)";
-      co_return e;
+      co_return Err(e);
     }
-    if (token.value().status != 200) co_return refused(context + " refused a session token", token.value().status);
+    if (token.value().status != 200) co_return Err(refused(context + " refused a session token", token.value().status));
     const std::string session = token.value().body;
     if (auto bad = http::check_header_value(session, 4096); bad || session.empty())
-      co_return error(true, "ImdsBadReply", context + ": the session token is not a usable header value");
+      co_return Err(error(true, "ImdsBadReply", context + ": the session token is not a usable header value"));
     const std::string roles_path = base + "/latest/meta-data/iam/security-credentials/";
     auto roles = co_await send(origin, request("GET", roles_path, {"X-aws-ec2-metadata-token", session}));
-    if (!roles) co_return gcs::transport_error(roles.error(), context);
+    if (!roles) co_return Err(gcs::transport_error(roles.error(), context));
     if (roles.value().status == 404)
-      co_return error(false, "ImdsNoRole", context + ": the instance has no IAM role (instance profile) attached");
-    if (roles.value().status != 200) co_return refused(context + " refused the role listing", roles.value().status);
+      co_return Err(error(false, "ImdsNoRole", context + ": the instance has no IAM role (instance profile) attached"));
+    if (roles.value().status != 200)
+      co_return Err(refused(context + " refused the role listing", roles.value().status));
     const std::string role = first_role(roles.value().body);
     if (role.empty() || role.find('/') != std::string::npos || http::check_header_value(role, 256))
-      co_return error(false, "ImdsNoRole", context + ": the instance has no usable IAM role name");
+      co_return Err(error(false, "ImdsNoRole", context + ": the instance has no usable IAM role name"));
     auto creds = co_await send(
         origin, request("GET", roles_path + http::uri_encode(role, false), {"X-aws-ec2-metadata-token", session}));
-    if (!creds) co_return gcs::transport_error(creds.error(), context);
+    if (!creds) co_return Err(gcs::transport_error(creds.error(), context));
     if (creds.value().status != 200)
-      co_return refused(context + " refused the role's credentials", creds.value().status);
+      co_return Err(refused(context + " refused the role's credentials", creds.value().status));
     auto reply = parse_credentials_json(creds.value().body);
-    if (!reply) co_return error(true, "ImdsBadReply", context + ": " + reply.error());
+    if (!reply) co_return Err(error(true, "ImdsBadReply", context + ": " + reply.error()));
     co_return std::move(reply.value());
   }
 
@@ -292,8 +295,8 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     asio::steady_timer timer(co_await asio::this_coro::executor, kImdsTimeout);
     auto raced = co_await (attempt(std::move(origin), std::move(request)) || timer.async_wait(asio::use_awaitable));
     if (raced.index() == 0 && std::get<0>(raced)) co_return std::move(*std::get<0>(raced));
-    co_return http::HttpError{http::HttpError::Kind::Timeout,
-                              "no answer within " + std::to_string(kImdsTimeout.count()) + " s", false};
+    co_return Err(http::HttpError{http::HttpError::Kind::Timeout,
+                                  "no answer within " + std::to_string(kImdsTimeout.count()) + " s", false});
   }
 
   InstanceMetadataSettings s_;
@@ -377,15 +380,15 @@ asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() {
     if (!waiter) {
       RefreshGuard guard{state_, std::nullopt};
       auto fetched = co_await fetcher_->fetch();
-      BackendResult<s3::Credentials> outcome = BackendError{};
+      BackendResult<s3::Credentials> outcome = Err(BackendError{});
       {
         std::lock_guard lock(st.mutex);
         const auto now = now_();
         if (fetched && fetched.value().expiration && *fetched.value().expiration <= now) {
-          outcome = error(false, "AwsCredentialsExpired",
-                          "AWS credentials from " + name_ +
-                              ": the source handed out credentials that have already "
-                              "expired (check this machine's clock)");
+          outcome = Err(error(false, "AwsCredentialsExpired",
+                              "AWS credentials from " + name_ +
+                                  ": the source handed out credentials that have already "
+                                  "expired (check this machine's clock)"));
         } else if (fetched) {
           st.cached = fetched.value();
           if (fetched.value().expiration) st.refresh_at = refresh_time(now, *fetched.value().expiration);
@@ -396,7 +399,7 @@ asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() {
           st.cached.reset();
           BackendError e = fetched.error();
           e.message = "AWS credentials from " + name_ + ": " + e.message;
-          outcome = std::move(e);
+          outcome = Err(std::move(e));
         }
       }
       guard.outcome = outcome;
@@ -409,7 +412,7 @@ asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() {
     }
     auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
     if (cancelled != asio::cancellation_type::none)
-      co_return error(true, "Cancelled", "AWS credentials request cancelled");
+      co_return Err(error(true, "Cancelled", "AWS credentials request cancelled"));
   }
 }
 

@@ -178,11 +178,11 @@ Result<TimedCredentials, std::string> credentials_from(std::string key_id, std::
                                                        std::string_view expiration, std::string_view where) {
   TimedCredentials out;
   out.keys = {std::move(key_id), std::move(secret), std::move(token)};
-  if (out.keys.access_key_id.empty()) return std::string(where) + " has no AccessKeyId";
-  if (out.keys.secret_access_key.empty()) return std::string(where) + " has no SecretAccessKey";
+  if (out.keys.access_key_id.empty()) return Err(std::string(where) + " has no AccessKeyId");
+  if (out.keys.secret_access_key.empty()) return Err(std::string(where) + " has no SecretAccessKey");
   if (!expiration.empty()) {
     out.expiration = parse_rfc3339(expiration);
-    if (!out.expiration) return std::string(where) + " has an Expiration that is not an RFC 3339 time";
+    if (!out.expiration) return Err(std::string(where) + " has an Expiration that is not an RFC 3339 time");
   }
   return out;
 }
@@ -329,18 +329,18 @@ std::string web_identity_request_body(std::string_view role_arn, std::string_vie
 
 Result<TimedCredentials, std::string> parse_web_identity_reply(std::string_view xml) {
   pugi::xml_document doc;
-  if (!load(doc, xml)) return std::string("the STS reply is not XML");
+  if (!load(doc, xml)) return Err("the STS reply is not XML");
   pugi::xml_node root = doc.document_element();
   if (!root || local_name(root) != "AssumeRoleWithWebIdentityResponse")
-    return std::string("the STS reply is not an AssumeRoleWithWebIdentityResponse");
+    return Err("the STS reply is not an AssumeRoleWithWebIdentityResponse");
   pugi::xml_node result = child(root, "AssumeRoleWithWebIdentityResult");
-  if (!result) return std::string("the STS reply has no AssumeRoleWithWebIdentityResult");
+  if (!result) return Err("the STS reply has no AssumeRoleWithWebIdentityResult");
   pugi::xml_node c = child(result, "Credentials");
-  if (!c) return std::string("the STS reply has no Credentials");
+  if (!c) return Err("the STS reply has no Credentials");
   std::string token = child(c, "SessionToken").child_value();
-  if (token.empty()) return std::string("the STS reply's Credentials have no SessionToken");
+  if (token.empty()) return Err("the STS reply's Credentials have no SessionToken");
   std::string expiration = child(c, "Expiration").child_value();
-  if (expiration.empty()) return std::string("the STS reply's Credentials have no Expiration");
+  if (expiration.empty()) return Err("the STS reply's Credentials have no Expiration");
   return credentials_from(child(c, "AccessKeyId").child_value(), child(c, "SecretAccessKey").child_value(),
                           std::move(token), expiration, "the STS reply's Credentials");
 }
@@ -358,7 +358,7 @@ std::optional<StsError> parse_sts_error(std::string_view xml) {
 Result<TimedCredentials, std::string> parse_credentials_json(std::string_view json) {
   boost::system::error_code ec;
   boost::json::value doc = boost::json::parse(json, ec);
-  if (ec || !doc.is_object()) return std::string("the credentials reply is not a JSON object");
+  if (ec || !doc.is_object()) return Err("the credentials reply is not a JSON object");
   const auto& o = doc.as_object();
   auto text = [&o](const char* key) -> std::optional<std::string> {
     const auto* v = o.if_contains(key);
@@ -369,9 +369,9 @@ Result<TimedCredentials, std::string> parse_credentials_json(std::string_view js
   std::optional<std::string> code = text("Code"), key_id = text("AccessKeyId"), secret = text("SecretAccessKey"),
                              token = text("Token"), expiration = text("Expiration");
   if (!code || !key_id || !secret || !token || !expiration)
-    return std::string("the credentials reply has a field that is not a string");
+    return Err("the credentials reply has a field that is not a string");
   if (!code->empty() && *code != "Success")
-    return "the credentials reply says Code " + (code->size() <= 64 ? *code : code->substr(0, 64) + "...");
+    return Err("the credentials reply says Code " + (code->size() <= 64 ? *code : code->substr(0, 64) + "..."));
   return credentials_from(std::move(*key_id), std::move(*secret), std::move(*token), *expiration,
                           "the credentials reply");
 }

@@ -141,18 +141,18 @@ std::string shared_key_string_to_sign(const http::Request& request, std::string_
 }
 
 Result<SharedKey, std::string> SharedKey::make(std::string account, std::string_view base64_key) {
-  if (account.empty()) return std::string("no storage account name to sign with");
+  if (account.empty()) return Err("no storage account name to sign with");
   // The name goes into the Authorization header; Azure's are 3-24 letters and digits.
-  if (auto bad = http::check_header_value(account, 256)) return "the storage account name " + bad.describe();
+  if (auto bad = http::check_header_value(account, 256)) return Err("the storage account name " + bad.describe());
   std::string_view key = trim(base64_key);
-  if (key.empty()) return std::string("the account key is empty");
+  if (key.empty()) return Err("the account key is empty");
   if (auto bad = http::check_header_value(key, std::string::npos)) {
     bad.position += static_cast<std::size_t>(key.data() - base64_key.data());
-    return "the account key " + bad.describe();
+    return Err("the account key " + bad.describe());
   }
   auto decoded = crypto::base64_decode(key);
   if (!decoded || decoded->empty())
-    return std::string("the account key is not valid Base64 (copy key1 or key2 from the storage account's Access keys)");
+    return Err("the account key is not valid Base64 (copy key1 or key2 from the storage account's Access keys)");
   SharedKey k;
   k.account_ = std::move(account);
   k.key_ = std::move(*decoded);
@@ -171,10 +171,10 @@ void SharedKey::sign(http::Request& request) const {
 Result<SasToken, std::string> normalize_sas_token(std::string_view pasted) {
   std::string_view token = trim(pasted);
   if (!token.empty() && token.front() == '?') token.remove_prefix(1);
-  if (token.empty()) return std::string("the SAS token is empty");
+  if (token.empty()) return Err("the SAS token is empty");
   if (auto bad = http::check_header_value(token, kMaxSasTokenBytes)) {
     bad.position += static_cast<std::size_t>(token.data() - pasted.data());  // a position in what was pasted
-    return "the SAS token " + bad.describe();
+    return Err("the SAS token " + bad.describe());
   }
   bool has_sig = false;
   std::string_view rest = token;
@@ -184,9 +184,9 @@ Result<SasToken, std::string> normalize_sas_token(std::string_view pasted) {
     rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
     if (iequals(pair.substr(0, 4), "sig=") && pair.size() > 4) has_sig = true;
   }
-  if (!has_sig) return std::string("the SAS token has no sig= parameter (paste the whole query string, e.g. sv=...&sig=...)");
+  if (!has_sig) return Err("the SAS token has no sig= parameter (paste the whole query string, e.g. sv=...&sig=...)");
   if (token.find_first_of(" \t\r\n#") != std::string_view::npos)
-    return std::string("the SAS token contains spaces or '#' (paste only the query string)");
+    return Err("the SAS token contains spaces or '#' (paste only the query string)");
   return SasToken{std::string(token)};
 }
 
@@ -254,20 +254,20 @@ Result<std::map<std::string, std::string>, std::string> split_settings(std::stri
     const std::string which = "part " + std::to_string(index) + of;
     if (auto bad = http::check_header_value(part, std::string::npos)) {
       bad.position += static_cast<std::size_t>(part.data() - text.data());  // a position in the whole string
-      return which + " " + bad.describe();
+      return Err(which + " " + bad.describe());
     }
     auto eq = part.find('=');
-    if (eq == std::string_view::npos || trim(part.substr(0, eq)).empty()) return which + " is not NAME=VALUE";
+    if (eq == std::string_view::npos || trim(part.substr(0, eq)).empty()) return Err(which + " is not NAME=VALUE");
     std::string name = lower(trim(part.substr(0, eq)));
     std::string_view known = known_setting(name);
     if (known.empty() && other_service_endpoint(name)) continue;
     if (known.empty())
-      return which +
-             " is not a setting Azure storage knows (an account key pasted without `AccountKey=`?): write "
-             "NAME=VALUE with NAME one of DefaultEndpointsProtocol, AccountName, AccountKey, EndpointSuffix, "
-             "BlobEndpoint, SharedAccessSignature, UseDevelopmentStorage, DevelopmentStorageProxyUri";
+      return Err(which +
+                 " is not a setting Azure storage knows (an account key pasted without `AccountKey=`?): write "
+                 "NAME=VALUE with NAME one of DefaultEndpointsProtocol, AccountName, AccountKey, EndpointSuffix, "
+                 "BlobEndpoint, SharedAccessSignature, UseDevelopmentStorage, DevelopmentStorageProxyUri");
     if (!settings.emplace(name, std::string(trim(part.substr(eq + 1)))).second)
-      return which + " sets " + std::string(known) + " a second time: give it once";
+      return Err(which + " sets " + std::string(known) + " a second time: give it once");
   }
   return settings;
 }
@@ -276,9 +276,9 @@ Result<std::map<std::string, std::string>, std::string> split_settings(std::stri
 
 Result<ConnectionString, std::string> parse_connection_string(std::string_view text) {
   const std::string key(kConnectionStringKey);
-  if (trim(text).empty()) return key + " is empty";
+  if (trim(text).empty()) return Err(key + " is empty");
   auto split = split_settings(text);
-  if (!split) return split.error();
+  if (!split) return Err(split.error());
   const std::map<std::string, std::string>& settings = split.value();
   auto get = [&](const std::string& name) -> std::string {
     auto it = settings.find(name);
@@ -288,11 +288,11 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
   ConnectionString cs;
   if (settings.count("usedevelopmentstorage")) {
     if (!iequals(get("usedevelopmentstorage"), "true"))
-      return key + " setting UseDevelopmentStorage must be `true`";
+      return Err(key + " setting UseDevelopmentStorage must be `true`");
     for (const auto& [name, value] : settings)
       if (name != "usedevelopmentstorage" && name != "developmentstorageproxyuri")
-        return key + " setting UseDevelopmentStorage=true cannot be combined with other settings (found " +
-               std::string(known_setting(name)) + ")";
+        return Err(key + " setting UseDevelopmentStorage=true cannot be combined with other settings (found " +
+                   std::string(known_setting(name)) + ")");
     std::string base = get("developmentstorageproxyuri");
     if (base.empty()) base = "http://127.0.0.1";
     while (!base.empty() && base.back() == '/') base.pop_back();
@@ -306,24 +306,22 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
   cs.account_key = get("accountkey");
   if (settings.count("sharedaccesssignature")) {
     auto sas = normalize_sas_token(get("sharedaccesssignature"));
-    if (!sas) return key + " setting SharedAccessSignature: " + sas.error();
+    if (!sas) return Err(key + " setting SharedAccessSignature: " + sas.error());
     cs.sas_token = std::move(sas.value().query);
   }
   if (settings.count("accountkey")) {
-    if (cs.account_key.empty()) return key + " setting AccountKey is empty";
+    if (cs.account_key.empty()) return Err(key + " setting AccountKey is empty");
     auto decoded = crypto::base64_decode(cs.account_key);
-    if (!decoded || decoded->empty())
-      return key + " setting AccountKey is not valid Base64";
-    if (cs.account_name.empty()) return key + " has AccountKey but no AccountName";
+    if (!decoded || decoded->empty()) return Err(key + " setting AccountKey is not valid Base64");
+    if (cs.account_name.empty()) return Err(key + " has AccountKey but no AccountName");
   }
   if (!cs.account_key.empty() && !cs.sas_token.empty())
-    return key + " has both AccountKey and SharedAccessSignature: give only one";
-  if (settings.count("accountname") && cs.account_name.empty())
-    return key + " setting AccountName is empty";
+    return Err(key + " has both AccountKey and SharedAccessSignature: give only one");
+  if (settings.count("accountname") && cs.account_name.empty()) return Err(key + " setting AccountName is empty");
 
   std::string protocol = lower(get("defaultendpointsprotocol"));
   if (settings.count("defaultendpointsprotocol") && protocol != "http" && protocol != "https")
-    return key + " setting DefaultEndpointsProtocol must be `https` or `http`";
+    return Err(key + " setting DefaultEndpointsProtocol must be `https` or `http`");
   if (protocol.empty()) protocol = "https";
 
   if (settings.count("blobendpoint")) {
@@ -332,19 +330,18 @@ Result<ConnectionString, std::string> parse_connection_string(std::string_view t
     auto parsed = url::parse(endpoint, "");
     const bool web = parsed && (parsed.value().scheme == "http" || parsed.value().scheme == "https");
     if (!url::has_scheme(endpoint) || (parsed && !web))
-      return key + " setting BlobEndpoint must start with http:// or https://";
-    if (!parsed) return key + " setting BlobEndpoint " + parsed.error();
+      return Err(key + " setting BlobEndpoint must start with http:// or https://");
+    if (!parsed) return Err(key + " setting BlobEndpoint " + parsed.error());
     if (parsed.value().has_query || parsed.value().has_fragment)
-      return key +
-             " setting BlobEndpoint must not carry a query string (put a SAS token in SharedAccessSignature)";
+      return Err(key +
+                 " setting BlobEndpoint must not carry a query string (put a SAS token in SharedAccessSignature)");
     if (parsed.value().has_userinfo)
-      return key + " setting BlobEndpoint must not carry a user name or password (put the key in AccountKey)";
+      return Err(key + " setting BlobEndpoint must not carry a user name or password (put the key in AccountKey)");
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
     cs.blob_endpoint = std::move(endpoint);
     return cs;
   }
-  if (cs.account_name.empty())
-    return key + " needs BlobEndpoint or AccountName (or UseDevelopmentStorage=true)";
+  if (cs.account_name.empty()) return Err(key + " needs BlobEndpoint or AccountName (or UseDevelopmentStorage=true)");
   std::string suffix = get("endpointsuffix");
   if (suffix.empty()) suffix = "core.windows.net";
   while (!suffix.empty() && suffix.front() == '.') suffix.erase(0, 1);

@@ -242,15 +242,15 @@ BackendError AzureBackend::error_from(const http::Response& response, const std:
 }
 
 asio::awaitable<BackendResult<MetadataState>> AzureBackend::read_metadata() {
-  if (config_error_) co_return *config_error_;
+  if (config_error_) co_return Err(*config_error_);
   auto result = co_await send("GET", blob_target(key_), {}, {});
-  if (!result.ok()) co_return error_from(result.error());
+  if (!result.ok()) co_return Err(error_from(result.error()));
   const auto& response = result.value();
   if (response.status == 404) {
     std::string code = azure_code(response);
     if (code == "BlobNotFound" || code.empty()) co_return MetadataState{};
   }
-  if (response.status != 200) co_return error_from(response, "reading " + metadata_location());
+  if (response.status != 200) co_return Err(error_from(response, "reading " + metadata_location()));
   MetadataState state;
   state.exists = true;
   state.meta = parse_metadata(response.body, state.invalid_reason);
@@ -258,27 +258,27 @@ asio::awaitable<BackendResult<MetadataState>> AzureBackend::read_metadata() {
 }
 
 asio::awaitable<BackendResult<CreateOutcome>> AzureBackend::create_metadata(std::string body) {
-  if (config_error_) co_return *config_error_;
+  if (config_error_) co_return Err(*config_error_);
   std::vector<std::pair<std::string, std::string>> headers = {
       {"x-ms-blob-type", "BlockBlob"}, {"Content-Type", "application/yaml"}, {"If-None-Match", "*"}};
   auto result = co_await send("PUT", blob_target(key_), std::move(headers), std::move(body));
-  if (!result.ok()) co_return error_from(result.error());
+  if (!result.ok()) co_return Err(error_from(result.error()));
   const auto& response = result.value();
   if (response.status == 201 || response.status == 200) co_return CreateOutcome::Created;
   std::string code = azure_code(response);
   if (response.status == 412 || (response.status == 409 && code == "BlobAlreadyExists"))
     co_return CreateOutcome::AlreadyExists;
-  co_return error_from(response, "writing " + metadata_location());
+  co_return Err(error_from(response, "writing " + metadata_location()));
 }
 
 asio::awaitable<BackendResult<bool>> AzureBackend::delete_blob(const std::string& name) {
   std::vector<std::pair<std::string, std::string>> headers = {{"x-ms-delete-snapshots", "include"}};
   auto result = co_await send("DELETE", blob_target(name), std::move(headers), {});
-  if (!result.ok()) co_return error_from(result.error());
+  if (!result.ok()) co_return Err(error_from(result.error()));
   const auto& response = result.value();
   if (response.status == 202 || response.status == 200) co_return true;
   if (response.status == 404 && azure_code(response) == "BlobNotFound") co_return false;
-  co_return error_from(response, "deleting azure://" + account_ + "/" + options_.container + "/" + name);
+  co_return Err(error_from(response, "deleting azure://" + account_ + "/" + options_.container + "/" + name));
 }
 
 asio::awaitable<void> AzureBackend::delete_worker(std::shared_ptr<DeleteRun> run) {
@@ -311,35 +311,36 @@ asio::awaitable<BackendResult<MetadataState>> AzureBackend::read_own_metadata() 
 bool AzureBackend::bucket_missing(const BackendError& error) const { return error.code == "ContainerNotFound"; }
 
 asio::awaitable<BackendResult<ObjectPage>> AzureBackend::list_objects(std::string marker) {
-  if (config_error_) co_return *config_error_;
+  if (config_error_) co_return Err(*config_error_);
   std::string target = container_target() + "?restype=container&comp=list&prefix=" +
                        http::uri_encode(directory_, false);
   if (!marker.empty()) target += "&marker=" + http::uri_encode(marker, false);
   if (options_.list_page_size) target += "&maxresults=" + std::to_string(options_.list_page_size);
   auto listed = co_await send("GET", std::move(target), {}, {});
-  if (!listed.ok()) co_return error_from(listed.error());
+  if (!listed.ok()) co_return Err(error_from(listed.error()));
   const auto& response = listed.value();
   if (response.status != 200)  // 404 ContainerNotFound: bucket_missing()
-    co_return error_from(response, "listing azure://" + account_ + "/" + options_.container + "/" + directory_);
+    co_return Err(error_from(response, "listing azure://" + account_ + "/" + options_.container + "/" + directory_));
   auto page = azure::parse_blob_list(response.body);
-  if (!page.ok()) co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + ": " + page.error());
+  if (!page.ok()) co_return Err(permanent("InvalidResponse", "Azure endpoint " + endpoint_ + ": " + page.error()));
   if (!page.value().next_marker.empty() && page.value().next_marker == marker)
-    co_return permanent("InvalidResponse", "Azure endpoint " + endpoint_ + " returned the same List Blobs marker twice");
+    co_return Err(
+        permanent("InvalidResponse", "Azure endpoint " + endpoint_ + " returned the same List Blobs marker twice"));
   co_return ObjectPage{std::move(page.value().names), std::move(page.value().next_marker)};
 }
 
 // x-ms-range: at most limit + 1 bytes (416: an empty blob, it has no byte 0).
 asio::awaitable<BackendResult<std::optional<std::string>>> AzureBackend::read_object(std::string key,
                                                                                        std::size_t limit) {
-  if (config_error_) co_return *config_error_;
+  if (config_error_) co_return Err(*config_error_);
   std::vector<std::pair<std::string, std::string>> headers = {{"x-ms-range", "bytes=0-" + std::to_string(limit)}};
   auto result = co_await send("GET", blob_target(key), std::move(headers), {});
-  if (!result.ok()) co_return error_from(result.error());
+  if (!result.ok()) co_return Err(error_from(result.error()));
   auto& response = result.value();
   if (response.status == 200 || response.status == 206) co_return std::optional<std::string>(std::move(response.body));
   if (response.status == 416) co_return std::optional<std::string>(std::string());
   if (response.status == 404 && azure_code(response) != "ContainerNotFound") co_return std::optional<std::string>();
-  co_return error_from(response, "reading azure://" + account_ + "/" + options_.container + "/" + key);
+  co_return Err(error_from(response, "reading azure://" + account_ + "/" + options_.container + "/" + key));
 }
 
 // One page's blobs, at most max_connections (default 8) deletes in flight; what was deleted is
@@ -365,15 +366,15 @@ asio::awaitable<DeleteOutcome> AzureBackend::delete_objects(std::vector<std::str
 }
 
 asio::awaitable<BackendResult<Ok>> AzureBackend::check_access() {
-  if (config_error_) co_return *config_error_;
+  if (config_error_) co_return Err(*config_error_);
   bool sas = std::holds_alternative<azure::SasToken>(credential_);
   std::string target = container_target() + (sas ? "?restype=container&comp=list&maxresults=1&prefix=" +
                                                        http::uri_encode(directory_, false)
                                                  : "?restype=container");
   auto result = co_await send("GET", std::move(target), {}, {});
-  if (!result.ok()) co_return error_from(result.error());
+  if (!result.ok()) co_return Err(error_from(result.error()));
   if (result.value().status != 200)
-    co_return error_from(result.value(), "reading container `" + options_.container + "`");
+    co_return Err(error_from(result.value(), "reading container `" + options_.container + "`"));
   co_return Ok{};
 }
 

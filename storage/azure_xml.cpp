@@ -40,13 +40,13 @@ ErrorBody parse_error_body(std::string_view xml) {
 
 Result<BlobList, std::string> parse_blob_list(std::string_view xml) {
   pugi::xml_document doc;
-  if (!load(doc, xml)) return std::string("List Blobs answer is not XML");
+  if (!load(doc, xml)) return Err("List Blobs answer is not XML");
   pugi::xml_node results = doc.child("EnumerationResults");
-  if (!results) return std::string("List Blobs answer has no EnumerationResults element");
+  if (!results) return Err("List Blobs answer has no EnumerationResults element");
   BlobList list;
   for (pugi::xml_node blob : results.child("Blobs").children("Blob")) {
     pugi::xml_node name = blob.child("Name");
-    if (!name) return std::string("List Blobs answer has a Blob without a Name");
+    if (!name) return Err("List Blobs answer has a Blob without a Name");
     // Names that are not valid XML text come percent-encoded, marked Encoded="true" (2020-10-02+).
     std::string text = name.text().as_string();
     list.names.push_back(name.attribute("Encoded").as_bool() ? http::percent_decode(text) : text);

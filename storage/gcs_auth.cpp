@@ -48,11 +48,11 @@ Result<std::string, AuthError> string_field(const json::object& o, std::string_v
   const json::value* v = o.if_contains(name);
   if (v == nullptr || v->is_null()) {
     if (!required) return std::string();
-    return key_error("field `" + std::string(name) + "` is missing");
+    return Err(key_error("field `" + std::string(name) + "` is missing"));
   }
-  if (!v->is_string()) return key_error("field `" + std::string(name) + "` is not a string");
+  if (!v->is_string()) return Err(key_error("field `" + std::string(name) + "` is not a string"));
   std::string s(v->as_string());
-  if (s.empty() && required) return key_error("field `" + std::string(name) + "` is empty");
+  if (s.empty() && required) return Err(key_error("field `" + std::string(name) + "` is empty"));
   return s;
 }
 
@@ -78,28 +78,29 @@ std::optional<json::object> parse_object(std::string_view body) {
 Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view text) {
   boost::system::error_code ec;
   json::value root = json::parse(text, ec);
-  if (ec) return key_error("not valid JSON (" + ec.message() + ")");
-  if (!root.is_object()) return key_error("not a JSON object");
+  if (ec) return Err(key_error("not valid JSON (" + ec.message() + ")"));
+  if (!root.is_object()) return Err(key_error("not a JSON object"));
   const json::object& o = root.as_object();
 
   auto type = string_field(o, "type", true);
-  if (!type) return type.error();
+  if (!type) return Err(type.error());
   if (type.value() != "service_account")  // not quoted: nothing in the Secret is
-    return key_error("field `type` is not `service_account` (use a service-account key from the Cloud Console or "
-                     "`gcloud iam service-accounts keys create`)");
+    return Err(
+        key_error("field `type` is not `service_account` (use a service-account key from the Cloud Console or "
+                  "`gcloud iam service-accounts keys create`)"));
 
   ServiceAccountKey key;
   auto email = string_field(o, "client_email", true);
-  if (!email) return email.error();
+  if (!email) return Err(email.error());
   key.client_email = std::move(email.value());
   auto pem = string_field(o, "private_key", true);
-  if (!pem) return pem.error();
+  if (!pem) return Err(pem.error());
   key.private_key = std::move(pem.value());
   auto id = string_field(o, "private_key_id", true);
-  if (!id) return id.error();
+  if (!id) return Err(id.error());
   key.private_key_id = std::move(id.value());
   auto uri = string_field(o, "token_uri", false);
-  if (!uri) return uri.error();
+  if (!uri) return Err(uri.error());
   key.token_uri = uri.value().empty() ? std::string(kDefaultTokenUri) : std::move(uri.value());
 
   // These reach the token request (the JWT, the URL and its Host header).
@@ -108,16 +109,16 @@ Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view 
                                     {"token_uri", &key.token_uri}}) {
     http::ValueProblem bad = http::check_header_value(*value, kMaxKeyFieldBytes);
     if (!bad && name == "token_uri") bad = http::check_request_line_part(*value);  // a URL: no space either
-    if (bad) return key_error("field `" + std::string(name) + "` " + bad.describe());
+    if (bad) return Err(key_error("field `" + std::string(name) + "` " + bad.describe()));
   }
   // Split as every endpoint is (common/url.hpp: schemes in any case); the message never quotes it.
   auto token_uri = url::parse(key.token_uri, "");
-  if (!token_uri) return key_error("field `token_uri` " + token_uri.error());
+  if (!token_uri) return Err(key_error("field `token_uri` " + token_uri.error()));
   if (token_uri.value().scheme != "https" && token_uri.value().scheme != "http")
-    return key_error("field `token_uri` is not an http(s) URL");
+    return Err(key_error("field `token_uri` is not an http(s) URL"));
   Pkey pkey = load_private_key(key.private_key);
   if (!pkey || EVP_PKEY_get_base_id(pkey.get()) != EVP_PKEY_RSA)
-    return key_error("field `private_key` is not a PEM RSA private key");
+    return Err(key_error("field `private_key` is not a PEM RSA private key"));
   return key;
 }
 
@@ -143,17 +144,17 @@ Result<std::string, AuthError> make_jwt(const ServiceAccountKey& key, std::int64
   std::string signing_input = base64url(json::serialize(header)) + "." + base64url(json::serialize(claims));
 
   Pkey pkey = load_private_key(key.private_key);
-  if (!pkey) return AuthError{"cannot load the service account's private key"};
+  if (!pkey) return Err(AuthError{"cannot load the service account's private key"});
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   std::size_t size = 0;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey.get()) != 1 ||
       EVP_DigestSign(ctx.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(signing_input.data()),
                      signing_input.size()) != 1)
-    return AuthError{"cannot sign the token request with the service account's private key"};
+    return Err(AuthError{"cannot sign the token request with the service account's private key"});
   std::string signature(size, '\0');
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size,
                      reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) != 1)
-    return AuthError{"cannot sign the token request with the service account's private key"};
+    return Err(AuthError{"cannot sign the token request with the service account's private key"});
   signature.resize(size);
   return signing_input + "." + base64url(signature);
 }
@@ -166,13 +167,13 @@ std::string token_request_body(std::string_view jwt) {
 
 Result<TokenReply, AuthError> parse_token_reply(std::string_view body) {
   auto o = parse_object(body);
-  if (!o) return AuthError{"the token reply is not a JSON object"};
+  if (!o) return Err(AuthError{"the token reply is not a JSON object"});
   const json::value* token = o->if_contains("access_token");
   if (token == nullptr || !token->is_string() || token->as_string().empty())
-    return AuthError{"the token reply has no access_token"};
+    return Err(AuthError{"the token reply has no access_token"});
   const json::value* type = o->if_contains("token_type");
   if (type != nullptr && type->is_string() && type->as_string() != "Bearer" && type->as_string() != "bearer")
-    return AuthError{"the token reply's token_type is not Bearer"};
+    return Err(AuthError{"the token reply's token_type is not Bearer"});
   TokenReply reply;
   reply.access_token = std::string(token->as_string());
   // Capped at a day (Google's tokens live an hour) before any conversion: the token cache adds it to
@@ -187,8 +188,8 @@ Result<TokenReply, AuthError> parse_token_reply(std::string_view body) {
     reply.expires_in = std::chrono::seconds(static_cast<std::int64_t>(
         std::clamp(expires->as_double(), 0.0, static_cast<double>(kMaxExpiresIn))));
   else
-    return AuthError{"the token reply has no numeric expires_in"};
-  if (reply.expires_in.count() <= 0) return AuthError{"the token reply's expires_in is not positive"};
+    return Err(AuthError{"the token reply has no numeric expires_in"});
+  if (reply.expires_in.count() <= 0) return Err(AuthError{"the token reply's expires_in is not positive"});
   return reply;
 }
 

@@ -137,12 +137,12 @@ asio::awaitable<BackendResult<std::string>> GcsBackend::access_token() {
 }
 
 asio::awaitable<BackendResult<http::Response>> GcsBackend::send(ApiCall call, bool idempotent, std::string what) {
-  if (setup_error_) co_return *setup_error_;
+  if (setup_error_) co_return Err(*setup_error_);
   for (int attempt = 0;; ++attempt) {
     std::string token;
     if (tokens_) {
       auto got = co_await access_token();
-      if (!got) co_return got.error();
+      if (!got) co_return Err(got.error());
       token = std::move(got.value());
     }
     std::function<http::Request()> make_request = [call, token] {
@@ -158,7 +158,7 @@ asio::awaitable<BackendResult<http::Response>> GcsBackend::send(ApiCall call, bo
     };
     auto sent = co_await send_with_retries(client_, *origin_, options_.tls, std::move(make_request), idempotent,
                                            options_.max_connections, options_.retry);
-    if (!sent) co_return gcs::transport_error(sent.error(), "GCS " + what);
+    if (!sent) co_return Err(gcs::transport_error(sent.error(), "GCS " + what));
     if (sent.value().status == 401 && tokens_ && attempt == 0) {
       spdlog::debug("GCS {}: access token rejected; fetching a new one", what);
       tokens_->invalidate(token);
@@ -199,10 +199,10 @@ asio::awaitable<BackendResult<MetadataState>> GcsBackend::read_metadata() {
   ApiCall call{"GET", object_path(key_) + "?alt=media", "", "", {}};
   const std::string what = "read of " + metadata_location();
   auto sent = co_await send(std::move(call), true, what);
-  if (!sent) co_return sent.error();
+  if (!sent) co_return Err(sent.error());
   const http::Response& response = sent.value();
   if (response.status == 404 && !gcs_bucket_missing(response)) co_return MetadataState{};
-  if (!is_success(response)) co_return status_error(response, what);
+  if (!is_success(response)) co_return Err(status_error(response, what));
   MetadataState state;
   state.exists = true;
   state.meta = parse_metadata(response.body, state.invalid_reason);
@@ -219,9 +219,9 @@ asio::awaitable<BackendResult<CreateOutcome>> GcsBackend::create_metadata(std::s
                std::move(body), "application/yaml", {}};
   const std::string what = "create of " + metadata_location();
   auto sent = co_await send(std::move(call), true, what);
-  if (!sent) co_return sent.error();
+  if (!sent) co_return Err(sent.error());
   if (sent.value().status == 412) co_return CreateOutcome::AlreadyExists;
-  if (!is_success(sent.value())) co_return status_error(sent.value(), what);
+  if (!is_success(sent.value())) co_return Err(status_error(sent.value(), what));
   co_return CreateOutcome::Created;
 }
 
@@ -231,15 +231,15 @@ asio::awaitable<BackendResult<Ok>> GcsBackend::check_access() {
   const std::string what = "access check of bucket `" + options_.bucket + "`";
   ApiCall bucket_call{"GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket), "", "", {}};
   auto sent = co_await send(std::move(bucket_call), true, what);
-  if (!sent) co_return sent.error();
+  if (!sent) co_return Err(sent.error());
   if (is_success(sent.value())) co_return Ok{};
-  if (sent.value().status != 403) co_return status_error(sent.value(), what);
+  if (sent.value().status != 403) co_return Err(status_error(sent.value(), what));
 
   ApiCall list_call{
       "GET", base_path_ + "/storage/v1/b/" + enc(options_.bucket) + "/o?prefix=" + enc(dir_) + "&maxResults=1", "", "", {}};
   auto listed = co_await send(std::move(list_call), true, what);
-  if (!listed) co_return listed.error();
-  if (!is_success(listed.value())) co_return status_error(listed.value(), what);
+  if (!listed) co_return Err(listed.error());
+  if (!is_success(listed.value())) co_return Err(status_error(listed.value(), what));
   co_return Ok{};
 }
 
@@ -268,13 +268,13 @@ asio::awaitable<BackendResult<ObjectPage>> GcsBackend::list_objects(std::string 
   if (!token.empty()) target += "&pageToken=" + enc(token);
   ApiCall call{"GET", std::move(target), "", "", {}};
   auto sent = co_await send(std::move(call), true, what);
-  if (!sent) co_return sent.error();
-  if (!is_success(sent.value())) co_return status_error(sent.value(), what);  // 404: BucketNotFound
+  if (!sent) co_return Err(sent.error());
+  if (!is_success(sent.value())) co_return Err(status_error(sent.value(), what));  // 404: BucketNotFound
 
   boost::system::error_code ec;
   json::value page = json::parse(sent.value().body, ec);
   if (ec || !page.is_object())
-    co_return BackendError{true, "BadReply", "GCS answered the " + what + " with a body that is not JSON", {}};
+    co_return Err(BackendError{true, "BadReply", "GCS answered the " + what + " with a body that is not JSON", {}});
   ObjectPage out;
   if (const json::value* items = page.as_object().if_contains("items"); items != nullptr && items->is_array()) {
     for (const json::value& item : items->as_array()) {
@@ -293,21 +293,21 @@ asio::awaitable<BackendResult<std::optional<std::string>>> GcsBackend::read_obje
   const std::string what = "read of gs://" + options_.bucket + "/" + key;
   ApiCall call{"GET", object_path(key) + "?alt=media", "", "", {{"Range", "bytes=0-" + std::to_string(limit)}}};
   auto sent = co_await send(std::move(call), true, what);
-  if (!sent) co_return sent.error();
+  if (!sent) co_return Err(sent.error());
   http::Response& response = sent.value();
   if (is_success(response)) co_return std::optional<std::string>(std::move(response.body));
   if (response.status == 416) co_return std::optional<std::string>(std::string());
   if (response.status == 404 && !gcs_bucket_missing(response)) co_return std::optional<std::string>();
-  co_return status_error(response, what);
+  co_return Err(status_error(response, what));
 }
 
 asio::awaitable<BackendResult<bool>> GcsBackend::delete_object(std::string name) {
   const std::string what = "delete of gs://" + options_.bucket + "/" + name;
   ApiCall call{"DELETE", object_path(name), "", "", {}};
   auto sent = co_await send(std::move(call), true, what);
-  if (!sent) co_return sent.error();
+  if (!sent) co_return Err(sent.error());
   if (sent.value().status == 404) co_return false;  // gone already (a retried delete, a concurrent WipeOut)
-  if (!is_success(sent.value())) co_return status_error(sent.value(), what);
+  if (!is_success(sent.value())) co_return Err(status_error(sent.value(), what));
   co_return true;
 }
 

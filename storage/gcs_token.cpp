@@ -74,11 +74,11 @@ struct TokenEndpoint {
 // RFC 6749 (3.2) lets a token endpoint URI carry one. User info and a fragment are refused.
 Result<TokenEndpoint, std::string> token_endpoint(std::string_view token_uri) {
   auto parsed = url::parse(token_uri, "");
-  if (!parsed) return parsed.error();
+  if (!parsed) return Err(parsed.error());
   const url::Parts& p = parsed.value();
-  if (p.scheme != "https" && p.scheme != "http") return std::string("it is not an http(s) URL");
-  if (p.has_userinfo) return std::string("it has a user name or password before '@'");
-  if (p.has_fragment) return std::string("it has a fragment ('#')");
+  if (p.scheme != "https" && p.scheme != "http") return Err("it is not an http(s) URL");
+  if (p.has_userinfo) return Err("it has a user name or password before '@'");
+  if (p.has_fragment) return Err("it has a fragment ('#')");
   TokenEndpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path},
                     {}};
   out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
@@ -177,7 +177,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::token(http::Client& cli
     }
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none)
-      co_return error(true, "Cancelled", "GCS token request cancelled");
+      co_return Err(error(true, "Cancelled", "GCS token request cancelled"));
   }
 }
 
@@ -204,11 +204,11 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   const std::string context = "GCS token exchange at " + key.token_uri;
   auto url = token_endpoint(key.token_uri);
   if (!url)
-    co_return error(false, "InvalidServiceAccountKey",
-                    "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not a valid URL (" + url.error() + ")");
+    co_return Err(error(false, "InvalidServiceAccountKey",
+                        "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not a valid URL (" + url.error() + ")"));
   auto jwt = make_jwt(key, unix_seconds());
   if (!jwt)
-    co_return error(false, "InvalidServiceAccountKey", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: " + jwt.error().message);
+    co_return Err(error(false, "InvalidServiceAccountKey", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: " + jwt.error().message));
 
   std::string target = url.value().target;
   std::function<http::Request()> make_request = [target, body = token_request_body(jwt.value())] {
@@ -221,29 +221,29 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   };
   // Issuing a token twice is harmless, so the exchange is retried like an idempotent request.
   auto sent = co_await send_with_retries(client, url.value().origin, tls, std::move(make_request), true, 0, retry);
-  if (!sent) co_return transport_error(sent.error(), context);
+  if (!sent) co_return Err(transport_error(sent.error(), context));
   const http::Response& response = sent.value();
 
   if (response.status >= 200 && response.status < 300) {
     auto reply = parse_token_reply(response.body);
-    if (!reply) co_return error(true, "TokenExchangeBadReply", context + ": " + reply.error().message);
+    if (!reply) co_return Err(error(true, "TokenExchangeBadReply", context + ": " + reply.error().message));
     if (auto bad = access_token_problem(reply.value().access_token))
-      co_return unusable_token("the token endpoint " + key.token_uri, bad);
+      co_return Err(unusable_token("the token endpoint " + key.token_uri, bad));
     co_return remember(std::move(reply.value()));
   }
   auto oauth = parse_oauth_error(response.body);
   if (oauth && oauth->error == "invalid_grant")
-    co_return error(false, "InvalidGrant",
-                    "GCS token exchange refused: check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" +
-                        (oauth->description.empty() ? oauth->error : oauth->description) + ")");
+    co_return Err(error(false, "InvalidGrant",
+                        "GCS token exchange refused: check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" +
+                            (oauth->description.empty() ? oauth->error : oauth->description) + ")"));
   if (transient_status(response.status))
-    co_return error(true, "TokenExchangeUnavailable", context + " answered HTTP " + std::to_string(response.status),
-                    retry_after(response));
+    co_return Err(error(true, "TokenExchangeUnavailable", context + " answered HTTP " + std::to_string(response.status),
+                        retry_after(response)));
   std::string why = oauth ? oauth->error + (oauth->description.empty() ? "" : ": " + oauth->description)
                           : "HTTP " + std::to_string(response.status);
-  co_return error(
+  co_return Err(error(
       false, "TokenExchangeRefused",
-      "GCS token exchange refused (" + why + "): check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" + key.client_email + ")");
+      "GCS token exchange refused (" + why + "): check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" + key.client_email + ")"));
 }
 
 asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Client& client, RetryPolicy retry) {
@@ -252,31 +252,32 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Cl
       "; without spec.storage.gcs.secretName the controller needs GKE workload identity or a GCE service account "
       "(GCE_METADATA_HOST overrides the metadata server)";
   auto url = http::Url::parse(origin);
-  if (!url) co_return error(false, "BadMetadataHost", "GCE_METADATA_HOST is not a host[:port]: " + url.error());
+  if (!url) co_return Err(error(false, "BadMetadataHost", "GCE_METADATA_HOST is not a host[:port]: " + url.error()));
   std::function<http::Request()> make_request = [] { return metadata_token_request(); };
   const http::TlsSettings plain;  // a named local: GCC 12 destroys temporaries in a co_await expression twice
   auto sent = co_await send_with_retries(client, url.value(), plain, std::move(make_request), true, 0, retry);
   if (!sent) {
     BackendError e = transport_error(sent.error(), "GCS metadata server " + origin + " unreachable");
     e.message += hint;
-    co_return e;
+    co_return Err(e);
   }
   const http::Response& response = sent.value();
   if (response.status >= 200 && response.status < 300) {
     auto reply = parse_token_reply(response.body);
     if (!reply)
-      co_return error(true, "MetadataServerBadReply", "GCS metadata server " + origin + ": " + reply.error().message);
+      co_return Err(
+          error(true, "MetadataServerBadReply", "GCS metadata server " + origin + ": " + reply.error().message));
     if (auto bad = access_token_problem(reply.value().access_token))
-      co_return unusable_token("the GCS metadata server " + origin, bad);
+      co_return Err(unusable_token("the GCS metadata server " + origin, bad));
     co_return remember(std::move(reply.value()));
   }
   if (transient_status(response.status))
-    co_return error(true, "MetadataServerUnavailable",
-                    "GCS metadata server " + origin + " answered HTTP " + std::to_string(response.status),
-                    retry_after(response));
-  co_return error(
+    co_return Err(error(true, "MetadataServerUnavailable",
+                        "GCS metadata server " + origin + " answered HTTP " + std::to_string(response.status),
+                        retry_after(response)));
+  co_return Err(error(
       false, "MetadataServerRefused",
-      "GCS metadata server " + origin + " refused a token (HTTP " + std::to_string(response.status) + ")" + hint);
+      "GCS metadata server " + origin + " refused a token (HTTP " + std::to_string(response.status) + ")" + hint));
 }
 
 TokenRegistry& TokenRegistry::process_wide() {

@@ -39,7 +39,7 @@ R guarded(Work& work) {
   try {
     return work();
   } catch (const std::exception& e) {
-    return BackendError{true, "IOError", std::string("local backend: ") + e.what(), std::nullopt};
+    return Err(BackendError{true, "IOError", std::string("local backend: ") + e.what(), std::nullopt});
   }
 }
 

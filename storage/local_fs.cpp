@@ -114,19 +114,19 @@ std::optional<Identity> identity_of(const fs::path& path) {  // follows symlinks
 // caller's offset and flags do not matter.
 BackendResult<std::vector<std::string>> list_names(int dirfd, const fs::path& path) {
   int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_error(errno, "cannot list", path);
+  if (fd < 0) return Err(errno_error(errno, "cannot list", path));
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd), ::closedir);
   if (!dir) {
     int err = errno;
     ::close(fd);
-    return errno_error(err, "cannot list", path);
+    return Err(errno_error(err, "cannot list", path));
   }
   std::vector<std::string> names;
   for (errno = 0; const dirent* entry = ::readdir(dir.get()); errno = 0) {
     std::string_view name = entry->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }
-  if (errno != 0) return errno_error(errno, "cannot list", path);
+  if (errno != 0) return Err(errno_error(errno, "cannot list", path));
   return names;
 }
 
@@ -192,10 +192,10 @@ struct Place {
 BackendResult<Place> place_of(const LocalBackendOptions& options) {
   Place place{normalized(options.root), normalized(options.directory), {}};
   const fs::path rel = place.directory.lexically_relative(place.root);
-  if (rel.empty()) return outside_root(place.directory, place.root);
+  if (rel.empty()) return Err(outside_root(place.directory, place.root));
   for (const auto& part : rel) {
     const std::string name = part.string();
-    if (name == "..") return outside_root(place.directory, place.root);
+    if (name == "..") return Err(outside_root(place.directory, place.root));
     if (name.empty() || name == ".") continue;
     place.components.push_back(name);
   }
@@ -207,10 +207,10 @@ BackendResult<UniqueFd> open_root(const fs::path& root) {
   UniqueFd fd(::open(root.c_str(), kPassFlags & ~O_NOFOLLOW));
   if (fd) return fd;
   if (errno == ENOENT)
-    return BackendError{false, "NotFound",
-                        "local.root " + root.string() + " does not exist: create it or fix local.root (--local-root)",
-                        std::nullopt};
-  return errno_error(errno, "cannot open local.root", root);
+    return Err(BackendError{
+        false, "NotFound",
+        "local.root " + root.string() + " does not exist: create it or fix local.root (--local-root)", std::nullopt});
+  return Err(errno_error(errno, "cannot open local.root", root));
 }
 
 // The directory (O_RDONLY), or when some part of it is missing the deepest existing one (O_PATH).
@@ -243,13 +243,13 @@ BackendResult<Reached> walk(UniqueFd root, const Place& place, Missing missing) 
     if (!next && errno == ENOENT && missing == Missing::Create) {
       if (::mkdirat(current.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
         const int err = errno;
-        return errno_error(err, "cannot create directory", place.path_at(i + 1));
+        return Err(errno_error(err, "cannot create directory", place.path_at(i + 1)));
       }
       next = UniqueFd(::openat(current.get(), name.c_str(), flags));
     }
     const int err = errno;
     if (!next && err == ENOENT) return Reached{std::move(current), i};
-    if (!next) return not_openable(current.get(), name, place.path_at(i + 1), err, place.root);
+    if (!next) return Err(not_openable(current.get(), name, place.path_at(i + 1), err, place.root));
     current = std::move(next);
   }
   return Reached{std::move(current), depth};
@@ -272,10 +272,10 @@ int openat2_beneath(int dirfd, const fs::path& rel) {
 // that some part is a symlink or leads out) and to create what is missing.
 BackendResult<Reached> reach(const Place& place, Missing missing) {
   auto root = open_root(place.root);
-  if (!root) return root.error();
+  if (!root) return Err(root.error());
   if (place.components.empty()) {
     UniqueFd fd(::openat(root.value().get(), ".", kDirFlags));
-    if (!fd) return errno_error(errno, "cannot open directory", place.root);
+    if (!fd) return Err(errno_error(errno, "cannot open directory", place.root));
     return Reached{std::move(fd), 0};
   }
   if (g_use_openat2.load() && !g_openat2_missing.load()) {
@@ -296,7 +296,7 @@ BackendResult<std::string> read_capped(int fd, const fs::path& path) {
   while (data.size() <= kMaxMetadataBytes) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "cannot read", path);
+    if (n < 0) return Err(errno_error(errno, "cannot read", path));
     if (n == 0) break;
     data.append(buf, static_cast<std::size_t>(n));
   }
@@ -305,10 +305,10 @@ BackendResult<std::string> read_capped(int fd, const fs::path& path) {
 
 BackendResult<MetadataState> read_open_file(int fd, const fs::path& path) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return errno_error(errno, "cannot inspect", path);
+  if (::fstat(fd, &st) != 0) return Err(errno_error(errno, "cannot inspect", path));
   if (!S_ISREG(st.st_mode)) return invalid(path.string() + " is not a regular file");
   auto data = read_capped(fd, path);
-  if (!data) return data.error();
+  if (!data) return Err(data.error());
   if (data.value().size() > kMaxMetadataBytes) return invalid(path.string() + " is larger than 1 MiB");
   std::string reason;
   auto meta = parse_metadata(data.value(), reason);
@@ -322,14 +322,16 @@ BackendResult<MetadataState> read_in(int dirfd, const fs::path& dir) {
   const fs::path path = dir / kMetadataName;
   const std::string symlink_reason = path.string() + " is a symbolic link, and stowage never follows one";
   struct stat st {};
-  if (::fstatat(dirfd, kMetadataName.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    return errno == ENOENT ? BackendResult<MetadataState>(MetadataState{}) : errno_error(errno, "cannot inspect", path);
+  if (::fstatat(dirfd, kMetadataName.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return MetadataState{};
+    return Err(errno_error(errno, "cannot inspect", path));
+  }
   if (S_ISLNK(st.st_mode)) return invalid(symlink_reason);
   if (!S_ISREG(st.st_mode)) return invalid(path.string() + " is not a regular file");
   UniqueFd fd(::openat(dirfd, kMetadataName.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
   if (!fd && errno == ENOENT) return MetadataState{};
   if (!fd && errno == ELOOP) return invalid(symlink_reason);
-  if (!fd) return errno_error(errno, "cannot open", path);
+  if (!fd) return Err(errno_error(errno, "cannot open", path));
   return read_open_file(fd.get(), path);
 }
 
@@ -355,7 +357,7 @@ BackendResult<Ok> write_all(int fd, std::string_view body, const fs::path& path)
   while (!body.empty()) {
     ssize_t n = ::write(fd, body.data(), body.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "cannot write", path);
+    if (n < 0) return Err(errno_error(errno, "cannot write", path));
     body.remove_prefix(static_cast<std::size_t>(n));
   }
   return Ok{};
@@ -363,11 +365,11 @@ BackendResult<Ok> write_all(int fd, std::string_view body, const fs::path& path)
 
 BackendResult<Ok> write_synced(int dirfd, const fs::path& dir, const std::string& name, std::string_view body) {
   UniqueFd fd(::openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!fd) return errno_error(errno, "cannot create a file in", dir);
-  if (auto written = write_all(fd.get(), body, dir / name); !written) return written.error();
+  if (!fd) return Err(errno_error(errno, "cannot create a file in", dir));
+  if (auto written = write_all(fd.get(), body, dir / name); !written) return Err(written.error());
   const fs::path path = dir / name;
-  if (::fsync(fd.get()) != 0) return errno_error(errno, "cannot fsync", path);
-  if (::close(fd.release()) != 0) return errno_error(errno, "cannot close", path);
+  if (::fsync(fd.get()) != 0) return Err(errno_error(errno, "cannot fsync", path));
+  if (::close(fd.release()) != 0) return Err(errno_error(errno, "cannot close", path));
   return Ok{};
 }
 
@@ -376,11 +378,12 @@ std::string temp_name() { return std::string(kTempPrefix) + crypto::hex(crypto::
 // The directory itself, opened beneath the root; a missing one is NotMounted unless it may be created.
 BackendResult<Reached> reach_directory(const LocalBackendOptions& options, Place& place, Missing missing) {
   auto found = place_of(options);
-  if (!found) return found.error();
+  if (!found) return Err(found.error());
   place = std::move(found.value());
   auto reached = reach(place, missing);
-  if (!reached) return reached.error();
-  if (reached.value().depth < place.components.size() && !options.create_directory) return not_mounted(place.directory);
+  if (!reached) return Err(reached.error());
+  if (reached.value().depth < place.components.size() && !options.create_directory)
+    return Err(not_mounted(place.directory));
   return reached;
 }
 
@@ -524,8 +527,8 @@ BackendResult<std::set<fs::path>> kept_locations(const WipePlan& plan, const fs:
     bool dotdot = false;
     for (const auto& part : rel) dotdot = dotdot || part == "..";
     if (entry.empty() || rel.is_absolute() || dotdot || rel.empty() || rel == ".")
-      return protected_location(dir, "the location to keep \"" + entry +
-                                         "\" is not a path inside it (it must be relative, without '..')");
+      return Err(protected_location(
+          dir, "the location to keep \"" + entry + "\" is not a path inside it (it must be relative, without '..')"));
     kept.insert(rel);
   }
   return kept;
@@ -648,16 +651,20 @@ BackendResult<Ok> Wipe::State::advance() {
   if (kept.contains(top.rel / name)) return leave_in_place(path, "another storage's location");
 
   auto dirfd = top_fd();
-  if (!dirfd) return dirfd.error();
+  if (!dirfd) return Err(dirfd.error());
   struct statx stx {};
-  if (::statx(dirfd.value(), name.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO, &stx) != 0)
-    return errno == ENOENT ? BackendResult<Ok>(Ok{}) : errno_error(errno, "cannot inspect", path);
+  if (::statx(dirfd.value(), name.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO, &stx) != 0) {
+    if (errno == ENOENT) return Ok{};
+    return Err(errno_error(errno, "cannot inspect", path));
+  }
   const bool symlink = S_ISLNK(stx.stx_mode);
   if (!symlink && (device_of(stx) != device || mount_root(stx)))
     return leave_in_place(path, "a mount point; left in place");
   if (S_ISDIR(stx.stx_mode)) return enter(dirfd.value(), name, stx);
-  if (::unlinkat(dirfd.value(), name.c_str(), 0) != 0)
-    return errno == ENOENT ? BackendResult<Ok>(Ok{}) : errno_error(errno, "cannot remove", path);
+  if (::unlinkat(dirfd.value(), name.c_str(), 0) != 0) {
+    if (errno == ENOENT) return Ok{};
+    return Err(errno_error(errno, "cannot remove", path));
+  }
   if (S_ISREG(stx.stx_mode)) ++report.removed;
   return Ok{};
 }
@@ -669,14 +676,14 @@ BackendResult<Ok> Wipe::State::enter(int dirfd, const std::string& name, const s
   const fs::path path = parent.path / name;
   UniqueFd fd(::openat(dirfd, name.c_str(), kDirFlags));
   if (!fd && errno == ENOENT) return Ok{};
-  if (!fd) return errno_error(errno, "cannot open directory", path);
+  if (!fd) return Err(errno_error(errno, "cannot open directory", path));
   const auto id = identity_of(fd.get());
-  if (!id || *id != Identity{device_of(seen), seen.stx_ino}) return swapped(path);
+  if (!id || *id != Identity{device_of(seen), seen.stx_ino}) return Err(swapped(path));
   auto nested = read_in(fd.get(), path);
-  if (!nested) return nested.error();
+  if (!nested) return Err(nested.error());
   if (nested.value().meta) return leave_in_place(path, "another storage's metadata.yaml");
   auto names = list_names(fd.get(), path);
-  if (!names) return names.error();
+  if (!names) return Err(names.error());
   fs::path rel = parent.rel / name;
   frames.push_back(Frame{name, path, std::move(rel), *id, std::move(fd), std::move(names.value())});
   limit_open_frames();
@@ -693,9 +700,9 @@ BackendResult<Ok> Wipe::State::leave() {
     return Ok{};
   }
   auto parent = top_fd();
-  if (!parent) return parent.error();
+  if (!parent) return Err(parent.error());
   if (::unlinkat(parent.value(), done.name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
-    return errno_error(errno, "cannot remove directory", done.path);
+    return Err(errno_error(errno, "cannot remove directory", done.path));
   return Ok{};
 }
 
@@ -722,9 +729,9 @@ BackendResult<int> Wipe::State::reopen(std::size_t k) {
   for (std::size_t i = 1; i <= k; ++i) {
     Frame& frame = frames[i];
     UniqueFd fd(::openat(parent, frame.name.c_str(), kPassFlags));
-    if (!fd && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) return swapped(frame.path);
-    if (!fd) return errno_error(errno, "cannot open directory", frame.path);
-    if (identity_of(fd.get()) != frame.id) return swapped(frame.path);
+    if (!fd && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) return Err(swapped(frame.path));
+    if (!fd) return Err(errno_error(errno, "cannot open directory", frame.path));
+    if (identity_of(fd.get()) != frame.id) return Err(swapped(frame.path));
     if (i >= start) {
       frame.fd = std::move(fd);
       parent = frame.fd.get();
@@ -833,7 +840,7 @@ BackendResult<CreateOutcome> publish_by_link(int dirfd, const fs::path& dir, con
   if (::linkat(dirfd, tmp.c_str(), dirfd, target.c_str(), 0) == 0) return CreateOutcome::Created;
   const int err = errno;
   if (err == EEXIST) return CreateOutcome::AlreadyExists;
-  return errno_error(err, "cannot create", dir / target);
+  return Err(errno_error(err, "cannot create", dir / target));
 }
 
 BackendResult<CreateOutcome> publish_no_replace(int dirfd, const fs::path& dir, const std::string& tmp,
@@ -842,30 +849,30 @@ BackendResult<CreateOutcome> publish_no_replace(int dirfd, const fs::path& dir, 
   const int err = errno;
   if (err == EEXIST) return CreateOutcome::AlreadyExists;
   if (err == EINVAL || err == ENOSYS) return publish_by_link(dirfd, dir, tmp, target);
-  return errno_error(err, "cannot create", dir / target);
+  return Err(errno_error(err, "cannot create", dir / target));
 }
 
 BackendResult<CreateOutcome> create_metadata(const LocalBackendOptions& options, std::string_view body) {
   Place place;
   auto reached = reach_directory(options, place, options.create_directory ? Missing::Create : Missing::Stop);
-  if (!reached) return reached.error();
+  if (!reached) return Err(reached.error());
   const int dirfd = reached.value().fd.get();
   struct stat st {};
   if (::fstatat(dirfd, kMetadataName.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
     return CreateOutcome::AlreadyExists;  // saves a write; the publish decides
   remove_stale_temps(dirfd);
   TempFile tmp(dirfd, temp_name());
-  if (auto written = write_synced(dirfd, place.directory, tmp.name(), body); !written) return written.error();
+  if (auto written = write_synced(dirfd, place.directory, tmp.name(), body); !written) return Err(written.error());
   auto outcome = publish_no_replace(dirfd, place.directory, tmp.name(), kMetadataName);
   if (!outcome || outcome.value() == CreateOutcome::AlreadyExists) return outcome;
-  if (::fsync(dirfd) != 0 && errno != EINVAL) return errno_error(errno, "cannot fsync directory", place.directory);
+  if (::fsync(dirfd) != 0 && errno != EINVAL) return Err(errno_error(errno, "cannot fsync directory", place.directory));
   return outcome;
 }
 
 BackendResult<MetadataState> read_metadata(const LocalBackendOptions& options) {
   Place place;
   auto reached = reach_directory(options, place, Missing::Stop);
-  if (!reached) return reached.error();
+  if (!reached) return Err(reached.error());
   if (reached.value().depth < place.components.size()) return MetadataState{};  // a hostPath not created yet
   return read_in(reached.value().fd.get(), place.directory);
 }
@@ -873,7 +880,7 @@ BackendResult<MetadataState> read_metadata(const LocalBackendOptions& options) {
 BackendResult<std::size_t> remove_stale_temps(const LocalBackendOptions& options) {
   Place place;
   auto reached = reach_directory(options, place, Missing::Stop);
-  if (!reached) return reached.error();
+  if (!reached) return Err(reached.error());
   if (reached.value().depth < place.components.size()) return std::size_t{0};  // a hostPath not created yet
   return remove_stale_temps(reached.value().fd.get());
 }
@@ -882,10 +889,10 @@ BackendResult<std::size_t> remove_stale_temps(const LocalBackendOptions& options
 BackendResult<Ok> check_access(const LocalBackendOptions& options) {
   Place place;
   auto reached = reach_directory(options, place, Missing::Stop);
-  if (!reached) return reached.error();
+  if (!reached) return Err(reached.error());
   if (::faccessat(reached.value().fd.get(), ".", W_OK | X_OK, AT_EACCESS) != 0) {
     const int err = errno;
-    return errno_error(err, "cannot write to", place.path_at(reached.value().depth));
+    return Err(errno_error(err, "cannot write to", place.path_at(reached.value().depth)));
   }
   return Ok{};
 }

@@ -285,23 +285,23 @@ asio::awaitable<Result<http::Response, BackendError>> S3Backend::execute(const C
   // could never be sent stops every call, naming the key and a position, never the value.
   if (options_.credential_provider) {
     auto keys = co_await options_.credential_provider->credentials();
-    if (!keys) co_return std::move(keys.error());
+    if (!keys) co_return Err(std::move(keys.error()));
     credentials_ = std::move(keys.value());
   }
   if (auto bad = s3::credentials_problem(credentials_))
-    co_return BackendError{false, "InvalidCredentials",
-                           "S3 credentials: " + bad->to_string() +
-                               (options_.credential_provider
-                                    ? " in what " + options_.credential_provider->source_name() + " returned"
-                                    : ": fix the value in the storage's Secret (or the controller's environment)"),
-                           std::nullopt};
+    co_return Err(BackendError{false, "InvalidCredentials",
+                               "S3 credentials: " + bad->to_string() +
+                                   (options_.credential_provider
+                                        ? " in what " + options_.credential_provider->source_name() + " returned"
+                                        : ": fix the value in the storage's Secret (or the controller's environment)"),
+                               std::nullopt});
   if (!options_.endpoint.empty()) {
     if (auto url = http::Url::parse(options_.endpoint); !url.ok())
-      co_return BackendError{false, "InvalidEndpoint", "S3 " + url.error(), std::nullopt};
+      co_return Err(BackendError{false, "InvalidEndpoint", "S3 " + url.error(), std::nullopt});
   }
   if (!options_.connect_to.empty()) {
     if (auto url = http::Url::parse(options_.connect_to); !url.ok())
-      co_return BackendError{false, "InvalidEndpoint", "S3 connect-to " + url.error(), std::nullopt};
+      co_return Err(BackendError{false, "InvalidEndpoint", "S3 connect-to " + url.error(), std::nullopt});
   }
   for (int round = 0;; ++round) {
     const Place where = place();
@@ -320,7 +320,7 @@ asio::awaitable<Result<http::Response, BackendError>> S3Backend::execute(const C
     std::function<bool(const http::Response&)> transient = transient_response;
     auto sent = co_await send_with_retries(client_, where.origin, tls, make_request, /*idempotent=*/true,
                                            options_.max_connections, options_.retry, transient);
-    if (!sent.ok()) co_return error_from(call, sent.error());
+    if (!sent.ok()) co_return Err(error_from(call, sent.error()));
     http::Response& response = sent.value();
     if (round == 0 && !success(response)) {
       if (auto corrected = region_hint(response); corrected && !corrected->empty() && *corrected != region_) {
@@ -415,15 +415,15 @@ asio::awaitable<BackendResult<MetadataState>> S3Backend::read_metadata() {
   seen_absent_.reset();
   const Call call{"read " + key_, "s3:GetObject", "GET", key_, "", {}, ""};
   auto answer = co_await execute(call);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return Err(answer.error());
   const http::Response& response = answer.value();
   if (response.status == 404) {
     auto body = s3::parse_error(response.body);
-    if (body && body->code == "NoSuchBucket") co_return error_from(call, response);
+    if (body && body->code == "NoSuchBucket") co_return Err(error_from(call, response));
     seen_absent_ = std::chrono::steady_clock::now();
     co_return MetadataState{};
   }
-  if (!success(response)) co_return error_from(call, response);
+  if (!success(response)) co_return Err(error_from(call, response));
   MetadataState state;
   state.exists = true;
   state.meta = parse_metadata(response.body, state.invalid_reason);
@@ -438,11 +438,11 @@ asio::awaitable<BackendResult<CreateOutcome>> S3Backend::create_metadata(std::st
   if (!checked) {
     const Call head{"check " + key_, "s3:GetObject", "HEAD", key_, "", {}, ""};
     auto existing = co_await execute(head);
-    if (!existing.ok()) co_return existing.error();
+    if (!existing.ok()) co_return Err(existing.error());
     if (success(existing.value())) co_return CreateOutcome::AlreadyExists;
     // 404: absent. 403: maybe a write-only policy; the PUT's error body will say what is wrong.
     if (existing.value().status != 404 && existing.value().status != 403)
-      co_return error_from(head, existing.value());
+      co_return Err(error_from(head, existing.value()));
   }
 
   const Call put{"create " + key_,
@@ -453,7 +453,7 @@ asio::awaitable<BackendResult<CreateOutcome>> S3Backend::create_metadata(std::st
                  {{"If-None-Match", "*"}, {"Content-Type", "application/yaml"}},
                  std::move(body)};
   auto answer = co_await execute(put);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return Err(answer.error());
   const http::Response& response = answer.value();
   if (success(response)) co_return CreateOutcome::Created;
   if (response.status == 412) co_return CreateOutcome::AlreadyExists;
@@ -461,15 +461,15 @@ asio::awaitable<BackendResult<CreateOutcome>> S3Backend::create_metadata(std::st
     auto error = s3::parse_error(response.body);
     if (!error || error->code == "ConditionalRequestConflict") co_return CreateOutcome::AlreadyExists;
   }
-  co_return error_from(put, response);
+  co_return Err(error_from(put, response));
 }
 
 asio::awaitable<BackendResult<Ok>> S3Backend::check_access() {
   const Call head{"check bucket", "s3:ListBucket", "HEAD", "", "", {}, ""};
   auto answer = co_await execute(head);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return Err(answer.error());
   if (success(answer.value())) co_return Ok{};
-  if (answer.value().status == 404) co_return error_from(head, answer.value());
+  if (answer.value().status == 404) co_return Err(error_from(head, answer.value()));
   co_return co_await diagnose_forbidden(head);
 }
 
@@ -477,9 +477,9 @@ asio::awaitable<BackendResult<Ok>> S3Backend::check_access() {
 asio::awaitable<BackendResult<Ok>> S3Backend::diagnose_forbidden(const Call& head) {
   const Call list{head.operation, head.permission, "GET", "", "list-type=2&max-keys=1", {}, ""};
   auto answer = co_await execute(list);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return Err(answer.error());
   if (success(answer.value())) co_return Ok{};
-  co_return error_from(list, answer.value());
+  co_return Err(error_from(list, answer.value()));
 }
 
 asio::awaitable<Result<std::vector<std::string>, BackendError>> S3Backend::list_page(const std::string& list_prefix,
@@ -488,12 +488,12 @@ asio::awaitable<Result<std::vector<std::string>, BackendError>> S3Backend::list_
   const Call call{"list objects", "s3:ListBucket", "GET", "", list_query(options_.list_page_size, list_prefix, token),
                   {},             ""};
   auto answer = co_await execute(call);
-  if (!answer.ok()) co_return answer.error();
-  if (!success(answer.value())) co_return error_from(call, answer.value());
+  if (!answer.ok()) co_return Err(answer.error());
+  if (!success(answer.value())) co_return Err(error_from(call, answer.value()));
   auto page = s3::parse_list_objects_v2(answer.value().body);
   if (!page.ok())
-    co_return BackendError{true, "BadResponse", "S3 list objects at " + endpoint_label() + ": " + page.error(),
-                           std::nullopt};
+    co_return Err(BackendError{true, "BadResponse", "S3 list objects at " + endpoint_label() + ": " + page.error(),
+                               std::nullopt});
   truncated = page.value().truncated;
   token = page.value().next_continuation_token;
   co_return std::move(page.value().keys);
@@ -535,7 +535,7 @@ asio::awaitable<BackendResult<ObjectPage>> S3Backend::list_objects(std::string t
       page = std::move(retry);  // past the signature check: its error (NoSuchBucket, ...) is the real one
     }
   }
-  if (!page.ok()) co_return page.error();
+  if (!page.ok()) co_return Err(page.error());
 
   ObjectPage out;
   bool passed = false;  // sorted keys have gone beyond every key under dir_
@@ -556,7 +556,7 @@ asio::awaitable<BackendResult<std::optional<std::string>>> S3Backend::read_objec
                                                                                     std::size_t limit) {
   const Call call{"read " + key, "s3:GetObject", "GET", key, "", {{"Range", "bytes=0-" + std::to_string(limit)}}, ""};
   auto answer = co_await execute(call);
-  if (!answer.ok()) co_return answer.error();
+  if (!answer.ok()) co_return Err(answer.error());
   http::Response& response = answer.value();
   if (success(response)) co_return std::optional<std::string>(std::move(response.body));
   if (response.status == 416) co_return std::optional<std::string>(std::string());
@@ -564,7 +564,7 @@ asio::awaitable<BackendResult<std::optional<std::string>>> S3Backend::read_objec
     auto body = s3::parse_error(response.body);
     if (!body || body->code != "NoSuchBucket") co_return std::optional<std::string>();
   }
-  co_return error_from(call, response);
+  co_return Err(error_from(call, response));
 }
 
 std::size_t S3Backend::parallel_requests() const {

@@ -61,23 +61,23 @@ std::optional<ErrorBody> parse_error(std::string_view xml) {
 
 Result<ListPage, std::string> parse_list_objects_v2(std::string_view xml) {
   pugi::xml_document doc;
-  if (!load(doc, xml)) return std::string("ListObjectsV2 answer is not XML");
+  if (!load(doc, xml)) return Err("ListObjectsV2 answer is not XML");
   pugi::xml_node root = root_named(doc, "ListBucketResult");
-  if (!root) return std::string("ListObjectsV2 answer is not a ListBucketResult document");
+  if (!root) return Err("ListObjectsV2 answer is not a ListBucketResult document");
   const bool url_encoded = text_of(root, "EncodingType") == "url";
 
   ListPage page;
   for (auto node = root.first_child(); node; node = node.next_sibling()) {
     if (node.type() != pugi::node_element || local_name(node) != "Contents") continue;
     pugi::xml_node key = child(node, "Key");
-    if (!key) return std::string("ListObjectsV2 answer has an entry without a Key");
+    if (!key) return Err("ListObjectsV2 answer has an entry without a Key");
     page.keys.push_back(url_encoded ? http::form_decode(key.child_value()) : std::string(key.child_value()));
   }
   page.truncated = text_of(root, "IsTruncated") == "true";
   if (page.truncated) {
     page.next_continuation_token = text_of(root, "NextContinuationToken");
     if (page.next_continuation_token.empty())
-      return std::string("ListObjectsV2 answer is truncated but has no NextContinuationToken");
+      return Err("ListObjectsV2 answer is truncated but has no NextContinuationToken");
   }
   return page;
 }
@@ -96,9 +96,9 @@ std::string delete_objects_body(const std::vector<std::string>& keys, bool quiet
 
 Result<DeleteResult, std::string> parse_delete_result(std::string_view xml) {
   pugi::xml_document doc;
-  if (!load(doc, xml)) return std::string("DeleteObjects answer is not XML");
+  if (!load(doc, xml)) return Err("DeleteObjects answer is not XML");
   pugi::xml_node root = root_named(doc, "DeleteResult");
-  if (!root) return std::string("DeleteObjects answer is not a DeleteResult document");
+  if (!root) return Err("DeleteObjects answer is not a DeleteResult document");
   DeleteResult result;
   for (auto node = root.first_child(); node; node = node.next_sibling()) {
     if (node.type() != pugi::node_element) continue;

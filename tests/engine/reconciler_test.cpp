@@ -362,7 +362,7 @@ struct UnreachableSecrets final : ReconcileTarget {
   explicit UnreachableSecrets(OfflineWorld& w) : world(w) {}
   std::optional<Lookup> get(const ObjectKey& key) override { return world.get(key); }
   boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey) override {
-    co_return TargetError{"reading the Secret: the API server is unreachable", true};
+    co_return Err(TargetError{"reading the Secret: the API server is unreachable", true});
   }
   boost::asio::awaitable<TargetResult<Ok>> ensure_finalizer(const kube::BackupStorage& o) override {
     co_return co_await world.ensure_finalizer(o);
@@ -439,7 +439,7 @@ struct WithDependents final : ReconcileTarget {
   }
   boost::asio::awaitable<TargetResult<Dependents>> delete_dependents(const kube::BackupStorage&) override {
     calls.push_back("delete_dependents");
-    if (failure) co_return *failure;
+    if (failure) co_return Err(*failure);
     co_return Dependents{still_there};
   }
   boost::asio::awaitable<TargetResult<Ok>> deletion_done(const kube::BackupStorage& o) override {

@@ -51,7 +51,7 @@ kube::ClientConfig load(const fs::path& kubeconfig) {
 Result<std::string, ApiError> whoami(boost::asio::io_context& io, ApiClient& api) {
   json::value review{{"apiVersion", "authentication.k8s.io/v1"}, {"kind", "SelfSubjectReview"}};
   auto created = run(io, api.create(kReviews, review));
-  if (!created.ok()) return created.error();
+  if (!created.ok()) return Err(created.error());
   return std::string(created.value().at("status").at("userInfo").at("username").as_string());
 }
 

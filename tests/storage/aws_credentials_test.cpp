@@ -324,7 +324,7 @@ TEST_CASE("aws cache: 100 waiting storages, one exchange, one outcome") {
   SECTION("an error is shared the same way, names the source, and is not cached") {
     auto failing = std::make_unique<FakeFetcher>();
     failing->answer = [](int) -> Fetched {
-      return BackendError{false, "StsRefused", "STS refused role arn:r (InvalidIdentityToken)", std::nullopt};
+      return Err(BackendError{false, "StsRefused", "STS refused role arn:r (InvalidIdentityToken)", std::nullopt});
     };
     failing->delay = std::chrono::milliseconds(50);
     auto failing_calls = failing->calls;
@@ -350,7 +350,7 @@ TEST_CASE("aws cache: a failed refresh keeps keys that are still valid, and drop
   auto f = std::make_unique<FakeFetcher>();
   f->answer = [clock](int n) -> Fetched {
     if (n == 1) return TimedCredentials{{"K1", "S", "T"}, *clock.at + std::chrono::minutes(20)};
-    return BackendError{true, "StsUnavailable", "STS answered HTTP 503", std::nullopt};
+    return Err(BackendError{true, "StsUnavailable", "STS answered HTTP 503", std::nullopt});
   };
   boost::asio::io_context io;
   CachingProvider provider("src", std::move(f), clock.fn());

@@ -58,7 +58,7 @@ class FakeStore final : public ObjectStore {
   std::string object_location(const std::string& key) const override { return "fake://bucket/" + key; }
 
   asio::awaitable<BackendResult<MetadataState>> read_own_metadata() override {
-    if (auto e = failure("read-own", dir_ + "metadata.yaml")) co_return *e;
+    if (auto e = failure("read-own", dir_ + "metadata.yaml")) co_return Err(*e);
     MetadataState state;
     auto it = objects.find(dir_ + "metadata.yaml");
     if (it == objects.end()) co_return state;
@@ -69,7 +69,7 @@ class FakeStore final : public ObjectStore {
 
   asio::awaitable<BackendResult<ObjectPage>> list_objects(std::string token) override {
     ++lists;
-    if (auto e = failure("list", token)) co_return *e;
+    if (auto e = failure("list", token)) co_return Err(*e);
     ObjectPage page;
     for (auto it = objects.upper_bound(token); it != objects.end(); ++it) {
       if (!it->first.starts_with(dir_)) continue;
@@ -86,7 +86,7 @@ class FakeStore final : public ObjectStore {
   asio::awaitable<BackendResult<std::optional<std::string>>> read_object(std::string key,
                                                                           std::size_t limit) override {
     reads.push_back(key);
-    if (auto e = failure("read", key)) co_return *e;
+    if (auto e = failure("read", key)) co_return Err(*e);
     auto it = objects.find(key);
     if (it == objects.end()) co_return std::optional<std::string>();
     co_return std::optional<std::string>(honour_range ? it->second.substr(0, limit + 1) : it->second);

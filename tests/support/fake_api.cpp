@@ -17,6 +17,7 @@ namespace test_support {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+using stowage::Err;
 using stowage::kube::ApiError;
 using stowage::kube::WatchEvent;
 using stowage::kube::WatchEventType;
@@ -453,24 +454,28 @@ void FakeApi::erase(std::string_view path) {
 FakeApi::Awaitable<json::value> FakeApi::get(std::string path) {
   auto failed = begin("get", path, nullptr);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || ref->name.empty()) co_return status_error(404, "get " + path + ": the server could not find the requested resource");
+  if (!ref || ref->name.empty())
+    co_return Err(status_error(404, "get " + path + ": the server could not find the requested resource"));
   auto it = objects_.find(ref->item_path());
-  if (it == objects_.end()) co_return status_error(404, "get " + path + ": " + ref->resource + " \"" + ref->name + "\" not found");
+  if (it == objects_.end())
+    co_return Err(status_error(404, "get " + path + ": " + ref->resource + " \"" + ref->name + "\" not found"));
   co_return it->second;
 }
 
 FakeApi::Awaitable<json::value> FakeApi::list(std::string path, stowage::kube::ListOptions options) {
   auto failed = begin("list", path, nullptr, "", options.resource_version);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || !ref->name.empty()) co_return status_error(404, "list " + path + ": not a collection");
+  if (!ref || !ref->name.empty()) co_return Err(status_error(404, "list " + path + ": not a collection"));
   auto selector = parse_selector(options.label_selector);
-  if (!selector) co_return status_error(400, "list " + path + ": FakeApi does not support the selector " + options.label_selector);
+  if (!selector)
+    co_return Err(
+        status_error(400, "list " + path + ": FakeApi does not support the selector " + options.label_selector));
   if (!options.field_selector.empty())
-    co_return status_error(400, "list " + path + ": FakeApi does not support field selectors");
+    co_return Err(status_error(400, "list " + path + ": FakeApi does not support field selectors"));
   std::vector<const json::value*> matching;
   for (const auto& [item, object] : objects_) {
     const Ref& r = refs_.at(item);
@@ -493,21 +498,24 @@ FakeApi::Awaitable<json::value> FakeApi::list(std::string path, stowage::kube::L
 FakeApi::Awaitable<json::value> FakeApi::create(std::string collection_path, json::value object) {
   auto failed = begin("create", collection_path, object);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(collection_path);
   if (!ref || !ref->name.empty() || !object.is_object())
-    co_return status_error(400, "create " + collection_path + ": not a collection, or the body is not an object");
+    co_return Err(status_error(400, "create " + collection_path + ": not a collection, or the body is not an object"));
   ref->name = text_at(object, {"metadata", "name"});
   if (ref->name.empty()) {
     std::string generate = text_at(object, {"metadata", "generateName"});
-    if (generate.empty()) co_return status_error(422, "create " + collection_path + ": metadata.name: Required value");
+    if (generate.empty())
+      co_return Err(status_error(422, "create " + collection_path + ": metadata.name: Required value"));
     ref->name = generate + std::to_string(++uids_);
   }
   std::string body_ns = text_at(object, {"metadata", "namespace"});
   if (!body_ns.empty() && body_ns != ref->namespace_)
-    co_return status_error(400, "create " + collection_path + ": the namespace of the object does not match the path");
+    co_return Err(
+        status_error(400, "create " + collection_path + ": the namespace of the object does not match the path"));
   if (objects_.count(ref->item_path()))
-    co_return status_error(409, "create " + collection_path + ": " + ref->resource + " \"" + ref->name + "\" already exists");
+    co_return Err(status_error(
+        409, "create " + collection_path + ": " + ref->resource + " \"" + ref->name + "\" already exists"));
   object.as_object().erase("status");  // the status subresource is written on its own
   for (const char* server_set : {"uid", "resourceVersion", "generation", "deletionTimestamp"})
     metadata_of(object).erase(server_set);
@@ -517,15 +525,18 @@ FakeApi::Awaitable<json::value> FakeApi::create(std::string collection_path, jso
 FakeApi::Awaitable<json::value> FakeApi::replace(std::string path, json::value object) {
   auto failed = begin("update", path, object);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || ref->name.empty() || !object.is_object()) co_return status_error(400, "update " + path + ": bad request");
+  if (!ref || ref->name.empty() || !object.is_object())
+    co_return Err(status_error(400, "update " + path + ": bad request"));
   auto it = objects_.find(ref->item_path());
-  if (it == objects_.end()) co_return status_error(404, "update " + path + ": not found");
+  if (it == objects_.end()) co_return Err(status_error(404, "update " + path + ": not found"));
   json::value old = it->second;
   std::string rv = text_at(object, {"metadata", "resourceVersion"});
   if (!rv.empty() && rv != text_at(old, {"metadata", "resourceVersion"}))
-    co_return status_error(409, "update " + path + ": the object has been modified; please apply your changes to the latest version and try again");
+    co_return Err(status_error(
+        409, "update " + path +
+                 ": the object has been modified; please apply your changes to the latest version and try again"));
   json::value next = old;
   if (ref->subresource == "status") {
     if (const auto* s = object.as_object().if_contains("status")) next.as_object()["status"] = *s;
@@ -541,11 +552,12 @@ FakeApi::Awaitable<json::value> FakeApi::replace(std::string path, json::value o
 FakeApi::Awaitable<json::value> FakeApi::patch(std::string path, std::string content_type, json::value body) {
   auto failed = begin("patch", path, body, content_type);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || ref->name.empty()) co_return status_error(400, "patch " + path + ": bad request");
+  if (!ref || ref->name.empty()) co_return Err(status_error(400, "patch " + path + ": bad request"));
   auto it = objects_.find(ref->item_path());
-  if (it == objects_.end()) co_return status_error(404, "patch " + path + ": " + ref->resource + " \"" + ref->name + "\" not found");
+  if (it == objects_.end())
+    co_return Err(status_error(404, "patch " + path + ": " + ref->resource + " \"" + ref->name + "\" not found"));
   json::value old = it->second;
   json::value patched;
   try {
@@ -554,14 +566,16 @@ FakeApi::Awaitable<json::value> FakeApi::patch(std::string path, std::string con
     else if (content_type == stowage::kube::kJsonPatch)
       patched = json_patch(old, body);
     else
-      co_return status_error(415, "patch " + path + ": unsupported content type " + content_type);
+      co_return Err(status_error(415, "patch " + path + ": unsupported content type " + content_type));
   } catch (const PatchRefused& refused) {
-    co_return status_error(refused.status, "patch " + path + ": " + refused.message);
+    co_return Err(status_error(refused.status, "patch " + path + ": " + refused.message));
   }
-  if (!patched.is_object()) co_return status_error(422, "patch " + path + ": the result is not an object");
+  if (!patched.is_object()) co_return Err(status_error(422, "patch " + path + ": the result is not an object"));
   std::string rv = text_at(patched, {"metadata", "resourceVersion"});
   if (rv != text_at(old, {"metadata", "resourceVersion"}))
-    co_return status_error(409, "patch " + path + ": the object has been modified; please apply your changes to the latest version and try again");
+    co_return Err(status_error(
+        409, "patch " + path +
+                 ": the object has been modified; please apply your changes to the latest version and try again"));
   json::value next = old;
   if (ref->subresource == "status") {
     if (const auto* s = patched.as_object().if_contains("status")) next.as_object()["status"] = *s;
@@ -577,18 +591,19 @@ FakeApi::Awaitable<json::value> FakeApi::patch(std::string path, std::string con
 FakeApi::Awaitable<json::value> FakeApi::remove(std::string path, json::value delete_options) {
   auto failed = begin("delete", path, delete_options);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || ref->name.empty()) co_return status_error(400, "delete " + path + ": bad request");
+  if (!ref || ref->name.empty()) co_return Err(status_error(400, "delete " + path + ": bad request"));
   auto it = objects_.find(ref->item_path());
-  if (it == objects_.end()) co_return status_error(404, "delete " + path + ": " + ref->resource + " \"" + ref->name + "\" not found");
+  if (it == objects_.end())
+    co_return Err(status_error(404, "delete " + path + ": " + ref->resource + " \"" + ref->name + "\" not found"));
   json::value old = it->second;
   for (const char* field : {"uid", "resourceVersion"}) {
     std::string wanted = text_at(delete_options, {"preconditions", field});
     std::string actual = text_at(old, {"metadata", field});
     if (!wanted.empty() && wanted != actual)
-      co_return status_error(409, "delete " + path + ": Precondition failed: " + field + " in precondition: " + wanted +
-                                      ", " + field + " in object meta: " + actual);
+      co_return Err(status_error(409, "delete " + path + ": Precondition failed: " + field +
+                                          " in precondition: " + wanted + ", " + field + " in object meta: " + actual));
   }
   const auto* finalizers = old.as_object().at("metadata").as_object().if_contains("finalizers");
   if (finalizers && finalizers->is_array() && !finalizers->as_array().empty()) {
@@ -606,12 +621,15 @@ FakeApi::Awaitable<stowage::Ok> FakeApi::watch(std::string path, stowage::kube::
                                               std::function<bool(WatchEvent)> on_event) {
   auto failed = begin("watch", path, nullptr, "", options.resource_version);
   co_await turn();
-  if (failed) co_return *failed;
+  if (failed) co_return Err(*failed);
   auto ref = parse(path);
-  if (!ref || !ref->name.empty()) co_return status_error(404, "watch " + path + ": not a collection");
+  if (!ref || !ref->name.empty()) co_return Err(status_error(404, "watch " + path + ": not a collection"));
   auto selector = parse_selector(options.label_selector);
-  if (!selector) co_return status_error(400, "watch " + path + ": FakeApi does not support the selector " + options.label_selector);
-  if (!options.field_selector.empty()) co_return status_error(400, "watch " + path + ": FakeApi does not support field selectors");
+  if (!selector)
+    co_return Err(
+        status_error(400, "watch " + path + ": FakeApi does not support the selector " + options.label_selector));
+  if (!options.field_selector.empty())
+    co_return Err(status_error(400, "watch " + path + ": FakeApi does not support field selectors"));
   std::uint64_t after = options.resource_version.empty() ? resource_version_ : std::stoull(options.resource_version);
   if (after < compacted_) {
     // As the API server answers: HTTP 200, then one ERROR event holding the Status, then the end.
@@ -682,7 +700,7 @@ FakeApi::Awaitable<stowage::Ok> FakeApi::watch(std::string path, stowage::kube::
         idle.watch_idle = true;
         idle.message = "watch " + path + ": no byte for " + std::to_string(options.idle_timeout.count()) +
                        " ms (idle timeout); the connection was closed";
-        co_return idle;
+        co_return Err(idle);
       }
     }
     sleep.expires_at(deadline);
