@@ -51,6 +51,18 @@ using Time = std::chrono::system_clock::time_point;
 namespace {
 
 constexpr const char* kTlsType = "kubernetes.io/tls";
+// Set on the Secret this component creates; only a Secret carrying it is ever replaced or deleted.
+constexpr const char* kManagedByLabel = "app.kubernetes.io/managed-by";
+constexpr const char* kManagedBy = "stowage";
+
+// Whether `secret` carries kManagedByLabel=kManagedBy, i.e. was made by stowage.
+bool made_by_stowage(const json::value& secret) {
+  const auto* object = secret.if_object();
+  const auto* md = object ? object->if_contains("metadata") : nullptr;
+  const auto* labels = md && md->is_object() ? md->as_object().if_contains("labels") : nullptr;
+  const auto* value = labels && labels->is_object() ? labels->as_object().if_contains(kManagedByLabel) : nullptr;
+  return value && value->is_string() && value->get_string() == kManagedBy;
+}
 constexpr const char* kCaCommonName = "stowage-webhook-ca";
 
 // ------------------------------------------------------------------------------------------ OpenSSL
@@ -325,7 +337,7 @@ json::object secret_object(const Material& m, const WebhookCertsOptions& options
   metadata["namespace"] = options.namespace_;
   auto* labels = metadata.if_contains("labels");
   if (!labels || !labels->is_object()) labels = &(metadata["labels"] = json::object());
-  labels->as_object()["app.kubernetes.io/managed-by"] = "stowage";
+  labels->as_object()[kManagedByLabel] = kManagedBy;
   json::object data{{"ca.crt", crypto::base64_encode(m.ca_crt)},
                     {"ca.key", crypto::base64_encode(m.ca_key)},
                     {"tls.crt", crypto::base64_encode(m.tls_crt)},
@@ -478,6 +490,13 @@ struct WebhookCerts::Impl {
       } catch (const CryptoError& e) {
         co_return Err(std::string(e.what()));
       }
+      // Fail closed: a Secret stowage did not make (someone else's, cert-manager's) is never overwritten
+      // nor deleted, however unusable it looks to us.
+      if (!made_by_stowage(secret))
+        co_return Err("the Secret exists but was not made by stowage (no label " + std::string(kManagedByLabel) + "=" +
+                      kManagedBy + ") and " + (current.ok() ? "needs renewing" : current.error()) +
+                      ": it is left alone; delete it, or name another with --webhook-cert-secret, or serve "
+                      "certificates from cert-manager (deploy/overlays/cert-manager) without --webhook-cert-self-signed");
       // A Secret's type cannot change: one of another type is deleted (this one only) and created anew.
       const json::object* object = secret.if_object();
       const json::value* type = object ? object->if_contains("type") : nullptr;

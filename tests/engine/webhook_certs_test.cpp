@@ -318,6 +318,11 @@ TEST_CASE("webhook certs: a CA past 2/3 of its life is renewed, and the old CA s
   CHECK_THAT(rig.logs.all(), Catch::Contains("renewed the CA"));
 }
 
+// The metadata of a Secret stowage made (its label); only such a Secret is ever replaced or deleted.
+const json::object kOurs{{"name", "stowage-webhook-cert"},
+                         {"namespace", "stowage-system"},
+                         {"labels", {{"app.kubernetes.io/managed-by", "stowage"}}}};
+
 TEST_CASE("webhook certs: a Secret that cannot be used is replaced, with a log line saying why") {
   Rig rig("corrupt");
   rig.put_configurations();
@@ -362,7 +367,7 @@ TEST_CASE("webhook certs: a Secret that cannot be used is replaced, with a log l
       rig.api.erase(kSecretPath);
       rig.api.put(kSecrets, {{"apiVersion", "v1"},
                              {"kind", "Secret"},
-                             {"metadata", {{"name", "stowage-webhook-cert"}, {"namespace", "stowage-system"}}},
+                             {"metadata", kOurs},
                              {"type", "kubernetes.io/tls"},
                              {"data", c.data}});
       rig.pass_ok(rig.options("a"));
@@ -386,7 +391,7 @@ TEST_CASE("webhook certs: a Secret of another type is deleted and made again (a 
   rig.put_configurations();
   rig.api.put(kSecrets, {{"apiVersion", "v1"},
                          {"kind", "Secret"},
-                         {"metadata", {{"name", "stowage-webhook-cert"}, {"namespace", "stowage-system"}}},
+                         {"metadata", kOurs},
                          {"type", "Opaque"},
                          {"data", {{"x", "eA=="}}}});
   const std::string uid(rig.api.object(kSecretPath)->at("metadata").at("uid").as_string());
@@ -396,6 +401,28 @@ TEST_CASE("webhook certs: a Secret of another type is deleted and made again (a 
     if (r.verb == "delete") CHECK(r.body.at("preconditions").at("uid") == uid.c_str());
   CHECK(rig.api.object(kSecretPath)->at("type") == "kubernetes.io/tls");
   rig.check_valid_set("a");
+}
+
+TEST_CASE("webhook certs: a Secret stowage did not make is neither replaced nor deleted, and the pass says why") {
+  Rig rig("foreign");
+  rig.put_configurations();
+  for (const char* type : {"Opaque", "kubernetes.io/tls"}) {
+    DYNAMIC_SECTION(type) {
+      rig.api.put(kSecrets, {{"apiVersion", "v1"},
+                             {"kind", "Secret"},
+                             {"metadata", {{"name", "stowage-webhook-cert"}, {"namespace", "stowage-system"}}},
+                             {"type", type},
+                             {"data", {{"tls.crt", "eA=="}}}});
+      const json::value before = *rig.api.object(kSecretPath);
+      auto r = rig.pass(rig.options("a"));
+      REQUIRE_FALSE(r.ok());
+      CHECK_THAT(r.error(), Catch::Contains("not made by stowage") && Catch::Contains("it is left alone") &&
+                                Catch::Contains("--webhook-cert-secret"));
+      CHECK(rig.api.count("delete", kSecretPath) == 0);
+      CHECK(rig.api.count("update", kSecretPath) == 0);
+      CHECK(*rig.api.object(kSecretPath) == before);
+    }
+  }
 }
 
 TEST_CASE("webhook certs: a certificate not for the Service's names is replaced under the same CA") {
