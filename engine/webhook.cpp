@@ -2,9 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstdint>
+
 #include "engine/admission_defaults.hpp"
 #include "engine/probes.hpp"
 #include "kube/admission_review.hpp"
+#include "kube/json_fields.hpp"
 
 namespace stowage::engine {
 
@@ -35,8 +39,26 @@ kube::ParseResult<kube::BackupStorage> storage_of(const boost::json::value& obje
   return parsed;
 }
 
+// The request's namespace/name, quoted and cut: whoever reaches the port chooses them.
 std::string who(const kube::AdmissionRequest& request) {
-  return request.namespace_ + "/" + (request.name.empty() ? "(generated name)" : request.name);
+  return kube::fields::quoted_excerpt(request.namespace_ + "/" +
+                                      (request.name.empty() ? "(generated name)" : request.name));
+}
+
+// A body that is not an AdmissionReview comes from whoever reaches the port, not from the API server:
+// one warning a minute at most (saying how many were quieter), the others at debug. Reactor thread only.
+void log_unreadable_review(std::string_view path, const std::string& why) {
+  static std::chrono::steady_clock::time_point next_warning{};
+  static std::uint64_t quieted = 0;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_warning) {
+    ++quieted;
+    return spdlog::debug("webhook: a request to {} is not an AdmissionReview v1: {}", path, why);
+  }
+  spdlog::warn("webhook: a request to {} is not an AdmissionReview v1: {}{}", path, why,
+               quieted ? " (" + std::to_string(quieted) + " more since the last warning, logged at debug)" : "");
+  next_warning = now + std::chrono::minutes(1);
+  quieted = 0;
 }
 
 kube::AdmissionVerdict validate(const kube::AdmissionRequest& request, const std::optional<AdmissionCaches>& caches) {
@@ -64,7 +86,7 @@ kube::AdmissionVerdict validate(const kube::AdmissionRequest& request, const std
 std::string mutate_review(std::string_view body) {
   auto request = kube::parse_admission_review(body);
   if (!request.ok()) {
-    spdlog::warn("webhook: a request to {} is not an AdmissionReview v1: {}", kMutatePath, request.error().to_string());
+    log_unreadable_review(kMutatePath, request.error().to_string());
     return kube::admission_response("", kube::AdmissionVerdict::bad_request(request.error().to_string()));
   }
   const auto& r = request.value();
@@ -80,8 +102,7 @@ std::string mutate_review(std::string_view body) {
 std::string validate_review(std::string_view body, const std::optional<AdmissionCaches>& caches) {
   auto request = kube::parse_admission_review(body);
   if (!request.ok()) {
-    spdlog::warn("webhook: a request to {} is not an AdmissionReview v1: {}", kValidatePath,
-                 request.error().to_string());
+    log_unreadable_review(kValidatePath, request.error().to_string());
     return kube::admission_response("", kube::AdmissionVerdict::bad_request(request.error().to_string()));
   }
   return kube::admission_response(request.value().uid, validate(request.value(), caches));

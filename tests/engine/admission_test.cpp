@@ -11,6 +11,7 @@
 #include "engine/admission_rules.hpp"
 #include "engine/webhook.hpp"
 #include "kube/yaml_json.hpp"
+#include "support/log_capture.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -391,4 +392,17 @@ TEST_CASE("webhook answers: not synced yet, unreadable objects and bodies, other
   auto status = json::parse(review("UPDATE", storage_json("a", "{storage: {provider: s3}}"), storage_json("a", s3("b", "p"))));
   status.at("request").as_object()["subResource"] = "status";
   CHECK(response_of(validate_review(json::serialize(status), caches.view())).at("allowed") == true);
+}
+
+TEST_CASE("webhook answers: bodies that are not AdmissionReviews, from whoever reaches the port, warn once a minute at most") {
+  test_support::LogCapture logs;
+  for (int i = 0; i < 5; ++i) {
+    auto answer = response_of(mutate_review("not json"));
+    CHECK(answer.at("allowed") == false);
+    CHECK(answer.at("status").at("code") == 400);
+  }
+  const std::string what = "is not an AdmissionReview v1";
+  INFO(logs.all());
+  CHECK(logs.count("warning", what) <= 1);  // one, or none when an earlier test warned within the minute
+  CHECK(logs.count("warning", what) + logs.count("debug", what) == 5);
 }
