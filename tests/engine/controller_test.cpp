@@ -22,6 +22,7 @@
 #include "engine/controller.hpp"
 #include "engine/key_reconciler.hpp"
 #include "persistence/work_queue.hpp"
+#include "support/log_capture.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -168,23 +169,7 @@ ControllerOptions options(int workers, Millis base, Millis cap, Millis permanent
   return o;
 }
 
-struct LogCapture {
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  LogCapture() {
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::debug);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous); }
-  bool has(const std::string& level, const std::string& a, const std::string& b) const {
-    for (auto& line : sink->last_formatted())
-      if (line.rfind(level + " ", 0) == 0 && line.find(a) != std::string::npos && line.find(b) != std::string::npos)
-        return true;
-    return false;
-  }
-};
+using test_support::LogCapture;
 
 }  // namespace
 

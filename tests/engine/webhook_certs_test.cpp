@@ -27,6 +27,7 @@
 #include "support.hpp"
 #include "support/fake_api.hpp"
 #include "support/run_awaitable.hpp"
+#include "support/log_capture.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -101,31 +102,7 @@ std::string pem_of(const Cert& cert) {
 
 // ---------------------------------------------------------------- the rig
 
-struct LogCapture {
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  LogCapture() {
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::debug);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous); }
-  // A line of `level` holding `a` and, after it, `b`.
-  bool has(const std::string& level, const std::string& a, const std::string& b) const {
-    for (auto& line : sink->last_formatted()) {
-      auto at = line.find(a);
-      if (line.rfind(level + " ", 0) == 0 && at != std::string::npos && line.find(b, at) != std::string::npos)
-        return true;
-    }
-    return false;
-  }
-  std::string all() const {
-    std::string out;
-    for (auto& line : sink->last_formatted()) out += line + "\n";
-    return out;
-  }
-};
+using test_support::LogCapture;
 
 json::value configuration(const char* kind, std::vector<std::string> webhooks) {
   json::array entries;

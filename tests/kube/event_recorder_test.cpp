@@ -24,6 +24,7 @@
 #include "kube/api_client.hpp"
 #include "kube/event_recorder.hpp"
 #include "support/api_server.hpp"
+#include "support/log_capture.hpp"
 
 using namespace stowage;
 using namespace std::chrono_literals;
@@ -153,31 +154,7 @@ struct Fixture {
   }
 };
 
-// Captures what the recorder logs, at debug and above, for the duration of a test.
-struct LogCapture {
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-
-  LogCapture() {
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::debug);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous); }
-
-  std::vector<std::string> lines() const { return sink->last_formatted(); }
-  int count(const std::string& level, const std::string& text) const {
-    int n = 0;
-    for (const auto& line : lines())
-      if (line.rfind(level + " ", 0) == 0 && line.find(text) != std::string::npos) ++n;
-    return n;
-  }
-  bool mentions(const std::string& text) const {
-    auto all = lines();
-    return std::any_of(all.begin(), all.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
-  }
-};
+using test_support::LogCapture;
 
 }  // namespace
 
