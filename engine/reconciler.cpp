@@ -131,6 +131,8 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRe
                         condition(kube::kConditionBackendInitialized, false, kube::kReasonStorageLocationConflict,
                                   msg, gen),
                         now);
+    if (conflict->other.namespace_ != key.namespace_)  // the status does not name it; the operator's log does
+      spdlog::info("{}: its location conflicts with {} ({})", key.str(), conflict->other.str(), conflict->other_label);
     Outcome out = Outcome::permanent(msg);  // the other's changes queue this one again
     co_return co_await publish(s, std::move(status), std::move(out));
   }
