@@ -302,6 +302,7 @@ struct Runtime::Running {
   boost::asio::signal_set signals;
   boost::asio::steady_timer grace, durable;
   std::optional<std::chrono::steady_clock::time_point> exit_deadline;  // set when the stop begins
+  std::optional<Metrics::SweepCursor> gauge_sweep;  // where the per-storage series' sweep goes on
   bool stopping = false, finishing = false;
   int exit_code = 0;
 };
@@ -491,11 +492,32 @@ void Runtime::refresh_gauges() {
     for (const auto& [_, s] : r.hooks.cache().storages()) (s.status.phase == "Ready" ? ready : not_ready) += 1;
     p.metrics.backupstorages.set({"Ready"}, ready);
     p.metrics.backupstorages.set({"NotReady"}, not_ready);
-    p.metrics.storages_observed(storage_samples(r.hooks.cache(), p.facts));
+    r.gauge_sweep.reset();
+    sweep_storage_gauges();
+    return;
   }
-  r.gauges.expires_after(std::chrono::seconds(1));
+  r.gauges.expires_after(kGaugePeriod);
   r.gauges.async_wait([this](boost::system::error_code ec) {
     if (!ec) refresh_gauges();
+  });
+}
+
+// The per-storage series, a slice of at most about kGaugeSlice per reactor turn (10,000 storages
+// take tens of milliseconds in one go); the next refresh is due kGaugePeriod after the sweep ends.
+void Runtime::sweep_storage_gauges() {
+  auto& p = *parts_;
+  auto& r = *running_;
+  auto until = std::chrono::steady_clock::now() + kGaugeSlice;
+  r.gauge_sweep = p.metrics.sweep_storages(r.hooks.cache(), p.facts, r.gauge_sweep,
+                                           [until] { return std::chrono::steady_clock::now() >= until; });
+  bool more = r.gauge_sweep.has_value();
+  r.gauges.expires_after(more ? std::chrono::steady_clock::duration::zero() : kGaugePeriod);
+  r.gauges.async_wait([this, more](boost::system::error_code ec) {
+    if (ec) return;
+    if (more)
+      sweep_storage_gauges();
+    else
+      refresh_gauges();
   });
 }
 

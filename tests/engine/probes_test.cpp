@@ -348,6 +348,48 @@ TEST_CASE("metrics: one series per storage for ready, last initialized and wipeo
   CHECK(promtool_complaints(text, dir).empty());
 }
 
+TEST_CASE("metrics: the per-storage series are swept in slices that each stop when time is up, ending as one pass") {
+  metrics::Registry sliced_registry, reference_registry;
+  engine::Metrics sliced(sliced_registry), reference(reference_registry);
+  engine::ObjectCache cache;
+  engine::FactBook facts(nullptr, {});
+  auto name = [](int i) { return "s-" + std::to_string(1000 + i); };
+  for (int i = 0; i < 300; ++i) cache.upsert(storage_for_metrics("demo", name(i), "local", i % 3 ? "Ready" : "NotReady"));
+  facts.record({"demo", name(7), "uid-" + name(7), 1, "id", "fp", 1767225600500});
+
+  // Time is always up: each call does one slice (kSweepCheckEvery storages at most) and says where to go on.
+  auto always_out_of_time = [] { return true; };
+  int slices = 0;
+  std::optional<engine::Metrics::SweepCursor> cursor;
+  do {
+    cursor = sliced.sweep_storages(cache, facts, cursor, always_out_of_time);
+    ++slices;
+    if (slices == 2) {
+      REQUIRE(cursor);
+      // Between two slices the cache changes, ahead of the cursor and behind it.
+      cache.erase_storage({"demo", name(250)});                                     // ahead: never shown
+      cache.upsert(storage_for_metrics("demo", name(260), "s3", "Ready"));         // ahead: a new provider
+      cache.upsert(storage_for_metrics("demo", name(299) + "-new", "gcs", "Ready"));  // ahead: a new storage
+    }
+    REQUIRE(slices < 100);
+  } while (cursor);
+  CHECK(slices >= 300 / engine::Metrics::kSweepCheckEvery);
+
+  reference.storages_observed(engine::storage_samples(cache, facts));
+  CHECK(sliced_registry.expose() == reference_registry.expose());
+
+  // Later changes: a storage behind any cursor goes, one turns Ready; a pass with time to spare is one slice.
+  cache.erase_storage({"demo", name(0)});
+  cache.upsert(storage_for_metrics("demo", name(3), "local", "Ready"));
+  CHECK_FALSE(sliced.sweep_storages(cache, facts, std::nullopt, [] { return false; }));
+  reference.storages_observed(engine::storage_samples(cache, facts));
+  std::string text = sliced_registry.expose();
+  CHECK(text == reference_registry.expose());
+  CHECK(text.find("name=\"" + name(0) + "\"") == std::string::npos);
+  CHECK(text.find("stowage_backupstorage_ready{namespace=\"demo\",name=\"" + name(3) + "\",provider=\"local\"} 1\n") !=
+        std::string::npos);
+}
+
 TEST_CASE("probes: healthz answers ok and readyz gives the engine's reason until it is ready") {
   Readiness readiness;
   readiness.set("caches not synced: backupstorages list failed: connection refused");
