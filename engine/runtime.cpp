@@ -464,7 +464,7 @@ bool Runtime::start_listeners() {
     if (!parsed.value()) return true;  // "0": off
     server = std::make_unique<HttpServer>(p.io.get_executor(), std::string(flag));
     if (flag == kMetricsBindAddressFlag)
-      serve_metrics(*server, p.registry);
+      serve_metrics(*server, p.registry, p.pool.get_executor());
     else
       serve_probes(*server, [this] { return readiness(); });
     auto started = server->start(address);

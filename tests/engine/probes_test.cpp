@@ -13,6 +13,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
@@ -388,6 +389,36 @@ TEST_CASE("metrics: the per-storage series are swept in slices that each stop wh
   CHECK(text.find("name=\"" + name(0) + "\"") == std::string::npos);
   CHECK(text.find("stowage_backupstorage_ready{namespace=\"demo\",name=\"" + name(3) + "\",provider=\"local\"} 1\n") !=
         std::string::npos);
+}
+
+TEST_CASE("probes: /metrics is rendered on the pool given, and the reactor runs other work meanwhile") {
+  metrics::Registry registry;
+  registry.gauge("stowage_test_rendered", "A gauge for this test.").set(1);
+  asio::io_context io;
+  asio::thread_pool pool(1);
+  engine::HttpServer server(io.get_executor(), std::string(engine::kMetricsBindAddressFlag));
+  // Once the render has begun, a handler is posted to the reactor and the render waits for it: on
+  // the reactor it would wait in vain (until the 5 s bound, then answer "blocked"); on the pool it
+  // sees that handler run.
+  std::promise<void> render_began, reactor_ran;
+  auto began = render_began.get_future();
+  auto ran = reactor_ran.get_future().share();
+  server.route_on("/metrics", pool.get_executor(), [&registry, &render_began, ran] {
+    render_began.set_value();
+    bool free = ran.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    return engine::HttpResponse{200, "text/plain", free ? registry.expose() : "blocked"};
+  });
+  REQUIRE(server.start("127.0.0.1:0").ok());
+  const int port = server.port();
+  ReactorThread reactor(io);
+  auto answer = std::async(std::launch::async, [port] { return fetch(port, "GET", "/metrics"); });
+  began.wait();
+  asio::post(io, [&reactor_ran] { reactor_ran.set_value(); });
+  auto r = answer.get();
+  REQUIRE(r.ok());
+  CHECK(r.value().status == 200);
+  CHECK(r.value().body.find("stowage_test_rendered 1\n") != std::string::npos);
+  pool.join();
 }
 
 TEST_CASE("probes: healthz answers ok and readyz gives the engine's reason until it is ready") {
