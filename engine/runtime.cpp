@@ -271,6 +271,10 @@ struct Runtime::Parts {
   std::shared_ptr<std::atomic<bool>> pool_stop = std::make_shared<std::atomic<bool>>(false);
   metrics::Registry registry;
   Metrics metrics{registry};
+  // Builds the /metrics text off the reactor. One thread of its own, not the I/O pool: every thread
+  // that renders keeps a malloc arena the size of the text (megabytes at 10,000 storages), and the
+  // pool's threads would each keep one. Declared after the registry: stopped and joined before it goes.
+  boost::asio::thread_pool metrics_render{1};
   StateDirLock lock;
   // As PID 1 (or a subreaper): reaps orphaned processes that exec plugins leave behind. Else null.
   std::unique_ptr<process::ChildReaper> reaper;
@@ -464,7 +468,7 @@ bool Runtime::start_listeners() {
     if (!parsed.value()) return true;  // "0": off
     server = std::make_unique<HttpServer>(p.io.get_executor(), std::string(flag));
     if (flag == kMetricsBindAddressFlag)
-      serve_metrics(*server, p.registry, p.pool.get_executor());
+      serve_metrics(*server, p.registry, p.metrics_render.get_executor());
     else
       serve_probes(*server, [this] { return readiness(); });
     auto started = server->start(address);
