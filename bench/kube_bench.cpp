@@ -47,8 +47,17 @@
 // as the controller, so where it is saturated the figures say how much of the server's capacity the
 // controller uses rather than how fast the controller could go.
 //
+// 4. CPU per storage: stowage's user+sys (from /proc at Ready) over N, beside the plain loop's own
+//    CPU over N in the same run. With --runs R the whole run (fresh server, fresh state) repeats R
+//    times and a summary gives each figure's min / median / max, the ratio of every run included.
+//
+// Profiling: --wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/x/cg.%p" puts those words
+// before stowage's command line (the wrapper must run the binary in its own process, as valgrind
+// does: the CPU and memory figures are read off that pid). Give a longer --timeout then.
+//
 // Usage: stowage-kube-bench [--storages N (10000)] [--namespaces N (100)] [--stowage PATH]
 //                           [--qps Q (0 = off)] [--burst B (30)] [--timeout SECONDS (240)]
+//                           [--runs R (1)] [--wrap "COMMAND WORDS"]
 // Exit status: 0 when all N became Ready, the restart reached steady state and wrote no backend file;
 // 1 otherwise; 2 on bad usage.
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -305,19 +314,24 @@ struct Stowage {
     }
   }
 
-  void start(const std::string& binary, const std::vector<std::string>& args, const fs::path& log) {
+  // `wrap`: a command the binary's command line is appended to (e.g. valgrind --tool=callgrind ...),
+  // found on PATH; it must exec the binary in the same process (as valgrind does), since the CPU and
+  // memory figures are read off this pid.
+  void start(const std::string& binary, const std::vector<std::string>& args, const fs::path& log,
+             const std::vector<std::string>& wrap = {}) {
     pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the bench
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
-      std::vector<std::string> copy{binary};
+      std::vector<std::string> copy = wrap;
+      copy.push_back(binary);
       copy.insert(copy.end(), args.begin(), args.end());
       std::vector<char*> argv;
       for (auto& a : copy) argv.push_back(a.data());
       argv.push_back(nullptr);
-      ::execv(binary.c_str(), argv.data());
+      ::execvp(copy[0].c_str(), argv.data());
       ::_exit(127);
     }
   }
@@ -355,6 +369,8 @@ struct Options {
   std::string stowage = STOWAGE_BINARY;
   int qps = 0, burst = 30;
   int timeout = 240;
+  int runs = 1;
+  std::vector<std::string> wrap;  // --wrap "valgrind --tool=callgrind": words put before the binary
 };
 
 struct FirstStart {
@@ -475,7 +491,7 @@ class Bench {
     Clock::time_point t0 = Clock::now();
     double server0 = process_cpu_seconds(server_.proc.pid()), bench0 = cpu_seconds();
     Stowage child;
-    child.start(opt_.stowage, stowage_args(), log(1));
+    child.start(opt_.stowage, stowage_args(), log(1), opt_.wrap);
 
     // The server's view, event by event: a watch from the seeded resourceVersion.
     asio::cancellation_signal stop_watch;
@@ -601,7 +617,7 @@ class Bench {
     double server0 = process_cpu_seconds(server_.proc.pid());
     Clock::time_point t0 = Clock::now();
     Stowage child;
-    child.start(opt_.stowage, stowage_args(), log(2));
+    child.start(opt_.stowage, stowage_args(), log(2), opt_.wrap);
     auto deadline = t0 + std::chrono::seconds(opt_.timeout);
     std::string m;
     while (Clock::now() < deadline && child.running()) {
@@ -758,7 +774,16 @@ std::string per(double n, int storages) {
   return buf;
 }
 
-int run(const Options& opt) {
+// One run's headline figures, for the summary over --runs.
+struct RunFigures {
+  bool ok = false;
+  double ready_secs = 0, baseline_secs = 0, ratio = NAN;
+  double cpu_ms_per_storage = NAN, baseline_cpu_ms_per_storage = NAN;
+  double lag_p99_ms = NAN, longest_stall_ms = NAN, peak_rss_mib = NAN, restart_secs = NAN;
+  std::int64_t restart_writes = -1;
+};
+
+int run(const Options& opt, RunFigures& figures) {
   const Layout& l = opt.layout;
   auto total = Clock::now();
   char host[256] = {};
@@ -866,6 +891,9 @@ int run(const Options& opt) {
                 static_cast<long long>(w.watches), static_cast<long long>(w.gets));
     std::printf("  %-42s %.2f s to Ready, %.2f s to settled, %.2f s in all (server %.2f s, this bench %.2f s)\n",
                 "CPU seconds of stowage", f.cpu_at_ready, f.cpu_at_settle, f.cpu_total, f.server_cpu, f.bench_cpu);
+    std::printf("  %-42s %.3f ms to Ready (user+sys, /proc); the plain loop %.3f ms (its own CPU); ratio %.2f\n",
+                "CPU per storage", 1000.0 * f.cpu_at_ready / l.storages, 1000.0 * b.client_cpu / l.storages,
+                b.client_cpu > 0 ? f.cpu_at_ready / b.client_cpu : 0.0);
     std::printf("  %-42s %.1f MiB (VmHWM; wait4 maxrss %.1f MiB)\n", "peak RSS", mib(f.hwm_kib), mib(f.maxrss_kib));
     std::printf("  %-42s p99 %s, longest stall %s\n", "event-loop lag", ms(f.lag_p99).c_str(),
                 ms(f.longest_stall).c_str());
@@ -896,6 +924,20 @@ int run(const Options& opt) {
   }
   std::printf("total %.1f s; load average now %s\n", seconds_since(total), load_average().c_str());
 
+  figures.ok = f.all_ready && b.secs > 0;
+  figures.ready_secs = f.ready_secs;
+  figures.baseline_secs = b.secs;
+  if (figures.ok) figures.ratio = f.ready_secs / b.secs;
+  figures.cpu_ms_per_storage = 1000.0 * f.cpu_at_ready / l.storages;
+  figures.baseline_cpu_ms_per_storage = 1000.0 * b.client_cpu / l.storages;
+  figures.lag_p99_ms = 1000.0 * f.lag_p99;
+  figures.longest_stall_ms = 1000.0 * f.longest_stall;
+  figures.peak_rss_mib = mib(f.hwm_kib);
+  if (r.steady) {
+    figures.restart_secs = r.steady_secs;
+    figures.restart_writes = r.writes.total();
+  }
+
   if (!problems.empty()) {
     std::printf("\nFAILED: %zu problem(s); first: %s (files kept in %s)\n", problems.size(), problems.front().c_str(),
                 dir.c_str());
@@ -904,6 +946,41 @@ int run(const Options& opt) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;
+}
+
+// min / median / max of one figure over the runs (NaN ones left out).
+std::string spread(const std::vector<RunFigures>& all, double RunFigures::*field, const char* format) {
+  std::vector<double> v;
+  for (const auto& f : all)
+    if (!std::isnan(f.*field)) v.push_back(f.*field);
+  if (v.empty()) return "n/a";
+  std::sort(v.begin(), v.end());
+  auto fmt = [&](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, format, x);
+    return std::string(buf);
+  };
+  double median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  return fmt(v.front()) + " / " + fmt(median) + " / " + fmt(v.back());
+}
+
+void print_summary(const std::vector<RunFigures>& all, int storages) {
+  std::printf("\n== summary over %zu runs (min / median / max); %d storages; load average now %s\n", all.size(),
+              storages, load_average().c_str());
+  std::printf("  %-42s", "per run: ratio (stowage s / baseline s)");
+  for (const auto& f : all) std::printf(" %.2f (%.2f/%.2f)", f.ratio, f.ready_secs, f.baseline_secs);
+  std::printf("\n");
+  std::printf("  %-42s %s\n", "10k to Ready vs plain loop, ratio", spread(all, &RunFigures::ratio, "%.2f").c_str());
+  std::printf("  %-42s %s\n", "stowage CPU ms per storage (to Ready)",
+              spread(all, &RunFigures::cpu_ms_per_storage, "%.3f").c_str());
+  std::printf("  %-42s %s\n", "plain loop CPU ms per storage",
+              spread(all, &RunFigures::baseline_cpu_ms_per_storage, "%.3f").c_str());
+  std::printf("  %-42s %s\n", "event-loop lag p99, ms", spread(all, &RunFigures::lag_p99_ms, "%.1f").c_str());
+  std::printf("  %-42s %s\n", "longest stall, ms", spread(all, &RunFigures::longest_stall_ms, "%.1f").c_str());
+  std::printf("  %-42s %s\n", "peak RSS, MiB", spread(all, &RunFigures::peak_rss_mib, "%.1f").c_str());
+  std::printf("  %-42s %s; API writes", "restart to steady, s", spread(all, &RunFigures::restart_secs, "%.2f").c_str());
+  for (const auto& f : all) std::printf(" %lld", static_cast<long long>(f.restart_writes));
+  std::printf("\n");
 }
 
 bool parse_options(int argc, char** argv, Options& o) {
@@ -923,10 +1000,17 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.burst = std::atoi(v.c_str());
     else if (a == "--timeout")
       o.timeout = std::atoi(v.c_str());
-    else
+    else if (a == "--runs")
+      o.runs = std::atoi(v.c_str());
+    else if (a == "--wrap") {
+      std::istringstream words(v);
+      o.wrap.clear();
+      for (std::string w; words >> w;) o.wrap.push_back(w);
+    } else
       return false;
   }
-  return o.layout.storages > 0 && o.layout.namespaces > 0 && o.qps >= 0 && o.burst >= 1 && o.timeout > 0;
+  return o.layout.storages > 0 && o.layout.namespaces > 0 && o.qps >= 0 && o.burst >= 1 && o.timeout > 0 &&
+         o.runs >= 1 && o.runs <= 20;
 }
 
 }  // namespace
@@ -937,7 +1021,9 @@ int main(int argc, char** argv) {
   if (!parse_options(argc, argv, options)) {
     std::fprintf(stderr,
                  "usage: %s [--storages N (10000)] [--namespaces N (100)] [--stowage PATH (%s)]\n"
-                 "          [--qps Q (0 = no client-side limit)] [--burst B (30)] [--timeout SECONDS (240)]\n",
+                 "          [--qps Q (0 = no client-side limit)] [--burst B (30)] [--timeout SECONDS (240)]\n"
+                 "          [--runs N (1)] [--wrap \"COMMAND WORDS\" (put before stowage's command line, e.g.\n"
+                 "          \"valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%%p\"; give a longer --timeout)]\n",
                  argv[0], STOWAGE_BINARY);
     return 2;
   }
@@ -948,7 +1034,16 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   try {
-    return run(options);
+    std::vector<RunFigures> all;
+    int rc = 0;
+    for (int k = 0; k < options.runs; ++k) {
+      if (options.runs > 1) std::printf("\n######## run %d of %d\n", k + 1, options.runs);
+      RunFigures figures;
+      rc = std::max(rc, run(options, figures));
+      all.push_back(figures);
+    }
+    if (options.runs > 1) print_summary(all, options.layout.storages);
+    return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stowage-kube-bench: %s\n", e.what());
     return 1;

@@ -151,41 +151,93 @@ void Metrics::event_loop_sampled(std::chrono::duration<double> late) {
   event_loop_longest_stall_seconds.with({}).set_max(seconds);
 }
 
-void Metrics::storages_observed(const std::vector<StorageSample>& storages) {
-  std::set<std::array<std::string, 3>> shown;
-  for (const auto& s : storages) {
-    metrics::LabelValues labels{s.namespace_, s.name, s.provider};
-    backupstorage_ready.set(labels, s.ready ? 1 : 0);
-    backupstorage_wipeout_failed.set(labels, s.wipeout_failed ? 1 : 0);
-    if (s.last_initialized)
-      backupstorage_last_initialized_timestamp_seconds.set(labels, *s.last_initialized);
-    else
+namespace {
+// ns/name against a cache key, without building a pair.
+int compare_key(const Metrics::SweepCursor& a, const ObjectKey& b) {
+  if (int c = a.first.compare(b.namespace_); c != 0) return c;
+  return a.second.compare(b.name);
+}
+
+StorageSample sample_of(const kube::BackupStorage& s, const persistence::InitFact* fact) {
+  StorageSample sample;
+  sample.provider = s.spec.storage.provider;
+  sample.ready = s.status.phase == kube::kPhaseReady;
+  if (fact && fact->uid == s.metadata.uid) sample.last_initialized = static_cast<double>(fact->initialized_ms) / 1000.0;
+  const auto* wipe = kube::find_condition(s.status.conditions, kube::kConditionWipeOut);
+  sample.wipeout_failed = wipe && wipe->status == "False" && wipe->reason == kube::kReasonWipeOutFailed;
+  return sample;
+}
+}  // namespace
+
+Metrics::ShownMap::iterator Metrics::show(ShownMap::iterator it, ShownMap::iterator hint, const std::string& ns,
+                                          const std::string& name, const StorageSample& sample) {
+  bool fresh = it == shown_.end();
+  if (!fresh && it->second.provider != sample.provider) {  // the label set changes: the old series go
+    hint = std::next(it);
+    hide(it);
+    fresh = true;
+  }
+  if (fresh) it = shown_.emplace_hint(hint, SweepCursor{ns, name}, Shown{sample.provider, !sample.ready, false, {}});
+  Shown& shown = it->second;
+  metrics::LabelValues labels{ns, name, sample.provider};
+  if (fresh || shown.ready != sample.ready) backupstorage_ready.set(labels, sample.ready ? 1 : 0);
+  if (fresh || shown.wipeout_failed != sample.wipeout_failed)
+    backupstorage_wipeout_failed.set(labels, sample.wipeout_failed ? 1 : 0);
+  if (fresh || shown.last_initialized != sample.last_initialized) {
+    if (sample.last_initialized)
+      backupstorage_last_initialized_timestamp_seconds.set(labels, *sample.last_initialized);
+    else if (!fresh)
       backupstorage_last_initialized_timestamp_seconds.remove(labels);
-    shown.insert({s.namespace_, s.name, s.provider});
   }
-  for (const auto& gone : storage_series_) {
-    if (shown.count(gone)) continue;
-    metrics::LabelValues labels{gone[0], gone[1], gone[2]};
-    backupstorage_ready.remove(labels);
-    backupstorage_wipeout_failed.remove(labels);
-    backupstorage_last_initialized_timestamp_seconds.remove(labels);
+  shown.ready = sample.ready;
+  shown.wipeout_failed = sample.wipeout_failed;
+  shown.last_initialized = sample.last_initialized;
+  return std::next(it);
+}
+
+Metrics::ShownMap::iterator Metrics::hide(ShownMap::iterator it) {
+  metrics::LabelValues labels{it->first.first, it->first.second, it->second.provider};
+  backupstorage_ready.remove(labels);
+  backupstorage_wipeout_failed.remove(labels);
+  backupstorage_last_initialized_timestamp_seconds.remove(labels);
+  return shown_.erase(it);
+}
+
+void Metrics::storages_observed(const std::vector<StorageSample>& storages) {
+  std::set<SweepCursor> seen;
+  for (const auto& s : storages) {
+    SweepCursor key{s.namespace_, s.name};
+    auto it = shown_.find(key);
+    show(it, shown_.lower_bound(key), s.namespace_, s.name, s);
+    seen.insert(std::move(key));
   }
-  storage_series_ = std::move(shown);
+  for (auto it = shown_.begin(); it != shown_.end();) it = seen.count(it->first) ? std::next(it) : hide(it);
+}
+
+std::optional<Metrics::SweepCursor> Metrics::sweep_storages(const ObjectCache& cache, const FactBook& facts,
+                                                            const std::optional<SweepCursor>& from,
+                                                            const std::function<bool()>& out_of_time) {
+  const auto& storages = cache.storages();
+  auto it = from ? storages.lower_bound(ObjectKey{from->first, from->second}) : storages.begin();
+  auto shown = from ? shown_.lower_bound(*from) : shown_.begin();
+  for (int n = 1; it != storages.end(); ++it, ++n) {
+    if (n % kSweepCheckEvery == 0 && out_of_time()) return SweepCursor{it->first.namespace_, it->first.name};
+    while (shown != shown_.end() && compare_key(shown->first, it->first) < 0) shown = hide(shown);  // gone
+    bool same = shown != shown_.end() && compare_key(shown->first, it->first) == 0;
+    shown = show(same ? shown : shown_.end(), shown, it->first.namespace_, it->first.name,
+                 sample_of(it->second, facts.find(it->first)));
+  }
+  while (shown != shown_.end()) shown = hide(shown);  // gone, after the last storage
+  return std::nullopt;
 }
 
 std::vector<StorageSample> storage_samples(const ObjectCache& cache, const FactBook& facts) {
   std::vector<StorageSample> out;
   out.reserve(cache.storages().size());
   for (const auto& [key, s] : cache.storages()) {
-    StorageSample sample;
+    StorageSample sample = sample_of(s, facts.find(key));
     sample.namespace_ = key.namespace_;
     sample.name = key.name;
-    sample.provider = s.spec.storage.provider;
-    sample.ready = s.status.phase == kube::kPhaseReady;
-    if (const auto* fact = facts.find(key); fact && fact->uid == s.metadata.uid)
-      sample.last_initialized = static_cast<double>(fact->initialized_ms) / 1000.0;
-    const auto* wipe = kube::find_condition(s.status.conditions, kube::kConditionWipeOut);
-    sample.wipeout_failed = wipe && wipe->status == "False" && wipe->reason == kube::kReasonWipeOutFailed;
     out.push_back(std::move(sample));
   }
   return out;

@@ -13,6 +13,8 @@
 //   metrics.reconcile_finished("backupstorage", ReconcileResult::Error, elapsed);  // total+errors+time at once
 #include <array>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -137,8 +139,31 @@ struct Metrics {
   // are removed. Call from one thread (the reactor's gauge refresh).
   void storages_observed(const std::vector<StorageSample>& storages);
 
+  // The same, in slices: brings the series of the storages of `cache` from the key `from` on
+  // (nullopt: from the first) up to date with `cache` and `facts`, touching only the series whose
+  // value changed, and removing those of storages no longer in the cache. Stops once `out_of_time()`
+  // says so (asked every kSweepCheckEvery storages) and returns the key to go on from in a later
+  // call; nullopt once the sweep reached the end. The cache may change between two calls: each call
+  // starts again from the key it is given. Reactor thread.
+  using SweepCursor = std::pair<std::string, std::string>;  // namespace, name
+  static constexpr int kSweepCheckEvery = 64;
+  std::optional<SweepCursor> sweep_storages(const ObjectCache& cache, const FactBook& facts,
+                                            const std::optional<SweepCursor>& from,
+                                            const std::function<bool()>& out_of_time);
+
  private:
-  std::set<std::array<std::string, 3>> storage_series_;  // the label sets shown now
+  struct Shown {  // what a storage's series show now
+    std::string provider;
+    bool ready = false, wipeout_failed = false;
+    std::optional<double> last_initialized;
+  };
+  using ShownMap = std::map<SweepCursor, Shown>;
+  // Sets the series of `ns/name` to `sample`'s values where they differ from `it` (shown_.end():
+  // none shown yet; `hint` is where to insert). Returns the entry after it.
+  ShownMap::iterator show(ShownMap::iterator it, ShownMap::iterator hint, const std::string& ns,
+                          const std::string& name, const StorageSample& sample);
+  ShownMap::iterator hide(ShownMap::iterator it);  // removes its series; returns the next entry
+  ShownMap shown_;  // by namespace and name: the series shown now
 };
 
 }  // namespace stowage::engine

@@ -99,6 +99,7 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor;
   std::map<std::string, std::function<HttpResponse()>, std::less<>> routes;
   std::map<std::string, std::function<HttpResponse(std::string_view)>, std::less<>> post_routes;
+  std::map<std::string, asio::any_io_executor, std::less<>> elsewhere;  // routes whose handler runs there
   std::map<std::uint64_t, beast::tcp_stream*> connections;  // open ones, for stop()
   std::uint64_t next_connection = 0;
   std::uint16_t port = 0;
@@ -214,7 +215,18 @@ asio::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<Impl> imp
       }
       co_return;  // end of stream, timeout (the stream is closed already), reset, or stop()
     }
-    auto res = impl->respond(parser.get());
+    std::string_view target = parser.get().target();
+    auto away = impl->elsewhere.find(target.substr(0, target.find('?')));
+    bhttp::response<bhttp::string_body> res;
+    if (away == impl->elsewhere.end() || parser.get().method() == bhttp::verb::post) {
+      res = impl->respond(parser.get());
+    } else {
+      const auto& req = parser.get();
+      auto build = [impl, &req]() -> asio::awaitable<bhttp::response<bhttp::string_body>> {
+        co_return impl->respond(req);  // on that executor; `req` lives in this frame meanwhile
+      };
+      res = co_await asio::co_spawn(away->second, build, asio::use_awaitable);
+    }
     const bool keep_alive = res.keep_alive();
     tcp.expires_after(impl->options.write_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
@@ -301,6 +313,11 @@ void HttpServer::route(std::string path, std::function<HttpResponse()> handler) 
   impl_->routes[std::move(path)] = std::move(handler);
 }
 
+void HttpServer::route_on(std::string path, asio::any_io_executor elsewhere, std::function<HttpResponse()> handler) {
+  impl_->elsewhere[path] = std::move(elsewhere);
+  impl_->routes[std::move(path)] = std::move(handler);
+}
+
 void HttpServer::route_post(std::string path, std::function<HttpResponse(std::string_view body)> handler) {
   impl_->post_routes[std::move(path)] = std::move(handler);
 }
@@ -370,6 +387,12 @@ std::uint16_t HttpServer::port() const { return impl_->port; }
 
 void serve_metrics(HttpServer& server, const metrics::Registry& registry) {
   server.route("/metrics", [&registry] {
+    return HttpResponse{200, std::string(metrics::Registry::kContentType), registry.expose()};
+  });
+}
+
+void serve_metrics(HttpServer& server, const metrics::Registry& registry, asio::any_io_executor render_on) {
+  server.route_on("/metrics", std::move(render_on), [&registry] {
     return HttpResponse{200, std::string(metrics::Registry::kContentType), registry.expose()};
   });
 }

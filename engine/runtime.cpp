@@ -271,6 +271,10 @@ struct Runtime::Parts {
   std::shared_ptr<std::atomic<bool>> pool_stop = std::make_shared<std::atomic<bool>>(false);
   metrics::Registry registry;
   Metrics metrics{registry};
+  // Builds the /metrics text off the reactor. One thread of its own, not the I/O pool: every thread
+  // that renders keeps a malloc arena the size of the text (megabytes at 10,000 storages), and the
+  // pool's threads would each keep one. Declared after the registry: stopped and joined before it goes.
+  boost::asio::thread_pool metrics_render{1};
   StateDirLock lock;
   // As PID 1 (or a subreaper): reaps orphaned processes that exec plugins leave behind. Else null.
   std::unique_ptr<process::ChildReaper> reaper;
@@ -302,6 +306,7 @@ struct Runtime::Running {
   boost::asio::signal_set signals;
   boost::asio::steady_timer grace, durable;
   std::optional<std::chrono::steady_clock::time_point> exit_deadline;  // set when the stop begins
+  std::optional<Metrics::SweepCursor> gauge_sweep;  // where the per-storage series' sweep goes on
   bool stopping = false, finishing = false;
   int exit_code = 0;
 };
@@ -463,7 +468,7 @@ bool Runtime::start_listeners() {
     if (!parsed.value()) return true;  // "0": off
     server = std::make_unique<HttpServer>(p.io.get_executor(), std::string(flag));
     if (flag == kMetricsBindAddressFlag)
-      serve_metrics(*server, p.registry);
+      serve_metrics(*server, p.registry, p.metrics_render.get_executor());
     else
       serve_probes(*server, [this] { return readiness(); });
     auto started = server->start(address);
@@ -491,11 +496,32 @@ void Runtime::refresh_gauges() {
     for (const auto& [_, s] : r.hooks.cache().storages()) (s.status.phase == "Ready" ? ready : not_ready) += 1;
     p.metrics.backupstorages.set({"Ready"}, ready);
     p.metrics.backupstorages.set({"NotReady"}, not_ready);
-    p.metrics.storages_observed(storage_samples(r.hooks.cache(), p.facts));
+    r.gauge_sweep.reset();
+    sweep_storage_gauges();
+    return;
   }
-  r.gauges.expires_after(std::chrono::seconds(1));
+  r.gauges.expires_after(kGaugePeriod);
   r.gauges.async_wait([this](boost::system::error_code ec) {
     if (!ec) refresh_gauges();
+  });
+}
+
+// The per-storage series, a slice of at most about kGaugeSlice per reactor turn (10,000 storages
+// take tens of milliseconds in one go); the next refresh is due kGaugePeriod after the sweep ends.
+void Runtime::sweep_storage_gauges() {
+  auto& p = *parts_;
+  auto& r = *running_;
+  auto until = std::chrono::steady_clock::now() + kGaugeSlice;
+  r.gauge_sweep = p.metrics.sweep_storages(r.hooks.cache(), p.facts, r.gauge_sweep,
+                                           [until] { return std::chrono::steady_clock::now() >= until; });
+  bool more = r.gauge_sweep.has_value();
+  r.gauges.expires_after(more ? std::chrono::steady_clock::duration::zero() : kGaugePeriod);
+  r.gauges.async_wait([this, more](boost::system::error_code ec) {
+    if (ec) return;
+    if (more)
+      sweep_storage_gauges();
+    else
+      refresh_gauges();
   });
 }
 

@@ -172,6 +172,9 @@ class Runtime {
   void restore_queue();
   bool start_listeners();
   void refresh_gauges();
+  void sweep_storage_gauges();
+  static constexpr std::chrono::seconds kGaugePeriod{1};
+  static constexpr std::chrono::microseconds kGaugeSlice{500};
   void on_signal(int signal);
   void begin_stop();
   void finish();

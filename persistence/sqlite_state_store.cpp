@@ -94,8 +94,14 @@ class Stmt {
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
+  // Binds `v` without copying it (SQLITE_STATIC): `v` must outlive the statement's next run() or
+  // step() sequence; every caller binds fields of a Batch or locals that live through the run.
   Stmt& bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind(int i, const char* literal) {  // a string literal: static by nature
+    sqlite3_bind_text(stmt_, i, literal, -1, SQLITE_STATIC);
     return *this;
   }
   Stmt& bind(int i, std::int64_t v) {
@@ -109,10 +115,14 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     throw std::runtime_error(sqlite3_errmsg(sqlite3_db_handle(stmt_)));
   }
+  // Every parameter is bound again before the next run, so the bindings are not cleared; the
+  // reset happens even when the step throws, so that a failed commit can be retried.
   void run() {
+    struct Reset {
+      sqlite3_stmt* s;
+      ~Reset() { sqlite3_reset(s); }
+    } reset{stmt_};
     step();
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
   }
   std::string text(int col) const {
     auto p = sqlite3_column_text(stmt_, col);
@@ -214,7 +224,7 @@ struct WriteStatements {
       }
       put_queue.bind(1, k.kind).bind(2, k.namespace_).bind(3, k.name).bind(4, row->reason);
       put_queue.bind(5, std::int64_t{row->attempts}).bind(6, row->next_attempt_ms).bind(7, row->last_error);
-      put_queue.bind(8, std::string(state_name(row->state))).bind(9, std::int64_t{row->interrupted}).run();
+      put_queue.bind(8, state_name(row->state)).bind(9, std::int64_t{row->interrupted}).run();
     }
     for (auto& [k, f] : b.facts) {
       if (!f) {

@@ -13,6 +13,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
@@ -346,6 +347,78 @@ TEST_CASE("metrics: one series per storage for ready, last initialized and wipeo
   text = registry.expose();
   CHECK(text.find("stowage_backupstorage_") == std::string::npos);
   CHECK(promtool_complaints(text, dir).empty());
+}
+
+TEST_CASE("metrics: the per-storage series are swept in slices that each stop when time is up, ending as one pass") {
+  metrics::Registry sliced_registry, reference_registry;
+  engine::Metrics sliced(sliced_registry), reference(reference_registry);
+  engine::ObjectCache cache;
+  engine::FactBook facts(nullptr, {});
+  auto name = [](int i) { return "s-" + std::to_string(1000 + i); };
+  for (int i = 0; i < 300; ++i) cache.upsert(storage_for_metrics("demo", name(i), "local", i % 3 ? "Ready" : "NotReady"));
+  facts.record({"demo", name(7), "uid-" + name(7), 1, "id", "fp", 1767225600500});
+
+  // Time is always up: each call does one slice (kSweepCheckEvery storages at most) and says where to go on.
+  auto always_out_of_time = [] { return true; };
+  int slices = 0;
+  std::optional<engine::Metrics::SweepCursor> cursor;
+  do {
+    cursor = sliced.sweep_storages(cache, facts, cursor, always_out_of_time);
+    ++slices;
+    if (slices == 2) {
+      REQUIRE(cursor);
+      // Between two slices the cache changes, ahead of the cursor and behind it.
+      cache.erase_storage({"demo", name(250)});                                     // ahead: never shown
+      cache.upsert(storage_for_metrics("demo", name(260), "s3", "Ready"));         // ahead: a new provider
+      cache.upsert(storage_for_metrics("demo", name(299) + "-new", "gcs", "Ready"));  // ahead: a new storage
+    }
+    REQUIRE(slices < 100);
+  } while (cursor);
+  CHECK(slices >= 300 / engine::Metrics::kSweepCheckEvery);
+
+  reference.storages_observed(engine::storage_samples(cache, facts));
+  CHECK(sliced_registry.expose() == reference_registry.expose());
+
+  // Later changes: a storage behind any cursor goes, one turns Ready; a pass with time to spare is one slice.
+  cache.erase_storage({"demo", name(0)});
+  cache.upsert(storage_for_metrics("demo", name(3), "local", "Ready"));
+  CHECK_FALSE(sliced.sweep_storages(cache, facts, std::nullopt, [] { return false; }));
+  reference.storages_observed(engine::storage_samples(cache, facts));
+  std::string text = sliced_registry.expose();
+  CHECK(text == reference_registry.expose());
+  CHECK(text.find("name=\"" + name(0) + "\"") == std::string::npos);
+  CHECK(text.find("stowage_backupstorage_ready{namespace=\"demo\",name=\"" + name(3) + "\",provider=\"local\"} 1\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("probes: /metrics is rendered on the pool given, and the reactor runs other work meanwhile") {
+  metrics::Registry registry;
+  registry.gauge("stowage_test_rendered", "A gauge for this test.").set(1);
+  asio::io_context io;
+  asio::thread_pool pool(1);
+  engine::HttpServer server(io.get_executor(), std::string(engine::kMetricsBindAddressFlag));
+  // Once the render has begun, a handler is posted to the reactor and the render waits for it: on
+  // the reactor it would wait in vain (until the 5 s bound, then answer "blocked"); on the pool it
+  // sees that handler run.
+  std::promise<void> render_began, reactor_ran;
+  auto began = render_began.get_future();
+  auto ran = reactor_ran.get_future().share();
+  server.route_on("/metrics", pool.get_executor(), [&registry, &render_began, ran] {
+    render_began.set_value();
+    bool free = ran.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    return engine::HttpResponse{200, "text/plain", free ? registry.expose() : "blocked"};
+  });
+  REQUIRE(server.start("127.0.0.1:0").ok());
+  const int port = server.port();
+  ReactorThread reactor(io);
+  auto answer = std::async(std::launch::async, [port] { return fetch(port, "GET", "/metrics"); });
+  began.wait();
+  asio::post(io, [&reactor_ran] { reactor_ran.set_value(); });
+  auto r = answer.get();
+  REQUIRE(r.ok());
+  CHECK(r.value().status == 200);
+  CHECK(r.value().body.find("stowage_test_rendered 1\n") != std::string::npos);
+  pool.join();
 }
 
 TEST_CASE("probes: healthz answers ok and readyz gives the engine's reason until it is ready") {
