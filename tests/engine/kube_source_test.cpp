@@ -504,3 +504,23 @@ TEST_CASE("KubeSource: with a list of namespaces, a 410 in one namespace relists
   CHECK(rig.queued() == std::set<std::string>{"a2"});
   rig.api.hold_watches(false);
 }
+
+TEST_CASE("KubeSource: with a list of namespaces, it is synced only once every namespace has listed, and says which has not") {
+  TwoNamespaces rig("namespaces-synced");
+  rig.put_storage("team-a", "a1");
+  rig.put_storage("team-b", "b1");
+  rig.api.fail_next("list", storages_in("team-b"), test_support::FakeApi::status_error(403, "forbidden in team-b"));
+  rig.build();
+  bool synced = false;
+  rig.source->start([&synced] { synced = true; });
+  REQUIRE(rig.run_until([&] { return rig.source->get({"team-a", "a1"}).has_value(); }));
+  rig.settle();
+  CHECK_FALSE(synced);
+  CHECK_FALSE(rig.source->synced());
+  CHECK_THAT(rig.source->problem(), Catch::Contains("team-b"));
+  // team-b's list is tried again (after its backoff) and succeeds: now, and only now, synced.
+  REQUIRE(rig.run_until([&] { return synced; }));
+  CHECK(rig.source->synced());
+  CHECK(rig.source->problem().empty());
+  CHECK(rig.source->get({"team-b", "b1"}));
+}
