@@ -8,7 +8,7 @@ using namespace stowage::config;
 using namespace stowage::config::testing;
 using Names = std::vector<std::string>;
 
-TEST_CASE("--namespace: empty by default (all namespaces), a comma list, the flag repeated, or both") {
+TEST_CASE("kube.namespace (--namespace): empty by default (all namespaces), a comma list, the flag repeated, or both") {
   CHECK(load_with({}).kube_namespaces.empty());
   CHECK(load_with({"--namespace", "demo"}).kube_namespaces == Names{"demo"});
   CHECK(load_with({"--namespace=team-a,team-b"}).kube_namespaces == Names{"team-a", "team-b"});
@@ -25,7 +25,7 @@ TEST_CASE("--namespace: empty by default (all namespaces), a comma list, the fla
   CHECK(load_with({"--config", file, "--namespace="}).kube_namespaces.empty());
 }
 
-TEST_CASE("--namespace: a bad name is refused, named, with how to fix it, and * is not a name (empty means all)") {
+TEST_CASE("kube.namespace (--namespace): a bad name is refused, named, with how to fix it, and * is not a name (empty means all)") {
   CHECK(load_error({"--namespace", "team-a,Team_B"}) ==
         "flag --namespace: \"Team_B\" is not a namespace name (lower-case letters, digits and '-', at most 63 "
         "characters, starting and ending with a letter or digit); give names separated by commas");
@@ -42,7 +42,7 @@ TEST_CASE("--namespace: a bad name is refused, named, with how to fix it, and * 
                                "\" is not a namespace name"));
 }
 
-TEST_CASE("--namespace: printed as one comma list that reads back") {
+TEST_CASE("kube.namespace (--namespace): printed as one comma list that reads back") {
   const Config config = load_with({"--namespace", "team-a", "--namespace", "team-b"});
   TempDir dir;
   const std::string yaml = to_yaml(config);
