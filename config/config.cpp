@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 
@@ -87,10 +88,15 @@ void apply_env(Layers& layers, const Environment& env) {
   }
 }
 
+bool is_list(const Setting& setting) { return std::holds_alternative<detail::NamespaceList>(setting.value); }
+
 void apply_flags(Layers& layers, const std::vector<std::optional<std::string>>& flags) {
   for (size_t row = 0; row < table().size(); ++row) {
     const Setting& setting = table()[row];
-    if (flags[row]) layers.set(setting, *flags[row], {Origin::Kind::flag, "flag " + std::string(setting.flag)});
+    if (!flags[row]) continue;
+    std::string text = *flags[row];
+    if (is_list(setting)) std::replace(text.begin(), text.end(), '\n', ',');  // a repeated flag's values
+    layers.set(setting, text, {Origin::Kind::flag, "flag " + std::string(setting.flag)});
   }
 }
 
@@ -119,6 +125,10 @@ void add_flag(CLI::App& app, const Setting& setting, std::optional<std::string>&
   CLI::Option* option = app.add_option(std::string(setting.flag), slot, help);
   option->type_name(detail::type_name(setting));
   option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // A list's flag given several times adds up: `--namespace a --namespace b` is `--namespace a,b`
+  // (CLI11 joins the values with '\n', made commas in apply_flags; its own splitting at a delimiter
+  // would drop empty names, which are refused instead).
+  if (is_list(setting)) option->multi_option_policy(CLI::MultiOptionPolicy::Join);
   // A flag given bare (`--leader-elect`) takes its default string as its value in CLI11: keep none.
   if (!default_value.empty() && !is_flag) option->default_str(default_value);
   if (may_be_empty(setting)) option->expected(0, 1);  // "--log-file=" sets it to empty

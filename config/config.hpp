@@ -74,7 +74,8 @@ struct Config {
   // hundreds of clusters with their certificates inline.
   std::uint64_t kube_max_kubeconfig_size = 4u << 20;
   std::string kube_context;                           // kube.context: empty = current-context
-  std::string kube_namespace;                         // kube.namespace: empty = all namespaces
+  // kube.namespace: the namespaces served (each a DNS-1123 label, no repeats); empty = all namespaces
+  std::vector<std::string> kube_namespaces;
   int kube_qps = 20;                                  // kube.qps: client-side rate limit (controller-runtime's)
   int kube_burst = 30;                                // kube.burst
   // kube.watch-idle-timeout: a watch silent this long (no event, no bookmark) is opened again

@@ -109,12 +109,15 @@ void check_and_store(const NamespaceList& list, Config& config, const std::strin
       std::string name = trimmed(std::string_view(input).substr(start, comma - start));
       if (name.empty())
         throw ConfigError("expected namespace names separated by commas, got an empty name in " + quoted(input));
+      if (name == "*" && !list.star_means_all)
+        throw ConfigError("\"*\" is not a namespace name: leave the setting empty for every namespace, or give names "
+                          "separated by commas, got " + quoted(input));
       if (name != "*" && !is_namespace_name(name)) {
         throw ConfigError("\"" + name + "\" is not a namespace name (lower-case letters, digits and '-', at most 63 "
-                          "characters, starting and ending with a letter or digit); give names separated by commas, "
-                          "or \"*\" for every namespace");
+                          "characters, starting and ending with a letter or digit); give names separated by commas" +
+                          std::string(list.star_means_all ? ", or \"*\" for every namespace" : ""));
       }
-      names.push_back(std::move(name));
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
       if (comma == input.size()) break;
       start = comma + 1;
     }
@@ -247,8 +250,10 @@ std::vector<Setting> make_table() {
        Size{&Config::kube_max_kubeconfig_size, 1024, kMaxBudgetBytes}},
       {"kube.context", "--context", "Kubeconfig context to use; empty: its current-context",
        Text<std::string>{&Config::kube_context, "NAME", true}},
-      {"kube.namespace", "--namespace", "Only watch BackupStorages and Secrets in this namespace; empty: all namespaces",
-       Text<std::string>{&Config::kube_namespace, "NAME", true}},
+      {"kube.namespace", "--namespace",
+       "Only serve BackupStorages (and read Secrets, Repositories, Jobs) in these namespaces: comma-separated, or the "
+       "flag given once per namespace; one watch per namespace, no cluster-wide access needed; empty: all namespaces",
+       NamespaceList{&Config::kube_namespaces, false}},
       {"kube.qps", "--kube-api-qps",
        "Requests per second to the API server, on average (client-side rate limit); 0 disables the limit",
        Integer{&Config::kube_qps, 0, 100000}},

@@ -49,9 +49,12 @@ struct Size {
   std::uint64_t max;
 };
 
-// A comma-separated list of namespace names (DNS-1123 labels), or "*" alone for all; "" = none.
+// A comma-separated list of namespace names (DNS-1123 labels); "" = none. With `star_means_all`, "*"
+// alone stands for every namespace; without, "*" is refused (the setting's empty value means all).
+// Its flag may be given several times: the lists add up (`--namespace a --namespace b,c`).
 struct NamespaceList {
   std::vector<std::string> Config::*field;
+  bool star_means_all = true;
 };
 
 using Value = std::variant<Text<std::filesystem::path>, Text<std::string>, Choice, Integer, Duration, Flag,

@@ -44,6 +44,8 @@ inline constexpr std::string_view kSameDirectory =
 struct AdmissionCaches {
   const ObjectCache& cache;
   const LocationIndex& locations;
+  // The namespaces the informers watch (--namespace); empty: all. The caches know nothing of others.
+  std::vector<std::string> namespaces = {};
 };
 
 // nullopt when `storage` may be created, else the message that refuses it.

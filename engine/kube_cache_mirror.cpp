@@ -1,6 +1,9 @@
 #include "engine/kube_cache_mirror.hpp"
 
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <set>
 
 #include "kube/json_path.hpp"
 #include "persistence/records.hpp"
@@ -10,35 +13,103 @@ namespace stowage::engine {
 
 namespace json = boost::json;
 
-KubeCacheMirror::KubeCacheMirror(persistence::StateStore* store, std::string scope)
-    : store_(store), scope_(std::move(scope)) {}
+KubeCacheMirror::KubeCacheMirror(persistence::StateStore* store, std::string server, std::vector<std::string> namespaces)
+    : store_(store), server_(std::move(server)), streams_(std::move(namespaces)) {
+  if (streams_.empty()) streams_.push_back("");
+}
+
+std::string KubeCacheMirror::checkpoint_key(const std::string& resource, const std::string& stream_namespace) {
+  return stream_namespace.empty() ? resource : resource + "/" + stream_namespace;
+}
+
+// The form scopes had when one namespace (or all) was served, so that their checkpoints still match.
+std::string KubeCacheMirror::scope_of(const std::string& stream_namespace) const {
+  return server_ + " namespace=" + stream_namespace;
+}
+
+KubeCacheMirror::Resume* KubeCacheMirror::stream_of(std::map<std::string, Resume>& streams, const std::string& ns) const {
+  if (auto all = streams.find(""); all != streams.end()) return &all->second;
+  auto found = streams.find(ns);
+  return found == streams.end() ? nullptr : &found->second;
+}
 
 KubeCacheMirror::Loaded KubeCacheMirror::load() {
   Loaded out;
-  if (!store_) return out;
-  for (const auto& c : store_->load_kube_checkpoints()) {
-    bool ours = c.scope == scope_ && !c.resource_version.empty();
-    if (c.resource == kStorages && ours) out.storages.resource_version = c.resource_version;
-    if (c.resource == kSecrets && ours) out.secrets.resource_version = c.resource_version;
+  for (const auto& ns : streams_) {
+    out.storages[ns];
+    out.secrets[ns];
   }
-  if (!out.storages.resumed()) store_->clear_kube(kStorages);  // another scope's, or incomplete: list afresh
-  if (!out.secrets.resumed()) store_->clear_kube(kSecrets);
+  if (!store_) return out;
+  const auto checkpoints = store_->load_kube_checkpoints();
+  resume_streams(kStorages, checkpoints, out.storages);
+  resume_streams(kSecrets, checkpoints, out.secrets);
+
+  // Rows no resumed stream covers go: all of a resource at once when none resumes, else one by one.
+  auto none_resumed = [](const std::map<std::string, Resume>& streams) {
+    for (const auto& [ns, resume] : streams)
+      if (resume.resumed()) return false;
+    return true;
+  };
+  const bool clear_storages = none_resumed(out.storages), clear_secrets = none_resumed(out.secrets);
+  if (clear_storages) store_->clear_kube(kStorages);
+  if (clear_secrets) store_->clear_kube(kSecrets);
   for (auto& row : store_->load_kube_objects()) {
-    if (row.resource == kSecrets && out.secrets.resumed()) {
-      out.secrets.objects.push_back({std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), nullptr});
-    } else if (row.resource == kStorages && out.storages.resumed()) {
-      boost::system::error_code ec;
-      json::value object = json::parse(row.object_json, ec);
-      if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
-      out.storages.objects.push_back(
-          {std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), std::move(object)});
+    const bool storages = row.resource == kStorages;
+    if (!storages && row.resource != kSecrets) continue;
+    if (storages ? clear_storages : clear_secrets) continue;
+    Resume* stream = stream_of(storages ? out.storages : out.secrets, row.namespace_);
+    if (!stream || !stream->resumed()) {
+      store_->erase_kube_object(row.resource, row.namespace_, row.name);
+      continue;
     }
+    if (!storages) {
+      stream->objects.push_back({std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), nullptr});
+      continue;
+    }
+    boost::system::error_code ec;
+    json::value object = json::parse(row.object_json, ec);
+    if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
+    stream->objects.push_back(
+        {std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), std::move(object)});
   }
   return out;
 }
 
-void KubeCacheMirror::checkpoint(const char* resource, const std::string& resource_version) {
-  if (store_) store_->put(persistence::KubeCheckpoint{resource, scope_, resource_version});
+// Finds each stream's checkpoint (taking over a single-namespace one of the old form) and voids
+// every other checkpoint of `resource`: the rows it was consistent with are erased now.
+void KubeCacheMirror::resume_streams(const std::string& resource,
+                                     const std::vector<persistence::KubeCheckpoint>& checkpoints,
+                                     std::map<std::string, Resume>& streams) {
+  auto find = [&](const std::string& key, const std::string& scope) -> std::string {
+    for (const auto& c : checkpoints)
+      if (c.resource == key && c.scope == scope) return c.resource_version;
+    return "";
+  };
+  std::set<std::string> live;
+  for (auto& [ns, resume] : streams) {
+    const std::string key = checkpoint_key(resource, ns), scope = scope_of(ns);
+    resume.resource_version = find(key, scope);
+    if (resume.resource_version.empty() && key != resource) {
+      resume.resource_version = find(resource, scope);  // written by a version that served one namespace
+      if (resume.resumed()) {
+        spdlog::info("{} in namespace {}: resuming from the checkpoint of a single-namespace run", resource, ns);
+        store_->put(persistence::KubeCheckpoint{key, scope, resume.resource_version});
+      }
+    }
+    if (resume.resumed()) live.insert(key);
+  }
+  for (const auto& c : checkpoints) {
+    const bool of_resource = c.resource == resource || c.resource.rfind(resource + "/", 0) == 0;
+    if (!of_resource || c.resource_version.empty() || live.count(c.resource)) continue;
+    store_->put(persistence::KubeCheckpoint{c.resource, c.scope, ""});
+  }
+}
+
+void KubeCacheMirror::checkpoint(const char* resource, const std::string& stream_namespace,
+                                 const std::string& resource_version) {
+  if (store_)
+    store_->put(persistence::KubeCheckpoint{checkpoint_key(resource, stream_namespace), scope_of(stream_namespace),
+                                            resource_version});
 }
 
 void KubeCacheMirror::storage_upserted(const json::value& object) {

@@ -3,13 +3,19 @@
 // the watches where they stopped instead of listing everything again.
 //
 // What is kept, per resource: one row per object (kStorages: the BackupStorage's JSON; kSecrets: only
-// a Secret's resourceVersion, never its data) and the resourceVersion the informer had reached (its
-// checkpoint) with the scope (API server and namespace) it was reached in.
+// a Secret's resourceVersion, never its data) and, per stream (one watch: all namespaces, or one
+// namespace of --namespace's list), the resourceVersion its informer had reached (its checkpoint)
+// with the scope (API server and namespace) it was reached in. A stream's checkpoint row is keyed
+// "<resource>" for the all-namespaces stream and "<resource>/<namespace>" for one namespace's.
 //
 // Guarantees:
-//  - load() resumes a resource only from a non-empty checkpoint of this very scope. A resource
-//    without one (another scope's cache, or a first listing that never completed) is cleared, to be
-//    listed afresh, and none of its rows is handed back.
+//  - load() resumes a stream only from a non-empty checkpoint of this very scope. The rows of a
+//    namespace no resumed stream covers (another server's cache, a namespace not served now, a first
+//    listing that never completed) are erased, to be listed afresh, and none is handed back; the
+//    checkpoints of the streams not resumed are voided (emptied), so that a namespace served again
+//    later never resumes over rows that are gone.
+//  - A checkpoint written before namespaces were lists (one namespace, keyed "<resource>" with scope
+//    "<server> namespace=<ns>") is taken over by that namespace's stream: an upgrade still resumes.
 //  - A stored BackupStorage whose JSON does not parse is left out of a resume (the relist after a
 //    410 would bring it back).
 //  - Without a store (null) nothing is persisted and nothing is resumed.
@@ -17,11 +23,13 @@
 // reactor thread (the store groups them into transactions on its own writer thread).
 #include <boost/json/value.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
 namespace stowage::persistence {
 class StateStore;
+struct KubeCheckpoint;
 }
 
 namespace stowage::engine {
@@ -41,25 +49,38 @@ class KubeCacheMirror {
     std::vector<RestoredObject> objects;
     bool resumed() const { return !resource_version.empty(); }
   };
+  // Per stream, by its namespace ("" = the all-namespaces stream): one entry for each stream.
   struct Loaded {
-    Resume storages, secrets;
+    std::map<std::string, Resume> storages, secrets;
   };
 
-  // `store` may be null. `scope` names the API server and namespace the caches belong to.
-  KubeCacheMirror(persistence::StateStore* store, std::string scope);
+  // `store` may be null. `server` names the API server; `namespaces` the streams (empty: one stream
+  // over all namespaces).
+  KubeCacheMirror(persistence::StateStore* store, std::string server, std::vector<std::string> namespaces);
 
-  // Blocking: before the reactor runs. Clears the resources that cannot be resumed (see above).
+  // Blocking: before the reactor runs. Erases what cannot be resumed (see above).
   Loaded load();
 
-  // The informer of `resource` (kStorages or kSecrets) has everything up to `resource_version`.
-  void checkpoint(const char* resource, const std::string& resource_version);
+  // The stream of `resource` (kStorages or kSecrets) in `stream_namespace` ("" = all) has everything
+  // up to `resource_version`.
+  void checkpoint(const char* resource, const std::string& stream_namespace, const std::string& resource_version);
   void storage_upserted(const boost::json::value& object);
   void secret_upserted(const std::string& ns, const std::string& name, const std::string& resource_version);
   void removed(const char* resource, const std::string& ns, const std::string& name);
 
+  // The checkpoint row's key and scope of a stream (for tests and the log).
+  static std::string checkpoint_key(const std::string& resource, const std::string& stream_namespace);
+  std::string scope_of(const std::string& stream_namespace) const;
+
  private:
+  void resume_streams(const std::string& resource, const std::vector<persistence::KubeCheckpoint>& checkpoints,
+                      std::map<std::string, Resume>& streams);
+  // The stream among `streams` that holds objects of namespace `ns`, or null.
+  Resume* stream_of(std::map<std::string, Resume>& streams, const std::string& ns) const;
+
   persistence::StateStore* store_;
-  std::string scope_;
+  std::string server_;
+  std::vector<std::string> streams_;  // {""}, or the namespaces
 };
 
 }  // namespace stowage::engine

@@ -48,12 +48,31 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
       api_(api),
       queue_(queue),
       options_(std::move(options)),
-      mirror_(store, options_.scope),
+      mirror_(store, options_.server, options_.namespaces),
       locations_(options_.locations) {
-  const std::string& ns = options_.namespace_;
   auto restored = mirror_.load();
-  storages_resumed_ = restored.storages.resumed();
-  secrets_resumed_ = restored.secrets.resumed();
+  // Each stream's informers get seeds of their own (jitter apart); their order is the list's.
+  std::vector<std::string> namespaces = options_.namespaces;
+  if (namespaces.empty()) namespaces.push_back("");
+  streams_.reserve(namespaces.size());
+  for (std::size_t i = 0; i < namespaces.size(); ++i)
+    add_stream(namespaces[i], options_.seed + 4 * i, restored, jobs);
+  if (stats_.restored_storages || stats_.restored_secrets)
+    spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
+                 stats_.restored_storages, stats_.restored_secrets);
+}
+
+KubeSource::~KubeSource() = default;
+
+void KubeSource::add_stream(const std::string& ns, std::uint64_t seed, KubeCacheMirror::Loaded& restored,
+                            VolumeJobs* jobs) {
+  Stream& stream = streams_.emplace_back();
+  stream.namespace_ = ns;
+  const std::string where = ns.empty() ? "" : " in " + ns;
+  auto& storages_resume = restored.storages[ns];
+  auto& secrets_resume = restored.secrets[ns];
+  stream.storages_resumed = storages_resume.resumed();
+  stream.secrets_resumed = secrets_resume.resumed();
 
   kube::InformerHandlers storage_handlers;
   storage_handlers.upserted = [this](json::value o) { storage_upserted(std::move(o)); };
@@ -61,11 +80,11 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
     storage_removed(ns, name);
   };
   storage_handlers.synced = [this] { check_synced(); };
-  storage_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kStorages, rv); };
-  auto storage_options = informer_options("backupstorages", kubestash_collection_path("backupstorages", ns),
-                                          options_.seed, options_.watch_idle_timeout);
-  storage_options.reflector.resume_resource_version = restored.storages.resource_version;
-  storages_ = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
+  storage_handlers.checkpoint = [this, ns](const std::string& rv) { mirror_.checkpoint(kStorages, ns, rv); };
+  auto storage_options = informer_options("backupstorages" + where, kubestash_collection_path("backupstorages", ns),
+                                          seed, options_.watch_idle_timeout);
+  storage_options.reflector.resume_resource_version = storages_resume.resource_version;
+  stream.storages = std::make_unique<kube::Informer>(executor_, api_, std::move(storage_options), std::move(storage_handlers));
 
   kube::InformerHandlers secret_handlers;
   secret_handlers.upserted = [this](json::value o) { secret_upserted(o); };
@@ -73,13 +92,13 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
     secret_removed(ns, name);
   };
   secret_handlers.synced = [this] { check_synced(); };
-  secret_handlers.checkpoint = [this](const std::string& rv) { mirror_.checkpoint(kSecrets, rv); };
-  auto secret_options = informer_options("secrets (metadata only)", collection_path("/api/v1", "secrets", ns),
-                                         options_.seed + 1, options_.watch_idle_timeout);
+  secret_handlers.checkpoint = [this, ns](const std::string& rv) { mirror_.checkpoint(kSecrets, ns, rv); };
+  auto secret_options = informer_options("secrets (metadata only)" + where, collection_path("/api/v1", "secrets", ns),
+                                         seed + 1, options_.watch_idle_timeout);
   secret_options.list_accept = kube::kAcceptPartialMetadataList;
   secret_options.watch_accept = kube::kAcceptPartialMetadata;
-  secret_options.reflector.resume_resource_version = restored.secrets.resource_version;
-  secrets_ = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
+  secret_options.reflector.resume_resource_version = secrets_resume.resource_version;
+  stream.secrets = std::make_unique<kube::Informer>(executor_, api_, std::move(secret_options), std::move(secret_handlers));
 
   kube::InformerHandlers repo_handlers;
   repo_handlers.upserted = [this](json::value o) { repository_upserted(o); };
@@ -87,9 +106,9 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
     for (const auto& k : repositories_.remove({ns, name})) enqueue(k, "repository " + ns + "/" + name + " deleted");
   };
   repo_handlers.synced = [this] { check_synced(); };
-  repository_informer_ = std::make_unique<kube::Informer>(
+  stream.repositories = std::make_unique<kube::Informer>(
       executor_, api_,
-      informer_options("repositories", kubestash_collection_path("repositories", ns), options_.seed + 2,
+      informer_options("repositories" + where, kubestash_collection_path("repositories", ns), seed + 2,
                        options_.watch_idle_timeout),
       std::move(repo_handlers));
 
@@ -100,64 +119,79 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
       jobs->job_removed(ns, name, last);
     };
     job_handlers.synced = [this] { check_synced(); };
-    auto job_options = informer_options("volume jobs", collection_path("/apis/batch/v1", "jobs", ns), options_.seed + 3,
+    auto job_options = informer_options("volume jobs" + where, collection_path("/apis/batch/v1", "jobs", ns), seed + 3,
                                         options_.watch_idle_timeout);
     job_options.label_selector = std::string(kVolumeJobSelector);
-    job_informer_ = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
+    stream.jobs = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
   }
-  restore(std::move(restored));
+  restore(stream, restored);
 }
 
-KubeSource::~KubeSource() = default;
-
 // The restored objects enter the caches as the informers' own would, neither persisted again nor queued.
-void KubeSource::restore(KubeCacheMirror::Loaded restored) {
-  for (auto& secret : restored.secrets.objects) {
-    secrets_->seed(secret.namespace_, secret.name, secret.resource_version);
+void KubeSource::restore(Stream& stream, KubeCacheMirror::Loaded& restored) {
+  for (auto& secret : restored.secrets[stream.namespace_].objects) {
+    stream.secrets->seed(secret.namespace_, secret.name, secret.resource_version);
     ++stats_.restored_secrets;
   }
-  for (auto& storage : restored.storages.objects) {
-    storages_->seed(storage.namespace_, storage.name, storage.resource_version);
+  for (auto& storage : restored.storages[stream.namespace_].objects) {
+    stream.storages->seed(storage.namespace_, storage.name, storage.resource_version);
     restoring_ = true;
     storage_upserted(std::move(storage.object));
     restoring_ = false;
     ++stats_.restored_storages;
   }
-  if (storages_resumed_ || secrets_resumed_)
-    spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
-                 stats_.restored_storages, stats_.restored_secrets);
 }
 
 void KubeSource::start(std::function<void()> on_synced) {
   on_synced_ = std::move(on_synced);
-  storages_->start();
-  secrets_->start();
-  repository_informer_->start();
-  if (job_informer_) job_informer_->start();
+  bool resumed = false;
+  for (auto& stream : streams_) {
+    stream.storages->start();
+    stream.secrets->start();
+    stream.repositories->start();
+    if (stream.jobs) stream.jobs->start();
+    resumed = resumed || stream.storages_resumed || stream.secrets_resumed;
+  }
   // Restored caches are complete as of their resourceVersions: reconciling may start at once.
-  if (storages_resumed_ || secrets_resumed_) boost::asio::post(executor_, [this] { check_synced(); });
+  if (resumed) boost::asio::post(executor_, [this] { check_synced(); });
 }
 
 void KubeSource::stop() {
-  storages_->stop();
-  secrets_->stop();
-  repository_informer_->stop();
-  if (job_informer_) job_informer_->stop();
+  for (auto& stream : streams_) {
+    stream.storages->stop();
+    stream.secrets->stop();
+    stream.repositories->stop();
+    if (stream.jobs) stream.jobs->stop();
+  }
+}
+
+bool KubeSource::Stream::synced() const {
+  return (storages_resumed || storages->synced()) && (secrets_resumed || secrets->synced()) &&
+         repositories->synced() && (!jobs || jobs->synced());
 }
 
 bool KubeSource::synced() const {
-  return (storages_resumed_ || storages_->synced()) && (secrets_resumed_ || secrets_->synced()) &&
-         repository_informer_->synced() && (!job_informer_ || job_informer_->synced());
+  return std::all_of(streams_.begin(), streams_.end(), [](const Stream& s) { return s.synced(); });
 }
 
 std::string KubeSource::problem() const {
   std::string out;
-  for (const auto* i : {storages_.get(), secrets_.get(), repository_informer_.get()}) {
-    if (i->synced() || i->last_error().empty()) continue;
-    if (!out.empty()) out += "; ";
-    out += i->last_error();
+  for (const auto& stream : streams_) {
+    for (const auto* i : {stream.storages.get(), stream.secrets.get(), stream.repositories.get(), stream.jobs.get()}) {
+      if (!i || i->synced() || i->last_error().empty()) continue;
+      if (!out.empty()) out += "; ";
+      out += i->last_error();
+    }
   }
   return out;
+}
+
+bool KubeSource::serves(const std::string& ns) const { return stream_of(ns) != nullptr; }
+
+const KubeSource::Stream* KubeSource::stream_of(const std::string& ns) const {
+  for (const auto& stream : streams_)
+    if (stream.namespace_.empty() || stream.namespace_ == ns) return &stream;
+  return nullptr;
 }
 
 void KubeSource::check_synced() {
@@ -276,12 +310,14 @@ std::optional<Lookup> KubeSource::get(const ObjectKey& key) const {
 }
 
 boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeSource::secret(ObjectKey key) {
-  const std::string* known_rv = secrets_->find(key.namespace_, key.name);
-  if (auto cached = secret_data_.find(key); cached != secret_data_.end()) {
+  // A namespace not served has no informer: its Secrets are read (RBAC permitting), never cached.
+  const Stream* stream = stream_of(key.namespace_);
+  const std::string* known_rv = stream ? stream->secrets->find(key.namespace_, key.name) : nullptr;
+  if (auto cached = secret_data_.find(key); stream && cached != secret_data_.end()) {
     if (known_rv && *known_rv == cached->second.resource_version)
       co_return std::optional<kube::Secret>(cached->second.secret);
   }
-  if (!known_rv && secrets_->synced()) co_return std::optional<kube::Secret>();  // not in the cluster
+  if (stream && !known_rv && stream->secrets->synced()) co_return std::optional<kube::Secret>();  // not in the cluster
 
   ++stats_.secret_gets;
   std::string path = secret_path(key);
@@ -297,7 +333,7 @@ boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeSource::se
   if (!parsed.ok())
     co_return Err(TargetError{"secret " + key.str() + " cannot be read: " + parsed.error().to_string(), false});
   kube::Secret secret = std::move(parsed.value());
-  secret_data_[key] = CachedSecret{secret.metadata.resource_version, secret};
+  if (stream) secret_data_[key] = CachedSecret{secret.metadata.resource_version, secret};
   co_return std::optional<kube::Secret>(std::move(secret));
 }
 

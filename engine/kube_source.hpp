@@ -2,9 +2,14 @@
 // KubeSource — the Kubernetes mode's source: informers -> ObjectCache -> WorkQueue. What the
 // reconciler reads (get, secret, locations, repositories) comes from here; nothing here writes to
 // the API server (KubeTarget, engine/kube_target.hpp, does).
-//  - BackupStorages: a full informer (all namespaces, or one) into the ObjectCache. A key is queued
-//    when the object is new, its spec (generation), uid or deletionTimestamp changed, or our
-//    finalizer was taken off; a change of status alone is not queued (it is our own write coming back).
+//  - Namespaces: with options.namespaces empty, each informer below watches all namespaces; with a
+//    list, each runs once per namespace (a "stream": its own list, watch, resourceVersion, 410 and
+//    relist), all feeding the one cache and queue, and nothing outside the list is ever requested
+//    (only .../namespaces/<ns>/... paths: Roles in those namespaces are all the RBAC it needs).
+//    synced() waits for every stream.
+//  - BackupStorages: a full informer into the ObjectCache. A key is queued when the object is new,
+//    its spec (generation), uid or deletionTimestamp changed, or our finalizer was taken off; a
+//    change of status alone is not queued (it is our own write coming back).
 //    An object that cannot be read is kept apart with its problem (get() returns what could be read,
 //    `invalid` says why) and keeps the location it had in the LocationIndex: its data has not moved.
 //    A change of a storage's location queues the storages whose overlaps it changed.
@@ -12,11 +17,12 @@
 //    storage uses) tells which Secrets exist and when they change, and queues the storages that use
 //    one; the data of a Secret a storage references is fetched with one GET and kept until its
 //    resourceVersion moves.
-//  - Both informers' objects (BackupStorage JSON; only the resourceVersion of a Secret) and their
-//    resourceVersions are kept in the state store (KubeCacheMirror, engine/kube_cache_mirror.hpp): a
-//    restart restores the caches, takes them as synced at once and resumes both watches where they
-//    stopped; the changes made meanwhile arrive as events (or, when the server has compacted that
-//    far, a relist reports them: what vanished is removed and its key queued).
+//  - Both informers' objects (BackupStorage JSON; only the resourceVersion of a Secret) and each
+//    stream's resourceVersion are kept in the state store (KubeCacheMirror, engine/kube_cache_mirror.hpp):
+//    a restart restores the caches, takes each resumed stream as synced at once and resumes its watch
+//    where it stopped (a namespace added to the list since is listed); the changes made meanwhile
+//    arrive as events (or, when the server has compacted that far, a relist of that stream reports
+//    them: what vanished is removed and its key queued).
 //  - Repositories (storage.kubestash.com/v1alpha1): a third informer indexes them by the storage
 //    they reference (RepositoryIndex); a change queues the storages it touches, whose
 //    status.repositories and status.totalSize are recomputed (not persisted: listed at start).
@@ -39,6 +45,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/kube_cache_mirror.hpp"
 #include "engine/locations.hpp"
@@ -66,11 +73,11 @@ inline constexpr const char* kCleanupFinalizer = "kubestash.com/cleanup";
 bool has_cleanup_finalizer(const kube::BackupStorage& storage);
 
 struct KubeSourceOptions {
-  std::string namespace_;  // "" = all namespaces
+  std::vector<std::string> namespaces;  // served; empty = all namespaces (one cluster-wide watch per kind)
   std::uint64_t seed = 0;  // for the informers' jitter
-  // The API server and namespace, as recorded with the cached objects in the state store: a cache
-  // of another scope is dropped, never resumed from.
-  std::string scope;
+  // The API server, as recorded (with the namespace) with the cached objects in the state store: a
+  // cache of another server or namespace is dropped, never resumed from.
+  std::string server;
   LocationSettings locations;
   // Every informer's watch is opened again once nothing has arrived on it for this long.
   std::chrono::milliseconds watch_idle_timeout{90000};
@@ -112,6 +119,10 @@ class KubeSource {
   // Queues the storage `key` with `reason` (for the log).
   void enqueue(const ObjectKey& key, const std::string& reason);
 
+  // Whether objects in namespace `ns` are watched (always, without a list of namespaces).
+  bool serves(const std::string& ns) const;
+  const std::vector<std::string>& namespaces() const { return options_.namespaces; }
+
   struct Stats {
     std::uint64_t secret_gets = 0;
     std::size_t restored_storages = 0, restored_secrets = 0;
@@ -119,7 +130,18 @@ class KubeSource {
   const Stats& stats() const { return stats_; }
 
  private:
-  void restore(KubeCacheMirror::Loaded restored);
+  // One namespace's informers ("" = all namespaces).
+  struct Stream {
+    std::string namespace_;
+    bool storages_resumed = false, secrets_resumed = false;
+    std::unique_ptr<kube::Informer> storages, secrets, repositories;
+    std::unique_ptr<kube::Informer> jobs;  // only with volume Jobs
+    bool synced() const;
+  };
+  void add_stream(const std::string& ns, std::uint64_t seed, KubeCacheMirror::Loaded& restored, VolumeJobs* jobs);
+  void restore(Stream& stream, KubeCacheMirror::Loaded& restored);
+  // The stream watching namespace `ns`, or null when it is not served.
+  const Stream* stream_of(const std::string& ns) const;
   void storage_upserted(boost::json::value object);
   void storage_invalid(const boost::json::value& object, std::string problem);
   void storage_removed(const std::string& ns, const std::string& name);
@@ -134,12 +156,8 @@ class KubeSource {
   persistence::WorkQueue& queue_;
   KubeSourceOptions options_;
   KubeCacheMirror mirror_;  // the informers' caches in the state store
-  bool storages_resumed_ = false, secrets_resumed_ = false;
   bool restoring_ = false;  // storage_upserted from the store: neither persisted again nor queued
-  std::unique_ptr<kube::Informer> storages_;
-  std::unique_ptr<kube::Informer> secrets_;
-  std::unique_ptr<kube::Informer> repository_informer_;
-  std::unique_ptr<kube::Informer> job_informer_;  // only with volume Jobs
+  std::vector<Stream> streams_;  // one ("" = all namespaces), or one per namespace served
   std::function<void()> on_synced_;
   bool synced_reported_ = false;
 

@@ -15,9 +15,9 @@ KubeWorld::KubeWorld(boost::asio::any_io_executor executor, kube::Api& api, pers
         [this](const ObjectKey& storage, const std::string& why) { source_->enqueue(storage, why); });
   }
   KubeSourceOptions source_options;
-  source_options.namespace_ = options_.namespace_;
+  source_options.namespaces = options_.namespaces;
   source_options.seed = options_.seed;
-  source_options.scope = options_.scope;
+  source_options.server = options_.server;
   source_options.locations = LocationSettings{options_.local_root, options_.volume_jobs.has_value()};
   source_options.watch_idle_timeout = options_.watch_idle_timeout;
   source_ = std::make_unique<KubeSource>(executor, api, queue, store, std::move(source_options), volume_jobs_.get());

@@ -44,11 +44,12 @@ namespace stowage::engine {
 class VolumeJobs;
 
 struct KubeWorldOptions {
-  std::string namespace_;  // "" = all namespaces
+  // The namespaces served, each watched on its own (KubeSource); empty = all namespaces.
+  std::vector<std::string> namespaces;
   std::uint64_t seed = 0;  // for the informers' jitter
-  // The API server and namespace, as recorded with the cached objects in the state store: a cache
-  // of another scope is dropped, never resumed from.
-  std::string scope;
+  // The API server, as recorded (with the namespace) with the cached objects in the state store: a
+  // cache of another server or namespace is dropped, never resumed from.
+  std::string server;
   // Set: local volumes are initialized and wiped by Jobs (watched with kVolumeJobSelector).
   std::optional<VolumeJobSettings> volume_jobs;
   // Where local volumes are resolved (direct mode); whether Jobs reach them is taken from volume_jobs.
@@ -66,13 +67,16 @@ class KubeWorld final : public ReconcileTarget {
             persistence::StateStore* store, KubeWorldOptions options);
   ~KubeWorld() override;
 
-  // Starts both informers; `on_synced` runs once, when both have delivered a complete listing.
+  // Starts the informers; `on_synced` runs once, when all (in every namespace) have delivered a
+  // complete listing.
   void start(std::function<void()> on_synced);
   void stop();
   bool synced() const;
   // Why the source is not synced yet ("" when it is): the informers' last failures.
   std::string problem() const;
   const ObjectCache& cache() const { return source_->cache(); }
+  // The namespaces served (empty: all).
+  const std::vector<std::string>& namespaces() const { return source_->namespaces(); }
 
   std::optional<Lookup> get(const ObjectKey& key) override;
   boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> secret(ObjectKey key) override;

@@ -209,7 +209,7 @@ bool start_webhook(Runtime& rt, const config::Config& config, Webhook& webhook) 
   webhook.server = std::make_unique<HttpServer>(rt.io().get_executor(), std::string(kWebhookBindAddressFlag), options);
   serve_webhooks(*webhook.server, [&rt]() -> std::optional<AdmissionCaches> {
     if (!rt.kube().synced()) return std::nullopt;
-    return AdmissionCaches{rt.kube().cache(), rt.kube().locations()};
+    return AdmissionCaches{rt.kube().cache(), rt.kube().locations(), rt.kube().namespaces()};
   });
   auto started = webhook.server->start(config.webhook_bind_address);
   if (!started.ok()) {
@@ -261,15 +261,19 @@ int run_kubernetes(const config::Config& config) {
       return 2;
     }
   }
-  std::string scope = config.kube_namespace.empty() ? "all namespaces" : "namespace " + config.kube_namespace;
+  std::string scope = "all namespaces";
+  if (!config.kube_namespaces.empty()) {
+    scope = config.kube_namespaces.size() == 1 ? "namespace " : "namespaces ";
+    for (std::size_t i = 0; i < config.kube_namespaces.size(); ++i) scope += (i ? ", " : "") + config.kube_namespaces[i];
+  }
   spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
                client.value().describe(), fs::absolute(config.state_dir).string());
   log_ambient_credentials(config);
   log_cloud_identities();
   std::string lease_namespace =
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
-  KubeWorldOptions options{config.kube_namespace, std::random_device{}(),
-                           client.value().server.to_string() + " namespace=" + config.kube_namespace, std::nullopt};
+  KubeWorldOptions options{config.kube_namespaces, std::random_device{}(), client.value().server.to_string(),
+                           std::nullopt};
   options.local_root = config.local_root;
   options.failed_cleanup_retry = config.permanent_retry;
   options.watch_idle_timeout = config.kube_watch_idle_timeout;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 
@@ -61,6 +62,20 @@ void log_unreadable_review(std::string_view path, const std::string& why) {
   quieted = 0;
 }
 
+bool served(const std::vector<std::string>& namespaces, const std::string& ns) {
+  return namespaces.empty() || std::find(namespaces.begin(), namespaces.end(), ns) != namespaces.end();
+}
+
+// A storage outside --namespace's list is judged against what the caches hold (the served
+// namespaces' storages: a location on one of theirs is refused), but the rules about its own
+// namespace (one default storage) and about other namespaces cannot be: the API server shows this.
+std::string not_served_warning(const AdmissionCaches& caches) {
+  std::string list;
+  for (const auto& ns : caches.namespaces) list += (list.empty() ? "" : ",") + ns;
+  return "stowage serves namespaces " + list + " only (--namespace): this BackupStorage was checked against "
+         "the storages there, not against others in its own namespace, and this stowage will not reconcile it";
+}
+
 kube::AdmissionVerdict validate(const kube::AdmissionRequest& request, const std::optional<AdmissionCaches>& caches) {
   if (!judged(request)) return kube::AdmissionVerdict::allow();
   auto storage = storage_of(request.object, request, "request.object");
@@ -76,7 +91,11 @@ kube::AdmissionVerdict validate(const kube::AdmissionRequest& request, const std
     if (!old.ok()) return kube::AdmissionVerdict::bad_request("cannot read the BackupStorage: " + old.error().to_string());
     refused = validate_update(storage.value(), old.value(), *caches);
   }
-  if (!refused) return kube::AdmissionVerdict::allow();
+  if (!refused) {
+    auto verdict = kube::AdmissionVerdict::allow();
+    if (!served(caches->namespaces, request.namespace_)) verdict.warnings.push_back(not_served_warning(*caches));
+    return verdict;
+  }
   spdlog::info("webhook: refusing {} of BackupStorage {}: {}", request.operation, who(request), *refused);
   return kube::AdmissionVerdict::deny(std::move(*refused));
 }

@@ -8,6 +8,10 @@
 // call), in microseconds per cached storage: far inside the configurations' timeoutSeconds. Before
 // the caches have synced, the validating webhook refuses (the rules cannot be judged yet; the
 // readiness probe fails meanwhile, so a Service sends nothing here); the mutating one needs no cache.
+// With --namespace's list, a storage in a namespace not served is judged against the served
+// storages only (a location overlapping one of theirs is still refused) and, when allowed, the answer
+// carries a warning saying so (kubectl prints it); deploy/overlays/namespaced sends the webhook only
+// the served namespaces (a namespaceSelector), so this is for hand-made configurations.
 // A body that is not an AdmissionReview v1 is answered, as controller-runtime does, with HTTP 200 and
 // an AdmissionReview refusing it with code 400 and the reason. Operations other than CREATE and
 // UPDATE, subresources and other resources are allowed untouched (the configurations do not send them).

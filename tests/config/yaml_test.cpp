@@ -29,7 +29,7 @@ bool same_settings(const Config& a, const Config& b) {
          a.backend_request_timeout == b.backend_request_timeout &&
          a.backend_max_connections == b.backend_max_connections &&
          a.ambient_credentials_namespaces == b.ambient_credentials_namespaces && a.kubeconfig == b.kubeconfig &&
-         a.kube_context == b.kube_context && a.kube_namespace == b.kube_namespace &&
+         a.kube_context == b.kube_context && a.kube_namespaces == b.kube_namespaces &&
          a.kube_qps == b.kube_qps && a.kube_burst == b.kube_burst &&
          a.kube_watch_idle_timeout == b.kube_watch_idle_timeout &&
          a.metrics_bind_address == b.metrics_bind_address && a.health_bind_address == b.health_bind_address &&

@@ -5,8 +5,9 @@
 // `kubectl apply --server-side` to the test API server with RBAC enforced. The Prometheus Operator's
 // CRDs are not available offline: data/crds/ holds minimal stand-ins that the test installs first, as a
 // user installs the real ones (an overlay needing other CRDs adds its stand-ins there). Then what each
-// overlay is for: ha (two replicas on two nodes, leader election), namespaced (the namespace named once,
-// no cluster-wide binding: the service account is refused Secrets elsewhere), monitoring (the
+// overlay is for: ha (two replicas on two nodes, leader election), namespaced (its list of namespaces
+// named alike everywhere, Roles there and no cluster-wide Secret access: the service account is refused
+// Secrets elsewhere), monitoring (the
 // ServiceMonitor finds the metrics port, the alerts pass `promtool test rules` and name only series the
 // real binary serves). kubectl and promtool must be on PATH: without them these tests fail.
 #include <boost/json.hpp>
@@ -262,50 +263,90 @@ TEST_CASE("overlays: ha runs two replicas on two nodes with leader election, one
   CHECK(pdb.at("spec").at("selector").at("matchLabels") == pod_labels);
 }
 
-TEST_CASE("overlays: namespaced serves the one namespace named in watched-namespace.yaml, with no cluster-wide binding "
-          "but the webhook configurations'") {
-  auto dir = test_support::fresh_temp_dir("overlays-namespaced");
-  // A user's copy of deploy/ with another namespace named, once.
-  fs::copy(kDeploy, dir / "deploy", fs::copy_options::recursive);
-  auto watched = dir / "deploy/overlays/namespaced/watched-namespace.yaml";
-  std::string text = read_text(watched);
-  auto at = text.find("namespace: demo");
-  REQUIRE(at != std::string::npos);
-  std::ofstream(watched) << text.replace(at, std::string("namespace: demo").size(), "namespace: team-a");
-
-  for (const auto& [kustomization, ns] : std::vector<std::pair<fs::path, std::string>>{
-           {kDeploy + "/overlays/namespaced", "demo"}, {dir / "deploy/overlays/namespaced", "team-a"}}) {
-    INFO(kustomization);
-    auto rendered = render(kustomization, dir);
-    auto named = by_kind_and_name(rendered.objects);
-    CHECK(contains(args_of(named.at("Deployment/stowage")), "--namespace=" + ns));
-    // The only grants: the ClusterRole's rules through a RoleBinding in that namespace, the Lease's and the
-    // webhook certificate Secret's Roles, and (cluster-wide, as those objects are cluster-scoped) get/patch of
-    // stowage's own two webhook configurations, nothing else.
-    std::vector<std::string> bindings;
-    for (const auto& o : rendered.objects) {
-      CHECK(o.at("kind") != "ConfigMap");  // watched-namespace.yaml is local-config: not applied
-      if (o.at("kind") == "ClusterRoleBinding") {
-        CHECK(o.at("metadata").at("name") == "stowage-webhook-certs");
-        CHECK(o.at("roleRef").at("name") == "stowage-webhook-certs");
-      }
-      if (o.at("kind") == "ClusterRole" && o.at("metadata").at("name") == "stowage-webhook-certs")
-        for (const auto& rule : o.at("rules").as_array()) {
-          CHECK(rule.at("apiGroups") == json::array{"admissionregistration.k8s.io"});
-          CHECK(rule.at("resourceNames") == json::array{"stowage"});
-        }
-      if (o.at("kind") == "RoleBinding")
-        bindings.push_back(text_of(o.at("metadata").at("namespace")) + "/" + text_of(o.at("metadata").at("name")) +
-                           " -> " + text_of(o.at("roleRef").at("kind")) + "/" + text_of(o.at("roleRef").at("name")));
-      CHECK(json::serialize(o).find("WATCHED-NAMESPACE") == std::string::npos);
-    }
-    std::vector<std::string> expected{ns + "/stowage -> ClusterRole/stowage",
-                                      "stowage-system/stowage-leader-election -> Role/stowage-leader-election",
-                                      "stowage-system/stowage-webhook-certs -> Role/stowage-webhook-certs"};
-    std::sort(bindings.begin(), bindings.end());
-    std::sort(expected.begin(), expected.end());
-    CHECK(bindings == expected);
+// "team-a,team-b" -> {team-a, team-b}.
+std::set<std::string> split_list(const std::string& text) {
+  std::set<std::string> out;
+  for (std::size_t start = 0; start <= text.size();) {
+    auto comma = std::min(text.find(',', start), text.size());
+    out.insert(text.substr(start, comma - start));
+    start = comma + 1;
   }
+  return out;
+}
+
+// Whether `rule` (an RBAC PolicyRule) reaches Secrets: the core group (or "*") and secrets (or "*").
+bool grants_secrets(const json::value& rule) {
+  auto has = [&](const char* field, const char* name) {
+    const auto* list = rule.as_object().if_contains(field);
+    if (!list) return false;
+    for (const auto& v : list->as_array())
+      if (v == name || v == "*") return true;
+    return false;
+  };
+  return has("apiGroups", "") && has("resources", "secrets");
+}
+
+TEST_CASE("overlays: namespaced serves its list of namespaces through Roles there, with no cluster-wide Secret access") {
+  auto dir = test_support::fresh_temp_dir("overlays-namespaced");
+  auto rendered = render(kDeploy + "/overlays/namespaced", dir);
+  auto named = by_kind_and_name(rendered.objects);
+  auto base = by_kind_and_name(render(kBase, dir).objects);
+  const std::set<std::string> served{"team-a", "team-b"};
+
+  // The list in the controller's --namespace, and the same names everywhere else it is written.
+  std::set<std::string> flagged;
+  for (const auto& arg : args_of(named.at("Deployment/stowage")))
+    if (arg.rfind("--namespace=", 0) == 0) flagged = split_list(arg.substr(std::string("--namespace=").size()));
+  CHECK(flagged == served);
+  std::set<std::string> roles, role_bindings;
+  for (const auto& o : rendered.objects) {
+    const std::string ns = o.at("metadata").as_object().contains("namespace") ? text_of(o.at("metadata").at("namespace")) : "";
+    if (ns == "stowage-system") continue;
+    if (o.at("kind") == "Role") {
+      roles.insert(ns);
+      CHECK(o.at("metadata").at("name") == "stowage");
+      // The base ClusterRole's rules, written once in deploy/base/rbac.yaml, copied in whole.
+      CHECK(o.at("rules") == base.at("ClusterRole/stowage").at("rules"));
+    }
+    if (o.at("kind") == "RoleBinding") {
+      role_bindings.insert(ns);
+      CHECK(o.at("roleRef").at("kind") == "Role");
+      CHECK(o.at("roleRef").at("name") == "stowage");
+    }
+  }
+  CHECK(roles == served);
+  CHECK(role_bindings == served);
+  for (const char* config : {"MutatingWebhookConfiguration/stowage", "ValidatingWebhookConfiguration/stowage"}) {
+    INFO(config);
+    const auto& selector = named.at(config).at("webhooks").at(0).at("namespaceSelector").at("matchExpressions").at(0);
+    CHECK(selector.at("key") == "kubernetes.io/metadata.name");
+    CHECK(selector.at("operator") == "In");
+    std::set<std::string> values;
+    for (const auto& v : selector.at("values").as_array()) values.insert(text_of(v));
+    CHECK(values == served);
+  }
+
+  // No cluster-wide Secret access: no ClusterRole that reaches Secrets is installed at all, and the only
+  // ClusterRoleBinding left is the webhook configurations' (cluster-scoped objects, resourceNames stowage).
+  CHECK(named.count("ClusterRole/stowage") == 0);
+  CHECK(named.count("ClusterRoleBinding/stowage") == 0);
+  for (const auto& o : rendered.objects) {
+    INFO(kind_and_name(o));
+    if (o.at("kind") == "ClusterRole")
+      for (const auto& rule : o.at("rules").as_array()) CHECK_FALSE(grants_secrets(rule));
+    if (o.at("kind") == "ClusterRoleBinding") {
+      CHECK(o.at("metadata").at("name") == "stowage-webhook-certs");
+      CHECK(o.at("roleRef").at("name") == "stowage-webhook-certs");
+    }
+  }
+  for (const auto& rule : named.at("ClusterRole/stowage-webhook-certs").at("rules").as_array()) {
+    CHECK(rule.at("apiGroups") == json::array{"admissionregistration.k8s.io"});
+    CHECK(rule.at("resourceNames") == json::array{"stowage"});
+  }
+  // The base itself does grant Secrets cluster-wide (the check above can fail).
+  bool base_grants = false;
+  for (const auto& rule : base.at("ClusterRole/stowage").at("rules").as_array()) base_grants |= grants_secrets(rule);
+  CHECK(base_grants);
 }
 
 TEST_CASE("overlays: monitoring scrapes the metrics port, and its alerts pass promtool on stowage's own series") {
@@ -422,28 +463,31 @@ TEST_CASE("overlays: each rendered kustomization applies with kubectl apply --se
   }
 }
 
-TEST_CASE("overlays: under namespaced the service account reads Secrets in its namespace only") {
+TEST_CASE("overlays: under namespaced the service account reads Secrets in its namespaces only") {
   auto dir = test_support::fresh_temp_dir("overlays-namespaced-rbac");
   auto rendered = render(kDeploy + "/overlays/namespaced", dir);
   auto manifest = dir / "rendered.yaml";
   std::ofstream(manifest) << rendered.text;
   Cluster cluster(dir);
-  for (const char* ns : {"demo", "other"}) REQUIRE(cluster.server.kubectl(std::string("create namespace ") + ns).first == 0);
+  for (const char* ns : {"team-a", "team-b", "other"})
+    REQUIRE(cluster.server.kubectl(std::string("create namespace ") + ns).first == 0);
   auto [code, out] = cluster.server.kubectl("apply --server-side -f '" + manifest.string() + "'");
   INFO(out);
   REQUIRE(code == 0);
 
-  for (const char* allowed : {"get secrets -n demo", "get backupstorages -n demo", "get jobs -n demo",
-                              "get repositories -n demo"}) {
-    auto [c, o] = cluster.as_service_account(allowed);
-    INFO(allowed << ": " << o);
-    CHECK(c == 0);
-  }
+  for (const char* ns : {"team-a", "team-b"})
+    for (const char* what : {"secrets", "backupstorages", "jobs", "repositories"}) {
+      const std::string allowed = std::string("get ") + what + " -n " + ns;
+      auto [c, o] = cluster.as_service_account(allowed);
+      INFO(allowed << ": " << o);
+      CHECK(c == 0);
+    }
   auto [lease_code, lease] = cluster.as_service_account("get lease stowage-leader -n stowage-system");
   CHECK_THAT(lease, Catch::Contains("NotFound"));  // allowed to look, nothing there yet
   for (const auto& [refused, message] : std::vector<std::pair<std::string, std::string>>{
            {"get secrets -A", "cannot list resource \"secrets\" in API group \"\" at the cluster scope"},
            {"get secrets -n other", "cannot list resource \"secrets\" in API group \"\" in the namespace \"other\""},
+           {"get secrets -n stowage-system", "cannot list resource \"secrets\" in API group \"\" in the namespace \"stowage-system\""},
            {"get backupstorages -n other", "cannot list resource \"backupstorages\""},
            {"get backupstorages -A", "at the cluster scope"}}) {
     auto [c, o] = cluster.as_service_account(refused);

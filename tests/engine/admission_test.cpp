@@ -412,3 +412,29 @@ TEST_CASE("webhook answers: bodies that are not AdmissionReviews, from whoever r
   CHECK(logs.count("warning", what) <= 1);  // one, or none when an earlier test warned within the minute
   CHECK(logs.count("warning", what) + logs.count("debug", what) == 5);
 }
+
+TEST_CASE("webhook answers: with --namespace's list, a storage elsewhere is judged against the served storages and warned") {
+  Caches caches({storage("first", s3("b1", "p"), "team-a")});
+  auto view = [&caches] {
+    AdmissionCaches v = caches.view();
+    v.namespaces = {"team-a", "team-b"};
+    return v;
+  };
+  // Served: judged as ever, no warning.
+  auto served = response_of(validate_review(review("CREATE", storage_json("s", s3("b2", "p"), "team-b")), view()));
+  CHECK(served.at("allowed") == true);
+  CHECK_FALSE(served.contains("warnings"));
+  // Not served, on a served storage's directory: refused (a WipeOut of either would take the other's data).
+  auto overlapping = response_of(validate_review(review("CREATE", storage_json("s", s3("b1", "p"), "other")), view()));
+  CHECK(overlapping.at("allowed") == false);
+  CHECK(overlapping.at("status").at("message").as_string() == kSameDirectory);
+  // Not served, elsewhere: allowed, and the API server is told what was not checked.
+  auto elsewhere = response_of(validate_review(review("CREATE", storage_json("s", s3("b3", "p"), "other")), view()));
+  CHECK(elsewhere.at("allowed") == true);
+  REQUIRE(elsewhere.contains("warnings"));
+  CHECK_THAT(std::string(elsewhere.at("warnings").at(0).as_string()),
+             Catch::StartsWith("stowage serves namespaces team-a,team-b only (--namespace)"));
+  // Without a list every namespace is served: no warning.
+  auto all = response_of(validate_review(review("CREATE", storage_json("s", s3("b3", "p"), "other")), caches.view()));
+  CHECK_FALSE(all.contains("warnings"));
+}

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "engine/kube_paths.hpp"
 #include "engine/kube_source.hpp"
 #include "kube/api.hpp"
 #include "persistence/sqlite_state_store.hpp"
@@ -30,11 +31,11 @@ const ObjectKey kKey{"demo", "s1"};
 const ObjectKey kOther{"demo", "s2"};
 const std::string kPath = std::string(kStorages) + "/s1";
 
-json::value local_storage(const std::string& name, const std::string& host_path = "") {
+json::value local_storage(const std::string& name, const std::string& host_path = "", const std::string& ns = "demo") {
   return json::object{
       {"apiVersion", "storage.kubestash.com/v1alpha1"},
       {"kind", "BackupStorage"},
-      {"metadata", {{"name", name}, {"namespace", "demo"}}},
+      {"metadata", {{"name", name}, {"namespace", ns}}},
       {"spec",
        {{"storage",
          {{"provider", "local"},
@@ -43,10 +44,10 @@ json::value local_storage(const std::string& name, const std::string& host_path 
 }
 
 // A Secret whose key "password" holds `base64`.
-json::value secret(const std::string& name, const std::string& base64) {
+json::value secret(const std::string& name, const std::string& base64, const std::string& ns = "demo") {
   return json::object{{"apiVersion", "v1"},
                       {"kind", "Secret"},
-                      {"metadata", {{"name", name}, {"namespace", "demo"}}},
+                      {"metadata", {{"name", name}, {"namespace", ns}}},
                       {"data", {{"password", base64}}}};
 }
 
@@ -88,8 +89,8 @@ struct Rig {
 
   explicit Rig(const std::string& name) : dir(test::temp_dir("kube-source-" + name)) {
     test::fs::create_directories(dir / "root");
-    options.namespace_ = "demo";
-    options.scope = "fake-api ns=demo";
+    options.namespaces = {"demo"};
+    options.server = "fake-api";
     options.locations.local_root = dir / "root";
   }
   ~Rig() { shut_down(); }
@@ -373,4 +374,153 @@ TEST_CASE("KubeSource: a watch that went silent is given up after the idle timeo
   REQUIRE(rig.run_until([&] { return rig.source->get(kOther).has_value(); }));
   CHECK(rig.api.count("watch", kStorages) > watches);
   CHECK(rig.queued() == std::set<std::string>{"s2"});
+}
+
+namespace {
+
+// --namespace=team-a,team-b, with objects in team-c too.
+std::string storages_in(const std::string& ns) {
+  return "/apis/storage.kubestash.com/v1alpha1/namespaces/" + ns + "/backupstorages";
+}
+std::string secrets_in(const std::string& ns) { return "/api/v1/namespaces/" + ns + "/secrets"; }
+
+struct TwoNamespaces : Rig {
+  explicit TwoNamespaces(const std::string& name) : Rig(name) { options.namespaces = {"team-a", "team-b"}; }
+  void put_storage(const std::string& ns, const std::string& name) {
+    api.put(storages_in(ns), local_storage(name, "/data/" + ns + "/" + name, ns));
+  }
+  std::string rv_of(const std::string& ns, const std::string& name) {
+    return std::string(api.object(storages_in(ns) + "/" + name)->at("metadata").at("resourceVersion").as_string());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("KubeSource: with a list of namespaces, each is listed and watched on its own, and a third is never requested") {
+  TwoNamespaces rig("namespaces");
+  for (const char* ns : {"team-a", "team-b", "team-c"}) {
+    rig.put_storage(ns, std::string("s-") + ns);
+    rig.api.put(secrets_in(ns), secret("creds", "b25l", ns));
+  }
+  rig.start();
+  CHECK(rig.queued() == std::set<std::string>{"s-team-a", "s-team-b"});
+  CHECK(rig.source->get({"team-a", "s-team-a"}));
+  CHECK(rig.source->get({"team-b", "s-team-b"}));
+  CHECK_FALSE(rig.source->get({"team-c", "s-team-c"}));
+  CHECK(rig.source->serves("team-a"));
+  CHECK_FALSE(rig.source->serves("team-c"));
+  for (const auto& ns : {std::string("team-a"), std::string("team-b")}) {
+    CHECK(count_from(rig.api, "list", storages_in(ns), 0) == 1);
+    CHECK(count_from(rig.api, "list", secrets_in(ns), 0) == 1);
+    CHECK(count_from(rig.api, "list", kubestash_collection_path("repositories", ns), 0) == 1);
+    CHECK(count_from(rig.api, "watch", storages_in(ns), 0) == 1);
+  }
+
+  // Changes in a served namespace arrive; those in team-c are never seen.
+  rig.put_storage("team-b", "later");
+  rig.put_storage("team-c", "later");
+  rig.settle();
+  CHECK(rig.queued() == std::set<std::string>{"later"});
+  CHECK(rig.source->get({"team-b", "later"}));
+  CHECK_FALSE(rig.source->get({"team-c", "later"}));
+  // Every request went to a served namespace's path: Roles in team-a and team-b are enough.
+  REQUIRE(!rig.api.requests().empty());
+  for (const auto& r : rig.api.requests()) {
+    INFO(r.verb << " " << r.path);
+    const bool namespaced = r.path.find("/namespaces/team-a/") != std::string::npos ||
+                            r.path.find("/namespaces/team-b/") != std::string::npos;
+    CHECK(namespaced);
+  }
+}
+
+TEST_CASE("KubeSource: with a list of namespaces, a Secret is read in its own namespace's stream") {
+  TwoNamespaces rig("namespaces-secret");
+  rig.api.put(secrets_in("team-b"), secret("creds", "b25l", "team-b"));
+  rig.start();
+  auto found = test_support::run_awaitable_until_done(rig.io, rig.source->secret({"team-b", "creds"}));
+  REQUIRE(found.ok());
+  CHECK(found.value().has_value());
+  // Known absent from team-a's synced stream: no GET.
+  auto absent = test_support::run_awaitable_until_done(rig.io, rig.source->secret({"team-a", "creds"}));
+  REQUIRE(absent.ok());
+  CHECK_FALSE(absent.value().has_value());
+  CHECK(rig.source->stats().secret_gets == 1);
+}
+
+TEST_CASE("KubeSource: with a list of namespaces, a restart resumes each namespace's watch from its own resourceVersion") {
+  TwoNamespaces rig("namespaces-restore");
+  rig.open_store();
+  rig.put_storage("team-a", "a1");
+  rig.put_storage("team-b", "b1");
+  rig.start();
+  rig.queued();
+  // team-b's stream moves on (an event), team-a's stays at its list: two different resumption points.
+  rig.put_storage("team-b", "b2");
+  rig.settle();
+  CHECK(rig.queued() == std::set<std::string>{"b2"});
+  const std::string reached_a = last_watch_rv(rig.api, storages_in("team-a"));
+  const std::string reached_b = rig.rv_of("team-b", "b2");
+  REQUIRE(reached_a != reached_b);
+  rig.shut_down();
+
+  rig.put_storage("team-a", "a2");  // made while the controller was down
+  std::size_t restart = rig.api.requests().size();
+  rig.open_store();
+  rig.build();
+  CHECK(rig.source->stats().restored_storages == 3);
+  rig.start();
+  for (const char* ns : {"team-a", "team-b"}) {
+    CHECK(count_from(rig.api, "list", storages_in(ns), restart) == 0);
+    CHECK(count_from(rig.api, "list", secrets_in(ns), restart) == 0);
+  }
+  CHECK(first_watch_rv(rig.api, storages_in("team-a"), restart) == reached_a);
+  CHECK(first_watch_rv(rig.api, storages_in("team-b"), restart) == reached_b);
+  CHECK(rig.queued() == std::set<std::string>{"a2"});
+  CHECK(rig.source->get({"team-a", "a2"}));
+}
+
+TEST_CASE("KubeSource: with a list of namespaces, a 410 in one namespace relists that one only") {
+  TwoNamespaces rig("namespaces-expired");
+  rig.put_storage("team-a", "a1");
+  rig.put_storage("team-a", "a2");
+  rig.put_storage("team-b", "b1");
+  rig.start();
+  rig.queued();
+
+  rig.api.hold_watches(true);  // the DELETED event never reaches the source
+  rig.api.erase(storages_in("team-a") + "/a2");
+  std::size_t before = rig.api.requests().size();
+  rig.api.fail_next("watch", storages_in("team-a"), test_support::FakeApi::status_error(410));
+  rig.api.end_watches();  // every watch closes; team-a's next one is answered 410 Expired
+  REQUIRE(rig.run_until([&] { return !rig.source->get({"team-a", "a2"}); }));
+  REQUIRE(rig.run_until([&] { return count_from(rig.api, "watch", storages_in("team-b"), before) >= 1; }));
+  rig.settle();
+
+  CHECK(count_from(rig.api, "list", storages_in("team-a"), before) == 1);
+  CHECK(count_from(rig.api, "list", storages_in("team-b"), before) == 0);  // team-b watched on from where it was
+  CHECK(count_from(rig.api, "list", secrets_in("team-a"), before) == 0);
+  CHECK(rig.source->get({"team-a", "a1"}));
+  CHECK(rig.source->get({"team-b", "b1"}));
+  CHECK(rig.queued() == std::set<std::string>{"a2"});
+  rig.api.hold_watches(false);
+}
+
+TEST_CASE("KubeSource: with a list of namespaces, it is synced only once every namespace has listed, and says which has not") {
+  TwoNamespaces rig("namespaces-synced");
+  rig.put_storage("team-a", "a1");
+  rig.put_storage("team-b", "b1");
+  rig.api.fail_next("list", storages_in("team-b"), test_support::FakeApi::status_error(403, "forbidden in team-b"));
+  rig.build();
+  bool synced = false;
+  rig.source->start([&synced] { synced = true; });
+  REQUIRE(rig.run_until([&] { return rig.source->get({"team-a", "a1"}).has_value(); }));
+  rig.settle();
+  CHECK_FALSE(synced);
+  CHECK_FALSE(rig.source->synced());
+  CHECK_THAT(rig.source->problem(), Catch::Contains("team-b"));
+  // team-b's list is tried again (after its backoff) and succeeds: now, and only now, synced.
+  REQUIRE(rig.run_until([&] { return synced; }));
+  CHECK(rig.source->synced());
+  CHECK(rig.source->problem().empty());
+  CHECK(rig.source->get({"team-b", "b1"}));
 }

@@ -73,8 +73,8 @@ std::string local_storage(const std::string& name, const std::string& policy = "
   return test::local_storage(name, "/data/" + name, policy);
 }
 
-std::optional<json::value> job_of(const RbacCluster& c, const std::string& storage) {
-  auto [code, out] = c.server.kubectl("get jobs -n demo -l kubestash.com/invoker-name=" + storage + " -o json");
+std::optional<json::value> job_of(const RbacCluster& c, const std::string& storage, const std::string& ns = "demo") {
+  auto [code, out] = c.server.kubectl("get jobs -n " + ns + " -l kubestash.com/invoker-name=" + storage + " -o json");
   if (code != 0) return std::nullopt;
   auto list = json::parse(out);
   if (list.at("items").as_array().empty()) return std::nullopt;
@@ -82,11 +82,11 @@ std::optional<json::value> job_of(const RbacCluster& c, const std::string& stora
 }
 
 // The kubelet's part of a Job, as kubectl (the administrator) writes it.
-void finish_job(const RbacCluster& c, const std::string& job, bool succeeded) {
+void finish_job(const RbacCluster& c, const std::string& job, bool succeeded, const std::string& ns = "demo") {
   std::string status =
       succeeded ? R"({"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}})"
                 : R"({"status":{"failed":4,"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}})";
-  c.kubectl("patch job " + job + " -n demo --subresource=status --type=merge -p '" + status + "'");
+  c.kubectl("patch job " + job + " -n " + ns + " --subresource=status --type=merge -p '" + status + "'");
 }
 
 bool has_event(const RbacCluster& c, const std::string& regarding, const std::string& type, const std::string& reason) {
@@ -397,38 +397,64 @@ TEST_CASE("rbac e2e: deleting a BackupStorage deletes its Repositories and their
   }
 }
 
-TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --namespace demo, and grants nothing elsewhere") {
+TEST_CASE("rbac e2e: deploy/overlays/namespaced is enough for stowage run --namespace=team-a,team-b, and grants nothing elsewhere") {
   RbacCluster cluster("namespaced");
-  // The overlay as a user applies it: the base's ClusterRole bound in demo only; the one ClusterRoleBinding
-  // left is the webhook configurations' (cluster-scoped objects: overlays_test.cpp checks its rules).
+  // The overlay as a user applies it: Roles in team-a and team-b, no ClusterRole for the controller; the
+  // one ClusterRoleBinding left is the webhook configurations' (overlays_test.cpp checks its rules).
   std::string rendered = cluster.kubectl("kustomize '" STOWAGE_SOURCE_DIR "/deploy/overlays/namespaced'");
   REQUIRE(rendered.find("kind: RoleBinding") != std::string::npos);
   REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage\n") == std::string::npos);
+  REQUIRE(rendered.find("kind: ClusterRole\nmetadata:\n  name: stowage\n") == std::string::npos);
   REQUIRE(rendered.find("kind: ClusterRoleBinding\nmetadata:\n  name: stowage-webhook-certs\n") != std::string::npos);
-  REQUIRE(rendered.find("--namespace=demo") != std::string::npos);
+  const std::string flag = "--namespace=team-a,team-b";  // as the overlay's Deployment runs it
+  REQUIRE(rendered.find("- " + flag + "\n") != std::string::npos);
+  for (const char* ns : {"team-a", "team-b", "other"}) cluster.kubectl(std::string("create namespace ") + ns);
   cluster.apply("namespaced", rendered);
   // This test is about RBAC; admission through stowage's webhook is webhook_e2e_test.cpp's. Without a
   // webhook served here, its configurations (failurePolicy Fail) would refuse every storage.
   cluster.kubectl("delete mutatingwebhookconfiguration stowage");
   cluster.kubectl("delete validatingwebhookconfiguration stowage");
-  cluster.kubectl("create namespace other");
-  cluster.apply("storages", test::local_storage("mine", "/data/mine", "Delete") + "---\n" +
-                                test::local_storage("theirs", "/data/theirs", "Delete", "other"));
 
-  auto child = cluster.start("run", {"--namespace", "demo", "--local-volume-mode", "job", "--volume-job-image",
-                                     "stowage:test"});
+  // A cloud storage with its Secret in each namespace served (each namespace's Secret informer), a local
+  // volume through a Job in team-b (its Job informer), and one of each in a namespace not served.
+  test_support::MotoServer moto;
+  moto.make_bucket("namespaced");
+  const auto& creds = moto.credentials();
+  auto s3_in = [&](const std::string& ns) {
+    return "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-creds, namespace: " + ns + "}\ndata:\n"
+           "  AWS_ACCESS_KEY_ID: " + b64(creds.access_key_id) + "\n  AWS_SECRET_ACCESS_KEY: " +
+           b64(creds.secret_access_key) + "\n---\n"
+           "apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata: {name: s3, namespace: " + ns +
+           "}\nspec:\n  storage:\n    provider: s3\n    s3: {endpoint: " + moto.endpoint() +
+           ", bucket: namespaced, region: us-east-1, prefix: /" + ns + ", secretName: s3-creds}\n"
+           "  deletionPolicy: Delete\n";
+  };
+  cluster.apply("storages", s3_in("team-a") + "---\n" + s3_in("team-b") + "---\n" + s3_in("other") + "---\n" +
+                                test::local_storage("mine", "/data/mine", "Delete", "team-b") + "---\n" +
+                                test::local_storage("theirs", "/data/theirs", "Delete", "other"));
+  auto phase = [&](const std::string& ns, const std::string& name) {
+    auto [code, out] = cluster.server.kubectl("get bs " + name + " -n " + ns + " -o jsonpath={.status.phase}");
+    return code == 0 ? out : "";
+  };
+
+  auto child = cluster.start("run", {flag, "--local-volume-mode", "job", "--volume-job-image", "stowage:test"});
   LAZY_INFO(cluster.log("run"));
   INFO("denials: " << cluster.denials());
-  REQUIRE(test::eventually([&] { return job_of(cluster, "mine").has_value(); }));
-  finish_job(cluster, text(job_of(cluster, "mine")->at("metadata").at("name")), true);
-  REQUIRE(test::eventually([&] { return cluster.phase("mine") == "Ready"; }));
-  REQUIRE(test::eventually([&] { return has_event(cluster, "mine", "Normal", "BackendInitializationSucceeded"); }));
+  REQUIRE(test::eventually([&] { return phase("team-a", "s3") == "Ready" && phase("team-b", "s3") == "Ready"; }));
+  CHECK(moto.get_object("namespaced", "team-a/metadata.yaml").has_value());
+  CHECK(moto.get_object("namespaced", "team-b/metadata.yaml").has_value());
+  REQUIRE(test::eventually([&] { return job_of(cluster, "mine", "team-b").has_value(); }));
+  finish_job(cluster, text(job_of(cluster, "mine", "team-b")->at("metadata").at("name")), true, "team-b");
+  REQUIRE(test::eventually([&] { return phase("team-b", "mine") == "Ready"; }));
   CHECK_FALSE(text(cluster.get("lease stowage-leader -n stowage-system").at("spec").at("holderIdentity")).empty());
+  CHECK_THAT(cluster.log("run"), Catch::Contains("watching BackupStorages in namespaces team-a, team-b"));
 
   child.signal(SIGTERM);
   CHECK(child.wait(std::chrono::seconds(20)) == 0);
-  // The storage in another namespace was never seen, and nothing the controller asked for was refused.
-  CHECK(cluster.kubectl("get bs theirs -n other -o jsonpath={.status.phase}").empty());
+  // The storages in another namespace were never seen, and nothing the controller asked for was refused.
+  CHECK(phase("other", "s3").empty());
+  CHECK(phase("other", "theirs").empty());
+  CHECK_FALSE(moto.get_object("namespaced", "other/metadata.yaml").has_value());
   CHECK(cluster.forbidden() == 0);
   auto [code, out] = cluster.server.kubectl_with(cluster.sa_kubeconfig, "get secrets -n other");
   CHECK(code != 0);
