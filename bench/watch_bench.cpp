@@ -241,10 +241,11 @@ int informer_side(char** a) {
   const std::string live_round = a[7], backlog_round = a[8];
   const int fd_in = std::atoi(a[9]), fd_out = std::atoi(a[10]);
   const long rss_start = status_kib("VmRSS");
-  auto heap_at = [] {
+  auto heap_bytes = [] {
     auto m = ::mallinfo2();
-    return (m.uordblks + m.hblkhd) / 1024;
+    return static_cast<std::int64_t>(m.uordblks + m.hblkhd);
   };
+  auto heap_at = [&] { return static_cast<std::size_t>(heap_bytes() / 1024); };
   const std::size_t heap_start = heap_at();
 
   asio::io_context io{1};
@@ -422,10 +423,25 @@ int informer_side(char** a) {
     double secs = std::chrono::duration<double>(phase_end - t0).count();
     struct rusage ru {};
     ::getrusage(RUSAGE_SELF, &ru);
+    const long hwm_kib = status_kib("VmHWM");
+    // Where the heap goes, by kind: what freeing each holder gives back (after the peak was read).
+    // The cache holds the BackupStorages; each informer's index one key and resourceVersion per object.
+    const std::size_t cached_storages = cache.storages().size();
+    std::int64_t before = heap_bytes();
+    { engine::ObjectCache gone = std::move(cache); }
+    const std::int64_t cache_bytes = before - heap_bytes();
+    before = heap_bytes();
+    stopped[0].reset();  // the BackupStorage informer that listed (the resumed ones know only the events)
+    const std::int64_t storage_index_bytes = before - heap_bytes();
+    before = heap_bytes();
+    stopped[1].reset();  // and its Secret informer
+    const std::int64_t secret_index_bytes = before - heap_bytes();
     write_line(fd_out, "backlog secs=" + fmt("%.4f", secs) + " cpu=" + fmt("%.3f", cpu) + " failures=" + failures +
                            " rss_end_kib=" + std::to_string(status_kib("VmRSS")) + " hwm_kib=" +
-                           std::to_string(status_kib("VmHWM")) + " maxrss_kib=" + std::to_string(ru.ru_maxrss) +
-                           " cached_storages=" + std::to_string(cache.storages().size()) + " " + lag_text());
+                           std::to_string(hwm_kib) + " maxrss_kib=" + std::to_string(ru.ru_maxrss) +
+                           " cached_storages=" + std::to_string(cached_storages) + " cache_bytes=" +
+                           std::to_string(cache_bytes) + " storage_index_bytes=" + std::to_string(storage_index_bytes) +
+                           " secret_index_bytes=" + std::to_string(secret_index_bytes) + " " + lag_text());
     io.stop();
   };
 
@@ -972,11 +988,17 @@ int run(const Options& opt) {
       "peak RSS of the informer process: %.1f MiB (%.1f MiB at start, %.1f MiB just after sync) = %.0f bytes "
       "per object above start\n",
       peak_mib, start_mib, num(first, "rss_synced_kib") / 1024.0, (peak_mib - start_mib) * 1048576.0 / objects);
+  std::printf("heap in use just after sync (mallinfo2): %.1f MiB (%.1f MiB at start) = %.0f bytes per object\n",
+              heap_mib, heap_start_mib, (heap_mib - heap_start_mib) * 1048576.0 / objects);
+  // By kind, from the heap each holder gave back when freed at the end of the first run.
+  const Report& end = runs.front().backlog;
+  double per_storage_cache = num(end, "cache_bytes") / std::max(l.storages, 1),
+         per_storage_index = num(end, "storage_index_bytes") / std::max(l.storages, 1),
+         per_secret = num(end, "secret_index_bytes") / std::max(l.secrets, 1);
   std::printf(
-      "heap in use just after sync (mallinfo2): %.1f MiB (%.1f MiB at start) = %.0f bytes per object (the "
-      "BackupStorages in the cache, typed and as raw JSON; the Secrets only as keys and resourceVersions in the "
-      "informer's index)\n",
-      heap_mib, heap_start_mib, (heap_mib - heap_start_mib) * 1048576.0 / objects);
+      "heap bytes by kind (freed at the end of the first run): %.0f per BackupStorage (%.0f in the cache + %.0f in "
+      "the informer's index), %.0f per Secret (metadata only: its key and resourceVersion in the informer's index)\n",
+      per_storage_cache + per_storage_index, per_storage_cache, per_storage_index, per_secret);
   std::printf(
       "reactor longest stall (worst run): %.1f ms during list+sync, %.1f ms live, %.1f ms backlog; handing the "
       "%d listed BackupStorages to the handler (one loop, one reactor turn) took %.1f ms (median)\n",
