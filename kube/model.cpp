@@ -109,8 +109,10 @@ MaybeError check_type(const json::value& object, std::string_view kind, std::str
 }
 
 ParseResult<ObjectMeta> parse_metadata_member(const json::object& object) {
+  // Not `cond ? json::value(nullptr) : it->value()`: that copies the whole metadata into a temporary.
+  static const json::value kAbsent;
   auto it = object.find("metadata");
-  return parse_object_meta(it == object.end() ? json::value(nullptr) : it->value());
+  return parse_object_meta(it == object.end() ? kAbsent : it->value());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ MaybeError read_usage_policy(const json::object& spec, BackupStorageSpec& out) {
   auto policy = read_object(spec, "usagePolicy", "spec");
   if (!policy) return policy.error();
   if (!policy.value()) return std::nullopt;
-  out.usage_policy = SharedJson(json::value(*policy.value()));
+  out.usage_policy = SharedJson(*member(spec, "usagePolicy"));  // the member itself: no copy to intern
   auto allowed = read_object(*policy.value(), "allowedNamespaces", "spec.usagePolicy");
   if (!allowed) return allowed.error();
   if (!allowed.value()) return std::nullopt;
@@ -238,7 +240,7 @@ ParseResult<BackupStorageSpec> parse_spec(const json::object& o) {
   if (auto e = read_usage_policy(o, s)) return Err(*e);
   auto runtime = read_object(o, "runtimeSettings", "spec");
   if (!runtime) return Err(runtime.error());
-  if (runtime.value()) s.runtime_settings = SharedJson(json::value(*runtime.value()));
+  if (runtime.value()) s.runtime_settings = SharedJson(*member(o, "runtimeSettings"));
   return s;
 }
 
