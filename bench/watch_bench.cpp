@@ -11,8 +11,8 @@
 //     stack the informers use). Measured before and after each informer-side run; the mean of the
 //     two is that run's baseline.
 //  2. The informer side, in a fresh process (this binary re-executed) so its peak RSS is its own:
-//     two kube::Informer (BackupStorages full, parsed with kube::parse_backup_storage into an
-//     engine::ObjectCache as the engine does; Secrets metadata only, looked up in the cache's
+//     two kube::Informer (BackupStorages full, parsed with kube::parse_backup_storage (typed only,
+//     Unknown::Drop) into an engine::ObjectCache as the engine does; Secrets metadata only, looked up in the cache's
 //     secret index as the engine does) with the engine's default client-side rate limit (qps 20,
 //     burst 30), on one reactor watched by engine::LagMonitor. Measured:
 //     - list + sync: from start until both informers are synced (objects/s);
@@ -241,10 +241,11 @@ int informer_side(char** a) {
   const std::string live_round = a[7], backlog_round = a[8];
   const int fd_in = std::atoi(a[9]), fd_out = std::atoi(a[10]);
   const long rss_start = status_kib("VmRSS");
-  auto heap_at = [] {
+  auto heap_bytes = [] {
     auto m = ::mallinfo2();
-    return (m.uordblks + m.hblkhd) / 1024;
+    return static_cast<std::int64_t>(m.uordblks + m.hblkhd);
   };
+  auto heap_at = [&] { return static_cast<std::size_t>(heap_bytes() / 1024); };
   const std::size_t heap_start = heap_at();
 
   asio::io_context io{1};
@@ -265,8 +266,8 @@ int informer_side(char** a) {
   int seen_storages = 0, seen_secrets = 0, invalid = 0;
   std::uint64_t secret_lookups = 0;
   std::int64_t first_event_ns = 0, last_event_ns = 0;
-  // The first and last BackupStorage handed over during list+sync: the informer hands the whole list
-  // over in one loop after its last page, so this is one reactor turn.
+  // The first and last BackupStorage handed over during list+sync: the informer hands each page
+  // over as it arrives, in slices of about 1 ms (the reactor's longest stall says how long a turn was).
   Clock::time_point first_replace{}, last_replace{};
   std::unique_ptr<kube::Informer> storage_informer, secret_informer;
   std::vector<std::unique_ptr<kube::Informer>> stopped;  // kept alive: their index is part of the memory
@@ -297,12 +298,12 @@ int informer_side(char** a) {
   auto make_informers = [&](const std::string& storages_rv, const std::string& secrets_rv) {
     kube::InformerHandlers sh;
     sh.upserted = [&](json::value o) {  // as engine::KubeWorld::storage_upserted: parse, cache
-      auto parsed = kube::parse_backup_storage(o);
+      auto parsed = kube::parse_backup_storage(o, kube::Unknown::Drop);
       if (!parsed.ok()) {
         ++invalid;
         return;
       }
-      auto round = parsed.value().metadata.labels[kRoundLabel];
+      std::string round(parsed.value().metadata.labels.get(kRoundLabel));
       cache.upsert(std::move(parsed.value()));
       if (phase == 0) {
         last_replace = Clock::now();
@@ -422,10 +423,25 @@ int informer_side(char** a) {
     double secs = std::chrono::duration<double>(phase_end - t0).count();
     struct rusage ru {};
     ::getrusage(RUSAGE_SELF, &ru);
+    const long hwm_kib = status_kib("VmHWM");
+    // Where the heap goes, by kind: what freeing each holder gives back (after the peak was read).
+    // The cache holds the BackupStorages; each informer's index one key and resourceVersion per object.
+    const std::size_t cached_storages = cache.storages().size();
+    std::int64_t before = heap_bytes();
+    { engine::ObjectCache gone = std::move(cache); }
+    const std::int64_t cache_bytes = before - heap_bytes();
+    before = heap_bytes();
+    stopped[0].reset();  // the BackupStorage informer that listed (the resumed ones know only the events)
+    const std::int64_t storage_index_bytes = before - heap_bytes();
+    before = heap_bytes();
+    stopped[1].reset();  // and its Secret informer
+    const std::int64_t secret_index_bytes = before - heap_bytes();
     write_line(fd_out, "backlog secs=" + fmt("%.4f", secs) + " cpu=" + fmt("%.3f", cpu) + " failures=" + failures +
                            " rss_end_kib=" + std::to_string(status_kib("VmRSS")) + " hwm_kib=" +
-                           std::to_string(status_kib("VmHWM")) + " maxrss_kib=" + std::to_string(ru.ru_maxrss) +
-                           " cached_storages=" + std::to_string(cache.storages().size()) + " " + lag_text());
+                           std::to_string(hwm_kib) + " maxrss_kib=" + std::to_string(ru.ru_maxrss) +
+                           " cached_storages=" + std::to_string(cached_storages) + " cache_bytes=" +
+                           std::to_string(cache_bytes) + " storage_index_bytes=" + std::to_string(storage_index_bytes) +
+                           " secret_index_bytes=" + std::to_string(secret_index_bytes) + " " + lag_text());
     io.stop();
   };
 
@@ -653,7 +669,12 @@ struct Child {
 void spawn(Child& c, const std::vector<std::string>& args) {
   int down[2], up[2];
   if (::pipe(down) != 0 || ::pipe(up) != 0) throw std::runtime_error("pipe failed");
-  std::vector<std::string> argv{"/proc/self/exe", "--informer-side"};
+  // The binary's own path (readlink, not exec of /proc/self/exe: under valgrind that link names
+  // the tool, and `valgrind --trace-children=yes` must see this binary started again).
+  std::error_code ec;
+  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) self = "/proc/self/exe";
+  std::vector<std::string> argv{self, "--informer-side"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(std::to_string(down[0]));
   argv.push_back(std::to_string(up[1]));
@@ -664,7 +685,7 @@ void spawn(Child& c, const std::vector<std::string>& args) {
     std::vector<char*> raw;
     for (auto& a : argv) raw.push_back(a.data());
     raw.push_back(nullptr);
-    ::execv("/proc/self/exe", raw.data());
+    ::execv(self.c_str(), raw.data());
     ::_exit(127);
   }
   ::close(down[0]);
@@ -972,14 +993,21 @@ int run(const Options& opt) {
       "peak RSS of the informer process: %.1f MiB (%.1f MiB at start, %.1f MiB just after sync) = %.0f bytes "
       "per object above start\n",
       peak_mib, start_mib, num(first, "rss_synced_kib") / 1024.0, (peak_mib - start_mib) * 1048576.0 / objects);
+  std::printf("heap in use just after sync (mallinfo2): %.1f MiB (%.1f MiB at start) = %.0f bytes per object\n",
+              heap_mib, heap_start_mib, (heap_mib - heap_start_mib) * 1048576.0 / objects);
+  // By kind, from the heap each holder gave back when freed at the end of the first run.
+  const Report& end = runs.front().backlog;
+  double per_storage_cache = num(end, "cache_bytes") / std::max(l.storages, 1),
+         per_storage_index = num(end, "storage_index_bytes") / std::max(l.storages, 1),
+         per_secret = num(end, "secret_index_bytes") / std::max(l.secrets, 1);
   std::printf(
-      "heap in use just after sync (mallinfo2): %.1f MiB (%.1f MiB at start) = %.0f bytes per object (the "
-      "BackupStorages in the cache, typed and as raw JSON; the Secrets only as keys and resourceVersions in the "
-      "informer's index)\n",
-      heap_mib, heap_start_mib, (heap_mib - heap_start_mib) * 1048576.0 / objects);
+      "heap bytes by kind (freed at the end of the first run): %.0f per BackupStorage (%.0f in the cache + %.0f in "
+      "the informer's index), %.0f per Secret (metadata only: its key and resourceVersion in the informer's index)\n",
+      per_storage_cache + per_storage_index, per_storage_cache, per_storage_index, per_secret);
   std::printf(
       "reactor longest stall (worst run): %.1f ms during list+sync, %.1f ms live, %.1f ms backlog; handing the "
-      "%d listed BackupStorages to the handler (one loop, one reactor turn) took %.1f ms (median)\n",
+      "%d listed BackupStorages to the handler spanned %.1f ms from the first to the last (median; page by page, "
+      "in slices of ~1 ms)\n",
       worst(runs, "synced"), worst(runs, "live"), worst(runs, "backlog"), l.storages,
       median([](RunFigures& r) { return num(r.synced, "replace_ms"); }));
   std::printf("informer retries (Waits) over all runs: %.0f\n", total_failures(runs));

@@ -206,7 +206,7 @@ void KubeSource::enqueue(const ObjectKey& key, const std::string& reason) {
 
 void KubeSource::storage_upserted(json::value object) {
   if (!restoring_) mirror_.storage_upserted(object);
-  auto parsed = kube::parse_backup_storage(object);
+  auto parsed = kube::parse_backup_storage(object, kube::Unknown::Drop);  // the cache keeps the typed form only
   if (!parsed.ok()) {
     storage_invalid(object, parsed.error().to_string());
     return;
@@ -340,7 +340,7 @@ boost::asio::awaitable<TargetResult<std::optional<kube::Secret>>> KubeSource::se
 // Keeps the cache's finalizers in step with a finalizer write at once, so a quick re-run does not
 // add it twice.
 void KubeSource::finalizers_written(const ObjectKey& key, const json::value& answer) {
-  auto fresh = kube::parse_backup_storage(answer);
+  auto fresh = kube::parse_backup_storage(answer, kube::Unknown::Drop);
   if (!fresh.ok()) return;
   const kube::BackupStorage* cached = cache_.storage(key);
   if (!cached || cached->metadata.uid != fresh.value().metadata.uid) return;

@@ -81,11 +81,19 @@ boost::asio::awaitable<TargetResult<Ok>> KubeTarget::write_status(const kube::Ba
   ObjectKey key = key_of(object);
   json::value next = kube::status_to_json(status);
   json::object patch = next.is_object() ? next.as_object() : json::object();
-  // A merge patch keeps what it does not mention: null the fields that are gone from the status.
+  // A merge patch keeps what it does not mention: null the fields that are gone from the status
+  // (the typed status as read, the members it does not model, and for an object kept whole its
+  // status as given).
+  auto null_gone = [&](std::string_view field) {
+    if (!patch.contains(field)) patch[field] = nullptr;
+  };
+  const json::value old_status = kube::status_to_json(object.status);
+  if (const auto* old = old_status.if_object())
+    for (const auto& [field, _] : *old) null_gone(field);
+  for (const auto& field : object.status.other_fields) null_gone(field);
   if (const auto* raw = object.raw.if_object()) {
     if (const auto* old = raw->if_contains("status"); old && old->is_object()) {
-      for (const auto& [field, _] : old->as_object())
-        if (!patch.contains(field)) patch[field] = nullptr;
+      for (const auto& [field, _] : old->as_object()) null_gone(field);
     }
   }
   ++stats_.status_writes;

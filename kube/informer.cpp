@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <optional>
 
 #include "kube/api.hpp"
@@ -22,7 +23,8 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::size_t kFillSlice = 256;  // items of a first fill handed over per reactor turn
+// The longest a first list's hand-over runs before it lets the reactor turn.
+constexpr auto kFillSlice = std::chrono::milliseconds(1);
 
 std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
@@ -139,20 +141,22 @@ bool Informer::first_fill() const {
 }
 
 // The first list of an informer that does not resume replaces nothing (the store is empty), and no
-// one may take the store as complete before the Synced that follows it. So its items go over in
-// slices, with a turn of the reactor between two: 10,000 objects handed over in one go stalled
-// everything else for 120 to 350 ms.
-boost::asio::awaitable<void> Informer::fill(ReplaceStore& list, std::shared_ptr<State> st) {
-  had_full_list_ = true;
-  std::size_t handed = 0;
-  for (auto& item : list.items) {
+// one may take the store as complete before the Synced that follows it. So each page's items go to
+// the handlers as the page arrives (the list is never held whole: 10,000 parsed objects waiting
+// for the last page were most of the peak memory), in slices of about a millisecond with a turn of
+// the reactor between two (10,000 objects handed over in one go stalled everything else for 120
+// to 350 ms). Slicing by time, not by count: a slow handler gets as many turns as it needs.
+boost::asio::awaitable<void> Informer::fill(std::vector<boost::json::value>& items, std::shared_ptr<State> st) {
+  auto slice_start = std::chrono::steady_clock::now();
+  for (auto& item : items) {
     index_[key_of(metadata_text(item, "namespace"), metadata_text(item, "name"))] =
         metadata_text(item, "resourceVersion");
     ++stats_.upserts;
     if (handlers_.upserted) handlers_.upserted(std::move(item));
-    if (++handed % kFillSlice == 0) {
+    if (std::chrono::steady_clock::now() - slice_start >= kFillSlice) {
       co_await boost::asio::post(executor_, boost::asio::use_awaitable);
-      if (!st->alive) co_return;
+      if (!st->alive || st->stopping) co_return;
+      slice_start = std::chrono::steady_clock::now();
     }
   }
 }
@@ -180,10 +184,14 @@ void Informer::start() {
     for (;;) {
       if (!st->alive || st->stopping) co_return;
       ReflectorAction* next = nullptr;
-      // Store actions are applied at once, in this turn; only a first fill goes in slices.
+      // Store actions are applied at once, in this turn; only a first list goes in slices (page by
+      // page, as it arrives: its end then only marks the list complete).
       for (auto& action : actions) {
-        if (auto* r = std::get_if<ReplaceStore>(&action); r && first_fill()) {
-          co_await fill(*r, st);
+        auto* r = std::get_if<ReplaceStore>(&action);
+        if (r && (filling_ || first_fill())) {
+          filling_ = false;
+          had_full_list_ = true;
+          co_await fill(r->items, st);
         } else if (!apply(action)) {
           next = &action;
         }
@@ -198,6 +206,9 @@ void Informer::start() {
 
       if (auto* list = std::get_if<ListRequest>(&action)) {
         ++stats_.lists;
+        // A list from its first page: a first fill when the store is empty (after a first list that
+        // failed part-way, the objects already handed over make the next one a relist).
+        if (list->continue_token.empty()) filling_ = first_fill();
         ListOptions lo;
         lo.limit = list->limit;
         lo.continue_token = list->continue_token;
@@ -219,6 +230,12 @@ void Informer::start() {
           continue;
         }
         last_error_.clear();
+        if (filling_) {
+          std::vector<json::value> items = std::move(page.value().items);
+          page.value().items.clear();
+          co_await fill(items, st);
+          if (!st->alive || st->stopping) co_return;
+        }
         actions = st->machine.on_list_page(std::move(page.value()));
       } else if (auto* watch = std::get_if<WatchRequest>(&action)) {
         ++stats_.watches;

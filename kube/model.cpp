@@ -15,14 +15,17 @@ namespace {
 namespace json = boost::json;
 using namespace fields;
 
-MaybeError read_string_map(const json::object& o, std::string_view key, const std::string& path,
-                           std::map<std::string, std::string>& out) {
+// kubectl apply's copy of the whole object: never kept (it is as large as the object).
+constexpr std::string_view kLastApplied = "kubectl.kubernetes.io/last-applied-configuration";
+
+MaybeError read_string_map(const json::object& o, std::string_view key, const std::string& path, StringMap& out) {
   auto obj = read_object(o, key, path);
   if (!obj) return obj.error();
   if (!obj.value()) return std::nullopt;
   for (const auto& kv : *obj.value()) {
     if (!kv.value().is_string()) return type_error(join(join(path, key), kv.key()), "a string", kv.value());
-    out[std::string(kv.key())] = std::string(kv.value().get_string());
+    if (kv.key() == kLastApplied) continue;
+    out.set(kv.key(), kv.value().get_string());
   }
   return std::nullopt;
 }
@@ -106,8 +109,10 @@ MaybeError check_type(const json::value& object, std::string_view kind, std::str
 }
 
 ParseResult<ObjectMeta> parse_metadata_member(const json::object& object) {
+  // Not `cond ? json::value(nullptr) : it->value()`: that copies the whole metadata into a temporary.
+  static const json::value kAbsent;
   auto it = object.find("metadata");
-  return parse_object_meta(it == object.end() ? json::value(nullptr) : it->value());
+  return parse_object_meta(it == object.end() ? kAbsent : it->value());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,22 +158,24 @@ ParseResult<LocalSpec> parse_local(const json::object& o, const std::string& pat
   if (auto e = read_string(o, "mountPath", path, s.mount_path)) return Err(*e);
   if (auto e = read_string(o, "subPath", path, s.sub_path)) return Err(*e);
   if (auto e = read_int(o, "maxConnections", path, s.max_connections)) return Err(*e);
+  json::object volume_source;
   for (const auto& kv : o) {
     if (kv.key() == "mountPath" || kv.key() == "subPath" || kv.key() == "maxConnections" || kv.value().is_null())
       continue;
     if (!kv.value().is_object())
       return Err(type_error(join(path, kv.key()), "an object (a volume source)", kv.value()));
     if (s.volume_type.empty()) s.volume_type = std::string(kv.key());
-    s.volume_source[kv.key()] = kv.value();
+    volume_source[kv.key()] = kv.value();
   }
   if (s.volume_type == "hostPath")
-    if (auto e = read_string(s.volume_source["hostPath"].get_object(), "path", join(path, "hostPath"), s.host_path))
+    if (auto e = read_string(volume_source["hostPath"].get_object(), "path", join(path, "hostPath"), s.host_path))
       return Err(*e);
+  s.volume_source = SharedObject(volume_source);
   return s;
 }
 
 template <class T, class F>
-MaybeError read_section(const json::object& o, std::string_view key, const std::string& path, std::optional<T>& out,
+MaybeError read_section(const json::object& o, std::string_view key, const std::string& path, Boxed<T>& out,
                         F parse) {
   auto obj = read_object(o, key, path);
   if (!obj) return obj.error();
@@ -206,7 +213,7 @@ MaybeError read_usage_policy(const json::object& spec, BackupStorageSpec& out) {
   auto policy = read_object(spec, "usagePolicy", "spec");
   if (!policy) return policy.error();
   if (!policy.value()) return std::nullopt;
-  out.usage_policy = *policy.value();
+  out.usage_policy = SharedJson(*member(spec, "usagePolicy"));  // the member itself: no copy to intern
   auto allowed = read_object(*policy.value(), "allowedNamespaces", "spec.usagePolicy");
   if (!allowed) return allowed.error();
   if (!allowed.value()) return std::nullopt;
@@ -233,7 +240,7 @@ ParseResult<BackupStorageSpec> parse_spec(const json::object& o) {
   if (auto e = read_usage_policy(o, s)) return Err(*e);
   auto runtime = read_object(o, "runtimeSettings", "spec");
   if (!runtime) return Err(runtime.error());
-  if (runtime.value()) s.runtime_settings = *runtime.value();
+  if (runtime.value()) s.runtime_settings = SharedJson(*member(o, "runtimeSettings"));
   return s;
 }
 
@@ -354,11 +361,11 @@ ParseResult<ObjectMeta> parse_object_meta(const boost::json::value& metadata) {
   return m;
 }
 
-ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object) {
+ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object, Unknown unknown) {
   if (auto e = check_type(object, kBackupStorageKind, kBackupStorageApiVersion)) return Err(*e);
   const auto& o = object.get_object();
   BackupStorage bs;
-  bs.raw = object;
+  if (unknown == Unknown::Keep) bs.raw = object;
   auto meta = parse_metadata_member(o);
   if (!meta) return Err(meta.error());
   bs.metadata = std::move(meta.value());
@@ -401,6 +408,9 @@ ParseResult<BackupStorageStatus> parse_status(const boost::json::value& status) 
   if (auto e = read_string(o, "totalSize", "status", s.total_size)) return Err(*e);
   if (auto e = read_object_list(o, "repositories", "status", s.repositories, parse_repository)) return Err(*e);
   if (auto e = read_object_list(o, "conditions", "status", s.conditions, parse_condition)) return Err(*e);
+  for (const auto& kv : o)
+    if (kv.key() != "phase" && kv.key() != "totalSize" && kv.key() != "repositories" && kv.key() != "conditions")
+      s.other_fields.emplace_back(kv.key());
   return s;
 }
 

@@ -3,7 +3,10 @@
 // (storage.kubestash.com/v1alpha1) and Secret (v1), parsed from Boost.JSON values (the manifest
 // source converts YAML to JSON first; the API server speaks JSON). Parsing never throws: a field
 // with an unexpected type gives a ParseError naming its path ("spec.storage.s3.bucket: expected a
-// string, got a number"). Unknown fields are kept in `raw` so an object can be written back whole.
+// string, got a number"). With Unknown::Keep, the object as given is kept in `raw` so it can be
+// written back whole (the manifest source does); the informers' caches keep only the typed form
+// (Unknown::Drop): compact holders (kube/compact.hpp), repeated JSON interned, no managedFields and
+// no last-applied-configuration annotation.
 #include <boost/json/value.hpp>
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "kube/compact.hpp"
 
 namespace stowage::kube {
 
@@ -33,8 +37,8 @@ struct ObjectMeta {
   std::int64_t generation = 0;
   std::string creation_timestamp;
   std::string deletion_timestamp;
-  std::map<std::string, std::string> labels;
-  std::map<std::string, std::string> annotations;
+  StringMap labels;
+  StringMap annotations;  // never kubectl.kubernetes.io/last-applied-configuration (a copy of the object)
   std::vector<std::string> finalizers;
 };
 
@@ -60,15 +64,15 @@ struct LocalSpec {
   std::int64_t max_connections = 0;
   std::string volume_type;               // the VolumeSource member present: "hostPath", "persistentVolumeClaim", "nfs", ...
   std::string host_path;                 // hostPath.path when volume_type == "hostPath"
-  boost::json::object volume_source;     // the VolumeSource member(s) as given
+  SharedObject volume_source;            // the VolumeSource member(s) as given
 };
 
 struct StorageSpec {
   std::string provider;  // "local" | "s3" | "gcs" | "azure" | anything else (reported NotReady)
-  std::optional<S3Spec> s3;
-  std::optional<GcsSpec> gcs;
-  std::optional<AzureSpec> azure;
-  std::optional<LocalSpec> local;
+  Boxed<S3Spec> s3;
+  Boxed<GcsSpec> gcs;
+  Boxed<AzureSpec> azure;
+  Boxed<LocalSpec> local;
 
   // The secret this provider needs (empty when none is named or the provider is local).
   std::string secret_name() const;
@@ -79,8 +83,8 @@ struct BackupStorageSpec {
   bool is_default = false;                   // spec.default
   std::string deletion_policy = "Delete";    // "Delete" | "WipeOut"
   std::string usage_from = "Same";           // spec.usagePolicy.allowedNamespaces.from
-  boost::json::value usage_policy;           // as given (null when absent)
-  boost::json::value runtime_settings;       // as given (null when absent)
+  SharedJson usage_policy;                   // as given (null when absent)
+  SharedJson runtime_settings;               // as given (null when absent)
 };
 
 struct Condition {
@@ -99,13 +103,15 @@ struct BackupStorageStatus {
   std::string total_size;
   std::vector<RepositoryStatus> repositories;
   std::vector<Condition> conditions;  // each carries the observedGeneration it was computed for
+  // The members of the status as read that this model does not know (a status write nulls them).
+  std::vector<std::string> other_fields;
 };
 
 struct BackupStorage {
   ObjectMeta metadata;
   BackupStorageSpec spec;
   BackupStorageStatus status;
-  boost::json::value raw;  // the whole object as received, unknown fields included
+  boost::json::value raw;  // the whole object as received (Unknown::Keep only; null otherwise)
 };
 
 struct Secret {
@@ -121,7 +127,9 @@ inline constexpr const char* kBackupStorageApiVersion = "storage.kubestash.com/v
 inline constexpr const char* kBackupStorageKind = "BackupStorage";
 
 ParseResult<ObjectMeta> parse_object_meta(const boost::json::value& metadata);
-ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object);
+// Whether a parsed BackupStorage keeps the object as given in `raw`.
+enum class Unknown { Keep, Drop };
+ParseResult<BackupStorage> parse_backup_storage(const boost::json::value& object, Unknown unknown = Unknown::Keep);
 ParseResult<Secret> parse_secret(const boost::json::value& object);
 ParseResult<BackupStorageStatus> parse_status(const boost::json::value& status);
 

@@ -151,7 +151,8 @@ ParseResult<Repository> parse_repository(const boost::json::value& object) {
   Repository r;
   r.raw = object;
   auto meta_it = o.find("metadata");
-  auto meta = parse_object_meta(meta_it == o.end() ? json::value(nullptr) : meta_it->value());
+  static const json::value kAbsent;  // not `? json::value(nullptr) :`, which copies the metadata
+  auto meta = parse_object_meta(meta_it == o.end() ? kAbsent : meta_it->value());
   if (!meta) return Err(meta.error());
   r.metadata = std::move(meta.value());
   if (r.metadata.name.empty()) return Err(ParseError{"metadata.name", "a name is required"});

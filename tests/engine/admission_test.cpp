@@ -284,7 +284,7 @@ TEST_CASE("admission: an update that leaves spec.storage alone is judged by Kube
   auto inner = storage("inner", s3("b", "backup/x"));
   Caches caches({outer, inner});
   auto relabelled = inner;
-  relabelled.metadata.labels["team"] = "a";
+  relabelled.metadata.labels.set("team", "a");
   CHECK_FALSE(validate_update(relabelled, inner, caches.view()));
   // Moving it is judged.
   CHECK(validate_update(storage("inner", s3("b", "backup/y")), inner, caches.view()));

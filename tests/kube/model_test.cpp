@@ -439,8 +439,8 @@ TEST_CASE("metadata is parsed whole") {
   CHECK(m.generation == 3);
   CHECK(m.creation_timestamp == "2025-04-21T12:29:15Z");
   CHECK(m.deletion_timestamp == "2025-04-22T00:00:00Z");
-  CHECK(m.labels.at("app") == "x");
-  CHECK(m.annotations.at("note") == "y");
+  CHECK(m.labels.get("app") == "x");
+  CHECK(m.annotations.get("note") == "y");
   CHECK(m.finalizers == std::vector<std::string>{"kubestash.com/cleanup"});
   CHECK(parse_object_meta(nullptr).value().namespace_ == "default");
 }
@@ -590,4 +590,61 @@ TEST_CASE("a secret manifest in YAML with stringData") {
   REQUIRE(parsed.ok());
   CHECK(parsed.value().data.at("GOOGLE_PROJECT_ID") == "0123");
   CHECK(parsed.value().data.at("GOOGLE_SERVICE_ACCOUNT_JSON_KEY") == "{\"type\": \"service_account\"}\n");
+}
+
+// The form the informers' cache keeps (Unknown::Drop): typed only, the repeated JSON shared.
+json::value cached_storage(const std::string& name, const std::string& ns) {
+  return json::parse(R"({"apiVersion":"storage.kubestash.com/v1alpha1","kind":"BackupStorage",
+    "metadata":{"name":")" + name + R"(","namespace":")" + ns + R"(",
+      "labels":{"team":"a","app.kubernetes.io/name":"backupstorage"},
+      "annotations":{"note":"n","kubectl.kubernetes.io/last-applied-configuration":"{\"a huge\":\"copy\"}"},
+      "managedFields":[{"manager":"kubectl","operation":"Apply","fieldsV1":{"f:spec":{}}}]},
+    "spec":{"storage":{"provider":"local","local":{"mountPath":"/m","hostPath":{"path":"/data/x"}}},
+      "usagePolicy":{"allowedNamespaces":{"from":"All"}},
+      "runtimeSettings":{"pod":{"securityContext":{"runAsUser":65534}}},"futureField":{"x":1}},
+    "status":{"phase":"Ready","futureStatus":"x"}})");
+}
+
+TEST_CASE("a storage parsed for the cache keeps no raw copy, no last-applied annotation, and shares repeated JSON") {
+  auto a = parse_backup_storage(cached_storage("a", "ns1"), Unknown::Drop);
+  auto b = parse_backup_storage(cached_storage("b", "ns2"), Unknown::Drop);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a.value().raw.is_null());
+  CHECK(a.value().metadata.labels.get("team") == "a");
+  CHECK(a.value().metadata.annotations.get("note") == "n");
+  CHECK_FALSE(a.value().metadata.annotations.contains("kubectl.kubernetes.io/last-applied-configuration"));
+  // Equal JSON is held once, by both objects.
+  CHECK(&a.value().spec.runtime_settings.get() == &b.value().spec.runtime_settings.get());
+  CHECK(&a.value().spec.usage_policy.get() == &b.value().spec.usage_policy.get());
+  CHECK(&a.value().spec.storage.local->volume_source.get() == &b.value().spec.storage.local->volume_source.get());
+  CHECK(a.value().spec.runtime_settings.at("pod").at("securityContext").at("runAsUser") == json::value(65534));
+  CHECK(a.value().spec.storage.local->host_path == "/data/x");
+  // A status member this model does not know is remembered by name (a status write nulls it).
+  CHECK(a.value().status.other_fields == std::vector<std::string>{"futureStatus"});
+  // Unknown::Keep (the manifest source) still keeps the object as given.
+  CHECK(parse_backup_storage(cached_storage("a", "ns1")).value().raw.at("spec").at("futureField").at("x") ==
+        json::value(1));
+}
+
+TEST_CASE("StringMap keeps its entries sorted by key, replaces on set and iterates as a map") {
+  StringMap m;
+  CHECK(m.empty());
+  m.set("b", "2");
+  m.set("a", "1");
+  m.set("c", std::string(300, 'x'));  // a length past one varint byte
+  m.set("b", "two");
+  std::vector<std::string> seen;
+  for (const auto& [k, v] : m) seen.push_back(std::string(k) + "=" + std::string(v.substr(0, 3)));
+  CHECK(seen == std::vector<std::string>{"a=1", "b=two", "c=xxx"});
+  CHECK(m.size() == 3);
+  CHECK(m.get("c").size() == 300);
+  CHECK_FALSE(m.find("d").has_value());
+  CHECK(m.erase("b"));
+  CHECK_FALSE(m.contains("b"));
+  CHECK(m.size() == 2);
+  StringMap other;
+  other.set("c", std::string(300, 'x'));
+  other.set("a", "1");
+  CHECK(m == other);
 }
