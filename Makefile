@@ -8,18 +8,24 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?=
 
-.PHONY: deps configure build test test-asan fuzz demo bench image test-image clean
+.PHONY: deps deps-build configure build test test-asan fuzz demo bench image test-image clean
 
+# Everything the tests, fuzzing and the image need (test servers included).
 deps:
 	@.ci/install-deps
 
-configure: deps
+# Only what configuring and compiling needs (make demo, make build).
+deps-build:
+	@.ci/install-deps build
+
+configure: deps-build
 	@if [ ! -f $(BUILD)/build.ninja ]; then cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS); fi
 
+# Every target: the stowage binary, the tests and the benches.
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # Every test again, built with AddressSanitizer + UndefinedBehaviorSanitizer (GCC) in $(ASAN_BUILD).
@@ -37,7 +43,7 @@ fuzz: deps
 
 # stowage's OCI image, from Debian's packages, without a registry (image/build says what it holds):
 # $(BUILD)/image/stowage-<version>.tar (docker-archive, stowage:<version>) and $(BUILD)/image/oci.
-image: configure
+image: deps configure
 	cmake --build $(BUILD) -j $(JOBS) --target stowage
 	image/build $(BUILD)
 
@@ -46,7 +52,9 @@ test-image: image
 	tests/image/test-image $(BUILD)
 
 # The offline mode on the shipped example: a local storage goes Ready and metadata.yaml appears.
-demo: build
+# Builds the stowage binary only (about half of the build; `make test` builds the rest).
+demo: configure
+	cmake --build $(BUILD) -j $(JOBS) --target stowage
 	@mkdir -p var/demo/volumes
 	@echo
 	@echo "== stowage demo: watching examples/local; state in var/demo, volumes under var/demo/volumes"
@@ -56,7 +64,7 @@ demo: build
 	@echo
 	$(BUILD)/stowage run --manifests examples/local --state-dir var/demo --local-root var/demo/volumes
 
-bench: build
+bench: deps build
 	$(BUILD)/bench/stowage-bench
 	$(BUILD)/bench/stowage-cloud-bench
 	$(BUILD)/bench/stowage-watch-bench
