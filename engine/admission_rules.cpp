@@ -129,8 +129,8 @@ std::optional<std::string> overlapping_location(const kube::BackupStorage& stora
   const Overlap& o = overlaps.front();
   std::optional<StorageLocation> own = location_of(storage, locations.settings());
   std::string self = own ? " (" + own->label + ")" : std::string();
-  return "this BackupStorage" + self + " " + describe(o.nesting) + " BackupStorage " + o.other.str() + " (" +
-         o.other_label + "): a WipeOut of either would delete the other's backups; give each a location of its own";
+  return "this BackupStorage" + self + " " + describe(o.nesting) + " " + other_storage(o, storage.metadata.namespace_) +
+         ": a WipeOut of either would delete the other's backups; give each a location of its own";
 }
 
 std::optional<std::string> stowage_rules(const kube::BackupStorage& storage, const LocationIndex& locations) {

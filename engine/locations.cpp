@@ -142,6 +142,11 @@ std::string describe(Nesting nesting) {
   return "overlaps";
 }
 
+std::string other_storage(const Overlap& overlap, std::string_view reader_namespace) {
+  if (overlap.other.namespace_ != reader_namespace) return "a BackupStorage in another namespace";
+  return "BackupStorage " + overlap.other.str() + " (" + overlap.other_label + ")";
+}
+
 LocationIndex::LocationIndex(LocationSettings settings) : settings_(std::move(settings)) {
   std::error_code ec;
   auto root = std::filesystem::absolute(settings_.local_root, ec);

@@ -103,4 +103,9 @@ class LocationIndex {
 // For messages: "is at the same location as", "lies inside the location of", "holds the location of".
 std::string describe(Nesting nesting);
 
+// For messages a tenant reads (status, admission refusals): "BackupStorage ns/name (its location)" when
+// the other storage is in the reader's namespace, else "a BackupStorage in another namespace": a tenant
+// learns that a place is taken, never another namespace's storage names or prefixes.
+std::string other_storage(const Overlap& overlap, std::string_view reader_namespace);
+
 }  // namespace stowage::engine

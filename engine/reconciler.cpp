@@ -123,14 +123,16 @@ boost::asio::awaitable<Outcome> Reconciler::reconcile(ObjectKey key, ReconcileRe
   // Step 2: the location. Of two storages whose locations are equal or nested only the older is
   // initialized: a WipeOut of either would otherwise delete the other's backups.
   if (auto conflict = target_.locations().conflict(key)) {
-    std::string msg = "BackupStorage " + key.str() + " " + describe(conflict->nesting) + " BackupStorage " +
-                      conflict->other.str() + " (" + conflict->other_label +
-                      "), which is older: it is not initialized and never wiped, so that a WipeOut of one cannot "
+    std::string msg = "BackupStorage " + key.str() + " " + describe(conflict->nesting) + " " +
+                      other_storage(*conflict, key.namespace_) +
+                      ", which is older: it is not initialized and never wiped, so that a WipeOut of one cannot "
                       "delete the other's backups; give it a location of its own, or delete the other";
     kube::set_condition(status.conditions,
                         condition(kube::kConditionBackendInitialized, false, kube::kReasonStorageLocationConflict,
                                   msg, gen),
                         now);
+    if (conflict->other.namespace_ != key.namespace_)  // the status does not name it; the operator's log does
+      spdlog::info("{}: its location conflicts with {} ({})", key.str(), conflict->other.str(), conflict->other_label);
     Outcome out = Outcome::permanent(msg);  // the other's changes queue this one again
     co_return co_await publish(s, std::move(status), std::move(out));
   }
@@ -305,8 +307,8 @@ WipeRules wipe_rules(const LocationIndex& index, const ObjectKey& key) {
   for (const auto& o : index.overlaps(key)) {
     bool blocks = o.nesting == Nesting::Holds || (o.nesting == Nesting::Same && o.other_is_older);
     if (blocks && rules.refused.empty()) {
-      rules.refused = "its location (" + mine->label + ") " + describe(o.nesting) + " BackupStorage " +
-                      o.other.str() + " (" + o.other_label + ")" + (o.other_is_older ? ", which is older" : "") +
+      rules.refused = "its location (" + mine->label + ") " + describe(o.nesting) + " " +
+                      other_storage(o, key.namespace_) + (o.other_is_older ? ", which is older" : "") +
                       ": wiping it would delete that storage's backups";
     } else if (o.nesting == Nesting::Inside) {
       const StorageLocation* theirs = index.location(o.other);

@@ -101,6 +101,17 @@ class WebhookCerts {
   std::shared_ptr<Impl> impl_;
 };
 
+// A test knob, not a setting (it is in neither --help, `config print` nor the README's table): when the
+// environment variable below holds a duration of at least 10s, start_webhook_certs gives the CA that
+// life, the serving certificate half of it and the backdate a tenth of it, so that an end-to-end test
+// sees the serving certificate renewed, then the CA, within seconds
+// (tests/engine/webhook_rotation_e2e_test.cpp). Start-up logs a warning while it is in effect; a value
+// that is not such a duration fails start-up saying so. Never set it in a cluster: the API server would
+// be trusting certificates that live for seconds.
+inline constexpr const char* kWebhookCertTestLifetimeEnv = "STOWAGE_TEST_WEBHOOK_CERT_LIFETIME";
+// Applies the knob's value `text` to `options`; the error says what is wrong with it.
+std::optional<std::string> apply_test_lifetime(const std::string& text, WebhookCertsOptions& options);
+
 // For `stowage run`: the component the configuration asks for, started; null without
 // --webhook-cert-self-signed. `default_namespace` (the pod's, or the kubeconfig context's) is used
 // when webhook.service-namespace is empty. The error says which setting is wrong.

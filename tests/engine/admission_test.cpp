@@ -226,9 +226,15 @@ TEST_CASE("admission: stowage refuses nested and equivalent locations too, namin
   REQUIRE(same);
   CHECK_THAT(*same, Catch::Contains("is at the same location as BackupStorage demo/team"));
   // Local volumes, which KubeStash never compares.
-  auto disk = validate_create(storage("disk2", host_path("/data/backups/x"), "other"), caches.view());
+  auto disk = validate_create(storage("disk2", host_path("/data/backups/x")), caches.view());
   REQUIRE(disk);
   CHECK_THAT(*disk, Catch::Contains("lies inside the location of BackupStorage demo/disk (hostPath /data/backups)"));
+  // A tenant refused for another namespace's location learns that the place is taken, not by whom or
+  // at which path.
+  auto other = validate_create(storage("disk2", host_path("/data/backups/x"), "other"), caches.view());
+  REQUIRE(other);
+  CHECK_THAT(*other, Catch::Contains("lies inside the location of a BackupStorage in another namespace"));
+  CHECK_THAT(*other, !Catch::Contains("demo/disk") && !Catch::Contains("(hostPath /data/backups)"));
   // Siblings and look-alikes pass.
   CHECK_FALSE(validate_create(storage("sibling", s3("b", "backup2")), caches.view()));
   CHECK_FALSE(validate_create(storage("sibling", host_path("/data/backups2")), caches.view()));

@@ -80,9 +80,9 @@ struct Rig {
     return found->object.status;
   }
 
-  const kube::Condition* condition(const std::string& name, std::string_view type) {
+  const kube::Condition* condition(const std::string& name, std::string_view type, const std::string& ns = "demo") {
     static kube::BackupStorageStatus keep;
-    keep = status(name);
+    keep = status(name, ns);
     return kube::find_condition(keep.conditions, type);
   }
 };
@@ -293,6 +293,22 @@ TEST_CASE("overlap: the younger of two nested storages is never initialized, and
   CHECK(rig.queued().count("young"));
   CHECK(ready(rig.reconcile("young")));
   CHECK(test::fs::exists(rig.dir / "root/data/x/inner/metadata.yaml"));
+}
+
+TEST_CASE("overlap: a storage in another namespace is not named to the tenant whose storage is refused") {
+  Rig rig("overlap-tenants");
+  std::string young = local_at("young", "/data/t/inner", "Delete", "2026-01-01T00:00:02Z");
+  young.replace(young.find("  namespace: demo\n"), 18, "  namespace: tenant-b\n");
+  rig.apply(local_at("secret-project", "/data/t", "Delete", "2026-01-01T00:00:01Z") + "---\n" + young);
+  CHECK(ready(rig.reconcile("secret-project")));
+  auto out = rig.reconcile("young", "tenant-b");
+  CHECK(out.kind == Outcome::Permanent);
+  const auto* c = rig.condition("young", kube::kConditionBackendInitialized, "tenant-b");
+  REQUIRE(c);
+  CHECK(c->reason == "StorageLocationConflict");
+  CHECK_THAT(c->message, Catch::Contains("lies inside the location of a BackupStorage in another namespace"));
+  CHECK_THAT(c->message, !Catch::Contains("secret-project") && !Catch::Contains("/data/t ") &&
+                             !Catch::Contains("demo/"));
 }
 
 TEST_CASE("WipeOut deletes nothing where an older storage shares the location or nothing shows ownership") {

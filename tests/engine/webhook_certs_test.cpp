@@ -529,3 +529,23 @@ TEST_CASE("webhook certs: options that would make wrong certificates are refused
   o.serving_validity = hours(2);
   CHECK_THAT(validate(o).value_or(""), Catch::Contains("backdate < serving / 2"));
 }
+
+TEST_CASE("webhook certs: the test knob for short lifetimes takes a duration of at least 10s, and says what is wrong otherwise") {
+  WebhookCertsOptions o;
+  o.namespace_ = "stowage-system";
+  REQUIRE_FALSE(apply_test_lifetime("30s", o).has_value());
+  CHECK(o.ca_validity == std::chrono::seconds(30));
+  CHECK(o.serving_validity == std::chrono::seconds(15));
+  CHECK(o.backdate == std::chrono::seconds(3));
+  CHECK_FALSE(validate(o).has_value());  // what the knob makes passes the usual rules
+
+  WebhookCertsOptions untouched;
+  for (const char* bad : {"5s", "soon", "", "-30s", "100000h"}) {
+    WebhookCertsOptions p;
+    INFO(bad);
+    CHECK(apply_test_lifetime(bad, p).has_value());
+    CHECK(p.ca_validity == untouched.ca_validity);  // a refused value changes nothing
+    CHECK(p.serving_validity == untouched.serving_validity);
+  }
+  CHECK_THAT(apply_test_lifetime("5s", o).value_or(""), Catch::Contains("at least 10s, got \"5s\""));
+}
