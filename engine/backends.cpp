@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <variant>
 
 #include <boost/asio/thread_pool.hpp>
 
 #include "storage/aws_credentials.hpp"
 #include "storage/azure_backend.hpp"
 #include "storage/azure_credentials.hpp"
+#include "storage/gcs_auth.hpp"
 #include "storage/gcs_backend.hpp"
+#include "storage/gcs_token.hpp"
 #include "common/http_client.hpp"
 #include "common/url.hpp"
 #include "storage/local_backend.hpp"
@@ -85,6 +89,42 @@ std::string trim_trailing_slashes(std::string s) {
   return s;
 }
 
+// The GOOGLE_APPLICATION_CREDENTIALS file, read whole once at start (before the reactor runs),
+// bounded like every credentials file.
+CloudSettings::GcsApplicationCredentials read_gcs_application_credentials(std::string path) {
+  CloudSettings::GcsApplicationCredentials out;
+  out.path = std::move(path);
+  if (out.path.empty()) return out;
+  std::ifstream in(out.path, std::ios::binary);
+  if (!in) {
+    out.problem = "GOOGLE_APPLICATION_CREDENTIALS names " + out.path + ", which cannot be opened";
+    return out;
+  }
+  out.text.assign(storage::gcs::kMaxCredentialsFileBytes + 1, '\0');
+  in.read(out.text.data(), static_cast<std::streamsize>(out.text.size()));
+  out.text.resize(static_cast<std::size_t>(in.gcount()));
+  return out;  // a file over the limit is refused by the parser, with the file named
+}
+
+// The controller's own GCS identity from GOOGLE_APPLICATION_CREDENTIALS: a token source, or why not.
+struct GcsIdentity {
+  std::shared_ptr<storage::gcs::TokenSource> source;
+  std::string problem;
+};
+GcsIdentity gcs_identity(const CloudSettings::GcsApplicationCredentials& file, boost::asio::thread_pool& pool) {
+  if (file.path.empty()) return {};
+  if (!file.problem.empty()) return {nullptr, file.problem};
+  const std::string name = "GOOGLE_APPLICATION_CREDENTIALS file " + file.path;
+  auto parsed = storage::gcs::parse_application_credentials(file.text, name);
+  if (!parsed) return {nullptr, parsed.error().message};
+  if (auto* key = std::get_if<storage::gcs::ServiceAccountKey>(&parsed.value()))
+    return {storage::gcs::TokenSource::for_service_account(*key, name + " (service_account)"), {}};
+  auto& account = std::get<storage::gcs::ExternalAccount>(parsed.value());
+  return {storage::gcs::TokenSource::for_external_account(account, name + " (external_account)",
+                                                          pool.get_executor()),
+          {}};
+}
+
 // A storage that names a Secret which is gone (a WipeOut reaches the factory without one) is never
 // given the controller's own credentials instead.
 std::string named_secret_missing(const kube::BackupStorage& s, const std::string& secret_name) {
@@ -122,6 +162,7 @@ CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::siz
   c.gcs_endpoint = std::move(gcs_endpoint);
   c.storage_emulator_host = env("STORAGE_EMULATOR_HOST");
   c.gce_metadata_host = env("GCE_METADATA_HOST");
+  c.gcs_application_credentials = read_gcs_application_credentials(env("GOOGLE_APPLICATION_CREDENTIALS"));
   c.max_connections = max_connections;
   c.aws_chain = storage::aws::discover_chain(storage::aws::Environment::from_process());
   c.azure_chain = storage::azure::discover_chain(storage::azure::IdentityEnvironment::from_process());
@@ -138,6 +179,9 @@ BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, LocalSettings 
       aws_identity_(storage::aws::make_provider(cloud_.aws_chain, http_, pool_.get_executor())),
       azure_identity_(storage::azure::make_provider(cloud_.azure_chain, http_, pool_.get_executor())),
       azure_principals_(std::make_shared<storage::azure::ServicePrincipalRegistry>()) {
+  auto gcs = gcs_identity(cloud_.gcs_application_credentials, pool_);
+  gcs_identity_ = std::move(gcs.source);
+  gcs_identity_problem_ = std::move(gcs.problem);
   std::error_code ec;
   fs::path root = fs::absolute(local_.root, ec);
   local_.root = (ec ? local_.root : root).lexically_normal();
@@ -195,14 +239,18 @@ BackendFactory::Made BackendFactory::make_gcs(const kube::BackupStorage& s, cons
     o.endpoint = url::has_scheme(h) ? h : "http://" + h;
     o.emulator = true;
   }
-  // Without a key the backend asks the metadata server for the controller's own token; an emulator
-  // takes no credentials at all, so it lends nobody anything.
+  // Without a key the backend uses the controller's own identity: GOOGLE_APPLICATION_CREDENTIALS
+  // when set (a broken file is reported, never skipped for the metadata server: that is another
+  // identity), else the metadata server. An emulator takes no credentials at all, so it lends
+  // nobody anything.
   if (!o.emulator && o.service_account_json.empty()) {
     if (secret)
       return Err("storage secret " + where(*secret) +
                  ": GOOGLE_SERVICE_ACCOUNT_JSON_KEY is empty: put the service account's JSON key there");
     if (!spec.secret_name.empty()) return Err(named_secret_missing(s, spec.secret_name));
     if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) return Err(refused);
+    if (!gcs_identity_problem_.empty()) return Err(gcs_identity_problem_);
+    o.own_identity = gcs_identity_;
   }
   return Made(std::make_unique<storage::GcsBackend>(http_, std::move(o)));
 }

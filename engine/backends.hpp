@@ -32,6 +32,10 @@ class TokenProvider;
 class ServicePrincipalRegistry;
 }
 
+namespace stowage::storage::gcs {
+class TokenSource;
+}
+
 namespace stowage::engine {
 
 // Which storages may use the controller's own cloud identity: those without a secretName in a
@@ -59,6 +63,13 @@ struct CloudSettings {
   std::string gcs_endpoint;           // gcs.endpoint / STOWAGE_GCS_ENDPOINT
   std::string storage_emulator_host;  // STORAGE_EMULATOR_HOST (GCS emulator convention: no authentication)
   std::string gce_metadata_host;      // GCE_METADATA_HOST
+  // GOOGLE_APPLICATION_CREDENTIALS, read once at start (parsed by the factory): a service-account key
+  // file or an external account. When set it comes before the metadata server, as in Google's SDKs.
+  struct GcsApplicationCredentials {
+    std::string path;     // "" = not set
+    std::string text;     // the file's content
+    std::string problem;  // the file could not be read (then every storage it would serve says so)
+  } gcs_application_credentials;
   std::size_t max_connections = 16;   // when a storage's maxConnections is 0
   // Credential-less S3: the AWS default chain's sources found in the environment (environment keys,
   // shared files, web identity, container credentials, instance metadata); the first is used.
@@ -115,6 +126,8 @@ class BackendFactory {
   std::shared_ptr<storage::aws::CredentialProvider> aws_identity_;  // null: the chain found no source
   std::shared_ptr<storage::azure::TokenProvider> azure_identity_;   // the Azure chain's first source
   std::shared_ptr<storage::azure::ServicePrincipalRegistry> azure_principals_;  // Secrets' service principals
+  std::shared_ptr<storage::gcs::TokenSource> gcs_identity_;  // GOOGLE_APPLICATION_CREDENTIALS; null: none or broken
+  std::string gcs_identity_problem_;                         // why GOOGLE_APPLICATION_CREDENTIALS cannot be used
 };
 
 }  // namespace stowage::engine

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/cloud_identities.hpp"
 #include "engine/commands.hpp"
 #include "engine/manifest_source.hpp"
 #include "engine/probes.hpp"
@@ -107,6 +108,10 @@ class HeldStopSignals {
   std::thread watcher_;
 };
 
+// The identities storages without a secretName could use, by name, so an operator sees at start
+// which one the process will lend (where --ambient-credentials-namespaces allows).
+void log_cloud_identities() { spdlog::info("{}", cloud_identities_line(cloud_identity_sources(ProcessView::real()))); }
+
 int run_offline(const config::Config& config) {
   HeldStopSignals held;
   if (config.webhook_bind_address != "0" && !config.webhook_bind_address.empty())
@@ -131,6 +136,7 @@ int run_offline(const config::Config& config) {
   ManifestSource source(rt.io().get_executor(), rt.pool(), std::move(options), rt.world());
   spdlog::info("stowage {} watching {} (state in {})", config.operator_version, dir.string(),
                rt.store().path().string());
+  log_cloud_identities();
   bool loaded = false;
   RunHooks hooks;
   hooks.start_source = [&] {
@@ -259,6 +265,7 @@ int run_kubernetes(const config::Config& config) {
   spdlog::info("stowage {} watching BackupStorages in {} on {} (state in {})", config.operator_version, scope,
                client.value().describe(), fs::absolute(config.state_dir).string());
   log_ambient_credentials(config);
+  log_cloud_identities();
   std::string lease_namespace =
       config.leader_election_namespace.empty() ? client.value().namespace_ : config.leader_election_namespace;
   KubeWorldOptions options{config.kube_namespace, std::random_device{}(),

@@ -614,7 +614,8 @@ struct WebhookCerts::Impl {
   asio::awaitable<Result<Time, std::string>> pass() {
     auto material = co_await ensure_secret();
     if (!material.ok()) co_return Err(material.error());
-    if (auto problem = write_files(material.value())) co_return Err(*problem);
+    // The caBundle first, the files after: after a CA renewal the API server must trust the new CA
+    // before this replica serves a certificate of it (the files are reloaded within a second).
     const std::string ca_bundle = crypto::base64_encode(material.value().ca_crt);
     std::string problems;
     for (auto [plural, kind, name] :
@@ -624,6 +625,9 @@ struct WebhookCerts::Impl {
       if (auto problem = co_await patch_configuration(plural, kind, *name, ca_bundle))
         problems += (problems.empty() ? "" : "; ") + *problem;
     }
+    // Written even when a configuration could not be patched (absent, or not ours to patch): this
+    // replica's certificate must still follow the Secret.
+    if (auto problem = write_files(material.value())) problems += (problems.empty() ? "" : "; ") + *problem;
     if (!problems.empty()) co_return Err(problems);
     co_return material.value().next_renewal();
   }

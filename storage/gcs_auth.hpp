@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "common/header_values.hpp"
 #include "common/result.hpp"
@@ -50,7 +51,54 @@ struct ServiceAccountKey {
 // "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `private_key` is not a PEM RSA private key"; it never
 // quotes a field's value.
 inline constexpr std::size_t kMaxKeyFieldBytes = 2048;  // Google's are < 100 bytes; a URL this long is no token endpoint
-Result<ServiceAccountKey, AuthError> parse_service_account_key(std::string_view json);
+// `source` names where the key came from in every message (the Secret's key by default, or
+// "GOOGLE_APPLICATION_CREDENTIALS file /path").
+Result<ServiceAccountKey, AuthError> parse_service_account_key(
+    std::string_view json, std::string_view source = "GOOGLE_SERVICE_ACCOUNT_JSON_KEY");
+
+// ---- Application default credentials: the GOOGLE_APPLICATION_CREDENTIALS file ----
+
+inline constexpr std::string_view kTokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange";
+inline constexpr std::string_view kAccessTokenType = "urn:ietf:params:oauth:token-type:access_token";
+inline constexpr std::string_view kCloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform";
+// The file and the subject token file are read whole; neither is ever near this (a key file is ~2.3 KiB,
+// a projected service-account token ~1 KiB).
+inline constexpr std::size_t kMaxCredentialsFileBytes = 64 * 1024;
+
+// An `external_account` file (workload identity federation) with a file-sourced subject token:
+//   {"type":"external_account","audience":"//iam.googleapis.com/projects/N/locations/global/
+//    workloadIdentityPools/P/providers/R","subject_token_type":"urn:ietf:params:oauth:token-type:jwt",
+//    "token_url":"https://sts.googleapis.com/v1/token","credential_source":{"file":"/var/run/.../token",
+//    "format":{"type":"text"|"json","subject_token_field_name":"id_token"}},
+//    "service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/
+//    serviceAccounts/SA:generateAccessToken"}
+// URL-, executable- and AWS-sourced subject tokens are refused with a message saying so.
+struct ExternalAccount {
+  std::string audience;
+  std::string subject_token_type;
+  std::string token_url;              // the STS endpoint; https://sts.googleapis.com/v1/token when absent
+  std::string subject_token_file;     // re-read for every exchange (the kubelet rotates it)
+  std::string subject_token_field;    // "" = the file is the token (format text); else a JSON field name
+  std::string impersonation_url;      // "" = the STS token is the access token
+};
+
+// What GOOGLE_APPLICATION_CREDENTIALS holds.
+using ApplicationCredentials = std::variant<ServiceAccountKey, ExternalAccount>;
+
+// Parses the file's text; `source` ("GOOGLE_APPLICATION_CREDENTIALS file /path") opens every
+// message, which names the field and never quotes a value. Bounded: over kMaxCredentialsFileBytes is
+// refused before parsing; every URL and name that reaches a request is checked like the key's fields.
+Result<ApplicationCredentials, AuthError> parse_application_credentials(std::string_view text, std::string_view source);
+
+// The subject token from the file's content: the trimmed text, or the string field of a JSON object.
+// The error names the file's role and the field, never the content.
+Result<std::string, AuthError> subject_token_from(const ExternalAccount& account, std::string_view content);
+
+// application/x-www-form-urlencoded body of the STS exchange (RFC 8693), scope cloud-platform.
+std::string sts_request_body(const ExternalAccount& account, std::string_view subject_token);
+
+// JSON body of generateAccessToken: {"scope":[kScope],"lifetime":"3600s"}.
+std::string impersonation_request_body();
 
 // base64url (RFC 4648 section 5) without padding, as JWTs use it.
 std::string base64url(std::string_view bytes);
@@ -69,6 +117,11 @@ struct TokenReply {
 };
 // The error says what is missing; it never holds the token.
 Result<TokenReply, AuthError> parse_token_reply(std::string_view body);
+
+// {"accessToken":"...","expireTime":"RFC 3339"} -> a TokenReply with expires_in counted from `now`
+// (capped like parse_token_reply's). The error says what is missing; it never holds the token.
+Result<TokenReply, AuthError> parse_impersonation_reply(std::string_view body,
+                                                        std::chrono::system_clock::time_point now);
 
 // An access token goes into every request as "Authorization: Bearer <token>". Google documents
 // access tokens of up to 2048 bytes; 8 KiB leaves room for growth and for other token servers

@@ -93,7 +93,7 @@ GcsBackend::GcsBackend(http::Client& client, GcsOptions options, gcs::TokenRegis
   }
   if (options_.emulator) return;  // no authentication
   if (options_.service_account_json.empty()) {
-    tokens_ = tokens.metadata_server(options_.metadata_host);
+    tokens_ = options_.own_identity ? options_.own_identity : tokens.metadata_server(options_.metadata_host);
     return;
   }
   auto key = gcs::parse_service_account_key(options_.service_account_json);
@@ -180,7 +180,7 @@ BackendError GcsBackend::status_error(const http::Response& response, const std:
                                                 "(STORAGE_EMULATOR_HOST) sends none (" +
                                                 status + ")");
       return permanent("Unauthenticated", "GCS rejected the access token of " + principal() + " for the " + what +
-                                              " (" + status + "): check GOOGLE_SERVICE_ACCOUNT_JSON_KEY");
+                                              " (" + status + "): check " + tokens_->source());
     case 403:
       return permanent("PermissionDenied", "GCS denied " + principal() + " access to bucket `" + bucket + "` (" +
                                                status + "): grant it roles/storage.objectAdmin on the bucket");

@@ -11,8 +11,9 @@
 //  - create is create-only through ifGenerationMatch=0 (412 -> AlreadyExists), which also makes it
 //    safe to retry; every call goes through storage::send_with_retries;
 //  - authentication: a service-account key's token (TokenSource, shared by every backend using the
-//    same key through a TokenRegistry), the metadata server's token when no key is given, or none
-//    in emulator mode; a 401 drops the token and retries once with a fresh one;
+//    same key through a TokenRegistry); without a key, the controller's own identity (the
+//    GOOGLE_APPLICATION_CREDENTIALS source the engine hands in) or else the metadata server's token;
+//    none in emulator mode; a 401 drops the token and retries once with a fresh one;
 //  - errors say what to fix: a refused key names GOOGLE_SERVICE_ACCOUNT_JSON_KEY, a 403 names the
 //    bucket and the service account, a missing bucket is named; transient statuses stay transient;
 //  - wipe() is wipe_objects() (object_wipe.hpp): only with a valid metadata.yaml at the storage's
@@ -40,8 +41,12 @@ inline constexpr std::string_view kGcsDefaultEndpoint = "https://storage.googlea
 
 struct GcsOptions {
   std::string bucket, prefix;
-  // The Secret's GOOGLE_SERVICE_ACCOUNT_JSON_KEY; empty: the metadata server's token (workload identity).
+  // The Secret's GOOGLE_SERVICE_ACCOUNT_JSON_KEY; empty: `own_identity`, else the metadata server's
+  // token (workload identity).
   std::string service_account_json;
+  // The controller's own identity from GOOGLE_APPLICATION_CREDENTIALS (a key file or an external
+  // account), one source shared by every storage without a Secret; null: the metadata server.
+  std::shared_ptr<gcs::TokenSource> own_identity;
   // Default https://storage.googleapis.com; STOWAGE_GCS_ENDPOINT overrides it (the engine passes it).
   std::string endpoint;
   // STORAGE_EMULATOR_HOST: the endpoint comes from it (http:// when it has no scheme), no authentication.

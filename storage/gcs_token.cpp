@@ -9,11 +9,13 @@
 #include "storage/gcs_token.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <fstream>
 #include <utility>
 
 #include "common/crypto.hpp"
@@ -85,6 +87,41 @@ Result<TokenEndpoint, std::string> token_endpoint(std::string_view token_uri) {
   return out;
 }
 
+// The subject token file's content, read on `files` (a thread pool): the kubelet rewrites the file
+// while the controller runs and a read may touch a slow volume. At most kMaxCredentialsFileBytes + 1
+// bytes are read, so a wrong path (a device, a huge log) costs nothing.
+asio::awaitable<Result<std::string, std::string>> read_subject_token_file(asio::any_io_executor files,
+                                                                          std::string path) {
+  auto read = [path]() -> asio::awaitable<Result<std::string, std::string>> {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) co_return Err("the subject token file " + path + " (credential_source.file) cannot be opened");
+    std::string content(kMaxCredentialsFileBytes + 1, '\0');
+    in.read(content.data(), static_cast<std::streamsize>(content.size()));
+    content.resize(static_cast<std::size_t>(in.gcount()));
+    if (content.size() > kMaxCredentialsFileBytes)
+      co_return Err("the subject token file " + path + " (credential_source.file) is too large to be a token");
+    co_return content;
+  };
+  co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
+}
+
+// A server's words with `secret` cut out: an STS that echoes the subject token in its error
+// description must not carry it into a status.
+std::string without(std::string text, const std::string& secret) {
+  static constexpr std::string_view kMark = "<redacted>";
+  if (secret.size() < 4) return text;
+  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + kMark.size()))
+    text.replace(at, secret.size(), kMark);
+  return text;
+}
+
+bool same_origin(const std::string& a, const std::string& b) {
+  auto x = url::parse(a, "");
+  auto y = url::parse(b, "");
+  return x && y && x.value().scheme == y.value().scheme && x.value().host == y.value().host &&
+         x.value().port_or_default() == y.value().port_or_default();
+}
+
 }  // namespace
 
 BackendError transport_error(const http::HttpError& e, std::string_view context) {
@@ -118,10 +155,29 @@ struct TokenSource::RefreshGuard {
   }
 };
 
-std::shared_ptr<TokenSource> TokenSource::for_service_account(ServiceAccountKey key) {
+// As the AWS credentials (aws::CachingProvider::refresh_time): kRefreshMargin before expiry when
+// the lifetime is more than twice the margin, else half the lifetime.
+Clock::duration TokenSource::refresh_after(std::chrono::seconds lifetime) {
+  if (lifetime <= std::chrono::seconds(0)) return Clock::duration::zero();
+  if (lifetime > 2 * kRefreshMargin) return lifetime - kRefreshMargin;
+  return std::chrono::duration_cast<Clock::duration>(lifetime) / 2;
+}
+
+std::shared_ptr<TokenSource> TokenSource::for_service_account(ServiceAccountKey key, std::string source_name) {
   std::shared_ptr<TokenSource> source(new TokenSource());
   source->token_origin_ = key.token_uri;
   source->key_ = std::move(key);
+  source->source_ = std::move(source_name);
+  return source;
+}
+
+std::shared_ptr<TokenSource> TokenSource::for_external_account(ExternalAccount account, std::string source_name,
+                                                               asio::any_io_executor files) {
+  std::shared_ptr<TokenSource> source(new TokenSource());
+  source->token_origin_ = account.token_url;
+  source->external_ = std::move(account);
+  source->source_ = std::move(source_name);
+  source->files_ = std::move(files);
   return source;
 }
 
@@ -129,11 +185,15 @@ std::shared_ptr<TokenSource> TokenSource::for_metadata_server(std::string host) 
   std::shared_ptr<TokenSource> source(new TokenSource());
   source->metadata_host_ = std::move(host);
   source->token_origin_ = metadata_origin(source->metadata_host_);
+  source->source_ = "the metadata server " + source->token_origin_;
   return source;
 }
 
 std::string TokenSource::principal() const {
   if (key_) return "service account `" + key_->client_email + "`";
+  if (external_)
+    return external_->impersonation_url.empty() ? "the external account of " + source_
+                                                : "the service account impersonated by " + source_;
   return "the metadata server's default service account";
 }
 
@@ -185,15 +245,15 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch(http::Client& cli
                                                                RetryPolicy retry) {
   ++fetches_;
   if (key_) co_return co_await fetch_service_account(client, std::move(tls), retry);
+  if (external_) co_return co_await fetch_external_account(client, std::move(tls), retry);
   co_return co_await fetch_metadata(client, retry);
 }
 
 BackendResult<std::string> TokenSource::remember(TokenReply reply) {
   std::lock_guard lock(mutex_);
   token_ = reply.access_token;
-  // Good until kRefreshMargin before expiry. A token that short-lived is used once, by the
-  // callers of this refresh (they share it), and never cached.
-  refresh_at_ = Clock::now() + reply.expires_in - kRefreshMargin;
+  // Good until kRefreshMargin before expiry, or half its lifetime when that comes first.
+  refresh_at_ = Clock::now() + refresh_after(reply.expires_in);
   return std::move(reply.access_token);
 }
 
@@ -205,10 +265,9 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   auto url = token_endpoint(key.token_uri);
   if (!url)
     co_return Err(error(false, "InvalidServiceAccountKey",
-                        "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: field `token_uri` is not a valid URL (" + url.error() + ")"));
+                        source_ + ": field `token_uri` is not a valid URL (" + url.error() + ")"));
   auto jwt = make_jwt(key, unix_seconds());
-  if (!jwt)
-    co_return Err(error(false, "InvalidServiceAccountKey", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY: " + jwt.error().message));
+  if (!jwt) co_return Err(error(false, "InvalidServiceAccountKey", source_ + ": " + jwt.error().message));
 
   std::string target = url.value().target;
   std::function<http::Request()> make_request = [target, body = token_request_body(jwt.value())] {
@@ -234,7 +293,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   auto oauth = parse_oauth_error(response.body);
   if (oauth && oauth->error == "invalid_grant")
     co_return Err(error(false, "InvalidGrant",
-                        "GCS token exchange refused: check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" +
+                        "GCS token exchange refused: check " + source_ + " (" +
                             (oauth->description.empty() ? oauth->error : oauth->description) + ")"));
   if (transient_status(response.status))
     co_return Err(error(true, "TokenExchangeUnavailable", context + " answered HTTP " + std::to_string(response.status),
@@ -243,14 +302,14 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
                           : "HTTP " + std::to_string(response.status);
   co_return Err(error(
       false, "TokenExchangeRefused",
-      "GCS token exchange refused (" + why + "): check GOOGLE_SERVICE_ACCOUNT_JSON_KEY (" + key.client_email + ")"));
+      "GCS token exchange refused (" + why + "): check " + source_ + " (" + key.client_email + ")"));
 }
 
 asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Client& client, RetryPolicy retry) {
   const std::string origin = metadata_origin(metadata_host_);
   const std::string hint =
-      "; without spec.storage.gcs.secretName the controller needs GKE workload identity or a GCE service account "
-      "(GCE_METADATA_HOST overrides the metadata server)";
+      "; without spec.storage.gcs.secretName the controller needs GOOGLE_APPLICATION_CREDENTIALS, GKE workload "
+      "identity or a GCE service account (GCE_METADATA_HOST overrides the metadata server)";
   auto url = http::Url::parse(origin);
   if (!url) co_return Err(error(false, "BadMetadataHost", "GCE_METADATA_HOST is not a host[:port]: " + url.error()));
   std::function<http::Request()> make_request = [] { return metadata_token_request(); };
@@ -278,6 +337,98 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_metadata(http::Cl
   co_return Err(error(
       false, "MetadataServerRefused",
       "GCS metadata server " + origin + " refused a token (HTTP " + std::to_string(response.status) + ")" + hint));
+}
+
+// Workload identity federation: the subject token (re-read now) traded at STS for a federated
+// token, which is the access token, or is traded once more at generateAccessToken for a service
+// account's token when the file names service_account_impersonation_url.
+asio::awaitable<BackendResult<std::string>> TokenSource::fetch_external_account(http::Client& client,
+                                                                                http::TlsSettings tls,
+                                                                                RetryPolicy retry) {
+  const ExternalAccount& account = *external_;
+  const std::string context = "GCS STS token exchange at " + account.token_url + " (" + source_ + ")";
+  auto url = token_endpoint(account.token_url);
+  if (!url)
+    co_return Err(error(false, "InvalidApplicationCredentials",
+                        source_ + ": field `token_url` is not a valid URL (" + url.error() + ")"));
+  auto content = co_await read_subject_token_file(files_, account.subject_token_file);
+  if (!content) co_return Err(error(true, "SubjectTokenUnreadable", source_ + ": " + content.error()));
+  auto subject = subject_token_from(account, content.value());
+  if (!subject) co_return Err(error(true, "SubjectTokenUnreadable", source_ + ": " + subject.error().message));
+
+  std::function<http::Request()> make_request = [target = url.value().target,
+                                                 body = sts_request_body(account, subject.value())] {
+    http::Request request;
+    request.method = "POST";
+    request.target = target;
+    request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+    request.body = body;
+    return request;
+  };
+  auto sent = co_await send_with_retries(client, url.value().origin, tls, std::move(make_request), true, 0, retry);
+  if (!sent) co_return Err(transport_error(sent.error(), context));
+  const http::Response& response = sent.value();
+  if (response.status < 200 || response.status >= 300) {
+    if (transient_status(response.status))
+      co_return Err(error(true, "TokenExchangeUnavailable",
+                          context + " answered HTTP " + std::to_string(response.status), retry_after(response)));
+    auto oauth = parse_oauth_error(response.body);
+    std::string why = oauth ? oauth->error + (oauth->description.empty() ? "" : ": " + oauth->description)
+                            : "HTTP " + std::to_string(response.status);
+    co_return Err(error(false, "TokenExchangeRefused",
+                        without("GCS STS token exchange refused (" + why + "): check " + source_ +
+                                    " (its audience and the subject token in " + account.subject_token_file + ")",
+                                subject.value())));
+  }
+  auto reply = parse_token_reply(response.body);
+  if (!reply) co_return Err(error(true, "TokenExchangeBadReply", context + ": " + reply.error().message));
+  if (auto bad = access_token_problem(reply.value().access_token))
+    co_return Err(unusable_token("the STS endpoint " + account.token_url, bad));
+  if (account.impersonation_url.empty()) co_return remember(std::move(reply.value()));
+  http::TlsSettings impersonation_tls = same_origin(account.impersonation_url, account.token_url) ? tls
+                                                                                                  : http::TlsSettings{};
+  co_return co_await impersonate(client, std::move(impersonation_tls), retry, std::move(reply.value().access_token));
+}
+
+asio::awaitable<BackendResult<std::string>> TokenSource::impersonate(http::Client& client, http::TlsSettings tls,
+                                                                     RetryPolicy retry, std::string federated) {
+  const ExternalAccount& account = *external_;
+  const std::string context = "GCS service account impersonation at " + account.impersonation_url;
+  auto url = token_endpoint(account.impersonation_url);
+  if (!url)
+    co_return Err(error(false, "InvalidApplicationCredentials",
+                        source_ + ": field `service_account_impersonation_url` is not a valid URL (" + url.error() +
+                            ")"));
+  std::function<http::Request()> make_request = [target = url.value().target, federated] {
+    http::Request request;
+    request.method = "POST";
+    request.target = target;
+    request.headers = {{"Content-Type", "application/json"},
+                       {"Accept", "application/json"},
+                       {"Authorization", "Bearer " + federated}};
+    request.body = impersonation_request_body();
+    return request;
+  };
+  auto sent = co_await send_with_retries(client, url.value().origin, tls, std::move(make_request), true, 0, retry);
+  if (!sent) co_return Err(transport_error(sent.error(), context));
+  const http::Response& response = sent.value();
+  if (response.status < 200 || response.status >= 300) {
+    if (transient_status(response.status))
+      co_return Err(error(true, "ImpersonationUnavailable",
+                          context + " answered HTTP " + std::to_string(response.status), retry_after(response)));
+    std::string detail = json_api_error_message(response.body);
+    co_return Err(error(false, "ImpersonationRefused",
+                        without("GCS service account impersonation refused (HTTP " + std::to_string(response.status) +
+                                    (detail.empty() ? "" : ": " + detail) + "): check " + source_ +
+                                    " (service_account_impersonation_url) and that the pool's principal holds "
+                                    "roles/iam.workloadIdentityUser on the service account",
+                                federated)));
+  }
+  auto reply = parse_impersonation_reply(response.body, std::chrono::system_clock::now());
+  if (!reply) co_return Err(error(true, "ImpersonationBadReply", context + ": " + reply.error().message));
+  if (auto bad = access_token_problem(reply.value().access_token))
+    co_return Err(unusable_token("the impersonation endpoint " + account.impersonation_url, bad));
+  co_return remember(std::move(reply.value()));
 }
 
 TokenRegistry& TokenRegistry::process_wide() {

@@ -549,3 +549,59 @@ TEST_CASE("webhook certs: the test knob for short lifetimes takes a duration of 
   }
   CHECK_THAT(apply_test_lifetime("5s", o).value_or(""), Catch::Contains("at least 10s, got \"5s\""));
 }
+
+namespace {
+// The FakeApi, noting at every caBundle patch which serving certificate the replica's files held then.
+struct PatchWitness : kube::Api {
+  explicit PatchWitness(test_support::FakeApi& inner) : inner(inner) {}
+  test_support::FakeApi& inner;
+  test::fs::path cert_file;
+  std::vector<std::string> served_at_patch;
+  Awaitable<json::value> get(std::string path) override { return inner.get(std::move(path)); }
+  Awaitable<json::value> list(std::string path, kube::ListOptions options) override {
+    return inner.list(std::move(path), std::move(options));
+  }
+  Awaitable<json::value> create(std::string collection, json::value object) override {
+    return inner.create(std::move(collection), std::move(object));
+  }
+  Awaitable<json::value> replace(std::string path, json::value object) override {
+    return inner.replace(std::move(path), std::move(object));
+  }
+  Awaitable<json::value> patch(std::string path, std::string content_type, json::value body) override {
+    served_at_patch.push_back(test::fs::exists(cert_file) ? test::read_file(cert_file) : std::string());
+    return inner.patch(std::move(path), std::move(content_type), std::move(body));
+  }
+  Awaitable<json::value> remove(std::string path, json::value options) override {
+    return inner.remove(std::move(path), std::move(options));
+  }
+  Awaitable<Ok> watch(std::string path, kube::WatchOptions options,
+                            std::function<bool(kube::WatchEvent)> on_event) override {
+    return inner.watch(std::move(path), std::move(options), std::move(on_event));
+  }
+};
+}  // namespace
+
+TEST_CASE("webhook certs: after a CA renewal the caBundle is patched before the replica serves a certificate of the new CA") {
+  // Serving a certificate of a CA the API server does not trust yet would make every BackupStorage
+  // write fail (failurePolicy: Fail) until the bundle caught up.
+  Rig rig("renew-ca-order");
+  boost::asio::io_context& io = rig.io;
+  rig.put_configurations();
+  PatchWitness api(rig.api);
+  auto old = rig.options("a");
+  old.clock = [] { return system_clock::now() - 7 * 365 * kDay; };
+  api.cert_file = old.cert_dir / "tls.crt";
+  {
+    WebhookCerts certs(io.get_executor(), api, old);
+    REQUIRE(test_support::run_awaitable(io, certs.pass()).ok());
+  }
+  const std::string old_crt = test::read_file(api.cert_file);
+  api.served_at_patch.clear();
+  {
+    WebhookCerts certs(io.get_executor(), api, rig.options("a"));  // now: the CA is past 2/3 of its life
+    REQUIRE(test_support::run_awaitable(io, certs.pass()).ok());
+  }
+  REQUIRE(api.served_at_patch.size() == 2);  // both configurations got the new bundle...
+  for (const auto& served : api.served_at_patch) CHECK(served == old_crt);  // ...while the old certificate was served
+  CHECK(test::read_file(api.cert_file) != old_crt);  // and then the new one
+}

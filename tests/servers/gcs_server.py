@@ -9,13 +9,22 @@ the code under test: the service-account JWT's RS256 signature is verified with 
   POST   /token                                          JWT-bearer grant -> {"access_token","expires_in","token_type"}
   GET    /computeMetadata/v1/instance/service-accounts/default/token
                                                          the metadata server (403 without Metadata-Flavor: Google)
+  POST   /v1/token                                       STS token exchange (workload identity federation, RFC 8693):
+                                                         checks grant_type, requested_token_type, scope, audience
+                                                         (--sts-audience), subject_token_type and the subject token
+                                                         itself (--sts-subject-token) -> a federated access token
+  POST   /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken
+                                                         IAM Credentials impersonation: needs `Authorization: Bearer
+                                                         <a federated token this server issued>` and EMAIL equal to
+                                                         --impersonate-email -> {"accessToken","expireTime"}
   POST   /upload/storage/v1/b/B/o?uploadType=media&name=N[&ifGenerationMatch=G]
   GET    /storage/v1/b/B                                 bucket
   GET    /storage/v1/b/B/o?prefix=P&pageToken=T&maxResults=M
   GET    /storage/v1/b/B/o/N[?alt=media]                 object metadata or contents
   DELETE /storage/v1/b/B/o/N
 
-Storage calls need `Authorization: Bearer <a token this server issued>` (401 otherwise) unless
+Storage calls need `Authorization: Bearer <a token this server issued>` (401 otherwise; with
+--require-impersonation a federated STS token is not enough, only an impersonated one) unless
 started with --no-auth (the STORAGE_EMULATOR_HOST convention); unknown buckets answer 404,
 --forbidden-bucket ones 403, and --objects-only-bucket ones 403 to a bucket GET only, as GCS does.
 
@@ -25,7 +34,8 @@ Test controls (on the main port and, plain HTTP, on --control-port):
                   the next N matching requests fail (or are delayed S seconds first); "token_suffix"
                   answers a token request with T appended to the access_token (a hostile token
                   server, e.g. "\r\nX-Injected: yes"); "none" clears
-  GET  /__stats   {"token_requests","token_exchanges","metadata_tokens","api":{kind:n},"authorized",
+  GET  /__stats   {"token_requests","token_exchanges","metadata_tokens","sts_exchanges","sts_refused",
+                   "impersonations","impersonations_refused","api":{kind:n},"authorized",
                    "unauthenticated","faults_served","injected" (requests carrying an X-Injected header)}
   POST /__seed    {"bucket":B,"objects":{name:content}}
   GET  /__objects?bucket=B   {"names":[...]}
@@ -56,6 +66,11 @@ ACCEPTED_SCOPES = {
     "https://www.googleapis.com/auth/cloud-platform",
 }
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+STS_PATH = "/v1/token"
+IMPERSONATION_PREFIX = "/v1/projects/-/serviceAccounts/"
+IMPERSONATION_SUFFIX = ":generateAccessToken"
 CLOCK_SKEW = 300
 
 
@@ -69,11 +84,13 @@ class State:
         for b in args.objects_only_bucket:
             self.buckets.setdefault(b, {})
         self.generation = 1000
-        self.tokens = {}  # token -> expiry (epoch seconds)
+        self.tokens = {}  # token -> expiry (epoch seconds): what the storage API accepts
+        self.federated = {}  # STS-issued token -> expiry: what generateAccessToken accepts
         self.faults = []  # [{"mode","count","seconds","target","retry_after"}]
         self.stats = {"token_requests": 0, "token_exchanges": 0, "metadata_tokens": 0, "api": {},
                       "authorized": 0, "unauthenticated": 0, "faults_served": 0, "auth_headers": 0,
-                      "injected": 0}
+                      "injected": 0, "sts_exchanges": 0, "sts_refused": 0, "impersonations": 0,
+                      "impersonations_refused": 0}
 
     def issue_token(self, lifetime):
         token = "ya29.test-" + secrets.token_urlsafe(24)
@@ -179,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.state.stats["injected"] += 1
         if self.control_only:
             return self.reply(404, {"error": "control port"})
-        if self.raw_path == "/token":
+        if self.raw_path in ("/token", STS_PATH) or self.raw_path.startswith(IMPERSONATION_PREFIX):
             target = "token"
         elif self.raw_path.startswith("/computeMetadata/"):
             target = "metadata"
@@ -205,6 +222,10 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.get("retry_after") is not None:
                     headers["Retry-After"] = str(fault["retry_after"])
                 return self.api_error(status, "injected fault", "backendError", headers)
+        if target == "token" and self.raw_path == STS_PATH:
+            return self.sts_endpoint()
+        if target == "token" and self.raw_path.startswith(IMPERSONATION_PREFIX):
+            return self.impersonation_endpoint()
         if target == "token":
             return self.token_endpoint()
         if target == "metadata":
@@ -253,6 +274,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.raw_path == "/__revoke":
             with s.lock:
                 s.tokens.clear()
+                s.federated.clear()
             return self.reply(200, {"ok": True})
         return self.reply(404, {"error": "unknown control"})
 
@@ -318,6 +340,80 @@ class Handler(BaseHTTPRequestHandler):
         if not scopes & ACCEPTED_SCOPES:
             return ("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
         return None
+
+    # ---- workload identity federation: STS and IAM Credentials -------------------------------
+
+    def sts_refuse(self, error, description, status=400):
+        with self.state.lock:
+            self.state.stats["sts_refused"] += 1
+        return self.oauth_error(error, description, status)
+
+    def sts_endpoint(self):
+        """Google's STS token exchange. Its error texts never echo the subject token."""
+        s = self.state
+        if self.command != "POST":
+            return self.sts_refuse("invalid_request", "POST required", 405)
+        if not (self.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+            return self.sts_refuse("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        form = {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
+        if form.get("grant_type") != TOKEN_EXCHANGE:
+            return self.sts_refuse("unsupported_grant_type", "Invalid grant_type")
+        if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
+            return self.sts_refuse("invalid_request", "Invalid requested_token_type")
+        if not set((form.get("scope") or "").split()) & ACCEPTED_SCOPES:
+            return self.sts_refuse("invalid_scope", "Invalid scope")
+        if s.args.sts_audience is None or form.get("audience") != s.args.sts_audience:
+            return self.sts_refuse("invalid_target", "The target service indicated by the \"audience\" parameters "
+                                                     "is invalid.")
+        if form.get("subject_token_type") != s.args.sts_subject_token_type:
+            return self.sts_refuse("invalid_request", "Invalid subject_token_type")
+        if s.args.sts_subject_token is None or \
+                not secrets.compare_digest(form.get("subject_token", ""), s.args.sts_subject_token):
+            return self.sts_refuse("invalid_grant", "The subject token is invalid or has expired.")
+        token = "ya29.d.federated-" + secrets.token_urlsafe(24)
+        with s.lock:
+            s.federated[token] = time.time() + s.args.token_lifetime
+            if not s.args.require_impersonation:
+                s.tokens[token] = time.time() + s.args.token_lifetime
+            s.stats["sts_exchanges"] += 1
+        return self.reply(200, {"access_token": token + self.token_suffix, "issued_token_type": ACCESS_TOKEN_TYPE,
+                                "token_type": "Bearer", "expires_in": s.args.token_lifetime})
+
+    def impersonation_refuse(self, code, message, status):
+        with self.state.lock:
+            self.state.stats["impersonations_refused"] += 1
+        return self.reply(code, {"error": {"code": code, "message": message, "status": status}})
+
+    def impersonation_endpoint(self):
+        """iamcredentials.googleapis.com generateAccessToken, authorized by a federated token."""
+        s = self.state
+        path = unquote(self.raw_path)
+        if self.command != "POST" or not path.endswith(IMPERSONATION_SUFFIX):
+            return self.impersonation_refuse(404, "Not Found", "NOT_FOUND")
+        header = self.headers.get("Authorization") or ""
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        with s.lock:
+            expiry = s.federated.get(token)
+        if expiry is None or expiry <= time.time():
+            return self.impersonation_refuse(401, "Request had invalid authentication credentials.",
+                                             "UNAUTHENTICATED")
+        email = path[len(IMPERSONATION_PREFIX):-len(IMPERSONATION_SUFFIX)]
+        if s.args.impersonate_email is None or email != s.args.impersonate_email:
+            return self.impersonation_refuse(403, "Permission 'iam.serviceAccounts.getAccessToken' denied on "
+                                                  "resource (or it may not exist).", "PERMISSION_DENIED")
+        try:
+            body = json.loads(self.body or b"{}")
+            scopes = set(body.get("scope") or [])
+        except (ValueError, AttributeError, TypeError):
+            return self.impersonation_refuse(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        if not scopes & ACCEPTED_SCOPES:
+            return self.impersonation_refuse(400, "Invalid scope", "INVALID_ARGUMENT")
+        expires = time.time() + s.args.token_lifetime
+        issued = s.issue_token(s.args.token_lifetime)
+        with s.lock:
+            s.stats["impersonations"] += 1
+        return self.reply(200, {"accessToken": issued + self.token_suffix,
+                                "expireTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))})
 
     # ---- metadata server --------------------------------------------------------------------
 
@@ -510,6 +606,12 @@ def main():
     p.add_argument("--objects-only-bucket", action="append", default=[],
                    help="a bucket whose objects the account may use but whose metadata it may not read "
                         "(roles/storage.objectAdmin): bucket GET answers 403 (repeatable)")
+    p.add_argument("--sts-subject-token", help="the subject token STS accepts (what the test wrote to the file)")
+    p.add_argument("--sts-audience", help="the audience (workload identity provider) STS accepts")
+    p.add_argument("--sts-subject-token-type", default="urn:ietf:params:oauth:token-type:jwt")
+    p.add_argument("--impersonate-email", help="the service account generateAccessToken may impersonate")
+    p.add_argument("--require-impersonation", action="store_true",
+                   help="the storage API refuses federated STS tokens: only impersonated ones pass")
     p.add_argument("--no-auth", action="store_true", help="accept storage calls without a token (emulator mode)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()

@@ -44,8 +44,8 @@ struct Harness {
 
 }  // namespace
 
-TEST_CASE("gcs token: a token is reused, and refreshed once it is within 60 s of expiry") {
-  GcsServer server(GcsServer::Options::with_token_lifetime(61));  // fresh for one second
+TEST_CASE("gcs token: a token is reused until half its lifetime, then refreshed") {
+  GcsServer server(GcsServer::Options::with_token_lifetime(2));  // fresh for one second
   Harness h;
   auto source = gcs::TokenSource::for_service_account(key_of(server.key_json()));
   std::string first = h.token(*source);
@@ -59,13 +59,13 @@ TEST_CASE("gcs token: a token is reused, and refreshed once it is within 60 s of
   CHECK(source->fetches() == 2);
 }
 
-TEST_CASE("gcs token: a token that lives less than the margin is used by its own callers only") {
-  GcsServer server(GcsServer::Options::with_token_lifetime(30));
-  Harness h;
-  auto source = gcs::TokenSource::for_service_account(key_of(server.key_json()));
-  h.token(*source);
-  h.token(*source);
-  CHECK(server.stat("token_exchanges") == 2);
+TEST_CASE("gcs token: refreshed 5 minutes before expiry, or at half the lifetime when it is 10 minutes or less") {
+  using std::chrono::seconds;
+  CHECK(TokenSource::refresh_after(seconds(3600)) == std::chrono::minutes(55));
+  CHECK(TokenSource::refresh_after(seconds(900)) == std::chrono::minutes(10));
+  CHECK(TokenSource::refresh_after(seconds(600)) == seconds(300));
+  CHECK(TokenSource::refresh_after(seconds(4)) == seconds(2));
+  CHECK(TokenSource::refresh_after(seconds(1)) == std::chrono::milliseconds(500));
 }
 
 TEST_CASE("gcs token: concurrent callers share one exchange") {

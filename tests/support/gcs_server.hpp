@@ -61,6 +61,24 @@ inline std::string service_account_json(const std::string& email, const std::str
   return boost::json::serialize(o);
 }
 
+// An external_account file (workload identity federation) whose subject token is read from
+// `token_file`; `field` empty: format text, else format json with that subject_token_field_name.
+inline std::string external_account_json(const std::string& audience, const std::string& token_url,
+                                         const std::string& token_file, const std::string& field = "",
+                                         const std::string& impersonation_url = "") {
+  boost::json::object source{{"file", token_file}};
+  if (!field.empty())
+    source["format"] = boost::json::object{{"type", "json"}, {"subject_token_field_name", field}};
+  else
+    source["format"] = boost::json::object{{"type", "text"}};
+  boost::json::object o{{"type", "external_account"},
+                        {"audience", audience},
+                        {"subject_token_type", "urn:ietf:params:oauth:token-type:jwt"},
+                        {"token_url", token_url},
+                        {"credential_source", source}};
+  if (!impersonation_url.empty()) o["service_account_impersonation_url"] = impersonation_url;
+  return boost::json::serialize(o);
+}
 
 class GcsServer {
  public:
@@ -71,6 +89,11 @@ class GcsServer {
     std::vector<std::string> forbidden_buckets;     // 403 for everything
     std::vector<std::string> objects_only_buckets;  // 403 for the bucket GET only
     int token_lifetime = 3600;                      // expires_in of issued tokens
+    // Workload identity federation: the subject token and audience STS accepts (none: STS refuses
+    // everything), the account generateAccessToken impersonates, and whether storage calls need an
+    // impersonated token (a federated one is refused).
+    std::string sts_subject_token, sts_audience, impersonate_email;
+    bool require_impersonation = false;
 
     static Options with_tls() {
       Options o;
@@ -119,6 +142,12 @@ class GcsServer {
     for (const auto& b : options_.forbidden_buckets) argv.insert(argv.end(), {"--forbidden-bucket", b});
     for (const auto& b : options_.objects_only_buckets) argv.insert(argv.end(), {"--objects-only-bucket", b});
     if (options_.no_auth) argv.push_back("--no-auth");
+    if (!options_.sts_subject_token.empty())
+      argv.insert(argv.end(), {"--sts-subject-token", options_.sts_subject_token});
+    if (!options_.sts_audience.empty()) argv.insert(argv.end(), {"--sts-audience", options_.sts_audience});
+    if (!options_.impersonate_email.empty())
+      argv.insert(argv.end(), {"--impersonate-email", options_.impersonate_email});
+    if (options_.require_impersonation) argv.push_back("--require-impersonation");
     if (certs_) argv.insert(argv.end(), {"--cert", certs_->server_cert.string(), "--key", certs_->server_key.string()});
     log_ = dir_ / "server.log";
     process_ = Server::start(argv, log_);
@@ -138,6 +167,10 @@ class GcsServer {
     return std::string(options_.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
   }
   std::string token_uri() const { return endpoint() + "/token"; }
+  std::string sts_url() const { return endpoint() + "/v1/token"; }
+  std::string impersonation_url(const std::string& email) const {
+    return endpoint() + "/v1/projects/-/serviceAccounts/" + email + ":generateAccessToken";
+  }
   std::string host_port() const { return "127.0.0.1:" + std::to_string(port_); }  // GCE_METADATA_HOST form
   std::string ca_pem() const { return certs_ ? certs_->ca_pem() : std::string(); }
   const std::string& key_json() const { return key_json_; }              // the account the server trusts
