@@ -63,6 +63,7 @@ struct Config {
   Millis shutdown_grace{10000};                       // shutdown.grace-period
   std::string operator_version = "v0.1.0";            // operator-version (written into metadata.yaml)
   std::string gcs_endpoint;                           // gcs.endpoint: empty = https://storage.googleapis.com
+  std::string azure_endpoint;  // azure.endpoint: empty = https://{account}.blob.core.windows.net
   Millis backend_connect_timeout{10000};              // backends.connect-timeout
   Millis backend_request_timeout{30000};              // backends.request-timeout
   int backend_max_connections = 16;                   // backends.max-connections (when maxConnections is 0)

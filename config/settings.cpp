@@ -233,6 +233,10 @@ std::vector<Setting> make_table() {
       {"gcs.endpoint", "--gcs-endpoint",
        "Replaces https://storage.googleapis.com for every GCS storage (private endpoints, tests); authentication kept",
        Text<std::string>{&Config::gcs_endpoint, "URL", true}},
+      {"azure.endpoint", "--azure-endpoint",
+       "Replaces https://{account}.blob.core.windows.net for every Azure storage without a connection string "
+       "({account} becomes spec.storage.azure.storageAccount): sovereign clouds, Azure Stack, tests",
+       Text<std::string>{&Config::azure_endpoint, "URL", true}},
       {"backends.connect-timeout", "--backend-connect-timeout", "Connect and TLS handshake timeout for cloud backends",
        Duration{&Config::backend_connect_timeout, kPositive}},
       {"backends.request-timeout", "--backend-request-timeout",

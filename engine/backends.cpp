@@ -9,6 +9,7 @@
 
 #include "storage/aws_credentials.hpp"
 #include "storage/azure_backend.hpp"
+#include "storage/azure_credentials.hpp"
 #include "storage/gcs_auth.hpp"
 #include "storage/gcs_backend.hpp"
 #include "storage/gcs_token.hpp"
@@ -55,8 +56,16 @@ std::string check_secret(const kube::BackupStorage& s, const kube::Secret* secre
   if (s.spec.storage.provider == "azure") {
     for (const char* k : {"AZURE_ACCOUNT_KEY", "AZURE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING"})
       if (secret->data.count(k)) return {};
+    if (secret->data.count("AZURE_CLIENT_SECRET")) {  // a service principal
+      for (const char* k : {"AZURE_TENANT_ID", "AZURE_CLIENT_ID"})
+        if (value(secret, k).empty())
+          return "storage secret " + where(*secret) + " has AZURE_CLIENT_SECRET but no " + k +
+                 " key: a service principal needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET";
+      return {};
+    }
     return "storage secret " + where(*secret) +
-           " missing AZURE_ACCOUNT_KEY key (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)";
+           " missing AZURE_ACCOUNT_KEY key (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING, or a service "
+           "principal's AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET)";
   }
   for (const auto& k : BackendFactory::required_keys(s.spec.storage.provider))
     if (!secret->data.count(k)) return "storage secret " + where(*secret) + " missing " + k + " key";
@@ -156,6 +165,8 @@ CloudSettings CloudSettings::from_environment(std::string gcs_endpoint, std::siz
   c.gcs_application_credentials = read_gcs_application_credentials(env("GOOGLE_APPLICATION_CREDENTIALS"));
   c.max_connections = max_connections;
   c.aws_chain = storage::aws::discover_chain(storage::aws::Environment::from_process());
+  c.azure_chain = storage::azure::discover_chain(storage::azure::IdentityEnvironment::from_process());
+  c.azure_authority_host = env("AZURE_AUTHORITY_HOST");
   return c;
 }
 
@@ -165,7 +176,9 @@ BackendFactory::BackendFactory(boost::asio::thread_pool& io_pool, LocalSettings 
       local_(std::move(local)),
       http_(http),
       cloud_(std::move(cloud)),
-      aws_identity_(storage::aws::make_provider(cloud_.aws_chain, http_, pool_.get_executor())) {
+      aws_identity_(storage::aws::make_provider(cloud_.aws_chain, http_, pool_.get_executor())),
+      azure_identity_(storage::azure::make_provider(cloud_.azure_chain, http_, pool_.get_executor())),
+      azure_principals_(std::make_shared<storage::azure::ServicePrincipalRegistry>()) {
   auto gcs = gcs_identity(cloud_.gcs_application_credentials, pool_);
   gcs_identity_ = std::move(gcs.source);
   gcs_identity_problem_ = std::move(gcs.problem);
@@ -249,6 +262,7 @@ BackendFactory::Made BackendFactory::make_azure(const kube::BackupStorage& s, co
   o.container = trim_trailing_slashes(spec.container);
   o.prefix = trim_trailing_slashes(spec.prefix);
   o.max_connections = connections(spec.max_connections);
+  o.endpoint = cloud_.azure_endpoint;
   o.account_key = value(secret, "AZURE_ACCOUNT_KEY");
   o.sas_token = value(secret, "AZURE_SAS_TOKEN");
   o.connection_string = value(secret, "AZURE_STORAGE_CONNECTION_STRING");
@@ -256,13 +270,28 @@ BackendFactory::Made BackendFactory::make_azure(const kube::BackupStorage& s, co
   if (o.container.empty()) return Err("spec.storage.azure.container is required");
   if (o.storage_account.empty() && o.connection_string.empty())
     return Err("spec.storage.azure.storageAccount is required");
-  // No ambient identity exists for Azure yet; workload identity, when added, goes through
-  // ambient_credentials_refusal() first, as make_s3 and make_gcs do.
-  if (!secret && !spec.secret_name.empty()) return Err(named_secret_missing(s, spec.secret_name));
-  if (!secret)
-    return Err(std::string(
-        "spec.storage.azure.secretName is empty: Azure workload identity is not supported yet; set secretName to a "
-        "Secret with AZURE_ACCOUNT_KEY (or AZURE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING)"));
+  if (secret) {
+    if (o.account_key.empty() && o.sas_token.empty() && o.connection_string.empty() &&
+        !value(secret, "AZURE_CLIENT_SECRET").empty()) {
+      // A service principal in the Secret (check_secret saw all three keys): its own cached token.
+      storage::azure::ClientCredentialSettings sp;
+      if (!cloud_.azure_authority_host.empty()) sp.authority_host = cloud_.azure_authority_host;
+      sp.tenant_id = value(secret, "AZURE_TENANT_ID");
+      sp.client_id = value(secret, "AZURE_CLIENT_ID");
+      sp.client_secret = value(secret, "AZURE_CLIENT_SECRET");
+      if (auto bad = storage::azure::client_credentials_problem(sp); !bad.empty())
+        return Err("storage secret " + where(*secret) + ": " + bad);
+      o.token_provider = azure_principals_->provider(sp, "service principal " + sp.client_id + " (storage secret " +
+                                                             where(*secret) + ")",
+                                                     http_, pool_.get_executor());
+    }
+  } else if (!spec.secret_name.empty()) {
+    return Err(named_secret_missing(s, spec.secret_name));
+  } else if (auto refused = ambient_credentials_refusal(cloud_.ambient, s); !refused.empty()) {
+    return Err(refused);
+  } else {
+    o.token_provider = azure_identity_;  // credential-less: the controller's own identity
+  }
   return Made(std::make_unique<storage::AzureBackend>(http_, std::move(o)));
 }
 

@@ -12,6 +12,7 @@
 #include "common/result.hpp"
 #include "kube/model.hpp"
 #include "storage/aws_identity.hpp"
+#include "storage/azure_identity.hpp"
 #include "storage/backend.hpp"
 
 namespace boost::asio {
@@ -24,6 +25,11 @@ class Client;
 
 namespace stowage::storage::aws {
 class CredentialProvider;
+}
+
+namespace stowage::storage::azure {
+class TokenProvider;
+class ServicePrincipalRegistry;
 }
 
 namespace stowage::storage::gcs {
@@ -69,6 +75,12 @@ struct CloudSettings {
   // shared files, web identity, container credentials, instance metadata); the first is used.
   storage::aws::Chain aws_chain;
   AmbientCredentialsPolicy ambient;  // who may use those and the metadata server; default: nobody
+  // Credential-less Azure: service principal (environment), workload identity, managed identity
+  // (storage/azure_identity.hpp); the first is used. Service principals in Secrets use
+  // azure_authority_host (AZURE_AUTHORITY_HOST, default https://login.microsoftonline.com/).
+  storage::azure::Chain azure_chain;
+  std::string azure_authority_host;
+  std::string azure_endpoint;  // azure.endpoint: "" = https://{account}.blob.core.windows.net
 
   static CloudSettings from_environment(std::string gcs_endpoint, std::size_t max_connections);
 };
@@ -112,6 +124,8 @@ class BackendFactory {
   http::Client& http_;
   CloudSettings cloud_;
   std::shared_ptr<storage::aws::CredentialProvider> aws_identity_;  // null: the chain found no source
+  std::shared_ptr<storage::azure::TokenProvider> azure_identity_;   // the Azure chain's first source
+  std::shared_ptr<storage::azure::ServicePrincipalRegistry> azure_principals_;  // Secrets' service principals
   std::shared_ptr<storage::gcs::TokenSource> gcs_identity_;  // GOOGLE_APPLICATION_CREDENTIALS; null: none or broken
   std::string gcs_identity_problem_;                         // why GOOGLE_APPLICATION_CREDENTIALS cannot be used
 };

@@ -131,6 +131,15 @@ void log_aws_identity(const storage::aws::Chain& chain) {
                chain.active()->name);
 }
 
+// The same for Azure: the chain always ends with managed identity (IMDS).
+void log_azure_identity(const storage::azure::Chain& chain) {
+  if (!chain.active()) return;
+  std::string names;
+  for (const auto& name : chain.names()) names += (names.empty() ? "" : "; ") + name;
+  spdlog::info("Azure identity sources found: {}; Azure storages without a secretName use {}", names,
+               chain.active()->name);
+}
+
 // The offline modes' user is the operator, who gives the process its credentials for their own
 // manifests: every namespace may use them. Against an API server, anyone who may create a
 // BackupStorage picks its namespace: only those the operator named may (see AmbientCredentialsPolicy).
@@ -138,7 +147,9 @@ CloudSettings cloud_settings(const config::Config& c, bool offline) {
   auto cloud = CloudSettings::from_environment(c.gcs_endpoint, static_cast<std::size_t>(c.backend_max_connections));
   cloud.ambient = offline ? AmbientCredentialsPolicy::everyone()
                           : AmbientCredentialsPolicy::only(c.ambient_credentials_namespaces);
+  cloud.azure_endpoint = c.azure_endpoint;
   log_aws_identity(cloud.aws_chain);
+  log_azure_identity(cloud.azure_chain);
   return cloud;
 }
 

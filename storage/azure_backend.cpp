@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/azure_credentials.hpp"
 #include "storage/azure_xml.hpp"
 #include "storage/metadata.hpp"
 #include "storage/object_wipe.hpp"
@@ -118,6 +119,12 @@ void AzureBackend::resolve() {
   } else if (account_.empty()) {
     invalid("spec.storage.azure.storageAccount is empty");
   }
+  if (endpoint_.empty() && !options_.endpoint.empty()) {
+    endpoint_ = options_.endpoint;
+    for (auto at = endpoint_.find("{account}"); at != std::string::npos; at = endpoint_.find("{account}", at))
+      endpoint_.replace(at, 9, account_), at += account_.size();
+    while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
+  }
   if (endpoint_.empty() && !account_.empty()) endpoint_ = "https://" + account_ + ".blob.core.windows.net";
 
   if (!endpoint_.empty()) {
@@ -153,6 +160,8 @@ void AzureBackend::resolve() {
       credential_ = std::move(token.value());
     else
       invalid("AZURE_SAS_TOKEN: " + token.error());
+  } else if (options_.token_provider) {
+    credential_ = Bearer{};
   }
 }
 
@@ -173,24 +182,33 @@ std::string AzureBackend::blob_target(const std::string& key) const {
   return container_target() + "/" + http::uri_encode(key, true);
 }
 
-asio::awaitable<http::HttpResult> AzureBackend::send(std::string method, std::string target,
-                                                     std::vector<std::pair<std::string, std::string>> headers,
-                                                     std::string body) {
+asio::awaitable<BackendResult<http::Response>> AzureBackend::send(
+    std::string method, std::string target, std::vector<std::pair<std::string, std::string>> headers,
+    std::string body) {
+  std::string authorization;
+  if (std::holds_alternative<Bearer>(credential_)) {
+    auto token = co_await options_.token_provider->token();
+    if (!token.ok()) co_return Err(std::move(token.error()));
+    bearer_ = std::move(token.value());
+    authorization = "Bearer " + bearer_;
+  }
   // Built again for every attempt: x-ms-date, and so the signature, must be fresh.
   auto build = [this, method = std::move(method), target = std::move(target), headers = std::move(headers),
-                body = std::move(body)]() {
+                body = std::move(body), authorization = std::move(authorization)]() {
     http::Request request{method, target, headers, body};
     request.headers.emplace_back("x-ms-date", azure::rfc1123_date(std::chrono::system_clock::now()));
     request.headers.emplace_back("x-ms-version", std::string(azure::kApiVersion));
     if (const auto* key = std::get_if<azure::SharedKey>(&credential_)) key->sign(request);
     if (const auto* sas = std::get_if<azure::SasToken>(&credential_)) azure::apply_sas(request, sas->query);
+    if (!authorization.empty()) request.headers.emplace_back("Authorization", authorization);
     return request;
   };
   std::function<http::Request()> make_request = build;
   // Every Azure call made here is idempotent or guarded by If-None-Match: *.
   auto result = co_await send_with_retries(client_, origin_, options_.tls, make_request, true,
                                            options_.max_connections, options_.retry);
-  co_return result;
+  if (!result.ok()) co_return Err(error_from(result.error()));
+  co_return std::move(result.value());
 }
 
 BackendError AzureBackend::error_from(const http::HttpError& error) const {
@@ -221,6 +239,18 @@ BackendError AzureBackend::error_from(const http::Response& response, const std:
     if (std::holds_alternative<azure::SharedKey>(credential_))
       return permanent(out_code, "signature rejected by " + endpoint_ + " (" + detail + ", " + doing +
                                      "): check AZURE_ACCOUNT_KEY (or the SAS token's permissions and expiry)");
+    if (std::holds_alternative<Bearer>(credential_)) {
+      // The token itself refused (401, or AuthenticationFailed / InvalidAuthenticationInfo: expired,
+      // revoked, another audience): a fresh one may do. AuthorizationPermissionMismatch is a missing role.
+      const bool token_refused =
+          response.status == 401 || code == "AuthenticationFailed" || code == "InvalidAuthenticationInfo";
+      if (token_refused) options_.token_provider->rejected(bearer_);
+      return permanent(out_code, "token from " + options_.token_provider->source_name() + " refused by " + endpoint_ +
+                                     " (" + detail + ", " + doing + "): " +
+                                     (token_refused ? "it is fetched again at the next attempt"
+                                                    : "give the identity a data role on the account or container "
+                                                      "(Storage Blob Data Contributor)"));
+    }
     if (std::holds_alternative<azure::SasToken>(credential_))
       return permanent(out_code, "SAS token rejected by " + endpoint_ + " (" + detail + ", " + doing +
                                      "): check the SAS token's permissions (read, create, write, list, delete) "
@@ -244,7 +274,7 @@ BackendError AzureBackend::error_from(const http::Response& response, const std:
 asio::awaitable<BackendResult<MetadataState>> AzureBackend::read_metadata() {
   if (config_error_) co_return Err(*config_error_);
   auto result = co_await send("GET", blob_target(key_), {}, {});
-  if (!result.ok()) co_return Err(error_from(result.error()));
+  if (!result.ok()) co_return Err(std::move(result.error()));
   const auto& response = result.value();
   if (response.status == 404) {
     std::string code = azure_code(response);
@@ -262,7 +292,7 @@ asio::awaitable<BackendResult<CreateOutcome>> AzureBackend::create_metadata(std:
   std::vector<std::pair<std::string, std::string>> headers = {
       {"x-ms-blob-type", "BlockBlob"}, {"Content-Type", "application/yaml"}, {"If-None-Match", "*"}};
   auto result = co_await send("PUT", blob_target(key_), std::move(headers), std::move(body));
-  if (!result.ok()) co_return Err(error_from(result.error()));
+  if (!result.ok()) co_return Err(std::move(result.error()));
   const auto& response = result.value();
   if (response.status == 201 || response.status == 200) co_return CreateOutcome::Created;
   std::string code = azure_code(response);
@@ -274,7 +304,7 @@ asio::awaitable<BackendResult<CreateOutcome>> AzureBackend::create_metadata(std:
 asio::awaitable<BackendResult<bool>> AzureBackend::delete_blob(const std::string& name) {
   std::vector<std::pair<std::string, std::string>> headers = {{"x-ms-delete-snapshots", "include"}};
   auto result = co_await send("DELETE", blob_target(name), std::move(headers), {});
-  if (!result.ok()) co_return Err(error_from(result.error()));
+  if (!result.ok()) co_return Err(std::move(result.error()));
   const auto& response = result.value();
   if (response.status == 202 || response.status == 200) co_return true;
   if (response.status == 404 && azure_code(response) == "BlobNotFound") co_return false;
@@ -317,7 +347,7 @@ asio::awaitable<BackendResult<ObjectPage>> AzureBackend::list_objects(std::strin
   if (!marker.empty()) target += "&marker=" + http::uri_encode(marker, false);
   if (options_.list_page_size) target += "&maxresults=" + std::to_string(options_.list_page_size);
   auto listed = co_await send("GET", std::move(target), {}, {});
-  if (!listed.ok()) co_return Err(error_from(listed.error()));
+  if (!listed.ok()) co_return Err(std::move(listed.error()));
   const auto& response = listed.value();
   if (response.status != 200)  // 404 ContainerNotFound: bucket_missing()
     co_return Err(error_from(response, "listing azure://" + account_ + "/" + options_.container + "/" + directory_));
@@ -335,7 +365,7 @@ asio::awaitable<BackendResult<std::optional<std::string>>> AzureBackend::read_ob
   if (config_error_) co_return Err(*config_error_);
   std::vector<std::pair<std::string, std::string>> headers = {{"x-ms-range", "bytes=0-" + std::to_string(limit)}};
   auto result = co_await send("GET", blob_target(key), std::move(headers), {});
-  if (!result.ok()) co_return Err(error_from(result.error()));
+  if (!result.ok()) co_return Err(std::move(result.error()));
   auto& response = result.value();
   if (response.status == 200 || response.status == 206) co_return std::optional<std::string>(std::move(response.body));
   if (response.status == 416) co_return std::optional<std::string>(std::string());
@@ -372,7 +402,7 @@ asio::awaitable<BackendResult<Ok>> AzureBackend::check_access() {
                                                        http::uri_encode(directory_, false)
                                                  : "?restype=container");
   auto result = co_await send("GET", std::move(target), {}, {});
-  if (!result.ok()) co_return Err(error_from(result.error()));
+  if (!result.ok()) co_return Err(std::move(result.error()));
   if (result.value().status != 200)
     co_return Err(error_from(result.value(), "reading container `" + options_.container + "`"));
   co_return Ok{};

@@ -1,16 +1,21 @@
 #pragma once
 // The Azure Blob backend: metadata.yaml in a container of a storage account, over the Blob REST
-// API with Shared Key or a SAS token, through the shared http::Client and send_with_retries.
+// API with Shared Key, a SAS token or a Microsoft Entra bearer token, through the shared http::Client
+// and send_with_retries.
 //
 // Where it writes:
-//  - https://<storageAccount>.blob.core.windows.net/<container>/<metadata_key(prefix)>, or under a
-//    connection string's BlobEndpoint. An endpoint with a path (Azurite's
+//  - https://<storageAccount>.blob.core.windows.net/<container>/<metadata_key(prefix)>, or under
+//    `endpoint` (azure.endpoint, `{account}` replaced by storageAccount: sovereign clouds, Azure
+//    Stack, emulators), or under a connection string's BlobEndpoint (which wins). An endpoint with a path (Azurite's
 //    http://127.0.0.1:10000/devstoreaccount1) is path-style: blob paths go below that path, and
 //    the account (AccountName, else storageAccount, else the path's first segment) signs.
 // Credentials, first match wins:
 //  1. the connection string's AccountKey or SharedAccessSignature (its AccountName applies too);
 //  2. account_key (AZURE_ACCOUNT_KEY, Shared Key), else sas_token (AZURE_SAS_TOKEN);
-//  3. none: requests go unsigned (public containers only; workload identity is not supported).
+//  3. token_provider: `Authorization: Bearer` with its token (workload identity, managed identity,
+//     a service principal); a token the service refuses with 401 is handed back (rejected()) so the
+//     next attempt fetches a fresh one;
+//  4. none: requests go unsigned (public containers only).
 // Guarantees (see storage::Backend):
 //  - create_metadata() is a PUT with If-None-Match: *; 409 BlobAlreadyExists or 412 means
 //    AlreadyExists. A retried PUT whose first attempt landed also reports AlreadyExists.
@@ -27,6 +32,7 @@
 //  - Messages name the endpoint, account, container and request id, never a key, SAS or signature.
 // Assumes the caller's executor is the single reactor (the delete workers share state unlocked).
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -39,10 +45,16 @@
 
 namespace stowage::storage {
 
+namespace azure {
+class TokenProvider;  // storage/azure_credentials.hpp
+}
+
 struct AzureOptions {
   std::string storage_account, container, prefix;
   std::string account_key, sas_token, connection_string;  // AZURE_ACCOUNT_KEY, AZURE_SAS_TOKEN,
                                                          // AZURE_STORAGE_CONNECTION_STRING
+  std::shared_ptr<azure::TokenProvider> token_provider;  // Entra tokens, when no key, SAS or connection string
+  std::string endpoint;  // "" = https://{account}.blob.core.windows.net; `{account}` is replaced
   http::TlsSettings tls;
   std::size_t max_connections = 0;  // 0 = the client's default for requests, 8 deletes in flight
   std::size_t list_page_size = 0;   // List Blobs maxresults; 0 = the service's default (5000)
@@ -67,13 +79,14 @@ class AzureBackend final : public Backend, private ObjectStore {
 
  private:
   struct Anonymous {};
-  using Credential = std::variant<Anonymous, azure::SharedKey, azure::SasToken>;
+  struct Bearer {};  // options_.token_provider's token, fetched for every request
+  using Credential = std::variant<Anonymous, azure::SharedKey, azure::SasToken, Bearer>;
   struct DeleteRun;
 
   void resolve();
   std::string blob_target(const std::string& key) const;
   std::string container_target() const;
-  boost::asio::awaitable<http::HttpResult> send(std::string method, std::string target,
+  boost::asio::awaitable<BackendResult<http::Response>> send(std::string method, std::string target,
                                                 std::vector<std::pair<std::string, std::string>> headers,
                                                 std::string body);
   boost::asio::awaitable<BackendResult<bool>> delete_blob(const std::string& name);  // false: was already gone
@@ -101,6 +114,7 @@ class AzureBackend final : public Backend, private ObjectStore {
   Credential credential_;
   std::string key_;        // metadata_key(prefix)
   std::string directory_;  // the key's directory with a trailing slash, "" at the container root
+  std::string bearer_;     // the last token sent (Bearer), handed back to the provider on a 401
 };
 
 }  // namespace stowage::storage

@@ -91,6 +91,8 @@ TEST_CASE("to_yaml prints every setting, nested like the file") {
         "operator-version: v0.1.0\n"
         "gcs:\n"
         "  endpoint: \"\"\n"
+        "azure:\n"
+        "  endpoint: \"\"\n"
         "backends:\n"
         "  connect-timeout: 10s\n"
         "  request-timeout: 30s\n"

@@ -1,6 +1,8 @@
 #pragma once
 // Test support: Azurite 3.37 (Microsoft's Azure Storage emulator, blob service only) on a free
-// loopback port, with its data in a fresh directory, optionally over TLS with a test CA.
+// loopback port, with its data in a fresh directory, optionally over TLS with a test CA, and then
+// optionally with OAuth (`--oauth basic`: bearer tokens are accepted when their aud, iss, nbf and exp
+// are right; Azurite does not check their signature; Shared Key keeps working).
 //
 // Azurite comes from tests/servers (package.json + package-lock.json): install it with
 //   npm ci --prefix tests/servers
@@ -38,7 +40,7 @@ class AzuriteServer {
     return std::filesystem::path(STOWAGE_SOURCE_DIR) / "tests/servers/node_modules/.bin/azurite-blob";
   }
 
-  explicit AzuriteServer(bool tls = false) : tls_(tls) {
+  explicit AzuriteServer(bool tls = false, bool oauth = false) : tls_(tls || oauth) {
     if (!std::filesystem::exists(executable()))
       throw std::runtime_error("Azurite is not installed at " + executable().string() +
                                ": run `npm ci --prefix tests/servers` in the source tree");
@@ -55,6 +57,7 @@ class AzuriteServer {
       argv.insert(argv.end(), {"--cert", certificates_->server_cert.string(), "--key",
                                certificates_->server_key.string()});
     }
+    if (oauth) argv.insert(argv.end(), {"--oauth", "basic"});
     // free_port() can race with another process; try a few ports before giving up.
     for (int attempt = 0; attempt < 3; ++attempt) {
       port_ = free_port();
@@ -91,6 +94,7 @@ class AzuriteServer {
            ";AccountKey=" + key() + ";BlobEndpoint=" + endpoint() + ";";
   }
   std::string ca_pem() const { return certificates_ ? certificates_->ca_pem() : std::string(); }
+  std::filesystem::path ca_file() const { return certificates_ ? certificates_->ca_cert : std::filesystem::path(); }
   stowage::http::TlsSettings tls() const { return {ca_pem(), false, ""}; }
 
   // An account SAS for the blob service (container and object resources), valid for a day.

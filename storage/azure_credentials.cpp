@@ -1,0 +1,376 @@
+// The Azure token cache, the Entra and IMDS fetchers, and the service-principal registry (see
+// azure_credentials.hpp).
+//
+// The single-flight refresh is aws_credentials.cpp's (itself gcs_token.cpp's): the first caller that
+// finds no fresh token marks the cache refreshing and fetches; later callers park on a steady_timer of
+// their own and are woken on their own executor when the fetch ends. A guard ends the refresh however
+// the fetching coroutine leaves (returned, or its frame destroyed on cancellation): an abandoned
+// refresh wakes the waiters with no outcome and one of them takes over. It is repeated rather than
+// shared with the AWS cache because the two cache different things (keys, a token) and a template in
+// a header would pull Asio's timers into every includer.
+#include "storage/azure_credentials.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "common/crypto.hpp"
+#include "common/header_values.hpp"
+#include "common/url.hpp"
+#include "storage/gcs_token.hpp"  // gcs::transport_error: one wording for transport failures
+
+namespace stowage::storage::azure {
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+BackendError error(bool transient, std::string code, std::string message) {
+  return BackendError{transient, std::move(code), std::move(message), std::nullopt};
+}
+
+struct FileProblem {
+  std::string message;
+};
+
+// The federated token, read on `files` (the kubelet rewrites the projected file while the controller
+// runs). Trailing whitespace is dropped, as the SDKs do.
+asio::awaitable<Result<std::string, FileProblem>> read_assertion(asio::any_io_executor files, std::string path) {
+  auto read = [path]() -> asio::awaitable<Result<std::string, FileProblem>> {
+    const std::string what = "AZURE_FEDERATED_TOKEN_FILE names " + path;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) co_return Err(FileProblem{what + ", which cannot be opened"});
+    std::string token(64 * 1024 + 1, '\0');
+    in.read(token.data(), static_cast<std::streamsize>(token.size()));
+    token.resize(static_cast<std::size_t>(in.gcount()));
+    if (token.size() > 64 * 1024) co_return Err(FileProblem{what + ", which is too large to be a token"});
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.empty()) co_return Err(FileProblem{what + ", which is empty"});
+    co_return token;
+  };
+  co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
+}
+
+struct Endpoint {
+  http::Url origin;
+  std::string target;
+};
+
+Result<Endpoint, std::string> endpoint_of(std::string_view text) {
+  auto parsed = url::parse(text, "");
+  if (!parsed) return Err(parsed.error());
+  const url::Parts& p = parsed.value();
+  if (p.scheme != "https" && p.scheme != "http") return Err(std::string("is not an http(s) URL"));
+  Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
+  out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
+  return out;
+}
+
+// The server's words, cut short, with `secret` (what was just sent) taken out should it be echoed.
+std::string server_words(std::string text, const std::string& secret) {
+  if (secret.size() >= 4)
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret))
+      text.replace(at, secret.size(), "<redacted>");
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  if (text.size() > 300) text = text.substr(0, 300) + "...";
+  return text;
+}
+
+class BrokenFetcher final : public TokenFetcher {
+ public:
+  explicit BrokenFetcher(std::string why) : why_(std::move(why)) {}
+  asio::awaitable<Result<AccessToken, BackendError>> fetch() override {
+    co_return Err(error(false, "AzureIdentityMisconfigured", why_));
+  }
+
+ private:
+  std::string why_;
+};
+
+// ---- Entra client credentials: a client secret or a federated assertion ----
+
+class ClientCredentialsFetcher final : public TokenFetcher {
+ public:
+  ClientCredentialsFetcher(ClientCredentialSettings settings, http::Client& client, asio::any_io_executor files,
+                           RetryPolicy retry)
+      : s_(std::move(settings)), client_(client), files_(std::move(files)), retry_(retry) {}
+
+  asio::awaitable<Result<AccessToken, BackendError>> fetch() override {
+    auto where = endpoint_of(token_url(s_));
+    if (!where) co_return Err(error(false, "InvalidAuthorityHost", "AZURE_AUTHORITY_HOST " + where.error()));
+    std::string assertion;
+    if (!s_.assertion_file.empty()) {
+      auto read = co_await read_assertion(files_, s_.assertion_file);
+      if (!read) co_return Err(error(false, "FederatedTokenUnreadable", read.error().message));
+      assertion = std::move(read.value());
+    }
+    const std::string& sent_secret = assertion.empty() ? s_.client_secret : assertion;
+    const std::string context = "Microsoft Entra token endpoint " + where.value().origin.origin() + "/" + s_.tenant_id;
+    std::function<http::Request()> make_request = [target = where.value().target,
+                                                   body = client_credentials_body(s_, assertion)] {
+      http::Request request;
+      request.method = "POST";
+      request.target = target;
+      request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+      request.body = body;
+      return request;
+    };
+    const http::TlsSettings tls;  // the system roots (SSL_CERT_FILE)
+    auto sent =
+        co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
+    if (!sent) co_return Err(gcs::transport_error(sent.error(), context));
+    const http::Response& response = sent.value();
+    if (response.status >= 200 && response.status < 300) {
+      auto reply = parse_token_reply(response.body, WallClock::now());
+      if (!reply) co_return Err(error(true, "TokenEndpointBadReply", context + ": " + reply.error()));
+      co_return std::move(reply.value());
+    }
+    auto oauth = parse_oauth_error(response.body);
+    std::string said = oauth ? server_words(oauth->error + (oauth->description.empty() ? "" : ": " + oauth->description),
+                                            sent_secret)
+                             : "HTTP " + std::to_string(response.status);
+    const bool transient = transient_status(response.status);
+    const std::string fix = assertion.empty()
+                                ? "check AZURE_CLIENT_SECRET and AZURE_CLIENT_ID"
+                                : "check the federated identity credential of client " + s_.client_id +
+                                      " (issuer and subject of this service account) and AZURE_FEDERATED_TOKEN_FILE";
+    co_return Err(error(transient, transient ? "TokenEndpointUnavailable" : "TokenRefused",
+                        context + " refused client " + s_.client_id + " (" + said + "): " + fix));
+  }
+
+ private:
+  ClientCredentialSettings s_;
+  http::Client& client_;
+  asio::any_io_executor files_;
+  RetryPolicy retry_;
+};
+
+// ---- Managed identity through IMDS ----
+
+class ManagedIdentityFetcher final : public TokenFetcher {
+ public:
+  ManagedIdentityFetcher(ManagedIdentitySettings settings, http::Client& client)
+      : s_(std::move(settings)), client_(client) {}
+
+  asio::awaitable<Result<AccessToken, BackendError>> fetch() override {
+    auto where = endpoint_of(s_.host);
+    if (!where)
+      co_return Err(error(false, "InvalidImdsEndpoint", "AZURE_POD_IDENTITY_AUTHORITY_HOST " + where.error()));
+    const std::string context = "instance metadata (IMDS) at " + where.value().origin.origin();
+    http::Request request{"GET", imds_target(s_), {{"Metadata", "true"}, {"Accept", "application/json"}}, {}};
+    auto sent = co_await send(where.value().origin, std::move(request));
+    if (!sent) {
+      BackendError e = gcs::transport_error(sent.error(), context);
+      e.message += " (outside Azure, or where pods cannot reach 169.254.169.254, give the controller workload "
+                   "identity or a Secret)";
+      co_return Err(e);
+    }
+    const http::Response& response = sent.value();
+    if (response.status == 200) {
+      auto reply = parse_token_reply(response.body, WallClock::now());
+      if (!reply) co_return Err(error(true, "ImdsBadReply", context + ": " + reply.error()));
+      co_return std::move(reply.value());
+    }
+    auto oauth = parse_oauth_error(response.body);
+    std::string said = "HTTP " + std::to_string(response.status) +
+                       (oauth ? ": " + server_words(oauth->error + (oauth->description.empty() ? "" : ": " +
+                                                                    oauth->description), {})
+                              : std::string());
+    // 400 "Identity not found": no identity assigned (or not the one AZURE_CLIENT_ID names).
+    const bool transient = transient_status(response.status) || response.status == 404 || response.status == 410;
+    co_return Err(error(transient, transient ? "ImdsUnavailable" : "ImdsRefused",
+                        context + " gave no token (" + said + ")" +
+                            (response.status == 400 ? ": assign a managed identity to the node"
+                                                      " (or the one AZURE_CLIENT_ID names)"
+                                                    : "")));
+  }
+
+ private:
+  // One request, ended after kImdsTimeout: the loser of the race is cancelled.
+  asio::awaitable<http::HttpResult> send(http::Url origin, http::Request request) {
+    using namespace asio::experimental::awaitable_operators;
+    auto attempt = [this](http::Url o, http::Request r) -> asio::awaitable<std::optional<http::HttpResult>> {
+      const http::TlsSettings plain;
+      co_return co_await client_.send(std::move(o), plain, std::move(r));
+    };
+    asio::steady_timer timer(co_await asio::this_coro::executor, kImdsTimeout);
+    auto raced = co_await (attempt(std::move(origin), std::move(request)) || timer.async_wait(asio::use_awaitable));
+    if (raced.index() == 0 && std::get<0>(raced)) co_return std::move(*std::get<0>(raced));
+    co_return Err(http::HttpError{http::HttpError::Kind::Timeout,
+                                  "no answer within " + std::to_string(kImdsTimeout.count()) + " s", false});
+  }
+
+  ManagedIdentitySettings s_;
+  http::Client& client_;
+};
+
+}  // namespace
+
+// ---- The cache ----
+
+struct CachingTokenProvider::State {
+  struct Waiter {
+    asio::any_io_executor executor;
+    asio::steady_timer timer;
+    explicit Waiter(asio::any_io_executor ex) : executor(ex), timer(ex, SteadyClock::time_point::max()) {}
+  };
+  std::mutex mutex;
+  std::optional<AccessToken> cached;
+  WallClock::time_point refresh_at{};
+  bool refreshing = false;
+  std::uint64_t generation = 0;
+  std::optional<BackendResult<std::string>> last_outcome;
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  std::uint64_t fetches = 0;
+};
+
+struct CachingTokenProvider::RefreshGuard {
+  std::shared_ptr<State> state;
+  std::optional<BackendResult<std::string>> outcome;
+  ~RefreshGuard() {
+    std::vector<std::shared_ptr<State::Waiter>> waiters;
+    {
+      std::lock_guard lock(state->mutex);
+      state->refreshing = false;
+      ++state->generation;
+      state->last_outcome = std::move(outcome);
+      waiters.swap(state->waiters);
+    }
+    for (auto& w : waiters) asio::post(w->executor, [w] { w->timer.expires_at(SteadyClock::time_point::min()); });
+  }
+};
+
+CachingTokenProvider::CachingTokenProvider(std::string source_name, std::unique_ptr<TokenFetcher> fetcher,
+                                           std::function<WallClock::time_point()> now)
+    : name_(std::move(source_name)),
+      fetcher_(std::move(fetcher)),
+      now_(std::move(now)),
+      state_(std::make_shared<State>()) {}
+
+CachingTokenProvider::~CachingTokenProvider() = default;
+
+std::uint64_t CachingTokenProvider::fetches() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->fetches;
+}
+
+WallClock::time_point CachingTokenProvider::refresh_time(WallClock::time_point now, WallClock::time_point expires_at) {
+  const auto lifetime = expires_at - now;
+  if (lifetime <= std::chrono::seconds(0)) return now;
+  if (lifetime > 2 * kRefreshMargin) return expires_at - kRefreshMargin;
+  return now + lifetime / 2;
+}
+
+void CachingTokenProvider::rejected(const std::string& token) {
+  std::lock_guard lock(state_->mutex);
+  if (state_->cached && state_->cached->token == token) {
+    state_->cached.reset();
+    state_->refresh_at = {};
+  }
+}
+
+asio::awaitable<BackendResult<std::string>> CachingTokenProvider::token() {
+  auto executor = co_await asio::this_coro::executor;
+  State& st = *state_;
+  for (;;) {
+    std::shared_ptr<State::Waiter> waiter;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(st.mutex);
+      if (st.cached && now_() < st.refresh_at) co_return st.cached->token;
+      if (!st.refreshing) {
+        st.refreshing = true;
+        ++st.fetches;
+      } else {
+        waiter = std::make_shared<State::Waiter>(executor);
+        st.waiters.push_back(waiter);
+        generation = st.generation;
+      }
+    }
+    if (!waiter) {
+      RefreshGuard guard{state_, std::nullopt};
+      auto fetched = co_await fetcher_->fetch();
+      BackendResult<std::string> outcome = Err(BackendError{});
+      {
+        std::lock_guard lock(st.mutex);
+        const auto now = now_();
+        if (fetched && fetched.value().expires_at <= now) {
+          outcome = Err(error(false, "AzureTokenExpired",
+                              "Azure token from " + name_ +
+                                  ": the source handed out a token that has already expired (check this machine's "
+                                  "clock)"));
+        } else if (fetched) {
+          st.cached = fetched.value();
+          st.refresh_at = refresh_time(now, fetched.value().expires_at);
+          outcome = fetched.value().token;
+        } else if (st.cached && now + kKeepThroughFailure < st.cached->expires_at) {
+          outcome = st.cached->token;  // still valid: keep using it, try again on the next call
+        } else {
+          st.cached.reset();
+          BackendError e = fetched.error();
+          e.message = "Azure token from " + name_ + ": " + e.message;
+          outcome = Err(std::move(e));
+        }
+      }
+      guard.outcome = outcome;
+      co_return outcome;
+    }
+    co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    {
+      std::lock_guard lock(st.mutex);
+      if (st.generation != generation && st.last_outcome) co_return *st.last_outcome;
+    }
+    auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+    if (cancelled != asio::cancellation_type::none)
+      co_return Err(error(true, "Cancelled", "Azure token request cancelled"));
+  }
+}
+
+std::unique_ptr<TokenFetcher> make_fetcher(const SourceSettings& source, http::Client& client,
+                                           asio::any_io_executor files, RetryPolicy retry) {
+  if (!source.broken.empty()) return std::make_unique<BrokenFetcher>(source.broken);
+  if (source.client) return std::make_unique<ClientCredentialsFetcher>(*source.client, client, files, retry);
+  if (source.managed) return std::make_unique<ManagedIdentityFetcher>(*source.managed, client);
+  return std::make_unique<BrokenFetcher>("no Azure identity source is configured");
+}
+
+std::shared_ptr<TokenProvider> make_provider(const Chain& chain, http::Client& client, asio::any_io_executor files,
+                                             RetryPolicy retry) {
+  const SourceSettings* active = chain.active();
+  if (!active) return nullptr;
+  return std::make_shared<CachingTokenProvider>(active->name, make_fetcher(*active, client, std::move(files), retry));
+}
+
+std::shared_ptr<TokenProvider> ServicePrincipalRegistry::provider(const ClientCredentialSettings& settings,
+                                                                  const std::string& name, http::Client& client,
+                                                                  asio::any_io_executor files) {
+  // The secret enters the key only as a digest: a rotated secret is another identity.
+  const std::string id = settings.authority_host + '\n' + settings.tenant_id + '\n' + settings.client_id + '\n' +
+                         crypto::hex(crypto::sha256(settings.client_secret)) + '\n' + name;
+  const auto now = SteadyClock::now();
+  std::lock_guard lock(mutex_);
+  for (auto it = providers_.begin(); it != providers_.end();)
+    it = now - it->second.last_handed_out > idle_ ? providers_.erase(it) : std::next(it);
+  auto& entry = providers_[id];
+  if (!entry.provider) {
+    SourceSettings source;
+    source.kind = SourceKind::ServicePrincipal;
+    source.name = name;
+    source.client = settings;
+    entry.provider = std::make_shared<CachingTokenProvider>(name, make_fetcher(source, client, std::move(files)));
+  }
+  entry.last_handed_out = now;
+  return entry.provider;
+}
+
+}  // namespace stowage::storage::azure
