@@ -1,6 +1,8 @@
 // Cloud identity detection for the start-up log (see cloud_identities.hpp).
 #include "engine/cloud_identities.hpp"
 
+#include "storage/azure_identity.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -43,19 +45,19 @@ std::vector<std::string> gcs_identity_sources(const ProcessView& process) {
 }
 
 std::vector<std::string> azure_identity_sources(const ProcessView& process) {
+  // The chain the Azure storages will use (storage/azure_identity.hpp), so that the line and the
+  // storages never disagree; a configured source that cannot work is marked, without its values.
+  storage::azure::IdentityEnvironment env;
+  for (const char* name : {"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                           "AZURE_AUTHORITY_HOST", "AZURE_POD_IDENTITY_AUTHORITY_HOST"})
+    if (auto value = process.env(name); !value.empty()) env.variables[name] = value;
   std::vector<std::string> out;
-  std::vector<std::string> set, missing;
-  for (const char* name : {"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"})
-    (process.env(name).empty() ? missing : set).emplace_back(name);
-  auto join = [](const std::vector<std::string>& names) {
-    std::string text;
-    for (const auto& n : names) text += (text.empty() ? "" : ", ") + n;
-    return text;
-  };
-  if (missing.empty())
-    out.push_back("azure workload identity (" + join(set) + ")");
-  else if (!set.empty())
-    out.push_back("azure workload identity, incomplete (" + join(set) + " without " + join(missing) + ")");
+  for (const auto& source : storage::azure::discover_chain(env).found) {
+    std::string name = "azure " + source.name;
+    if (!source.broken.empty()) name += " (not usable: see a storage's status)";
+    else if (source.kind == storage::azure::SourceKind::ManagedIdentity) name += " (not probed)";
+    out.push_back(std::move(name));
+  }
   return out;
 }
 

@@ -30,8 +30,9 @@ std::vector<std::string> aws_identity_sources(const ProcessView& process);
 // GOOGLE_APPLICATION_CREDENTIALS, then the metadata server (GCE_METADATA_HOST), as Google's SDKs
 // try them; STORAGE_EMULATOR_HOST is named too, since it turns authentication off.
 std::vector<std::string> gcs_identity_sources(const ProcessView& process);
-// Azure workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE); an
-// incomplete set is named with what is missing.
+// "azure " + the Azure chain's sources, in its order (storage/azure_identity.hpp): a service principal,
+// workload identity, then managed identity (IMDS, always, "not probed"); a configured source that
+// cannot work (a partial set of variables) is marked so.
 std::vector<std::string> azure_identity_sources(const ProcessView& process);
 
 // Every provider's, AWS, GCS, Azure.

@@ -29,8 +29,9 @@ ProcessView view(std::map<std::string, std::string> variables, std::set<std::str
 TEST_CASE("cloud identities: nothing configured names the metadata servers only, as candidates") {
   auto p = view({{"AWS_EC2_METADATA_DISABLED", "true"}});
   CHECK(aws_identity_sources(p).empty());
-  CHECK(azure_identity_sources(p).empty());
-  CHECK(cloud_identities_line(cloud_identity_sources(p)) == "cloud identities found: gcs metadata server (not probed)");
+  CHECK(azure_identity_sources(p) == std::vector<std::string>{"azure managed identity (IMDS) (not probed)"});
+  CHECK(cloud_identities_line(cloud_identity_sources(p)) ==
+        "cloud identities found: gcs metadata server (not probed), azure managed identity (IMDS) (not probed)");
   CHECK(cloud_identities_line({}) == "cloud identities found: none");
   CHECK(aws_identity_sources(view({})) == std::vector<std::string>{"aws instance metadata (IMDSv2) (not probed)"});
 }
@@ -48,14 +49,22 @@ TEST_CASE("cloud identities: GCS application credentials, then the metadata serv
                                  "gcs metadata server (not probed)"});
 }
 
-TEST_CASE("cloud identities: Azure workload identity needs all three variables, a partial set says what is missing") {
-  auto all = view({{"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "t"}, {"AZURE_FEDERATED_TOKEN_FILE", "/f"}});
+TEST_CASE("cloud identities: Azure's chain as its storages will use it, a partial set marked not usable") {
+  auto all = view({{"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "contoso.onmicrosoft.com"},
+                   {"AZURE_FEDERATED_TOKEN_FILE", "/f"}});
   CHECK(azure_identity_sources(all) ==
-        std::vector<std::string>{"azure workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)"});
+        std::vector<std::string>{"azure workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)",
+                                 "azure managed identity (IMDS, AZURE_CLIENT_ID) (not probed)"});
   auto partial = view({{"AZURE_FEDERATED_TOKEN_FILE", "/f"}});
   CHECK(azure_identity_sources(partial) ==
-        std::vector<std::string>{"azure workload identity, incomplete (AZURE_FEDERATED_TOKEN_FILE without "
-                                 "AZURE_CLIENT_ID, AZURE_TENANT_ID)"});
+        std::vector<std::string>{"azure workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE) "
+                                 "(not usable: see a storage's status)",
+                                 "azure managed identity (IMDS) (not probed)"});
+  auto principal = view({{"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "contoso.onmicrosoft.com"},
+                         {"AZURE_CLIENT_SECRET", "s3cr3t-value"}});
+  auto found = azure_identity_sources(principal);
+  REQUIRE(found.size() == 2);
+  CHECK(found.front() == "azure service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)");
 }
 
 TEST_CASE("cloud identities: AWS sources in the chain's order, every provider in one line, no value in it") {
@@ -65,13 +74,14 @@ TEST_CASE("cloud identities: AWS sources in the chain's order, every provider in
                  {"AWS_WEB_IDENTITY_TOKEN_FILE", "/t"},
                  {"AWS_EC2_METADATA_DISABLED", "true"},
                  {"AZURE_CLIENT_ID", "c"},
-                 {"AZURE_TENANT_ID", "t"},
+                 {"AZURE_TENANT_ID", "contoso.onmicrosoft.com"},
                  {"AZURE_FEDERATED_TOKEN_FILE", "/f"}});
   std::string line = cloud_identities_line(cloud_identity_sources(p));
   CHECK(line ==
         "cloud identities found: aws environment keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), aws web identity "
         "(AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE), gcs metadata server (not probed), azure workload identity "
-        "(AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)");
+        "(AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE), azure managed identity (IMDS, AZURE_CLIENT_ID) "
+        "(not probed)");
   CHECK(line.find("AKIAEXAMPLEKEY") == std::string::npos);
   CHECK(line.find("wJalrXUtnFEMI") == std::string::npos);
 }

@@ -144,7 +144,7 @@ TEST_CASE("run: the start-up log names the cloud identity sources found, never t
                                                   {"AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/secret-role"},
                                                   {"AWS_WEB_IDENTITY_TOKEN_FILE", web_token.string()},
                                                   {"AZURE_CLIENT_ID", "00000000-1111-2222-3333-client-id"},
-                                                  {"AZURE_TENANT_ID", "44444444-5555-tenant"},
+                                                  {"AZURE_TENANT_ID", "contoso-tenant.onmicrosoft.com"},
                                                   {"AZURE_FEDERATED_TOKEN_FILE", azure_token.string()}}));
   auto child = test::Child::spawn({"run", "--manifests", manifests.string(), "--state-dir",
                                    (rig.dir / "state").string(), "--log-file", log.string()},
@@ -156,7 +156,8 @@ TEST_CASE("run: the start-up log names the cloud identity sources found, never t
   CHECK_THAT(text, Catch::Contains("cloud identities found: aws web identity (AWS_ROLE_ARN, "
                                    "AWS_WEB_IDENTITY_TOKEN_FILE), gcs application credentials file "
                                    "(GOOGLE_APPLICATION_CREDENTIALS), gcs metadata server (not probed), azure "
-                                   "workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)"));
+                                   "workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE), "
+                                   "azure managed identity (IMDS, AZURE_CLIENT_ID) (not probed)"));
   for (const char* secret : {"secret-role", "aws-web-identity-token-value", "azure-federated-token-value",
                              "client-id", "tenant", "external_account"})
     CHECK(text.find(secret) == std::string::npos);
