@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/url.hpp"
+#include "storage/refreshing_cache.hpp"
 #include "storage/gcs_token.hpp"  // gcs::transport_error: one wording for transport failures
 
 namespace stowage::storage::aws {
@@ -305,128 +306,38 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
 
 }  // namespace
 
-// ---- The cache ----
-
-struct CachingProvider::State {
-  struct Waiter {
-    asio::any_io_executor executor;
-    asio::steady_timer timer;
-    explicit Waiter(asio::any_io_executor ex) : executor(ex), timer(ex, SteadyClock::time_point::max()) {}
-  };
-  std::mutex mutex;
-  std::optional<TimedCredentials> cached;
-  WallClock::time_point refresh_at{};
-  bool refreshing = false;
-  std::uint64_t generation = 0;
-  std::optional<BackendResult<s3::Credentials>> last_outcome;
-  std::vector<std::shared_ptr<Waiter>> waiters;
-  std::uint64_t fetches = 0;
-};
-
-struct CachingProvider::RefreshGuard {
-  std::shared_ptr<State> state;
-  std::optional<BackendResult<s3::Credentials>> outcome;
-  ~RefreshGuard();
-};
+// ---- The cache (storage/refreshing_cache.hpp) ----
 
 CachingProvider::CachingProvider(std::string source_name, std::unique_ptr<CredentialFetcher> fetcher,
                                  std::function<WallClock::time_point()> now)
-    : name_(std::move(source_name)),
-      fetcher_(std::move(fetcher)),
-      now_(std::move(now)),
-      state_(std::make_shared<State>()) {}
+    : name_(std::move(source_name)), fetcher_(std::move(fetcher)) {
+  CredentialFetcher* source = fetcher_.get();
+  auto fetch = [source]() -> asio::awaitable<BackendResult<Expiring<s3::Credentials>>> {
+    auto fetched = co_await source->fetch();
+    if (!fetched) co_return Err(std::move(fetched.error()));
+    co_return Expiring<s3::Credentials>{std::move(fetched.value().keys), fetched.value().expiration};
+  };
+  cache_ = std::make_shared<RefreshingCache<s3::Credentials>>(
+      CacheWording{"AWS credentials", name_, "AwsCredentialsExpired", "credentials that have already expired"},
+      std::move(fetch), std::move(now));
+}
 
 CachingProvider::~CachingProvider() = default;
 
-std::uint64_t CachingProvider::fetches() const {
-  std::lock_guard lock(state_->mutex);
-  return state_->fetches;
-}
+std::uint64_t CachingProvider::fetches() const { return cache_->fetches(); }
 
 WallClock::time_point CachingProvider::refresh_time(WallClock::time_point now, WallClock::time_point expiration) {
-  const auto lifetime = expiration - now;
-  if (lifetime <= std::chrono::seconds(0)) return now;
-  if (lifetime > 2 * kRefreshMargin) return expiration - kRefreshMargin;
-  return now + lifetime / 2;
+  return storage::refresh_time(now, expiration);
 }
 
 void CachingProvider::rejected(const s3::Credentials& keys) {
-  std::lock_guard lock(state_->mutex);
-  if (state_->cached && state_->cached->keys.access_key_id == keys.access_key_id &&
-      state_->cached->keys.session_token == keys.session_token && state_->cached->expiration) {
-    state_->cached.reset();  // long-lived keys are not refetched: they would be the same ones
-    state_->refresh_at = {};
-  }
+  // Long-lived keys (no expiry) are not refetched: they would be the same ones.
+  cache_->drop_if([&](const s3::Credentials& cached, const std::optional<WallClock::time_point>& expires_at) {
+    return expires_at && cached.access_key_id == keys.access_key_id && cached.session_token == keys.session_token;
+  });
 }
 
-asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() {
-  auto executor = co_await asio::this_coro::executor;
-  State& st = *state_;
-  for (;;) {
-    std::shared_ptr<State::Waiter> waiter;
-    std::uint64_t generation = 0;
-    {
-      std::lock_guard lock(st.mutex);
-      if (st.cached && (!st.cached->expiration || now_() < st.refresh_at)) co_return st.cached->keys;
-      if (!st.refreshing) {
-        st.refreshing = true;
-        ++st.fetches;
-      } else {
-        waiter = std::make_shared<State::Waiter>(executor);
-        st.waiters.push_back(waiter);
-        generation = st.generation;
-      }
-    }
-    if (!waiter) {
-      RefreshGuard guard{state_, std::nullopt};
-      auto fetched = co_await fetcher_->fetch();
-      BackendResult<s3::Credentials> outcome = Err(BackendError{});
-      {
-        std::lock_guard lock(st.mutex);
-        const auto now = now_();
-        if (fetched && fetched.value().expiration && *fetched.value().expiration <= now) {
-          outcome = Err(error(false, "AwsCredentialsExpired",
-                              "AWS credentials from " + name_ +
-                                  ": the source handed out credentials that have already "
-                                  "expired (check this machine's clock)"));
-        } else if (fetched) {
-          st.cached = fetched.value();
-          if (fetched.value().expiration) st.refresh_at = refresh_time(now, *fetched.value().expiration);
-          outcome = fetched.value().keys;
-        } else if (st.cached && st.cached->expiration && now + kKeepThroughFailure < *st.cached->expiration) {
-          outcome = st.cached->keys;  // still valid: keep using them, try again on the next call
-        } else {
-          st.cached.reset();
-          BackendError e = fetched.error();
-          e.message = "AWS credentials from " + name_ + ": " + e.message;
-          outcome = Err(std::move(e));
-        }
-      }
-      guard.outcome = outcome;
-      co_return outcome;
-    }
-    co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    {
-      std::lock_guard lock(st.mutex);
-      if (st.generation != generation && st.last_outcome) co_return *st.last_outcome;
-    }
-    auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
-    if (cancelled != asio::cancellation_type::none)
-      co_return Err(error(true, "Cancelled", "AWS credentials request cancelled"));
-  }
-}
-
-CachingProvider::RefreshGuard::~RefreshGuard() {
-  std::vector<std::shared_ptr<State::Waiter>> waiters;
-  {
-    std::lock_guard lock(state->mutex);
-    state->refreshing = false;
-    ++state->generation;
-    state->last_outcome = std::move(outcome);
-    waiters.swap(state->waiters);
-  }
-  for (auto& w : waiters) asio::post(w->executor, [w] { w->timer.expires_at(SteadyClock::time_point::min()); });
-}
+asio::awaitable<BackendResult<s3::Credentials>> CachingProvider::credentials() { return cache_->get(); }
 
 std::unique_ptr<CredentialFetcher> make_fetcher(const SourceSettings& source, http::Client& client,
                                                 asio::any_io_executor files, RetryPolicy retry) {

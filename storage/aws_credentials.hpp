@@ -33,6 +33,11 @@
 #include "storage/backend.hpp"
 #include "storage/retry.hpp"
 
+namespace stowage::storage {
+template <class V>
+class RefreshingCache;  // storage/refreshing_cache.hpp
+}  // namespace stowage::storage
+
 namespace stowage::storage::aws {
 
 class CredentialProvider {
@@ -57,8 +62,6 @@ class CredentialFetcher {
 // The cache in front of one fetcher (see the module comment).
 class CachingProvider final : public CredentialProvider {
  public:
-  static constexpr std::chrono::minutes kRefreshMargin{5};
-  static constexpr std::chrono::seconds kKeepThroughFailure{10};
 
   CachingProvider(std::string source_name, std::unique_ptr<CredentialFetcher> fetcher,
                   std::function<WallClock::time_point()> now = &WallClock::now);
@@ -70,16 +73,13 @@ class CachingProvider final : public CredentialProvider {
 
   std::uint64_t fetches() const;  // exchanges started (tests, metrics)
 
-  // When keys fetched at `now` that expire at `expiration` are replaced.
+  // When keys fetched at `now` that expire at `expiration` are replaced (storage/refreshing_cache.hpp).
   static WallClock::time_point refresh_time(WallClock::time_point now, WallClock::time_point expiration);
 
  private:
-  struct State;
-  struct RefreshGuard;
   std::string name_;
   std::unique_ptr<CredentialFetcher> fetcher_;
-  std::function<WallClock::time_point()> now_;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<RefreshingCache<s3::Credentials>> cache_;
 };
 
 inline constexpr std::chrono::seconds kImdsTimeout{5};

@@ -10,6 +10,8 @@
 // a header would pull Asio's timers into every includer.
 #include "storage/azure_credentials.hpp"
 
+#include "storage/refreshing_cache.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -216,125 +218,35 @@ class ManagedIdentityFetcher final : public TokenFetcher {
 
 }  // namespace
 
-// ---- The cache ----
-
-struct CachingTokenProvider::State {
-  struct Waiter {
-    asio::any_io_executor executor;
-    asio::steady_timer timer;
-    explicit Waiter(asio::any_io_executor ex) : executor(ex), timer(ex, SteadyClock::time_point::max()) {}
-  };
-  std::mutex mutex;
-  std::optional<AccessToken> cached;
-  WallClock::time_point refresh_at{};
-  bool refreshing = false;
-  std::uint64_t generation = 0;
-  std::optional<BackendResult<std::string>> last_outcome;
-  std::vector<std::shared_ptr<Waiter>> waiters;
-  std::uint64_t fetches = 0;
-};
-
-struct CachingTokenProvider::RefreshGuard {
-  std::shared_ptr<State> state;
-  std::optional<BackendResult<std::string>> outcome;
-  ~RefreshGuard() {
-    std::vector<std::shared_ptr<State::Waiter>> waiters;
-    {
-      std::lock_guard lock(state->mutex);
-      state->refreshing = false;
-      ++state->generation;
-      state->last_outcome = std::move(outcome);
-      waiters.swap(state->waiters);
-    }
-    for (auto& w : waiters) asio::post(w->executor, [w] { w->timer.expires_at(SteadyClock::time_point::min()); });
-  }
-};
+// ---- The cache (storage/refreshing_cache.hpp) ----
 
 CachingTokenProvider::CachingTokenProvider(std::string source_name, std::unique_ptr<TokenFetcher> fetcher,
                                            std::function<WallClock::time_point()> now)
-    : name_(std::move(source_name)),
-      fetcher_(std::move(fetcher)),
-      now_(std::move(now)),
-      state_(std::make_shared<State>()) {}
+    : name_(std::move(source_name)), fetcher_(std::move(fetcher)) {
+  TokenFetcher* source = fetcher_.get();
+  auto fetch = [source]() -> asio::awaitable<BackendResult<Expiring<std::string>>> {
+    auto fetched = co_await source->fetch();
+    if (!fetched) co_return Err(std::move(fetched.error()));
+    co_return Expiring<std::string>{std::move(fetched.value().token), fetched.value().expires_at};
+  };
+  cache_ = std::make_shared<RefreshingCache<std::string>>(
+      CacheWording{"Azure token", name_, "AzureTokenExpired", "a token that has already expired"}, std::move(fetch),
+      std::move(now));
+}
 
 CachingTokenProvider::~CachingTokenProvider() = default;
 
-std::uint64_t CachingTokenProvider::fetches() const {
-  std::lock_guard lock(state_->mutex);
-  return state_->fetches;
-}
+std::uint64_t CachingTokenProvider::fetches() const { return cache_->fetches(); }
 
 WallClock::time_point CachingTokenProvider::refresh_time(WallClock::time_point now, WallClock::time_point expires_at) {
-  const auto lifetime = expires_at - now;
-  if (lifetime <= std::chrono::seconds(0)) return now;
-  if (lifetime > 2 * kRefreshMargin) return expires_at - kRefreshMargin;
-  return now + lifetime / 2;
+  return storage::refresh_time(now, expires_at);
 }
 
 void CachingTokenProvider::rejected(const std::string& token) {
-  std::lock_guard lock(state_->mutex);
-  if (state_->cached && state_->cached->token == token) {
-    state_->cached.reset();
-    state_->refresh_at = {};
-  }
+  cache_->drop_if([&](const std::string& cached, const std::optional<WallClock::time_point>&) { return cached == token; });
 }
 
-asio::awaitable<BackendResult<std::string>> CachingTokenProvider::token() {
-  auto executor = co_await asio::this_coro::executor;
-  State& st = *state_;
-  for (;;) {
-    std::shared_ptr<State::Waiter> waiter;
-    std::uint64_t generation = 0;
-    {
-      std::lock_guard lock(st.mutex);
-      if (st.cached && now_() < st.refresh_at) co_return st.cached->token;
-      if (!st.refreshing) {
-        st.refreshing = true;
-        ++st.fetches;
-      } else {
-        waiter = std::make_shared<State::Waiter>(executor);
-        st.waiters.push_back(waiter);
-        generation = st.generation;
-      }
-    }
-    if (!waiter) {
-      RefreshGuard guard{state_, std::nullopt};
-      auto fetched = co_await fetcher_->fetch();
-      BackendResult<std::string> outcome = Err(BackendError{});
-      {
-        std::lock_guard lock(st.mutex);
-        const auto now = now_();
-        if (fetched && fetched.value().expires_at <= now) {
-          outcome = Err(error(false, "AzureTokenExpired",
-                              "Azure token from " + name_ +
-                                  ": the source handed out a token that has already expired (check this machine's "
-                                  "clock)"));
-        } else if (fetched) {
-          st.cached = fetched.value();
-          st.refresh_at = refresh_time(now, fetched.value().expires_at);
-          outcome = fetched.value().token;
-        } else if (st.cached && now + kKeepThroughFailure < st.cached->expires_at) {
-          outcome = st.cached->token;  // still valid: keep using it, try again on the next call
-        } else {
-          st.cached.reset();
-          BackendError e = fetched.error();
-          e.message = "Azure token from " + name_ + ": " + e.message;
-          outcome = Err(std::move(e));
-        }
-      }
-      guard.outcome = outcome;
-      co_return outcome;
-    }
-    co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    {
-      std::lock_guard lock(st.mutex);
-      if (st.generation != generation && st.last_outcome) co_return *st.last_outcome;
-    }
-    auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
-    if (cancelled != asio::cancellation_type::none)
-      co_return Err(error(true, "Cancelled", "Azure token request cancelled"));
-  }
-}
+asio::awaitable<BackendResult<std::string>> CachingTokenProvider::token() { return cache_->get(); }
 
 std::unique_ptr<TokenFetcher> make_fetcher(const SourceSettings& source, http::Client& client,
                                            asio::any_io_executor files, RetryPolicy retry) {

@@ -37,6 +37,11 @@
 #include "storage/backend.hpp"
 #include "storage/retry.hpp"
 
+namespace stowage::storage {
+template <class V>
+class RefreshingCache;  // storage/refreshing_cache.hpp
+}  // namespace stowage::storage
+
 namespace stowage::storage::azure {
 
 class TokenProvider {
@@ -59,9 +64,6 @@ class TokenFetcher {
 
 class CachingTokenProvider final : public TokenProvider {
  public:
-  static constexpr std::chrono::minutes kRefreshMargin{5};
-  static constexpr std::chrono::seconds kKeepThroughFailure{10};
-
   CachingTokenProvider(std::string source_name, std::unique_ptr<TokenFetcher> fetcher,
                        std::function<WallClock::time_point()> now = &WallClock::now);
   ~CachingTokenProvider() override;
@@ -72,16 +74,13 @@ class CachingTokenProvider final : public TokenProvider {
 
   std::uint64_t fetches() const;  // exchanges started (tests, metrics)
 
-  // When a token fetched at `now` that expires at `expires_at` is replaced.
+  // When a token fetched at `now` that expires at `expires_at` is replaced (storage/refreshing_cache.hpp).
   static WallClock::time_point refresh_time(WallClock::time_point now, WallClock::time_point expires_at);
 
  private:
-  struct State;
-  struct RefreshGuard;
   std::string name_;
   std::unique_ptr<TokenFetcher> fetcher_;
-  std::function<WallClock::time_point()> now_;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<RefreshingCache<std::string>> cache_;
 };
 
 inline constexpr std::chrono::seconds kImdsTimeout{5};
