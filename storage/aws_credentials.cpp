@@ -23,6 +23,7 @@
 
 #include "common/url.hpp"
 #include "storage/refreshing_cache.hpp"
+#include "storage/server_words.hpp"
 #include "storage/gcs_token.hpp"  // gcs::transport_error: one wording for transport failures
 
 namespace stowage::storage::aws {
@@ -74,18 +75,6 @@ Result<Endpoint, std::string> endpoint_of(std::string_view text) {
   Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
   out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
   return out;
-}
-
-// A server's own words, cut short and with `secret` (the token just sent) taken out should the
-// server have echoed it.
-std::string server_words(std::string text, const std::string& secret) {
-  if (!secret.empty())
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret))
-      text.replace(at, secret.size(), "<token>");
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  if (text.size() > 300) text = text.substr(0, 300) + "...";
-  return text;
 }
 
 // ---- Long-lived keys, and a source that cannot work ----

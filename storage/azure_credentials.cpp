@@ -11,6 +11,7 @@
 #include "storage/azure_credentials.hpp"
 
 #include "storage/refreshing_cache.hpp"
+#include "storage/server_words.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -75,17 +76,6 @@ Result<Endpoint, std::string> endpoint_of(std::string_view text) {
   Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
   out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
   return out;
-}
-
-// The server's words, cut short, with `secret` (what was just sent) taken out should it be echoed.
-std::string server_words(std::string text, const std::string& secret) {
-  if (secret.size() >= 4)
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret))
-      text.replace(at, secret.size(), "<redacted>");
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  if (text.size() > 300) text = text.substr(0, 300) + "...";
-  return text;
 }
 
 class BrokenFetcher final : public TokenFetcher {

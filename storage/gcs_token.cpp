@@ -8,6 +8,8 @@
 // takes over.
 #include "storage/gcs_token.hpp"
 
+#include "storage/server_words.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -103,16 +105,6 @@ asio::awaitable<Result<std::string, std::string>> read_subject_token_file(asio::
     co_return content;
   };
   co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
-}
-
-// A server's words with `secret` cut out: an STS that echoes the subject token in its error
-// description must not carry it into a status.
-std::string without(std::string text, const std::string& secret) {
-  static constexpr std::string_view kMark = "<redacted>";
-  if (secret.size() < 4) return text;
-  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + kMark.size()))
-    text.replace(at, secret.size(), kMark);
-  return text;
 }
 
 bool same_origin(const std::string& a, const std::string& b) {
@@ -376,7 +368,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_external_account(
     std::string why = oauth ? oauth->error + (oauth->description.empty() ? "" : ": " + oauth->description)
                             : "HTTP " + std::to_string(response.status);
     co_return Err(error(false, "TokenExchangeRefused",
-                        without("GCS STS token exchange refused (" + why + "): check " + source_ +
+                        redacted("GCS STS token exchange refused (" + why + "): check " + source_ +
                                     " (its audience and the subject token in " + account.subject_token_file + ")",
                                 subject.value())));
   }
@@ -418,7 +410,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::impersonate(http::Clien
                           context + " answered HTTP " + std::to_string(response.status), retry_after(response)));
     std::string detail = json_api_error_message(response.body);
     co_return Err(error(false, "ImpersonationRefused",
-                        without("GCS service account impersonation refused (HTTP " + std::to_string(response.status) +
+                        redacted("GCS service account impersonation refused (HTTP " + std::to_string(response.status) +
                                     (detail.empty() ? "" : ": " + detail) + "): check " + source_ +
                                     " (service_account_impersonation_url) and that the pool's principal holds "
                                     "roles/iam.workloadIdentityUser on the service account",
