@@ -209,7 +209,11 @@ Result<AccessToken, std::string> parse_token_reply(std::string_view body, WallCl
     if (*in <= 0 || *in > kYear) return Err(std::string("the token reply's expires_in is not a number of seconds from 1 to a year"));
     out.expires_at = now + std::chrono::seconds(*in);
   } else if (auto on = integer(o->if_contains("expires_on"))) {
-    if (*on <= 0 || *on > 253402300799) return Err(std::string("the token reply's expires_on is not a Unix time"));
+    // Bounded like expires_in: a token never lives a year, and WallClock (nanoseconds) cannot hold
+    // times past 2262, so a larger number would overflow the conversion.
+    const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    if (*on <= 0 || *on > now_s + kYear)
+      return Err(std::string("the token reply's expires_on is not a Unix time within a year from now"));
     out.expires_at = WallClock::time_point(std::chrono::seconds(*on));
   } else {
     return Err(std::string("the token reply has neither expires_in nor expires_on"));

@@ -156,6 +156,11 @@ TEST_CASE("azure identity: token replies from Entra (numbers) and IMDS (strings)
   REQUIRE(on_only.ok());
   CHECK(on_only.value().expires_at == WallClock::time_point(std::chrono::seconds(1700000000)));
 
+  // Found by the fuzzer: a year past 2262 overflowed the nanosecond clock (undefined behaviour).
+  CHECK_THAT(parse_token_reply(R"({"access_token":"t","expires_on":"17005000000"})", now).error(),
+             Catch::Contains("within a year"));
+  CHECK_THAT(parse_token_reply(R"({"access_token":"t","expires_on":"253402300799"})", now).error(),
+             Catch::Contains("within a year"));
   CHECK_THAT(parse_token_reply(R"({"expires_in":1})", now).error(), Catch::Contains("no access_token"));
   CHECK_THAT(parse_token_reply(R"({"access_token":"t"})", now).error(), Catch::Contains("neither expires_in"));
   CHECK_THAT(parse_token_reply(R"({"access_token":"t","expires_in":"soon"})", now).error(),
