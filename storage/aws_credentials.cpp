@@ -17,7 +17,6 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -48,13 +47,15 @@ asio::awaitable<Result<std::string, FileProblem>> read_token_file(asio::any_io_e
   auto read = [path, variable]() -> asio::awaitable<Result<std::string, FileProblem>> {
     std::ifstream in(path, std::ios::binary);
     if (!in) co_return Err(FileProblem{variable + " names " + path + ", which cannot be opened"});
-    std::ostringstream text;
-    text << in.rdbuf();
-    std::string token = text.str();
+    // At most kMax + 1 bytes are read, so a wrong path (a device, a huge log) costs nothing.
+    constexpr std::size_t kMax = 64 * 1024;
+    std::string token(kMax + 1, '\0');
+    in.read(token.data(), static_cast<std::streamsize>(token.size()));
+    token.resize(static_cast<std::size_t>(in.gcount()));
+    if (token.size() > kMax)
+      co_return Err(FileProblem{variable + " names " + path + ", which is too large to be a token"});
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
     if (token.empty()) co_return Err(FileProblem{variable + " names " + path + ", which is empty"});
-    if (token.size() > 64 * 1024)
-      co_return Err(FileProblem{variable + " names " + path + ", which is too large to be a token"});
     co_return token;
   };
   co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);

@@ -447,6 +447,34 @@ TEST_CASE("aws web identity: the token file is re-read for every exchange, and S
   }
 }
 
+TEST_CASE("aws web identity: a token file that is a device, too large or empty is refused before any exchange") {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  boost::asio::thread_pool files(1);
+  http::Client client(io.get_executor());
+  SourceSettings source;
+  source.kind = SourceKind::WebIdentity;
+  source.name = "web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)";
+  // Nothing listens on port 1: a request would fail with a transport error, not the file's.
+  source.web_identity = WebIdentitySettings{"arn:aws:iam::123456789012:role/r", "", "", "http://127.0.0.1:1"};
+  auto refused = [&](const std::string& path) {
+    source.web_identity->token_file = path;
+    auto r = run(io, make_fetcher(source, client, files.get_executor())->fetch());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == "WebIdentityTokenUnreadable");
+    return r.error().message;
+  };
+  // /dev/zero never ends: only a bounded read comes back.
+  CHECK_THAT(refused("/dev/zero"), Catch::Contains("too large to be a token"));
+  const auto big = dir.path() / "big";
+  testing::write_file(big, std::string(64 * 1024 + 1, 'a'));
+  CHECK_THAT(refused(big.string()), Catch::Contains("too large to be a token"));
+  const auto blank = dir.path() / "blank";
+  testing::write_file(blank, "\n");
+  CHECK_THAT(refused(blank.string()), Catch::Contains("empty"));
+  CHECK_THAT(refused((dir.path() / "missing").string()), Catch::Contains("cannot be opened"));
+}
+
 TEST_CASE("aws s3: temporary credentials S3 refuses are named by source, dropped, and fetched again") {
   using namespace test_support;
   MotoServer moto;
