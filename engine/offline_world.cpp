@@ -86,6 +86,9 @@ void OfflineWorld::storage_upserted(kube::BackupStorage storage) {
     rec.object_json = without_status(storage);
     save(rec);
   }
+  // The object as given was needed for the spec hash and the record only; the cache, the reconciler
+  // and the status writes use the typed fields, so it is not kept (a second copy of every storage).
+  storage.raw = nullptr;
   enqueue_overlapping(locations_.put(storage), key);
   cache_.upsert(std::move(storage));
   enqueue(key, is_new ? "added" : "changed");
@@ -124,7 +127,7 @@ void OfflineWorld::synced() {
       enqueue(key, "removed from manifests");
       continue;
     }
-    auto recorded = kube::parse_backup_storage(boost::json::parse(rec.object_json));
+    auto recorded = kube::parse_backup_storage(boost::json::parse(rec.object_json), kube::Unknown::Drop);
     if (!recorded.ok()) continue;  // get() reports it if it is ever reconciled
     kube::BackupStorage storage = std::move(recorded.value());
     if (!rec.status_json.empty()) {
