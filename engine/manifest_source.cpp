@@ -7,16 +7,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <optional>
 #include <set>
 #include <type_traits>
 
+#include "common/crypto.hpp"
 #include "config/config.hpp"
 
 namespace stowage::engine {
@@ -45,47 +49,92 @@ std::optional<FileVersion> version_of(const fs::path& file) {
   return FileVersion{std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size, st.st_ino};
 }
 
+// A BackupStorage as the source keeps it between scans: not the parsed object (whose `raw` copy
+// of the object as given is the largest part of it; the sink holds the parsed one), but the object
+// as given in compact JSON, and a digest of that text. The digest is how a rescan tells a change;
+// the text is what a file that fails later still stands for (parsed again only if it has to be
+// delivered: when the copy that won a duplicate goes while this file fails).
+using Digest = std::array<char, 16>;  // the first 16 bytes of the text's SHA-256 (no allocation)
+
+struct KeptStorage {
+  ObjectKey key;
+  int line = 0;
+  std::string json;
+  Digest digest;
+};
+
+Digest digest_of(std::string_view json) {
+  auto sha = crypto::sha256(json);
+  Digest d{};
+  std::copy_n(sha.begin(), d.size(), d.begin());
+  return d;
+}
+
 struct CachedFile {
   FileVersion version;
-  FileContents contents;  // what the file stands for now: while it fails, its kept objects included
+  // What the file stands for now: while it fails, its kept objects included.
+  std::vector<KeptStorage> storages;
+  std::vector<ManifestSecret> secrets;
+  std::vector<std::string> problems;
+  bool unreadable = false, budget_exceeded = false, limited_by_other_files = false;  // as in FileContents
+  std::uint64_t alias_bytes = 0;
   bool read_cleanly = false;  // at least once since start(): held_* are known
   std::set<ObjectKey> held_storages, held_secrets;  // what it held at its last good read
+  // During the scan that read the file only: `storages` as parsed, by index (empty for kept ones),
+  // so that a new or changed object is delivered without being parsed again. Dropped after the scan.
+  std::vector<std::optional<kube::BackupStorage>> fresh;
+  std::size_t object_count() const { return storages.size() + secrets.size(); }
 };
 
 // The entry for a file just read. A good read is taken as it is. A failing one keeps, besides the
 // objects that parse now, every object the file held at its last good read, as last seen (so a
 // fixed object that breaks again is not turned back to an older version).
 CachedFile entry_for_read(FileContents read, FileVersion version, const CachedFile* before) {
-  CachedFile entry{version, std::move(read), false, {}, {}};
-  auto& now = entry.contents;
-  if (!now.unreadable) {
+  CachedFile entry;
+  entry.version = version;
+  entry.problems = std::move(read.problems);
+  entry.unreadable = read.unreadable;
+  entry.budget_exceeded = read.budget_exceeded;
+  entry.limited_by_other_files = read.limited_by_other_files;
+  entry.alias_bytes = read.alias_bytes;
+  entry.secrets = std::move(read.secrets);
+  entry.storages.reserve(read.storages.size());
+  entry.fresh.reserve(read.storages.size());
+  for (auto& s : read.storages) {
+    auto json = boost::json::serialize(s.object.raw);
+    auto digest = digest_of(json);
+    entry.storages.push_back({key_of(s.object.metadata), s.at.line, std::move(json), std::move(digest)});
+    entry.fresh.emplace_back(std::move(s.object));
+  }
+  read.storages.clear();
+  if (!entry.unreadable) {
     entry.read_cleanly = true;
-    for (const auto& s : now.storages) entry.held_storages.insert(key_of(s.object.metadata));
-    for (const auto& s : now.secrets) entry.held_secrets.insert(key_of(s.object.metadata));
+    for (const auto& s : entry.storages) entry.held_storages.insert(s.key);
+    for (const auto& s : entry.secrets) entry.held_secrets.insert(key_of(s.object.metadata));
     return entry;
   }
-  for (auto& p : now.problems) p += kKeptWhileFailing;
+  for (auto& p : entry.problems) p += kKeptWhileFailing;
   if (!before) return entry;  // never read cleanly: whatever parses is simply new
   entry.read_cleanly = before->read_cleanly;
   entry.held_storages = before->held_storages;
   entry.held_secrets = before->held_secrets;
-  auto keep = [](const auto& held, const auto& previous, auto& current) {
+  auto keep = [](const auto& held, const auto& previous, auto& current, auto key) {
     std::set<ObjectKey> parsed;
-    for (const auto& o : current) parsed.insert(key_of(o.object.metadata));
-    for (const auto& o : previous) {
-      auto key = key_of(o.object.metadata);
-      if (held.count(key) && !parsed.count(key)) current.push_back(o);
-    }
+    for (const auto& o : current) parsed.insert(key(o));
+    for (const auto& o : previous)
+      if (held.count(key(o)) && !parsed.count(key(o))) current.push_back(o);
   };
-  std::size_t parsed = now.object_count();
-  keep(entry.held_storages, before->contents.storages, now.storages);
-  keep(entry.held_secrets, before->contents.secrets, now.secrets);
+  std::size_t parsed = entry.object_count();
+  keep(entry.held_storages, before->storages, entry.storages, [](const KeptStorage& s) { return s.key; });
+  entry.fresh.resize(entry.storages.size());  // the kept ones are not fresh
+  keep(entry.held_secrets, before->secrets, entry.secrets,
+       [](const ManifestSecret& s) { return key_of(s.object.metadata); });
   // What the kept objects' aliases expanded to is not known one by one: count the whole previous read.
-  if (now.object_count() > parsed) now.alias_bytes += before->contents.alias_bytes;
+  if (entry.object_count() > parsed) entry.alias_bytes += before->alias_bytes;
   return entry;
 }
 
-Allowance cost_of(const CachedFile& entry) { return {entry.contents.object_count(), entry.contents.alias_bytes}; }
+Allowance cost_of(const CachedFile& entry) { return {entry.object_count(), entry.alias_bytes}; }
 
 // The budgets the folder's files share (manifests.max-objects, yaml.max-alias-expansion), spent in
 // path order. Before any file is read again, every file already read reserves what it holds: the
@@ -115,9 +164,6 @@ class SharedBudget {
 bool same_object(const kube::Secret& a, const kube::Secret& b) {
   return a.data == b.data && a.invalid_keys == b.invalid_keys && a.type == b.type;
 }
-bool same_object(const kube::BackupStorage& a, const kube::BackupStorage& b) {
-  return boost::json::serialize(a.raw) == boost::json::serialize(b.raw);
-}
 
 // What one kind of object changed in one scan.
 template <class Object>
@@ -128,10 +174,11 @@ struct KindChanges {
   std::vector<ObjectKey> back;   // were going, present again: not removed
 };
 
-// The delivered objects of one kind and when each absent one was first missed.
-template <class Entry>
+// What the sink was given of one kind (by key: what tells a change) and when each absent one was
+// first missed.
+template <class Held>
 struct Tracked {
-  std::map<ObjectKey, Entry> delivered;  // what the sink holds, absent objects in their grace included
+  std::map<ObjectKey, Held> delivered;  // what the sink holds, absent objects in their grace included
   std::map<ObjectKey, Clock::time_point> absent_since;
 };
 
@@ -141,35 +188,97 @@ struct ScanClock {
   std::chrono::milliseconds grace{0};
 };
 
+// The objects of the folder in one scan, duplicates resolved: the first in path order wins and the
+// later one is reported (as add_to_snapshot does for `stowage init`). Storages point into the
+// scan's file entries.
+struct SnapshotStorage {
+  KeptStorage* kept;
+  std::optional<kube::BackupStorage>* fresh;  // null, or empty, when the file was not read in this scan
+  const fs::path* file;
+};
+struct ScanSnapshot {
+  std::map<ObjectKey, SnapshotStorage> storages;
+  std::map<ObjectKey, ManifestSecret> secrets;
+  std::vector<std::string> problems;
+};
+
+std::string where(const fs::path& file, int line) { return file.string() + ":" + std::to_string(line); }
+
+void add_to_snapshot(ScanSnapshot& snap, const fs::path& file, CachedFile& entry) {
+  for (const auto& p : entry.problems) snap.problems.push_back(p);
+  for (std::size_t i = 0; i < entry.storages.size(); ++i) {
+    auto& s = entry.storages[i];
+    auto* fresh = i < entry.fresh.size() ? &entry.fresh[i] : nullptr;  // none in an entry from an earlier scan
+    auto [it, inserted] = snap.storages.try_emplace(s.key, SnapshotStorage{&s, fresh, &file});
+    if (!inserted)
+      snap.problems.push_back(where(file, s.line) + ": BackupStorage " + s.key.str() + " is already defined at " +
+                              where(*it->second.file, it->second.kept->line) +
+                              "; this copy is ignored: rename or remove one of them");
+  }
+  for (const auto& s : entry.secrets) {
+    auto key = key_of(s.object.metadata);
+    auto [it, inserted] = snap.secrets.try_emplace(key, s);
+    if (!inserted)
+      snap.problems.push_back(s.at.where() + ": Secret " + key.str() + " is already defined at " +
+                              it->second.at.where() + "; this copy is ignored: rename or remove one of them");
+  }
+}
+
+// How diff_kind treats one kind: Secrets are kept whole and compared field by field; storages
+// are compared by digest and delivered as parsed (or parsed again from their text, for one that a
+// failing file kept).
+struct SecretOps {
+  static bool changed(const ManifestSecret& delivered, const ManifestSecret& now) {
+    return !same_object(delivered.object, now.object);
+  }
+  static std::optional<kube::Secret> take(ManifestSecret& now) { return now.object; }
+  static ManifestSecret hold(ManifestSecret&& now) { return std::move(now); }
+};
+struct StorageOps {
+  static bool changed(const Digest& delivered, const SnapshotStorage& now) { return delivered != now.kept->digest; }
+  static std::optional<kube::BackupStorage> take(SnapshotStorage& now) {
+    if (now.fresh && *now.fresh) return std::move(**now.fresh);
+    boost::system::error_code ec;
+    auto json = boost::json::parse(now.kept->json, ec);
+    if (ec) return std::nullopt;  // cannot be: it is the text of an object that parsed
+    auto parsed = kube::parse_backup_storage(json);
+    if (!parsed.ok()) return std::nullopt;
+    return std::move(parsed.value());
+  }
+  static Digest hold(SnapshotStorage&& now) { return now.kept->digest; }
+};
+
 // Compares a scan with what was delivered. Present objects are upserted when new or changed and
 // end any grace; absent ones start theirs (stable scans only) and are removed once it is over.
-template <class Entry>
-void diff_kind(std::map<ObjectKey, Entry> now, Tracked<Entry>& tracked, const ScanClock& scan,
-               KindChanges<std::decay_t<decltype(Entry::object)>>& out, std::optional<Clock::time_point>& next_due) {
-  for (const auto& [key, entry] : now) {
+template <class Ops, class Entry, class Held, class Object>
+void diff_kind(std::map<ObjectKey, Entry> now, Tracked<Held>& tracked, const ScanClock& scan, KindChanges<Object>& out,
+               std::optional<Clock::time_point>& next_due) {
+  std::map<ObjectKey, Held> delivered;
+  for (auto& [key, entry] : now) {
     if (tracked.absent_since.erase(key)) out.back.push_back(key);
     auto it = tracked.delivered.find(key);
-    if (it == tracked.delivered.end() || !same_object(it->second.object, entry.object))
-      out.upserted.push_back(entry.object);
+    if (it == tracked.delivered.end() || Ops::changed(it->second, entry))
+      if (auto object = Ops::take(entry)) out.upserted.push_back(std::move(*object));
+    delivered.emplace_hint(delivered.end(), key, Ops::hold(std::move(entry)));
   }
-  for (auto& [key, entry] : tracked.delivered) {
+  for (auto& [key, held] : tracked.delivered) {
     if (now.count(key)) continue;
     if (scan.stable && tracked.absent_since.try_emplace(key, scan.at).second && scan.grace.count() > 0)
       out.going.push_back(key);
-    now.emplace(key, std::move(entry));  // still the sink's until it is removed
+    delivered.emplace(key, std::move(held));  // still the sink's until it is removed
   }
   for (auto it = tracked.absent_since.begin(); it != tracked.absent_since.end();) {
     auto due = it->second + scan.grace;
     if (scan.stable && scan.at >= due) {
       out.removed.push_back(it->first);
-      now.erase(it->first);
+      delivered.erase(it->first);
       it = tracked.absent_since.erase(it);
       continue;
     }
     if (!next_due || due < *next_due) next_due = due;
     ++it;
   }
-  tracked.delivered = std::move(now);
+  tracked.delivered = std::move(delivered);
 }
 
 // The changes one scan found, computed off the reactor.
@@ -223,7 +332,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
 
   // Owned by the scan (which never overlaps itself): the file cache, what was delivered.
   std::map<fs::path, CachedFile> files;
-  Tracked<ManifestStorage> storages;
+  Tracked<Digest> storages;
   Tracked<ManifestSecret> secrets;
   bool known_registered = false;
   std::set<ObjectKey> known_waiting;  // see register_known_storages
@@ -240,7 +349,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     }
     ScanClock clock{Clock::now(), true, options.delete_grace};
     std::map<fs::path, CachedFile> next;
-    Snapshot snap;
+    ScanSnapshot snap;
     snap.problems = std::move(listing.problems);
     SharedBudget budget(options.budgets);
     for (const auto& p : listing.files)
@@ -250,11 +359,10 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
       if (stop_scan.load(std::memory_order_relaxed)) return d;  // stopping: nothing of it is applied
       auto entry = entry_for(p, clock.stable, budget);
       if (!entry) continue;
-      add_to_snapshot(snap, entry->contents);
-      if (entry->contents.unreadable && !entry->read_cleanly && d.failing_unknown.empty())
-        d.failing_unknown = p.string();
-      if (entry->contents.budget_exceeded && over_budget.empty()) over_budget = p.string();
-      next.emplace(p, std::move(*entry));
+      auto& [file, kept] = *next.emplace(p, std::move(*entry)).first;  // a map node: stays where it is
+      add_to_snapshot(snap, file, kept);
+      if (kept.unreadable && !kept.read_cleanly && d.failing_unknown.empty()) d.failing_unknown = p.string();
+      if (kept.budget_exceeded && over_budget.empty()) over_budget = p.string();
     }
     files = std::move(next);
     d.stable = clock.stable;
@@ -265,8 +373,9 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     }
     d.storage_count = snap.storages.size();
     register_known_storages(snap, clock, d);
-    diff_kind(std::move(snap.secrets), secrets, clock, d.secrets, d.next_removal);
-    diff_kind(std::move(snap.storages), storages, clock, d.storages, d.next_removal);
+    diff_kind<SecretOps>(std::move(snap.secrets), secrets, clock, d.secrets, d.next_removal);
+    diff_kind<StorageOps>(std::move(snap.storages), storages, clock, d.storages, d.next_removal);
+    for (auto& [path, file] : files) std::vector<std::optional<kube::BackupStorage>>().swap(file.fresh);  // not needed now
     std::set<std::string> current(snap.problems.begin(), snap.problems.end());
     for (const auto& p : snap.problems)
       if (!reported.count(p)) d.new_problems.push_back(p);
@@ -284,7 +393,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
     auto old = files.find(p);
     CachedFile* before = old == files.end() ? nullptr : &old->second;
     auto version = version_of(p);
-    if (version && before && before->version == *version && !before->contents.limited_by_other_files)
+    if (version && before && before->version == *version && !before->limited_by_other_files)
       return std::move(*before);
     Allowance reserved = before ? cost_of(*before) : Allowance{};
     budget.refund(reserved);
@@ -304,7 +413,7 @@ struct ManifestSource::Impl : std::enable_shared_from_this<Impl> {
   // Storages an earlier run recorded from this folder that its first scan does not hold. Their
   // grace runs from start(); but while a file that has not been read cleanly since then fails,
   // any of them may be in it, so they wait (kept, no clock) until no such file is left.
-  void register_known_storages(const Snapshot& snap, const ScanClock& clock, Delta& d) {
+  void register_known_storages(const ScanSnapshot& snap, const ScanClock& clock, Delta& d) {
     bool first = !known_registered;
     if (first) {
       known_registered = true;

@@ -11,6 +11,7 @@
 
 #include "engine/manifest_source.hpp"
 #include "support.hpp"
+#include "support/log_capture.hpp"
 
 using namespace stowage;
 using namespace stowage::engine;
@@ -180,6 +181,29 @@ TEST_CASE("in a failing file, an object that parses is updated and a broken one 
   // Clean again without two: two goes.
   test::write_file(dir / "a.yaml", test::local_storage("one", "/data/one2"));
   REQUIRE(run_until(r.io, [&] { return !r.sink.storages.count("demo/two"); }));
+}
+
+// The source keeps a storage between scans as its text, not as the parsed object: one that a failing
+// file kept, and that has to be delivered (the copy that won a duplicate went meanwhile), is parsed
+// again from that text, as last seen; a duplicate is reported with both files and lines.
+TEST_CASE("a storage kept by a failing file is delivered as last seen when the copy that won goes") {
+  test_support::LogCapture logs;
+  auto dir = test::temp_dir("source-kept-duplicate");
+  test::write_file(dir / "a.yaml", test::local_storage("dup", "/data/a-x"));
+  test::write_file(dir / "b.yaml", "# x again\n" + test::local_storage("dup", "/data/b-x") + "---\n" +
+                                       test::local_storage("other", "/data/b-other"));
+  Running r(dir, true, 0ms);
+  CHECK(r.sink.storages.at("demo/dup") == "/data/a-x");
+  CHECK(logs.count("error", (dir / "b.yaml").string() + ":2: BackupStorage demo/dup is already defined at " +
+                                (dir / "a.yaml").string() + ":1; this copy is ignored") == 1);
+  test::write_file(dir / "b.yaml", "kind: [\n");  // fails: both its storages as last read are kept
+  r.settle();
+  test::write_file(dir / "a.yaml", test::local_storage("z", "/data/a-z"));
+  REQUIRE(run_until(r.io, [&] { return r.sink.storages.count("demo/z") > 0; }));
+  r.settle();
+  CHECK(r.sink.storages.at("demo/dup") == "/data/b-x");
+  CHECK(r.sink.storages.at("demo/other") == "/data/b-other");
+  CHECK(r.sink.removals() == 0);
 }
 
 TEST_CASE("a removed object is delivered only after the delete grace, by the source's own timer") {
