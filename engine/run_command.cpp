@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -113,6 +114,12 @@ class HeldStopSignals {
 void log_cloud_identities() { spdlog::info("{}", cloud_identities_line(cloud_identity_sources(ProcessView::real()))); }
 
 int run_offline(const config::Config& config) {
+  // One malloc arena for all threads (before any is started). The folder is parsed on the I/O pool,
+  // which with its own arena keeps the high-water mark of the first scan (every parsed object and its
+  // JSON at once) as holes the reactor's thread, which holds the objects from then on, cannot reuse:
+  // 10,000 storages peaked at 94 MiB with per-thread arenas, 77 MiB with one. The threads other than
+  // the reactor allocate little once the folder is read.
+  ::mallopt(M_ARENA_MAX, 1);
   HeldStopSignals held;
   if (config.webhook_bind_address != "0" && !config.webhook_bind_address.empty())
     spdlog::warn("{} is ignored in the offline mode: the admission webhook is for an API server",
