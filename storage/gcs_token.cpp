@@ -23,6 +23,7 @@
 #include "common/crypto.hpp"
 #include "common/url.hpp"
 #include "storage/credential_endpoint.hpp"
+#include "storage/refreshing_cache.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage::gcs {
@@ -128,12 +129,9 @@ struct TokenSource::RefreshGuard {
   }
 };
 
-// As the AWS credentials (aws::CachingProvider::refresh_time): kRefreshMargin before expiry when
-// the lifetime is more than twice the margin, else half the lifetime.
 Clock::duration TokenSource::refresh_after(std::chrono::seconds lifetime) {
-  if (lifetime <= std::chrono::seconds(0)) return Clock::duration::zero();
-  if (lifetime > 2 * kRefreshMargin) return lifetime - kRefreshMargin;
-  return std::chrono::duration_cast<Clock::duration>(lifetime) / 2;
+  const WallClock::time_point issued{};
+  return std::chrono::duration_cast<Clock::duration>(storage::refresh_time(issued, issued + lifetime) - issued);
 }
 
 std::shared_ptr<TokenSource> TokenSource::for_service_account(ServiceAccountKey key, std::string source_name) {
@@ -225,7 +223,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch(http::Client& cli
 BackendResult<std::string> TokenSource::remember(TokenReply reply) {
   std::lock_guard lock(mutex_);
   token_ = reply.access_token;
-  // Good until kRefreshMargin before expiry, or half its lifetime when that comes first.
+  // Good until 5 minutes before expiry, or half its lifetime when that comes first.
   refresh_at_ = Clock::now() + refresh_after(reply.expires_in);
   return std::move(reply.access_token);
 }
