@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/crypto.hpp"
+#include "kube/json_slices.hpp"
 
 namespace stowage::kube {
 
@@ -292,17 +293,17 @@ ApiClient::Awaitable<json::value> ApiClient::exchange(Call call) {
     if (response.status == 401 && tries == 0 && renew_after_unauthorized(attempt)) continue;
     if (response.status < 200 || response.status >= 300) co_return Err(status_error(call, response));
     if (response.body.empty()) co_return json::value();
-    boost::system::error_code ec;
-    json::value body = json::parse(response.body, ec);
-    if (ec) {
+    // A list page is ~600 KB: parsed in slices of about a millisecond, the reactor turning between two.
+    auto body = co_await parse_json_in_slices(response.body);
+    if (!body.ok()) {
       ApiError e;
       e.kind = ApiError::Kind::Decode;
       e.http_status = response.status;
       e.message = call.verb + " " + call.path + ": the answer (HTTP " + std::to_string(response.status) +
-                  ", " + std::to_string(response.body.size()) + " bytes) is not JSON: " + ec.message();
+                  ", " + std::to_string(response.body.size()) + " bytes) is not JSON: " + body.error().to_string();
       co_return Err(e);
     }
-    co_return body;
+    co_return std::move(body.value());
   }
 }
 
