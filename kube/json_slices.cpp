@@ -20,6 +20,7 @@ asio::awaitable<Result<json::value, JsonSliceError>> parse_json_in_slices(std::s
   json::parse_options parse_options;
   parse_options.max_depth = options.max_depth;
   json::stream_parser parser({}, parse_options);
+  parser.reset(options.storage);
   const std::size_t chunk = std::max<std::size_t>(options.chunk, 1);
   auto slice_start = Clock::now();
   json::error_code ec;
