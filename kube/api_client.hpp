@@ -107,6 +107,9 @@ class ApiClient final : public Api {
     std::string body;
     std::string content_type;
     std::string accept;
+    // The answer's tree in one shared monotonic resource (a list page: its items go to the
+    // handlers and are dropped, the whole page's memory with the last of them).
+    bool one_block = false;
   };
   // What one attempt sends: the request, the TLS settings, and the exec credential used (if any).
   struct Attempt {

@@ -18,6 +18,12 @@ void put_varint(std::string& out, std::size_t n) {
   out.push_back(static_cast<char>(n));
 }
 
+std::size_t varint_size(std::size_t n) {
+  std::size_t bytes = 1;
+  for (; n >= 0x80; n >>= 7) ++bytes;
+  return bytes;
+}
+
 std::size_t get_varint(const char*& at) {
   std::size_t n = 0;
   for (int shift = 0;; shift += 7) {
@@ -120,6 +126,27 @@ void StringMap::set(std::string_view key, std::string_view value) {
     }
   }
   blob_.insert(insert_at, entry);
+}
+
+void StringMap::assign(std::vector<Entry>& entries) {
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Entry& a, const Entry& b) { return a.first < b.first; });
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (i + 1 < entries.size() && entries[i + 1].first == entries[i].first) continue;
+    bytes += varint_size(entries[i].first.size()) + entries[i].first.size() + varint_size(entries[i].second.size()) +
+             entries[i].second.size();
+  }
+  std::string blob;
+  blob.reserve(bytes);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (i + 1 < entries.size() && entries[i + 1].first == entries[i].first) continue;  // the last one wins
+    put_varint(blob, entries[i].first.size());
+    blob.append(entries[i].first);
+    put_varint(blob, entries[i].second.size());
+    blob.append(entries[i].second);
+  }
+  blob_ = std::move(blob);
 }
 
 namespace detail {

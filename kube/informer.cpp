@@ -26,6 +26,24 @@ namespace {
 // The longest a first list's hand-over runs before it lets the reactor turn.
 constexpr auto kFillSlice = std::chrono::milliseconds(1);
 
+}  // namespace
+
+// Lets the reactor turn once the current slice of work has run for kFillSlice.
+class Informer::Pacer {
+ public:
+  explicit Pacer(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
+  bool due() const { return std::chrono::steady_clock::now() - slice_start_ >= kFillSlice; }
+  // Lets the reactor turn and starts a new slice; false when the informer is gone or stopping
+  // meanwhile (the caller returns).
+  boost::asio::awaitable<bool> yield(const State& st);
+
+ private:
+  boost::asio::any_io_executor executor_;
+  std::chrono::steady_clock::time_point slice_start_ = std::chrono::steady_clock::now();
+};
+
+namespace {
+
 std::string key_of(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
 RequestFailure failure_of(const ApiError& e) {
@@ -52,6 +70,12 @@ struct Informer::State {
   bool dead = false;       // the loop ended outside stop(): synced() is false from then on
   std::string ended_because;  // why the loop returned by itself, for the liveness report
 };
+
+boost::asio::awaitable<bool> Informer::Pacer::yield(const State& st) {
+  co_await boost::asio::post(executor_, boost::asio::use_awaitable);
+  slice_start_ = std::chrono::steady_clock::now();
+  co_return st.alive && !st.stopping;
+}
 
 Informer::Informer(boost::asio::any_io_executor executor, Api& api, InformerOptions options,
                    InformerHandlers handlers)
@@ -86,11 +110,10 @@ void Informer::stop() {
   if (state_->started) state_->cancel.emit(boost::asio::cancellation_type::terminal);
 }
 
-// Applies one store action; false for the request or wait the caller performs next.
+// Applies one store action but a ReplaceStore (the run loop hands that over in slices); false for
+// the request or wait the caller performs next.
 bool Informer::apply(ReflectorAction& action) {
-  if (auto* r = std::get_if<ReplaceStore>(&action)) {
-    replace(*r);
-  } else if (auto* e = std::get_if<ApplyEvent>(&action)) {
+  if (auto* e = std::get_if<ApplyEvent>(&action)) {
     apply_event(*e);
   } else if (std::holds_alternative<Synced>(action)) {
     spdlog::info("{}: synced ({} objects)", options_.name, index_.size());
@@ -103,14 +126,18 @@ bool Informer::apply(ReflectorAction& action) {
   return true;
 }
 
-// A relist, swapped in as kube-rs's store does at InitDone: the differences against the index are
-// found first, off to the side; then the new index is swapped in and every difference, upserts and
-// removals alike, goes to the handlers within this one reactor turn. No other work runs in between,
-// so no reader of the handlers' store sees part of the old world and part of the new. The price is
-// one stall of the reactor as long as the handlers take for all the changes.
-void Informer::replace(ReplaceStore& replace) {
+// A relist: the differences against the index are found first, off to the side; then the new index
+// is swapped in and every difference, upserts and removals alike, goes to the handlers, in slices of
+// about a millisecond with a turn of the reactor between two (as a first fill's pages do). A relist
+// after a 410 may change every object: 10,000 handed over in one turn stalled the reactor for
+// 120 ms or more. The price: while a relist is handed over, the handlers' store holds some objects
+// in their new state and some in their old one (as client-go's store does while its DeltaFIFO
+// drains a Replace); each object is always whole, and no watch event is applied before the
+// relist's last difference.
+boost::asio::awaitable<void> Informer::replace(ReplaceStore& replace, std::shared_ptr<State> st) {
   if (had_full_list_) ++stats_.relists;
   had_full_list_ = true;
+  Pacer pacer(executor_);
   std::unordered_map<std::string, std::string> fresh;
   fresh.reserve(replace.items.size());
   std::vector<json::value*> changed;
@@ -120,6 +147,7 @@ void Informer::replace(ReplaceStore& replace) {
     auto old = index_.find(key);
     if (old == index_.end() || old->second != rv || rv.empty()) changed.push_back(&item);
     fresh[std::move(key)] = std::move(rv);
+    if (pacer.due() && !co_await pacer.yield(*st)) co_return;
   }
   std::vector<std::string> gone;
   for (const auto& [key, rv] : index_)
@@ -128,11 +156,13 @@ void Informer::replace(ReplaceStore& replace) {
   for (json::value* item : changed) {
     ++stats_.upserts;
     if (handlers_.upserted) handlers_.upserted(std::move(*item));
+    if (pacer.due() && !co_await pacer.yield(*st)) co_return;
   }
   for (const auto& key : gone) {
     auto slash = key.find('/');
     ++stats_.removals;
     if (handlers_.removed) handlers_.removed(key.substr(0, slash), key.substr(slash + 1), json::value());
+    if (pacer.due() && !co_await pacer.yield(*st)) co_return;
   }
 }
 
@@ -147,17 +177,13 @@ bool Informer::first_fill() const {
 // the reactor between two (10,000 objects handed over in one go stalled everything else for 120
 // to 350 ms). Slicing by time, not by count: a slow handler gets as many turns as it needs.
 boost::asio::awaitable<void> Informer::fill(std::vector<boost::json::value>& items, std::shared_ptr<State> st) {
-  auto slice_start = std::chrono::steady_clock::now();
+  Pacer pacer(executor_);
   for (auto& item : items) {
     index_[key_of(metadata_text(item, "namespace"), metadata_text(item, "name"))] =
         metadata_text(item, "resourceVersion");
     ++stats_.upserts;
     if (handlers_.upserted) handlers_.upserted(std::move(item));
-    if (std::chrono::steady_clock::now() - slice_start >= kFillSlice) {
-      co_await boost::asio::post(executor_, boost::asio::use_awaitable);
-      if (!st->alive || st->stopping) co_return;
-      slice_start = std::chrono::steady_clock::now();
-    }
+    if (pacer.due() && !co_await pacer.yield(*st)) co_return;
   }
 }
 
@@ -184,14 +210,17 @@ void Informer::start() {
     for (;;) {
       if (!st->alive || st->stopping) co_return;
       ReflectorAction* next = nullptr;
-      // Store actions are applied at once, in this turn; only a first list goes in slices (page by
-      // page, as it arrives: its end then only marks the list complete).
+      // Store actions are applied in this turn, but lists: a relist goes over in slices, a first
+      // list in slices page by page, as it arrives (its end then only marks the list complete).
       for (auto& action : actions) {
-        auto* r = std::get_if<ReplaceStore>(&action);
-        if (r && (filling_ || first_fill())) {
-          filling_ = false;
-          had_full_list_ = true;
-          co_await fill(r->items, st);
+        if (auto* r = std::get_if<ReplaceStore>(&action)) {
+          if (filling_ || first_fill()) {
+            filling_ = false;
+            had_full_list_ = true;
+            co_await fill(r->items, st);
+          } else {
+            co_await replace(*r, st);
+          }
         } else if (!apply(action)) {
           next = &action;
         }

@@ -9,15 +9,17 @@
 //   null); `synced` once, when a complete state has been delivered; `checkpoint` with each
 //   resourceVersion worth persisting for a resume.
 // - A relist delivers only differences: objects whose resourceVersion did not change are not handed
-//   over again, and objects that vanished while the watch was down come as `removed`. All of them,
-//   upserts and removals, go to the handlers in one reactor turn, after the informer's own index is
-//   swapped (kube-rs's store swaps at InitDone): no other work on the reactor ever sees the
-//   handlers' store half old and half new. The cost is one reactor stall of the handlers' time for
-//   the whole difference. The one exception is the first list of an informer that does not resume:
-//   it replaces nothing and comes before `synced`, so each page's items go over as the page
-//   arrives (the list is never held whole), in slices of about 1 ms of handler time with a turn of
-//   the reactor between two (10,000 objects at once stalled the reactor for 120 ms). Should that
-//   list fail part-way, the next one is a relist (differences, removals included, at once).
+//   over again, and objects that vanished while the watch was down come as `removed`. The
+//   informer's own index is swapped first; then the differences, upserts and removals, go to the
+//   handlers in slices of about 1 ms of handler time with a turn of the reactor between two (a
+//   relist after a 410 may change all 10,000 objects: in one turn that stalled the reactor for
+//   120 ms or more). While a relist is handed over, the handlers' store holds some objects in their
+//   new state and some in their old (as client-go's does while its DeltaFIFO drains a Replace);
+//   no watch event comes before the relist's last difference. A first list of an informer that
+//   does not resume replaces nothing and comes before `synced`, so each page's items go over as
+//   the page arrives (the list is never held whole), in the same slices. Should that list fail
+//   part-way, the next one is a relist. List pages themselves are parsed in ~1 ms slices by
+//   ApiClient (kube/json_slices.hpp).
 // - Every failure is logged (warn) with what failed and when the next attempt is, then waited out
 //   as the machine says (client-go's backoff, Retry-After); the informer never gives up before
 //   stop(). A garbage or truncated watch body makes it relist; nothing crashes.
@@ -108,8 +110,9 @@ class Informer {
 
  private:
   struct State;
+  class Pacer;
   bool apply(ReflectorAction& action);
-  void replace(ReplaceStore& replace);
+  boost::asio::awaitable<void> replace(ReplaceStore& replace, std::shared_ptr<State> st);
   bool first_fill() const;
   boost::asio::awaitable<void> fill(std::vector<boost::json::value>& items, std::shared_ptr<State> st);
   void apply_event(ApplyEvent& event);

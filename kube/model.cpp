@@ -22,11 +22,14 @@ MaybeError read_string_map(const json::object& o, std::string_view key, const st
   auto obj = read_object(o, key, path);
   if (!obj) return obj.error();
   if (!obj.value()) return std::nullopt;
+  std::vector<StringMap::Entry> entries;
+  entries.reserve(obj.value()->size());
   for (const auto& kv : *obj.value()) {
     if (!kv.value().is_string()) return type_error(join(join(path, key), kv.key()), "a string", kv.value());
     if (kv.key() == kLastApplied) continue;
-    out.set(kv.key(), kv.value().get_string());
+    entries.emplace_back(kv.key(), kv.value().get_string());
   }
+  out.assign(entries);
   return std::nullopt;
 }
 

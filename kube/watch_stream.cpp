@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 namespace stowage::kube {
@@ -24,6 +25,24 @@ json::parse_options event_parse_options() {
 }
 
 bool is_json_whitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Which bytes end a plain run: bit 1 inside a string ('"' and '\\'), bit 2 outside one ('"' and the
+// four brackets). One table lookup a byte: the scan is a pass over every byte of every event.
+constexpr std::array<unsigned char, 256> kRunEnds = [] {
+  std::array<unsigned char, 256> t{};
+  t[static_cast<unsigned char>('"')] = 1 | 2;
+  t[static_cast<unsigned char>('\\')] = 1;
+  for (char c : {'{', '}', '[', ']'}) t[static_cast<unsigned char>(c)] = 2;
+  return t;
+}();
+constexpr unsigned char kEndsStringRun = 1, kEndsStructureRun = 2;
+
+// The end of the run of bytes from `pos` that `mask` does not stop.
+std::size_t run_end(std::string_view bytes, std::size_t pos, unsigned char mask) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  while (pos < bytes.size() && !(kRunEnds[p[pos]] & mask)) ++pos;
+  return pos;
+}
 
 // 'x' for printable ASCII, else 0xNN.
 std::string show_byte(char c) {
@@ -181,9 +200,9 @@ Result<WatchEvent, std::string> parse_watch_event(json::value event) {
     return Err(std::string("the ") + std::string(type->get_string()) + " event has no \"object\"");
   if (!object->is_object()) return Err("the event's \"object\" is not a JSON object");
 
-  WatchEvent out;
-  out.type = *parsed_type;
-  out.object = std::move(*object);
+  // Constructed from the object, not assigned: a move assignment between two memory resources
+  // (the event's own and the default one) would copy the whole tree.
+  WatchEvent out{*parsed_type, std::move(*object), {}, {}};
   if (out.type == WatchEventType::Error) {
     out.status = parse_api_status(out.object);
     return out;
@@ -242,9 +261,16 @@ void WatchStreamSplitter::scan_event(std::string_view bytes, std::size_t& pos, W
     if (offset_ >= limit) return fail_event_too_large(limit);
     const char c = bytes[pos];
     if (in_string_ && !escaped_ && c != '"' && c != '\\') {
-      // Skip the rest of a plain run inside a string in one step.
-      std::size_t stop = bytes.find_first_of("\"\\", pos);
-      if (stop == std::string_view::npos) stop = bytes.size();
+      // Skip the rest of a plain run inside a string in one step (find_first_of, used before, calls
+      // memchr once per byte: a third of an event's cost).
+      std::size_t stop = run_end(bytes, pos + 1, kEndsStringRun);
+      offset_ += stop - pos;
+      pos = stop;
+      continue;
+    }
+    if (!in_string_ && !(kRunEnds[static_cast<unsigned char>(c)] & kEndsStructureRun)) {
+      // A run of literals, numbers, separators and whitespace between strings and brackets.
+      std::size_t stop = run_end(bytes, pos + 1, kEndsStructureRun);
       offset_ += stop - pos;
       pos = stop;
       continue;
@@ -298,7 +324,12 @@ void WatchStreamSplitter::scan_event(std::string_view bytes, std::size_t& pos, W
 
 void WatchStreamSplitter::complete(std::string_view text, WatchStreamFeed& out) {
   json::error_code ec;
-  json::value value = json::parse(json::string_view(text.data(), text.size()), ec, {}, event_parse_options());
+  // One block for the whole event's tree instead of an allocation per member and string (freed
+  // together once the last holder of the event's values lets go; a holder that keeps a value
+  // assigns it into its own storage, which copies).
+  json::storage_ptr storage = json::make_shared_resource<json::monotonic_resource>(2 * text.size() + 512);
+  json::value value =
+      json::parse(json::string_view(text.data(), text.size()), ec, std::move(storage), event_parse_options());
   if (ec) {
     std::optional<SyntaxError> located = first_syntax_error(text);
     if (located) return fail(event_start_ + located->index, "invalid JSON in an event: " + located->message);

@@ -92,3 +92,55 @@ TEST_CASE("a first list's hand-over yields to the reactor after about a millisec
   CHECK(handed_when_other_work_ran > 0);
   CHECK(handed_when_other_work_ran < kObjects);
 }
+
+TEST_CASE("a relist after a 410 hands its differences over in slices, removals included") {
+  boost::asio::io_context io;
+  test_support::FakeApi api(io.get_executor());
+  constexpr int kObjects = 100;
+  for (int i = 0; i < kObjects; ++i) api.put(kConfigMaps, config_map(i));
+  bool relisting = false;
+  int relist_upserts = 0, removals = 0;
+  int handed_when_other_work_ran = -1;
+  kube::InformerHandlers h;
+  h.upserted = [&](json::value) {
+    if (!relisting) return;
+    ++relist_upserts;
+    if (relist_upserts == 1)
+      boost::asio::post(io, [&] { handed_when_other_work_ran = relist_upserts; });
+    spin_for(std::chrono::microseconds(200));
+  };
+  h.removed = [&](const std::string&, const std::string& name, json::value) {
+    if (name == "cm-0") ++removals;
+  };
+  kube::Informer informer(io.get_executor(), api, options(500), std::move(h));
+  informer.start();
+  for (int i = 0; i < 1000 && !informer.synced(); ++i) io.run_one();
+  REQUIRE(informer.synced());
+  for (int i = 0; i < 200 && api.open_watches() == 0; ++i) io.run_one();
+  REQUIRE(api.open_watches() == 1);
+
+  // Every object changes and one goes while the watch hears nothing; the history is compacted,
+  // so the next watch gets a 410 and only a relist can tell: 99 upserts and a removal, 20 ms of
+  // handler time that must not run in one turn.
+  api.hold_watches(true);
+  for (int i = 1; i < kObjects; ++i) {
+    json::value changed = config_map(i);
+    changed.at("data").at("k") = "changed";
+    api.put(kConfigMaps, std::move(changed));
+  }
+  api.erase(kConfigMaps + "/cm-0");
+  api.compact();
+  relisting = true;
+  api.end_watches();  // ends while held: the changes are not delivered to it
+  for (int i = 0; i < 200 && api.open_watches() != 0; ++i) io.run_one();
+  REQUIRE(api.open_watches() == 0);
+  api.hold_watches(false);
+  for (int i = 0; i < 5000 && removals == 0; ++i) io.run_one();
+  REQUIRE(removals == 1);
+  CHECK(relist_upserts == kObjects - 1);
+  CHECK(informer.stats().relists == 1);
+  CHECK(informer.size() == kObjects - 1);
+  INFO("relisted objects handed over when the posted work ran: " << handed_when_other_work_ran);
+  CHECK(handed_when_other_work_ran > 0);
+  CHECK(handed_when_other_work_ran < kObjects - 1);
+}

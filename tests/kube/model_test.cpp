@@ -648,3 +648,23 @@ TEST_CASE("StringMap keeps its entries sorted by key, replaces on set and iterat
   other.set("a", "1");
   CHECK(m == other);
 }
+
+TEST_CASE("StringMap::assign builds the map set() would, from entries in any order, the last duplicate winning") {
+  const std::string long_value(300, 'x');  // a length past one varint byte
+  std::vector<StringMap::Entry> entries{{"b", "2"}, {"c", long_value}, {"a", "1"}, {"b", "two"}};
+  StringMap assigned;
+  assigned.set("stale", "gone");
+  assigned.assign(entries);
+  StringMap built;
+  built.set("b", "2");
+  built.set("c", long_value);
+  built.set("a", "1");
+  built.set("b", "two");
+  CHECK(assigned == built);
+  CHECK(assigned.size() == 3);
+  CHECK(assigned.get("b") == "two");
+  CHECK_FALSE(assigned.contains("stale"));
+  std::vector<StringMap::Entry> none;
+  assigned.assign(none);
+  CHECK(assigned.empty());
+}
