@@ -608,12 +608,21 @@ void SqliteStateStore::erase_object(const std::string& ns, const std::string& na
 }
 
 std::vector<KubeObjectRecord> SqliteStateStore::load_kube_objects() {
+  std::vector<KubeObjectRecord> out;
+  scan_kube_objects([&](KubeObjectRecord& row) { out.push_back(std::move(row)); });
+  return out;
+}
+
+// The grouped writes `each` may make only touch the reactor side's batch, never the connection: the
+// writer thread, if it wants the connection meanwhile, waits for the scan's end.
+void SqliteStateStore::scan_kube_objects(const std::function<void(KubeObjectRecord&)>& each) {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
          "SELECT resource,namespace,name,resource_version,object_json FROM kube_objects ORDER BY resource,namespace,name");
-  std::vector<KubeObjectRecord> out;
-  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)});
-  return out;
+  while (s.step()) {
+    KubeObjectRecord row{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)};
+    each(row);
+  }
 }
 
 std::vector<KubeCheckpoint> SqliteStateStore::load_kube_checkpoints() {

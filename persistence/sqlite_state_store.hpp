@@ -52,6 +52,7 @@ class SqliteStateStore final : public StateStore {
   std::vector<ObjectRecord> load_objects() override;
   std::vector<KubeObjectRecord> load_kube_objects() override;
   std::vector<KubeCheckpoint> load_kube_checkpoints() override;
+  void scan_kube_objects(const std::function<void(KubeObjectRecord&)>& each) override;
 
   void put(const QueueRow& row) override;
   void erase_queue(const QueueKey& key) override;
