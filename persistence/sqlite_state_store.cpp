@@ -290,6 +290,7 @@ std::string open_checked(const fs::path& file, bool synchronous_full, std::uniqu
   sqlite3_busy_timeout(raw, 5000);
   if (auto e = db->exec("PRAGMA journal_mode=WAL"); !e.empty()) return "corrupt: " + e;
   db->exec(synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  db->exec(("PRAGMA cache_size=-" + std::to_string(SqliteStateStore::kPageCacheKiB)).c_str());
   Stmt check(raw, "PRAGMA integrity_check");
   std::string verdict;
   try {
@@ -493,6 +494,9 @@ struct SqliteStateStore::Impl {
         ++stats.transactions;
         stats.rows_written += batch.size();
         stats.longest_commit = std::max(stats.longest_commit, took);
+        int used = 0, highwater = 0;
+        if (sqlite3_db_status(db->get(), SQLITE_DBSTATUS_CACHE_USED, &used, &highwater, 0) == SQLITE_OK)
+          stats.page_cache_bytes = static_cast<std::uint64_t>(used);
         last_error.clear();
         return true;
       }

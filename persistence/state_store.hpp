@@ -29,6 +29,7 @@ struct StoreStats {
   std::uint64_t transactions = 0;
   std::uint64_t rows_written = 0;
   std::chrono::microseconds longest_commit{0};
+  std::uint64_t page_cache_bytes = 0;  // held by the store's page cache after the last commit
 };
 
 class StateStore {
