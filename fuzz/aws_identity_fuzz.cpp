@@ -1,10 +1,12 @@
 // storage/aws_identity: what the controller's own identity endpoints answer (an STS
 // AssumeRoleWithWebIdentity reply or error, the container-credentials and instance-metadata JSON, the
 // IMDS role listing; AWS_ENDPOINT_URL_STS and the full URI may name any server), and the shared
-// credentials/config files. Never throws; parsed credentials always hold a key id and a secret, and
-// a web identity reply always a session token and an expiry.
+// credentials/config files; and the rule for credential endpoint URLs (storage/credential_endpoint).
+// Never throws; parsed credentials always hold a key id and a secret, a web identity reply always a
+// session token and an expiry, and an accepted endpoint a host and a target.
 #include "fuzz/fuzz_support.hpp"
 #include "storage/aws_identity.hpp"
+#include "storage/credential_endpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace stowage::storage;
@@ -26,5 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   env.credentials_file = std::string(body);
   env.variables["AWS_PROFILE"] = "x";
   (void)aws::discover_chain(env);
+  auto endpoint = credential_endpoint(body);
+  if (endpoint)
+    stowage::fuzz::require(!endpoint.value().origin.host.empty() && endpoint.value().target.starts_with('/'),
+                           "an endpoint without a host or a target");
   return 0;
 }

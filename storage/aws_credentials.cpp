@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/url.hpp"
+#include "storage/credential_endpoint.hpp"
 #include "storage/refreshing_cache.hpp"
 #include "storage/server_words.hpp"
 #include "storage/gcs_token.hpp"  // gcs::transport_error: one wording for transport failures
@@ -61,23 +61,6 @@ asio::awaitable<Result<std::string, FileProblem>> read_token_file(asio::any_io_e
   co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
 }
 
-// Where a configured URL sends requests: origin, and the target (path and query).
-struct Endpoint {
-  http::Url origin;
-  std::string target;
-};
-
-Result<Endpoint, std::string> endpoint_of(std::string_view text) {
-  auto parsed = url::parse(text, "");
-  if (!parsed) return Err(parsed.error());
-  const url::Parts& p = parsed.value();
-  if (p.scheme != "https" && p.scheme != "http") return Err("is not an http(s) URL");
-  if (p.has_userinfo) return Err("has a user name or password before '@'");
-  Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
-  out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
-  return out;
-}
-
 // ---- Long-lived keys, and a source that cannot work ----
 
 class StaticFetcher final : public CredentialFetcher {
@@ -108,7 +91,7 @@ class WebIdentityFetcher final : public CredentialFetcher {
       : s_(std::move(settings)), client_(client), files_(std::move(files)), retry_(retry) {}
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
-    auto where = endpoint_of(s_.sts_endpoint);
+    auto where = credential_endpoint(s_.sts_endpoint);
     if (!where)
       co_return Err(error(false, "InvalidStsEndpoint",
                           "the STS endpoint (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) " + where.error()));
@@ -166,7 +149,7 @@ class ContainerFetcher final : public CredentialFetcher {
       : s_(std::move(settings)), client_(client), files_(std::move(files)), retry_(retry) {}
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
-    auto where = endpoint_of(s_.url);
+    auto where = credential_endpoint(s_.url);
     if (!where)
       co_return Err(error(false, "InvalidContainerCredentialsUri", "the container credentials URI " + where.error()));
     std::string authorization = s_.authorization;
@@ -219,7 +202,7 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
       : s_(std::move(settings)), client_(client) {}
 
   asio::awaitable<Result<TimedCredentials, BackendError>> fetch() override {
-    auto where = endpoint_of(s_.endpoint);
+    auto where = credential_endpoint(s_.endpoint);
     if (!where)
       co_return Err(error(false, "InvalidImdsEndpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT " + where.error()));
     const http::Url origin = where.value().origin;

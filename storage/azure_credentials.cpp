@@ -28,7 +28,7 @@
 
 #include "common/crypto.hpp"
 #include "common/header_values.hpp"
-#include "common/url.hpp"
+#include "storage/credential_endpoint.hpp"
 #include "storage/gcs_token.hpp"  // gcs::transport_error: one wording for transport failures
 
 namespace stowage::storage::azure {
@@ -63,21 +63,6 @@ asio::awaitable<Result<std::string, FileProblem>> read_assertion(asio::any_io_ex
   co_return co_await asio::co_spawn(files, std::move(read), asio::use_awaitable);
 }
 
-struct Endpoint {
-  http::Url origin;
-  std::string target;
-};
-
-Result<Endpoint, std::string> endpoint_of(std::string_view text) {
-  auto parsed = url::parse(text, "");
-  if (!parsed) return Err(parsed.error());
-  const url::Parts& p = parsed.value();
-  if (p.scheme != "https" && p.scheme != "http") return Err(std::string("is not an http(s) URL"));
-  Endpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path}, {}};
-  out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
-  return out;
-}
-
 class BrokenFetcher final : public TokenFetcher {
  public:
   explicit BrokenFetcher(std::string why) : why_(std::move(why)) {}
@@ -98,7 +83,7 @@ class ClientCredentialsFetcher final : public TokenFetcher {
       : s_(std::move(settings)), client_(client), files_(std::move(files)), retry_(retry) {}
 
   asio::awaitable<Result<AccessToken, BackendError>> fetch() override {
-    auto where = endpoint_of(token_url(s_));
+    auto where = credential_endpoint(token_url(s_));
     if (!where) co_return Err(error(false, "InvalidAuthorityHost", "AZURE_AUTHORITY_HOST " + where.error()));
     std::string assertion;
     if (!s_.assertion_file.empty()) {
@@ -155,7 +140,7 @@ class ManagedIdentityFetcher final : public TokenFetcher {
       : s_(std::move(settings)), client_(client) {}
 
   asio::awaitable<Result<AccessToken, BackendError>> fetch() override {
-    auto where = endpoint_of(s_.host);
+    auto where = credential_endpoint(s_.host);
     if (!where)
       co_return Err(error(false, "InvalidImdsEndpoint", "AZURE_POD_IDENTITY_AUTHORITY_HOST " + where.error()));
     const std::string context = "instance metadata (IMDS) at " + where.value().origin.origin();

@@ -22,6 +22,8 @@
 
 #include "common/crypto.hpp"
 #include "common/url.hpp"
+#include "storage/credential_endpoint.hpp"
+#include "storage/refreshing_cache.hpp"
 #include "storage/retry.hpp"
 
 namespace stowage::storage::gcs {
@@ -67,26 +69,6 @@ BackendError error(bool transient, std::string code, std::string message,
 // answered and would answer the same; never cached, never quoted.
 BackendError unusable_token(const std::string& source, const http::ValueProblem& problem) {
   return error(false, "InvalidAccessToken", source + " returned an access_token that " + problem.describe());
-}
-
-struct TokenEndpoint {
-  http::Url origin;
-  std::string target;  // path and query
-};
-
-// The key's token_uri, split by the one URL parser. Unlike a storage endpoint it keeps its query:
-// RFC 6749 (3.2) lets a token endpoint URI carry one. User info and a fragment are refused.
-Result<TokenEndpoint, std::string> token_endpoint(std::string_view token_uri) {
-  auto parsed = url::parse(token_uri, "");
-  if (!parsed) return Err(parsed.error());
-  const url::Parts& p = parsed.value();
-  if (p.scheme != "https" && p.scheme != "http") return Err("it is not an http(s) URL");
-  if (p.has_userinfo) return Err("it has a user name or password before '@'");
-  if (p.has_fragment) return Err("it has a fragment ('#')");
-  TokenEndpoint out{http::Url{p.scheme, p.host, std::to_string(p.port_or_default()), p.path.empty() ? "/" : p.path},
-                    {}};
-  out.target = out.origin.path + (p.has_query ? "?" + p.query : std::string());
-  return out;
 }
 
 // The subject token file's content, read on `files` (a thread pool): the kubelet rewrites the file
@@ -147,12 +129,9 @@ struct TokenSource::RefreshGuard {
   }
 };
 
-// As the AWS credentials (aws::CachingProvider::refresh_time): kRefreshMargin before expiry when
-// the lifetime is more than twice the margin, else half the lifetime.
 Clock::duration TokenSource::refresh_after(std::chrono::seconds lifetime) {
-  if (lifetime <= std::chrono::seconds(0)) return Clock::duration::zero();
-  if (lifetime > 2 * kRefreshMargin) return lifetime - kRefreshMargin;
-  return std::chrono::duration_cast<Clock::duration>(lifetime) / 2;
+  const WallClock::time_point issued{};
+  return std::chrono::duration_cast<Clock::duration>(storage::refresh_time(issued, issued + lifetime) - issued);
 }
 
 std::shared_ptr<TokenSource> TokenSource::for_service_account(ServiceAccountKey key, std::string source_name) {
@@ -244,7 +223,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch(http::Client& cli
 BackendResult<std::string> TokenSource::remember(TokenReply reply) {
   std::lock_guard lock(mutex_);
   token_ = reply.access_token;
-  // Good until kRefreshMargin before expiry, or half its lifetime when that comes first.
+  // Good until 5 minutes before expiry, or half its lifetime when that comes first.
   refresh_at_ = Clock::now() + refresh_after(reply.expires_in);
   return std::move(reply.access_token);
 }
@@ -254,7 +233,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
                                                                                RetryPolicy retry) {
   const ServiceAccountKey& key = *key_;
   const std::string context = "GCS token exchange at " + key.token_uri;
-  auto url = token_endpoint(key.token_uri);
+  auto url = credential_endpoint(key.token_uri);
   if (!url)
     co_return Err(error(false, "InvalidServiceAccountKey",
                         source_ + ": field `token_uri` is not a valid URL (" + url.error() + ")"));
@@ -339,7 +318,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_external_account(
                                                                                 RetryPolicy retry) {
   const ExternalAccount& account = *external_;
   const std::string context = "GCS STS token exchange at " + account.token_url + " (" + source_ + ")";
-  auto url = token_endpoint(account.token_url);
+  auto url = credential_endpoint(account.token_url);
   if (!url)
     co_return Err(error(false, "InvalidApplicationCredentials",
                         source_ + ": field `token_url` is not a valid URL (" + url.error() + ")"));
@@ -386,7 +365,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::impersonate(http::Clien
                                                                      RetryPolicy retry, std::string federated) {
   const ExternalAccount& account = *external_;
   const std::string context = "GCS service account impersonation at " + account.impersonation_url;
-  auto url = token_endpoint(account.impersonation_url);
+  auto url = credential_endpoint(account.impersonation_url);
   if (!url)
     co_return Err(error(false, "InvalidApplicationCredentials",
                         source_ + ": field `service_account_impersonation_url` is not a valid URL (" + url.error() +

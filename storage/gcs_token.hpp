@@ -54,9 +54,8 @@ BackendError transport_error(const http::HttpError& error, std::string_view cont
 
 class TokenSource {
  public:
-  // Refresh this long before the server's expiry (at half the lifetime for tokens that live 2x this or less).
-  static constexpr std::chrono::seconds kRefreshMargin{300};
-  // How long after it was issued a token that lives `lifetime` is replaced.
+  // How long after it was issued a token that lives `lifetime` is replaced: storage::refresh_time's
+  // rule (storage/refreshing_cache.hpp), the one AWS credentials and Azure tokens follow.
   static std::chrono::steady_clock::duration refresh_after(std::chrono::seconds lifetime);
 
   // `source` is what a refusal tells the user to check.

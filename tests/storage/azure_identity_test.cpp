@@ -393,6 +393,20 @@ TEST_CASE("azure service principal: the client secret grant, a wrong secret refu
   CHECK(r.error().message.find("a-wrong-secret") == std::string::npos);
 }
 
+TEST_CASE("azure managed identity: an IMDS host with a password in it is refused before any request") {
+  boost::asio::io_context io;
+  http::Client client(io.get_executor());
+  SourceSettings source;
+  source.name = "managed identity (IMDS, AZURE_POD_IDENTITY_AUTHORITY_HOST)";
+  // Nothing listens on port 1: a request would end in a transport error, not this one.
+  source.managed = ManagedIdentitySettings{"http://user:hunter2secret@127.0.0.1:1", ""};
+  auto r = run(io, make_fetcher(source, client, io.get_executor())->fetch());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "InvalidImdsEndpoint");
+  CHECK_THAT(r.error().message, Catch::Contains("AZURE_POD_IDENTITY_AUTHORITY_HOST has a user name or password"));
+  CHECK(r.error().message.find("hunter2secret") == std::string::npos);
+}
+
 TEST_CASE("azure managed identity: IMDS with Metadata: true and the client id, and a silent IMDS times out") {
   testing::TempDir dir;
   test_support::AzureTokenServer imds(dir.path(), {"imds", {}, {}, 3600});
