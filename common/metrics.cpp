@@ -372,7 +372,9 @@ void Registry::add_family(std::unique_ptr<detail::FamilyBase> family) {
 std::string Registry::expose() const {
   std::string out;
   std::lock_guard lock(mutex_);
-  out.reserve(last_size_ + last_size_ / 16 + 4096);
+  std::size_t expected = 0;
+  for (const auto& [name, family] : families_) expected += family->expected_size();
+  out.reserve(std::max(last_size_ + last_size_ / 16, expected + expected / 16) + 4096);
   for (const auto& [name, family] : families_) family->expose(out);
   last_size_ = out.size();
   return out;

@@ -71,6 +71,9 @@ class FamilyBase {
   const std::vector<std::string>& label_names() const { return label_names_; }
   // Appends this family's HELP, TYPE and samples (nothing when it has no samples yet).
   virtual void expose(std::string& out) const = 0;
+  // About how many bytes expose() appends, when that is cheap to tell (0: unknown). The registry
+  // reserves the text at once from it, rather than doubling its way to megabytes.
+  virtual std::size_t expected_size() const { return 0; }
 
  protected:
   FamilyBase(std::string name, std::string help, std::vector<std::string> label_names);

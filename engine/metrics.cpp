@@ -47,6 +47,14 @@ class Metrics::StorageFamily final : public metrics::detail::FamilyBase {
         table_(std::move(table)),
         field_(field) {}
 
+  // Per row: the name, the labels with their values (a provider's name is short) and a value.
+  std::size_t expected_size() const override {
+    std::size_t bytes = 0;
+    std::lock_guard lock(table_->mutex);
+    for (const auto& [key, shown] : table_->rows) bytes += name().size() + key.first.size() + key.second.size() + 64;
+    return bytes;
+  }
+
   void expose(std::string& out) const override {
     std::lock_guard lock(table_->mutex);
     bool any = false;
