@@ -159,6 +159,24 @@ void FamilyBase::sample_name(std::string& out, std::string_view suffix, const st
   out += '}';
 }
 
+void FamilyBase::sample_name(std::string& out, LabelValues values) const {
+  out += name_;
+  if (values.size() == 0) return;
+  out += '{';
+  std::size_t i = 0;
+  for (std::string_view v : values) {
+    if (i > 0) out += ',';
+    out += label_names_[i++];
+    out += "=\"";
+    if (v.find_first_of("\\\"\n") == std::string_view::npos)
+      out += v;
+    else
+      out += escape_label_value(v);
+    out += '"';
+  }
+  out += '}';
+}
+
 template <class Child>
 Child& Family<Child>::with(LabelValues values) {
   check_arity(values);
@@ -344,10 +362,21 @@ Histogram& Registry::histogram(std::string name, std::string help, std::vector<s
   return ref;
 }
 
+void Registry::add_family(std::unique_ptr<detail::FamilyBase> family) {
+  std::lock_guard lock(mutex_);
+  reserve({family->name()});
+  const std::string name = family->name();
+  families_.emplace(name, std::move(family));
+}
+
 std::string Registry::expose() const {
   std::string out;
   std::lock_guard lock(mutex_);
+  std::size_t expected = 0;
+  for (const auto& [name, family] : families_) expected += family->expected_size();
+  out.reserve(std::max(last_size_ + last_size_ / 16, expected + expected / 16) + 4096);
   for (const auto& [name, family] : families_) family->expose(out);
+  last_size_ = out.size();
   return out;
 }
 

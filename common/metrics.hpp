@@ -71,6 +71,9 @@ class FamilyBase {
   const std::vector<std::string>& label_names() const { return label_names_; }
   // Appends this family's HELP, TYPE and samples (nothing when it has no samples yet).
   virtual void expose(std::string& out) const = 0;
+  // About how many bytes expose() appends, when that is cheap to tell (0: unknown). The registry
+  // reserves the text at once from it, rather than doubling its way to megabytes.
+  virtual std::size_t expected_size() const { return 0; }
 
  protected:
   FamilyBase(std::string name, std::string help, std::vector<std::string> label_names);
@@ -79,6 +82,9 @@ class FamilyBase {
   // name when there are no labels at all.
   void sample_name(std::string& out, std::string_view suffix, const std::vector<std::string>& values,
                    std::string_view extra = {}) const;
+  // The same for a sample without a suffix or extra label, from views (families that render their
+  // samples from data of their own).
+  void sample_name(std::string& out, LabelValues values) const;
   void header(std::string& out, std::string_view type) const;
 
   std::string name_;
@@ -249,6 +255,14 @@ class Registry {
   Gauge& gauge(std::string name, std::string help, std::vector<std::string> label_names = {});
   Histogram& histogram(std::string name, std::string help, std::vector<std::string> label_names,
                        std::vector<double> bounds);
+  // A family of the caller's own kind (a FamilyBase whose expose() renders samples from data its
+  // owner keeps anyway, with no child object per label set), registered and exposed like the others.
+  template <class F>
+  F& add(std::unique_ptr<F> family) {
+    auto& ref = *family;
+    add_family(std::move(family));
+    return ref;
+  }
 
   // The text exposition format 0.0.4, for Content-Type kContentType.
   std::string expose() const;
@@ -256,7 +270,11 @@ class Registry {
 
  private:
   void reserve(const std::vector<std::string>& sample_names);
+  void add_family(std::unique_ptr<detail::FamilyBase> family);
   mutable std::mutex mutex_;
+  // The size of the last exposition: the next one reserves a little more at once instead of
+  // doubling its way there (which holds the old and the new buffer together, 1.5x the text).
+  mutable std::size_t last_size_ = 0;
   std::map<std::string, std::unique_ptr<detail::FamilyBase>> families_;
   std::set<std::string> sample_names_;
 };

@@ -27,13 +27,31 @@ std::string KubeCacheMirror::scope_of(const std::string& stream_namespace) const
   return server_ + " namespace=" + stream_namespace;
 }
 
-KubeCacheMirror::Resume* KubeCacheMirror::stream_of(std::map<std::string, Resume>& streams, const std::string& ns) const {
-  if (auto all = streams.find(""); all != streams.end()) return &all->second;
+// The namespace key of the stream among `streams` that holds objects of namespace `ns`, or null.
+const std::string* KubeCacheMirror::stream_of(const std::map<std::string, Resume>& streams, const std::string& ns) const {
+  if (auto all = streams.find(""); all != streams.end()) return &all->first;
   auto found = streams.find(ns);
-  return found == streams.end() ? nullptr : &found->second;
+  return found == streams.end() ? nullptr : &found->first;
 }
 
+namespace {
+bool none_resumed(const std::map<std::string, KubeCacheMirror::Resume>& streams) {
+  for (const auto& [ns, resume] : streams)
+    if (resume.resumed()) return false;
+  return true;
+}
+}  // namespace
+
 KubeCacheMirror::Loaded KubeCacheMirror::load() {
+  Loaded out = resume_points();
+  restore_objects(out, [&](const char* resource, const std::string& stream_namespace, RestoredObject&& object) {
+    auto& streams = resource == std::string_view(kStorages) ? out.storages : out.secrets;
+    streams[stream_namespace].objects.push_back(std::move(object));
+  });
+  return out;
+}
+
+KubeCacheMirror::Loaded KubeCacheMirror::resume_points() {
   Loaded out;
   for (const auto& ns : streams_) {
     out.storages[ns];
@@ -43,36 +61,36 @@ KubeCacheMirror::Loaded KubeCacheMirror::load() {
   const auto checkpoints = store_->load_kube_checkpoints();
   resume_streams(kStorages, checkpoints, out.storages);
   resume_streams(kSecrets, checkpoints, out.secrets);
-
-  // Rows no resumed stream covers go: all of a resource at once when none resumes, else one by one.
-  auto none_resumed = [](const std::map<std::string, Resume>& streams) {
-    for (const auto& [ns, resume] : streams)
-      if (resume.resumed()) return false;
-    return true;
-  };
-  const bool clear_storages = none_resumed(out.storages), clear_secrets = none_resumed(out.secrets);
-  if (clear_storages) store_->clear_kube(kStorages);
-  if (clear_secrets) store_->clear_kube(kSecrets);
-  for (auto& row : store_->load_kube_objects()) {
-    const bool storages = row.resource == kStorages;
-    if (!storages && row.resource != kSecrets) continue;
-    if (storages ? clear_storages : clear_secrets) continue;
-    Resume* stream = stream_of(storages ? out.storages : out.secrets, row.namespace_);
-    if (!stream || !stream->resumed()) {
-      store_->erase_kube_object(row.resource, row.namespace_, row.name);
-      continue;
-    }
-    if (!storages) {
-      stream->objects.push_back({std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), nullptr});
-      continue;
-    }
-    boost::system::error_code ec;
-    json::value object = json::parse(row.object_json, ec);
-    if (ec) continue;  // the relist after a 410 would bring it back; a resume leaves it out
-    stream->objects.push_back(
-        {std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), std::move(object)});
-  }
+  // A resource none of whose streams resumes goes at once, rows and all.
+  if (none_resumed(out.storages)) store_->clear_kube(kStorages);
+  if (none_resumed(out.secrets)) store_->clear_kube(kSecrets);
   return out;
+}
+
+void KubeCacheMirror::restore_objects(const Loaded& points, const RestoredSink& each) {
+  if (!store_) return;
+  // Cleared by resume_points (the clear is not committed yet: its rows are still read here).
+  const bool clear_storages = none_resumed(points.storages), clear_secrets = none_resumed(points.secrets);
+  if (clear_storages && clear_secrets) return;
+  store_->scan_kube_objects([&](persistence::KubeObjectRecord& row) {
+    const bool storages = row.resource == kStorages;
+    if (!storages && row.resource != kSecrets) return;
+    if (storages ? clear_storages : clear_secrets) return;
+    const auto& streams = storages ? points.storages : points.secrets;
+    const std::string* stream = stream_of(streams, row.namespace_);
+    if (!stream || !streams.at(*stream).resumed()) {
+      store_->erase_kube_object(row.resource, row.namespace_, row.name);
+      return;
+    }
+    json::value object;  // null for a Secret
+    if (storages) {
+      boost::system::error_code ec;
+      object = json::parse(row.object_json, ec);
+      if (ec) return;  // the relist after a 410 would bring it back; a resume leaves it out
+    }
+    each(storages ? kStorages : kSecrets, *stream,
+         {std::move(row.namespace_), std::move(row.name), std::move(row.resource_version), std::move(object)});
+  });
 }
 
 // Finds each stream's checkpoint (taking over a single-namespace one of the old form) and voids

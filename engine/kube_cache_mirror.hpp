@@ -19,10 +19,14 @@
 //  - A stored BackupStorage whose JSON does not parse is left out of a resume (the relist after a
 //    410 would bring it back).
 //  - Without a store (null) nothing is persisted and nothing is resumed.
-// Assumes: load() runs before the reactor does (it reads SQLite, blocking); the writes come from the
-// reactor thread (the store groups them into transactions on its own writer thread).
+//  - restore_objects() hands the objects over one at a time as it reads them: a restart never holds
+//    every stored row (or every parsed object) at once, only the one being handed over.
+// Assumes: load() (or resume_points() then restore_objects()) runs before the reactor does (it reads
+// SQLite, blocking); the writes come from the reactor thread (the store groups them into transactions
+// on its own writer thread).
 #include <boost/json/value.hpp>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -58,8 +62,19 @@ class KubeCacheMirror {
   // over all namespaces).
   KubeCacheMirror(persistence::StateStore* store, std::string server, std::vector<std::string> namespaces);
 
-  // Blocking: before the reactor runs. Erases what cannot be resumed (see above).
+  // Blocking: before the reactor runs. Erases what cannot be resumed (see above). Both steps below,
+  // with every object collected into its stream's Resume (tests; a caller that can take the objects
+  // one at a time uses the two steps).
   Loaded load();
+
+  // Step 1: each stream's checkpoint (Resume::objects left empty); voids the checkpoints not resumed
+  // and clears a resource none of whose streams resumes.
+  Loaded resume_points();
+  // Step 2, after step 1 with its result: each object of a resumed stream, as it is read, to `each`
+  // with the resource (kStorages or kSecrets) and the namespace of the stream it belongs to. Rows no
+  // resumed stream covers are erased; a BackupStorage whose JSON does not parse is skipped.
+  using RestoredSink = std::function<void(const char* resource, const std::string& stream_namespace, RestoredObject&&)>;
+  void restore_objects(const Loaded& points, const RestoredSink& each);
 
   // The stream of `resource` (kStorages or kSecrets) in `stream_namespace` ("" = all) has everything
   // up to `resource_version`.
@@ -76,7 +91,7 @@ class KubeCacheMirror {
   void resume_streams(const std::string& resource, const std::vector<persistence::KubeCheckpoint>& checkpoints,
                       std::map<std::string, Resume>& streams);
   // The stream among `streams` that holds objects of namespace `ns`, or null.
-  Resume* stream_of(std::map<std::string, Resume>& streams, const std::string& ns) const;
+  const std::string* stream_of(const std::map<std::string, Resume>& streams, const std::string& ns) const;
 
   persistence::StateStore* store_;
   std::string server_;

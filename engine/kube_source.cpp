@@ -50,13 +50,18 @@ KubeSource::KubeSource(boost::asio::any_io_executor executor, kube::Api& api, pe
       options_(std::move(options)),
       mirror_(store, options_.server, options_.namespaces),
       locations_(options_.locations) {
-  auto restored = mirror_.load();
+  auto restored = mirror_.resume_points();
   // Each stream's informers get seeds of their own (jitter apart); their order is the list's.
   std::vector<std::string> namespaces = options_.namespaces;
   if (namespaces.empty()) namespaces.push_back("");
   streams_.reserve(namespaces.size());
   for (std::size_t i = 0; i < namespaces.size(); ++i)
     add_stream(namespaces[i], options_.seed + 4 * i, restored, jobs);
+  // The stored objects, one at a time as they are read (never all of them parsed at once).
+  mirror_.restore_objects(restored, [this](const char* resource, const std::string& stream_namespace,
+                                           KubeCacheMirror::RestoredObject&& object) {
+    restore(resource, stream_namespace, std::move(object));
+  });
   if (stats_.restored_storages || stats_.restored_secrets)
     spdlog::info("restored {} BackupStorages and {} Secret versions from the state store; resuming the watches",
                  stats_.restored_storages, stats_.restored_secrets);
@@ -124,22 +129,24 @@ void KubeSource::add_stream(const std::string& ns, std::uint64_t seed, KubeCache
     job_options.label_selector = std::string(kVolumeJobSelector);
     stream.jobs = std::make_unique<kube::Informer>(executor_, api_, std::move(job_options), std::move(job_handlers));
   }
-  restore(stream, restored);
 }
 
 // The restored objects enter the caches as the informers' own would, neither persisted again nor queued.
-void KubeSource::restore(Stream& stream, KubeCacheMirror::Loaded& restored) {
-  for (auto& secret : restored.secrets[stream.namespace_].objects) {
-    stream.secrets->seed(secret.namespace_, secret.name, secret.resource_version);
+void KubeSource::restore(const char* resource, const std::string& stream_namespace,
+                         KubeCacheMirror::RestoredObject&& object) {
+  auto stream = std::find_if(streams_.begin(), streams_.end(),
+                             [&](const Stream& s) { return s.namespace_ == stream_namespace; });
+  if (stream == streams_.end()) return;
+  if (resource != std::string_view(kStorages)) {
+    stream->secrets->seed(object.namespace_, object.name, object.resource_version);
     ++stats_.restored_secrets;
+    return;
   }
-  for (auto& storage : restored.storages[stream.namespace_].objects) {
-    stream.storages->seed(storage.namespace_, storage.name, storage.resource_version);
-    restoring_ = true;
-    storage_upserted(std::move(storage.object));
-    restoring_ = false;
-    ++stats_.restored_storages;
-  }
+  stream->storages->seed(object.namespace_, object.name, object.resource_version);
+  restoring_ = true;
+  storage_upserted(std::move(object.object));
+  restoring_ = false;
+  ++stats_.restored_storages;
 }
 
 void KubeSource::start(std::function<void()> on_synced) {

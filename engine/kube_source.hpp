@@ -139,7 +139,8 @@ class KubeSource {
     bool synced() const;
   };
   void add_stream(const std::string& ns, std::uint64_t seed, KubeCacheMirror::Loaded& restored, VolumeJobs* jobs);
-  void restore(Stream& stream, KubeCacheMirror::Loaded& restored);
+  // One restored object (of `resource`) into the caches of the stream of `stream_namespace`.
+  void restore(const char* resource, const std::string& stream_namespace, KubeCacheMirror::RestoredObject&& object);
   // The stream watching namespace `ns`, or null when it is not served.
   const Stream* stream_of(const std::string& ns) const;
   void storage_upserted(boost::json::value object);

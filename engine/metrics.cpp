@@ -38,6 +38,54 @@ std::string_view result_label(ReconcileResult result) {
 }
 
 // Help texts are controller-runtime's and client-go's, word for word, where the family is theirs.
+// One per-storage gauge family, rendered from the shown table as a Gauge with these samples would be.
+class Metrics::StorageFamily final : public metrics::detail::FamilyBase {
+ public:
+  enum Field { Ready, LastInitialized, WipeoutFailed };
+  StorageFamily(std::string name, std::string help, std::shared_ptr<ShownTable> table, Field field)
+      : FamilyBase(std::move(name), std::move(help), {"namespace", "name", "provider"}),
+        table_(std::move(table)),
+        field_(field) {}
+
+  // Per row: the name, the labels with their values (a provider's name is short) and a value.
+  std::size_t expected_size() const override {
+    std::size_t bytes = 0;
+    std::lock_guard lock(table_->mutex);
+    for (const auto& [key, shown] : table_->rows) bytes += name().size() + key.first.size() + key.second.size() + 64;
+    return bytes;
+  }
+
+  void expose(std::string& out) const override {
+    std::lock_guard lock(table_->mutex);
+    bool any = false;
+    for (const auto& [key, shown] : table_->rows) {
+      double value = 0;
+      switch (field_) {
+        case Ready:
+          value = shown.ready ? 1 : 0;
+          break;
+        case WipeoutFailed:
+          value = shown.wipeout_failed ? 1 : 0;
+          break;
+        case LastInitialized:
+          if (!shown.last_initialized) continue;
+          value = *shown.last_initialized;
+          break;
+      }
+      if (!any) header(out, "gauge");
+      any = true;
+      sample_name(out, {key.first, key.second, shown.provider});
+      out += ' ';
+      out += metrics::format_value(value);
+      out += '\n';
+    }
+  }
+
+ private:
+  std::shared_ptr<ShownTable> table_;
+  Field field_;
+};
+
 Metrics::Metrics(metrics::Registry& r)
     : reconcile_total(r.counter("controller_runtime_reconcile_total", "Total number of reconciliations per controller",
                                 {"controller", "result"})),
@@ -103,18 +151,20 @@ Metrics::Metrics(metrics::Registry& r)
                                                "process started, in seconds.")),
       backupstorages(r.gauge("stowage_backupstorages", "BackupStorages known to the controller, by status phase.",
                              {"phase"})),
-      backupstorage_ready(r.gauge("stowage_backupstorage_ready",
-                                  "Whether the BackupStorage's phase is Ready (1) or not (0).",
-                                  {"namespace", "name", "provider"})),
-      backupstorage_last_initialized_timestamp_seconds(
-          r.gauge("stowage_backupstorage_last_initialized_timestamp_seconds",
-                  "Unix time the BackupStorage's backend was last found initialized (metadata.yaml written or in "
-                  "place).",
-                  {"namespace", "name", "provider"})),
-      backupstorage_wipeout_failed(r.gauge("stowage_backupstorage_wipeout_failed",
-                                           "Whether the BackupStorage's WipeOut failed and keeps it from being "
-                                           "deleted (1) or not (0).",
-                                           {"namespace", "name", "provider"})) {}
+      table_(std::make_shared<ShownTable>()),
+      shown_(table_->rows) {
+  r.add(std::make_unique<StorageFamily>("stowage_backupstorage_ready",
+                                        "Whether the BackupStorage's phase is Ready (1) or not (0).", table_,
+                                        StorageFamily::Ready));
+  r.add(std::make_unique<StorageFamily>(
+      "stowage_backupstorage_last_initialized_timestamp_seconds",
+      "Unix time the BackupStorage's backend was last found initialized (metadata.yaml written or in place).", table_,
+      StorageFamily::LastInitialized));
+  r.add(std::make_unique<StorageFamily>("stowage_backupstorage_wipeout_failed",
+                                        "Whether the BackupStorage's WipeOut failed and keeps it from being deleted "
+                                        "(1) or not (0).",
+                                        table_, StorageFamily::WipeoutFailed));
+}
 
 void Metrics::controller_started(std::string_view controller, int max_concurrent) {
   for (auto result : {ReconcileResult::Success, ReconcileResult::Error, ReconcileResult::Requeue,
@@ -169,41 +219,22 @@ StorageSample sample_of(const kube::BackupStorage& s, const persistence::InitFac
 }
 }  // namespace
 
+// Both under table_->mutex.
 Metrics::ShownMap::iterator Metrics::show(ShownMap::iterator it, ShownMap::iterator hint, const std::string& ns,
                                           const std::string& name, const StorageSample& sample) {
-  bool fresh = it == shown_.end();
-  if (!fresh && it->second.provider != sample.provider) {  // the label set changes: the old series go
-    hint = std::next(it);
-    hide(it);
-    fresh = true;
-  }
-  if (fresh) it = shown_.emplace_hint(hint, SweepCursor{ns, name}, Shown{sample.provider, !sample.ready, false, {}});
+  if (it == shown_.end()) it = shown_.emplace_hint(hint, SweepCursor{ns, name}, Shown{});
   Shown& shown = it->second;
-  metrics::LabelValues labels{ns, name, sample.provider};
-  if (fresh || shown.ready != sample.ready) backupstorage_ready.set(labels, sample.ready ? 1 : 0);
-  if (fresh || shown.wipeout_failed != sample.wipeout_failed)
-    backupstorage_wipeout_failed.set(labels, sample.wipeout_failed ? 1 : 0);
-  if (fresh || shown.last_initialized != sample.last_initialized) {
-    if (sample.last_initialized)
-      backupstorage_last_initialized_timestamp_seconds.set(labels, *sample.last_initialized);
-    else if (!fresh)
-      backupstorage_last_initialized_timestamp_seconds.remove(labels);
-  }
+  if (shown.provider != sample.provider) shown.provider = sample.provider;  // the label set changes
   shown.ready = sample.ready;
   shown.wipeout_failed = sample.wipeout_failed;
   shown.last_initialized = sample.last_initialized;
   return std::next(it);
 }
 
-Metrics::ShownMap::iterator Metrics::hide(ShownMap::iterator it) {
-  metrics::LabelValues labels{it->first.first, it->first.second, it->second.provider};
-  backupstorage_ready.remove(labels);
-  backupstorage_wipeout_failed.remove(labels);
-  backupstorage_last_initialized_timestamp_seconds.remove(labels);
-  return shown_.erase(it);
-}
+Metrics::ShownMap::iterator Metrics::hide(ShownMap::iterator it) { return shown_.erase(it); }
 
 void Metrics::storages_observed(const std::vector<StorageSample>& storages) {
+  std::lock_guard lock(table_->mutex);
   std::set<SweepCursor> seen;
   for (const auto& s : storages) {
     SweepCursor key{s.namespace_, s.name};
@@ -217,6 +248,7 @@ void Metrics::storages_observed(const std::vector<StorageSample>& storages) {
 std::optional<Metrics::SweepCursor> Metrics::sweep_storages(const ObjectCache& cache, const FactBook& facts,
                                                             const std::optional<SweepCursor>& from,
                                                             const std::function<bool()>& out_of_time) {
+  std::lock_guard lock(table_->mutex);
   const auto& storages = cache.storages();
   auto it = from ? storages.lower_bound(ObjectKey{from->first, from->second}) : storages.begin();
   auto shown = from ? shown_.lower_bound(*from) : shown_.begin();

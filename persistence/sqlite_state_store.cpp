@@ -290,6 +290,7 @@ std::string open_checked(const fs::path& file, bool synchronous_full, std::uniqu
   sqlite3_busy_timeout(raw, 5000);
   if (auto e = db->exec("PRAGMA journal_mode=WAL"); !e.empty()) return "corrupt: " + e;
   db->exec(synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  db->exec(("PRAGMA cache_size=-" + std::to_string(SqliteStateStore::kPageCacheKiB)).c_str());
   Stmt check(raw, "PRAGMA integrity_check");
   std::string verdict;
   try {
@@ -493,6 +494,9 @@ struct SqliteStateStore::Impl {
         ++stats.transactions;
         stats.rows_written += batch.size();
         stats.longest_commit = std::max(stats.longest_commit, took);
+        int used = 0, highwater = 0;
+        if (sqlite3_db_status(db->get(), SQLITE_DBSTATUS_CACHE_USED, &used, &highwater, 0) == SQLITE_OK)
+          stats.page_cache_bytes = static_cast<std::uint64_t>(used);
         last_error.clear();
         return true;
       }
@@ -608,12 +612,21 @@ void SqliteStateStore::erase_object(const std::string& ns, const std::string& na
 }
 
 std::vector<KubeObjectRecord> SqliteStateStore::load_kube_objects() {
+  std::vector<KubeObjectRecord> out;
+  scan_kube_objects([&](KubeObjectRecord& row) { out.push_back(std::move(row)); });
+  return out;
+}
+
+// The grouped writes `each` may make only touch the reactor side's batch, never the connection: the
+// writer thread, if it wants the connection meanwhile, waits for the scan's end.
+void SqliteStateStore::scan_kube_objects(const std::function<void(KubeObjectRecord&)>& each) {
   std::lock_guard lock(impl_->db_mutex);
   Stmt s(impl_->db->get(),
          "SELECT resource,namespace,name,resource_version,object_json FROM kube_objects ORDER BY resource,namespace,name");
-  std::vector<KubeObjectRecord> out;
-  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)});
-  return out;
+  while (s.step()) {
+    KubeObjectRecord row{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)};
+    each(row);
+  }
 }
 
 std::vector<KubeCheckpoint> SqliteStateStore::load_kube_checkpoints() {

@@ -11,6 +11,9 @@
 //    batch collapse into the last. Batches commit in order; a failed commit is retried, never dropped.
 //  - A write is durable once its batch has committed (synchronous=FULL by default: also across a
 //    power cut; NORMAL: across a process crash).
+//  - The connection's page cache is bounded (kPageCacheKiB): the table of mirrored objects grows
+//    with the storages, and SQLite's default (2 MiB a connection) would keep that much of it in
+//    memory for the process's life; the OS's file cache has the pages anyway.
 //  - A writer thread that dies (an exception) is reported to StoreOptions::liveness, never ends in
 //    std::terminate; waiters are released then, since nothing will commit any more.
 // Assumes: the put/erase/when_durable calls all come from the one reactor thread.
@@ -39,6 +42,7 @@ struct StoreOptions {
 class SqliteStateStore final : public StateStore {
  public:
   static constexpr int kSchemaVersion = 3;
+  static constexpr int kPageCacheKiB = 512;
 
   // Opens (creating if needed) <state_dir>/state.db for the controller. Blocking: call before the
   // reactor runs. Error: a message naming the file and what to do.
@@ -52,6 +56,7 @@ class SqliteStateStore final : public StateStore {
   std::vector<ObjectRecord> load_objects() override;
   std::vector<KubeObjectRecord> load_kube_objects() override;
   std::vector<KubeCheckpoint> load_kube_checkpoints() override;
+  void scan_kube_objects(const std::function<void(KubeObjectRecord&)>& each) override;
 
   void put(const QueueRow& row) override;
   void erase_queue(const QueueKey& key) override;

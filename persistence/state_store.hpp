@@ -29,6 +29,7 @@ struct StoreStats {
   std::uint64_t transactions = 0;
   std::uint64_t rows_written = 0;
   std::chrono::microseconds longest_commit{0};
+  std::uint64_t page_cache_bytes = 0;  // held by the store's page cache after the last commit
 };
 
 class StateStore {
@@ -41,6 +42,11 @@ class StateStore {
   virtual std::vector<ObjectRecord> load_objects() = 0;
   virtual std::vector<KubeObjectRecord> load_kube_objects() = 0;
   virtual std::vector<KubeCheckpoint> load_kube_checkpoints() = 0;
+  // The rows load_kube_objects() returns, handed to `each` one at a time as they are read (the same
+  // order), so that a restart never holds them all. `each` may call the grouped writes.
+  virtual void scan_kube_objects(const std::function<void(KubeObjectRecord&)>& each) {
+    for (auto& row : load_kube_objects()) each(row);
+  }
 
   // Grouped writes (reactor thread only).
   virtual void put(const QueueRow& row) = 0;

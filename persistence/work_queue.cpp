@@ -1,5 +1,7 @@
 #include "persistence/work_queue.hpp"
 
+#include <cstdlib>
+
 #include <algorithm>
 
 #include "persistence/state_store.hpp"
@@ -102,7 +104,10 @@ void WorkQueue::restore(const std::vector<QueueRow>& rows, const InterruptedPoli
       due = after_now(retry_interrupted(item.row));
     }
     schedule(item, due);
-    journal(item);
+    // A pending row is journaled already, as it is now: rewriting it would put every item back into
+    // the store on every start (10,000 rows and their batch in memory at 10,000 storages). Only a
+    // changed one is: interrupted, or its due time moved (clamped into the shift the clock allows).
+    if (row.state == ItemState::Processing || std::llabs(wall_of(due) - row.next_attempt_ms) > 1000) journal(item);
   }
   if (!schedule_.empty() && on_added_) on_added_();
 }

@@ -150,6 +150,32 @@ TEST_CASE("restore re-queues pending items at their journaled time and backs off
   CHECK(again->interrupted == 2);  // still counted while it runs: a crash now makes it 3
 }
 
+TEST_CASE("restore writes back only the rows it changes: pending ones stay as journaled") {
+  boost::asio::io_context io;
+  test_support::FakeStore store(io.get_executor());
+  store.stall_commits();  // what restore writes stays counted in uncommitted_bytes
+  FakeClocks clock;
+  auto q = clock.make(&store);
+  Policy policy;
+  std::vector<QueueRow> rows;
+  for (int i = 0; i < 100; ++i)
+    rows.push_back(QueueRow{key("p" + std::to_string(i)), "added", 0, clock.wall + 600000, "", ItemState::Pending});
+  q.restore(rows, policy.fn());
+  CHECK(q.size() == 100);
+  CHECK(store.uncommitted_bytes() == 0);
+  CHECK(q.get(key("p7"))->next_attempt_ms == clock.wall + 600000);
+
+  // An interrupted row changes (attempts, backoff): that one is written.
+  q.restore({QueueRow{key("inflight"), "added", 0, clock.wall, "", ItemState::Processing}}, policy.fn());
+  CHECK(store.uncommitted_bytes() > 0);
+  store.resume_commits();
+  io.run_for(100ms);
+  auto stored = store.load_queue();
+  REQUIRE(stored.size() == 1);
+  CHECK(stored[0].key == key("inflight"));
+  CHECK(stored[0].interrupted == 1);
+}
+
 TEST_CASE("an item whose last attempt was interrupted is not brought forward by an add") {
   FakeClocks clock;
   auto q = clock.make();
