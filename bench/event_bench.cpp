@@ -22,6 +22,7 @@
 #include <cstring>
 #include <string>
 
+#include "bench_objects.hpp"
 #include "engine/object_cache.hpp"
 #include "kube/api.hpp"
 #include "kube/informer.hpp"
@@ -37,47 +38,14 @@ using namespace stowage;
 namespace {
 
 json::value storage_object(int i, int round) {
-  std::string ns = "ns-" + std::to_string(i % 100), name = "bs-" + std::to_string(100000 + i);
-  std::string team = "team-" + std::to_string(i % 17);
-  return json::value{
-      {"apiVersion", "storage.kubestash.com/v1alpha1"},
-      {"kind", "BackupStorage"},
-      {"metadata",
-       {{"name", name},
-        {"namespace", ns},
-        {"uid", "0c9a3b5e-1f3c-4d2e-9a7b-" + std::to_string(100000000000 + i)},
-        {"resourceVersion", std::to_string(1000000 + round * 100000 + i)},
-        {"generation", 1},
-        {"creationTimestamp", "2026-12-07T10:00:00Z"},
-        {"labels",
-         {{"app.kubernetes.io/name", "backupstorage"},
-          {"app.kubernetes.io/instance", name},
-          {"app.kubernetes.io/managed-by", "stowage-watch-bench"},
-          {"app.kubernetes.io/part-of", "kubestash"},
-          {"team", team},
-          {"tier", i % 3 == 0 ? "gold" : "silver"},
-          {"bench.stowage.dev/round", std::to_string(round)}}},
-        {"annotations", {{"kubestash.com/description", "nightly backups of " + ns + " for " + team}}},
-        {"finalizers", json::array{"kubestash.com/cleanup"}}}},
-      {"spec",
-       {{"storage",
-         {{"provider", "local"},
-          {"local",
-           {{"mountPath", "/safe/data"},
-            {"subPath", ns + "/" + name},
-            {"hostPath", {{"path", "/var/lib/stowage-bench/" + ns}, {"type", "DirectoryOrCreate"}}}}}}},
-        {"usagePolicy",
-         {{"allowedNamespaces",
-           {{"from", "Selector"}, {"selector", {{"matchLabels", {{"kubernetes.io/metadata.name", ns}}}}}}}}},
-        {"default", false},
-        {"deletionPolicy", i % 2 == 0 ? "Delete" : "WipeOut"},
-        {"runtimeSettings",
-         {{"pod",
-           {{"securityContext", {{"runAsUser", 65534}, {"runAsGroup", 65534}, {"fsGroup", 65534}}},
-            {"nodeSelector", {{"kubernetes.io/os", "linux"}}},
-            {"tolerations",
-             json::array{
-                 {{"key", "dedicated"}, {"operator", "Equal"}, {"value", "backup"}, {"effect", "NoSchedule"}}}}}}}}}}};
+  json::value o = bench::backup_storage_object("ns-" + std::to_string(i % 100), "bs-" + std::to_string(100000 + i), i,
+                                               std::to_string(round));
+  json::object& m = o.at("metadata").as_object();
+  m["uid"] = "0c9a3b5e-1f3c-4d2e-9a7b-" + std::to_string(100000000000 + i);
+  m["resourceVersion"] = std::to_string(1000000 + round * 100000 + i);
+  m["generation"] = 1;
+  m["creationTimestamp"] = "2026-12-07T10:00:00Z";
+  return o;
 }
 
 // A kube::Api that answers one list (the page's text parsed as ApiClient parses it) and one watch

@@ -63,6 +63,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_objects.hpp"
 #include "bench_support.hpp"
 #include "kube/json_path.hpp"
 #include "common/crypto.hpp"
@@ -86,7 +87,7 @@ using namespace stowage;
 namespace {
 
 constexpr const char* kGroupVersion = "/apis/storage.kubestash.com/v1alpha1";
-constexpr const char* kRoundLabel = "bench.stowage.dev/round";
+using bench::kRoundLabel;
 constexpr int kWriters = 16;
 constexpr auto kChildLimit = std::chrono::seconds(240);  // the informer side gives up after this
 constexpr int kLineTimeoutMs = 240'000;                  // the driver waits this long for each report
@@ -117,45 +118,8 @@ struct Layout {
 // A BackupStorage as a team would write it: local provider on a hostPath, labels, an annotation,
 // the cleanup finalizer, a namespace selector and pod runtime settings (~1 KB as the server stores it).
 json::value storage_object(const Layout& l, int i) {
-  std::string ns = l.ns(i), name = l.storage_name(i), team = "team-" + std::to_string(i % 17);
-  return json::value{
-      {"apiVersion", "storage.kubestash.com/v1alpha1"},
-      {"kind", "BackupStorage"},
-      {"metadata",
-       {{"name", name},
-        {"namespace", ns},
-        {"labels",
-         {{"app.kubernetes.io/name", "backupstorage"},
-          {"app.kubernetes.io/instance", name},
-          {"app.kubernetes.io/managed-by", "stowage-watch-bench"},
-          {"app.kubernetes.io/part-of", "kubestash"},
-          {"team", team},
-          {"tier", i % 3 == 0 ? "gold" : "silver"},
-          {kRoundLabel, "0"}}},
-        {"annotations", {{"kubestash.com/description", "nightly backups of " + ns + " for " + team}}},
-        {"finalizers", json::array{"kubestash.com/cleanup"}}}},
-      {"spec",
-       {{"storage",
-         {{"provider", "local"},
-          {"local",
-           {{"mountPath", "/safe/data"},
-            {"subPath", ns + "/" + name},
-            {"hostPath", {{"path", "/var/lib/stowage-bench/" + ns}, {"type", "DirectoryOrCreate"}}}}}}},
-        {"usagePolicy",
-         {{"allowedNamespaces",
-           {{"from", "Selector"}, {"selector", {{"matchLabels", {{"kubernetes.io/metadata.name", ns}}}}}}}}},
-        {"default", false},
-        {"deletionPolicy", i % 2 == 0 ? "Delete" : "WipeOut"},
-        {"runtimeSettings",
-         {{"pod",
-           {{"securityContext", {{"runAsUser", 65534}, {"runAsGroup", 65534}, {"fsGroup", 65534}}},
-            {"nodeSelector", {{"kubernetes.io/os", "linux"}}},
-            {"tolerations",
-             json::array{
-                 {{"key", "dedicated"}, {"operator", "Equal"}, {"value", "backup"}, {"effect", "NoSchedule"}}}}}}}}}}};
+  return bench::backup_storage_object(l.ns(i), l.storage_name(i), i, "0");
 }
-
-// An Opaque Secret with ~200 bytes of data (three keys), labelled.
 json::value secret_object(const Layout& l, int i) {
   std::string name = l.secret_name(i);
   std::string password = crypto::base64_encode("p4ss-" + name + "-" + std::string(48, static_cast<char>('a' + i % 26)));
