@@ -55,28 +55,40 @@ class Metrics::StorageFamily final : public metrics::detail::FamilyBase {
     return bytes;
   }
 
+  // The rows are copied under the lock and rendered after it: the reactor's sweep takes the same lock,
+  // and formatting 10,000 samples while holding it made the reactor wait for the render thread.
   void expose(std::string& out) const override {
-    std::lock_guard lock(table_->mutex);
-    bool any = false;
-    for (const auto& [key, shown] : table_->rows) {
-      double value = 0;
-      switch (field_) {
-        case Ready:
-          value = shown.ready ? 1 : 0;
-          break;
-        case WipeoutFailed:
-          value = shown.wipeout_failed ? 1 : 0;
-          break;
-        case LastInitialized:
-          if (!shown.last_initialized) continue;
-          value = *shown.last_initialized;
-          break;
+    struct Row {
+      std::string namespace_, name, provider;
+      double value;
+    };
+    std::vector<Row> rows;
+    {
+      std::lock_guard lock(table_->mutex);
+      rows.reserve(table_->rows.size());
+      for (const auto& [key, shown] : table_->rows) {
+        double value = 0;
+        switch (field_) {
+          case Ready:
+            value = shown.ready ? 1 : 0;
+            break;
+          case WipeoutFailed:
+            value = shown.wipeout_failed ? 1 : 0;
+            break;
+          case LastInitialized:
+            if (!shown.last_initialized) continue;
+            value = *shown.last_initialized;
+            break;
+        }
+        rows.push_back(Row{key.first, key.second, shown.provider, value});
       }
-      if (!any) header(out, "gauge");
-      any = true;
-      sample_name(out, {key.first, key.second, shown.provider});
+    }
+    if (rows.empty()) return;
+    header(out, "gauge");
+    for (const Row& row : rows) {
+      sample_name(out, {row.namespace_, row.name, row.provider});
       out += ' ';
-      out += metrics::format_value(value);
+      out += metrics::format_value(row.value);
       out += '\n';
     }
   }
