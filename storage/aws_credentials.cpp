@@ -9,10 +9,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fstream>
 #include <mutex>
@@ -103,16 +100,9 @@ class WebIdentityFetcher final : public CredentialFetcher {
           "stowage-" +
           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(WallClock::now().time_since_epoch()).count());
     const std::string context = "STS AssumeRoleWithWebIdentity at " + where.value().origin.origin();
-    std::function<http::Request()> make_request = [target = where.value().target,
-                                                   body =
-                                                       web_identity_request_body(s_.role_arn, session, token.value())] {
-      http::Request request;
-      request.method = "POST";
-      request.target = target;
-      request.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}, {"Accept", "text/xml"}};
-      request.body = body;
-      return request;
-    };
+    std::function<http::Request()> make_request =
+        [request = form_post(where.value().target, web_identity_request_body(s_.role_arn, session, token.value()),
+                             "text/xml", "application/x-www-form-urlencoded; charset=utf-8")] { return request; };
     const http::TlsSettings tls;
     auto sent =
         co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
@@ -210,8 +200,9 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     while (!base.empty() && base.back() == '/') base.pop_back();
     const std::string context = "instance metadata at " + origin.origin();
 
-    auto token = co_await send(
-        origin, request("PUT", base + "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds", "21600"}));
+    auto token = co_await send_within(
+        client_, origin, request("PUT", base + "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds", "21600"}),
+        kImdsTimeout);
     if (!token) {
       BackendError e = gcs::transport_error(token.error(), context + ": no session token");
       e.message +=
@@ -225,7 +216,8 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     if (auto bad = http::check_header_value(session, 4096); bad || session.empty())
       co_return Err(error(true, "ImdsBadReply", context + ": the session token is not a usable header value"));
     const std::string roles_path = base + "/latest/meta-data/iam/security-credentials/";
-    auto roles = co_await send(origin, request("GET", roles_path, {"X-aws-ec2-metadata-token", session}));
+    auto roles = co_await send_within(client_, origin, request("GET", roles_path, {"X-aws-ec2-metadata-token", session}),
+                                      kImdsTimeout);
     if (!roles) co_return Err(gcs::transport_error(roles.error(), context));
     if (roles.value().status == 404)
       co_return Err(error(false, "ImdsNoRole", context + ": the instance has no IAM role (instance profile) attached"));
@@ -234,8 +226,9 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     const std::string role = first_role(roles.value().body);
     if (role.empty() || role.find('/') != std::string::npos || http::check_header_value(role, 256))
       co_return Err(error(false, "ImdsNoRole", context + ": the instance has no usable IAM role name"));
-    auto creds = co_await send(
-        origin, request("GET", roles_path + http::uri_encode(role, false), {"X-aws-ec2-metadata-token", session}));
+    auto creds = co_await send_within(
+        client_, origin,
+        request("GET", roles_path + http::uri_encode(role, false), {"X-aws-ec2-metadata-token", session}), kImdsTimeout);
     if (!creds) co_return Err(gcs::transport_error(creds.error(), context));
     if (creds.value().status != 200)
       co_return Err(refused(context + " refused the role's credentials", creds.value().status));
@@ -257,21 +250,6 @@ class InstanceMetadataFetcher final : public CredentialFetcher {
     return error(transient_status(status), "ImdsRefused", std::move(what) + " (HTTP " + std::to_string(status) + ")");
   }
 
-  // One request, ended after kImdsTimeout (IMDS answers in milliseconds when it answers at all):
-  // the loser of the race is cancelled, which the client handles (its slot is given back).
-  asio::awaitable<http::HttpResult> send(http::Url origin, http::Request request) {
-    using namespace asio::experimental::awaitable_operators;
-    // co_spawn (under operator||) wants a default-constructible result: Result has none.
-    auto attempt = [this](http::Url o, http::Request r) -> asio::awaitable<std::optional<http::HttpResult>> {
-      const http::TlsSettings plain;
-      co_return co_await client_.send(std::move(o), plain, std::move(r));
-    };
-    asio::steady_timer timer(co_await asio::this_coro::executor, kImdsTimeout);
-    auto raced = co_await (attempt(std::move(origin), std::move(request)) || timer.async_wait(asio::use_awaitable));
-    if (raced.index() == 0 && std::get<0>(raced)) co_return std::move(*std::get<0>(raced));
-    co_return Err(http::HttpError{http::HttpError::Kind::Timeout,
-                                  "no answer within " + std::to_string(kImdsTimeout.count()) + " s", false});
-  }
 
   InstanceMetadataSettings s_;
   http::Client& client_;

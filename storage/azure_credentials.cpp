@@ -15,10 +15,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fstream>
 #include <optional>
@@ -93,15 +90,8 @@ class ClientCredentialsFetcher final : public TokenFetcher {
     }
     const std::string& sent_secret = assertion.empty() ? s_.client_secret : assertion;
     const std::string context = "Microsoft Entra token endpoint " + where.value().origin.origin() + "/" + s_.tenant_id;
-    std::function<http::Request()> make_request = [target = where.value().target,
-                                                   body = client_credentials_body(s_, assertion)] {
-      http::Request request;
-      request.method = "POST";
-      request.target = target;
-      request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-      request.body = body;
-      return request;
-    };
+    std::function<http::Request()> make_request =
+        [request = form_post(where.value().target, client_credentials_body(s_, assertion))] { return request; };
     const http::TlsSettings tls;  // the system roots (SSL_CERT_FILE)
     auto sent =
         co_await send_with_retries(client_, where.value().origin, tls, std::move(make_request), true, 0, retry_);
@@ -145,7 +135,7 @@ class ManagedIdentityFetcher final : public TokenFetcher {
       co_return Err(error(false, "InvalidImdsEndpoint", "AZURE_POD_IDENTITY_AUTHORITY_HOST " + where.error()));
     const std::string context = "instance metadata (IMDS) at " + where.value().origin.origin();
     http::Request request{"GET", imds_target(s_), {{"Metadata", "true"}, {"Accept", "application/json"}}, {}};
-    auto sent = co_await send(where.value().origin, std::move(request));
+    auto sent = co_await send_within(client_, where.value().origin, std::move(request), kImdsTimeout);
     if (!sent) {
       BackendError e = gcs::transport_error(sent.error(), context);
       e.message += " (outside Azure, or where pods cannot reach 169.254.169.254, give the controller workload "
@@ -173,19 +163,6 @@ class ManagedIdentityFetcher final : public TokenFetcher {
   }
 
  private:
-  // One request, ended after kImdsTimeout: the loser of the race is cancelled.
-  asio::awaitable<http::HttpResult> send(http::Url origin, http::Request request) {
-    using namespace asio::experimental::awaitable_operators;
-    auto attempt = [this](http::Url o, http::Request r) -> asio::awaitable<std::optional<http::HttpResult>> {
-      const http::TlsSettings plain;
-      co_return co_await client_.send(std::move(o), plain, std::move(r));
-    };
-    asio::steady_timer timer(co_await asio::this_coro::executor, kImdsTimeout);
-    auto raced = co_await (attempt(std::move(origin), std::move(request)) || timer.async_wait(asio::use_awaitable));
-    if (raced.index() == 0 && std::get<0>(raced)) co_return std::move(*std::get<0>(raced));
-    co_return Err(http::HttpError{http::HttpError::Kind::Timeout,
-                                  "no answer within " + std::to_string(kImdsTimeout.count()) + " s", false});
-  }
 
   ManagedIdentitySettings s_;
   http::Client& client_;

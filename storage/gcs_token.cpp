@@ -241,12 +241,7 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_service_account(h
   if (!jwt) co_return Err(error(false, "InvalidServiceAccountKey", source_ + ": " + jwt.error().message));
 
   std::string target = url.value().target;
-  std::function<http::Request()> make_request = [target, body = token_request_body(jwt.value())] {
-    http::Request request;
-    request.method = "POST";
-    request.target = target;
-    request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-    request.body = body;
+  std::function<http::Request()> make_request = [request = form_post(target, token_request_body(jwt.value()))] {
     return request;
   };
   // Issuing a token twice is harmless, so the exchange is retried like an idempotent request.
@@ -327,15 +322,8 @@ asio::awaitable<BackendResult<std::string>> TokenSource::fetch_external_account(
   auto subject = subject_token_from(account, content.value());
   if (!subject) co_return Err(error(true, "SubjectTokenUnreadable", source_ + ": " + subject.error().message));
 
-  std::function<http::Request()> make_request = [target = url.value().target,
-                                                 body = sts_request_body(account, subject.value())] {
-    http::Request request;
-    request.method = "POST";
-    request.target = target;
-    request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-    request.body = body;
-    return request;
-  };
+  std::function<http::Request()> make_request =
+      [request = form_post(url.value().target, sts_request_body(account, subject.value()))] { return request; };
   auto sent = co_await send_with_retries(client, url.value().origin, tls, std::move(make_request), true, 0, retry);
   if (!sent) co_return Err(transport_error(sent.error(), context));
   const http::Response& response = sent.value();
