@@ -42,15 +42,6 @@ bool none_resumed(const std::map<std::string, KubeCacheMirror::Resume>& streams)
 }
 }  // namespace
 
-KubeCacheMirror::Loaded KubeCacheMirror::load() {
-  Loaded out = resume_points();
-  restore_objects(out, [&](const char* resource, const std::string& stream_namespace, RestoredObject&& object) {
-    auto& streams = resource == std::string_view(kStorages) ? out.storages : out.secrets;
-    streams[stream_namespace].objects.push_back(std::move(object));
-  });
-  return out;
-}
-
 KubeCacheMirror::Loaded KubeCacheMirror::resume_points() {
   Loaded out;
   for (const auto& ns : streams_) {

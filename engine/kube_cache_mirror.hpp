@@ -9,7 +9,7 @@
 // "<resource>" for the all-namespaces stream and "<resource>/<namespace>" for one namespace's.
 //
 // Guarantees:
-//  - load() resumes a stream only from a non-empty checkpoint of this very scope. The rows of a
+//  - resume_points() resumes a stream only from a non-empty checkpoint of this very scope. The rows of a
 //    namespace no resumed stream covers (another server's cache, a namespace not served now, a first
 //    listing that never completed) are erased, to be listed afresh, and none is handed back; the
 //    checkpoints of the streams not resumed are voided (emptied), so that a namespace served again
@@ -21,7 +21,7 @@
 //  - Without a store (null) nothing is persisted and nothing is resumed.
 //  - restore_objects() hands the objects over one at a time as it reads them: a restart never holds
 //    every stored row (or every parsed object) at once, only the one being handed over.
-// Assumes: load() (or resume_points() then restore_objects()) runs before the reactor does (it reads
+// Assumes: resume_points() then restore_objects() run before the reactor does (it reads
 // SQLite, blocking); the writes come from the reactor thread (the store groups them into transactions
 // on its own writer thread).
 #include <boost/json/value.hpp>
@@ -61,11 +61,6 @@ class KubeCacheMirror {
   // `store` may be null. `server` names the API server; `namespaces` the streams (empty: one stream
   // over all namespaces).
   KubeCacheMirror(persistence::StateStore* store, std::string server, std::vector<std::string> namespaces);
-
-  // Blocking: before the reactor runs. Erases what cannot be resumed (see above). Both steps below,
-  // with every object collected into its stream's Resume (tests; a caller that can take the objects
-  // one at a time uses the two steps).
-  Loaded load();
 
   // Step 1: each stream's checkpoint (Resume::objects left empty); voids the checkpoints not resumed
   // and clears a resource none of whose streams resumes.

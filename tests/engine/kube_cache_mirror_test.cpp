@@ -24,6 +24,18 @@ namespace {
 constexpr const char* kServer = "https://api.example:6443";
 using Names = std::vector<std::string>;
 
+// Both restart steps, with every object collected into its stream's Resume (what KubeSource receives
+// one object at a time).
+KubeCacheMirror::Loaded load_all(KubeCacheMirror& mirror) {
+  KubeCacheMirror::Loaded out = mirror.resume_points();
+  mirror.restore_objects(out, [&](const char* resource, const std::string& stream_namespace,
+                                  KubeCacheMirror::RestoredObject&& object) {
+    auto& streams = resource == std::string_view(KubeCacheMirror::kStorages) ? out.storages : out.secrets;
+    streams[stream_namespace].objects.push_back(std::move(object));
+  });
+  return out;
+}
+
 json::value storage(const std::string& name, const std::string& rv, const std::string& ns = "demo") {
   return json::object{{"apiVersion", "storage.kubestash.com/v1alpha1"},
                       {"kind", "BackupStorage"},
@@ -41,7 +53,7 @@ KubeCacheMirror::Loaded session(const test::fs::path& dir, const std::string& se
   REQUIRE(opened.ok());
   auto store = std::move(opened.value());
   KubeCacheMirror mirror(store.get(), server, namespaces);
-  auto loaded = mirror.load();
+  auto loaded = load_all(mirror);
   if (work) work(mirror, *store);
   bool durable = false;
   store->when_durable([&] { durable = true; });
@@ -213,7 +225,7 @@ TEST_CASE("KubeCacheMirror without a store persists and resumes nothing") {
   mirror.secret_upserted("demo", "creds", "102");
   mirror.checkpoint(KubeCacheMirror::kStorages, "", "103");
   mirror.removed(KubeCacheMirror::kSecrets, "demo", "creds");
-  auto loaded = mirror.load();
+  auto loaded = load_all(mirror);
   CHECK_FALSE(loaded.storages[""].resumed());
   CHECK(loaded.storages[""].objects.empty());
   CHECK_FALSE(loaded.secrets[""].resumed());
